@@ -1,0 +1,70 @@
+# Hubforge: the two commands are `make up` (set up + start the local workbench)
+# and `make test` (set up what the tests need + run the whole suite).
+# Set-up steps are stamped in .stamps/ so a second run reuses what is installed.
+
+PYTHON ?= python3
+VENV   ?= .venv
+PY     := $(VENV)/bin/python
+STAMPS := .stamps
+ARGS   ?=
+PYTEST_ARGS ?=
+
+.PHONY: up down setup setup-test test lint bench wheel-check clean
+
+up: setup
+	$(VENV)/bin/hubforge up $(ARGS)
+
+down:
+	$(VENV)/bin/hubforge down $(ARGS)
+
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config
+
+$(STAMPS)/venv:
+	@mkdir -p $(STAMPS)
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	@touch $@
+
+$(STAMPS)/python: $(STAMPS)/venv pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+# configurable-http-proxy goes into ./node_modules, never globally.
+$(STAMPS)/node: package.json package-lock.json
+	@mkdir -p $(STAMPS)
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Editable installs do not install data files: enable the server extension in the venv.
+$(STAMPS)/server-config: $(STAMPS)/python extensions/jupyter-config/hubforge.json
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+	cp extensions/jupyter-config/hubforge.json $(VENV)/etc/jupyter/jupyter_server_config.d/hubforge.json
+	@touch $@
+
+setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium
+
+$(STAMPS)/test-python: $(STAMPS)/python
+	$(PY) -m pip install --quiet -e '.[test]'
+	@touch $@
+
+# Debian's Chromium; Playwright drives it (never a browser download).
+$(STAMPS)/chromium:
+	@mkdir -p $(STAMPS)
+	@if ! command -v chromium >/dev/null; then \
+		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
+	fi
+	@touch $@
+
+lint: setup-test
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
+
+test: lint
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+bench: setup-test
+	$(PY) tests/bench/bench_startup.py
+
+clean:
+	rm -rf $(STAMPS) $(VENV) node_modules build dist *.egg-info

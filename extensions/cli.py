@@ -1,0 +1,285 @@
+"""The ``hubforge`` command: up, down, status, users."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from .atomic import read_json, write_json, write_text
+from .processes import MARKER, sweep
+from .workbench import ConfigError, Workbench, load_workbench
+
+FIRST_ADMIN = "admin"
+
+
+def _apply_options(args: argparse.Namespace) -> None:
+    """CLI options become the environment the Workbench defaults read (hub and service too)."""
+    for option, env in (
+        ("data_dir", "HUBFORGE_DIR"),
+        ("ip", "HUBFORGE_IP"),
+        ("port", "HUBFORGE_PORT"),
+        ("base_url", "HUBFORGE_BASE_URL"),
+    ):
+        value = getattr(args, option, None)
+        if value is not None:
+            os.environ[env] = (
+                str(Path(value).expanduser().resolve()) if env == "HUBFORGE_DIR" else str(value)
+            )
+    if getattr(args, "config", None):
+        os.environ["HUBFORGE_CONFIG"] = str(Path(args.config).expanduser().resolve())
+
+
+def _store(workbench: Workbench):
+    from hubforge.hub.passwords import PasswordStore
+
+    return PasswordStore(workbench.state_dir / "passwords.json")
+
+
+def _pid_file(workbench: Workbench) -> Path:
+    return workbench.state_dir / "hubforge.json"
+
+
+def running(workbench: Workbench) -> dict | None:
+    """The record of a running `hubforge up`, or None."""
+    record = read_json(_pid_file(workbench))
+    if not record:
+        return None
+    try:
+        os.kill(record["pid"], 0)
+    except (ProcessLookupError, PermissionError):
+        return None
+    return record
+
+
+def _ensure_first_admin(workbench: Workbench) -> None:
+    store = _store(workbench)
+    if store.users():
+        return
+    password = store.add(FIRST_ADMIN, admin=True)
+    creds = workbench.state_dir / "initial-admin.txt"
+    write_text(creds, f"user: {FIRST_ADMIN}\npassword: {password}\n", mode=0o600)
+    print(
+        f"\nCreated the first admin.\n  user:     {FIRST_ADMIN}\n  password: {password}\n"
+        f"(also saved, readable only by you, in {creds}; "
+        f"change it with `hubforge users reset-password {FIRST_ADMIN}`)\n",
+        flush=True,
+    )
+
+
+def _wait_ready(url: str, hub: subprocess.Popen, timeout: float = 120) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if hub.poll() is not None:
+            return False
+        try:
+            if requests.get(url + "hub/api/", timeout=2).status_code == 200:
+                return True
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    return False
+
+
+def _start_hub(workbench: Workbench, quiet: bool) -> subprocess.Popen:
+    """JupyterHub in its own session, so Ctrl-C reaches only us and we stop it once."""
+    from hubforge.hub.config import config_file_path
+
+    env = dict(os.environ, **{MARKER: workbench.data_dir, "HUBFORGE_DIR": workbench.data_dir})
+    output = None
+    if quiet:
+        output = (workbench.state_dir / "jupyterhub.log").open("ab")
+    with output or contextlib.nullcontext():
+        return subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],
+            cwd=workbench.state_dir,
+            env=env,
+            start_new_session=True,
+            stdout=output,
+            stderr=output,
+        )
+
+
+def _stop_hub(hub: subprocess.Popen, workbench: Workbench) -> None:
+    if hub.poll() is None:
+        hub.terminate()
+        try:
+            hub.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            hub.kill()
+    left = sweep(workbench.data_dir)
+    if left:
+        print(f"Stopped {left} leftover process(es).", file=sys.stderr)
+    _pid_file(workbench).unlink(missing_ok=True)
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    from hubforge.hub.config import find_proxy
+
+    workbench = load_workbench(args.config)
+    if record := running(workbench):
+        raise RuntimeError(
+            f"Hubforge is already running at {record['url']} (pid {record['pid']}); "
+            "stop it with `hubforge down`."
+        )
+    find_proxy()  # fail now, with the fix, rather than inside the hub
+    workbench.prepare()
+    _ensure_first_admin(workbench)
+    hub = _start_hub(workbench, args.quiet)
+    record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
+    write_json(_pid_file(workbench), record)
+    stopping = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        if hub.poll() is None:
+            hub.terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    try:
+        if _wait_ready(workbench.public_url, hub):
+            print(
+                f"\nHubforge is running at {workbench.public_url}\n"
+                "Log in with your user name and password (first admin: see above or "
+                f"{workbench.state_dir / 'initial-admin.txt'}).\n"
+                "Stop with Ctrl-C or `hubforge down`.\n",
+                flush=True,
+            )
+        elif not stopping and hub.poll() is None:
+            print("The hub did not answer within 120 s; see its log.", file=sys.stderr)
+        code = hub.wait()
+    finally:
+        _stop_hub(hub, workbench)
+    return 0 if stopping else code
+
+
+def cmd_down(args: argparse.Namespace) -> int:
+    workbench = load_workbench(args.config)
+    record = running(workbench)
+    if not record:
+        left = sweep(workbench.data_dir)
+        print(
+            f"Hubforge is not running in {workbench.data_dir}"
+            + (f"; stopped {left} leftover process(es)." if left else ".")
+        )
+        return 0
+    os.kill(record["pid"], signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and running(workbench):
+        time.sleep(0.2)
+    if running(workbench):
+        print("Hubforge did not stop within 60 s; killing it.", file=sys.stderr)
+        os.kill(record["pid"], signal.SIGKILL)
+    sweep(workbench.data_dir)
+    print("Hubforge stopped.")
+    return 0
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    from hubforge.hub.config import service_token
+
+    from .client import ServiceClient, ServiceError
+
+    workbench = load_workbench(args.config)
+    record = running(workbench)
+    if not record:
+        print(f"Hubforge is not running (data folder {workbench.data_dir}).")
+        return 1
+    print(f"Hubforge is running at {record['url']} (pid {record['pid']})")
+    try:
+        status = ServiceClient(
+            record["url"] + "services/hubforge/api", service_token(workbench)
+        ).status()
+    except ServiceError as e:
+        print(f"  service: not answering ({e})")
+        return 1
+    gpus = status["gpus"]
+    print(f"  service: {status['service']} {status['version']}, mode {status['mode']}")
+    print(f"  GPUs: {gpus['free']} free of {gpus['total']}")
+    for owner, devices in sorted(gpus["allocations"].items()):
+        print(f"    {owner}: {','.join(devices)}")
+    return 0
+
+
+def cmd_users(args: argparse.Namespace) -> int:
+    from hubforge.hub.passwords import UserError
+
+    workbench = load_workbench(args.config)
+    workbench.prepare()
+    store = _store(workbench)
+    password = None
+    if getattr(args, "password_stdin", False):
+        password = sys.stdin.readline().rstrip("\n")
+    try:
+        if args.users_command == "add":
+            password = store.add(args.name, password, admin=args.admin)
+            print(
+                f"Added {'admin ' if args.admin else ''}user {args.name} with password: {password}"
+            )
+        elif args.users_command == "reset-password":
+            password = store.reset(args.name, password)
+            print(f"New password for {args.name}: {password}")
+        else:
+            for name, info in sorted(store.users().items()):
+                print(f"{name}{'  (admin)' if info['admin'] else ''}")
+    except UserError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="hubforge", description="Hubforge data-science workbench")
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("--data-dir", help="workbench data folder (default ~/.hubforge)")
+    common.add_argument("--config", help="hubforge_config.py to load")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    up = sub.add_parser("up", parents=[common], help="start the local workbench")
+    up.add_argument("--ip", help="address to listen on (default 127.0.0.1)")
+    up.add_argument("--port", type=int, help="public port (default 8000)")
+    up.add_argument("--base-url", help="URL prefix (default /)")
+    up.add_argument(
+        "--quiet", action="store_true", help="send the hub's log to state/jupyterhub.log"
+    )
+    up.set_defaults(func=cmd_up)
+    sub.add_parser("down", parents=[common], help="stop the workbench").set_defaults(func=cmd_down)
+    sub.add_parser("status", parents=[common], help="is it running?").set_defaults(func=cmd_status)
+
+    users = sub.add_parser("users", help="manage workbench users")
+    users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")
+    add = users_sub.add_parser("add", parents=[common], help="add a user, print the password")
+    add.add_argument("name")
+    add.add_argument("--admin", action="store_true", help="make the user a hub admin")
+    add.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    reset = users_sub.add_parser("reset-password", parents=[common], help="set a new password")
+    reset.add_argument("name")
+    reset.add_argument("--password-stdin", action="store_true", help="read the password from stdin")
+    users_sub.add_parser("list", parents=[common], help="list users")
+    users.set_defaults(func=cmd_users)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    _apply_options(args)
+    try:
+        return args.func(args)
+    except ConfigError as e:
+        print(f"Configuration error: {e}", file=sys.stderr)
+        return 2
+    except RuntimeError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,67 @@
+"""Exclusive GPU allocation for local mode, persisted so a restart forgets nothing."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from .atomic import read_json, write_json
+
+
+class NotEnoughGpus(RuntimeError):
+    """Raised when a request asks for more GPUs than are free."""
+
+    def __init__(self, requested: int, free: int, total: int):
+        self.requested, self.free, self.total = requested, free, total
+        super().__init__(
+            f"{requested} GPU(s) requested but only {free} of {total} are free. "
+            "Pick a profile with fewer GPUs or wait until another server or job stops."
+        )
+
+
+class GpuAllocator:
+    """Hands out devices of an inventory to owners ("user/server" or a job id)."""
+
+    def __init__(self, inventory: list[str], state_file: str | Path):
+        self.inventory = list(inventory)
+        self.state_file = Path(state_file)
+        saved = read_json(self.state_file, {}) or {}
+        # Drop devices that left the inventory since the last run.
+        self._owners: dict[str, list[str]] = {
+            owner: [d for d in devices if d in self.inventory] for owner, devices in saved.items()
+        }
+
+    def allocations(self) -> dict[str, list[str]]:
+        return {o: list(d) for o, d in self._owners.items() if d}
+
+    def free(self) -> list[str]:
+        used = {d for devices in self._owners.values() for d in devices}
+        return [d for d in self.inventory if d not in used]
+
+    def allocate(self, owner: str, count: int) -> list[str]:
+        """Give ``owner`` ``count`` devices, replacing what it held before."""
+        if count < 0:
+            raise ValueError(f"GPU count must be >= 0, got {count}")
+        previous = self._owners.pop(owner, [])
+        free = self.free()
+        if count > len(free):
+            self._owners[owner] = previous
+            raise NotEnoughGpus(count, len(free), len(self.inventory))
+        self._owners[owner] = free[:count]
+        self._save()
+        return list(self._owners[owner])
+
+    def release(self, owner: str) -> list[str]:
+        devices = self._owners.pop(owner, [])
+        self._save()
+        return devices
+
+    def _save(self) -> None:
+        write_json(self.state_file, self.allocations())
+
+    def summary(self) -> dict:
+        return {
+            "total": len(self.inventory),
+            "free": len(self.free()),
+            "inventory": list(self.inventory),
+            "allocations": self.allocations(),
+        }

@@ -1,0 +1,1 @@
+"""The hubforge service: the control plane at /services/hubforge/, run by JupyterHub."""

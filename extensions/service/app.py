@@ -1,0 +1,85 @@
+"""Entry point of the hubforge service process (``python -m hubforge.service.app``)."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+from urllib.parse import urlparse
+
+from jupyterhub.services.auth import HubAuth
+from jupyterhub.utils import url_path_join
+from tornado import web
+from traitlets import Unicode, default
+from traitlets.config import Application
+
+from ..gpus import GpuAllocator
+from ..workbench import Workbench, load_workbench
+from .handlers import SERVICE_NAME, GpuHandler, RootHandler, StatusHandler
+
+
+class HubforgeService(Application):
+    """Runs behind JupyterHub at /services/hubforge/ and authenticates with its tokens."""
+
+    name = "hubforge-service"
+    description = __doc__
+
+    config_file = Unicode(config=True, help="Hubforge config file (default: $HUBFORGE_CONFIG).")
+
+    @default("config_file")
+    def _default_config_file(self) -> str:
+        return os.environ.get("HUBFORGE_CONFIG", "")
+
+    service_url = Unicode(config=True, help="Where to listen (default: $JUPYTERHUB_SERVICE_URL).")
+
+    @default("service_url")
+    def _default_service_url(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_URL", "http://127.0.0.1:8002")
+
+    prefix = Unicode(config=True, help="URL prefix (default: $JUPYTERHUB_SERVICE_PREFIX).")
+
+    @default("prefix")
+    def _default_prefix(self) -> str:
+        return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
+
+    def make_app(self, workbench: Workbench) -> web.Application:
+        hub_auth = HubAuth(
+            api_token=os.environ["JUPYTERHUB_API_TOKEN"],
+            api_url=os.environ["JUPYTERHUB_API_URL"],
+            access_scopes={f"access:services!service={SERVICE_NAME}"},
+            cache_max_age=60,
+        )
+        allocator = GpuAllocator(workbench.gpus, workbench.state_dir / "gpus.json")
+        args = {"hub_auth": hub_auth, "allocator": allocator, "workbench": workbench}
+        api = url_path_join(self.prefix, "api")
+        return web.Application(
+            [
+                (self.prefix, RootHandler),
+                (api + "/status", StatusHandler, args),
+                (api + "/gpus", GpuHandler, args),
+                (api + r"/gpus/(.+)", GpuHandler, args),
+            ]
+        )
+
+    def start(self) -> None:
+        workbench = load_workbench(self.config_file or None)
+        asyncio.run(self._serve(workbench))
+
+    async def _serve(self, workbench: Workbench) -> None:
+        app = self.make_app(workbench)
+        url = urlparse(self.service_url)
+        app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
+        self.log.info("hubforge service listening on %s%s", self.service_url, self.prefix)
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        await stop.wait()
+
+
+def main() -> None:
+    HubforgeService.launch_instance()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,126 @@
+"""REST handlers of the hubforge service. Identity comes only from JupyterHub tokens."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from jupyterhub.services.auth import HubAuthenticated
+from tornado import web
+
+from .. import __version__
+from ..gpus import GpuAllocator, NotEnoughGpus
+
+SERVICE_NAME = "hubforge"
+
+
+class ServiceHandler(HubAuthenticated, web.RequestHandler):
+    """JSON handler that refuses any caller without a valid JupyterHub token."""
+
+    def initialize(self, hub_auth: Any, allocator: GpuAllocator, workbench: Any) -> None:
+        self.hub_auth = hub_auth
+        self.allocator = allocator
+        self.workbench = workbench
+
+    def prepare(self) -> None:
+        if self.current_user is None:
+            raise web.HTTPError(
+                403, "A valid JupyterHub token with access to the hubforge service is required"
+            )
+
+    def check_xsrf_cookie(self) -> None:
+        # Token-authenticated API: browsers' cookies are not accepted, so no XSRF risk.
+        return None
+
+    @property
+    def identity(self) -> dict[str, Any]:
+        model = self.current_user
+        return {
+            "kind": model.get("kind", "user"),
+            "name": model["name"],
+            "admin": bool(model.get("admin", False)),
+        }
+
+    @property
+    def is_privileged(self) -> bool:
+        """Admins and the hub side (which calls with this service's own token)."""
+        ident = self.identity
+        return ident["admin"] or (ident["kind"] == "service" and ident["name"] == SERVICE_NAME)
+
+    def require_privileged(self) -> None:
+        if not self.is_privileged:
+            raise web.HTTPError(403, "Only admins and the hub may do this")
+
+    def json_body(self) -> dict[str, Any]:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "The request body is not valid JSON") from None
+        if not isinstance(body, dict):
+            raise web.HTTPError(400, "The request body must be a JSON object")
+        return body
+
+    def write_json(self, data: Any, status: int = 200) -> None:
+        self.set_status(status)
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps(data))
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        reason = self._reason
+        message = reason
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args if exc.args else exc.log_message
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"message": message, "reason": reason}))
+
+
+class StatusHandler(ServiceHandler):
+    def get(self) -> None:
+        gpus = self.allocator.summary()
+        if not self.is_privileged:
+            mine = {
+                o: d
+                for o, d in gpus["allocations"].items()
+                if o.split("/")[0] == self.identity["name"]
+            }
+            gpus["allocations"] = mine
+        self.write_json(
+            {
+                "service": SERVICE_NAME,
+                "version": __version__,
+                "mode": "local",
+                "identity": self.identity,
+                "gpus": gpus,
+            }
+        )
+
+
+class RootHandler(web.RequestHandler):
+    """Unauthenticated liveness answer at the service's prefix (the hub checks it)."""
+
+    def get(self) -> None:
+        self.finish({"service": SERVICE_NAME, "version": __version__})
+
+
+class GpuHandler(ServiceHandler):
+    """POST {"owner", "count"} allocates; DELETE /gpus/<owner> releases."""
+
+    def post(self) -> None:
+        self.require_privileged()
+        body = self.json_body()
+        owner, count = body.get("owner"), body.get("count")
+        if not isinstance(owner, str) or not owner:
+            raise web.HTTPError(400, "'owner' must be a non-empty string like 'alice/'")
+        if not isinstance(count, int) or isinstance(count, bool) or count < 0:
+            raise web.HTTPError(400, f"'count' must be an integer >= 0, got {count!r}")
+        try:
+            devices = self.allocator.allocate(owner, count)
+        except NotEnoughGpus as e:
+            raise web.HTTPError(409, str(e)) from None
+        self.write_json({"owner": owner, "devices": devices}, status=201)
+
+    def delete(self, owner: str) -> None:
+        self.require_privileged()
+        released = self.allocator.release(owner)
+        self.write_json({"owner": owner, "released": released})

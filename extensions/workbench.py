@@ -1,0 +1,235 @@
+"""Workbench settings shared by the CLI, the hub configuration and the hubforge service.
+
+One traitlets class, ``Workbench``, describes where the workbench keeps its data, where it
+listens, which GPUs it owns and which profiles users may pick. Settings come from a traitlets
+config file (``hubforge_config.py``) and, for the CLI's options, from environment variables
+read in ``@default`` methods.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+from urllib.parse import quote, unquote
+
+from traitlets import Integer, List, TraitError, Unicode, default, validate
+from traitlets.config import Config, Configurable, PyFileConfigLoader
+
+from .profiles import ProfileError, default_profiles, validate_profiles
+
+SOURCE_TREE = Path(__file__).resolve().parent.parent
+PATH_SAFE = "/-._~!$&'()*+,;=:@"
+
+
+def detect_gpus() -> list[str]:
+    """GPU indices listed by ``nvidia-smi -L``; empty when there is no NVIDIA driver."""
+    exe = shutil.which("nvidia-smi")
+    if not exe:
+        return []
+    try:
+        out = subprocess.run([exe, "-L"], capture_output=True, text=True, timeout=20).stdout
+    except (OSError, subprocess.TimeoutExpired):
+        return []
+    return [
+        line.split(":", 1)[0].split()[1]
+        for line in out.splitlines()
+        if line.startswith("GPU ") and ":" in line
+    ]
+
+
+def normalize_base_url(value: str) -> str:
+    """One canonical spelling of a URL prefix, always starting and ending with '/'.
+
+    Characters a path may hold stay literal ('@'), others are %-escaped (' ' -> '%20'):
+    HTTP clients turn '%40' into '@', so a hub routing on '%40' never matches their requests.
+    """
+    if not value.startswith("/"):
+        raise TraitError(f"Workbench.base_url={value!r} must start with '/', e.g. '/hub/'")
+    value = quote(unquote(value), safe=PATH_SAFE)
+    return value if value.endswith("/") else value + "/"
+
+
+class Workbench(Configurable):
+    """Where the local workbench lives and what it offers."""
+
+    data_dir = Unicode(
+        config=True,
+        help="""Folder holding all workbench state: hub database, passwords, user homes and
+        the shared data folder that plays the HDFS mount. Default: $HUBFORGE_DIR or
+        ~/.hubforge. Must not be inside the Hubforge source tree.""",
+    )
+
+    @default("data_dir")
+    def _default_data_dir(self) -> str:
+        return os.environ.get("HUBFORGE_DIR") or str(Path.home() / ".hubforge")
+
+    @validate("data_dir")
+    def _check_data_dir(self, proposal: Any) -> str:
+        path = Path(proposal["value"]).expanduser().resolve()
+        if path == SOURCE_TREE or SOURCE_TREE in path.parents:
+            raise TraitError(
+                f"Workbench.data_dir={str(path)!r} is inside the source tree {SOURCE_TREE}; "
+                "choose a folder outside it, e.g. ~/.hubforge"
+            )
+        return str(path)
+
+    ip = Unicode(config=True, help="Address the workbench listens on (default 127.0.0.1).")
+
+    @default("ip")
+    def _default_ip(self) -> str:
+        return os.environ.get("HUBFORGE_IP", "127.0.0.1")
+
+    port = Integer(config=True, help="Public port of the workbench (default 8000).")
+
+    @default("port")
+    def _default_port(self) -> int:
+        return int(os.environ.get("HUBFORGE_PORT", "8000"))
+
+    @validate("port")
+    def _check_port(self, proposal: Any) -> int:
+        if not 1 <= proposal["value"] <= 65535:
+            raise TraitError(f"Workbench.port={proposal['value']}: use a port in 1-65535")
+        return proposal["value"]
+
+    base_url = Unicode(config=True, help="URL prefix of the whole workbench (default '/').")
+
+    @default("base_url")
+    def _default_base_url(self) -> str:
+        return normalize_base_url(os.environ.get("HUBFORGE_BASE_URL", "/"))
+
+    @validate("base_url")
+    def _check_base_url(self, proposal: Any) -> str:
+        return normalize_base_url(proposal["value"])
+
+    gpus = List(
+        Unicode(),
+        config=True,
+        help="""GPU inventory handed out to servers and jobs: CUDA device indices or UUIDs.
+        Default: the devices `nvidia-smi -L` lists (none without an NVIDIA driver).""",
+    )
+
+    @default("gpus")
+    def _default_gpus(self) -> list[str]:
+        if "HUBFORGE_GPUS" in os.environ:
+            return [g for g in os.environ["HUBFORGE_GPUS"].split(",") if g]
+        return detect_gpus()
+
+    @validate("gpus")
+    def _check_gpus(self, proposal: Any) -> list[str]:
+        if len(set(proposal["value"])) != len(proposal["value"]):
+            raise TraitError(f"Workbench.gpus={proposal['value']!r} lists a device twice")
+        return proposal["value"]
+
+    profiles = List(
+        config=True,
+        help="""Profiles users pick on the spawn page. Each is a dict with keys slug,
+        display_name, description, gpus, cpu, memory, default. Default: CPU plus one
+        profile per GPU count the inventory can satisfy. The Helm chart uses the same list.""",
+    )
+
+    @default("profiles")
+    def _default_profiles(self) -> list[dict[str, Any]]:
+        return validate_profiles(default_profiles(len(self.gpus)))
+
+    @validate("profiles")
+    def _check_profiles(self, proposal: Any) -> list[dict[str, Any]]:
+        try:
+            return validate_profiles(proposal["value"], key="Workbench.profiles")
+        except ProfileError as e:
+            raise TraitError(str(e)) from None
+
+    # Derived locations -------------------------------------------------------------
+    @property
+    def root(self) -> Path:
+        return Path(self.data_dir)
+
+    @property
+    def state_dir(self) -> Path:
+        """Hub database, cookie secret, passwords, service state (0700)."""
+        return self.root / "state"
+
+    @property
+    def homes_dir(self) -> Path:
+        return self.root / "homes"
+
+    @property
+    def shared_data(self) -> Path:
+        """The folder that plays the HDFS mount: exported to users as $HUBFORGE_DATA."""
+        return self.root / "hdfs"
+
+    def home_of(self, user: str) -> Path:
+        return self.homes_dir / user
+
+    def user_area(self, user: str) -> Path:
+        return self.shared_data / "users" / user
+
+    def prepare(self) -> None:
+        """Create the folder layout with private state."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        self.state_dir.chmod(0o700)
+        for folder in (self.homes_dir, self.shared_data / "datasets", self.shared_data / "users"):
+            folder.mkdir(parents=True, exist_ok=True)
+
+    @property
+    def public_url(self) -> str:
+        host = "127.0.0.1" if self.ip in ("", "0.0.0.0") else self.ip
+        return f"http://{host}:{self.port}{self.base_url}"
+
+
+class ConfigError(ValueError):
+    """A configuration mistake that stops start-up."""
+
+
+def config_file(path: str | None = None) -> Path | None:
+    """The config file to load: ``path``, $HUBFORGE_CONFIG, or <data dir>/hubforge_config.py."""
+    candidate = path or os.environ.get("HUBFORGE_CONFIG")
+    if candidate:
+        if not Path(candidate).is_file():
+            raise ConfigError(f"Config file {candidate!r} does not exist: check the path")
+        return Path(candidate).resolve()
+    default_file = Path(Workbench().data_dir) / "hubforge_config.py"
+    return default_file if default_file.is_file() else None
+
+
+def load_config(path: str | None = None) -> Config:
+    """Load the Hubforge config file (if any) into a traitlets Config."""
+    file = config_file(path)
+    if file is None:
+        return Config()
+    loader = PyFileConfigLoader(file.name, path=str(file.parent))
+    try:
+        return loader.load_config()
+    except Exception as e:  # a user's Python file: say where it broke
+        raise ConfigError(f"Could not load config file {file}: {e}") from e
+
+
+def check_known_keys(config: Config, classes: list[type[Configurable]]) -> None:
+    """Stop on a misspelt setting of one of ``classes``, naming the valid keys."""
+    problems = []
+    for cls in classes:
+        section = config.get(cls.__name__, {})
+        known = set(cls.class_traits(config=True))
+        for key in section:
+            if key not in known:
+                close = difflib.get_close_matches(key, known, n=1)
+                hint = f" Did you mean {cls.__name__}.{close[0]}?" if close else ""
+                problems.append(
+                    f"Unknown setting {cls.__name__}.{key}.{hint} "
+                    f"Valid keys: {', '.join(sorted(known))}"
+                )
+    if problems:
+        raise ConfigError("\n".join(problems))
+
+
+def load_workbench(path: str | None = None) -> Workbench:
+    """The configured Workbench; ConfigError names any bad key or value."""
+    config = load_config(path)
+    check_known_keys(config, [Workbench])
+    try:
+        return Workbench(config=config)
+    except TraitError as e:
+        raise ConfigError(str(e)) from None

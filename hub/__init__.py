@@ -1,0 +1,1 @@
+"""JupyterHub side of Hubforge: configuration, authenticator, local spawner."""

@@ -1,0 +1,120 @@
+"""The JupyterHub configuration of the local workbench, as code.
+
+``jupyterhub_config.py`` only calls :func:`configure`. Settings for JupyterHub's own classes in
+the user's hubforge_config.py are merged last, so they win over these defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import sys
+from pathlib import Path
+from typing import Any
+
+from hubforge.atomic import write_text
+from hubforge.service.handlers import SERVICE_NAME
+from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
+
+from .spawner import WORKBENCH_MARKER
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def find_proxy() -> str:
+    """configurable-http-proxy installed into the project by npm, else one on PATH."""
+    candidates = [
+        os.environ.get("HUBFORGE_CHP", ""),
+        str(SOURCE_TREE / "node_modules" / ".bin" / "configurable-http-proxy"),
+        shutil.which("configurable-http-proxy") or "",
+    ]
+    for path in candidates:
+        if path and os.access(path, os.X_OK):
+            return path
+    raise RuntimeError(
+        "configurable-http-proxy not found: run `npm ci` in the Hubforge folder "
+        "(the README's first command does it) or set HUBFORGE_CHP"
+    )
+
+
+def service_token(workbench: Workbench) -> str:
+    """The hub<->service token, generated once and kept 0600 in the state folder."""
+    path = workbench.state_dir / "service-token"
+    if not path.exists():
+        write_text(path, secrets.token_hex(32), mode=0o600)
+    return path.read_text().strip()
+
+
+def _roles() -> list[dict[str, Any]]:
+    access = f"access:services!service={SERVICE_NAME}"
+    return [
+        {"name": "user", "scopes": ["self", access]},
+        {"name": "server", "scopes": ["users:activity!user", "access:servers!server", access]},
+        {
+            "name": "hubforge-service",
+            "scopes": ["read:users", "list:users", "read:servers", access],
+            "services": [SERVICE_NAME],
+        },
+    ]
+
+
+def configure(c: Any, config_path: str | None = None) -> Workbench:
+    """Fill JupyterHub config ``c`` for the local workbench."""
+    workbench = load_workbench(config_path)
+    workbench.prepare()
+    state = workbench.state_dir
+    token = service_token(workbench)
+    service_port = free_port()
+    service_url = f"http://127.0.0.1:{service_port}"
+    marker = {WORKBENCH_MARKER: workbench.data_dir, "HUBFORGE_DIR": workbench.data_dir}
+    if os.environ.get("HUBFORGE_CONFIG"):
+        marker["HUBFORGE_CONFIG"] = os.environ["HUBFORGE_CONFIG"]
+
+    c.JupyterHub.ip = workbench.ip
+    c.JupyterHub.port = workbench.port
+    c.JupyterHub.base_url = workbench.base_url
+    c.JupyterHub.hub_ip = "127.0.0.1"
+    c.JupyterHub.hub_port = free_port()
+    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    c.JupyterHub.cleanup_servers = True
+    c.JupyterHub.authenticator_class = "hubforge-password"
+    c.JupyterHub.spawner_class = "hubforge-local"
+    c.JupyterHub.load_roles = _roles()
+    c.JupyterHub.services = [
+        {
+            "name": SERVICE_NAME,
+            "url": service_url,
+            "api_token": token,
+            "command": [sys.executable, "-m", "hubforge.service.app"],
+            "environment": marker,
+            "display": False,
+        }
+    ]
+    c.ConfigurableHTTPProxy.command = [find_proxy()]
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
+    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.ConfigurableHTTPProxy.should_start = True
+    c.ConfigurableHTTPProxy.debug = False
+    c.Spawner.start_timeout = 120
+    c.Spawner.http_timeout = 60
+    c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "TZ"]
+    c.HubforgeLocalSpawner.service_url = (
+        f"{service_url}{workbench.base_url}services/{SERVICE_NAME}/api"
+    )
+    c.HubforgeLocalSpawner.service_token = token
+    c.PasswordAuthenticator.password_file = str(state / "passwords.json")
+
+    c.merge(load_config(config_path))
+    return workbench
+
+
+def config_file_path() -> Path:
+    return Path(__file__).with_name("jupyterhub_config.py")

@@ -1,0 +1,188 @@
+"""Local spawner: JupyterLab per user with a profile, a home folder, the data mount and GPUs."""
+
+from __future__ import annotations
+
+import contextlib
+import html
+import json
+import os
+import signal
+import sys
+from pathlib import Path
+from typing import Any
+
+from hubforge.processes import MARKER as WORKBENCH_MARKER
+from hubforge.profiles import ProfileError, find_profile
+from hubforge.workbench import Workbench, load_workbench
+from jupyterhub.spawner import SimpleLocalProcessSpawner
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
+from traitlets import Instance, Unicode, default
+
+
+class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
+    """Starts JupyterLab as a local process and asks the hubforge service for GPUs."""
+
+    workbench = Instance(Workbench)
+
+    @default("workbench")
+    def _default_workbench(self) -> Workbench:
+        return load_workbench()
+
+    service_url = Unicode(
+        config=True,
+        help="Internal URL of the hubforge service API (set by the hub configuration).",
+    )
+    service_token = Unicode(
+        config=True, help="Token the hub uses to call the hubforge service (set by the hub)."
+    )
+
+    @default("home_dir_template")
+    def _default_home_template(self) -> str:
+        return str(self.workbench.homes_dir / "{username}")
+
+    @default("cmd")
+    def _default_cmd(self) -> list[str]:
+        return [sys.executable, "-m", "jupyterhub.singleuser"]
+
+    @default("default_url")
+    def _default_default_url(self) -> str:
+        return "/lab"
+
+    @default("options_form")
+    def _default_options_form(self) -> Any:
+        return self._render_form
+
+    # Profiles ----------------------------------------------------------------------
+    def usable_profiles(self) -> list[dict[str, Any]]:
+        """Profiles the inventory can ever satisfy."""
+        total = len(self.workbench.gpus)
+        return [p for p in self.workbench.profiles if p["gpus"] <= total]
+
+    def _render_form(self, spawner: Any = None) -> str:
+        rows = []
+        for p in self.usable_profiles():
+            checked = " checked" if p.get("default") else ""
+            slug = html.escape(p["slug"])
+            rows.append(
+                f'<label class="hubforge-profile" style="display:block;margin:0.5em 0">'
+                f'<input type="radio" name="profile" value="{slug}"{checked}> '
+                f"<strong>{html.escape(p['display_name'])}</strong>"
+                f' <span class="text-muted">{html.escape(p.get("description", ""))}</span>'
+                "</label>"
+            )
+        return '<div id="hubforge-profiles">' + "".join(rows) + "</div>"
+
+    def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
+        return {"profile": formdata.get("profile", [""])[0]}
+
+    def selected_profile(self) -> dict[str, Any]:
+        slug = (self.user_options or {}).get("profile")
+        profiles = self.usable_profiles()
+        if not slug:
+            return (
+                next(p for p in profiles if p.get("default"))
+                if any(p.get("default") for p in profiles)
+                else profiles[0]
+            )
+        try:
+            return find_profile(profiles, slug)
+        except ProfileError as e:
+            raise web.HTTPError(400, str(e)) from None
+
+    # GPUs through the hubforge service ---------------------------------------------------
+    @property
+    def gpu_owner(self) -> str:
+        return f"{self.user.name}/{self.name}"
+
+    async def _service(self, method: str, path: str, body: Any = None) -> dict[str, Any]:
+        request = HTTPRequest(
+            self.service_url.rstrip("/") + "/" + path,
+            method=method,
+            headers={"Authorization": f"token {self.service_token}"},
+            body=json.dumps(body) if body is not None else None,
+            request_timeout=20,
+        )
+        try:
+            response = await AsyncHTTPClient().fetch(request)
+        except HTTPClientError as e:
+            message = e.message
+            if e.response is not None and e.response.body:
+                message = json.loads(e.response.body).get("message", message)
+            raise web.HTTPError(e.code, message) from None
+        return json.loads(response.body)
+
+    # Lifecycle ------------------------------------------------------------------------
+    def prepare_folders(self) -> None:
+        home = Path(self.home_dir)
+        home.mkdir(parents=True, exist_ok=True)
+        area = self.workbench.user_area(self.user.name)
+        for sub in ("jobs", "models", "labeling"):
+            (area / sub).mkdir(parents=True, exist_ok=True)
+        link = home / "hdfs"
+        if not link.is_symlink() and not link.exists():
+            link.symlink_to(self.workbench.shared_data, target_is_directory=True)
+
+    def get_env(self) -> dict[str, str]:
+        env = super().get_env()
+        profile = self.selected_profile()
+        env.update(
+            {
+                "HUBFORGE_DATA": str(self.workbench.shared_data),
+                "HUBFORGE_USER_AREA": str(self.workbench.user_area(self.user.name)),
+                "HUBFORGE_PROFILE": profile["slug"],
+                "HUBFORGE_SERVICE_URL": self.service_url,
+                "HUBFORGE_DIR": self.workbench.data_dir,
+                WORKBENCH_MARKER: self.workbench.data_dir,
+                "TF_USE_LEGACY_KERAS": "1",
+                "CUDA_VISIBLE_DEVICES": ",".join(getattr(self, "_devices", [])),
+            }
+        )
+        return env
+
+    def get_args(self) -> list[str]:
+        args = super().get_args()
+        if os.geteuid() == 0:
+            args.append("--allow-root")
+        return args
+
+    async def start(self) -> Any:
+        profile = self.selected_profile()
+        if profile["gpus"] or self.workbench.gpus:
+            granted = await self._service(
+                "POST", "gpus", {"owner": self.gpu_owner, "count": profile["gpus"]}
+            )
+            self._devices = granted["devices"]
+        else:
+            self._devices = []
+        self.prepare_folders()
+        try:
+            return await super().start()
+        except BaseException:
+            await self._release_gpus()
+            raise
+
+    async def stop(self, now: bool = False) -> None:
+        pid = self.pid
+        await super().stop(now=now)
+        if pid:
+            # The server runs in its own session: take its kernels and helpers with it.
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.killpg(pid, signal.SIGKILL)
+        await self._release_gpus()
+
+    async def _release_gpus(self) -> None:
+        if self.workbench.gpus:
+            try:
+                await self._service("DELETE", f"gpus/{self.gpu_owner}")
+            except Exception:
+                self.log.exception("Could not release GPUs of %s", self.gpu_owner)
+
+    def get_state(self) -> dict[str, Any]:
+        state = super().get_state()
+        state["devices"] = getattr(self, "_devices", [])
+        return state
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        super().load_state(state)
+        self._devices = state.get("devices", [])
