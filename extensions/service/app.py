@@ -15,7 +15,7 @@ from traitlets.config import Application
 
 from ..gpus import GpuAllocator
 from ..workbench import Workbench, load_workbench
-from .handlers import SERVICE_NAME, GpuHandler, RootHandler, StatusHandler
+from .handlers import SERVICE_NAME, GpuHandler, RootHandler, StatusHandler, UserHandler
 
 
 class HubforgeService(Application):
@@ -58,6 +58,7 @@ class HubforgeService(Application):
                 (api + "/status", StatusHandler, args),
                 (api + "/gpus", GpuHandler, args),
                 (api + r"/gpus/(.+)", GpuHandler, args),
+                (api + r"/users/([^/]+)", UserHandler, args),
             ]
         )
 

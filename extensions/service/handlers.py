@@ -79,12 +79,10 @@ class StatusHandler(ServiceHandler):
     def get(self) -> None:
         gpus = self.allocator.summary()
         if not self.is_privileged:
-            mine = {
-                o: d
-                for o, d in gpus["allocations"].items()
-                if o.split("/")[0] == self.identity["name"]
+            name = self.identity["name"]
+            gpus["allocations"] = {
+                o: d for o, d in gpus["allocations"].items() if o.split("/", 1)[0] == name
             }
-            gpus["allocations"] = mine
         self.write_json(
             {
                 "service": SERVICE_NAME,
@@ -94,6 +92,17 @@ class StatusHandler(ServiceHandler):
                 "gpus": gpus,
             }
         )
+
+
+class UserHandler(ServiceHandler):
+    """What the service holds for one user; only that user, admins and the hub may look."""
+
+    def get(self, name: str) -> None:
+        if name != self.identity["name"] and not self.is_privileged:
+            raise web.HTTPError(403, f"{self.identity['name']} may not read {name}'s resources")
+        allocations = self.allocator.allocations()
+        gpus = {o: d for o, d in allocations.items() if o.split("/", 1)[0] == name}
+        self.write_json({"name": name, "gpus": gpus})
 
 
 class RootHandler(web.RequestHandler):

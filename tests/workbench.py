@@ -1,0 +1,171 @@
+"""Test helpers: run a real `hubforge up` (hub, proxy, service) on loopback and talk to it."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import quote
+
+import requests
+
+HUBFORGE = [sys.executable, "-m", "hubforge.cli"]
+# An awkward prefix: '%40' (which clients turn into '@') and a space.
+AWKWARD_BASE_URL = "/hub%40forge space/"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def hubforge(*args: str, data_dir: Path, input: str | None = None, timeout: float = 120):
+    """Run the hubforge CLI; returns the CompletedProcess."""
+    return subprocess.run(
+        [*HUBFORGE, *args, "--data-dir", str(data_dir)],
+        capture_output=True,
+        text=True,
+        input=input,
+        timeout=timeout,
+    )
+
+
+@dataclass
+class RunningWorkbench:
+    data_dir: Path
+    url: str
+    proc: subprocess.Popen
+    log: Path
+    admin_password: str
+    _tokens: dict[str, str] = field(default_factory=dict)
+
+    # -- auth ---------------------------------------------------------------------
+    def login(self, user: str, password: str) -> requests.Session:
+        """A browser-like session logged in through the hub's form."""
+        s = requests.Session()
+        s.get(self.url + "hub/login", timeout=30)
+        r = s.post(
+            self.url + "hub/login",
+            data={"username": user, "password": password, "_xsrf": s.cookies.get("_xsrf")},
+            allow_redirects=False,
+            timeout=30,
+        )
+        if r.status_code != 302:
+            raise AssertionError(f"login of {user} failed: {r.status_code} {r.text[:300]}")
+        return s
+
+    def admin_token(self) -> str:
+        if "admin" not in self._tokens:
+            s = self.login("admin", self.admin_password)
+            r = s.post(
+                self.url + "hub/api/users/admin/tokens",
+                json={"note": "tests"},
+                headers={"X-XSRFToken": s.cookies.get("_xsrf")},
+                timeout=30,
+            )
+            r.raise_for_status()
+            self._tokens["admin"] = r.json()["token"]
+        return self._tokens["admin"]
+
+    def api(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:
+        headers = kw.pop("headers", {})
+        if token:
+            headers["Authorization"] = f"token {token}"
+        return requests.request(method, self.url + path, headers=headers, timeout=60, **kw)
+
+    def create_user(self, name: str) -> str:
+        """Create ``name`` through the hub's REST API; returns a token of that user."""
+        admin = self.admin_token()
+        r = self.api("POST", f"hub/api/users/{name}", admin)
+        assert r.status_code in (201, 409), r.text
+        r = self.api("POST", f"hub/api/users/{name}/tokens", admin, json={"note": "tests"})
+        r.raise_for_status()
+        return r.json()["token"]
+
+    # -- servers --------------------------------------------------------------------
+    def spawn(self, name: str, token: str, profile: str = "cpu") -> requests.Response:
+        """Start ``name``'s server and wait until it is ready (or the spawn fails)."""
+        r = self.api("POST", f"hub/api/users/{name}/server", token, json={"profile": profile})
+        if r.status_code not in (201, 202):
+            return r
+        self.wait_ready(name, token)
+        return r
+
+    def wait_ready(self, name: str, token: str, timeout: float = 120) -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"hub/api/users/{name}", token).json()
+            server = model["servers"].get("")
+            if server and server["ready"]:
+                return
+            if not server and not model.get("pending"):
+                raise AssertionError(f"server of {name} stopped while starting: {model}")
+            time.sleep(0.1)
+        raise AssertionError(f"server of {name} not ready after {timeout}s")
+
+    def stop_server(self, name: str, token: str) -> None:
+        r = self.api("DELETE", f"hub/api/users/{name}/server", token)
+        assert r.status_code in (202, 204), r.text
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"hub/api/users/{name}", token).json()
+            if not model["servers"] and not model.get("pending"):
+                return
+            time.sleep(0.1)
+        raise AssertionError(f"server of {name} did not stop")
+
+    def down(self) -> subprocess.CompletedProcess:
+        result = hubforge("down", data_dir=self.data_dir)
+        try:
+            self.proc.wait(timeout=60)
+        except subprocess.TimeoutExpired:
+            self.proc.send_signal(signal.SIGKILL)
+        return result
+
+
+def start_workbench(
+    data_dir: Path,
+    base_url: str = AWKWARD_BASE_URL,
+    config: str = "",
+    timeout: float = 90,
+) -> RunningWorkbench:
+    """`hubforge up` as a subprocess; returns once the hub answers through the proxy."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    config_file = data_dir / "hubforge_config.py"
+    config_file.write_text(config)
+    port = free_port()
+    log = data_dir / "up.log"
+    with log.open("ab") as out:
+        proc = subprocess.Popen(
+            [*HUBFORGE, "up", "--data-dir", str(data_dir), "--port", str(port)]
+            + ["--base-url", base_url, "--config", str(config_file)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+        )
+    from hubforge.workbench import normalize_base_url
+
+    url = f"http://127.0.0.1:{port}{normalize_base_url(base_url)}"
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"hubforge up exited {proc.returncode}:\n{log.read_text()}")
+        if "Hubforge is running at" in log.read_text():
+            break
+        time.sleep(0.1)
+    else:
+        proc.kill()
+        raise RuntimeError(f"hubforge up did not start:\n{log.read_text()}")
+    creds = (data_dir / "state" / "initial-admin.txt").read_text()
+    password = creds.split("password:")[1].split()[0]
+    return RunningWorkbench(data_dir, url, proc, log, password)
+
+
+def quote_path(path: str) -> str:
+    return quote(path, safe="/@")
