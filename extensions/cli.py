@@ -132,18 +132,23 @@ def cmd_up(args: argparse.Namespace) -> int:
     find_proxy()  # fail now, with the fix, rather than inside the hub
     workbench.prepare()
     _ensure_first_admin(workbench)
-    hub = _start_hub(workbench, args.quiet)
-    record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
-    write_json(_pid_file(workbench), record)
-    stopping = []
+    stopping: list[int] = []
+    hubs: list[subprocess.Popen] = []
 
     def stop(signum: int, frame: object) -> None:
         stopping.append(signum)
-        if hub.poll() is None:
-            hub.terminate()
+        for hub in hubs:
+            if hub.poll() is None:
+                hub.terminate()
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
+    hub = _start_hub(workbench, args.quiet)
+    hubs.append(hub)
+    if stopping:
+        hub.terminate()
+    record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
+    write_json(_pid_file(workbench), record)
     try:
         if _wait_ready(workbench.public_url, hub):
             print(

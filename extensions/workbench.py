@@ -230,6 +230,10 @@ def load_workbench(path: str | None = None) -> Workbench:
     config = load_config(path)
     check_known_keys(config, [Workbench])
     try:
-        return Workbench(config=config)
+        workbench = Workbench(config=config)
+        # Values from @default (environment, detection) skip @validate: check them too.
+        for name in workbench.trait_names(config=True):
+            setattr(workbench, name, getattr(workbench, name))
     except TraitError as e:
         raise ConfigError(str(e)) from None
+    return workbench

@@ -141,10 +141,20 @@ def start_workbench(
     config_file.write_text(config)
     port = free_port()
     log = data_dir / "up.log"
-    with log.open("ab") as out:
+    with log.open("wb") as out:
         proc = subprocess.Popen(
-            [*HUBFORGE, "up", "--data-dir", str(data_dir), "--port", str(port)]
-            + ["--base-url", base_url, "--config", str(config_file)],
+            [
+                *HUBFORGE,
+                "up",
+                "--data-dir",
+                str(data_dir),
+                "--port",
+                str(port),
+                "--base-url",
+                base_url,
+                "--config",
+                str(config_file),
+            ],
             stdout=out,
             stderr=subprocess.STDOUT,
             env=dict(os.environ, PYTHONUNBUFFERED="1"),

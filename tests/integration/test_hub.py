@@ -65,7 +65,9 @@ def test_another_users_token_is_refused(workbench, alice):
     assert r.status_code == 403
     assert "mallory may not read alice" in r.json()["message"]
     # and a user cannot hand out GPUs
-    r = workbench.api("POST", "services/hubforge/api/gpus", mallory, json={"owner": "x/", "count": 1})
+    r = workbench.api(
+        "POST", "services/hubforge/api/gpus", mallory, json={"owner": "x/", "count": 1}
+    )
     assert r.status_code == 403
 
 

@@ -1,0 +1,58 @@
+"""Log in through the hub's form, pick a profile, land in JupyterLab."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.workbench import hubforge
+
+pytestmark = [pytest.mark.browser, pytest.mark.hub]
+
+
+def test_login_pick_profile_and_see_the_launcher(workbench, page, tmp_path):
+    r = hubforge(
+        "users",
+        "add",
+        "erin",
+        "--password-stdin",
+        data_dir=workbench.data_dir,
+        input="erin-password-1\n",
+    )
+    assert r.returncode == 0, r.stderr
+    page.goto(workbench.url + "hub/login")
+    page.fill("#username_input", "erin")
+    page.fill("#password_input", "erin-password-1")
+    page.click("#login_submit")
+
+    # The spawn page offers the configured profiles (two fake GPUs -> up to 2 GPUs).
+    page.wait_for_selector("#hubforge-profiles")
+    labels = page.locator(".hubforge-profile strong").all_inner_texts()
+    assert labels == ["CPU", "1 GPU", "2 GPUs"]
+    page.check("input[name=profile][value=gpu-1]")
+    page.click("button[type=submit]")
+
+    page.wait_for_selector(".jp-Launcher", timeout=120_000)
+    assert "/user/erin/lab" in page.url
+    page.screenshot(path=str(tmp_path / "launcher.png"))
+
+    # The server the browser reached runs the chosen profile with one GPU handed out.
+    response = page.request.get(workbench.url + "user/erin/hubforge/api/status")
+    assert response.ok, response.text()
+    status = json.loads(response.text())
+    assert status["profile"] == "gpu-1"
+    assert len(status["gpus"]) == 1
+
+    admin = workbench.admin_token()
+    workbench.stop_server("erin", admin)
+
+
+def test_wrong_password_shows_the_hubs_error(workbench, page):
+    page.goto(workbench.url + "hub/login")
+    page.fill("#username_input", "admin")
+    page.fill("#password_input", "not-the-password")
+    page.click("#login_submit")
+    error = page.wait_for_selector(".login_error")
+    assert error.inner_text() == "Invalid username or password"
+    assert "/hub/login" in page.url

@@ -1,0 +1,95 @@
+from __future__ import annotations
+
+import os
+import stat
+
+import pytest
+from hubforge.atomic import read_json, write_json
+from hubforge.workbench import (
+    SOURCE_TREE,
+    ConfigError,
+    Workbench,
+    detect_gpus,
+    load_workbench,
+    normalize_base_url,
+)
+from traitlets import TraitError
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch, tmp_path):
+    for var in ("HUBFORGE_CONFIG", "HUBFORGE_GPUS", "HUBFORGE_PORT", "HUBFORGE_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
+    monkeypatch.setenv("HUBFORGE_DIR", str(tmp_path / "data"))
+
+
+@pytest.mark.parametrize(
+    ("given", "canonical"),
+    [("/", "/"), ("/forge", "/forge/"), ("/a%40b/", "/a@b/"), ("/hub forge/", "/hub%20forge/")],
+)
+def test_base_url_spelling(given, canonical):
+    assert normalize_base_url(given) == canonical
+
+
+def test_defaults(tmp_path):
+    wb = Workbench(gpus=["0", "1"])
+    assert wb.data_dir == str(tmp_path / "data")
+    assert (wb.ip, wb.port, wb.base_url) == ("127.0.0.1", 8000, "/")
+    assert [p["slug"] for p in wb.profiles] == ["cpu", "gpu-1", "gpu-2"]
+    assert wb.user_area("alice") == tmp_path / "data" / "hdfs" / "users" / "alice"
+    wb.prepare()
+    assert stat.S_IMODE(wb.state_dir.stat().st_mode) == 0o700
+    assert (wb.shared_data / "datasets").is_dir()
+
+
+def test_data_dir_inside_the_source_tree_is_refused():
+    with pytest.raises(TraitError, match="inside the source tree"):
+        Workbench(data_dir=str(SOURCE_TREE / "data"))
+
+
+def test_misspelt_key_stops_startup(tmp_path):
+    config = tmp_path / "hubforge_config.py"
+    config.write_text('c.Workbench.gpuss = ["0"]\n')
+    with pytest.raises(
+        ConfigError, match=r"Unknown setting Workbench.gpuss. Did you mean Workbench.gpus\?"
+    ):
+        load_workbench(str(config))
+
+
+def test_bad_value_names_the_key(tmp_path):
+    config = tmp_path / "hubforge_config.py"
+    config.write_text('c.Workbench.profiles = [{"slug": "cpu", "gpus": "two"}]\n')
+    with pytest.raises(ConfigError, match=r"Workbench.profiles\[0\].gpus='two'"):
+        load_workbench(str(config))
+
+
+def test_broken_config_file(tmp_path):
+    config = tmp_path / "hubforge_config.py"
+    config.write_text("c.Workbench.port = \n")
+    with pytest.raises(ConfigError, match="Could not load config file"):
+        load_workbench(str(config))
+    with pytest.raises(ConfigError, match="does not exist"):
+        load_workbench(str(tmp_path / "missing.py"))
+
+
+def test_gpu_inventory_from_nvidia_smi(tmp_path, monkeypatch):
+    fake = tmp_path / "bin" / "nvidia-smi"
+    fake.parent.mkdir()
+    fake.write_text(
+        "#!/bin/sh\n"
+        'echo "GPU 0: NVIDIA H100 80GB HBM3 (UUID: GPU-aaaa)"\n'
+        'echo "GPU 1: NVIDIA H100 80GB HBM3 (UUID: GPU-bbbb)"\n'
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{fake.parent}{os.pathsep}{os.environ['PATH']}")
+    assert detect_gpus() == ["0", "1"]
+    assert [p["display_name"] for p in Workbench().profiles] == ["CPU", "1 GPU", "2 GPUs"]
+
+
+def test_atomic_json(tmp_path):
+    path = tmp_path / "state" / "x.json"
+    write_json(path, {"a": 1})
+    write_json(path, {"a": 2})
+    assert read_json(path) == {"a": 2}
+    assert read_json(tmp_path / "missing.json", {}) == {}
+    assert [p.name for p in path.parent.iterdir()] == ["x.json"]
