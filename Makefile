@@ -36,9 +36,10 @@ $(STAMPS)/node: package.json package-lock.json
 	@touch $@
 
 # Editable installs do not install data files: enable the server extension in the venv.
-$(STAMPS)/server-config: $(STAMPS)/python extensions/jupyter-config/hubforge.json
-	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d
+$(STAMPS)/server-config: $(STAMPS)/python $(wildcard extensions/jupyter-config/*.json extensions/jupyter-config/*/*.json)
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d $(VENV)/share/jupyter/lab/settings/overrides.d
 	cp extensions/jupyter-config/hubforge.json $(VENV)/etc/jupyter/jupyter_server_config.d/hubforge.json
+	cp extensions/jupyter-config/lab-overrides/hubforge.json $(VENV)/share/jupyter/lab/settings/overrides.d/hubforge.json
 	@touch $@
 
 setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium

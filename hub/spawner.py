@@ -2,22 +2,25 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import html
 import json
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
-from hubforge.processes import MARKER as WORKBENCH_MARKER
-from hubforge.profiles import ProfileError, find_profile
-from hubforge.workbench import Workbench, load_workbench
 from jupyterhub.spawner import SimpleLocalProcessSpawner
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Instance, Unicode, default
+
+from hubforge.processes import MARKER as WORKBENCH_MARKER
+from hubforge.profiles import ProfileError, find_profile
+from hubforge.workbench import Workbench, load_workbench
 
 
 class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
@@ -157,10 +160,30 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
             self._devices = []
         self.prepare_folders()
         try:
-            return await super().start()
+            ip, port = await super().start()
+            await self._wait_listening(ip, port)
         except BaseException:
             await self._release_gpus()
             raise
+        return ip, port
+
+    async def _wait_listening(self, ip: str, port: int) -> None:
+        """Return as soon as the server accepts connections.
+
+        The hub polls a new server with exponential backoff (0.2, 0.4, 0.8, 1.6 s...), so a
+        server ready after 2.1 s is only noticed after 3 s. A 50 ms poll here removes that.
+        """
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if await self.poll() is not None:
+                return  # exited: the hub reports it
+            try:
+                _, writer = await asyncio.open_connection(ip or "127.0.0.1", port)
+            except OSError:
+                await asyncio.sleep(0.05)
+                continue
+            writer.close()
+            return
 
     async def stop(self, now: bool = False) -> None:
         pid = self.pid

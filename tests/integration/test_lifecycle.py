@@ -6,8 +6,8 @@ import signal
 
 import psutil
 import pytest
-from hubforge.processes import workbench_processes
 
+from hubforge.processes import workbench_processes
 from tests.workbench import hubforge, start_workbench
 
 pytestmark = pytest.mark.hub

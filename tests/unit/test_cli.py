@@ -5,8 +5,8 @@ from __future__ import annotations
 import stat
 
 import pytest
-from hubforge.workbench import SOURCE_TREE
 
+from hubforge.workbench import SOURCE_TREE
 from tests.workbench import hubforge
 
 

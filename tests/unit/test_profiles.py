@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 import pytest
+
 from hubforge.profiles import ProfileError, default_profiles, find_profile, validate_profiles
 
 

@@ -4,6 +4,8 @@ import os
 import stat
 
 import pytest
+from traitlets import TraitError
+
 from hubforge.atomic import read_json, write_json
 from hubforge.workbench import (
     SOURCE_TREE,
@@ -13,7 +15,6 @@ from hubforge.workbench import (
     load_workbench,
     normalize_base_url,
 )
-from traitlets import TraitError
 
 
 @pytest.fixture(autouse=True)

@@ -1,0 +1,103 @@
+"""The distribution: folder-to-package mapping, wheel contents, the server extension."""
+
+from __future__ import annotations
+
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from hubforge.workbench import SOURCE_TREE
+
+BIN = Path(sys.executable).parent
+
+
+def strip_ansi(text: str) -> str:
+    return re.sub(r"\x1b\[[0-9;]*m", "", text)
+
+
+def test_server_extension_is_enabled_and_ok():
+    r = subprocess.run(
+        [str(BIN / "jupyter"), "server", "extension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    out = strip_ansi(r.stdout + r.stderr)
+    assert re.search(r"hubforge\s+enabled", out), out
+    assert re.search(r"hubforge 0\.1\.0 OK", out), out
+
+
+@pytest.fixture(scope="module")
+def wheel(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("wheel")
+    r = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(SOURCE_TREE)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert r.returncode == 0, r.stderr
+    (path,) = out.glob("hubforge-*.whl")
+    return path
+
+
+def test_wheel_maps_the_folders_into_one_package(wheel):
+    names = set(zipfile.ZipFile(wheel).namelist())
+    for expected in (
+        "hubforge/__init__.py",
+        "hubforge/cli.py",
+        "hubforge/service/app.py",
+        "hubforge/hub/spawner.py",
+        "hubforge/hub/jupyterhub_config.py",
+        "hubforge/widgets/__init__.py",
+        "hubforge-0.1.0.data/data/etc/jupyter/jupyter_server_config.d/hubforge.json",
+        "hubforge-0.1.0.data/data/share/jupyter/lab/settings/overrides.d/hubforge.json",
+    ):
+        assert expected in names, expected
+    assert not any(n.startswith(("tests/", "hubforge/tests")) for n in names)
+    entry_points = zipfile.ZipFile(wheel).read("hubforge-0.1.0.dist-info/entry_points.txt").decode()
+    assert "hubforge = hubforge.cli:main" in entry_points
+    assert "hubforge-local = hubforge.hub.spawner:HubforgeLocalSpawner" in entry_points
+
+
+def test_installed_wheel_imports_without_the_source_tree(wheel, tmp_path):
+    target = tmp_path / "site"
+    r = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "install",
+            "-q",
+            "--no-deps",
+            "--target",
+            str(target),
+            str(wheel),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert r.returncode == 0, r.stderr
+    code = (
+        "import hubforge, hubforge.hub.spawner, hubforge.service.app, hubforge.cli;"
+        "print(hubforge.__file__); print(hubforge.hub.config.config_file_path().is_file())"
+    )
+    r = subprocess.run(
+        [sys.executable, "-c", "import hubforge.hub.config;" + code],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(target)),
+    )
+    assert r.returncode == 0, r.stderr
+    path, has_config = r.stdout.split()
+    assert path.startswith(str(target))
+    assert has_config == "True"

@@ -1,0 +1,1 @@
+"""ipywidgets views over the Hubforge engines (training, TensorBoard, deploy, labeling)."""
