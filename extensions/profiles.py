@@ -18,7 +18,7 @@ PROFILE_KEYS = {
     "default": "true for the profile selected by default",
 }
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
-_MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]i?$")
+_MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
 
 
 class ProfileError(ValueError):

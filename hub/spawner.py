@@ -62,19 +62,30 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         total = len(self.workbench.gpus)
         return [p for p in self.workbench.profiles if p["gpus"] <= total]
 
-    def _render_form(self, spawner: Any = None) -> str:
+    async def _render_form(self, spawner: Any = None) -> str:
+        free = None
+        if self.workbench.gpus:
+            try:
+                free = (await self._service("GET", "status"))["gpus"]["free"]
+            except web.HTTPError:
+                self.log.warning("hubforge service unavailable: GPU availability unknown")
         rows = []
         for p in self.usable_profiles():
-            checked = " checked" if p.get("default") else ""
-            slug = html.escape(p["slug"])
+            busy = free is not None and p["gpus"] > free
+            attrs = (" checked" if p.get("default") else "") + (" disabled" if busy else "")
+            note = f" (only {free} GPU(s) free now)" if busy else ""
             rows.append(
                 f'<label class="hubforge-profile" style="display:block;margin:0.5em 0">'
-                f'<input type="radio" name="profile" value="{slug}"{checked}> '
+                f'<input type="radio" name="profile" value="{html.escape(p["slug"])}"{attrs}> '
                 f"<strong>{html.escape(p['display_name'])}</strong>"
-                f' <span class="text-muted">{html.escape(p.get("description", ""))}</span>'
+                f' <span class="text-muted">{html.escape(p.get("description", ""))}{note}</span>'
                 "</label>"
             )
-        return '<div id="hubforge-profiles">' + "".join(rows) + "</div>"
+        header = ""
+        if free is not None:
+            total = len(self.workbench.gpus)
+            header = f'<p id="hubforge-gpus-free">GPUs free: {free} of {total}</p>'
+        return f'<div id="hubforge-profiles">{header}{"".join(rows)}</div>'
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         return {"profile": formdata.get("profile", [""])[0]}
@@ -151,6 +162,11 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
 
     async def start(self) -> Any:
         profile = self.selected_profile()
+        # Local mode cannot enforce these; they reach the server as CPU_LIMIT / MEM_LIMIT.
+        if profile.get("cpu"):
+            self.cpu_limit = float(profile["cpu"])
+        if profile.get("memory"):
+            self.mem_limit = profile["memory"]
         if profile["gpus"] or self.workbench.gpus:
             granted = await self._service(
                 "POST", "gpus", {"owner": self.gpu_owner, "count": profile["gpus"]}

@@ -15,7 +15,15 @@ from traitlets.config import Application
 
 from ..gpus import GpuAllocator
 from ..workbench import Workbench, load_workbench
-from .handlers import SERVICE_NAME, GpuHandler, RootHandler, StatusHandler, UserHandler
+from .handlers import (
+    SERVICE_NAME,
+    GpuHandler,
+    PasswordHandler,
+    RootHandler,
+    StatusHandler,
+    UserHandler,
+    UsersHandler,
+)
 
 
 class HubforgeService(Application):
@@ -58,7 +66,9 @@ class HubforgeService(Application):
                 (api + "/status", StatusHandler, args),
                 (api + "/gpus", GpuHandler, args),
                 (api + r"/gpus/(.+)", GpuHandler, args),
+                (api + "/users", UsersHandler, args),
                 (api + r"/users/([^/]+)", UserHandler, args),
+                (api + r"/users/([^/]+)/password", PasswordHandler, args),
             ]
         )
 

@@ -10,6 +10,7 @@ from tornado import web
 
 from .. import __version__
 from ..gpus import GpuAllocator, NotEnoughGpus
+from ..hub.passwords import PasswordStore, UserError
 
 SERVICE_NAME = "hubforge"
 
@@ -46,6 +47,14 @@ class ServiceHandler(HubAuthenticated, web.RequestHandler):
         """Admins and the hub side (which calls with this service's own token)."""
         ident = self.identity
         return ident["admin"] or (ident["kind"] == "service" and ident["name"] == SERVICE_NAME)
+
+    @property
+    def passwords(self) -> PasswordStore:
+        return PasswordStore(self.workbench.state_dir / "passwords.json")
+
+    def require_admin(self) -> None:
+        if not self.identity["admin"]:
+            raise web.HTTPError(403, "Only hub admins may manage users")
 
     def require_privileged(self) -> None:
         if not self.is_privileged:
@@ -103,6 +112,34 @@ class UserHandler(ServiceHandler):
         allocations = self.allocator.allocations()
         gpus = {o: d for o, d in allocations.items() if o.split("/", 1)[0] == name}
         self.write_json({"name": name, "gpus": gpus})
+
+
+class UsersHandler(ServiceHandler):
+    """Hub admins add password users: POST {"name", "admin"} -> {"name", "password"}."""
+
+    def post(self) -> None:
+        self.require_admin()
+        body = self.json_body()
+        name, admin = body.get("name"), body.get("admin", False)
+        if not isinstance(admin, bool):
+            raise web.HTTPError(400, f"'admin' must be true or false, got {admin!r}")
+        try:
+            password = self.passwords.add(name if isinstance(name, str) else "", admin=admin)
+        except UserError as e:
+            raise web.HTTPError(409 if "exists" in str(e) else 400, str(e)) from None
+        self.write_json({"name": name, "admin": admin, "password": password}, status=201)
+
+
+class PasswordHandler(ServiceHandler):
+    """Hub admins reset a user's password: POST -> {"name", "password"}."""
+
+    def post(self, name: str) -> None:
+        self.require_admin()
+        try:
+            password = self.passwords.reset(name)
+        except UserError as e:
+            raise web.HTTPError(404, str(e)) from None
+        self.write_json({"name": name, "password": password})
 
 
 class RootHandler(web.RequestHandler):

@@ -1,0 +1,73 @@
+"""Hub admins add users through the hubforge service; each logs in with their own password."""
+
+from __future__ import annotations
+
+import pytest
+
+pytestmark = pytest.mark.hub
+
+
+def test_admin_adds_a_user_who_can_log_in(workbench):
+    admin = workbench.admin_token()
+    r = workbench.api("POST", "services/hubforge/api/users", admin, json={"name": "fay"})
+    assert r.status_code == 201, r.text
+    password = r.json()["password"]
+    session = workbench.login("fay", password)
+    assert session.get(workbench.url + "hub/spawn", timeout=30).status_code == 200
+
+    r = workbench.api("POST", "services/hubforge/api/users/fay/password", admin)
+    assert r.status_code == 200
+    new = r.json()["password"]
+    with pytest.raises(AssertionError, match="login of fay failed"):
+        workbench.login("fay", password)
+    workbench.login("fay", new)
+
+
+def test_user_management_mistakes(workbench):
+    admin = workbench.admin_token()
+    users = "services/hubforge/api/users"
+    workbench.api("POST", users, admin, json={"name": "gus"})
+    r = workbench.api("POST", users, admin, json={"name": "gus"})
+    assert r.status_code == 409 and "exists already" in r.json()["message"]
+    r = workbench.api("POST", users, admin, json={"name": "Not A Name"})
+    assert r.status_code == 400 and "Invalid user name" in r.json()["message"]
+    r = workbench.api("POST", users, admin, json={"name": "hal", "admin": "yes"})
+    assert r.status_code == 400 and "'admin' must be true or false" in r.json()["message"]
+    r = workbench.api("POST", users, admin, data="{not json")
+    assert r.status_code == 400 and "not valid JSON" in r.json()["message"]
+    r = workbench.api("POST", "services/hubforge/api/users/nobody/password", admin)
+    assert r.status_code == 404 and "hubforge users add nobody" in r.json()["message"]
+
+
+def test_only_admins_manage_users(workbench):
+    ivy = workbench.create_user("ivy")
+    r = workbench.api("POST", "services/hubforge/api/users", ivy, json={"name": "eve"})
+    assert r.status_code == 403 and "Only hub admins" in r.json()["message"]
+    r = workbench.api("POST", "services/hubforge/api/users/admin/password", ivy)
+    assert r.status_code == 403
+    r = workbench.api("POST", "services/hubforge/api/users", json={"name": "eve"})
+    assert r.status_code == 403
+
+
+def test_wrong_password_is_refused(workbench):
+    with pytest.raises(AssertionError, match="login of admin failed"):
+        workbench.login("admin", "definitely-wrong")
+
+
+def test_spawn_page_shows_profiles_and_free_gpus(workbench):
+    admin = workbench.admin_token()
+    password = workbench.api(
+        "POST", "services/hubforge/api/users", admin, json={"name": "joy"}
+    ).json()["password"]
+    session = workbench.login("joy", password)
+    page = session.get(workbench.url + "hub/spawn", timeout=30).text
+    assert "GPUs free: 2 of 2" in page
+    assert 'value="gpu-2" disabled' not in page
+
+    holder = workbench.create_user("kim")
+    assert workbench.spawn("kim", holder, profile="gpu-1").status_code in (201, 202)
+    page = session.get(workbench.url + "hub/spawn", timeout=30).text
+    assert "GPUs free: 1 of 2" in page
+    assert 'value="gpu-2" disabled' in page
+    assert "only 1 GPU(s) free now" in page
+    workbench.stop_server("kim", holder)
