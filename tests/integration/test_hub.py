@@ -92,3 +92,9 @@ def test_unknown_profile_is_refused(workbench):
     message = r.json()["message"]
     assert "No such profile: 'gpu-99'" in message
     assert "cpu, gpu-1, gpu-2" in message
+
+
+def test_jupyter_server_proxy_is_on(workbench, alice):
+    r = workbench.api("GET", "user/alice/server-proxy/servers-info", alice)
+    assert r.status_code == 200, r.text
+    assert "server_processes" in r.json()
