@@ -1,0 +1,179 @@
+"""What a training notebook imports; it behaves the same in the kernel and in a job.
+
+```python
+import tensorflow as tf
+from hubforge import distribute
+
+strategy = distribute.strategy()
+with strategy.scope():
+    model = build_model()
+model.fit(data, epochs=epochs, callbacks=distribute.callbacks())
+model.save(distribute.export_dir())
+```
+
+In a job, the supervisor sets ``TF_CONFIG`` and ``HUBFORGE_JOB_DIR``; in a kernel neither is set
+and everything falls back to one process and a scratch folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+PROGRESS_FILE = "progress.jsonl"
+
+
+def tf_config() -> dict[str, Any]:
+    """The parsed ``TF_CONFIG`` (empty outside a distributed job)."""
+    raw = os.environ.get("TF_CONFIG", "")
+    return json.loads(raw) if raw else {}
+
+
+def num_workers() -> int:
+    cluster = tf_config().get("cluster", {})
+    return sum(len(v) for k, v in cluster.items() if k in ("chief", "worker")) or 1
+
+
+def task() -> tuple[str, int]:
+    info = tf_config().get("task", {})
+    return info.get("type", "worker"), int(info.get("index", 0))
+
+
+def is_chief() -> bool:
+    """True for the one task that writes the real outputs (worker 0 without a chief)."""
+    kind, index = task()
+    has_chief = "chief" in tf_config().get("cluster", {})
+    return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
+
+
+def strategy():
+    """MultiWorkerMirroredStrategy across the job's workers, MirroredStrategy over several
+    local GPUs, else TensorFlow's default strategy."""
+    import tensorflow as tf
+
+    if num_workers() > 1:
+        return tf.distribute.MultiWorkerMirroredStrategy()
+    if len(tf.config.list_physical_devices("GPU")) > 1:
+        return tf.distribute.MirroredStrategy()
+    return tf.distribute.get_strategy()
+
+
+def global_batch_size(per_replica: int) -> int:
+    """Batch size for the whole job: ``per_replica`` times the replicas in sync."""
+    return per_replica * strategy_replicas()
+
+
+def strategy_replicas() -> int:
+    import tensorflow as tf
+
+    gpus = len(tf.config.list_physical_devices("GPU"))
+    return num_workers() * max(1, gpus)
+
+
+def job_dir() -> Path:
+    """The job's folder; in a kernel, a scratch folder under the user's area or /tmp."""
+    if os.environ.get("HUBFORGE_JOB_DIR"):
+        return Path(os.environ["HUBFORGE_JOB_DIR"])
+    base = os.environ.get("HUBFORGE_USER_AREA") or tempfile.gettempdir()
+    return Path(base) / "jobs" / "interactive"
+
+
+def log_dir() -> Path:
+    """Where TensorBoard logs go (``<job>/logs``)."""
+    return job_dir() / "logs"
+
+
+def export_dir(base: str | os.PathLike | None = None) -> str:
+    """Where to ``model.save``: the real folder on the chief, a throw-away one elsewhere
+    (every worker must save under MultiWorkerMirroredStrategy, only one may win)."""
+    target = Path(base) if base else job_dir() / "model"
+    if is_chief():
+        target.parent.mkdir(parents=True, exist_ok=True)
+        return str(target)
+    _, index = task()
+    return tempfile.mkdtemp(prefix=f"hubforge-worker-{index}-")
+
+
+def callbacks(tensorboard: bool = True, backup: bool = True, progress: bool = True) -> list:
+    """TensorBoard logs, BackupAndRestore (resume after a restart) and progress records."""
+    import tensorflow as tf
+
+    result = []
+    if tensorboard:
+        result.append(tf.keras.callbacks.TensorBoard(log_dir=str(_per_task(log_dir()))))
+    if backup and os.environ.get("HUBFORGE_JOB_DIR"):
+        result.append(tf.keras.callbacks.BackupAndRestore(str(job_dir() / "backup")))
+    if progress:
+        result.append(make_progress_callback(job_dir() / PROGRESS_FILE))
+    return result
+
+
+def _per_task(path: Path) -> Path:
+    """Non-chief workers log beside the chief, never over its files."""
+    if is_chief():
+        return path
+    kind, index = task()
+    return Path(tempfile.gettempdir()) / f"hubforge-{kind}-{index}-logs"
+
+
+def make_progress_callback(path: Path):
+    """A Keras callback appending epoch/step records (JSON lines) that views read."""
+    import tensorflow as tf
+
+    attempt = int(os.environ.get("HUBFORGE_ATTEMPT", "0"))
+
+    class ProgressCallback(tf.keras.callbacks.Callback):
+        def __init__(self) -> None:
+            super().__init__()
+            self.epoch = 0
+            self.last_write = 0.0
+
+        def _write(self, record: dict[str, Any]) -> None:
+            if not is_chief():
+                return
+            record.update(time=time.time(), attempt=attempt)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("a", encoding="utf-8") as f:
+                f.write(json.dumps(record) + "\n")
+
+        def on_train_begin(self, logs=None) -> None:
+            self._write(
+                {
+                    "event": "train_begin",
+                    "epochs": self.params.get("epochs"),
+                    "steps": self.params.get("steps"),
+                }
+            )
+
+        def on_epoch_begin(self, epoch, logs=None) -> None:
+            self.epoch = epoch
+            self._write({"event": "epoch_begin", "epoch": epoch})
+
+        def on_train_batch_end(self, batch, logs=None) -> None:
+            now = time.monotonic()
+            if now - self.last_write >= 1.0:  # at most one step record a second
+                self.last_write = now
+                self._write(
+                    {
+                        "event": "step",
+                        "epoch": self.epoch,
+                        "step": batch + 1,
+                        "metrics": _floats(logs),
+                    }
+                )
+
+        def on_epoch_end(self, epoch, logs=None) -> None:
+            self._write({"event": "epoch_end", "epoch": epoch, "metrics": _floats(logs)})
+
+        def on_train_end(self, logs=None) -> None:
+            self._write({"event": "train_end", "metrics": _floats(logs)})
+
+    return ProgressCallback()
+
+
+def _floats(logs: dict | None) -> dict[str, float]:
+    return {k: float(v) for k, v in (logs or {}).items() if isinstance(v, int | float)}

@@ -1,0 +1,155 @@
+"""Local backend: one detached supervisor process per job runs its workers on this machine."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .base import JobBackend
+from .errors import JobError, JobNotFound
+from .spec import JobSpec
+from .store import TERMINAL, JobStore, summarize_progress
+
+
+def new_job_id(name: str) -> str:
+    return f"{name}-{secrets.token_hex(3)}"
+
+
+class LocalJobBackend(JobBackend):
+    """Jobs live in ``<data_root>/users/<owner>/jobs/<id>``; state outlives every process."""
+
+    def __init__(self, data_root: str | Path, env: dict[str, str] | None = None):
+        self.data_root = Path(data_root)
+        self.env = dict(env or {})
+
+    def jobs_dir(self, owner: str) -> Path:
+        return self.data_root / "users" / owner / "jobs"
+
+    def store(self, owner: str, job_id: str) -> JobStore:
+        if "/" in job_id or job_id.startswith("."):
+            raise JobNotFound(f"No job {job_id!r}")
+        store = JobStore(self.jobs_dir(owner) / job_id)
+        if not store.record_file.exists():
+            raise JobNotFound(f"No job {job_id!r} for {owner}; `hubforge job list` shows yours")
+        return store
+
+    # -- JobBackend -------------------------------------------------------------------
+    def submit(
+        self, owner: str, spec: JobSpec, script: str, job_id: str | None = None
+    ) -> dict[str, Any]:
+        spec.validate()
+        job_id = job_id or new_job_id(spec.name)
+        store = JobStore(self.jobs_dir(owner) / job_id)
+        now = time.time()
+        record = {
+            "id": job_id,
+            "owner": owner,
+            "spec": spec.to_dict(),
+            "state": "pending",
+            "reason": "",
+            "restarts": 0,
+            "replicas": {},
+            "created": now,
+            "updated": now,
+            "supervisor": None,
+            "backend": "local",
+        }
+        store.create(record, script)
+        self._start_supervisor(store)
+        return self.get(owner, job_id)
+
+    def _start_supervisor(self, store: JobStore) -> None:
+        log = store.path / "supervisor.log"
+        with log.open("ab") as out:
+            proc = subprocess.Popen(
+                [sys.executable, "-m", "hubforge.jobs.supervisor", str(store.path)],
+                stdin=subprocess.DEVNULL,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # detached: outlives the kernel, server and hub
+                env=dict(os.environ, **self.env),
+                cwd=store.path,
+            )
+        # Reap it when it ends, so a long-lived kernel or service collects no zombies.
+        threading.Thread(target=proc.wait, name=f"reap-{store.id}", daemon=True).start()
+        created = psutil.Process(proc.pid).create_time()
+        store.update(supervisor={"pid": proc.pid, "create_time": created})
+
+    def get(self, owner: str, job_id: str) -> dict[str, Any]:
+        store = self.store(owner, job_id)
+        record = store.read()
+        if record["state"] not in TERMINAL and not _supervisor_alive(record):
+            # The supervisor always records how the job ended; gone without it: it was killed.
+            time.sleep(0.2)  # it may be writing its last words right now
+            record = store.read()
+            if record["state"] not in TERMINAL and not _supervisor_alive(record):
+                record = store.update(state="failed", reason="the job's supervisor was killed")
+        record["artifacts"] = store.artifacts()
+        return record
+
+    def list(self, owner: str) -> list[dict[str, Any]]:
+        folder = self.jobs_dir(owner)
+        if not folder.is_dir():
+            return []
+        records = []
+        for path in folder.iterdir():
+            if (path / "job.json").exists():
+                records.append(self.get(owner, path.name))
+        return sorted(records, key=lambda r: r["created"], reverse=True)
+
+    def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
+        record = self.get(owner, job_id)
+        if record["state"] in TERMINAL:
+            raise JobError(f"Job {job_id} already {record['state']}; nothing to cancel")
+        pid = record["supervisor"]["pid"]
+        os.kill(pid, signal.SIGTERM)  # the supervisor stops its workers, then records it
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and _supervisor_alive(record):
+            time.sleep(0.1)
+        if _supervisor_alive(record):
+            os.killpg(pid, signal.SIGKILL)
+        # Whatever is left in the job's process group goes too.
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(pid, signal.SIGKILL)
+        store = self.store(owner, job_id)
+        if store.read()["state"] not in TERMINAL:
+            store.update(state="cancelled", reason="cancelled by the user")
+        return self.get(owner, job_id)
+
+    def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
+        store = self.store(owner, job_id)
+        replicas = store.read()["spec"]["workers"]
+        valid = [f"worker-{i}" for i in range(replicas)]
+        if replica not in valid:
+            raise JobError(f"No replica {replica!r}; this job has {', '.join(valid)}")
+        path = store.replica_log(replica)
+        if not path.exists():
+            return "", offset
+        with path.open("rb") as f:
+            f.seek(offset)
+            data = f.read()
+        return data.decode("utf-8", errors="replace"), offset + len(data)
+
+    def progress(self, owner: str, job_id: str) -> dict[str, Any]:
+        return summarize_progress(self.store(owner, job_id).progress_records())
+
+
+def _supervisor_alive(record: dict[str, Any]) -> bool:
+    sup = record.get("supervisor")
+    if not sup:
+        return record["state"] == "pending"
+    try:
+        proc = psutil.Process(sup["pid"])
+        return abs(proc.create_time() - sup["create_time"]) < 1 and proc.status() != "zombie"
+    except psutil.Error:
+        return False

@@ -1,0 +1,49 @@
+"""JobBackend over the hubforge service: what kernels and the CLI use inside a hub.
+
+The service takes the owner from the token, so ``owner`` is only informative here.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..client import ServiceClient, ServiceError
+from .base import JobBackend
+from .errors import JobError, JobNotFound
+from .spec import JobSpec
+
+
+class ServiceJobBackend(JobBackend):
+    def __init__(self, client: ServiceClient):
+        self.client = client
+
+    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+        try:
+            return self.client.request(method, path, **kwargs)
+        except ServiceError as e:
+            if e.status == 404:
+                raise JobNotFound(str(e)) from None
+            if e.status in (400, 409):
+                raise JobError(str(e)) from None
+            raise
+
+    def submit(
+        self, owner: str, spec: JobSpec, script: str, job_id: str | None = None
+    ) -> dict[str, Any]:
+        return self._call("POST", "jobs", json={"spec": spec.to_dict(), "script": script})
+
+    def get(self, owner: str, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"jobs/{job_id}")
+
+    def list(self, owner: str) -> list[dict[str, Any]]:
+        return self._call("GET", "jobs")["jobs"]
+
+    def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"jobs/{job_id}")
+
+    def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
+        body = self._call("GET", f"jobs/{job_id}/logs/{replica}", params={"offset": offset})
+        return body["text"], body["offset"]
+
+    def progress(self, owner: str, job_id: str) -> dict[str, Any]:
+        return self._call("GET", f"jobs/{job_id}/progress")

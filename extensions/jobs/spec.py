@@ -1,0 +1,69 @@
+"""The job spec: what to run, on how many workers, with which resources."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from .errors import JobError
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+DEFAULT_MAX_WORKERS = 8
+
+
+@dataclass
+class JobSpec:
+    name: str
+    workers: int = 1
+    gpus_per_worker: int = 0
+    cpu: float | None = None
+    memory: str | None = None
+    params: dict[str, Any] = field(default_factory=dict)
+    max_restarts: int = 2
+    source: str = ""
+    devices: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> JobSpec:
+        unknown = set(data) - set(cls.__dataclass_fields__)
+        if unknown:
+            raise JobError(
+                f"Unknown job field(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
+            )
+        try:
+            return cls(**data)
+        except TypeError as e:
+            raise JobError(f"Bad job spec: {e}") from None
+
+    def validate(self, max_workers: int = DEFAULT_MAX_WORKERS, max_gpus: int | None = None) -> None:
+        """Raise JobError listing every problem."""
+        problems = []
+        if not isinstance(self.name, str) or not NAME.match(self.name):
+            problems.append(
+                f"name={self.name!r}: use 1-40 lowercase letters, digits or '-', e.g. 'mnist'"
+            )
+        if not _is_int(self.workers) or not 1 <= self.workers <= max_workers:
+            problems.append(f"workers={self.workers!r}: choose between 1 and {max_workers}")
+        if not _is_int(self.gpus_per_worker) or self.gpus_per_worker < 0:
+            problems.append(f"gpus_per_worker={self.gpus_per_worker!r}: must be an integer >= 0")
+        elif max_gpus is not None and self.gpus_per_worker > max_gpus:
+            problems.append(
+                f"gpus_per_worker={self.gpus_per_worker}: your profile allows at most {max_gpus}; "
+                "pick a GPU profile or ask for fewer"
+            )
+        if not _is_int(self.max_restarts) or not 0 <= self.max_restarts <= 20:
+            problems.append(f"max_restarts={self.max_restarts!r}: choose between 0 and 20")
+        if self.cpu is not None and (not isinstance(self.cpu, int | float) or self.cpu <= 0):
+            problems.append(f"cpu={self.cpu!r}: cores as a number > 0")
+        if not isinstance(self.params, dict):
+            problems.append("params must be a dict of parameter names to values")
+        if problems:
+            raise JobError("Invalid job:\n  " + "\n  ".join(problems))
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)

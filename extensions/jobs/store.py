@@ -1,0 +1,106 @@
+"""A job's folder on the shared data area, the only record of the job.
+
+users/<owner>/jobs/<id>/
+    job.json          spec, state, replicas, restarts (written atomically)
+    script.py         the converted notebook
+    replicas/<r>.log  each replica's output, every attempt appended
+    progress.jsonl    epoch/step records of the chief
+    logs/             TensorBoard logs      model/   the exported SavedModel
+    backup/           BackupAndRestore checkpoints
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+from typing import Any
+
+from ..atomic import read_json, write_json, write_text
+from ..distribute import PROGRESS_FILE
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+class JobStore:
+    def __init__(self, path: str | Path):
+        self.path = Path(path)
+
+    @property
+    def id(self) -> str:
+        return self.path.name
+
+    @property
+    def record_file(self) -> Path:
+        return self.path / "job.json"
+
+    @property
+    def script_file(self) -> Path:
+        return self.path / "script.py"
+
+    def replica_log(self, replica: str) -> Path:
+        return self.path / "replicas" / f"{replica}.log"
+
+    def create(self, record: dict[str, Any], script: str) -> None:
+        (self.path / "replicas").mkdir(parents=True, exist_ok=False)
+        write_text(self.script_file, script, mode=0o644)
+        write_json(self.record_file, record, mode=0o644)
+
+    def read(self) -> dict[str, Any]:
+        record = read_json(self.record_file)
+        if record is None:
+            raise FileNotFoundError(self.record_file)
+        return record
+
+    def update(self, **changes: Any) -> dict[str, Any]:
+        record = self.read()
+        record.update(changes, updated=time.time())
+        write_json(self.record_file, record, mode=0o644)
+        return record
+
+    def progress_records(self) -> list[dict[str, Any]]:
+        path = self.path / PROGRESS_FILE
+        if not path.exists():
+            return []
+        records = []
+        for line in path.read_text(encoding="utf-8").splitlines():
+            try:
+                records.append(json.loads(line))
+            except ValueError:
+                continue  # a line being written right now
+        return records
+
+    def artifacts(self) -> dict[str, str]:
+        return {
+            "job_dir": str(self.path),
+            "model_dir": str(self.path / "model"),
+            "log_dir": str(self.path / "logs"),
+            "script": str(self.script_file),
+        }
+
+
+def summarize_progress(records: list[dict[str, Any]]) -> dict[str, Any]:
+    """Latest epoch/step/metrics and the per-epoch history (last attempt wins)."""
+    summary: dict[str, Any] = {
+        "epoch": None,
+        "epochs": None,
+        "step": None,
+        "steps": None,
+        "metrics": {},
+        "history": [],
+    }
+    finished: dict[int, dict[str, Any]] = {}
+    for r in records:
+        event = r.get("event")
+        if event == "train_begin":
+            summary.update(epochs=r.get("epochs"), steps=r.get("steps"))
+        elif event == "epoch_begin":
+            summary.update(epoch=r["epoch"], step=0)
+        elif event == "step":
+            summary.update(epoch=r["epoch"], step=r["step"], metrics=r.get("metrics", {}))
+        elif event == "epoch_end":
+            finished[r["epoch"]] = r.get("metrics", {})
+            summary.update(metrics=r.get("metrics", {}))
+    summary["history"] = [{"epoch": e, **m} for e, m in sorted(finished.items())]
+    summary["epochs_done"] = len(finished)
+    return summary

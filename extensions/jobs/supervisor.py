@@ -1,0 +1,153 @@
+"""The per-job supervisor (``python -m hubforge.jobs.supervisor JOB_DIR``).
+
+Starts the job's workers with TF_CONFIG on free loopback ports, restarts the whole group when
+one dies (training resumes from BackupAndRestore), and records every change in job.json.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from .store import JobStore
+
+GRACE_SECONDS = 10
+
+
+def free_ports(count: int) -> list[int]:
+    socks = [socket.socket() for _ in range(count)]
+    try:
+        for s in socks:
+            s.bind(("127.0.0.1", 0))
+        return [s.getsockname()[1] for s in socks]
+    finally:
+        for s in socks:
+            s.close()
+
+
+class Supervisor:
+    def __init__(self, job_dir: str | Path):
+        self.store = JobStore(job_dir)
+        self.record = self.store.read()
+        self.spec = self.record["spec"]
+        self.stopping = False
+        self.procs: dict[str, subprocess.Popen] = {}
+
+    def worker_env(self, index: int, ports: list[int], attempt: int) -> dict[str, str]:
+        workers = self.spec["workers"]
+        cluster = {"worker": [f"127.0.0.1:{p}" for p in ports]}
+        threads = str(max(1, (os.cpu_count() or 1) // workers))
+        per = self.spec["gpus_per_worker"]
+        devices = self.spec.get("devices") or []
+        env = dict(
+            os.environ,
+            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
+            HUBFORGE_JOB_DIR=str(self.store.path),
+            HUBFORGE_JOB_ID=self.store.id,
+            HUBFORGE_ATTEMPT=str(attempt),
+            TF_USE_LEGACY_KERAS="1",
+            TF_NUM_INTRAOP_THREADS=threads,
+            TF_NUM_INTEROP_THREADS="1",
+            OMP_NUM_THREADS=threads,
+            PYTHONUNBUFFERED="1",
+            CUDA_VISIBLE_DEVICES=",".join(devices[index * per : (index + 1) * per]),
+        )
+        return env
+
+    def start_group(self, attempt: int) -> None:
+        ports = free_ports(self.spec["workers"])
+        replicas = {}
+        for i in range(self.spec["workers"]):
+            name = f"worker-{i}"
+            log = self.store.replica_log(name)
+            with log.open("ab") as out:
+                out.write(f"=== attempt {attempt} ({time.strftime('%H:%M:%S')}) ===\n".encode())
+                out.flush()
+                self.procs[name] = subprocess.Popen(
+                    [sys.executable, "-m", "hubforge.jobs.runner", str(self.store.script_file)],
+                    stdin=subprocess.DEVNULL,
+                    stdout=out,
+                    stderr=subprocess.STDOUT,
+                    env=self.worker_env(i, ports, attempt),
+                    cwd=self.store.path,
+                )
+            replicas[name] = {"state": "running", "pid": self.procs[name].pid, "exit_code": None}
+        self.record = self.store.update(state="running", replicas=replicas)
+
+    def stop_group(self) -> None:
+        for proc in self.procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+        deadline = time.monotonic() + GRACE_SECONDS
+        for proc in self.procs.values():
+            try:
+                proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+    def wait_group(self) -> str:
+        """'succeeded', 'failed:<replica>' or 'stopped'."""
+        while True:
+            if self.stopping:
+                return "stopped"
+            codes = {name: p.poll() for name, p in self.procs.items()}
+            failed = [n for n, c in codes.items() if c not in (None, 0)]
+            if failed:
+                return f"failed:{failed[0]}"
+            if all(c == 0 for c in codes.values()):
+                return "succeeded"
+            time.sleep(0.2)
+
+    def record_replicas(self, outcome: str) -> None:
+        replicas = self.record["replicas"]
+        for name, proc in self.procs.items():
+            code = proc.poll()
+            state = "succeeded" if code == 0 else ("running" if code is None else "failed")
+            replicas[name] = {"state": state, "pid": proc.pid, "exit_code": code}
+        self.record = self.store.update(replicas=replicas, last_outcome=outcome)
+
+    def run(self) -> int:
+        signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        restarts = self.record.get("restarts", 0)
+        while True:
+            self.start_group(restarts)
+            outcome = self.wait_group()
+            self.record_replicas(outcome)
+            self.stop_group()
+            if outcome == "succeeded":
+                self.store.update(state="succeeded", reason="")
+                return 0
+            if outcome == "stopped":
+                self.store.update(state="cancelled", reason="cancelled by the user")
+                return 0
+            replica = outcome.split(":", 1)[1]
+            code = self.record["replicas"][replica]["exit_code"]
+            if restarts >= self.spec["max_restarts"]:
+                self.store.update(
+                    state="failed",
+                    reason=f"{replica} exited with {code} after {restarts} restart(s); "
+                    f"see `hubforge job logs {self.store.id} --replica {replica}`",
+                )
+                return 1
+            restarts += 1
+            self.record = self.store.update(
+                state="restarting",
+                restarts=restarts,
+                reason=f"{replica} exited with {code}; restarting the group ({restarts}/"
+                f"{self.spec['max_restarts']})",
+            )
+
+
+def main() -> None:
+    sys.exit(Supervisor(sys.argv[1]).run())
+
+
+if __name__ == "__main__":
+    main()
