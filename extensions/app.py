@@ -7,18 +7,13 @@ import json
 import os
 
 from jupyter_server.auth.decorator import authorized
-from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.application import ExtensionApp
-from jupyter_server.extension.handler import ExtensionHandlerMixin
 from jupyter_server.utils import url_path_join
 from tornado import web
 
 from . import __version__
+from .app_base import HubforgeAPIHandler
 from .client import ServiceClient, ServiceError
-
-
-class HubforgeAPIHandler(ExtensionHandlerMixin, APIHandler):
-    auth_resource = "hubforge"
 
 
 class StatusHandler(HubforgeAPIHandler):
@@ -47,4 +42,8 @@ class HubforgeExtension(ExtensionApp):
     name = "hubforge"
 
     def initialize_handlers(self) -> None:
-        self.handlers.append((url_path_join("/hubforge/api", "status"), StatusHandler))
+        from .jobs.extension_handlers import routes as job_routes
+
+        prefix = "/hubforge/api"
+        self.handlers.append((url_path_join(prefix, "status"), StatusHandler))
+        self.handlers.extend(job_routes(prefix))

@@ -142,6 +142,16 @@ class Workbench(Configurable):
         except ProfileError as e:
             raise TraitError(str(e)) from None
 
+    max_job_workers = Integer(
+        8, config=True, help="Most workers one training job may ask for (local mode)."
+    )
+
+    @validate("max_job_workers")
+    def _check_max_job_workers(self, proposal: Any) -> int:
+        if proposal["value"] < 1:
+            raise TraitError(f"Workbench.max_job_workers={proposal['value']}: must be >= 1")
+        return proposal["value"]
+
     # Derived locations -------------------------------------------------------------
     @property
     def root(self) -> Path:

@@ -145,6 +145,7 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 "HUBFORGE_DATA": str(self.workbench.shared_data),
                 "HUBFORGE_USER_AREA": str(self.workbench.user_area(self.user.name)),
                 "HUBFORGE_PROFILE": profile["slug"],
+                "HUBFORGE_PROFILE_GPUS": str(profile["gpus"]),
                 "HUBFORGE_SERVICE_URL": self.service_url,
                 "HUBFORGE_DIR": self.workbench.data_dir,
                 WORKBENCH_MARKER: self.workbench.data_dir,

@@ -2,7 +2,14 @@
 
 
 class JobError(ValueError):
-    """Bad input for a job; nothing was created."""
+    """Bad input for a job, or a request the job's state forbids; nothing was changed.
+
+    ``status`` is the HTTP status REST views answer with (400 bad input, 409 conflict).
+    """
+
+    def __init__(self, message: str, status: int = 400):
+        super().__init__(message)
+        self.status = status
 
 
 class JobNotFound(KeyError):

@@ -110,7 +110,7 @@ class LocalJobBackend(JobBackend):
     def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
         record = self.get(owner, job_id)
         if record["state"] in TERMINAL:
-            raise JobError(f"Job {job_id} already {record['state']}; nothing to cancel")
+            raise JobError(f"Job {job_id} already {record['state']}; nothing to cancel", 409)
         pid = record["supervisor"]["pid"]
         os.kill(pid, signal.SIGTERM)  # the supervisor stops its workers, then records it
         deadline = time.monotonic() + 30

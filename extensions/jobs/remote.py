@@ -23,8 +23,8 @@ class ServiceJobBackend(JobBackend):
         except ServiceError as e:
             if e.status == 404:
                 raise JobNotFound(str(e)) from None
-            if e.status in (400, 409):
-                raise JobError(str(e)) from None
+            if e.status in (400, 409, 413):
+                raise JobError(str(e), e.status) from None
             raise
 
     def submit(

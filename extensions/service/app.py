@@ -10,10 +10,14 @@ from urllib.parse import urlparse
 from jupyterhub.services.auth import HubAuth
 from jupyterhub.utils import url_path_join
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 from traitlets import Unicode, default
 from traitlets.config import Application
 
 from ..gpus import GpuAllocator
+from ..jobs.handlers import release_finished
+from ..jobs.handlers import routes as jobs_routes
+from ..jobs.local import LocalJobBackend
 from ..workbench import Workbench, load_workbench
 from .handlers import (
     SERVICE_NAME,
@@ -59,9 +63,12 @@ class HubforgeService(Application):
         )
         allocator = GpuAllocator(workbench.gpus, workbench.state_dir / "gpus.json")
         args = {"hub_auth": hub_auth, "allocator": allocator, "workbench": workbench}
+        jobs = LocalJobBackend(workbench.shared_data)
+        self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
         api = url_path_join(self.prefix, "api")
         return web.Application(
-            [
+            jobs_routes(api, {**args, "jobs": jobs})
+            + [
                 (self.prefix, RootHandler),
                 (api + "/status", StatusHandler, args),
                 (api + "/gpus", GpuHandler, args),
@@ -80,6 +87,7 @@ class HubforgeService(Application):
         app = self.make_app(workbench)
         url = urlparse(self.service_url)
         app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
+        self.reconcile.start()
         self.log.info("hubforge service listening on %s%s", self.service_url, self.prefix)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

@@ -1,0 +1,130 @@
+"""Jobs REST views of the hubforge service (/services/hubforge/api/jobs...).
+
+The owner is always the caller's identity from its JupyterHub token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+
+from ..gpus import NotEnoughGpus
+from ..service.handlers import ServiceHandler
+from .errors import JobError, JobNotFound
+from .local import new_job_id
+from .spec import JobSpec
+
+MAX_SCRIPT_BYTES = 5 * 1024 * 1024
+
+
+def gpu_owner(user: str, job_id: str) -> str:
+    return f"job/{user}/{job_id}"
+
+
+class JobsBaseHandler(ServiceHandler):
+    def initialize(self, jobs: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(**kwargs)
+        self.jobs = jobs
+
+    @property
+    def owner(self) -> str:
+        if self.identity["kind"] != "user":
+            raise web.HTTPError(403, "Jobs belong to users: call with a user's token")
+        return self.identity["name"]
+
+    def fail(self, error: Exception) -> None:
+        if isinstance(error, JobNotFound):
+            raise web.HTTPError(404, str(error))
+        raise web.HTTPError(getattr(error, "status", 400), str(error))
+
+
+class JobsHandler(JobsBaseHandler):
+    def get(self) -> None:
+        self.write_json({"jobs": self.jobs.list(self.owner)})
+
+    def post(self) -> None:
+        owner, body = self.owner, self.json_body()
+        script = body.get("script")
+        if not isinstance(script, str) or not script.strip():
+            raise web.HTTPError(400, "'script' must be the job's Python source")
+        if len(script.encode()) > MAX_SCRIPT_BYTES:
+            raise web.HTTPError(413, "The script is larger than 5 MB; keep data out of it")
+        try:
+            spec = JobSpec.from_dict(body.get("spec") or {})
+            spec.validate(max_workers=self.workbench.max_job_workers)
+        except JobError as e:
+            self.fail(e)
+        job_id = new_job_id(spec.name)
+        count = spec.workers * spec.gpus_per_worker
+        if count:
+            try:
+                spec.devices = self.allocator.allocate(gpu_owner(owner, job_id), count)
+            except NotEnoughGpus as e:
+                raise web.HTTPError(409, str(e)) from None
+        try:
+            record = self.jobs.submit(owner, spec, script, job_id=job_id)
+        except (JobError, OSError) as e:
+            self.allocator.release(gpu_owner(owner, job_id))
+            raise web.HTTPError(400, f"Could not start the job: {e}") from None
+        self.write_json(record, status=201)
+
+
+class JobHandler(JobsBaseHandler):
+    def get(self, job_id: str) -> None:
+        try:
+            self.write_json(self.jobs.get(self.owner, job_id))
+        except JobNotFound as e:
+            self.fail(e)
+
+    def delete(self, job_id: str) -> None:
+        try:
+            record = self.jobs.cancel(self.owner, job_id)
+        except (JobError, JobNotFound) as e:
+            self.fail(e)
+        self.allocator.release(gpu_owner(self.owner, job_id))
+        self.write_json(record)
+
+
+class JobLogsHandler(JobsBaseHandler):
+    def get(self, job_id: str, replica: str) -> None:
+        try:
+            offset = int(self.get_argument("offset", "0"))
+        except ValueError:
+            raise web.HTTPError(400, "'offset' must be an integer byte offset") from None
+        try:
+            text, offset = self.jobs.logs(self.owner, job_id, replica, max(0, offset))
+        except (JobError, JobNotFound) as e:
+            self.fail(e)
+        self.write_json({"text": text, "offset": offset})
+
+
+class JobProgressHandler(JobsBaseHandler):
+    def get(self, job_id: str) -> None:
+        try:
+            self.write_json(self.jobs.progress(self.owner, job_id))
+        except JobNotFound as e:
+            self.fail(e)
+
+
+def release_finished(jobs: Any, allocator: Any) -> None:
+    """Give back the GPUs of jobs that ended (called periodically by the service)."""
+    for owner in list(allocator.allocations()):
+        if not owner.startswith("job/"):
+            continue
+        _, user, job_id = owner.split("/", 2)
+        try:
+            state = jobs.get(user, job_id)["state"]
+        except JobNotFound:
+            state = "gone"
+        if state in ("succeeded", "failed", "cancelled", "gone"):
+            allocator.release(owner)
+
+
+def routes(api: str, args: dict[str, Any]) -> list[tuple]:
+    return [
+        (api + "/jobs", JobsHandler, args),
+        (api + r"/jobs/([^/]+)", JobHandler, args),
+        (api + r"/jobs/([^/]+)/logs/([^/]+)", JobLogsHandler, args),
+        (api + r"/jobs/([^/]+)/progress", JobProgressHandler, args),
+    ]

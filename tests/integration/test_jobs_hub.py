@@ -1,0 +1,175 @@
+"""Jobs through the hub: the server extension, the hubforge service, GPUs and isolation."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import nbformat
+import pytest
+
+from tests.notebooks import training_notebook
+
+pytestmark = pytest.mark.hub
+
+
+def put_notebook(workbench, user, token, tmp_path, **kwargs):
+    nb = json.loads(training_notebook(tmp_path / "train.ipynb", **kwargs).read_text())
+    r = workbench.api(
+        "PUT",
+        f"user/{user}/api/contents/train.ipynb",
+        token,
+        json={"type": "notebook", "content": nbformat.from_dict(nb)},
+    )
+    assert r.status_code in (200, 201), r.text
+
+
+def wait_state(workbench, path, token, states, timeout=240):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = workbench.api("GET", path, token).json()
+        if record.get("state") in states:
+            return record
+        time.sleep(0.5)
+    raise AssertionError(f"{path} never reached {states}: {record}")
+
+
+@pytest.fixture(scope="module")
+def trainer(workbench, tmp_path_factory):
+    token = workbench.create_user("trainer")
+    assert workbench.spawn("trainer", token, profile="gpu-1").status_code in (201, 202)
+    put_notebook(workbench, "trainer", token, tmp_path_factory.mktemp("nb"))
+    yield token
+    workbench.stop_server("trainer", token)
+
+
+def test_submit_from_the_server_runs_two_workers(workbench, trainer):
+    r = workbench.api(
+        "POST",
+        "user/trainer/hubforge/api/jobs",
+        trainer,
+        json={"path": "train.ipynb", "workers": 2, "params": {"epochs": 2}},
+    )
+    assert r.status_code == 201, r.text
+    job = r.json()
+    assert job["owner"] == "trainer" and job["spec"]["workers"] == 2
+    record = wait_state(
+        workbench, f"user/trainer/hubforge/api/jobs/{job['id']}", trainer, {"succeeded", "failed"}
+    )
+    assert record["state"] == "succeeded", record
+    job_dir = workbench.data_dir / "hdfs" / "users" / "trainer" / "jobs" / job["id"]
+    assert (job_dir / "model" / "saved_model.pb").is_file()
+    progress = workbench.api(
+        "GET", f"user/trainer/hubforge/api/jobs/{job['id']}/progress", trainer
+    ).json()
+    assert [h["epoch"] for h in progress["history"]] == [0, 1]
+    logs = workbench.api(
+        "GET", f"user/trainer/hubforge/api/jobs/{job['id']}/logs/worker-1", trainer
+    ).json()
+    assert "Epoch 2/2" in logs["text"] and logs["offset"] > 0
+    listed = workbench.api("GET", "services/hubforge/api/jobs", trainer).json()["jobs"]
+    assert job["id"] in [j["id"] for j in listed]
+
+
+def test_gpu_job_gets_devices_and_gives_them_back(workbench, trainer):
+    admin = workbench.admin_token()
+    r = workbench.api(
+        "POST",
+        "user/trainer/hubforge/api/jobs",
+        trainer,
+        json={"path": "train.ipynb", "gpus_per_worker": 1, "params": {"epochs": 30, "delay": 0.1}},
+    )
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    assert len(r.json()["spec"]["devices"]) == 1
+    gpus = workbench.api("GET", "services/hubforge/api/status", admin).json()["gpus"]
+    assert gpus["allocations"][f"job/trainer/{job_id}"] == r.json()["spec"]["devices"]
+    assert gpus["free"] == 0  # one for the server's profile, one for the job
+
+    r = workbench.api(
+        "POST",
+        "user/trainer/hubforge/api/jobs",
+        trainer,
+        json={"path": "train.ipynb", "gpus_per_worker": 1},
+    )
+    assert r.status_code == 409 and "only 0 of 2 are free" in r.json()["message"]
+
+    r = workbench.api("DELETE", f"user/trainer/hubforge/api/jobs/{job_id}", trainer)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    gpus = workbench.api("GET", "services/hubforge/api/status", admin).json()["gpus"]
+    assert f"job/trainer/{job_id}" not in gpus["allocations"]
+
+
+def test_bad_submissions(workbench, trainer):
+    api = "user/trainer/hubforge/api/jobs"
+    cases = [
+        ({"path": "train.ipynb", "workers": 0}, 400, "workers=0"),
+        ({"path": "train.ipynb", "gpus_per_worker": 2}, 400, "your profile allows at most 1"),
+        ({"path": "train.ipynb", "params": {"lr": 1}}, 400, "Unknown parameter(s) lr"),
+        ({"path": "missing.ipynb"}, 400, "does not exist"),
+        ({"path": "../../etc/passwd.ipynb"}, 400, "outside your home folder"),
+        ({"path": "train.ipynb", "gpu": 1}, 400, "Unknown field(s) ['gpu']"),
+        ({"workers": 1}, 400, 'Send {"path"'),
+    ]
+    for body, status, message in cases:
+        r = workbench.api("POST", api, trainer, json=body)
+        assert r.status_code == status, (body, r.text)
+        assert message in r.json()["message"], (body, r.text)
+    r = workbench.api("POST", api, trainer, data="{oops")
+    assert r.status_code == 400
+    # The service checks what it is sent, too.
+    r = workbench.api(
+        "POST",
+        "services/hubforge/api/jobs",
+        trainer,
+        json={"spec": {"name": "x", "workers": 99}, "script": "print(1)"},
+    )
+    assert r.status_code == 400 and "workers=99: choose between 1 and 8" in r.json()["message"]
+    r = workbench.api("POST", "services/hubforge/api/jobs", trainer, json={"spec": {"name": "x"}})
+    assert r.status_code == 400 and "'script'" in r.json()["message"]
+
+
+def test_another_user_can_neither_see_nor_cancel(workbench, trainer):
+    jobs = workbench.api("GET", "services/hubforge/api/jobs", trainer).json()["jobs"]
+    job_id = jobs[0]["id"]
+    snoop = workbench.create_user("snoop")
+    assert workbench.api("GET", "services/hubforge/api/jobs", snoop).json()["jobs"] == []
+    for method, path in [
+        ("GET", f"services/hubforge/api/jobs/{job_id}"),
+        ("DELETE", f"services/hubforge/api/jobs/{job_id}"),
+        ("GET", f"services/hubforge/api/jobs/{job_id}/logs/worker-0"),
+    ]:
+        r = workbench.api(method, path, snoop)
+        assert r.status_code == 404, (method, path, r.text)
+    r = workbench.api(
+        "GET", f"user/trainer/hubforge/api/jobs/{job_id}", snoop, allow_redirects=False
+    )
+    assert r.status_code == 403
+    assert workbench.api("GET", "services/hubforge/api/jobs").status_code == 403
+
+
+def test_job_outlives_the_users_server(workbench, tmp_path):
+    token = workbench.create_user("runner")
+    assert workbench.spawn("runner", token).status_code in (201, 202)
+    put_notebook(workbench, "runner", token, tmp_path)
+    r = workbench.api(
+        "POST",
+        "user/runner/hubforge/api/jobs",
+        token,
+        json={"path": "train.ipynb", "params": {"epochs": 200, "delay": 0.1}},
+    )
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
+    wait_state(workbench, f"services/hubforge/api/jobs/{job_id}", token, {"running"})
+
+    workbench.stop_server("runner", token)
+    time.sleep(2)
+    record = workbench.api("GET", f"services/hubforge/api/jobs/{job_id}", token).json()
+    assert record["state"] == "running"
+
+    assert workbench.spawn("runner", token).status_code in (201, 202)
+    listed = workbench.api("GET", "user/runner/hubforge/api/jobs", token).json()["jobs"]
+    assert [j["state"] for j in listed if j["id"] == job_id] == ["running"]
+    r = workbench.api("DELETE", f"user/runner/hubforge/api/jobs/{job_id}", token)
+    assert r.json()["state"] == "cancelled"
+    workbench.stop_server("runner", token)
