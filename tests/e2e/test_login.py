@@ -6,6 +6,7 @@ import json
 
 import pytest
 
+from tests.e2e.lab import code_notebook, open_and_run_first_cell, put_file
 from tests.workbench import hubforge
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
@@ -45,34 +46,18 @@ def test_login_pick_profile_and_see_the_launcher(workbench, page, tmp_path):
     assert len(status["gpus"]) == 1
 
     # ipywidgets render in a real notebook, and the kernel runs with tf_keras selected.
-    notebook = {
-        "cells": [
-            {
-                "cell_type": "code",
-                "metadata": {},
-                "outputs": [],
-                "execution_count": None,
-                "source": "import os, ipywidgets\n"
-                "print('legacy keras:', os.environ['TF_USE_LEGACY_KERAS'])\n"
-                "ipywidgets.IntSlider(value=7, description='epochs')",
-            }
-        ],
-        "metadata": {"kernelspec": {"name": "python3", "display_name": "Python 3"}},
-        "nbformat": 4,
-        "nbformat_minor": 5,
-    }
-    response = page.request.put(
-        workbench.url + "user/erin/api/contents/widgets.ipynb",
-        data=json.dumps({"type": "notebook", "content": notebook}),
-        headers={"X-XSRFToken": xsrf_of(page)},
+    put_file(
+        page,
+        workbench,
+        "erin",
+        "widgets.ipynb",
+        code_notebook(
+            "import os, ipywidgets\n"
+            "print('legacy keras:', os.environ['TF_USE_LEGACY_KERAS'])\n"
+            "ipywidgets.IntSlider(value=7, description='epochs')"
+        ),
     )
-    assert response.ok, response.text()
-    page.goto(workbench.url + "user/erin/lab/tree/widgets.ipynb")
-    page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=120_000)
-    # Run only once the kernel is connected and idle (the status bar says so).
-    page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=120_000)
-    page.click(".jp-Notebook .jp-Cell .jp-InputArea-editor")
-    page.keyboard.press("Shift+Enter")
+    open_and_run_first_cell(page, workbench, "erin", "widgets.ipynb")
     slider = page.wait_for_selector(".widget-slider", timeout=60_000)
     assert "epochs" in slider.inner_text()
     assert "legacy keras: 1" in page.locator(".jp-OutputArea-output").first.inner_text()
@@ -81,10 +66,6 @@ def test_login_pick_profile_and_see_the_launcher(workbench, page, tmp_path):
     assert page.locator("text=Would you like to get notified").count() == 0
 
     workbench.stop_server("erin", workbench.admin_token())
-
-
-def xsrf_of(page) -> str:
-    return next(c["value"] for c in page.context.cookies() if c["name"] == "_xsrf")
 
 
 def test_wrong_password_shows_the_hubs_error(workbench, page):

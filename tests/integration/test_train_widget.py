@@ -1,0 +1,69 @@
+"""The Train widget driven through its Python methods (the same callbacks a click fires)."""
+
+from __future__ import annotations
+
+import pytest
+
+from hubforge.widgets import train
+from tests.notebooks import training_notebook
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HUBFORGE_DATA", str(tmp_path / "data"))
+    for var in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN", "HUBFORGE_PROFILE_GPUS"):
+        monkeypatch.delenv(var, raising=False)
+    training_notebook(home / "train.ipynb")
+    return home
+
+
+def test_form_is_prefilled_from_the_parameters_cell(home):
+    widget = train(home / "train.ipynb")
+    assert {name: box.value for name, box in widget.params.items()} == {
+        "epochs": "3",
+        "steps": "10",
+        "delay": "0.0",
+    }
+    assert widget.workers.value == 1
+    assert widget.train_button.disabled is False
+    assert widget.cancel_button.disabled and widget.logs_button.disabled
+
+
+def test_click_train_runs_the_job_and_shows_progress(home):
+    widget = train(home / "train.ipynb", poll_interval=0.3)
+    widget.workers.value = 2
+    widget.params["epochs"].value = "2"
+    widget.train_button.click()
+    assert widget.job is not None and widget.train_button.disabled
+    assert widget.wait(timeout=240) == "succeeded"
+    assert "succeeded" in widget.status.value
+    assert widget.progress_bar.value == widget.progress_bar.max == 2 * 10
+    assert "worker-1: succeeded" in widget.replicas.value
+    assert widget.chart.value.startswith("<svg") and "<polyline" in widget.chart.value
+    assert "loss" in widget.chart.value
+    widget.logs_button.click()
+    assert "Epoch 2/2" in widget.logs.value and widget.logs.layout.display == "block"
+    assert widget.train_button.disabled is False
+    widget.close()
+
+
+def test_cancel_button(home):
+    widget = train(home / "train.ipynb", poll_interval=0.3)
+    widget.params["epochs"].value = "100"
+    widget.params["delay"].value = "0.2"
+    job = widget.train()
+    widget.cancel_button.click()
+    assert job.status == "cancelled"
+    assert "cancelled" in widget.status.value
+    widget.close()
+
+
+def test_bad_input_is_shown_and_submits_nothing(home, tmp_path):
+    widget = train(home / "train.ipynb")
+    widget.params["epochs"].value = '"many"'
+    widget.train_button.click()
+    assert widget.job is None
+    assert "Not submitted" in widget.status.value and "expected int like 3" in widget.status.value
+    assert not (tmp_path / "data" / "users").exists()

@@ -1,0 +1,212 @@
+"""The Train widget: a form over ``hubforge.jobs.submit`` and a live view of the job.
+
+Every button has a Python method (``train()``, ``cancel()``, ``show_logs()``, ``refresh()``),
+so scripts and tests drive it exactly as a click does.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import os
+import threading
+from pathlib import Path
+from typing import Any
+
+import ipywidgets as w
+
+from hubforge import jobs
+from hubforge.jobs.convert import parameters_of, read_notebook
+from hubforge.jobs.display import progress_line
+from hubforge.jobs.store import TERMINAL
+
+from .charts import line_chart
+
+STATE_COLORS = {
+    "succeeded": "green",
+    "failed": "#c00",
+    "cancelled": "#777",
+    "running": "#06c",
+    "restarting": "#c60",
+    "pending": "#777",
+}
+
+
+def current_notebook() -> str | None:
+    """The notebook this kernel belongs to, as Jupyter Server tells kernels."""
+    return os.environ.get("JPY_SESSION_NAME")
+
+
+class TrainWidget(w.VBox):
+    def __init__(
+        self,
+        notebook: str | os.PathLike | None = None,
+        workers: int = 1,
+        gpus_per_worker: int = 0,
+        backend: Any = None,
+        poll_interval: float = 1.0,
+    ):
+        self.notebook = Path(notebook or current_notebook() or "")
+        self.backend = backend
+        self.poll_interval = poll_interval
+        self.job: jobs.Job | None = None
+        self._stop = threading.Event()
+        self._build_form(workers, gpus_per_worker)
+        self._build_view()
+        super().__init__(
+            [
+                self.form,
+                self.buttons,
+                self.status,
+                self.progress_bar,
+                self.replicas,
+                self.chart,
+                self.logs,
+            ],
+            layout={"width": "100%"},
+        )
+        self.add_class("hubforge-train")
+
+    # -- construction -------------------------------------------------------------------
+    def _build_form(self, workers: int, gpus: int) -> None:
+        style = {"description_width": "110px"}
+        self.workers = w.BoundedIntText(workers, min=1, max=64, description="Workers", style=style)
+        self.gpus = w.BoundedIntText(gpus, min=0, max=16, description="GPUs / worker", style=style)
+        self.params: dict[str, w.Text] = {}
+        try:
+            defaults = parameters_of(read_notebook(self.notebook)) if self.notebook.name else {}
+        except jobs.JobError:
+            defaults = {}
+        for name, value in defaults.items():
+            self.params[name] = w.Text(json.dumps(value), description=name, style=style)
+        title = w.HTML(f"<b>Train</b> <code>{html.escape(self.notebook.name or '?')}</code>")
+        self.form = w.VBox([title, w.HBox([self.workers, self.gpus]), *self.params.values()])
+
+    def _build_view(self) -> None:
+        self.train_button = w.Button(description="Train", button_style="primary", icon="play")
+        self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
+        self.logs_button = w.Button(description="Logs", icon="file-text", disabled=True)
+        # Filled by the TensorBoard and deploy features.
+        self.tensorboard_button = w.Button(description="TensorBoard", disabled=True)
+        self.deploy_button = w.Button(description="Deploy", disabled=True)
+        self.train_button.on_click(lambda _: self.train())
+        self.cancel_button.on_click(lambda _: self.cancel())
+        self.logs_button.on_click(lambda _: self.show_logs())
+        self.buttons = w.HBox(
+            [
+                self.train_button,
+                self.cancel_button,
+                self.logs_button,
+                self.tensorboard_button,
+                self.deploy_button,
+            ]
+        )
+        self.status = w.HTML("Ready: choose workers and parameters, then <b>Train</b>.")
+        self.progress_bar = w.IntProgress(
+            0, min=0, max=1, description="Progress", layout={"width": "60%"}
+        )
+        self.replicas = w.HTML()
+        self.chart = w.HTML()
+        self.logs = w.Textarea(layout={"width": "100%", "height": "180px", "display": "none"})
+
+    # -- actions ------------------------------------------------------------------------
+    def param_values(self) -> dict[str, Any]:
+        values = {}
+        for name, box in self.params.items():
+            try:
+                values[name] = json.loads(box.value)
+            except ValueError:
+                values[name] = box.value
+        return values
+
+    def train(self) -> jobs.Job | None:
+        """Submit the notebook with the form's settings; errors show in the status line."""
+        try:
+            self.job = jobs.submit(
+                self.notebook,
+                workers=self.workers.value,
+                gpus_per_worker=self.gpus.value,
+                params=self.param_values(),
+                backend=self.backend,
+            )
+        except (jobs.JobError, jobs.JobNotFound, OSError) as e:
+            self.status.value = f'<span style="color:#c00">Not submitted: {html.escape(str(e))}'
+            return None
+        self.train_button.disabled = True
+        self.cancel_button.disabled = self.logs_button.disabled = False
+        self.refresh()
+        self._start_polling()
+        return self.job
+
+    def cancel(self) -> None:
+        if self.job is not None and self.job.status not in TERMINAL:
+            self.job.cancel()
+        self.refresh()
+
+    def show_logs(self, replica: str = "worker-0") -> str:
+        text = self.job.logs(replica) if self.job else ""
+        self.logs.value = text[-20000:]
+        self.logs.layout.display = "block"
+        return text
+
+    def refresh(self) -> str:
+        """Read the job's state and progress into the view; returns the state."""
+        if self.job is None:
+            return "ready"
+        record = self.job.refresh().record
+        state, progress = record["state"], self.job.progress
+        color = STATE_COLORS.get(state, "black")
+        reason = f" — {html.escape(record['reason'])}" if record.get("reason") else ""
+        self.status.value = (
+            f'<b>{record["id"]}</b>: <span class="hubforge-state" '
+            f'style="color:{color}">{state}</span>{reason}<br>'
+            f"<code>{html.escape(progress_line(state, progress))}</code>"
+        )
+        self._show_progress(state, progress)
+        self.replicas.value = "".join(
+            f"<div>{name}: {r['state']} (exit {r['exit_code']})</div>"
+            for name, r in sorted(record["replicas"].items())
+        )
+        self.chart.value = line_chart(progress.get("history", []))
+        if state in TERMINAL:
+            self.train_button.disabled = False
+            self.cancel_button.disabled = True
+        return state
+
+    def _show_progress(self, state: str, progress: dict[str, Any]) -> None:
+        epochs, steps = progress.get("epochs") or 0, progress.get("steps") or 1
+        self.progress_bar.max = max(1, epochs * steps)
+        if state == "succeeded":
+            self.progress_bar.value = self.progress_bar.max
+        elif progress.get("epoch") is not None:
+            value = progress["epoch"] * steps + (progress.get("step") or 0)
+            self.progress_bar.value = min(self.progress_bar.max, value)
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the job ends (for scripts and tests), then refresh the view."""
+        if self.job is None:
+            raise RuntimeError("Nothing submitted yet: call train() first")
+        self.job.wait(timeout=timeout)
+        return self.refresh()
+
+    # -- live updates -------------------------------------------------------------------
+    def _start_polling(self) -> None:
+        self._stop.clear()
+        threading.Thread(target=self._poll, name="hubforge-train-poll", daemon=True).start()
+
+    def _poll(self) -> None:
+        while not self._stop.wait(self.poll_interval):
+            try:
+                if self.refresh() in TERMINAL:
+                    return
+            except Exception as e:  # keep the view alive; say what went wrong
+                self.status.value = f"Could not refresh: {html.escape(str(e))}"
+
+    def close(self) -> None:
+        self._stop.set()
+        super().close()
+
+
+def train(notebook: str | os.PathLike | None = None, **kwargs: Any) -> TrainWidget:
+    """The Train widget for ``notebook`` (default: this notebook)."""
+    return TrainWidget(notebook, **kwargs)
