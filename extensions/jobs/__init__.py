@@ -1,9 +1,29 @@
-"""Notebook -> distributed TensorFlow job: ``submit``, ``get``, ``list`` and ``Job``."""
+"""Notebook -> distributed TensorFlow job: ``submit``, ``get``, ``list`` and ``Job``.
 
-from .api import Job, get, list_jobs, submit
-from .errors import JobError, JobNotFound
-from .spec import JobSpec
+Attributes load lazily, so the supervisor and worker processes (``python -m
+hubforge.jobs.supervisor|runner``) start without importing the API's dependencies.
+"""
 
-list = list_jobs
+from __future__ import annotations
 
-__all__ = ["Job", "JobError", "JobNotFound", "JobSpec", "get", "list", "list_jobs", "submit"]
+from importlib import import_module
+from typing import Any
+
+_EXPORTS = {
+    "Job": "api",
+    "get": "api",
+    "list_jobs": "api",
+    "submit": "api",
+    "list": "api:list_jobs",
+    "JobError": "errors",
+    "JobNotFound": "errors",
+    "JobSpec": "spec",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _EXPORTS:
+        raise AttributeError(f"module 'hubforge.jobs' has no attribute {name!r}")
+    module, _, attr = _EXPORTS[name].partition(":")
+    return getattr(import_module(f"{__name__}.{module}"), attr or name)

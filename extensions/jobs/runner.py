@@ -7,14 +7,15 @@ import sys
 
 
 def main() -> None:
-    from IPython.core.interactiveshell import InteractiveShell
-
     path = sys.argv[1]
-    shell = InteractiveShell.instance()
-    namespace = {"__name__": "__main__", "__file__": path, "get_ipython": shell.get_ipython}
     with open(path, encoding="utf-8") as f:
-        code = compile(f.read(), path, "exec")
-    exec(code, namespace)  # errors propagate: the worker exits non-zero
+        source = f.read()
+    namespace = {"__name__": "__main__", "__file__": path}
+    if "get_ipython()" in source:  # magics or `!` commands: start IPython only when needed
+        from IPython.core.interactiveshell import InteractiveShell
+
+        namespace["get_ipython"] = InteractiveShell.instance().get_ipython
+    exec(compile(source, path, "exec"), namespace)  # errors propagate: exit non-zero
 
 
 if __name__ == "__main__":

@@ -53,7 +53,7 @@ class Supervisor:
             HUBFORGE_ATTEMPT=str(attempt),
             TF_USE_LEGACY_KERAS="1",
             TF_NUM_INTRAOP_THREADS=threads,
-            TF_NUM_INTEROP_THREADS="1",
+            TF_NUM_INTEROP_THREADS=threads,
             OMP_NUM_THREADS=threads,
             PYTHONUNBUFFERED="1",
             CUDA_VISIBLE_DEVICES=",".join(devices[index * per : (index + 1) * per]),
