@@ -108,6 +108,21 @@ def _start_hub(workbench: Workbench, quiet: bool) -> subprocess.Popen:
         )
 
 
+def _stop_jobs(workbench: Workbench) -> None:
+    """Stop running jobs unless `hubforge down --keep-jobs` asked to leave them."""
+    from .jobs.local import LocalJobBackend
+
+    keep = workbench.state_dir / "keep-jobs"
+    if keep.exists():
+        keep.unlink()
+        return
+    stopped = LocalJobBackend(workbench.shared_data).stop_all(
+        "stopped with the workbench (hubforge down); `hubforge down --keep-jobs` keeps jobs"
+    )
+    if stopped:
+        print(f"Stopped job(s): {', '.join(stopped)}", file=sys.stderr)
+
+
 def _stop_hub(hub: subprocess.Popen, workbench: Workbench) -> None:
     if hub.poll() is None:
         hub.terminate()
@@ -118,6 +133,7 @@ def _stop_hub(hub: subprocess.Popen, workbench: Workbench) -> None:
     left = sweep(workbench.data_dir)
     if left:
         print(f"Stopped {left} leftover process(es).", file=sys.stderr)
+    _stop_jobs(workbench)
     _pid_file(workbench).unlink(missing_ok=True)
 
 
@@ -170,8 +186,11 @@ def cmd_up(args: argparse.Namespace) -> int:
 def cmd_down(args: argparse.Namespace) -> int:
     workbench = load_workbench(args.config)
     record = running(workbench)
+    if args.keep_jobs:
+        write_text(workbench.state_dir / "keep-jobs", "keep running jobs\n", mode=0o600)
     if not record:
         left = sweep(workbench.data_dir)
+        _stop_jobs(workbench)
         print(
             f"Hubforge is not running in {workbench.data_dir}"
             + (f"; stopped {left} leftover process(es)." if left else ".")
@@ -407,7 +426,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--quiet", action="store_true", help="send the hub's log to state/jupyterhub.log"
     )
     up.set_defaults(func=cmd_up)
-    sub.add_parser("down", parents=[common], help="stop the workbench").set_defaults(func=cmd_down)
+    down = sub.add_parser("down", parents=[common], help="stop the workbench")
+    down.add_argument(
+        "--keep-jobs",
+        action="store_true",
+        help="leave running training jobs running (the next `up` lists them)",
+    )
+    down.set_defaults(func=cmd_down)
     sub.add_parser("status", parents=[common], help="is it running?").set_defaults(func=cmd_status)
 
     users = sub.add_parser("users", help="manage workbench users")

@@ -8,6 +8,8 @@ import os
 import psutil
 
 MARKER = "HUBFORGE_WORKBENCH"
+# Jobs carry this instead, so `hubforge down --keep-jobs` can leave them running.
+JOBS_MARKER = "HUBFORGE_JOBS_OF"
 
 
 def workbench_processes(data_dir: str) -> list[psutil.Process]:

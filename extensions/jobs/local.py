@@ -15,6 +15,7 @@ from typing import Any
 
 import psutil
 
+from ..processes import JOBS_MARKER, MARKER
 from .base import JobBackend
 from .errors import JobError, JobNotFound
 from .spec import JobSpec
@@ -69,6 +70,9 @@ class LocalJobBackend(JobBackend):
         return self.get(owner, job_id)
 
     def _start_supervisor(self, store: JobStore) -> None:
+        env = dict(os.environ, **self.env)
+        if MARKER in env:  # not swept with the workbench's processes; see stop_all()
+            env[JOBS_MARKER] = env.pop(MARKER)
         log = store.path / "supervisor.log"
         with log.open("ab") as out:
             proc = subprocess.Popen(
@@ -77,7 +81,7 @@ class LocalJobBackend(JobBackend):
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # detached: outlives the kernel, server and hub
-                env=dict(os.environ, **self.env),
+                env=env,
                 cwd=store.path,
             )
         # Reap it when it ends, so a long-lived kernel or service collects no zombies.
@@ -125,6 +129,18 @@ class LocalJobBackend(JobBackend):
         if store.read()["state"] not in TERMINAL:
             store.update(state="cancelled", reason="cancelled by the user")
         return self.get(owner, job_id)
+
+    def stop_all(self, reason: str) -> list[str]:
+        """Cancel every active job of every user (the workbench is stopping)."""
+        stopped = []
+        users = self.data_root / "users"
+        for owner in sorted(p.name for p in users.iterdir()) if users.is_dir() else []:
+            for record in self.list(owner):
+                if record["state"] not in TERMINAL:
+                    self.cancel(owner, record["id"])
+                    self.store(owner, record["id"]).update(reason=reason)
+                    stopped.append(record["id"])
+        return stopped
 
     def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
         store = self.store(owner, job_id)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import signal
 
 import psutil
 import pytest
 
 from hubforge.processes import workbench_processes
+from tests.notebooks import training_notebook
 from tests.workbench import hubforge, start_workbench
 
 pytestmark = pytest.mark.hub
@@ -75,3 +77,48 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
         wb.proc.send_signal(signal.SIGINT)
         assert wb.proc.wait(timeout=90) == 0
     assert workbench_processes(str(data)) == []
+
+
+def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
+    data = tmp_path / "wb"
+    wb = start_workbench(data, base_url="/")
+    try:
+        token = wb.create_user("kay")
+        assert wb.spawn("kay", token).status_code in (201, 202)
+        nb = json.loads(training_notebook(tmp_path / "train.ipynb").read_text())
+        r = wb.api(
+            "PUT",
+            "user/kay/api/contents/train.ipynb",
+            token,
+            json={"type": "notebook", "content": nb},
+        )
+        assert r.status_code in (200, 201), r.text
+        r = wb.api(
+            "POST",
+            "user/kay/hubforge/api/jobs",
+            token,
+            json={"path": "train.ipynb", "params": {"epochs": 500, "delay": 0.1}},
+        )
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        supervisor = r.json()["supervisor"]["pid"]
+    finally:
+        assert hubforge("down", "--keep-jobs", data_dir=data).returncode == 0
+        wb.proc.wait(timeout=60)
+    assert workbench_processes(str(data)) == []
+    assert psutil.pid_exists(supervisor), "the job kept running through the restart"
+
+    wb = start_workbench(data, base_url="/")
+    try:
+        token = wb.create_user("kay")
+        listed = wb.api("GET", "services/hubforge/api/jobs", token).json()["jobs"]
+        assert [(j["id"], j["state"]) for j in listed] == [(job_id, "running")]
+    finally:
+        down = wb.down()
+    assert f"Stopped job(s): {job_id}" in down.stderr + wb.log.read_text()
+    record = json.loads(
+        (data / "hdfs" / "users" / "kay" / "jobs" / job_id / "job.json").read_text()
+    )
+    assert record["state"] == "cancelled"
+    assert "stopped with the workbench" in record["reason"]
+    assert not psutil.pid_exists(supervisor) or psutil.Process(supervisor).status() == "zombie"
