@@ -1,0 +1,295 @@
+"""Kubernetes backend: sends the builders' objects with kubernetes_asyncio, reads state back.
+
+Runs inside the hubforge service (the only component with Kubernetes credentials). Each job
+is a TFJob when the Training Operator's CRD exists, else an Indexed Job + headless Service.
+Progress records are read from the job's folder on the HDFS mount, like the local backend.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from .base import JobBackend
+from .errors import JobError, JobNotFound
+from .local import new_job_id
+from .objects import ClusterSettings, job_dir, job_objects, object_name
+from .spec import JobSpec
+from .store import TERMINAL, JobStore, summarize_progress
+
+SPEC_ANNOTATION = "hubforge.io/spec"
+TFJOB = ("kubeflow.org", "v1", "tfjobs")
+
+
+class KubernetesJobBackend(JobBackend):
+    def __init__(
+        self,
+        configuration: client.Configuration,
+        settings: ClusterSettings,
+        data_root: str | Path = "/mnt/hdfs",
+    ):
+        """``configuration``: where the API server is and how to authenticate (in the
+        service: ``kubernetes_asyncio.config.load_incluster_config``)."""
+        self.settings = settings
+        self.data_root = Path(data_root)
+        self._loop = asyncio.new_event_loop()
+        self._thread = threading.Thread(target=self._loop.run_forever, name="k8s-jobs", daemon=True)
+        self._thread.start()
+        self.api = self._run(self._client(configuration))
+        self._tfjob: bool | None = None
+
+    @staticmethod
+    async def _client(configuration: client.Configuration) -> client.ApiClient:
+        return client.ApiClient(configuration)  # its HTTP session belongs to our loop
+
+    def close(self) -> None:
+        self._run(self.api.close())
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        self._loop.close()
+
+    def _run(self, coro: Any, timeout: float = 60) -> Any:
+        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
+
+    async def _call(
+        self, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None
+    ) -> Any:
+        """One raw API call; JSON in, JSON (or text) out."""
+        response = await self.api.call_api(
+            path,
+            method,
+            query_params=query or [],
+            body=body,
+            header_params={"Content-Type": "application/json", "Accept": "application/json"},
+            auth_settings=["BearerToken"],
+            _preload_content=False,
+        )
+        try:
+            text = await response.text()
+        finally:
+            response.release()
+        if not 200 <= response.status <= 299:
+            raise ApiException(status=response.status, reason=text[:300])
+        try:
+            return json.loads(text)
+        except ValueError:
+            return text
+
+    def _ns(self) -> str:
+        return self.settings.namespace
+
+    # -- discovery ------------------------------------------------------------------------
+    async def _tfjob_available(self) -> bool:
+        if self._tfjob is None:
+            try:
+                await self._call(
+                    "GET",
+                    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/tfjobs.kubeflow.org",
+                )
+                self._tfjob = True
+            except ApiException as e:
+                if e.status != 404:
+                    raise
+                self._tfjob = False
+        return self._tfjob
+
+    def _path(self, kind: str, name: str | None = None) -> str:
+        ns = self._ns()
+        base = {
+            "ConfigMap": f"/api/v1/namespaces/{ns}/configmaps",
+            "Service": f"/api/v1/namespaces/{ns}/services",
+            "Pod": f"/api/v1/namespaces/{ns}/pods",
+            "Job": f"/apis/batch/v1/namespaces/{ns}/jobs",
+            "TFJob": f"/apis/kubeflow.org/v1/namespaces/{ns}/tfjobs",
+        }[kind]
+        return f"{base}/{name}" if name else base
+
+    # -- JobBackend -----------------------------------------------------------------------
+    def submit(
+        self, owner: str, spec: JobSpec, script: str, job_id: str | None = None
+    ) -> dict[str, Any]:
+        spec.validate()
+        return self._run(self._submit(owner, spec, script, job_id or new_job_id(spec.name)))
+
+    async def _submit(self, owner: str, spec: JobSpec, script: str, job_id: str) -> dict:
+        objs = job_objects(
+            owner, job_id, spec, script, self.settings, await self._tfjob_available()
+        )
+        main = objs[-1]
+        main["metadata"]["annotations"] = {SPEC_ANNOTATION: json.dumps(spec.to_dict())}
+        created = []
+        try:
+            for obj in objs:
+                await self._call("POST", self._path(obj["kind"]), obj)
+                created.append(obj)
+        except ApiException as e:
+            for obj in reversed(created):  # leave nothing half-made behind
+                await self._delete(obj["kind"], obj["metadata"]["name"])
+            raise JobError(f"Kubernetes refused the job: {e.reason} ({e.status})") from None
+        return await self._get(owner, job_id)
+
+    async def _main_object(self, owner: str, job_id: str) -> dict[str, Any]:
+        kind = "TFJob" if await self._tfjob_available() else "Job"
+        try:
+            obj = await self._call("GET", self._path(kind, object_name(job_id)))
+        except ApiException as e:
+            if e.status == 404:
+                raise JobNotFound(f"No job {job_id!r} for {owner}") from None
+            raise
+        if obj["metadata"].get("labels", {}).get("hubforge.io/owner") != owner:
+            raise JobNotFound(f"No job {job_id!r} for {owner}")
+        return obj
+
+    def get(self, owner: str, job_id: str) -> dict[str, Any]:
+        return self._run(self._get(owner, job_id))
+
+    async def _get(self, owner: str, job_id: str) -> dict[str, Any]:
+        return self._record(owner, await self._main_object(owner, job_id), await self._pods(job_id))
+
+    async def _pods(self, job_id: str) -> list[dict[str, Any]]:
+        pods = await self._call(
+            "GET", self._path("Pod"), query=[("labelSelector", f"hubforge.io/job={job_id}")]
+        )
+        return pods.get("items", [])
+
+    def _record(self, owner: str, obj: dict[str, Any], pods: list[dict]) -> dict[str, Any]:
+        meta = obj["metadata"]
+        job_id = meta["labels"]["hubforge.io/job"]
+        spec = json.loads(meta.get("annotations", {}).get(SPEC_ANNOTATION, "{}"))
+        state, reason = job_state(obj)
+        replicas = {}
+        for pod in pods:
+            index = replica_index(pod)
+            if index is not None:
+                replicas[f"worker-{index}"] = {
+                    "state": pod.get("status", {}).get("phase", "Pending").lower(),
+                    "pid": None,
+                    "exit_code": exit_code(pod),
+                    "pod": pod["metadata"]["name"],
+                }
+        folder = self.data_root / "users" / owner / "jobs" / job_id
+        return {
+            "id": job_id,
+            "owner": owner,
+            "spec": spec,
+            "state": state,
+            "reason": reason,
+            "restarts": restarts(obj),
+            "replicas": replicas,
+            "backend": "kubernetes",
+            "created": _timestamp(meta.get("creationTimestamp")),
+            "supervisor": None,
+            "artifacts": {
+                "job_dir": job_dir(owner, job_id),
+                "model_dir": str(folder / "model"),
+                "log_dir": str(folder / "logs"),
+                "script": f"configmap/{object_name(job_id)}",
+            },
+        }
+
+    def list(self, owner: str) -> list[dict[str, Any]]:
+        return self._run(self._list(owner))
+
+    async def _list(self, owner: str) -> list[dict[str, Any]]:
+        kind = "TFJob" if await self._tfjob_available() else "Job"
+        found = await self._call(
+            "GET", self._path(kind), query=[("labelSelector", f"hubforge.io/owner={owner}")]
+        )
+        records = [self._record(owner, obj, []) for obj in found.get("items", [])]
+        return sorted(records, key=lambda r: r["created"], reverse=True)
+
+    def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
+        return self._run(self._cancel(owner, job_id))
+
+    async def _cancel(self, owner: str, job_id: str) -> dict[str, Any]:
+        record = await self._get(owner, job_id)
+        if record["state"] in TERMINAL:
+            raise JobError(f"Job {job_id} already {record['state']}; nothing to cancel", 409)
+        name = object_name(job_id)
+        for kind in ("TFJob" if await self._tfjob_available() else "Job", "Service", "ConfigMap"):
+            await self._delete(kind, name)
+        record.update(state="cancelled", reason="cancelled by the user")
+        return record
+
+    async def _delete(self, kind: str, name: str) -> None:
+        try:
+            await self._call("DELETE", self._path(kind, name), {"propagationPolicy": "Foreground"})
+        except ApiException as e:
+            if e.status != 404:
+                raise
+
+    def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
+        return self._run(self._logs(owner, job_id, replica, offset))
+
+    async def _logs(self, owner: str, job_id: str, replica: str, offset: int) -> tuple[str, int]:
+        record = await self._get(owner, job_id)
+        if replica not in record["replicas"]:
+            choices = ", ".join(sorted(record["replicas"])) or "none yet (pods are starting)"
+            raise JobError(f"No replica {replica!r}; this job has {choices}")
+        pod = record["replicas"][replica]["pod"]
+        text = await self._call("GET", self._path("Pod", pod) + "/log")
+        data = str(text).encode()
+        return data[offset:].decode("utf-8", errors="replace"), len(data)
+
+    def progress(self, owner: str, job_id: str) -> dict[str, Any]:
+        self.get(owner, job_id)  # ownership check
+        folder = self.data_root / "users" / owner / "jobs" / job_id
+        return summarize_progress(JobStore(folder).progress_records())
+
+
+def replica_index(pod: dict[str, Any]) -> int | None:
+    labels = pod["metadata"].get("labels", {})
+    for key in ("training.kubeflow.org/replica-index", "batch.kubernetes.io/job-completion-index"):
+        if key in labels:
+            return int(labels[key])
+    return None
+
+
+def exit_code(pod: dict[str, Any]) -> int | None:
+    for status in pod.get("status", {}).get("containerStatuses", []):
+        terminated = status.get("state", {}).get("terminated")
+        if terminated:
+            return terminated.get("exitCode")
+    return None
+
+
+def job_state(obj: dict[str, Any]) -> tuple[str, str]:
+    """Map TFJob / Job conditions to Hubforge's states."""
+    conditions = {
+        c["type"]: c
+        for c in obj.get("status", {}).get("conditions", [])
+        if c.get("status") == "True"
+    }
+    for kind, state in (
+        ("Succeeded", "succeeded"),
+        ("Complete", "succeeded"),
+        ("Failed", "failed"),
+        ("Restarting", "restarting"),
+        ("Running", "running"),
+    ):
+        if kind in conditions:
+            return state, conditions[kind].get("message", "")
+    if obj.get("status", {}).get("active"):
+        return "running", ""
+    return "pending", ""
+
+
+def restarts(obj: dict[str, Any]) -> int:
+    status = obj.get("status", {})
+    if "failed" in status:  # batch/v1 Job: failed pods were replaced
+        return int(status["failed"])
+    worker = status.get("replicaStatuses", {}).get("Worker", {})
+    return int(worker.get("failed", 0))
+
+
+def _timestamp(value: str | None) -> float:
+    if not value:
+        return time.time()
+    return time.mktime(time.strptime(value, "%Y-%m-%dT%H:%M:%SZ")) - time.timezone

@@ -1,0 +1,144 @@
+"""The Kubernetes jobs backend against a fake API server on loopback."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from kubernetes_asyncio import client
+from kubernetes_asyncio.client.exceptions import ApiException
+
+from hubforge import jobs
+from hubforge.jobs import objects
+from hubforge.jobs.kubernetes import KubernetesJobBackend
+from hubforge.jobs.spec import JobSpec
+from tests.fake_k8s import FakeKubernetes
+
+SETTINGS = objects.ClusterSettings(namespace="team-a", image="registry.example/hf:1.0")
+SPEC = JobSpec(name="mnist", workers=2, gpus_per_worker=1, max_restarts=1)
+
+
+def configuration(fake: FakeKubernetes, token: str | None) -> client.Configuration:
+    config = client.Configuration(host=fake.url)
+    if token:
+        config.api_key = {"BearerToken": token}
+        config.api_key_prefix = {"BearerToken": "Bearer"}
+    return config
+
+
+@pytest.fixture(params=["tfjob", "indexed-job"])
+def cluster(request, tmp_path):
+    fake = FakeKubernetes(crds={"tfjobs.kubeflow.org"} if request.param == "tfjob" else set())
+    backend = KubernetesJobBackend(configuration(fake, fake.token), SETTINGS, tmp_path / "hdfs")
+    yield fake, backend, request.param
+    backend.close()
+    fake.stop()
+
+
+def test_submit_creates_the_builders_objects(cluster):
+    fake, backend, mode = cluster
+    record = backend.submit("alice", SPEC, "print('train')\n", job_id="mnist-abc123")
+    assert record["id"] == "mnist-abc123" and record["owner"] == "alice"
+    assert record["state"] == "pending" and record["backend"] == "kubernetes"
+    expected = objects.job_objects(
+        "alice", "mnist-abc123", SPEC, "print('train')\n", SETTINGS, tfjob_available=mode == "tfjob"
+    )
+    stored = {(o["kind"], o["metadata"]["name"]): o for o in fake.objects.values()}
+    assert len(stored) == len(expected)
+    for obj in expected:
+        sent = dict(stored[(obj["kind"], obj["metadata"]["name"])])
+        meta = dict(sent["metadata"])
+        for server_field in ("uid", "creationTimestamp", "annotations"):
+            meta.pop(server_field, None)
+        assert {**sent, "metadata": meta} == obj
+    main = stored[("TFJob" if mode == "tfjob" else "Job", "hf-mnist-abc123")]
+    assert json.loads(main["metadata"]["annotations"]["hubforge.io/spec"])["workers"] == 2
+
+
+def test_status_replicas_logs_and_cancel(cluster):
+    fake, backend, mode = cluster
+    backend.submit("alice", SPEC, "x = 1\n", job_id="mnist-abc123")
+    kind = "tfjobs" if mode == "tfjob" else "jobs"
+    main = fake.objects[(kind, "team-a", "hf-mnist-abc123")]
+    main["status"] = (
+        {"conditions": [{"type": "Running", "status": "True"}]}
+        if mode == "tfjob"
+        else {"active": 2}
+    )
+    index_label = (
+        "training.kubeflow.org/replica-index"
+        if mode == "tfjob"
+        else "batch.kubernetes.io/job-completion-index"
+    )
+    for i in range(2):
+        fake.add_pod(
+            "team-a",
+            f"hf-mnist-abc123-{i}",
+            {**objects.labels("alice", "mnist-abc123"), index_label: str(i)},
+            "Running",
+            log=f"Epoch 1/3 from worker {i}\n",
+        )
+    record = backend.get("alice", "mnist-abc123")
+    assert record["state"] == "running"
+    assert sorted(record["replicas"]) == ["worker-0", "worker-1"]
+    assert record["replicas"]["worker-1"]["state"] == "running"
+    text, offset = backend.logs("alice", "mnist-abc123", "worker-1")
+    assert text == "Epoch 1/3 from worker 1\n" and offset == len(text)
+    assert backend.logs("alice", "mnist-abc123", "worker-1", offset) == ("", offset)
+    with pytest.raises(jobs.JobError, match="this job has worker-0, worker-1"):
+        backend.logs("alice", "mnist-abc123", "worker-7")
+    assert [r["id"] for r in backend.list("alice")] == ["mnist-abc123"]
+
+    backend.cancel("alice", "mnist-abc123")
+    assert not [k for k in fake.objects if k[0] != "pods"], "TFJob/Job, Service, ConfigMap gone"
+    with pytest.raises(jobs.JobNotFound):
+        backend.get("alice", "mnist-abc123")
+
+
+def test_finished_states(cluster):
+    fake, backend, mode = cluster
+    backend.submit("alice", SPEC, "x = 1\n", job_id="mnist-abc123")
+    kind = "tfjobs" if mode == "tfjob" else "jobs"
+    done = "Succeeded" if mode == "tfjob" else "Complete"
+    fake.objects[(kind, "team-a", "hf-mnist-abc123")]["status"] = {
+        "conditions": [{"type": done, "status": "True", "message": "all workers finished"}],
+    }
+    assert backend.get("alice", "mnist-abc123")["state"] == "succeeded"
+    with pytest.raises(jobs.JobError, match="already succeeded"):
+        backend.cancel("alice", "mnist-abc123")
+    fake.objects[(kind, "team-a", "hf-mnist-abc123")]["status"] = {
+        "conditions": [{"type": "Failed", "status": "True", "message": "BackoffLimitExceeded"}],
+    }
+    record = backend.get("alice", "mnist-abc123")
+    assert (record["state"], record["reason"]) == ("failed", "BackoffLimitExceeded")
+
+
+def test_other_users_jobs_are_invisible(cluster):
+    fake, backend, _ = cluster
+    backend.submit("alice", SPEC, "x = 1\n", job_id="mnist-abc123")
+    with pytest.raises(jobs.JobNotFound):
+        backend.get("mallory", "mnist-abc123")
+    with pytest.raises(jobs.JobNotFound):
+        backend.cancel("mallory", "mnist-abc123")
+    assert backend.list("mallory") == []
+    assert len([k for k in fake.objects if k[0] != "pods"]) >= 2  # nothing deleted
+
+
+def test_refused_objects_leave_nothing_behind(cluster):
+    fake, backend, _ = cluster
+    backend.submit("alice", SPEC, "x = 1\n", job_id="mnist-abc123")
+    before = set(fake.objects)
+    # Same id again: the ConfigMap already exists -> 409; nothing new may remain.
+    with pytest.raises(jobs.JobError, match="Kubernetes refused the job"):
+        backend.submit("alice", SPEC, "x = 2\n", job_id="mnist-abc123")
+    assert set(fake.objects) <= before
+
+
+def test_unauthenticated_calls_are_refused(tmp_path):
+    fake = FakeKubernetes()
+    backend = KubernetesJobBackend(configuration(fake, None), SETTINGS, tmp_path)
+    with pytest.raises(ApiException) as info:
+        backend.list("alice")
+    assert info.value.status == 401
+    backend.close()
+    fake.stop()
