@@ -152,6 +152,25 @@ class Workbench(Configurable):
             raise TraitError(f"Workbench.max_job_workers={proposal['value']}: must be >= 1")
         return proposal["value"]
 
+    job_backend = Unicode(
+        "local",
+        config=True,
+        help="""Where training jobs run: 'local' (processes on this machine) or 'kubernetes'
+        (TFJob / Indexed Job; the service needs in-cluster credentials). Backends are the
+        entry points of the group 'hubforge.job_backends'.""",
+    )
+
+    @validate("job_backend")
+    def _check_job_backend(self, proposal: Any) -> str:
+        from importlib.metadata import entry_points
+
+        names = sorted(ep.name for ep in entry_points(group="hubforge.job_backends"))
+        if proposal["value"] not in names:
+            raise TraitError(
+                f"Workbench.job_backend={proposal['value']!r}: choose one of {', '.join(names)}"
+            )
+        return proposal["value"]
+
     # Derived locations -------------------------------------------------------------
     @property
     def root(self) -> Path:

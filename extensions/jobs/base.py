@@ -11,6 +11,11 @@ from .spec import JobSpec
 class JobBackend(ABC):
     """Runs jobs for owners; records are JSON-able dicts (see LocalJobBackend for fields)."""
 
+    @classmethod
+    @abstractmethod
+    def from_workbench(cls, workbench: Any) -> JobBackend:
+        """The backend the hubforge service runs, configured from the Workbench settings."""
+
     @abstractmethod
     def submit(
         self, owner: str, spec: JobSpec, script: str, job_id: str | None = None

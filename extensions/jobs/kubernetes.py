@@ -16,6 +16,8 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
+from traitlets import Dict, Unicode
+from traitlets.config import Configurable
 
 from .base import JobBackend
 from .errors import JobError, JobNotFound
@@ -26,6 +28,31 @@ from .store import TERMINAL, JobStore, summarize_progress
 
 SPEC_ANNOTATION = "hubforge.io/spec"
 TFJOB = ("kubeflow.org", "v1", "tfjobs")
+
+
+class KubernetesJobs(Configurable):
+    """Cluster settings of the Kubernetes job backend (set by the Helm chart)."""
+
+    namespace = Unicode("hubforge", config=True, help="Namespace the jobs run in.")
+    image = Unicode("hubforge/singleuser:latest", config=True, help="Image of job workers.")
+    service_account = Unicode(
+        "hubforge-job", config=True, help="ServiceAccount of job pods (its token is not mounted)."
+    )
+    hdfs_volume = Dict(
+        {"persistentVolumeClaim": {"claimName": "hubforge-hdfs"}},
+        config=True,
+        help="Volume source of the HDFS mount at /mnt/hdfs (PVC, nfs, csi or hostPath).",
+    )
+    node_selector = Dict(config=True, help="nodeSelector of job pods.")
+
+    def cluster_settings(self) -> ClusterSettings:
+        return ClusterSettings(
+            namespace=self.namespace,
+            image=self.image,
+            service_account=self.service_account,
+            hdfs_volume=dict(self.hdfs_volume),
+            node_selector=dict(self.node_selector),
+        )
 
 
 class KubernetesJobBackend(JobBackend):
@@ -44,6 +71,15 @@ class KubernetesJobBackend(JobBackend):
         self._thread.start()
         self.api = self._run(self._client(configuration))
         self._tfjob: bool | None = None
+
+    @classmethod
+    def from_workbench(cls, workbench: Any) -> KubernetesJobBackend:
+        from kubernetes_asyncio import config
+
+        configuration = client.Configuration()
+        config.load_incluster_config(client_configuration=configuration)
+        settings = KubernetesJobs(config=workbench.config).cluster_settings()
+        return cls(configuration, settings, workbench.shared_data)
 
     @staticmethod
     async def _client(configuration: client.Configuration) -> client.ApiClient:

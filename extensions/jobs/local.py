@@ -33,6 +33,10 @@ class LocalJobBackend(JobBackend):
         self.data_root = Path(data_root)
         self.env = dict(env or {})
 
+    @classmethod
+    def from_workbench(cls, workbench: Any) -> LocalJobBackend:
+        return cls(workbench.shared_data)
+
     def jobs_dir(self, owner: str) -> Path:
         return self.data_root / "users" / owner / "jobs"
 

@@ -14,6 +14,10 @@ from .spec import JobSpec
 
 
 class ServiceJobBackend(JobBackend):
+    @classmethod
+    def from_workbench(cls, workbench: Any) -> ServiceJobBackend:
+        raise TypeError("ServiceJobBackend is the client side; the service cannot run it")
+
     def __init__(self, client: ServiceClient):
         self.client = client
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import os
 import signal
+from importlib.metadata import entry_points
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth
@@ -17,7 +18,6 @@ from traitlets.config import Application
 from ..gpus import GpuAllocator
 from ..jobs.handlers import release_finished
 from ..jobs.handlers import routes as jobs_routes
-from ..jobs.local import LocalJobBackend
 from ..workbench import Workbench, load_workbench
 from .handlers import (
     SERVICE_NAME,
@@ -28,6 +28,12 @@ from .handlers import (
     UserHandler,
     UsersHandler,
 )
+
+
+def job_backend_class(name: str) -> type:
+    """The JobBackend registered under ``name`` in the 'hubforge.job_backends' entry points."""
+    (ep,) = entry_points(group="hubforge.job_backends", name=name)
+    return ep.load()
 
 
 class HubforgeService(Application):
@@ -63,7 +69,7 @@ class HubforgeService(Application):
         )
         allocator = GpuAllocator(workbench.gpus, workbench.state_dir / "gpus.json")
         args = {"hub_auth": hub_auth, "allocator": allocator, "workbench": workbench}
-        jobs = LocalJobBackend(workbench.shared_data)
+        jobs = job_backend_class(workbench.job_backend).from_workbench(workbench)
         self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
         api = url_path_join(self.prefix, "api")
         return web.Application(

@@ -94,3 +94,15 @@ def test_atomic_json(tmp_path):
     assert read_json(path) == {"a": 2}
     assert read_json(tmp_path / "missing.json", {}) == {}
     assert [p.name for p in path.parent.iterdir()] == ["x.json"]
+
+
+def test_job_backend_is_chosen_by_name():
+    from hubforge.jobs.kubernetes import KubernetesJobBackend
+    from hubforge.jobs.local import LocalJobBackend
+    from hubforge.service.app import job_backend_class
+
+    assert Workbench().job_backend == "local"
+    assert job_backend_class("local") is LocalJobBackend
+    assert job_backend_class("kubernetes") is KubernetesJobBackend
+    with pytest.raises(TraitError, match="choose one of kubernetes, local"):
+        Workbench(job_backend="slurm")
