@@ -10,6 +10,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado import web
+from traitlets import Float, default
 
 from . import __version__
 from .app_base import HubforgeAPIHandler
@@ -41,9 +42,42 @@ class HubforgeExtension(ExtensionApp):
 
     name = "hubforge"
 
+    tensorboard_idle_timeout = Float(
+        config=True,
+        help="""Seconds without a request after which a TensorBoard stops
+        (default: $HUBFORGE_TENSORBOARD_IDLE_TIMEOUT or 3600).""",
+    )
+
+    @default("tensorboard_idle_timeout")
+    def _default_idle(self) -> float:
+        return float(os.environ.get("HUBFORGE_TENSORBOARD_IDLE_TIMEOUT", "3600"))
+
     def initialize_handlers(self) -> None:
         from .jobs.extension_handlers import routes as job_routes
+        from .tensorboard.handlers import Lifecycle
+        from .tensorboard.handlers import routes as tensorboard_routes
 
         prefix = "/hubforge/api"
         self.handlers.append((url_path_join(prefix, "status"), StatusHandler))
         self.handlers.extend(job_routes(prefix))
+        self.handlers.extend(tensorboard_routes(prefix))
+        self.tensorboards = Lifecycle(self.tensorboard_idle_timeout, self.log)
+
+    async def _start_jupyter_server_extension(self, serverapp) -> None:
+        await super()._start_jupyter_server_extension(serverapp)
+        settings = serverapp.web_app.settings
+        log_function = settings.get("log_function")
+
+        def log_and_track(handler: web.RequestHandler) -> None:
+            self.tensorboards.track(handler)
+            if log_function:
+                log_function(handler)
+
+        settings["log_function"] = log_and_track
+        # Restarting recorded TensorBoards takes seconds: do not hold up the server's start.
+        self._restoring = asyncio.ensure_future(asyncio.to_thread(self.tensorboards.restore))
+        self.tensorboards.culler.start()
+
+    async def stop_extension(self) -> None:
+        self.tensorboards.culler.stop()
+        await asyncio.to_thread(self.tensorboards.stop_all)

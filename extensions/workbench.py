@@ -171,6 +171,13 @@ class Workbench(Configurable):
             )
         return proposal["value"]
 
+    tensorboard_idle_timeout = Integer(
+        3600, config=True, help="Seconds without a request after which a TensorBoard stops."
+    )
+    tensorboard_max = Integer(
+        3, config=True, help="Most TensorBoards one user's server runs at once."
+    )
+
     # Derived locations -------------------------------------------------------------
     @property
     def root(self) -> Path:

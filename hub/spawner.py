@@ -20,6 +20,8 @@ from traitlets import Instance, Unicode, default
 
 from hubforge.processes import MARKER as WORKBENCH_MARKER
 from hubforge.profiles import ProfileError, find_profile
+from hubforge.tensorboard.api import stop_processes
+from hubforge.tensorboard.store import InstanceStore
 from hubforge.workbench import Workbench, load_workbench
 
 
@@ -149,7 +151,13 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 "HUBFORGE_SERVICE_URL": self.service_url,
                 "HUBFORGE_DIR": self.workbench.data_dir,
                 WORKBENCH_MARKER: self.workbench.data_dir,
+                # Terminals, `!` commands and %tensorboard use the workbench's environment.
+                "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
                 "TF_USE_LEGACY_KERAS": "1",
+                # %tensorboard renders its iframe through the server's proxy.
+                "TENSORBOARD_PROXY_URL": env["JUPYTERHUB_SERVICE_PREFIX"] + "proxy/%PORT%/",
+                "HUBFORGE_TENSORBOARD_IDLE_TIMEOUT": str(self.workbench.tensorboard_idle_timeout),
+                "HUBFORGE_TENSORBOARD_MAX": str(self.workbench.tensorboard_max),
                 "CUDA_VISIBLE_DEVICES": ",".join(getattr(self, "_devices", [])),
             }
         )
@@ -209,6 +217,9 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
             # The server runs in its own session: take its kernels and helpers with it.
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
+        # TensorBoards run detached from the server; they stop with it (and come back with it).
+        store = InstanceStore(Path(self.home_dir) / ".hubforge" / "tensorboards.json")
+        await asyncio.to_thread(stop_processes, store)
         await self._release_gpus()
 
     async def _release_gpus(self) -> None:

@@ -7,7 +7,7 @@ import pytest
 from tests.workbench import RunningWorkbench, start_workbench
 
 # A fake inventory of two GPUs: allocation is real, the devices are not.
-SESSION_CONFIG = 'c.Workbench.gpus = ["0", "1"]\n'
+SESSION_CONFIG = 'c.Workbench.gpus = ["0", "1"]\nc.Workbench.tensorboard_idle_timeout = 15\n'
 
 
 @pytest.fixture(scope="session")

@@ -1,0 +1,121 @@
+"""TensorBoard REST views, activity tracking and the idle culler in each user's server."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+from tornado.ioloop import PeriodicCallback
+
+from ..app_base import HubforgeAPIHandler
+from . import api, process
+from .store import InstanceStore
+
+_PROXIED = re.compile(r"/proxy/(?:absolute/)?(\d+)(?:/|$)")
+
+
+class TensorBoardsHandler(HubforgeAPIHandler):
+    async def call(self, func: Any, *args: Any) -> Any:
+        try:
+            return await asyncio.to_thread(func, *args)
+        except api.TensorBoardError as e:
+            raise web.HTTPError(400, str(e)) from None
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        instances = await self.call(api.list_instances)
+        self.finish(json.dumps({"tensorboards": [describe(tb) for tb in instances]}))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        try:
+            body = json.loads(self.request.body or b"{}")
+        except ValueError:
+            raise web.HTTPError(400, "The request body is not valid JSON") from None
+        logdir = body.get("logdir") if isinstance(body, dict) else None
+        if not logdir or not isinstance(logdir, str | list):
+            raise web.HTTPError(400, 'Send {"logdir": "path or job id" (or a list), "name": ...}')
+        root = self.settings["server_root_dir"]
+        items = logdir if isinstance(logdir, list) else [logdir]
+        items = [
+            i if re.fullmatch(r"[a-z0-9-]+-[0-9a-f]{6}", i) else str(Path(root) / i)
+            for i in items
+            if isinstance(i, str)
+        ]
+        tb = await self.call(api.open, items, body.get("name"))
+        self.set_status(201)
+        self.finish(json.dumps(describe(tb)))
+
+
+class TensorBoardHandler(TensorBoardsHandler):
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        await self.call(api.stop, name)
+        self.set_status(204)
+        self.finish()
+
+
+def describe(tb: api.TensorBoard) -> dict[str, Any]:
+    return {
+        "name": tb.name,
+        "url": tb.url,
+        "port": tb.port,
+        "logdirs": tb.logdirs,
+        "started": tb.record["started"],
+    }
+
+
+class Lifecycle:
+    """Restores recorded instances on start, stops idle ones, stops all on shutdown."""
+
+    def __init__(self, idle_timeout: float, log: Any):
+        self.idle_timeout = idle_timeout
+        self.log = log
+        self.last_activity: dict[int, float] = {}
+        self.culler = PeriodicCallback(self.cull, max(1000, min(60_000, idle_timeout * 250)))
+
+    def track(self, handler: web.RequestHandler) -> None:
+        match = _PROXIED.search(handler.request.path)
+        if match:
+            self.last_activity[int(match.group(1))] = time.time()
+
+    def restore(self) -> None:
+        """Restart instances recorded by a previous server (same names and log dirs)."""
+        store = InstanceStore()
+        for name, record in store.read().items():
+            if process.alive(record):
+                continue
+            with store.edit() as instances:
+                instances.pop(name, None)
+            try:
+                api.open(list(record["logdirs"].values()), name=name)
+                self.log.info("Restored TensorBoard %s", name)
+            except api.TensorBoardError as e:
+                self.log.warning("Could not restore TensorBoard %s: %s", name, e)
+
+    def cull(self) -> None:
+        now = time.time()
+        for tb in api.list_instances():
+            last = max(self.last_activity.get(tb.port, 0), tb.record["started"])
+            if now - last > self.idle_timeout:
+                self.log.info("Stopping TensorBoard %s: idle for %.0f s", tb.name, now - last)
+                tb.stop()
+
+    def stop_all(self) -> None:
+        api.stop_processes()  # kept in the list: the next server restores them
+
+
+def routes(prefix: str) -> list[tuple]:
+    return [
+        (prefix + "/tensorboards", TensorBoardsHandler),
+        (prefix + r"/tensorboards/([^/]+)", TensorBoardHandler),
+    ]

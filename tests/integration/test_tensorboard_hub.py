@@ -1,0 +1,139 @@
+"""Real TensorBoard behind jupyter-server-proxy in a user's server, through the hub."""
+
+from __future__ import annotations
+
+import json
+import re
+import socket
+import time
+
+import pytest
+import requests
+
+from tests.kernel import execute
+from tests.logs import write_logs
+
+pytestmark = pytest.mark.hub
+API = "user/tina/hubforge/api/tensorboards"
+
+
+@pytest.fixture(scope="module")
+def tina(workbench):
+    token = workbench.create_user("tina")
+    assert workbench.spawn("tina", token).status_code in (201, 202)
+    home = workbench.data_dir / "homes" / "tina"
+    write_logs(home / "runs" / "a")
+    write_logs(home / "runs" / "b")
+    yield token
+    workbench.stop_server("tina", token)
+
+
+def through_proxy(workbench, url: str, token: str | None, **kw) -> requests.Response:
+    """GET a host-relative URL (as the dashboard in a browser would) through the hub."""
+    origin = re.match(r"https?://[^/]+", workbench.url).group(0)
+    headers = {"Authorization": f"token {token}"} if token else {}
+    return requests.get(origin + url, headers=headers, timeout=60, **kw)
+
+
+def port_open(port: int) -> bool:
+    with socket.socket() as s:
+        return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_open_serves_index_runs_and_scalars_through_the_hub(workbench, tina):
+    r = workbench.api("POST", API, tina, json={"logdir": "runs/a"})
+    assert r.status_code == 201, r.text
+    tb = r.json()
+    assert tb["url"] == f"/hub@forge%20space/user/tina/proxy/absolute/{tb['port']}/"
+    index = through_proxy(workbench, tb["url"], tina)
+    assert index.status_code == 200 and "<tb-webapp>" in index.text
+    runs = through_proxy(workbench, tb["url"] + "data/runs", tina)
+    assert runs.json() == ["train"]
+    scalars = through_proxy(
+        workbench, tb["url"] + "data/plugin/scalars/scalars?run=train&tag=epoch_loss", tina
+    )
+    assert scalars.status_code == 200 and len(scalars.json()) == 3  # three epochs
+
+    # Opening the same log dir again reuses the instance.
+    again = workbench.api("POST", API, tina, json={"logdir": "runs/a"}).json()
+    assert again["port"] == tb["port"]
+    listed = workbench.api("GET", API, tina).json()["tensorboards"]
+    assert [t["name"] for t in listed] == [tb["name"]]
+
+
+def test_refused_without_token_or_with_another_users(workbench, tina):
+    tb = workbench.api("POST", API, tina, json={"logdir": "runs/a"}).json()
+    r = through_proxy(workbench, tb["url"] + "data/runs", None, allow_redirects=False)
+    assert r.status_code in (302, 403) and "train" not in r.text
+    other = workbench.create_user("uma")
+    r = through_proxy(workbench, tb["url"] + "data/runs", other, allow_redirects=False)
+    assert r.status_code == 403 and "train" not in r.text
+    assert workbench.api("GET", API, other, allow_redirects=False).status_code == 403
+
+
+def test_compare_two_runs_and_stop(workbench, tina):
+    r = workbench.api("POST", API, tina, json={"logdir": ["runs/a", "runs/b"], "name": "ab"})
+    assert r.status_code == 201, r.text
+    tb = r.json()
+    runs = through_proxy(workbench, tb["url"] + "data/runs", tina).json()
+    assert sorted(runs) == ["a/train", "b/train"]
+    assert workbench.api("DELETE", f"{API}/ab", tina).status_code == 204
+    assert not port_open(tb["port"])
+    r = workbench.api("DELETE", f"{API}/ab", tina)
+    assert r.status_code == 400 and "No TensorBoard 'ab'" in r.json()["message"]
+
+
+def test_bad_input(workbench, tina):
+    for body, message in [
+        ({"logdir": "runs/missing"}, "does not exist yet"),
+        ({"logdir": "/etc"}, "outside your areas"),
+        ({}, '{"logdir"'),
+    ]:
+        r = workbench.api("POST", API, tina, json=body)
+        assert r.status_code == 400, r.text
+        assert message in r.json()["message"]
+
+
+def test_percent_tensorboard_in_a_kernel_resolves_through_the_proxy(workbench, tina):
+    outputs = execute(
+        workbench,
+        "tina",
+        tina,
+        "%load_ext tensorboard\n%tensorboard --logdir runs/b",
+        shutdown=False,
+    )
+    try:
+        html = "".join(o.get("data", {}).get("text/html", "") for o in outputs)
+        match = re.search(r'"(/hub@forge%20space/user/tina/proxy/\d+/)"', html)
+        assert match, outputs
+        assert through_proxy(workbench, match.group(1), tina).status_code == 200
+        runs = through_proxy(workbench, match.group(1) + "data/runs", tina)
+        assert runs.json() == ["train"]
+    finally:
+        workbench.api("DELETE", f"user/tina/api/kernels/{outputs.kernel_id}", tina)
+
+
+def test_restart_restores_and_idle_stops(workbench, tina):
+    tb = workbench.api("POST", API, tina, json={"logdir": "runs/b", "name": "keep"}).json()
+    workbench.stop_server("tina", tina)
+    assert not port_open(tb["port"]), "stopping the server stops its TensorBoards"
+    assert workbench.spawn("tina", tina).status_code in (201, 202)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        listed = workbench.api("GET", API, tina).json()["tensorboards"]
+        if any(t["name"] == "keep" for t in listed):
+            break
+        time.sleep(0.5)
+    restored = next(t for t in listed if t["name"] == "keep")
+    assert through_proxy(workbench, restored["url"] + "data/runs", tina).json() == ["train"]
+
+    # Nobody looks at it: the culler stops it after the idle timeout (15 s in these tests).
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and port_open(restored["port"]):
+        time.sleep(1)
+    assert not port_open(restored["port"])
+    assert "keep" not in [t["name"] for t in workbench.api("GET", API, tina).json()["tensorboards"]]
+    state = json.loads(
+        (workbench.data_dir / "homes" / "tina" / ".hubforge" / "tensorboards.json").read_text()
+    )
+    assert "keep" not in state["instances"]
