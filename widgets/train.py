@@ -86,12 +86,14 @@ class TrainWidget(w.VBox):
         self.train_button = w.Button(description="Train", button_style="primary", icon="play")
         self.cancel_button = w.Button(description="Cancel", icon="stop", disabled=True)
         self.logs_button = w.Button(description="Logs", icon="file-text", disabled=True)
-        # Filled by the TensorBoard and deploy features.
-        self.tensorboard_button = w.Button(description="TensorBoard", disabled=True)
-        self.deploy_button = w.Button(description="Deploy", disabled=True)
+        self.tensorboard_button = w.Button(
+            description="TensorBoard", icon="line-chart", disabled=True
+        )
+        self.deploy_button = w.Button(description="Deploy", disabled=True)  # deploy feature
         self.train_button.on_click(lambda _: self.train())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.logs_button.on_click(lambda _: self.show_logs())
+        self.tensorboard_button.on_click(lambda _: self.open_tensorboard())
         self.buttons = w.HBox(
             [
                 self.train_button,
@@ -108,6 +110,7 @@ class TrainWidget(w.VBox):
         self.replicas = w.HTML()
         self.chart = w.HTML()
         self.logs = w.Textarea(layout={"width": "100%", "height": "180px", "display": "none"})
+        self.board = w.Box()
 
     # -- actions ------------------------------------------------------------------------
     def param_values(self) -> dict[str, Any]:
@@ -134,6 +137,7 @@ class TrainWidget(w.VBox):
             return None
         self.train_button.disabled = True
         self.cancel_button.disabled = self.logs_button.disabled = False
+        self.tensorboard_button.disabled = False
         self.refresh()
         self._start_polling()
         return self.job
@@ -142,6 +146,14 @@ class TrainWidget(w.VBox):
         if self.job is not None and self.job.status not in TERMINAL:
             self.job.cancel()
         self.refresh()
+
+    def open_tensorboard(self) -> Any:
+        """TensorBoard on the job's log dir, embedded below the job."""
+        from .tensorboard import tensorboard
+
+        widget = tensorboard(self.job, height=450)
+        self.board.children = [widget]
+        return widget
 
     def show_logs(self, replica: str = "worker-0") -> str:
         text = self.job.logs(replica) if self.job else ""

@@ -43,6 +43,7 @@ class JobStore:
 
     def create(self, record: dict[str, Any], script: str) -> None:
         (self.path / "replicas").mkdir(parents=True, exist_ok=False)
+        (self.path / "logs").mkdir()  # TensorBoard can open it before the first step
         write_text(self.script_file, script, mode=0o644)
         write_json(self.record_file, record, mode=0o644)
 

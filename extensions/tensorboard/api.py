@@ -33,12 +33,14 @@ def max_instances() -> int:
 
 
 def allowed_roots() -> list[Path]:
-    roots = [Path(os.environ.get("HOME") or Path.home())]
-    for var in ("HUBFORGE_USER_AREA",):
-        if os.environ.get(var):
-            roots.append(Path(os.environ[var]))
-    if os.environ.get("HUBFORGE_DATA"):
-        roots.append(Path(os.environ["HUBFORGE_DATA"]) / "datasets")
+    """The user's home, their area of the data folder, and the shared data sets."""
+    from ..jobs.api import current_user, data_root
+
+    roots = [
+        Path(os.environ.get("HOME") or Path.home()),
+        Path(os.environ.get("HUBFORGE_USER_AREA") or data_root() / "users" / current_user()),
+        data_root() / "datasets",
+    ]
     return [r.resolve() for r in roots]
 
 

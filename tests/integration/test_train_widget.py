@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+import requests
 
 from hubforge.widgets import train
 from tests.notebooks import training_notebook
@@ -46,6 +47,11 @@ def test_click_train_runs_the_job_and_shows_progress(home):
     widget.logs_button.click()
     assert "Epoch 2/2" in widget.logs.value and widget.logs.layout.display == "block"
     assert widget.train_button.disabled is False
+    widget.tensorboard_button.click()
+    (board,) = widget.board.children
+    assert board.instance.logdirs == {widget.job.id: widget.job.artifacts["log_dir"]}
+    assert requests.get(board.instance.url + "data/runs", timeout=30).json() == ["train"]
+    board.stop()
     widget.close()
 
 
