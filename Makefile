@@ -67,6 +67,7 @@ test: lint
 bench: setup-test
 	$(PY) tests/bench/bench_startup.py
 	$(PY) tests/bench/bench_jobs.py
+	$(PY) tests/bench/bench_tensorboard.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) node_modules build dist *.egg-info

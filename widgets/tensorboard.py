@@ -32,7 +32,10 @@ class TensorBoardWidget(w.VBox):
             return None
         url = html.escape(self.instance.url, quote=True)
         self.status.value = f"<b>TensorBoard</b> {html.escape(self.instance.name)}"
-        self.link.value = f'<a href="{url}" target="_blank" rel="noopener">Open in a new tab</a>'
+        self.link.value = (
+            f'<a href="{url}" target="_blank" rel="noopener" '
+            'style="margin:0 1em;text-decoration:underline">Open in a new tab</a>'
+        )
         # CSS `resize` lets the user drag the frame taller or shorter.
         self.frame.value = (
             f'<div style="resize:vertical;overflow:hidden;height:{self.height}px;'
