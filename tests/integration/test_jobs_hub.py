@@ -173,3 +173,23 @@ def test_job_outlives_the_users_server(workbench, tmp_path):
     r = workbench.api("DELETE", f"user/runner/hubforge/api/jobs/{job_id}", token)
     assert r.json()["state"] == "cancelled"
     workbench.stop_server("runner", token)
+
+
+def test_cookie_callers_need_the_xsrf_token(workbench):
+    admin = workbench.admin_token()
+    password = workbench.api(
+        "POST", "services/hubforge/api/users", admin, json={"name": "xena"}
+    ).json()["password"]
+    token = workbench.create_user("xena")
+    assert workbench.spawn("xena", token).status_code in (201, 202)
+    browser = workbench.login("xena", password)
+    # Visiting the server logs the browser in to it (OAuth with the hub): cookies only.
+    assert browser.get(workbench.url + "user/xena/lab", timeout=60).status_code == 200
+    jobs = workbench.url + "user/xena/hubforge/api/jobs"
+    assert browser.get(jobs, timeout=30).status_code == 200
+    r = browser.post(jobs, json={"path": "none.ipynb"}, timeout=30)
+    assert r.status_code == 403  # a forged cross-site POST carries no XSRF token
+    xsrf = browser.cookies.get("_xsrf", path="/hub@forge%20space/user/xena/")
+    r = browser.post(jobs, json={"path": "none.ipynb"}, headers={"X-XSRFToken": xsrf}, timeout=30)
+    assert r.status_code == 400 and "does not exist" in r.json()["message"]
+    workbench.stop_server("xena", token)
