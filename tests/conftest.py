@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import pytest
 
+from tests.notebooks import training_notebook
 from tests.workbench import RunningWorkbench, start_workbench
 
 # A fake inventory of two GPUs: allocation is real, the devices are not.
@@ -15,3 +16,21 @@ def workbench(tmp_path_factory: pytest.TempPathFactory) -> RunningWorkbench:
     wb = start_workbench(tmp_path_factory.mktemp("workbench"), config=SESSION_CONFIG)
     yield wb
     wb.down()
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch):
+    """No hub around: a fresh home with train.ipynb and a data folder; jobs run in-process."""
+    home = tmp_path / "home"
+    monkeypatch.setenv("HOME", str(home))
+    monkeypatch.setenv("HUBFORGE_DATA", str(tmp_path / "data"))
+    for var in (
+        "HUBFORGE_SERVICE_URL",
+        "JUPYTERHUB_API_TOKEN",
+        "HUBFORGE_PROFILE_GPUS",
+        "HUBFORGE_USER_AREA",
+        "JUPYTERHUB_SERVICE_PREFIX",
+    ):
+        monkeypatch.delenv(var, raising=False)
+    training_notebook(home / "train.ipynb")
+    return home

@@ -60,17 +60,21 @@ class RunningWorkbench:
             raise AssertionError(f"login of {user} failed: {r.status_code} {r.text[:300]}")
         return s
 
+    def login_token(self, user: str, password: str) -> str:
+        """Log in through the form, then make an API token as that user would."""
+        s = self.login(user, password)
+        r = s.post(
+            self.url + f"hub/api/users/{user}/tokens",
+            json={"note": "tests"},
+            headers={"X-XSRFToken": s.cookies.get("_xsrf")},
+            timeout=30,
+        )
+        r.raise_for_status()
+        return r.json()["token"]
+
     def admin_token(self) -> str:
         if "admin" not in self._tokens:
-            s = self.login("admin", self.admin_password)
-            r = s.post(
-                self.url + "hub/api/users/admin/tokens",
-                json={"note": "tests"},
-                headers={"X-XSRFToken": s.cookies.get("_xsrf")},
-                timeout=30,
-            )
-            r.raise_for_status()
-            self._tokens["admin"] = r.json()["token"]
+            self._tokens["admin"] = self.login_token("admin", self.admin_password)
         return self._tokens["admin"]
 
     def api(self, method: str, path: str, token: str | None = None, **kw) -> requests.Response:

@@ -52,11 +52,8 @@ class JobsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The request body is not valid JSON") from None
-        if not isinstance(body, dict) or not isinstance(body.get("path"), str):
+        body = self.json_body()
+        if not isinstance(body.get("path"), str):
             raise web.HTTPError(400, 'Send {"path": "notebook.ipynb", "workers": N, ...}')
         unknown = set(body) - SUBMIT_FIELDS
         if unknown:

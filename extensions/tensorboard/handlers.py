@@ -36,11 +36,8 @@ class TensorBoardsHandler(HubforgeAPIHandler):
     @web.authenticated
     @authorized
     async def post(self) -> None:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The request body is not valid JSON") from None
-        logdir = body.get("logdir") if isinstance(body, dict) else None
+        body = self.json_body()
+        logdir = body.get("logdir")
         if not logdir or not isinstance(logdir, str | list):
             raise web.HTTPError(400, 'Send {"logdir": "path or job id" (or a list), "name": ...}')
         root = self.settings["server_root_dir"]

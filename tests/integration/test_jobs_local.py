@@ -14,18 +14,6 @@ import pytest
 
 from hubforge import jobs
 from hubforge.jobs.local import LocalJobBackend
-from tests.notebooks import training_notebook
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("HUBFORGE_DATA", str(tmp_path / "data"))
-    for var in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN", "HUBFORGE_PROFILE_GPUS"):
-        monkeypatch.delenv(var, raising=False)
-    training_notebook(home / "train.ipynb")
-    return home
 
 
 def wait_for(predicate, timeout=120, what="condition"):

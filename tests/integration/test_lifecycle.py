@@ -31,11 +31,7 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
             "users", "add", "dora", "--password-stdin", data_dir=data, input="dora-secret-1\n"
         )
         assert r.returncode == 0, r.stderr
-        session = wb.login("dora", "dora-secret-1")
-        xsrf = {"X-XSRFToken": session.cookies.get("_xsrf")}
-        token = session.post(
-            wb.url + "hub/api/users/dora/tokens", json={"note": "t"}, headers=xsrf, timeout=30
-        ).json()["token"]
+        token = wb.login_token("dora", "dora-secret-1")
         assert wb.spawn("dora", token).status_code in (201, 202)
         r = wb.api(
             "PUT",
@@ -64,11 +60,7 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
     wb = start_workbench(data, base_url="/")
     try:
         assert "Created the first admin" not in wb.log.read_text().split("hubforge up")[-1][-2000:]
-        session = wb.login("dora", "dora-secret-1")
-        xsrf = {"X-XSRFToken": session.cookies.get("_xsrf")}
-        token = session.post(
-            wb.url + "hub/api/users/dora/tokens", json={"note": "t"}, headers=xsrf, timeout=30
-        ).json()["token"]
+        token = wb.login_token("dora", "dora-secret-1")
         assert wb.spawn("dora", token).status_code in (201, 202)
         r = wb.api("GET", "user/dora/api/contents/notes.txt", token)
         assert r.status_code == 200 and r.json()["content"] == "keep me"

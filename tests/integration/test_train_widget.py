@@ -2,22 +2,9 @@
 
 from __future__ import annotations
 
-import pytest
 import requests
 
 from hubforge.widgets import train
-from tests.notebooks import training_notebook
-
-
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("HUBFORGE_DATA", str(tmp_path / "data"))
-    for var in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN", "HUBFORGE_PROFILE_GPUS"):
-        monkeypatch.delenv(var, raising=False)
-    training_notebook(home / "train.ipynb")
-    return home
 
 
 def test_form_is_prefilled_from_the_parameters_cell(home):

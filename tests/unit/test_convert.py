@@ -14,17 +14,6 @@ from hubforge.jobs.spec import JobSpec
 from tests.notebooks import training_notebook
 
 
-@pytest.fixture
-def home(tmp_path, monkeypatch):
-    home = tmp_path / "home"
-    home.mkdir()
-    monkeypatch.setenv("HOME", str(home))
-    monkeypatch.setenv("HUBFORGE_DATA", str(tmp_path / "data"))
-    for var in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN", "HUBFORGE_PROFILE_GPUS"):
-        monkeypatch.delenv(var, raising=False)
-    return home
-
-
 def test_script_keeps_code_drops_skip_job_and_overrides_parameters(home):
     nb = read_notebook(training_notebook(home / "train.ipynb"))
     assert parameters_of(nb) == {"epochs": 3, "steps": 10, "delay": 0.0}
