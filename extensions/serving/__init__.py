@@ -1,0 +1,1 @@
+"""Serving: TensorFlow-Serving-compatible REST endpoints for exported models."""

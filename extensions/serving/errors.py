@@ -1,0 +1,19 @@
+"""Errors of the serving engine; each maps to an HTTP status and a message for the client."""
+
+
+class ServingError(Exception):
+    status = 500
+
+
+class BadRequest(ServingError):
+    """The client's mistake: malformed JSON, wrong shape or dtype, missing input."""
+
+    status = 400
+
+
+class NotFound(ServingError):
+    status = 404
+
+
+class TooLarge(ServingError):
+    status = 413

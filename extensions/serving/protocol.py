@@ -1,0 +1,72 @@
+"""The TensorFlow Serving REST predict protocol: row ("instances") and columnar ("inputs")."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any
+
+import numpy as np
+
+from .errors import BadRequest
+from .model import Signature
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    try:
+        body = json.loads(raw or b"")
+    except (ValueError, UnicodeDecodeError) as e:
+        raise BadRequest(f"Malformed JSON: {e}") from None
+    if not isinstance(body, dict):
+        raise BadRequest('The body must be a JSON object with "instances" or "inputs"')
+    if ("instances" in body) == ("inputs" in body):
+        raise BadRequest('Send exactly one of "instances" (row format) or "inputs" (columnar)')
+    unknown = set(body) - {"instances", "inputs", "signature_name"}
+    if unknown:
+        raise BadRequest(f"Unknown field(s) {sorted(unknown)}")
+    return body
+
+
+def inputs_of(body: dict[str, Any], signature: Signature) -> tuple[dict[str, Any], bool]:
+    """(named inputs, row_format) from a parsed request."""
+    names = sorted(signature.inputs)
+    if "instances" in body:
+        rows = body["instances"]
+        if not isinstance(rows, list) or not rows:
+            raise BadRequest('"instances" must be a non-empty list')
+        if len(names) == 1 and not all(isinstance(r, dict) and set(r) == set(names) for r in rows):
+            return {names[0]: rows}, True
+        if not all(isinstance(r, dict) for r in rows):
+            raise BadRequest(f"With several inputs {names}, each instance is an object")
+        keys = set(rows[0])
+        if any(set(r) != keys for r in rows):
+            raise BadRequest("Every instance must name the same inputs")
+        return {k: [r[k] for r in rows] for k in keys}, True
+    columns = body["inputs"]
+    if isinstance(columns, dict) and (len(names) != 1 or set(columns) == set(names)):
+        return columns, False
+    if len(names) != 1:
+        raise BadRequest(f'With several inputs {names}, "inputs" is an object naming them')
+    return {names[0]: columns}, False
+
+
+def _jsonable(array: np.ndarray) -> Any:
+    if array.dtype == object or array.dtype.kind in "SU":
+        flat = [
+            {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else str(v)
+            for v in array.reshape(-1)
+        ]
+        return np.array(flat, dtype=object).reshape(array.shape).tolist()
+    return array.tolist()
+
+
+def format_outputs(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, Any]:
+    if not row_format:
+        if len(outputs) == 1:
+            return {"outputs": _jsonable(next(iter(outputs.values())))}
+        return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
+    if len(outputs) == 1:
+        return {"predictions": _jsonable(next(iter(outputs.values())))}
+    n = len(next(iter(outputs.values())))
+    columns = {k: _jsonable(v) for k, v in outputs.items()}
+    return {"predictions": [{k: columns[k][i] for k in columns} for i in range(n)]}

@@ -1,0 +1,113 @@
+"""A model's versions on disk (TF Serving layout), loaded and swapped without dropping requests.
+
+Served: the newest version plus every version a label (``labels.json``: {"stable": 1,
+"canary": 2}) points to. A request keeps the version object it started with, so a swap never
+fails it; replaced versions are dropped once nothing refers to them.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest, NotFound
+from .model import ModelVersion, find_versions
+
+LABELS_FILE = "labels.json"
+
+
+class ModelRepository:
+    def __init__(self, name: str, base_path: str | Path):
+        self.name = name
+        self.base_path = Path(base_path)
+        self.versions: dict[int, ModelVersion] = {}
+        self.labels: dict[str, int] = {}
+        self.errors: dict[int, str] = {}
+        self._lock = threading.Lock()
+
+    def read_labels(self) -> dict[str, int]:
+        path = self.base_path / LABELS_FILE
+        if not path.exists():
+            return {}
+        try:
+            labels = json.loads(path.read_text())
+        except ValueError:
+            return self.labels  # half-written: keep the last good ones
+        return {str(k): int(v) for k, v in labels.items()}
+
+    def refresh(self) -> list[int]:
+        """Load what should be served, drop what should not; returns the served versions."""
+        on_disk = find_versions(self.base_path)
+        labels = self.read_labels()
+        wanted = {v for v in labels.values() if v in on_disk}
+        if on_disk:
+            wanted.add(max(on_disk))
+        loaded = {}
+        for version in sorted(wanted - set(self.versions)):
+            try:
+                loaded[version] = ModelVersion(on_disk[version], version)
+                self.errors.pop(version, None)
+            except Exception as e:  # a broken export must not stop the others
+                self.errors[version] = str(e)
+        with self._lock:
+            versions = {v: m for v, m in self.versions.items() if v in wanted}
+            versions.update(loaded)
+            self.versions, self.labels = versions, labels
+        return sorted(self.versions)
+
+    def resolve(self, version: int | None = None, label: str | None = None) -> ModelVersion:
+        with self._lock:
+            versions, labels = self.versions, self.labels
+        if label is not None:
+            if label not in labels:
+                raise NotFound(
+                    f"Model {self.name} has no label '{label}'; labels: "
+                    f"{', '.join(sorted(labels)) or 'none'}"
+                )
+            version = labels[label]
+        if version is None:
+            if not versions:
+                raise NotFound(f"Model {self.name} has no version loaded yet")
+            return versions[max(versions)]
+        if version not in versions:
+            raise NotFound(
+                f"Model {self.name} version {version} is not served; served: "
+                f"{', '.join(map(str, sorted(versions))) or 'none'}"
+            )
+        return versions[version]
+
+    def status(self, version: int | None = None) -> dict[str, Any]:
+        with self._lock:
+            served = sorted(self.versions, reverse=True)
+        if version is not None:
+            if version not in served and version not in self.errors:
+                raise NotFound(f"Model {self.name} version {version} is not served")
+            served = [version] if version in served else []
+        states = [
+            {
+                "version": str(v),
+                "state": "AVAILABLE",
+                "status": {"error_code": "OK", "error_message": ""},
+            }
+            for v in served
+        ]
+        for v, message in sorted(self.errors.items()):
+            if version in (None, v):
+                states.append(
+                    {
+                        "version": str(v),
+                        "state": "END",
+                        "status": {"error_code": "UNKNOWN", "error_message": message},
+                    }
+                )
+        return {"model_version_status": states}
+
+    def set_label(self, label: str, version: int) -> None:
+        if version not in find_versions(self.base_path):
+            raise BadRequest(f"Version {version} does not exist under {self.base_path}")
+        labels = dict(self.read_labels(), **{label: version})
+        from ..atomic import write_json
+
+        write_json(self.base_path / LABELS_FILE, labels, mode=0o644)

@@ -1,0 +1,211 @@
+"""The endpoint process speaks TF Serving's REST API: real TensorFlow, real HTTP on loopback."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import requests
+
+from tests.models import keras_model, multi_io_model
+from tests.workbench import free_port
+
+
+def start_server(name, base):
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubforge.serving.server",
+            "--model-name",
+            name,
+            "--model-base-path",
+            str(base),
+            "--port",
+            str(port),
+            "--poll",
+            "0.5",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("serving process did not start")
+
+
+@pytest.fixture(scope="module")
+def models(tmp_path_factory):
+    root = tmp_path_factory.mktemp("models")
+    keras_model(root / "scorer", 1, bias=0.0)
+    keras_model(root / "scorer", 2, bias=10.0)
+    keras_model(root / "spare", 3, bias=100.0)
+    multi_io_model(root / "multi")
+    (root / "scorer" / "labels.json").write_text(json.dumps({"stable": 1}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def scorer(models):
+    proc, url = start_server("scorer", models / "scorer")
+    yield url + "/v1/models/scorer"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.fixture(scope="module")
+def multi(models):
+    proc, url = start_server("multi", models / "multi")
+    yield url + "/v1/models/multi"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+def test_status_and_metadata(scorer):
+    status = requests.get(scorer, timeout=10).json()
+    assert [s["version"] for s in status["model_version_status"]] == ["2", "1"]
+    assert {s["state"] for s in status["model_version_status"]} == {"AVAILABLE"}
+    assert (
+        requests.get(scorer + "/labels/stable", timeout=10).json()["model_version_status"][0][
+            "version"
+        ]
+        == "1"
+    )
+    meta = requests.get(scorer + "/metadata", timeout=10).json()
+    assert meta["model_spec"] == {"name": "scorer", "signature_name": "", "version": "2"}
+    sig = meta["metadata"]["signature_def"]["signature_def"]["serving_default"]
+    (spec,) = sig["inputs"].values()
+    assert spec["dtype"] == "DT_FLOAT"
+    assert [d["size"] for d in spec["tensor_shape"]["dim"]] == ["-1", "4"]
+
+
+def test_row_and_columnar_predict_versions_and_labels(scorer):
+    rows = {"instances": [[1, 2, 3, 4], [0, 0, 0, 1]]}
+    assert requests.post(scorer + ":predict", json=rows, timeout=10).json() == {
+        "predictions": [[20.0], [11.0]]
+    }
+    columns = {"inputs": [[1, 1, 1, 1]]}
+    assert requests.post(scorer + ":predict", json=columns, timeout=10).json() == {
+        "outputs": [[14.0]]
+    }
+    assert requests.post(scorer + "/versions/1:predict", json=rows, timeout=10).json() == {
+        "predictions": [[10.0], [1.0]]
+    }
+    assert requests.post(scorer + "/labels/stable:predict", json=rows, timeout=10).json() == {
+        "predictions": [[10.0], [1.0]]
+    }
+
+
+def test_named_inputs_binary_values_and_several_outputs(multi):
+    text = base64.b64encode(b"hello").decode()
+    body = {
+        "instances": [
+            {"text": {"b64": text}, "scale": 1.5},
+            {"text": {"b64": base64.b64encode(b"hi").decode()}, "scale": 2},
+        ]
+    }
+    r = requests.post(multi + ":predict", json=body, timeout=10)
+    assert r.status_code == 200, r.text
+    assert r.json() == {"predictions": [{"length": 5, "scaled": 3.0}, {"length": 2, "scaled": 4.0}]}
+    columnar = {"inputs": {"text": ["abc"], "scale": [1.0]}}
+    assert requests.post(multi + ":predict", json=columnar, timeout=10).json() == {
+        "outputs": {"length": [3], "scaled": [2.0]}
+    }
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        (":predict", {"instances": [[1, 2, 3]]}, 400, "has shape [1, 3] but the model expects"),
+        (":predict", {"instances": [["a", "b", "c", "d"]]}, 400, "is not DT_FLOAT"),
+        (":predict", {"instances": []}, 400, "non-empty list"),
+        (":predict", {"instances": [[1, 2, 3, 4]], "inputs": [[1]]}, 400, "exactly one of"),
+        (":predict", {"rows": [[1]]}, 400, "exactly one of"),
+        (
+            ":predict",
+            {"instances": [[1, 2, 3, 4]], "signature_name": "nope"},
+            400,
+            "No signature 'nope'",
+        ),
+        ("/versions/7:predict", {"instances": [[1, 2, 3, 4]]}, 404, "version 7 is not served"),
+        ("/labels/canary:predict", {"instances": [[1, 2, 3, 4]]}, 404, "no label 'canary'"),
+    ],
+)
+def test_client_mistakes_get_4xx_with_an_error(scorer, path, body, status, message):
+    r = requests.post(scorer + path, json=body, timeout=10)
+    assert r.status_code == status, r.text
+    assert message in r.json()["error"]
+
+
+def test_malformed_oversized_and_unknown(scorer, multi):
+    r = requests.post(scorer + ":predict", data="{not json", timeout=10)
+    assert r.status_code == 400 and "Malformed JSON" in r.json()["error"]
+    r = requests.post(
+        scorer + ":predict", data=b"[" + b"1," * (9 * 1024 * 1024) + b"1]", timeout=30
+    )
+    assert r.status_code == 413 and "exceeds" in r.json()["error"]
+    r = requests.post(
+        scorer.replace("scorer", "other") + ":predict", json={"instances": [1]}, timeout=10
+    )
+    assert r.status_code == 404 and "serves 'scorer'" in r.json()["error"]
+    r = requests.post(multi + ":predict", json={"instances": [{"text": "a"}]}, timeout=10)
+    assert r.status_code == 400 and "missing ['scale']" in r.json()["error"]
+    r = requests.post(
+        multi + ":predict", json={"instances": [{"text": {"b64": "!!"}, "scale": 1}]}, timeout=10
+    )
+    assert r.status_code == 400 and "Invalid base64" in r.json()["error"]
+
+
+def test_new_version_swaps_in_without_failing_a_request(scorer, models):
+    codes, stop = [], threading.Event()
+
+    def hammer():
+        session = requests.Session()
+        while not stop.is_set():
+            r = session.post(scorer + ":predict", json={"instances": [[0, 0, 0, 0]]}, timeout=30)
+            codes.append((r.status_code, r.json().get("predictions")))
+
+    threads = [threading.Thread(target=hammer) for _ in range(4)]
+    for t in threads:
+        t.start()
+    time.sleep(1)
+    shutil.copytree(models / "spare" / "3", models / "scorer" / "3")
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        status = requests.get(scorer, timeout=10).json()["model_version_status"]
+        if status[0]["version"] == "3":
+            break
+        time.sleep(0.2)
+    time.sleep(1)
+    stop.set()
+    for t in threads:
+        t.join()
+    assert status[0]["version"] == "3"
+    assert codes and all(code == 200 for code, _ in codes), set(c for c, _ in codes)
+    answers = {p[0][0] for _, p in codes}
+    assert answers == {10.0, 100.0}, answers  # version 2, then version 3 — nothing else
+
+
+def test_health_and_metrics(scorer):
+    base = scorer.split("/v1/")[0]
+    assert requests.get(base + "/healthz", timeout=10).json()["status"] == "ok"
+    text = requests.get(base + "/metrics", timeout=10).text
+    assert 'hubforge_serving_requests_total{code="200",method="predict"}' in text
+    assert "hubforge_serving_latency_seconds_bucket" in text

@@ -1,0 +1,49 @@
+"""Tiny exported models in TF Serving's layout, made in a subprocess (TensorFlow is heavy)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+KERAS = """
+import sys, numpy as np, tensorflow as tf
+base, version, bias = sys.argv[1], sys.argv[2], float(sys.argv[3])
+model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,), name="score")])
+model.layers[0].set_weights([np.ones((4, 1), "float32"), np.array([bias], "float32")])
+model.save(f"{base}/{version}")
+"""
+
+MULTI = """
+import sys, tensorflow as tf
+class M(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None], tf.string, name="text"),
+                                  tf.TensorSpec([None], tf.float32, name="scale")])
+    def serve(self, text, scale):
+        return {"length": tf.strings.length(text), "scaled": scale * 2.0}
+m = M()
+tf.saved_model.save(m, sys.argv[1] + "/1", signatures={"serving_default": m.serve})
+"""
+
+
+def _run(script: str, *args: str) -> None:
+    subprocess.run(
+        [sys.executable, "-c", script, *args],
+        check=True,
+        timeout=180,
+        capture_output=True,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+
+
+def keras_model(base: Path, version: int, bias: float = 0.0) -> Path:
+    """y = sum(x) + bias, as a Keras SavedModel at ``base/version``."""
+    _run(KERAS, str(base), str(version), str(bias))
+    return base / str(version)
+
+
+def multi_io_model(base: Path) -> Path:
+    """Two named inputs (a string and a float), two outputs."""
+    _run(MULTI, str(base))
+    return base / "1"
