@@ -18,6 +18,8 @@ from traitlets.config import Application
 from ..gpus import GpuAllocator
 from ..jobs.handlers import release_finished
 from ..jobs.handlers import routes as jobs_routes
+from ..serving.handlers import routes as serving_routes
+from ..serving.local import LocalEndpointBackend
 from ..workbench import Workbench, load_workbench
 from .handlers import (
     SERVICE_NAME,
@@ -70,10 +72,13 @@ class HubforgeService(Application):
         allocator = GpuAllocator(workbench.gpus, workbench.state_dir / "gpus.json")
         args = {"hub_auth": hub_auth, "allocator": allocator, "workbench": workbench}
         jobs = job_backend_class(workbench.job_backend).from_workbench(workbench)
+        self.endpoints = LocalEndpointBackend.from_workbench(workbench)
         self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
         api = url_path_join(self.prefix, "api")
         return web.Application(
-            jobs_routes(api, {**args, "jobs": jobs})
+            service_prefix=self.prefix,
+            handlers=jobs_routes(api, {**args, "jobs": jobs})
+            + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints})
             + [
                 (self.prefix, RootHandler),
                 (api + "/status", StatusHandler, args),
@@ -82,7 +87,7 @@ class HubforgeService(Application):
                 (api + "/users", UsersHandler, args),
                 (api + r"/users/([^/]+)", UserHandler, args),
                 (api + r"/users/([^/]+)/password", PasswordHandler, args),
-            ]
+            ],
         )
 
     def start(self) -> None:
@@ -94,6 +99,9 @@ class HubforgeService(Application):
         url = urlparse(self.service_url)
         app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.reconcile.start()
+        restarted = await asyncio.to_thread(self.endpoints.restore)
+        if restarted:
+            self.log.info("Restarted endpoints: %s", ", ".join(restarted))
         self.log.info("hubforge service listening on %s%s", self.service_url, self.prefix)
         stop = asyncio.Event()
         loop = asyncio.get_running_loop()

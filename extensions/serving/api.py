@@ -1,0 +1,93 @@
+"""The public serving API: ``deploy`` an exported model, then call the ``Endpoint``.
+
+Inside a hub the hubforge service runs endpoints (they outlive your server); each call to an
+endpoint goes through the service's gateway with your token.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from ..client import ServiceClient, ServiceError
+from .errors import BadRequest, NotFound, ServingError
+
+
+def _client() -> ServiceClient:
+    if not ServiceClient.available():
+        raise ServingError(
+            "Endpoints are run by the hubforge service: use this inside a "
+            "Hubforge server (HUBFORGE_SERVICE_URL and JUPYTERHUB_API_TOKEN)"
+        )
+    return ServiceClient()
+
+
+def _call(client: ServiceClient, method: str, path: str, **kwargs: Any) -> Any:
+    try:
+        return client.request(method, path, **kwargs)
+    except ServiceError as e:
+        error = {400: BadRequest, 404: NotFound}.get(e.status, ServingError)
+        raise error(str(e)) from None
+
+
+class Endpoint:
+    def __init__(self, record: dict[str, Any], client: ServiceClient):
+        self.record = record
+        self._client = client
+
+    name = property(lambda self: self.record["name"])
+    url = property(lambda self: self.record["url"])
+    versions = property(lambda self: self.record["versions"])
+
+    def __repr__(self) -> str:
+        return f"<Endpoint {self.name} versions={self.versions} {self.url}>"
+
+    @property
+    def status(self) -> str:
+        self.record = _call(self._client, "GET", f"endpoints/{self.name}")
+        return "running" if self.record["running"] else "stopped"
+
+    def _gateway(self, suffix: str) -> str:
+        service = self._client.url.rsplit("/api", 1)[0]
+        return (
+            f"{service}/endpoints/{self.record['owner']}/{self.name}/v1/models/{self.name}" + suffix
+        )
+
+    def predict(
+        self, instances: list, version: int | None = None, signature_name: str | None = None
+    ) -> list:
+        """Row-format predict through the gateway; returns the predictions."""
+        suffix = (f"/versions/{version}" if version else "") + ":predict"
+        body: dict[str, Any] = {"instances": instances}
+        if signature_name:
+            body["signature_name"] = signature_name
+        r = self._client.session.post(self._gateway(suffix), json=body, timeout=60)
+        if r.status_code >= 400:
+            raise (
+                BadRequest(r.json().get("error", r.text))
+                if r.status_code < 500
+                else ServingError(r.text)
+            )
+        return r.json()["predictions"]
+
+    def undeploy(self) -> None:
+        _call(self._client, "DELETE", f"endpoints/{self.name}")
+        self.record["running"] = False
+
+
+def deploy(model_dir: str | os.PathLike, name: str, version: int | None = None) -> Endpoint:
+    """Serve the SavedModel at ``model_dir`` (in your data area) as endpoint ``name``;
+    deploying again adds a version and swaps it in without failing requests."""
+    client = _client()
+    body = {"name": name, "model_dir": os.fspath(model_dir), "version": version}
+    return Endpoint(_call(client, "POST", "endpoints", json=body), client)
+
+
+def get(name: str) -> Endpoint:
+    client = _client()
+    return Endpoint(_call(client, "GET", f"endpoints/{name}"), client)
+
+
+def list_endpoints() -> list[Endpoint]:
+    client = _client()
+    return [Endpoint(r, client) for r in _call(client, "GET", "endpoints")["endpoints"]]

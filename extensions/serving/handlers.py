@@ -1,0 +1,126 @@
+"""Endpoint REST views and the gateway of the hubforge service.
+
+    POST/GET /services/hubforge/api/endpoints, GET/DELETE .../endpoints/<name>
+    *        /services/hubforge/endpoints/<user>/<name>/v1/...   (the TF Serving API)
+
+The gateway authenticates every call with a JupyterHub token: the owner and admins pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from tornado import web
+from tornado.httpclient import AsyncHTTPClient, HTTPRequest
+
+from ..service.handlers import ServiceHandler
+from .errors import ServingError
+
+
+class EndpointsBase(ServiceHandler):
+    def initialize(self, endpoints: Any, **kwargs: Any) -> None:  # type: ignore[override]
+        super().initialize(**kwargs)
+        self.endpoints = endpoints
+
+    @property
+    def owner(self) -> str:
+        if self.identity["kind"] != "user":
+            raise web.HTTPError(403, "Endpoints belong to users: call with a user's token")
+        return self.identity["name"]
+
+    def serving_error(self, error: ServingError) -> None:
+        raise web.HTTPError(error.status if error.status < 500 else 502, str(error))
+
+    def public(self, record: dict[str, Any]) -> dict[str, Any]:
+        gateway = f"{self.settings['service_prefix']}endpoints/{record['owner']}/{record['name']}"
+        return {k: record[k] for k in ("owner", "name", "versions", "running", "created")} | {
+            "url": f"{gateway}/v1/models/{record['name']}",
+            "base_path": record["base_path"],
+        }
+
+
+class EndpointsHandler(EndpointsBase):
+    def get(self) -> None:
+        self.write_json({"endpoints": [self.public(r) for r in self.endpoints.list(self.owner)]})
+
+    async def post(self) -> None:
+        owner, body = self.owner, self.json_body()
+        try:
+            record = await self.run_in_thread(
+                self.endpoints.deploy,
+                owner,
+                body.get("name"),
+                str(body.get("model_dir") or ""),
+                body.get("version"),
+            )
+        except ServingError as e:
+            self.serving_error(e)
+        self.write_json(self.public(record), status=201)
+
+    async def run_in_thread(self, func: Any, *args: Any) -> Any:
+        import asyncio
+
+        return await asyncio.to_thread(func, *args)
+
+
+class EndpointHandler(EndpointsBase):
+    def get(self, name: str) -> None:
+        try:
+            self.write_json(self.public(self.endpoints.get(self.owner, name)))
+        except ServingError as e:
+            self.serving_error(e)
+
+    def delete(self, name: str) -> None:
+        try:
+            self.write_json(
+                self.public({**self.endpoints.undeploy(self.owner, name), "versions": []})
+            )
+        except ServingError as e:
+            self.serving_error(e)
+
+
+class GatewayHandler(EndpointsBase):
+    """Forwards TF Serving requests to the endpoint after checking the caller."""
+
+    async def forward(self, user: str, name: str, rest: str) -> None:
+        ident = self.identity
+        if not (ident["admin"] or (ident["kind"] == "user" and ident["name"] == user)):
+            raise web.HTTPError(403, f"{ident['name']} may not call {user}'s endpoint {name}")
+        try:
+            target = self.endpoints.target(user, name)
+        except ServingError as e:
+            self.serving_error(e)
+        request = HTTPRequest(
+            f"{target}/{rest}",
+            method=self.request.method,
+            body=self.request.body if self.request.method == "POST" else None,
+            headers={"Content-Type": "application/json"},
+            request_timeout=120,
+        )
+        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        if response.code == 599:
+            raise web.HTTPError(502, f"Endpoint {name} did not answer: {response.error}")
+        self.set_status(response.code)
+        self.set_header("Content-Type", response.headers.get("Content-Type", "application/json"))
+        self.finish(response.body)
+
+    async def get(self, user: str, name: str, rest: str) -> None:
+        await self.forward(user, name, rest)
+
+    async def post(self, user: str, name: str, rest: str) -> None:
+        await self.forward(user, name, rest)
+
+    def write_error(self, status_code: int, **kwargs: Any) -> None:
+        # TF Serving clients read {"error": ...}
+        exc = kwargs.get("exc_info", (None, None, None))[1]
+        message = getattr(exc, "log_message", None) or self._reason
+        self.set_header("Content-Type", "application/json")
+        self.finish({"error": message})
+
+
+def routes(prefix: str, api: str, args: dict[str, Any]) -> list[tuple]:
+    return [
+        (api + "/endpoints", EndpointsHandler, args),
+        (api + r"/endpoints/([^/]+)", EndpointHandler, args),
+        (prefix + r"endpoints/([^/]+)/([^/]+)/(v1/.+)", GatewayHandler, args),
+    ]

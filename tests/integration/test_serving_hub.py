@@ -1,0 +1,108 @@
+"""Endpoints run by the hubforge service, called through the hub's gateway with tokens."""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.kernel import execute
+from tests.models import keras_model
+
+pytestmark = pytest.mark.hub
+API = "services/hubforge/api/endpoints"
+GATEWAY = "services/hubforge/endpoints/sam/scorer/v1/models/scorer"
+
+
+@pytest.fixture(scope="module")
+def sam(workbench):
+    token = workbench.create_user("sam")
+    exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    keras_model(exports, 1, bias=0.0)
+    keras_model(exports, 2, bias=5.0)
+    return token
+
+
+def test_deploy_predict_through_the_gateway_and_undeploy(workbench, sam):
+    exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    r = workbench.api("POST", API, sam, json={"name": "scorer", "model_dir": str(exports / "1")})
+    assert r.status_code == 201, r.text
+    endpoint = r.json()
+    assert endpoint["versions"] == [1] and endpoint["running"]
+    assert endpoint["url"] == f"/hub@forge%20space/{GATEWAY}"
+    rows = {"instances": [[1, 1, 1, 1]]}
+    r = workbench.api("POST", GATEWAY + ":predict", sam, json=rows)
+    assert r.status_code == 200 and r.json() == {"predictions": [[4.0]]}
+    assert (
+        workbench.api("GET", GATEWAY, sam).json()["model_version_status"][0]["state"] == "AVAILABLE"
+    )
+    # A new version swaps in; the old one stays addressable only while served.
+    r = workbench.api("POST", API, sam, json={"name": "scorer", "model_dir": str(exports / "2")})
+    assert r.status_code == 201 and r.json()["versions"] == [1, 2]
+    assert workbench.api("POST", GATEWAY + ":predict", sam, json=rows).json() == {
+        "predictions": [[9.0]]
+    }
+    # Client mistakes pass through as TF Serving answers them.
+    r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[1, 2]]})
+    assert r.status_code == 400 and "shape" in r.json()["error"]
+    # Admins may call it too.
+    assert (
+        workbench.api("POST", GATEWAY + ":predict", workbench.admin_token(), json=rows).status_code
+        == 200
+    )
+
+
+def test_gateway_refuses_strangers(workbench, sam):
+    rows = {"instances": [[1, 1, 1, 1]]}
+    r = workbench.api("POST", GATEWAY + ":predict", json=rows)
+    assert r.status_code == 403 and "token" in r.json()["error"]
+    eve = workbench.create_user("eve2")
+    r = workbench.api("POST", GATEWAY + ":predict", eve, json=rows)
+    assert r.status_code == 403 and "eve2 may not call sam's endpoint" in r.json()["error"]
+    assert workbench.api("GET", API, eve).json()["endpoints"] == []
+    assert workbench.api("DELETE", f"{API}/scorer", eve).status_code == 404
+
+
+def test_deploy_mistakes(workbench, sam):
+    exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    cases = [
+        ({"name": "Bad Name", "model_dir": str(exports / "1")}, "lowercase letters"),
+        ({"name": "x", "model_dir": "/etc"}, "outside your data area"),
+        ({"name": "x", "model_dir": str(exports)}, "not a SavedModel"),
+        ({"name": "scorer", "model_dir": str(exports / "1"), "version": 1}, "exists already"),
+    ]
+    for body, message in cases:
+        r = workbench.api("POST", API, sam, json=body)
+        assert r.status_code == 400, (body, r.text)
+        assert message in r.json()["message"], (body, r.text)
+    r = workbench.api(
+        "POST",
+        "services/hubforge/endpoints/sam/nope/v1/models/nope:predict",
+        sam,
+        json={"instances": [[1]]},
+    )
+    assert r.status_code == 404 and "No endpoint 'nope'" in r.json()["error"]
+
+
+def test_python_api_from_a_kernel(workbench, sam):
+    assert workbench.spawn("sam", sam).status_code in (201, 202)
+    outputs = execute(
+        workbench,
+        "sam",
+        sam,
+        (
+            "from hubforge import serving\n"
+            "ep = serving.get('scorer')\n"
+            "print(ep.status, ep.versions, ep.predict([[0, 0, 0, 1]]))\n"
+            "try:\n    ep.predict([[1]])\nexcept serving.BadRequest as e:\n    print('bad:', e)"
+        ),
+    )
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "running [1, 2] [[6.0]]" in text, outputs
+    assert "bad:" in text and "shape" in text
+    workbench.stop_server("sam", sam)
+    # The endpoint is the service's, not the server's: it keeps serving.
+    r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
+    assert r.json() == {"predictions": [[5.0]]}
+    r = workbench.api("DELETE", f"{API}/scorer", sam)
+    assert r.status_code == 200
+    r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
+    assert r.status_code == 404
