@@ -97,7 +97,13 @@ class GatewayHandler(EndpointsBase):
             headers={"Content-Type": "application/json"},
             request_timeout=120,
         )
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        try:
+            response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        except OSError:  # not listening yet: just (re)started after a restart
+            self.set_header("Retry-After", "2")
+            raise web.HTTPError(
+                503, f"Endpoint {name} is starting; retry in a few seconds"
+            ) from None
         if response.code == 599:
             raise web.HTTPError(502, f"Endpoint {name} did not answer: {response.error}")
         self.set_status(response.code)
@@ -114,6 +120,8 @@ class GatewayHandler(EndpointsBase):
         # TF Serving clients read {"error": ...}
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = getattr(exc, "log_message", None) or self._reason
+        if status_code == 503:
+            self.set_header("Retry-After", "2")
         self.set_header("Content-Type", "application/json")
         self.finish({"error": message})
 

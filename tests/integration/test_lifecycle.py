@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import json
 import signal
+import time
 
 import psutil
 import pytest
 
 from hubforge.processes import workbench_processes
+from tests.models import keras_model
 from tests.notebooks import training_notebook
 from tests.workbench import hubforge, start_workbench
 
@@ -114,3 +116,35 @@ def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
     assert record["state"] == "cancelled"
     assert "stopped with the workbench" in record["reason"]
     assert not psutil.pid_exists(supervisor) or psutil.Process(supervisor).status() == "zombie"
+
+
+def test_endpoints_come_back_after_a_restart(tmp_path):
+    data = tmp_path / "wb"
+    wb = start_workbench(data, base_url="/")
+    gateway = "services/hubforge/endpoints/lee/clf/v1/models/clf:predict"
+    rows = {"instances": [[1, 2, 3, 4]]}
+    try:
+        token = wb.create_user("lee")
+        export = keras_model(data / "hdfs" / "users" / "lee" / "exports", 1, bias=1.0)
+        r = wb.api(
+            "POST",
+            "services/hubforge/api/endpoints",
+            token,
+            json={"name": "clf", "model_dir": str(export)},
+        )
+        assert r.status_code == 201, r.text
+        assert wb.api("POST", gateway, token, json=rows).json() == {"predictions": [[11.0]]}
+    finally:
+        wb.down()
+    assert workbench_processes(str(data)) == [], "hubforge down stops endpoints too"
+    wb = start_workbench(data, base_url="/")
+    try:
+        token = wb.create_user("lee")
+        deadline = time.monotonic() + 90
+        while (r := wb.api("POST", gateway, token, json=rows)).status_code == 503:
+            assert "is starting" in r.json()["error"] and r.headers["Retry-After"] == "2"
+            assert time.monotonic() < deadline, "the endpoint never came back"
+            time.sleep(0.5)
+        assert r.json() == {"predictions": [[11.0]]}
+    finally:
+        wb.down()
