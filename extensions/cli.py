@@ -411,6 +411,50 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_serve(args: argparse.Namespace) -> int:
+    from . import serving
+
+    try:
+        if args.serve_command == "deploy":
+            ep = serving.deploy(args.model_dir, args.name, version=args.version)
+            print(
+                f"{ep.name}: versions {ep.versions}\npredict with:\n  curl -H "
+                '"Authorization: token $TOKEN" -d \'{"instances": [...]}\' '
+                f"http://HUB-HOST{ep.url}:predict"
+            )
+        elif args.serve_command == "list":
+            for ep in serving.list_endpoints():
+                state = "running" if ep.record["running"] else "stopped"
+                print(f"{ep.name:<24} {state:<8} versions={ep.versions} {ep.url}")
+        elif args.serve_command == "predict":
+            instances = json.loads(args.instances)
+            print(json.dumps(serving.get(args.name).predict(instances, version=args.version)))
+        elif args.serve_command == "undeploy":
+            serving.get(args.name).undeploy()
+            print(f"Undeployed {args.name} (its model versions stay in your data area)")
+    except (serving.ServingError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="deploy models to TF-Serving-compatible endpoints")
+    serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
+    deploy = serve_sub.add_parser("deploy", help="serve a SavedModel (adds a version)")
+    deploy.add_argument("model_dir", help="the exported SavedModel folder in your data area")
+    deploy.add_argument("--name", required=True, help="endpoint name")
+    deploy.add_argument("--version", type=int, help="version number (default: next)")
+    serve_sub.add_parser("list", help="your endpoints")
+    predict = serve_sub.add_parser("predict", help="call an endpoint")
+    predict.add_argument("name")
+    predict.add_argument("instances", help='JSON rows, e.g. "[[1, 2, 3, 4]]"')
+    predict.add_argument("--version", type=int)
+    undeploy = serve_sub.add_parser("undeploy", help="stop an endpoint")
+    undeploy.add_argument("name")
+    serve.set_defaults(func=cmd_serve)
+
+
 def _tensorboard_parser(sub: argparse._SubParsersAction) -> None:
     tb = sub.add_parser("tensorboard", help="TensorBoard on log dirs and jobs")
     tb_sub = tb.add_subparsers(dest="tb_command", required=True, metavar="ACTION")
@@ -490,6 +534,7 @@ def build_parser() -> argparse.ArgumentParser:
     users.set_defaults(func=cmd_users)
     _job_parser(sub, common)
     _tensorboard_parser(sub)
+    _serve_parser(sub)
     return parser
 
 

@@ -106,3 +106,30 @@ def test_python_api_from_a_kernel(workbench, sam):
     assert r.status_code == 200
     r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
     assert r.status_code == 404
+
+
+def test_cli_inside_the_users_server(workbench, sam):
+    exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    assert workbench.spawn("sam", sam).status_code in (201, 202)
+    outputs = execute(
+        workbench,
+        "sam",
+        sam,
+        "\n".join(
+            [
+                f"!hubforge serve deploy {exports / '1'} --name cli-ep",
+                "!hubforge serve list",
+                "!hubforge serve predict cli-ep '[[1, 1, 1, 1]]'",
+                "!hubforge serve predict cli-ep '[[1]]'",
+                "!hubforge serve undeploy cli-ep",
+            ]
+        ),
+        timeout=180,
+    )
+    text = "".join(o.get("text", "") for o in outputs)
+    assert "cli-ep: versions [1]" in text and "curl -H" in text, text
+    assert "/services/hubforge/endpoints/sam/cli-ep/v1/models/cli-ep:predict" in text
+    assert '{"predictions": [[4.0]]}' in text or "[[4.0]]" in text
+    assert "error:" in text and "shape" in text
+    assert "Undeployed cli-ep" in text
+    workbench.stop_server("sam", sam)

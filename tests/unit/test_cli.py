@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import stat
+import subprocess
+import sys
 
 import pytest
 
@@ -100,3 +103,20 @@ def test_down_and_status_when_not_running(data):
     assert r.returncode == 0 and "not running" in r.stdout
     r = hubforge("status", data_dir=data)
     assert r.returncode == 1 and "not running" in r.stdout
+
+
+def test_serve_outside_a_hub_says_where_it_works():
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN")
+    }
+    r = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "serve", "list"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert r.returncode == 2
+    assert "run by the hubforge service: use this inside a Hubforge server" in r.stderr
