@@ -69,7 +69,8 @@ class Signature:
             )
         return tensor
 
-    def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+    def prepare(self, inputs: dict[str, Any]) -> dict[str, Any]:
+        """Check names, dtypes and shapes; the request's tensors, or BadRequest."""
         missing = sorted(set(self.inputs) - set(inputs))
         extra = sorted(set(inputs) - set(self.inputs))
         if missing or extra:
@@ -79,9 +80,20 @@ class Signature:
                 + ("; " if missing and extra else "")
                 + (f"unknown {extra}" if extra else "")
             )
-        tensors = {k: self.tensor(k, v) for k, v in inputs.items()}
+        return {k: self.tensor(k, v) for k, v in inputs.items()}
+
+    def call(self, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
         outputs = self.function(**tensors)
         return {k: v.numpy() for k, v in outputs.items()}
+
+    def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
+        return self.call(self.prepare(inputs))
+
+    @property
+    def batchable(self) -> bool:
+        """Every input and output has a leading batch dimension of unknown size."""
+        specs = [*self.inputs.values(), *self.outputs.values()]
+        return all(s.shape.rank and s.shape[0] is None for s in specs)
 
 
 def _decode_b64(value: Any) -> Any:

@@ -20,6 +20,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from tornado import web
 from tornado.ioloop import PeriodicCallback
 
+from .batching import Batcher
 from .errors import BadRequest, NotFound, ServingError, TooLarge
 from .protocol import format_outputs, inputs_of, parse_body
 from .repository import ModelRepository
@@ -49,8 +50,11 @@ class Metrics:
 
 
 class ModelHandler(web.RequestHandler):
-    def initialize(self, repo: ModelRepository, metrics: Metrics, max_body: int) -> None:
+    def initialize(
+        self, repo: ModelRepository, metrics: Metrics, max_body: int, batcher: Batcher | None
+    ) -> None:
         self.repo, self.metrics, self.max_body = repo, metrics, max_body
+        self.batcher = batcher
         self.started = time.perf_counter()
 
     def prepare(self) -> None:
@@ -110,8 +114,14 @@ class ModelHandler(web.RequestHandler):
             model = repo.resolve(number, label)  # kept for the whole request: swaps are safe
             signature = model.signature(body.get("signature_name"))
             inputs, rows = inputs_of(body, signature)
-            outputs = await asyncio.to_thread(signature.run, inputs)
-            self.metrics.batch_size.observe(len(next(iter(outputs.values()))))
+            tensors = signature.prepare(inputs)
+            if self.batcher and rows and signature.batchable:
+                outputs = await self.batcher.run(
+                    signature, tensors, self.metrics.batch_size.observe
+                )
+            else:
+                outputs = await asyncio.to_thread(signature.call, tensors)
+                self.metrics.batch_size.observe(len(next(iter(outputs.values()))))
             self.write(format_outputs(outputs, rows))
         except ServingError as e:
             self.fail(e)
@@ -138,8 +148,10 @@ class MetricsHandler(web.RequestHandler):
         self.finish(generate_latest(self.metrics.registry))
 
 
-def make_app(repo: ModelRepository, max_body: int = 16 * 1024 * 1024) -> web.Application:
-    args = {"repo": repo, "metrics": Metrics(), "max_body": max_body}
+def make_app(
+    repo: ModelRepository, max_body: int = 16 * 1024 * 1024, batcher: Batcher | None = None
+) -> web.Application:
+    args = {"repo": repo, "metrics": Metrics(), "max_body": max_body, "batcher": batcher}
     return web.Application(
         [
             (ROUTE, ModelHandler, args),
@@ -149,10 +161,19 @@ def make_app(repo: ModelRepository, max_body: int = 16 * 1024 * 1024) -> web.App
     )
 
 
-async def serve(name: str, base_path: str, port: int, host: str, poll: float) -> None:
+async def serve(
+    name: str,
+    base_path: str,
+    port: int,
+    host: str,
+    poll: float,
+    max_batch_size: int = 0,
+    batch_timeout_ms: float = 2.0,
+) -> None:
     repo = ModelRepository(name, base_path)
     await asyncio.to_thread(repo.refresh)
-    app = make_app(repo)
+    batcher = Batcher(max_batch_size, batch_timeout_ms / 1000) if max_batch_size > 1 else None
+    app = make_app(repo, batcher=batcher)
     app.listen(port, host, max_body_size=64 * 1024 * 1024)
     # New versions and label changes are picked up without a restart.
     refresher = PeriodicCallback(
@@ -169,8 +190,30 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--port", type=int, default=8501)
     parser.add_argument("--host", default="127.0.0.1")
     parser.add_argument("--poll", type=float, default=2.0, help="seconds between version scans")
+    parser.add_argument(
+        "--max-batch-size",
+        type=int,
+        default=0,
+        help="rows per model call when batching concurrent requests (0: off)",
+    )
+    parser.add_argument(
+        "--batch-timeout-ms",
+        type=float,
+        default=2.0,
+        help="longest a request waits for others to batch with",
+    )
     args = parser.parse_args(argv)
-    asyncio.run(serve(args.model_name, args.model_base_path, args.port, args.host, args.poll))
+    asyncio.run(
+        serve(
+            args.model_name,
+            args.model_base_path,
+            args.port,
+            args.host,
+            args.poll,
+            args.max_batch_size,
+            args.batch_timeout_ms,
+        )
+    )
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -18,7 +19,7 @@ from tests.models import keras_model, multi_io_model
 from tests.workbench import free_port
 
 
-def start_server(name, base):
+def start_server(name, base, *extra):
     port = free_port()
     proc = subprocess.Popen(
         [
@@ -33,6 +34,7 @@ def start_server(name, base):
             str(port),
             "--poll",
             "0.5",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -209,3 +211,33 @@ def test_health_and_metrics(scorer):
     text = requests.get(base + "/metrics", timeout=10).text
     assert 'hubforge_serving_requests_total{code="200",method="predict"}' in text
     assert "hubforge_serving_latency_seconds_bucket" in text
+
+
+def test_batching_gives_each_request_its_own_rows(models):
+    proc, url = start_server(
+        "batched", models / "scorer", "--max-batch-size", "32", "--batch-timeout-ms", "20"
+    )
+    try:
+        predict = url + "/v1/models/batched:predict"
+        results = {}
+
+        def call(i):
+            r = requests.post(predict, json={"instances": [[i, 0, 0, 0], [0, i, 0, 1]]}, timeout=30)
+            results[i] = (r.status_code, r.json())
+
+        threads = [threading.Thread(target=call, args=(i,)) for i in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        for i, (code, body) in results.items():
+            assert code == 200, body
+            bias = body["predictions"][0][0] - i
+            assert body["predictions"] == [[i + bias], [i + 1 + bias]], (i, body)
+        metrics = requests.get(url + "/metrics", timeout=10).text
+        count = float(re.search(r"hubforge_serving_batch_size_count (\S+)", metrics).group(1))
+        total = float(re.search(r"hubforge_serving_batch_size_sum (\S+)", metrics).group(1))
+        assert total == 32 and count < 16, (count, total)  # fewer model calls than requests
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
