@@ -68,6 +68,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_startup.py
 	$(PY) tests/bench/bench_jobs.py
 	$(PY) tests/bench/bench_tensorboard.py
+	$(PY) tests/bench/bench_serving.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) node_modules build dist *.egg-info

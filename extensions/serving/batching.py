@@ -20,6 +20,7 @@ class Batcher:
         self.max_wait = max_wait
         self._queues: dict[int, asyncio.Queue] = {}
         self._workers: dict[int, asyncio.Task] = {}
+        self.in_flight = 0  # requests between arrival and answer
 
     async def run(
         self, signature: Signature, tensors: dict[str, Any], observe: Any = None
@@ -33,7 +34,11 @@ class Batcher:
             self._workers[key] = asyncio.ensure_future(self._work(signature, key, observe))
         future = asyncio.get_running_loop().create_future()
         await self._queues[key].put((tensors, rows, future))
-        return await future
+        self.in_flight += 1
+        try:
+            return await future
+        finally:
+            self.in_flight -= 1
 
     async def _work(self, signature: Signature, key: int, observe: Any) -> None:
         import tensorflow as tf
@@ -43,7 +48,8 @@ class Batcher:
             batch = [await queue.get()]
             size = batch[0][1]
             deadline = asyncio.get_running_loop().time() + self.max_wait
-            while size < self.max_batch_size:
+            # Alone? Then waiting for company only adds latency.
+            while size < self.max_batch_size and (self.in_flight > len(batch) or not queue.empty()):
                 timeout = deadline - asyncio.get_running_loop().time()
                 if timeout <= 0:
                     break
