@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import os
+import signal
+import time
+from typing import Any
 
 import psutil
 
@@ -37,3 +40,33 @@ def sweep(data_dir: str, grace: float = 5.0) -> int:
         with contextlib.suppress(psutil.Error):
             proc.kill()
     return len(procs)
+
+
+def identity(pid: int) -> dict[str, Any]:
+    """What identifies a process across PID reuse: its PID and start time."""
+    return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+
+
+def alive(record: dict[str, Any]) -> bool:
+    """Whether the process of ``identity(...)`` (``record``) still runs (zombies do not)."""
+    try:
+        proc = psutil.Process(record["pid"])
+        return (
+            abs(proc.create_time() - record["create_time"]) < 1
+            and proc.status() != psutil.STATUS_ZOMBIE
+        )
+    except psutil.Error:
+        return False
+
+
+def terminate_group(record: dict[str, Any], grace: float = 10) -> None:
+    """SIGTERM the process group ``record`` leads, SIGKILL it after ``grace`` seconds."""
+    if not alive(record):
+        return
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(record["pid"], signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and alive(record):
+            time.sleep(0.05)
+        if alive(record):
+            os.killpg(record["pid"], signal.SIGKILL)

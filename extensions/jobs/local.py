@@ -13,9 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
-from ..processes import JOBS_MARKER, MARKER
+from ..processes import JOBS_MARKER, MARKER, alive, identity
 from .base import JobBackend
 from .errors import JobError, JobNotFound
 from .spec import JobSpec
@@ -90,8 +88,7 @@ class LocalJobBackend(JobBackend):
             )
         # Reap it when it ends, so a long-lived kernel or service collects no zombies.
         threading.Thread(target=proc.wait, name=f"reap-{store.id}", daemon=True).start()
-        created = psutil.Process(proc.pid).create_time()
-        store.update(supervisor={"pid": proc.pid, "create_time": created})
+        store.update(supervisor=identity(proc.pid))
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
         store = self.store(owner, job_id)
@@ -165,11 +162,7 @@ class LocalJobBackend(JobBackend):
 
 
 def _supervisor_alive(record: dict[str, Any]) -> bool:
-    sup = record.get("supervisor")
-    if not sup:
+    supervisor = record.get("supervisor")
+    if not supervisor:
         return record["state"] == "pending"
-    try:
-        proc = psutil.Process(sup["pid"])
-        return abs(proc.create_time() - sup["create_time"]) < 1 and proc.status() != "zombie"
-    except psutil.Error:
-        return False
+    return alive(supervisor)

@@ -10,7 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import socket
 import subprocess
 import sys
@@ -19,10 +18,10 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 
 from ..atomic import read_json, write_json
+from ..processes import alive, identity, terminate_group
 from .errors import BadRequest, NotFound, ServingError
 from .model import find_versions
 
@@ -55,7 +54,7 @@ class LocalEndpointBackend:
             raise NotFound(f"No endpoint {name!r} for {owner}; `hubforge serve list` shows yours")
         return {
             **record,
-            "running": _alive(record),
+            "running": alive(record),
             "versions": sorted(find_versions(record["base_path"])),
         }
 
@@ -103,7 +102,7 @@ class LocalEndpointBackend:
         with self._lock:
             records = self._records()
             record = records.get(f"{owner}/{name}")
-            if record is None or not _alive(record):
+            if record is None or not alive(record):
                 record = self._start(owner, name, base)
                 records[f"{owner}/{name}"] = record
                 self._save(records)
@@ -142,8 +141,7 @@ class LocalEndpointBackend:
             "name": name,
             "base_path": str(base),
             "port": port,
-            "pid": proc.pid,
-            "create_time": psutil.Process(proc.pid).create_time(),
+            **identity(proc.pid),
             "created": time.time(),
         }
 
@@ -151,7 +149,7 @@ class LocalEndpointBackend:
         url = f"http://127.0.0.1:{record['port']}/v1/models/{record['name']}/versions/{version}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
-            if not _alive(record):
+            if not alive(record):
                 raise ServingError(
                     f"The endpoint process exited; see {record['base_path']}/server.log"
                 )
@@ -170,7 +168,7 @@ class LocalEndpointBackend:
             if record is None:
                 raise NotFound(f"No endpoint {name!r} for {owner}")
             self._save(records)
-        _terminate(record)
+        terminate_group(record)
         return {**record, "running": False}
 
     def restore(self) -> list[str]:
@@ -179,7 +177,7 @@ class LocalEndpointBackend:
         with self._lock:
             records = self._records()
             for key, record in records.items():
-                if not _alive(record) and find_versions(record["base_path"]):
+                if not alive(record) and find_versions(record["base_path"]):
                     records[key] = self._start(
                         record["owner"], record["name"], Path(record["base_path"])
                     )
@@ -193,27 +191,3 @@ class LocalEndpointBackend:
         if not record["running"]:
             raise ServingError(f"Endpoint {name} is not running; redeploy it")
         return f"http://127.0.0.1:{record['port']}"
-
-
-def _alive(record: dict[str, Any]) -> bool:
-    try:
-        proc = psutil.Process(record["pid"])
-        return (
-            abs(proc.create_time() - record["create_time"]) < 1
-            and proc.status() != psutil.STATUS_ZOMBIE
-        )
-    except psutil.Error:
-        return False
-
-
-def _terminate(record: dict[str, Any]) -> None:
-    if _alive(record):
-        try:
-            os.killpg(record["pid"], signal.SIGTERM)
-        except ProcessLookupError:
-            return
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline and _alive(record):
-            time.sleep(0.05)
-        if _alive(record):
-            os.killpg(record["pid"], signal.SIGKILL)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import socket
 import subprocess
 import sys
@@ -12,7 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
+from ..processes import alive, identity, terminate_group
 
 
 def free_port() -> int:
@@ -50,18 +49,7 @@ def launch(logdir_args: list[str], port: int, path_prefix: str, log_file: Path) 
             env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
         )
     threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends
-    return {"pid": proc.pid, "create_time": psutil.Process(proc.pid).create_time()}
-
-
-def alive(record: dict[str, Any]) -> bool:
-    try:
-        proc = psutil.Process(record["pid"])
-        return (
-            abs(proc.create_time() - record["create_time"]) < 1
-            and proc.status() != psutil.STATUS_ZOMBIE
-        )
-    except psutil.Error:
-        return False
+    return identity(proc.pid)
 
 
 def wait_listening(port: int, record: dict[str, Any], timeout: float = 90) -> bool:
@@ -77,14 +65,4 @@ def wait_listening(port: int, record: dict[str, Any], timeout: float = 90) -> bo
 
 
 def terminate(record: dict[str, Any], grace: float = 5) -> None:
-    if not alive(record):
-        return
-    try:
-        os.killpg(record["pid"], signal.SIGTERM)
-        deadline = time.monotonic() + grace
-        while time.monotonic() < deadline and alive(record):
-            time.sleep(0.05)
-        if alive(record):
-            os.killpg(record["pid"], signal.SIGKILL)
-    except ProcessLookupError:
-        pass
+    terminate_group(record, grace)
