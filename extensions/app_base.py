@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
-from tornado import web
+
+from .jsonbody import json_object
 
 
 class HubforgeAPIHandler(ExtensionHandlerMixin, APIHandler):
@@ -17,10 +17,4 @@ class HubforgeAPIHandler(ExtensionHandlerMixin, APIHandler):
 
     def json_body(self) -> dict[str, Any]:
         """The request's JSON object; 400 with a clear message otherwise."""
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "The request body must be a JSON object")
-        return body
+        return json_object(self.request.body)

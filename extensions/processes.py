@@ -5,7 +5,11 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
+import socket
+import subprocess
+import threading
 import time
+from pathlib import Path
 from typing import Any
 
 import psutil
@@ -70,3 +74,31 @@ def terminate_group(record: dict[str, Any], grace: float = 10) -> None:
             time.sleep(0.05)
         if alive(record):
             os.killpg(record["pid"], signal.SIGKILL)
+
+
+def free_port() -> int:
+    """A TCP port free on loopback right now."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def spawn_detached(
+    cmd: list[str], log_file: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> dict[str, Any]:
+    """Start ``cmd`` in its own session (it outlives the caller), output appended to
+    ``log_file``; returns its ``identity``. A thread reaps it when it ends, so long-lived
+    callers (kernels, the service) collect no zombies."""
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("ab") as out:
+        proc = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            env=env if env is not None else dict(os.environ),
+            cwd=cwd,
+        )
+    threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
+    return identity(proc.pid)

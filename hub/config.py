@@ -9,22 +9,16 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import sys
 from pathlib import Path
 from typing import Any
 
 from hubforge.atomic import write_text
+from hubforge.processes import free_port
 from hubforge.service.handlers import SERVICE_NAME
 from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
 
 from .spawner import WORKBENCH_MARKER
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def find_proxy() -> str:

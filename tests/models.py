@@ -5,7 +5,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+import time
 from pathlib import Path
+
+import requests
+
+from hubforge.processes import free_port
 
 KERAS = """
 import sys, numpy as np, tensorflow as tf
@@ -47,3 +52,37 @@ def multi_io_model(base: Path) -> Path:
     """Two named inputs (a string and a float), two outputs."""
     _run(MULTI, str(base))
     return base / "1"
+
+
+def start_serving(name: str, base: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``python -m hubforge.serving.server`` on a free port; returns (process, base URL)
+    once /healthz answers 200."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubforge.serving.server",
+            "--model-name",
+            name,
+            "--model-base-path",
+            str(base),
+            "--port",
+            str(port),
+            *extra,
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.1)
+    proc.kill()
+    raise RuntimeError("serving process did not start")

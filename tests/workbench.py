@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,11 @@ from urllib.parse import quote
 
 import requests
 
+from hubforge.processes import free_port
+
 HUBFORGE = [sys.executable, "-m", "hubforge.cli"]
 # An awkward prefix: '%40' (which clients turn into '@') and a space.
 AWKWARD_BASE_URL = "/hub%40forge space/"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def hubforge(*args: str, data_dir: Path, input: str | None = None, timeout: float = 120):

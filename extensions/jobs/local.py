@@ -6,14 +6,12 @@ import contextlib
 import os
 import secrets
 import signal
-import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
 
-from ..processes import JOBS_MARKER, MARKER, alive, identity
+from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached
 from .base import JobBackend
 from .errors import JobError, JobNotFound
 from .spec import JobSpec
@@ -75,20 +73,14 @@ class LocalJobBackend(JobBackend):
         env = dict(os.environ, **self.env)
         if MARKER in env:  # not swept with the workbench's processes; see stop_all()
             env[JOBS_MARKER] = env.pop(MARKER)
-        log = store.path / "supervisor.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [sys.executable, "-m", "hubforge.jobs.supervisor", str(store.path)],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # detached: outlives the kernel, server and hub
-                env=env,
-                cwd=store.path,
-            )
-        # Reap it when it ends, so a long-lived kernel or service collects no zombies.
-        threading.Thread(target=proc.wait, name=f"reap-{store.id}", daemon=True).start()
-        store.update(supervisor=identity(proc.pid))
+        # Detached: the job outlives the kernel, the user's server and the hub.
+        supervisor = spawn_detached(
+            [sys.executable, "-m", "hubforge.jobs.supervisor", str(store.path)],
+            store.path / "supervisor.log",
+            env=env,
+            cwd=store.path,
+        )
+        store.update(supervisor=supervisor)
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
         store = self.store(owner, job_id)

@@ -11,6 +11,7 @@ from tornado import web
 from .. import __version__
 from ..gpus import GpuAllocator, NotEnoughGpus
 from ..hub.passwords import PasswordStore, UserError
+from ..jsonbody import json_object
 
 SERVICE_NAME = "hubforge"
 
@@ -61,13 +62,8 @@ class ServiceHandler(HubAuthenticated, web.RequestHandler):
             raise web.HTTPError(403, "Only admins and the hub may do this")
 
     def json_body(self) -> dict[str, Any]:
-        try:
-            body = json.loads(self.request.body or b"{}")
-        except ValueError:
-            raise web.HTTPError(400, "The request body is not valid JSON") from None
-        if not isinstance(body, dict):
-            raise web.HTTPError(400, "The request body must be a JSON object")
-        return body
+        """The request's JSON object; 400 with a clear message otherwise."""
+        return json_object(self.request.body)
 
     def write_json(self, data: Any, status: int = 200) -> None:
         self.set_status(status)

@@ -10,8 +10,6 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import socket
-import subprocess
 import sys
 import threading
 import time
@@ -21,7 +19,7 @@ from typing import Any
 import requests
 
 from ..atomic import read_json, write_json
-from ..processes import alive, identity, terminate_group
+from ..processes import alive, free_port, spawn_detached, terminate_group
 from .errors import BadRequest, NotFound, ServingError
 from .model import find_versions
 
@@ -110,38 +108,29 @@ class LocalEndpointBackend:
         return self.get(owner, name)
 
     def _start(self, owner: str, name: str, base: Path) -> dict[str, Any]:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        log = base / "server.log"
-        with log.open("ab") as out:
-            proc = subprocess.Popen(
-                [
-                    sys.executable,
-                    "-m",
-                    "hubforge.serving.server",
-                    "--model-name",
-                    name,
-                    "--model-base-path",
-                    str(base),
-                    "--port",
-                    str(port),
-                    "--poll",
-                    "1",
-                ],
-                stdin=subprocess.DEVNULL,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-                env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2"),
-            )
-        threading.Thread(target=proc.wait, daemon=True).start()  # reap it when it ends
+        port = free_port()
+        cmd = [
+            sys.executable,
+            "-m",
+            "hubforge.serving.server",
+            "--model-name",
+            name,
+            "--model-base-path",
+            str(base),
+            "--port",
+            str(port),
+            "--poll",
+            "1",
+        ]
+        process = spawn_detached(
+            cmd, base / "server.log", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
+        )
         return {
             "owner": owner,
             "name": name,
             "base_path": str(base),
             "port": port,
-            **identity(proc.pid),
+            **process,
             "created": time.time(),
         }
 

@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..processes import free_port
 from . import process
 from .store import InstanceStore
 
@@ -147,7 +148,7 @@ def _unique_name(base: str, instances: dict[str, Any]) -> str:
 
 
 def _start(name: str, logdirs: dict[str, str]) -> dict[str, Any]:
-    port = process.free_port()
+    port = free_port()
     base = server_prefix()
     prefix = f"{base.rstrip('/')}/proxy/absolute/{port}" if base else ""
     log_file = InstanceStore().path.parent / "tensorboard-logs" / f"{name}.log"

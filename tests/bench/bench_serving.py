@@ -25,8 +25,8 @@ import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from tests.models import keras_model
-from tests.workbench import free_port, start_workbench
+from tests.models import keras_model, start_serving
+from tests.workbench import start_workbench
 
 ROW = {"instances": [[0.1, 0.2, 0.3, 0.4]]}
 # A model whose call costs more than the HTTP around it, as real models do: batching pays there.
@@ -65,31 +65,8 @@ def timed(call, n: int) -> list[float]:
 
 
 def serve(base: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubforge.serving.server",
-            "--model-name",
-            "m",
-            "--model-base-path",
-            str(base),
-            "--port",
-            str(port),
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-    url = f"http://127.0.0.1:{port}/v1/models/m:predict"
-    while True:
-        try:
-            if requests.post(url, json=ROW, timeout=2).status_code == 200:
-                return proc, url
-        except requests.ConnectionError:
-            time.sleep(0.1)
+    proc, url = start_serving("m", base, *extra)
+    return proc, url + "/v1/models/m:predict"
 
 
 def throughput(url: str, clients: int, seconds: float) -> float:

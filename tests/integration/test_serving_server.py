@@ -4,53 +4,19 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import re
 import shutil
-import subprocess
-import sys
 import threading
 import time
 
 import pytest
 import requests
 
-from tests.models import keras_model, multi_io_model
-from tests.workbench import free_port
+from tests.models import keras_model, multi_io_model, start_serving
 
 
 def start_server(name, base, *extra):
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubforge.serving.server",
-            "--model-name",
-            name,
-            "--model-base-path",
-            str(base),
-            "--port",
-            str(port),
-            "--poll",
-            "0.5",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.1)
-    proc.kill()
-    raise RuntimeError("serving process did not start")
+    return start_serving(name, base, "--poll", "0.5", *extra)
 
 
 @pytest.fixture(scope="module")
