@@ -171,6 +171,26 @@ class Workbench(Configurable):
             )
         return proposal["value"]
 
+    endpoint_backend = Unicode(
+        "local",
+        config=True,
+        help="""Where endpoints run: 'local' (serving processes on this machine) or
+        'kubernetes' (TF Serving Deployment + Service, or a KServe InferenceService). Backends
+        are the entry points of the group 'hubforge.endpoint_backends'.""",
+    )
+
+    @validate("endpoint_backend")
+    def _check_endpoint_backend(self, proposal: Any) -> str:
+        from importlib.metadata import entry_points
+
+        names = sorted(ep.name for ep in entry_points(group="hubforge.endpoint_backends"))
+        if proposal["value"] not in names:
+            raise TraitError(
+                f"Workbench.endpoint_backend={proposal['value']!r}: choose one of "
+                f"{', '.join(names)}"
+            )
+        return proposal["value"]
+
     tensorboard_idle_timeout = Integer(
         3600, config=True, help="Seconds without a request after which a TensorBoard stops."
     )

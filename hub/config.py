@@ -15,7 +15,7 @@ from typing import Any
 
 from hubforge.atomic import write_text
 from hubforge.processes import free_port
-from hubforge.service.handlers import SERVICE_NAME
+from hubforge.service.handlers import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
 from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
 
 from .spawner import WORKBENCH_MARKER
@@ -48,7 +48,8 @@ def service_token(workbench: Workbench) -> str:
 def _roles() -> list[dict[str, Any]]:
     access = f"access:services!service={SERVICE_NAME}"
     return [
-        {"name": "user", "scopes": ["self", access]},
+        # users may call their own endpoints, and mint tokens that only do that
+        {"name": "user", "scopes": ["self", access, f"{CALL_ENDPOINTS_SCOPE}!user"]},
         {"name": "server", "scopes": ["users:activity!user", "access:servers!server", access]},
         {
             "name": "hubforge-service",
@@ -81,6 +82,12 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.authenticator_class = "hubforge-password"
     c.JupyterHub.spawner_class = "hubforge-local"
+    c.JupyterHub.custom_scopes = {
+        CALL_ENDPOINTS_SCOPE: {
+            "description": "Call Hubforge model endpoints (TF Serving REST API). Filter with "
+            "!user=<owner> for all of an owner's endpoints, or !server=<owner>/<endpoint>."
+        }
+    }
     c.JupyterHub.load_roles = _roles()
     c.JupyterHub.services = [
         {

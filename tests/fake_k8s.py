@@ -154,6 +154,22 @@ class Handler(web.RequestHandler):
         self.fake.objects[key] = body
         self.send(201, body)
 
+    def put(self) -> None:
+        m = self.route()
+        if not m:
+            return
+        key = (m["plural"], m["ns"], m["name"])
+        old = self.fake.objects.get(key)
+        if old is None:
+            return self.send(404, {"kind": "Status", "reason": "NotFound"})
+        body = json.loads(self.request.body)
+        for field in ("uid", "creationTimestamp"):
+            body["metadata"][field] = old["metadata"][field]
+        if "status" in old:
+            body["status"] = old["status"]  # the status subresource is the controller's
+        self.fake.objects[key] = body
+        self.send(200, body)
+
     def delete(self) -> None:
         m = self.route()
         if not m:

@@ -86,3 +86,24 @@ def start_serving(name: str, base: Path, *extra: str) -> tuple[subprocess.Popen,
         time.sleep(0.1)
     proc.kill()
     raise RuntimeError("serving process did not start")
+
+
+CLASSIFIER = """
+import sys, numpy as np, tensorflow as tf
+tf.keras.utils.set_random_seed(0)
+model = tf.keras.Sequential([
+    tf.keras.layers.Dense(128, activation="relu", input_shape=(32,)),
+    tf.keras.layers.Dense(3, activation="softmax"),
+])
+model.save(sys.argv[1] + "/1")
+x = np.random.default_rng(1).standard_normal((200, 32)).astype("float32")
+np.save(sys.argv[1] + "/x.npy", x)
+np.save(sys.argv[1] + "/y.npy", model.predict(x, verbose=0).argmax(axis=1))
+"""
+
+
+def classifier_model(base: Path) -> Path:
+    """32 floats -> 3 class probabilities (4,483 weights), version 1 under ``base``; also
+    writes sample inputs ``x.npy`` and the model's own class ids ``y.npy`` next to it."""
+    _run(CLASSIFIER, str(base))
+    return base / "1"

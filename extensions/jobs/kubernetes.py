@@ -7,9 +7,7 @@ Progress records are read from the job's folder on the HDFS mount, like the loca
 
 from __future__ import annotations
 
-import asyncio
 import json
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -19,6 +17,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Dict, Unicode
 from traitlets.config import Configurable
 
+from ..kube import KubeAPI, incluster_configuration
 from .base import JobBackend
 from .errors import JobError, JobNotFound
 from .local import new_job_id
@@ -27,7 +26,6 @@ from .spec import JobSpec
 from .store import TERMINAL, JobStore, summarize_progress
 
 SPEC_ANNOTATION = "hubforge.io/spec"
-TFJOB = ("kubeflow.org", "v1", "tfjobs")
 
 
 class KubernetesJobs(Configurable):
@@ -63,78 +61,27 @@ class KubernetesJobBackend(JobBackend):
         data_root: str | Path = "/mnt/hdfs",
     ):
         """``configuration``: where the API server is and how to authenticate (in the
-        service: ``kubernetes_asyncio.config.load_incluster_config``)."""
+        service: the pod's ServiceAccount, see ``hubforge.kube.incluster_configuration``)."""
         self.settings = settings
         self.data_root = Path(data_root)
-        self._loop = asyncio.new_event_loop()
-        self._thread = threading.Thread(target=self._loop.run_forever, name="k8s-jobs", daemon=True)
-        self._thread.start()
-        self.api = self._run(self._client(configuration))
-        self._tfjob: bool | None = None
+        self.kube = KubeAPI(configuration, "k8s-jobs")
+        self._run = self.kube.run
+        self._call = self.kube.call
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> KubernetesJobBackend:
-        from kubernetes_asyncio import config
-
-        configuration = client.Configuration()
-        config.load_incluster_config(client_configuration=configuration)
         settings = KubernetesJobs(config=workbench.config).cluster_settings()
-        return cls(configuration, settings, workbench.shared_data)
-
-    @staticmethod
-    async def _client(configuration: client.Configuration) -> client.ApiClient:
-        return client.ApiClient(configuration)  # its HTTP session belongs to our loop
+        return cls(incluster_configuration(), settings, workbench.shared_data)
 
     def close(self) -> None:
-        self._run(self.api.close())
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join(10)
-        self._loop.close()
-
-    def _run(self, coro: Any, timeout: float = 60) -> Any:
-        return asyncio.run_coroutine_threadsafe(coro, self._loop).result(timeout)
-
-    async def _call(
-        self, method: str, path: str, body: Any = None, query: list[tuple[str, str]] | None = None
-    ) -> Any:
-        """One raw API call; JSON in, JSON (or text) out."""
-        response = await self.api.call_api(
-            path,
-            method,
-            query_params=query or [],
-            body=body,
-            header_params={"Content-Type": "application/json", "Accept": "application/json"},
-            auth_settings=["BearerToken"],
-            _preload_content=False,
-        )
-        try:
-            text = await response.text()
-        finally:
-            response.release()
-        if not 200 <= response.status <= 299:
-            raise ApiException(status=response.status, reason=text[:300])
-        try:
-            return json.loads(text)
-        except ValueError:
-            return text
+        self.kube.close()
 
     def _ns(self) -> str:
         return self.settings.namespace
 
     # -- discovery ------------------------------------------------------------------------
     async def _tfjob_available(self) -> bool:
-        if self._tfjob is None:
-            try:
-                await self._call(
-                    "GET",
-                    "/apis/apiextensions.k8s.io/v1/customresourcedefinitions/tfjobs.kubeflow.org",
-                )
-                self._tfjob = True
-            except ApiException as e:
-                if e.status != 404:
-                    raise
-                self._tfjob = False
-        return self._tfjob
+        return await self.kube.crd_exists("tfjobs.kubeflow.org")
 
     def _path(self, kind: str, name: str | None = None) -> str:
         ns = self._ns()
@@ -255,11 +202,7 @@ class KubernetesJobBackend(JobBackend):
         return record
 
     async def _delete(self, kind: str, name: str) -> None:
-        try:
-            await self._call("DELETE", self._path(kind, name), {"propagationPolicy": "Foreground"})
-        except ApiException as e:
-            if e.status != 404:
-                raise
+        await self.kube.delete(self._path(kind, name))
 
     def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
         return self._run(self._logs(owner, job_id, replica, offset))

@@ -19,7 +19,6 @@ from ..gpus import GpuAllocator
 from ..jobs.handlers import release_finished
 from ..jobs.handlers import routes as jobs_routes
 from ..serving.handlers import routes as serving_routes
-from ..serving.local import LocalEndpointBackend
 from ..workbench import Workbench, load_workbench
 from .handlers import (
     SERVICE_NAME,
@@ -32,9 +31,10 @@ from .handlers import (
 )
 
 
-def job_backend_class(name: str) -> type:
-    """The JobBackend registered under ``name`` in the 'hubforge.job_backends' entry points."""
-    (ep,) = entry_points(group="hubforge.job_backends", name=name)
+def backend_class(group: str, name: str) -> type:
+    """The backend registered under ``name`` in the entry points ``group``
+    ('hubforge.job_backends', 'hubforge.endpoint_backends')."""
+    (ep,) = entry_points(group=group, name=name)
     return ep.load()
 
 
@@ -71,8 +71,12 @@ class HubforgeService(Application):
         )
         allocator = GpuAllocator(workbench.gpus, workbench.state_dir / "gpus.json")
         args = {"hub_auth": hub_auth, "allocator": allocator, "workbench": workbench}
-        jobs = job_backend_class(workbench.job_backend).from_workbench(workbench)
-        self.endpoints = LocalEndpointBackend.from_workbench(workbench)
+        jobs = backend_class("hubforge.job_backends", workbench.job_backend).from_workbench(
+            workbench
+        )
+        self.endpoints = backend_class(
+            "hubforge.endpoint_backends", workbench.endpoint_backend
+        ).from_workbench(workbench)
         self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
         api = url_path_join(self.prefix, "api")
         return web.Application(

@@ -14,6 +14,9 @@ from ..hub.passwords import PasswordStore, UserError
 from ..jsonbody import json_object
 
 SERVICE_NAME = "hubforge"
+# Calls an endpoint's TF Serving API. Filters: !user=<owner> (all of the owner's endpoints)
+# or !server=<owner>/<endpoint> (one endpoint).
+CALL_ENDPOINTS_SCOPE = "custom:hubforge:endpoints:call"
 
 
 class ServiceHandler(HubAuthenticated, web.RequestHandler):

@@ -2,6 +2,7 @@
 
 from .api import Endpoint, deploy, get, list_endpoints
 from .errors import BadRequest, NotFound, ServingError
+from .tflite import TFLiteReport, export_tflite
 
 list = list_endpoints
 
@@ -10,7 +11,9 @@ __all__ = [
     "Endpoint",
     "NotFound",
     "ServingError",
+    "TFLiteReport",
     "deploy",
+    "export_tflite",
     "get",
     "list",
     "list_endpoints",

@@ -38,6 +38,7 @@ class Endpoint:
     name = property(lambda self: self.record["name"])
     url = property(lambda self: self.record["url"])
     versions = property(lambda self: self.record["versions"])
+    batching = property(lambda self: self.record.get("batching"))
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} versions={self.versions} {self.url}>"
@@ -75,12 +76,45 @@ class Endpoint:
         self.record["running"] = False
 
 
-def deploy(model_dir: str | os.PathLike, name: str, version: int | None = None) -> Endpoint:
+def deploy(
+    model_dir: str | os.PathLike,
+    name: str,
+    version: int | None = None,
+    batching: dict[str, Any] | None = None,
+    gpus: int = 0,
+) -> Endpoint:
     """Serve the SavedModel at ``model_dir`` (in your data area) as endpoint ``name``;
-    deploying again adds a version and swaps it in without failing requests."""
+    deploying again adds a version and swaps it in without failing requests.
+
+    ``model_dir`` may also be a finished training job (its exported model is deployed).
+    ``batching``: ``{"max_batch_size": 32, "batch_timeout_ms": 2}`` merges concurrent
+    requests into one model call (default off); changing it restarts the endpoint gracefully.
+    """
     client = _client()
-    body = {"name": name, "model_dir": os.fspath(model_dir), "version": version}
+    model_dir = _model_dir_of(model_dir)
+    body = {
+        "name": name,
+        "model_dir": os.fspath(model_dir),
+        "version": version,
+        "batching": batching,
+        "gpus": gpus,
+    }
     return Endpoint(_call(client, "POST", "endpoints", json=body), client)
+
+
+def _model_dir_of(source: Any) -> str | os.PathLike:
+    """A path as given, or the exported model of a training job."""
+    artifacts = getattr(source, "artifacts", None)
+    if artifacts is None:
+        if not isinstance(source, str | os.PathLike):
+            raise BadRequest(f"deploy() takes a model folder or a job, not {type(source).__name__}")
+        return source
+    if getattr(source, "status", "succeeded") != "succeeded":
+        raise BadRequest(
+            f"Job {source.id} is {source.status}: deploy it once it has succeeded "
+            "(job.wait() waits for it)"
+        )
+    return artifacts["model_dir"]
 
 
 def get(name: str) -> Endpoint:

@@ -3,7 +3,9 @@
     POST/GET /services/hubforge/api/endpoints, GET/DELETE .../endpoints/<name>
     *        /services/hubforge/endpoints/<user>/<name>/v1/...   (the TF Serving API)
 
-The gateway authenticates every call with a JupyterHub token: the owner and admins pass.
+The gateway authenticates every call with a JupyterHub token: the owner and admins pass, and
+so does any token with the custom scope ``custom:hubforge:endpoints:call`` for the endpoint
+(``!user=<owner>`` or ``!server=<owner>/<endpoint>``), e.g. one an application holds.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPRequest
 
-from ..service.handlers import ServiceHandler
+from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
 from .errors import ServingError
 
 
@@ -33,7 +35,8 @@ class EndpointsBase(ServiceHandler):
 
     def public(self, record: dict[str, Any]) -> dict[str, Any]:
         gateway = f"{self.settings['service_prefix']}endpoints/{record['owner']}/{record['name']}"
-        return {k: record[k] for k in ("owner", "name", "versions", "running", "created")} | {
+        keys = ("owner", "name", "versions", "running", "created", "batching")
+        return {k: record.get(k) for k in keys} | {
             "url": f"{gateway}/v1/models/{record['name']}",
             "base_path": record["base_path"],
         }
@@ -52,6 +55,8 @@ class EndpointsHandler(EndpointsBase):
                 body.get("name"),
                 str(body.get("model_dir") or ""),
                 body.get("version"),
+                body.get("batching"),
+                body.get("gpus", 0),
             )
         except ServingError as e:
             self.serving_error(e)
@@ -79,13 +84,37 @@ class EndpointHandler(EndpointsBase):
             self.serving_error(e)
 
 
+def call_scope(user: str, name: str) -> str:
+    """The scope that lets a token call one endpoint (``!user=<owner>`` includes it)."""
+    return f"{CALL_ENDPOINTS_SCOPE}!server={user}/{name}"
+
+
 class GatewayHandler(EndpointsBase):
     """Forwards TF Serving requests to the endpoint after checking the caller."""
 
-    async def forward(self, user: str, name: str, rest: str) -> None:
+    @property
+    def hub_scopes(self) -> set[str]:
+        # a token may carry only the call scope: it can call, but not deploy or undeploy
+        user, name = self.path_args[:2]
+        return {*self.hub_auth.access_scopes, call_scope(user, name)}
+
+    def allowed(self, user: str, name: str) -> bool:
         ident = self.identity
-        if not (ident["admin"] or (ident["kind"] == "user" and ident["name"] == user)):
-            raise web.HTTPError(403, f"{ident['name']} may not call {user}'s endpoint {name}")
+        if ident["admin"]:
+            return True
+        if self.hub_auth.check_scopes({call_scope(user, name)}, self.current_user):
+            return True
+        has_access = self.hub_auth.check_scopes(self.hub_auth.access_scopes, self.current_user)
+        return bool(has_access) and ident["kind"] == "user" and ident["name"] == user
+
+    async def forward(self, user: str, name: str, rest: str) -> None:
+        if not self.allowed(user, name):
+            ident = self.identity
+            raise web.HTTPError(
+                403,
+                f"{ident['name']} may not call {user}'s endpoint {name}: it needs the owner's "
+                f"token, an admin's, or one with the scope {call_scope(user, name)}",
+            )
         try:
             target = self.endpoints.target(user, name)
         except ServingError as e:

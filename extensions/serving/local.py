@@ -8,8 +8,6 @@ service's state folder, so a service or hub restart brings every endpoint back.
 from __future__ import annotations
 
 import os
-import re
-import shutil
 import sys
 import threading
 import time
@@ -20,13 +18,12 @@ import requests
 
 from ..atomic import read_json, write_json
 from ..processes import alive, free_port, spawn_detached, terminate_group
+from .base import EndpointBackend, check_batching
 from .errors import BadRequest, NotFound, ServingError
 from .model import find_versions
 
-NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 
-
-class LocalEndpointBackend:
+class LocalEndpointBackend(EndpointBackend):
     def __init__(self, data_root: str | Path, state_file: str | Path):
         self.data_root = Path(data_root)
         self.state_file = Path(state_file)
@@ -43,14 +40,12 @@ class LocalEndpointBackend:
     def _save(self, records: dict[str, dict[str, Any]]) -> None:
         write_json(self.state_file, records)
 
-    def area(self, owner: str) -> Path:
-        return self.data_root / "users" / owner
-
     def get(self, owner: str, name: str) -> dict[str, Any]:
         record = self._records().get(f"{owner}/{name}")
         if record is None:
             raise NotFound(f"No endpoint {name!r} for {owner}; `hubforge serve list` shows yours")
         return {
+            "batching": check_batching(None),
             **record,
             "running": alive(record),
             "versions": sorted(find_versions(record["base_path"])),
@@ -60,54 +55,54 @@ class LocalEndpointBackend:
         return [self.get(owner, r["name"]) for r in self._records().values() if r["owner"] == owner]
 
     # -- deploy / undeploy -----------------------------------------------------------------
-    def _export_dir(self, owner: str, model_dir: str) -> Path:
-        path = Path(model_dir).resolve()
-        area = self.area(owner).resolve()
-        if area not in path.parents:
-            raise BadRequest(
-                f"{model_dir} is outside your data area {area}: deploy what a job "
-                "exported (its model folder) or copy the model there"
-            )
-        if not (path / "saved_model.pb").is_file():
-            raise BadRequest(
-                f"{model_dir} is not a SavedModel (no saved_model.pb): pass the "
-                "folder model.save() wrote"
-            )
-        return path
-
     def deploy(
-        self, owner: str, name: str, model_dir: str, version: int | None = None
+        self,
+        owner: str,
+        name: str,
+        model_dir: str,
+        version: int | None = None,
+        batching: dict[str, Any] | None = None,
+        gpus: int = 0,
     ) -> dict[str, Any]:
-        """Copy the export in as a new version; start the endpoint or let it swap versions."""
-        if not isinstance(name, str) or not NAME.match(name):
-            raise BadRequest(f"Endpoint name {name!r}: use lowercase letters, digits and '-'")
-        source = self._export_dir(owner, model_dir)
-        base = self.area(owner) / "models" / name
-        base.mkdir(parents=True, exist_ok=True)
-        existing = find_versions(base)
-        version = version or (max(existing) + 1 if existing else 1)
-        if not isinstance(version, int) or version < 1:
-            raise BadRequest(f"version={version!r}: a positive integer")
-        if version in existing and existing[version].resolve() != source:
+        """Copy the export in as a new version; start the endpoint or let it swap versions.
+
+        ``batching`` given and different from the running endpoint's: a new process starts
+        with it, takes over once the version answers, and the old one stops a little later
+        (requests already sent to it finish)."""
+        if gpus:
             raise BadRequest(
-                f"Version {version} of {name} exists already; omit version= to add the next one"
+                "Local endpoints run on the CPU (GPUs here go to servers and jobs): "
+                "deploy with gpus=0"
             )
-        if source != base / str(version):
-            tmp = base / f".incoming-{version}"
-            shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(source, tmp)
-            tmp.rename(base / str(version))  # the server only sees complete versions
+        settings = check_batching(batching) if batching is not None else None
+        base, version = self.add_version(owner, name, model_dir, version)
         with self._lock:
+            record = self._records().get(f"{owner}/{name}")
+            running = record is not None and alive(record)
+            current = record.get("batching") if record else None
+            wanted = settings or check_batching(current)
+            if running and wanted == check_batching(current):
+                self._wait_version(record, version)
+                return self.get(owner, name)
+            new = self._start(owner, name, base, wanted)
+            try:
+                self._wait_version(new, version)
+            except ServingError:
+                terminate_group(new)
+                raise
             records = self._records()
-            record = records.get(f"{owner}/{name}")
-            if record is None or not alive(record):
-                record = self._start(owner, name, base)
-                records[f"{owner}/{name}"] = record
-                self._save(records)
-        self._wait_version(record, version)
+            records[f"{owner}/{name}"] = new
+            self._save(records)
+        if running:  # hand over: let requests in flight on the old process finish
+            timer = threading.Timer(10, terminate_group, args=(record,))
+            timer.daemon = True
+            timer.start()
         return self.get(owner, name)
 
-    def _start(self, owner: str, name: str, base: Path) -> dict[str, Any]:
+    def _start(
+        self, owner: str, name: str, base: Path, batching: dict[str, Any] | None = None
+    ) -> dict[str, Any]:
+        batching = check_batching(batching)
         port = free_port()
         cmd = [
             sys.executable,
@@ -121,6 +116,10 @@ class LocalEndpointBackend:
             str(port),
             "--poll",
             "1",
+            "--max-batch-size",
+            str(batching["max_batch_size"]),
+            "--batch-timeout-ms",
+            str(batching["batch_timeout_ms"]),
         ]
         process = spawn_detached(
             cmd, base / "server.log", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
@@ -130,6 +129,7 @@ class LocalEndpointBackend:
             "name": name,
             "base_path": str(base),
             "port": port,
+            "batching": batching,
             **process,
             "created": time.time(),
         }
@@ -168,7 +168,10 @@ class LocalEndpointBackend:
             for key, record in records.items():
                 if not alive(record) and find_versions(record["base_path"]):
                     records[key] = self._start(
-                        record["owner"], record["name"], Path(record["base_path"])
+                        record["owner"],
+                        record["name"],
+                        Path(record["base_path"]),
+                        record.get("batching"),
                     )
                     restarted.append(key)
             self._save(records)

@@ -57,8 +57,44 @@ def test_gateway_refuses_strangers(workbench, sam):
     eve = workbench.create_user("eve2")
     r = workbench.api("POST", GATEWAY + ":predict", eve, json=rows)
     assert r.status_code == 403 and "eve2 may not call sam's endpoint" in r.json()["error"]
+    assert "custom:hubforge:endpoints:call!server=sam/scorer" in r.json()["error"]
     assert workbench.api("GET", API, eve).json()["endpoints"] == []
     assert workbench.api("DELETE", f"{API}/scorer", eve).status_code == 404
+
+
+def scoped_token(workbench, user: str, token: str, *scopes: str):
+    return workbench.api(
+        "POST", f"hub/api/users/{user}/tokens", token, json={"scopes": list(scopes)}
+    )
+
+
+def test_tokens_with_the_call_scope(workbench, sam):
+    """An application's token that may only call: one endpoint, or all of an owner's."""
+    rows = {"instances": [[1, 1, 1, 1]]}
+    scope = "custom:hubforge:endpoints:call"
+    r = scoped_token(workbench, "sam", sam, f"{scope}!server=sam/scorer")
+    assert r.status_code == 201, r.text
+    app = r.json()["token"]
+    r = workbench.api("POST", GATEWAY + ":predict", app, json=rows)
+    assert r.status_code == 200 and r.json() == {"predictions": [[9.0]]}  # version 2
+    assert workbench.api("GET", GATEWAY + "/metadata", app).status_code == 200
+    # ... but it cannot manage endpoints, nor call another one
+    assert workbench.api("GET", API, app).status_code == 403
+    r = workbench.api("POST", API, app, json={"name": "x", "model_dir": "/tmp"})
+    assert r.status_code == 403
+    other = "services/hubforge/endpoints/sam/other/v1/models/other:predict"
+    assert workbench.api("POST", other, app, json=rows).status_code == 403
+
+    owner_wide = scoped_token(workbench, "sam", sam, f"{scope}!user=sam").json()["token"]
+    assert workbench.api("POST", GATEWAY + ":predict", owner_wide, json=rows).status_code == 200
+    # Nobody can grant themselves someone else's endpoint.
+    eve = workbench.create_user("eve3")
+    r = scoped_token(workbench, "eve3", eve, f"{scope}!user=sam")
+    assert r.status_code in (400, 403), r.text
+    r = scoped_token(workbench, "eve3", eve, f"{scope}!user=eve3")
+    assert r.status_code == 201
+    r = workbench.api("POST", GATEWAY + ":predict", r.json()["token"], json=rows)
+    assert r.status_code == 403
 
 
 def test_deploy_mistakes(workbench, sam):

@@ -99,10 +99,22 @@ def test_atomic_json(tmp_path):
 def test_job_backend_is_chosen_by_name():
     from hubforge.jobs.kubernetes import KubernetesJobBackend
     from hubforge.jobs.local import LocalJobBackend
-    from hubforge.service.app import job_backend_class
+    from hubforge.service.app import backend_class
 
     assert Workbench().job_backend == "local"
-    assert job_backend_class("local") is LocalJobBackend
-    assert job_backend_class("kubernetes") is KubernetesJobBackend
+    assert backend_class("hubforge.job_backends", "local") is LocalJobBackend
+    assert backend_class("hubforge.job_backends", "kubernetes") is KubernetesJobBackend
     with pytest.raises(TraitError, match="choose one of kubernetes, local"):
         Workbench(job_backend="slurm")
+
+
+def test_endpoint_backend_is_chosen_by_name():
+    from hubforge.service.app import backend_class
+    from hubforge.serving.kubernetes import KubernetesEndpointBackend
+    from hubforge.serving.local import LocalEndpointBackend
+
+    assert Workbench().endpoint_backend == "local"
+    assert backend_class("hubforge.endpoint_backends", "local") is LocalEndpointBackend
+    assert backend_class("hubforge.endpoint_backends", "kubernetes") is KubernetesEndpointBackend
+    with pytest.raises(TraitError, match="endpoint_backend='seldon': choose one of kubernetes"):
+        Workbench(endpoint_backend="seldon")

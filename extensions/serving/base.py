@@ -1,0 +1,124 @@
+"""The contract every endpoint backend (local processes, Kubernetes) implements."""
+
+from __future__ import annotations
+
+import re
+import shutil
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+from .errors import BadRequest
+from .model import find_versions
+
+NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
+
+DEFAULT_BATCHING = {"max_batch_size": 0, "batch_timeout_ms": 2.0}
+
+
+def check_batching(batching: Any) -> dict[str, Any]:
+    """``{"max_batch_size": N, "batch_timeout_ms": T}`` with defaults; N 0 or 1: off."""
+    if batching is None:
+        return dict(DEFAULT_BATCHING)
+    if not isinstance(batching, dict):
+        raise BadRequest('batching: an object like {"max_batch_size": 32, "batch_timeout_ms": 2}')
+    unknown = sorted(set(batching) - set(DEFAULT_BATCHING))
+    if unknown:
+        raise BadRequest(f"batching: unknown {unknown}; use {sorted(DEFAULT_BATCHING)}")
+    result = {**DEFAULT_BATCHING, **batching}
+    size, wait = result["max_batch_size"], result["batch_timeout_ms"]
+    if not isinstance(size, int) or isinstance(size, bool) or not 0 <= size <= 4096:
+        raise BadRequest(f"batching.max_batch_size={size!r}: an integer from 0 (off) to 4096")
+    if not isinstance(wait, int | float) or isinstance(wait, bool) or not 0 <= wait <= 1000:
+        raise BadRequest(f"batching.batch_timeout_ms={wait!r}: a number of ms from 0 to 1000")
+    return {"max_batch_size": size, "batch_timeout_ms": float(wait)}
+
+
+class EndpointBackend(ABC):
+    """Runs endpoints for owners; records are JSON-able dicts with at least owner, name,
+    versions, running, created, base_path and batching."""
+
+    data_root: Path  # the shared data root (HUBFORGE_DATA): users/<owner>/models/<name>/
+
+    def area(self, owner: str) -> Path:
+        return self.data_root / "users" / owner
+
+    def add_version(
+        self, owner: str, name: str, model_dir: str, version: int | None
+    ) -> tuple[Path, int]:
+        """Copy the SavedModel at ``model_dir`` (in the owner's area) in as a version of
+        ``models/<name>/``; returns (base path, version). A server only ever sees complete
+        versions (copied aside, then renamed)."""
+        if not isinstance(name, str) or not NAME.match(name):
+            raise BadRequest(
+                f"Endpoint name {name!r}: 1-40 lowercase letters, digits and '-' "
+                "(starting and ending with a letter or digit)"
+            )
+        path = Path(model_dir).resolve()
+        area = self.area(owner).resolve()
+        if area not in path.parents:
+            raise BadRequest(
+                f"{model_dir} is outside your data area {area}: deploy what a job "
+                "exported (its model folder) or copy the model there"
+            )
+        if not (path / "saved_model.pb").is_file():
+            raise BadRequest(
+                f"{model_dir} is not a SavedModel (no saved_model.pb): pass the "
+                "folder model.save() wrote"
+            )
+        if version is not None and (
+            not isinstance(version, int) or isinstance(version, bool) or version < 1
+        ):
+            raise BadRequest(f"version={version!r}: a positive integer")
+        base = area / "models" / name
+        base.mkdir(parents=True, exist_ok=True)
+        existing = find_versions(base)
+        version = version or (max(existing) + 1 if existing else 1)
+        if version in existing and existing[version].resolve() != path:
+            raise BadRequest(
+                f"Version {version} of {name} exists already; omit version= to add the next one"
+            )
+        if path != base / str(version):
+            tmp = base / f".incoming-{version}"
+            shutil.rmtree(tmp, ignore_errors=True)
+            shutil.copytree(path, tmp)
+            tmp.rename(base / str(version))
+        return base, version
+
+    @classmethod
+    @abstractmethod
+    def from_workbench(cls, workbench: Any) -> EndpointBackend:
+        """The backend the hubforge service runs, configured from the Workbench settings."""
+
+    @abstractmethod
+    def deploy(
+        self,
+        owner: str,
+        name: str,
+        model_dir: str,
+        version: int | None = None,
+        batching: dict[str, Any] | None = None,
+        gpus: int = 0,
+    ) -> dict[str, Any]:
+        """Add the SavedModel at ``model_dir`` as a version of endpoint ``name`` and serve it
+        (with ``gpus`` GPUs where the backend has them)."""
+
+    @abstractmethod
+    def get(self, owner: str, name: str) -> dict[str, Any]:
+        """The endpoint's record; NotFound for another owner's endpoint."""
+
+    @abstractmethod
+    def list(self, owner: str) -> list[dict[str, Any]]:
+        """The owner's endpoints."""
+
+    @abstractmethod
+    def undeploy(self, owner: str, name: str) -> dict[str, Any]:
+        """Stop serving; the model versions stay in the owner's data area."""
+
+    @abstractmethod
+    def target(self, owner: str, name: str) -> str:
+        """Base URL the gateway forwards the endpoint's TF Serving requests to."""
+
+    def restore(self) -> list[str]:
+        """Bring endpoints back after a restart (nothing to do where a controller does it)."""
+        return []

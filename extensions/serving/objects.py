@@ -1,0 +1,301 @@
+"""Pure builders of the Kubernetes objects of an endpoint (dicts in, dicts out, no I/O).
+
+An endpoint is TensorFlow Serving reading the model from the HDFS mount: a ``Deployment``
+plus a ``Service``, or, when KServe's CRD exists, an ``InferenceService`` whose predictor runs
+the same container. A ``ConfigMap`` carries TF Serving's model config (versions, labels) and
+batching parameters.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+DATA_MOUNT = "/mnt/hdfs"
+CONFIG_MOUNT = "/etc/hubforge/serving"
+GPU_RESOURCE = "nvidia.com/gpu"
+REST_PORT = 8501
+GRPC_PORT = 8500
+
+
+@dataclass
+class ServingSettings:
+    """What the cluster provides; filled from the Helm chart's values."""
+
+    namespace: str = "hubforge"
+    image: str = "tensorflow/serving:2.19.0"
+    gpu_image: str = "tensorflow/serving:2.19.0-gpu"
+    hdfs_volume: dict[str, Any] = field(
+        default_factory=lambda: {"persistentVolumeClaim": {"claimName": "hubforge-hdfs"}}
+    )
+    node_selector: dict[str, str] = field(default_factory=dict)
+    gpu_node_selector: dict[str, str] = field(default_factory=dict)
+    gpu_tolerations: list[dict[str, Any]] = field(
+        default_factory=lambda: [
+            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    )
+    cpu: str = "1"
+    memory: str = "2Gi"
+    run_as_user: int = 1000
+
+
+def object_name(owner: str, name: str) -> str:
+    """A DNS-1123 name unique per (owner, endpoint), at most 52 characters (KServe adds
+    suffixes to an InferenceService's name)."""
+    slug = re.sub(r"[^a-z0-9-]+", "-", owner.lower()).strip("-") or "user"
+    full = f"ep-{slug}-{name}"
+    if len(full) <= 52 and slug == owner:
+        return full
+    digest = hashlib.sha256(f"{owner}/{name}".encode()).hexdigest()[:8]
+    return f"ep-{slug[:12].strip('-')}-{name[:27].strip('-')}-{digest}"
+
+
+def labels(owner: str, name: str) -> dict[str, str]:
+    return {
+        "app.kubernetes.io/name": "hubforge-endpoint",
+        "app.kubernetes.io/managed-by": "hubforge",
+        "hubforge.io/owner": owner,
+        "hubforge.io/endpoint": name,
+    }
+
+
+def model_path(owner: str, name: str) -> str:
+    return f"{DATA_MOUNT}/users/{owner}/models/{name}"
+
+
+def model_config(owner: str, name: str, versions: list[int], version_labels: dict[str, int]) -> str:
+    """TF Serving's model config (text proto): the newest version, plus labelled ones."""
+    if version_labels:
+        served = sorted({max(versions), *version_labels.values()})
+        policy = "specific { " + " ".join(f"versions: {v}" for v in served) + " }"
+    else:
+        policy = "latest { num_versions: 1 }"
+    lines = [
+        "model_config_list {",
+        "  config {",
+        f'    name: "{name}"',
+        f'    base_path: "{model_path(owner, name)}"',
+        '    model_platform: "tensorflow"',
+        f"    model_version_policy {{ {policy} }}",
+    ]
+    lines += [
+        f'    version_labels {{ key: "{label}" value: {version} }}'
+        for label, version in sorted(version_labels.items())
+    ]
+    return "\n".join(lines + ["  }", "}", ""])
+
+
+def batching_config(batching: dict[str, Any]) -> str:
+    return (
+        f"max_batch_size {{ value: {batching['max_batch_size']} }}\n"
+        f"batch_timeout_micros {{ value: {round(batching['batch_timeout_ms'] * 1000)} }}\n"
+        "num_batch_threads { value: 4 }\n"
+        "max_enqueued_batches { value: 1000 }\n"
+    )
+
+
+def config_map(
+    owner: str,
+    name: str,
+    versions: list[int],
+    version_labels: dict[str, int],
+    batching: dict[str, Any],
+    s: ServingSettings,
+) -> dict[str, Any]:
+    data = {"models.config": model_config(owner, name, versions, version_labels)}
+    if batching["max_batch_size"] > 1:
+        data["batching.config"] = batching_config(batching)
+    return {
+        "apiVersion": "v1",
+        "kind": "ConfigMap",
+        "metadata": {
+            "name": object_name(owner, name),
+            "namespace": s.namespace,
+            "labels": labels(owner, name),
+        },
+        "data": data,
+    }
+
+
+def container(
+    owner: str,
+    name: str,
+    gpus: int,
+    batching: dict[str, Any],
+    s: ServingSettings,
+    container_name: str = "tensorflow-serving",
+) -> dict[str, Any]:
+    """TF Serving: non-root, read-only root and model, ready once the model status answers."""
+    args = [
+        f"--port={GRPC_PORT}",
+        f"--rest_api_port={REST_PORT}",
+        f"--model_config_file={CONFIG_MOUNT}/models.config",
+        "--model_config_file_poll_wait_seconds=30",
+        "--file_system_poll_wait_seconds=2",
+        "--allow_version_labels_for_unavailable_models=true",
+    ]
+    if batching["max_batch_size"] > 1:
+        args += [
+            "--enable_batching=true",
+            f"--batching_parameters_file={CONFIG_MOUNT}/batching.config",
+        ]
+    resources: dict[str, Any] = {
+        "requests": {"cpu": s.cpu, "memory": s.memory},
+        "limits": {"memory": s.memory},
+    }
+    if gpus:
+        resources["limits"][GPU_RESOURCE] = str(gpus)
+    path = model_path(owner, name)
+    return {
+        "name": container_name,
+        "image": s.gpu_image if gpus else s.image,
+        "command": ["tensorflow_model_server"],
+        "args": args,
+        "ports": [
+            {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": f"/v1/models/{name}", "port": REST_PORT},
+            "initialDelaySeconds": 2,
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": REST_PORT},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 20,
+        },
+        "resources": resources,
+        "volumeMounts": [
+            {
+                "name": "hdfs",
+                "mountPath": path,
+                "subPath": path[len(DATA_MOUNT) + 1 :],
+                "readOnly": True,
+            },
+            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+    }
+
+
+def pod_spec(
+    owner: str, name: str, gpus: int, batching: dict[str, Any], s: ServingSettings, **kw: Any
+) -> dict[str, Any]:
+    pod: dict[str, Any] = {
+        "automountServiceAccountToken": False,  # endpoints get no Kubernetes credentials
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": s.run_as_user,
+            "runAsGroup": s.run_as_user,
+            "fsGroup": s.run_as_user,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [container(owner, name, gpus, batching, s, **kw)],
+        "volumes": [
+            {"name": "hdfs", **s.hdfs_volume},
+            {"name": "config", "configMap": {"name": object_name(owner, name)}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    selector = {**s.node_selector, **(s.gpu_node_selector if gpus else {})}
+    if selector:
+        pod["nodeSelector"] = selector
+    if gpus:
+        pod["tolerations"] = [dict(t) for t in s.gpu_tolerations]
+    return pod
+
+
+def deployment(
+    owner: str, name: str, gpus: int, batching: dict[str, Any], s: ServingSettings
+) -> dict[str, Any]:
+    selector = {"hubforge.io/owner": owner, "hubforge.io/endpoint": name}
+    return {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": {
+            "name": object_name(owner, name),
+            "namespace": s.namespace,
+            "labels": labels(owner, name),
+        },
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            # a new pod becomes ready before the old one goes: no failed requests
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {
+                "metadata": {"labels": labels(owner, name)},
+                "spec": pod_spec(owner, name, gpus, batching, s),
+            },
+        },
+    }
+
+
+def service(owner: str, name: str, s: ServingSettings) -> dict[str, Any]:
+    return {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": {
+            "name": object_name(owner, name),
+            "namespace": s.namespace,
+            "labels": labels(owner, name),
+        },
+        "spec": {
+            "type": "ClusterIP",
+            "selector": {"hubforge.io/owner": owner, "hubforge.io/endpoint": name},
+            "ports": [
+                {"name": "http", "port": REST_PORT, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": GRPC_PORT, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        },
+    }
+
+
+def inference_service(
+    owner: str, name: str, gpus: int, batching: dict[str, Any], s: ServingSettings
+) -> dict[str, Any]:
+    """KServe v1beta1: the predictor runs the same TF Serving container (KServe's custom
+    container name), so labels, batching and the HDFS mount work the same."""
+    predictor = pod_spec(owner, name, gpus, batching, s, container_name="kserve-container")
+    predictor["containers"][0]["ports"] = [
+        {"containerPort": REST_PORT, "protocol": "TCP"}  # KServe routes to the first port
+    ]
+    return {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": object_name(owner, name),
+            "namespace": s.namespace,
+            "labels": labels(owner, name),
+            "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
+        },
+        "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, **predictor}},
+    }
+
+
+def endpoint_objects(
+    owner: str,
+    name: str,
+    versions: list[int],
+    version_labels: dict[str, int],
+    gpus: int,
+    batching: dict[str, Any],
+    s: ServingSettings,
+    kserve: bool,
+) -> list[dict[str, Any]]:
+    """Everything to create, in order (the ConfigMap first: the pods mount it)."""
+    cm = config_map(owner, name, versions, version_labels, batching, s)
+    if kserve:
+        return [cm, inference_service(owner, name, gpus, batching, s)]
+    return [cm, deployment(owner, name, gpus, batching, s), service(owner, name, s)]

@@ -1,0 +1,224 @@
+"""Kubernetes objects of an endpoint: whole manifests, validated against the real schemas
+(Kubernetes via kubernetes-validate, TF Serving's model config via its own protobuf)."""
+
+from __future__ import annotations
+
+import kubernetes_validate
+import pytest
+from google.protobuf import text_format
+from tensorflow_serving.config import model_server_config_pb2
+
+from hubforge.serving import objects
+from hubforge.serving.base import check_batching
+from hubforge.serving.errors import BadRequest
+
+K8S_VERSION = "1.30.0"
+SETTINGS = objects.ServingSettings(
+    namespace="team-a",
+    hdfs_volume={"nfs": {"server": "hdfs-nfs.example", "path": "/"}},
+    gpu_node_selector={"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"},
+)
+BATCHING = {"max_batch_size": 32, "batch_timeout_ms": 2.0}
+LABELS = {
+    "app.kubernetes.io/name": "hubforge-endpoint",
+    "app.kubernetes.io/managed-by": "hubforge",
+    "hubforge.io/owner": "alice",
+    "hubforge.io/endpoint": "scorer",
+}
+MODEL = "/mnt/hdfs/users/alice/models/scorer"
+
+
+def validate(obj: dict) -> None:
+    kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
+
+
+def expected_container(gpus: int, name: str = "tensorflow-serving") -> dict:
+    limits = {"memory": "2Gi"} | ({"nvidia.com/gpu": str(gpus)} if gpus else {})
+    return {
+        "name": name,
+        "image": "tensorflow/serving:2.19.0-gpu" if gpus else "tensorflow/serving:2.19.0",
+        "command": ["tensorflow_model_server"],
+        "args": [
+            "--port=8500",
+            "--rest_api_port=8501",
+            "--model_config_file=/etc/hubforge/serving/models.config",
+            "--model_config_file_poll_wait_seconds=30",
+            "--file_system_poll_wait_seconds=2",
+            "--allow_version_labels_for_unavailable_models=true",
+            "--enable_batching=true",
+            "--batching_parameters_file=/etc/hubforge/serving/batching.config",
+        ],
+        "ports": [
+            {"name": "http", "containerPort": 8501, "protocol": "TCP"},
+            {"name": "grpc", "containerPort": 8500, "protocol": "TCP"},
+        ],
+        "readinessProbe": {
+            "httpGet": {"path": "/v1/models/scorer", "port": 8501},
+            "initialDelaySeconds": 2,
+            "periodSeconds": 5,
+        },
+        "livenessProbe": {
+            "tcpSocket": {"port": 8501},
+            "initialDelaySeconds": 30,
+            "periodSeconds": 20,
+        },
+        "resources": {"requests": {"cpu": "1", "memory": "2Gi"}, "limits": limits},
+        "volumeMounts": [
+            {
+                "name": "hdfs",
+                "mountPath": MODEL,
+                "subPath": "users/alice/models/scorer",
+                "readOnly": True,
+            },
+            {"name": "config", "mountPath": "/etc/hubforge/serving", "readOnly": True},
+            {"name": "tmp", "mountPath": "/tmp"},
+        ],
+        "securityContext": {
+            "allowPrivilegeEscalation": False,
+            "capabilities": {"drop": ["ALL"]},
+            "readOnlyRootFilesystem": True,
+        },
+    }
+
+
+def expected_pod(gpus: int, container_name: str = "tensorflow-serving") -> dict:
+    pod = {
+        "automountServiceAccountToken": False,
+        "securityContext": {
+            "runAsNonRoot": True,
+            "runAsUser": 1000,
+            "runAsGroup": 1000,
+            "fsGroup": 1000,
+            "seccompProfile": {"type": "RuntimeDefault"},
+        },
+        "containers": [expected_container(gpus, container_name)],
+        "volumes": [
+            {"name": "hdfs", "nfs": {"server": "hdfs-nfs.example", "path": "/"}},
+            {"name": "config", "configMap": {"name": "ep-alice-scorer"}},
+            {"name": "tmp", "emptyDir": {}},
+        ],
+    }
+    if gpus:
+        pod["nodeSelector"] = {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+        pod["tolerations"] = [
+            {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+        ]
+    return pod
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_deployment_and_service(gpus):
+    cm, deployment, service = objects.endpoint_objects(
+        "alice", "scorer", [1, 2], {}, gpus, BATCHING, SETTINGS, kserve=False
+    )
+    meta = {"name": "ep-alice-scorer", "namespace": "team-a", "labels": LABELS}
+    selector = {"hubforge.io/owner": "alice", "hubforge.io/endpoint": "scorer"}
+    assert deployment == {
+        "apiVersion": "apps/v1",
+        "kind": "Deployment",
+        "metadata": meta,
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "strategy": {
+                "type": "RollingUpdate",
+                "rollingUpdate": {"maxUnavailable": 0, "maxSurge": 1},
+            },
+            "template": {"metadata": {"labels": LABELS}, "spec": expected_pod(gpus)},
+        },
+    }
+    assert service == {
+        "apiVersion": "v1",
+        "kind": "Service",
+        "metadata": meta,
+        "spec": {
+            "type": "ClusterIP",
+            "selector": selector,
+            "ports": [
+                {"name": "http", "port": 8501, "targetPort": "http", "protocol": "TCP"},
+                {"name": "grpc", "port": 8500, "targetPort": "grpc", "protocol": "TCP"},
+            ],
+        },
+    }
+    assert cm["metadata"] == meta and set(cm["data"]) == {"models.config", "batching.config"}
+    for obj in (cm, deployment, service):
+        validate(obj)
+
+
+def test_inference_service_runs_the_same_container():
+    cm, isvc = objects.endpoint_objects(
+        "alice", "scorer", [1], {}, 1, BATCHING, SETTINGS, kserve=True
+    )
+    assert cm["kind"] == "ConfigMap"
+    pod = expected_pod(1, "kserve-container")
+    pod["containers"][0]["ports"] = [{"containerPort": 8501, "protocol": "TCP"}]
+    assert isvc == {
+        "apiVersion": "serving.kserve.io/v1beta1",
+        "kind": "InferenceService",
+        "metadata": {
+            "name": "ep-alice-scorer",
+            "namespace": "team-a",
+            "labels": LABELS,
+            "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
+        },
+        "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, **pod}},
+    }
+    # The predictor is a PodSpec plus KServe's fields: the pod part must be a valid Pod.
+    predictor = dict(isvc["spec"]["predictor"])
+    del predictor["minReplicas"], predictor["maxReplicas"]
+    validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": predictor})
+
+
+def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
+    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+
+
+def test_model_config_is_what_tf_serving_parses():
+    latest = parse_model_config(objects.model_config("alice", "scorer", [1, 2, 3], {}))
+    (config,) = latest.model_config_list.config
+    assert config.name == "scorer" and config.base_path == MODEL
+    assert config.model_platform == "tensorflow"
+    assert config.model_version_policy.latest.num_versions == 1
+
+    labelled = parse_model_config(
+        objects.model_config("alice", "scorer", [1, 2, 3], {"stable": 1, "canary": 3})
+    )
+    (config,) = labelled.model_config_list.config
+    assert list(config.model_version_policy.specific.versions) == [1, 3]
+    assert dict(config.version_labels) == {"stable": 1, "canary": 3}
+
+
+def test_batching_config_and_off():
+    text = objects.batching_config({"max_batch_size": 16, "batch_timeout_ms": 1.5})
+    assert "max_batch_size { value: 16 }" in text
+    assert "batch_timeout_micros { value: 1500 }" in text
+    cm, deployment, _ = objects.endpoint_objects(
+        "alice", "scorer", [1], {}, 0, check_batching(None), SETTINGS, kserve=False
+    )
+    assert set(cm["data"]) == {"models.config"}
+    args = deployment["spec"]["template"]["spec"]["containers"][0]["args"]
+    assert not any("batching" in a for a in args)
+
+
+def test_names_fit_kubernetes_for_any_owner():
+    assert objects.object_name("alice", "scorer") == "ep-alice-scorer"
+    odd = objects.object_name("Bob.Smith@example.org", "a" * 40)
+    assert len(odd) <= 52 and odd.startswith("ep-bob-smith-ex-")
+    assert odd != objects.object_name("bob-smith@example.org", "a" * 40)
+    validate({"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": odd}, "data": {}})
+
+
+@pytest.mark.parametrize(
+    ("batching", "message"),
+    [
+        ([32], "an object like"),
+        ({"max_batch": 32}, "unknown ['max_batch']"),
+        ({"max_batch_size": -1}, "an integer from 0 (off) to 4096"),
+        ({"max_batch_size": True}, "an integer from 0 (off) to 4096"),
+        ({"batch_timeout_ms": "2"}, "a number of ms from 0 to 1000"),
+    ],
+)
+def test_bad_batching_settings(batching, message):
+    with pytest.raises(BadRequest) as e:
+        check_batching(batching)
+    assert message in str(e.value)
