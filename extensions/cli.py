@@ -423,11 +423,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 batching=_batching(args),
                 gpus=args.gpus,
             )
-            print(
-                f"{ep.name}: versions {ep.versions}\npredict with:\n  curl -H "
-                '"Authorization: token $TOKEN" -d \'{"instances": [...]}\' '
-                f"http://HUB-HOST{ep.url}:predict"
-            )
+            print(f"{ep.name}: versions {ep.versions}\npredict with:\n  {ep.curl()}")
         elif args.serve_command == "list":
             for ep in serving.list_endpoints():
                 state = "running" if ep.record["running"] else "stopped"

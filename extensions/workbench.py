@@ -231,9 +231,14 @@ class Workbench(Configurable):
             folder.mkdir(parents=True, exist_ok=True)
 
     @property
-    def public_url(self) -> str:
+    def public_origin(self) -> str:
+        """Scheme, host and port users reach the hub at (no path)."""
         host = "127.0.0.1" if self.ip in ("", "0.0.0.0") else self.ip
-        return f"http://{host}:{self.port}{self.base_url}"
+        return f"http://{host}:{self.port}"
+
+    @property
+    def public_url(self) -> str:
+        return self.public_origin + self.base_url
 
 
 class ConfigError(ValueError):

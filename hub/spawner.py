@@ -149,6 +149,8 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 "HUBFORGE_PROFILE": profile["slug"],
                 "HUBFORGE_PROFILE_GPUS": str(profile["gpus"]),
                 "HUBFORGE_SERVICE_URL": self.service_url,
+                # where other applications reach the hub (curl lines, links)
+                "HUBFORGE_PUBLIC_ORIGIN": self.workbench.public_origin,
                 "HUBFORGE_DIR": self.workbench.data_dir,
                 WORKBENCH_MARKER: self.workbench.data_dir,
                 # Terminals, `!` commands and %tensorboard use the workbench's environment.

@@ -89,11 +89,12 @@ class TrainWidget(w.VBox):
         self.tensorboard_button = w.Button(
             description="TensorBoard", icon="line-chart", disabled=True
         )
-        self.deploy_button = w.Button(description="Deploy", disabled=True)  # deploy feature
+        self.deploy_button = w.Button(description="Deploy", icon="upload", disabled=True)
         self.train_button.on_click(lambda _: self.train())
         self.cancel_button.on_click(lambda _: self.cancel())
         self.logs_button.on_click(lambda _: self.show_logs())
         self.tensorboard_button.on_click(lambda _: self.open_tensorboard())
+        self.deploy_button.on_click(lambda _: self.open_deploy())
         self.buttons = w.HBox(
             [
                 self.train_button,
@@ -155,6 +156,14 @@ class TrainWidget(w.VBox):
         self.board.children = [widget]
         return widget
 
+    def open_deploy(self) -> Any:
+        """The Deploy widget for the job's exported model, below the job."""
+        from .deploy import deploy
+
+        widget = deploy(self.job)
+        self.board.children = [widget]
+        return widget
+
     def show_logs(self, replica: str = "worker-0") -> str:
         text = self.job.logs(replica) if self.job else ""
         self.logs.value = text[-20000:]
@@ -183,6 +192,7 @@ class TrainWidget(w.VBox):
         if state in TERMINAL:
             self.train_button.disabled = False
             self.cancel_button.disabled = True
+        self.deploy_button.disabled = state != "succeeded"
         return state
 
     def _show_progress(self, state: str, progress: dict[str, Any]) -> None:

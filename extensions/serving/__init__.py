@@ -1,6 +1,6 @@
 """Serving: TensorFlow-Serving-compatible REST endpoints for exported models."""
 
-from .api import Endpoint, deploy, get, list_endpoints
+from .api import Endpoint, deploy, get, list_endpoints, model_dir_of
 from .errors import BadRequest, NotFound, ServingError
 from .tflite import TFLiteReport, export_tflite
 
@@ -17,4 +17,5 @@ __all__ = [
     "get",
     "list",
     "list_endpoints",
+    "model_dir_of",
 ]

@@ -6,6 +6,7 @@ endpoint goes through the service's gateway with your token.
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -54,6 +55,35 @@ class Endpoint:
             f"{service}/endpoints/{self.record['owner']}/{self.name}/v1/models/{self.name}" + suffix
         )
 
+    @property
+    def public_url(self) -> str:
+        """The URL other applications call (the hub's origin + the gateway path)."""
+        return os.environ.get("HUBFORGE_PUBLIC_ORIGIN", "http://HUB-HOST") + self.url
+
+    def curl(self, instances: list | None = None) -> str:
+        """A copyable curl line that calls predict with your token in $TOKEN."""
+        body = json.dumps({"instances": instances if instances is not None else [[0]]})
+        return f"curl -H \"Authorization: token $TOKEN\" -d '{body}' {self.public_url}:predict"
+
+    def metadata(self) -> dict[str, Any]:
+        """TF Serving's metadata: the signatures, their inputs and outputs."""
+        r = self._client.session.get(self._gateway("/metadata"), timeout=60)
+        if r.status_code >= 400:
+            raise ServingError(r.json().get("error", r.text) if r.text else r.reason)
+        return r.json()
+
+    def example_instances(self) -> list:
+        """One all-zero row shaped like the default signature's inputs (for "try it")."""
+        sig = self.metadata()["metadata"]["signature_def"]["signature_def"]["serving_default"]
+        row = {}
+        for name, spec in sig["inputs"].items():
+            dims = [int(d["size"]) for d in spec.get("tensor_shape", {}).get("dim", [])][1:]
+            value: Any = "" if spec["dtype"] == "DT_STRING" else 0
+            for size in reversed(dims):
+                value = [value] * max(size, 1)
+            row[name] = value
+        return [next(iter(row.values()))] if len(row) == 1 else [row]
+
     def predict(
         self, instances: list, version: int | None = None, signature_name: str | None = None
     ) -> list:
@@ -91,7 +121,7 @@ def deploy(
     requests into one model call (default off); changing it restarts the endpoint gracefully.
     """
     client = _client()
-    model_dir = _model_dir_of(model_dir)
+    model_dir = model_dir_of(model_dir)
     body = {
         "name": name,
         "model_dir": os.fspath(model_dir),
@@ -102,7 +132,7 @@ def deploy(
     return Endpoint(_call(client, "POST", "endpoints", json=body), client)
 
 
-def _model_dir_of(source: Any) -> str | os.PathLike:
+def model_dir_of(source: Any) -> str | os.PathLike:
     """A path as given, or the exported model of a training job."""
     artifacts = getattr(source, "artifacts", None)
     if artifacts is None:

@@ -34,6 +34,7 @@ def test_click_train_runs_the_job_and_shows_progress(home):
     widget.logs_button.click()
     assert "Epoch 2/2" in widget.logs.value and widget.logs.layout.display == "block"
     assert widget.train_button.disabled is False
+    assert widget.deploy_button.disabled is False  # a finished job's model can be deployed
     widget.tensorboard_button.click()
     (board,) = widget.board.children
     assert board.instance.logdirs == {widget.job.id: widget.job.artifacts["log_dir"]}
@@ -47,6 +48,7 @@ def test_cancel_button(home):
     widget.params["epochs"].value = "100"
     widget.params["delay"].value = "0.2"
     job = widget.train()
+    assert widget.deploy_button.disabled is True  # nothing exported yet
     widget.cancel_button.click()
     assert job.status == "cancelled"
     assert "cancelled" in widget.status.value

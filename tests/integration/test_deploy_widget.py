@@ -1,0 +1,62 @@
+"""The Deploy widget in a real kernel of a user's server, driven by its Python methods."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.kernel import execute
+from tests.models import keras_model
+
+pytestmark = pytest.mark.hub
+
+CODE = """
+import json, os
+from hubforge.widgets import deploy
+widget = deploy({model!r})
+print("name:", widget.name.value)
+widget.batch.value = 4
+ep = widget.deploy()
+print("status:", widget.status.value)
+print("request:", widget.request.value)
+print("curl:", widget.curl_line.value)
+print("answer:", json.dumps(widget.try_it([[1, 2, 3, 4]])))
+widget.request.value = '{{"instances": [[1, 2]]}}'
+widget.try_it()
+print("mistake:", widget.response.value)
+report = widget.export("dynamic")
+print("report:", json.dumps(report.to_dict()))
+print("export view:", widget.export_result.value)
+again = deploy({model!r}, name=widget.name.value)
+batching = json.dumps(again.endpoint.batching, sort_keys=True)
+print("reattached:", again.endpoint is not None, batching)
+widget.undeploy()
+print("after:", widget.status.value, widget.send_button.disabled)
+"""
+
+
+def test_deploy_try_export_undeploy(workbench):
+    token = workbench.create_user("dora")
+    model = keras_model(workbench.data_dir / "hdfs" / "users" / "dora" / "exports" / "ranker", 1)
+    assert workbench.spawn("dora", token).status_code in (201, 202)
+    outputs = execute(workbench, "dora", token, CODE.format(model=str(model)), timeout=240)
+    text = "".join(o.get("text", "") for o in outputs)
+    lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in text.splitlines()}
+    assert lines["name"] == "ranker", text  # a version folder: its parent's name
+    assert "running" in lines["status"] and "versions [1]" in lines["status"]
+    assert json.loads(lines["request"]) == {"instances": [[0, 0, 0, 0]]}
+    origin = workbench.url.split("/hub@forge")[0]
+    assert lines["curl"].startswith('curl -H "Authorization: token $TOKEN" -d ')
+    assert lines["curl"].endswith(
+        f"{origin}/hub@forge%20space/services/hubforge/endpoints/dora/ranker/v1/models/ranker:predict"
+    )
+    assert json.loads(lines["answer"]) == [[10.0]]
+    assert "BadRequest" in lines["mistake"] and "shape" in lines["mistake"]
+    report = json.loads(lines["report"])
+    assert report["quantize"] == "dynamic" and report["size_bytes"] > 0
+    assert report["path"].endswith("ranker/1-dynamic.tflite")
+    assert "of the SavedModel" in lines["export view"]
+    assert lines["reattached"] == 'True {"batch_timeout_ms": 2.0, "max_batch_size": 4}'
+    assert "undeployed" in lines["after"] and lines["after"].endswith("True")
+    workbench.stop_server("dora", token)
