@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import threading
+import time
+
 import pytest
 
 from tests.kernel import execute
@@ -95,6 +98,47 @@ def test_tokens_with_the_call_scope(workbench, sam):
     assert r.status_code == 201
     r = workbench.api("POST", GATEWAY + ":predict", r.json()["token"], json=rows)
     assert r.status_code == 403
+
+
+def test_changing_batching_under_load_fails_no_request(workbench, sam):
+    exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    body = {"name": "batchy", "model_dir": str(exports / "1")}
+    r = workbench.api("POST", API, sam, json=body)
+    assert r.status_code == 201 and r.json()["batching"]["max_batch_size"] == 0
+    url = "services/hubforge/endpoints/sam/batchy/v1/models/batchy:predict"
+    codes: list[int] = []
+    stop = threading.Event()
+
+    def client() -> None:
+        while not stop.is_set():
+            codes.append(
+                workbench.api("POST", url, sam, json={"instances": [[1, 1, 1, 1]]}).status_code
+            )
+
+    threads = [threading.Thread(target=client) for _ in range(4)]
+    for t in threads:
+        t.start()
+    try:
+        time.sleep(0.5)
+        batching = {"max_batch_size": 8, "batch_timeout_ms": 1}
+        r = workbench.api(
+            "POST", API, sam, json={**body, "model_dir": str(exports / "2"), "batching": batching}
+        )
+        time.sleep(1)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join()
+    assert r.status_code == 201, r.text
+    assert r.json()["batching"] == {"max_batch_size": 8, "batch_timeout_ms": 1.0}
+    assert r.json()["versions"] == [1, 2]
+    assert len(codes) > 20 and set(codes) == {200}, sorted(set(codes))
+    # kept when a later deploy does not say
+    r = workbench.api("GET", f"{API}/batchy", sam)
+    assert r.json()["batching"]["max_batch_size"] == 8
+    r = workbench.api("POST", API, sam, json={**body, "batching": {"max_batch": 8}})
+    assert r.status_code == 400 and "unknown ['max_batch']" in r.json()["message"]
+    assert workbench.api("DELETE", f"{API}/batchy", sam).status_code == 200
 
 
 def test_deploy_mistakes(workbench, sam):
