@@ -69,6 +69,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_jobs.py
 	$(PY) tests/bench/bench_tensorboard.py
 	$(PY) tests/bench/bench_serving.py
+	$(PY) tests/bench/bench_serving_peer.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) node_modules build dist *.egg-info

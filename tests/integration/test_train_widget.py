@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import requests
 
+from hubforge import serving
 from hubforge.widgets import train
 
 
@@ -35,6 +38,8 @@ def test_click_train_runs_the_job_and_shows_progress(home):
     assert "Epoch 2/2" in widget.logs.value and widget.logs.layout.display == "block"
     assert widget.train_button.disabled is False
     assert widget.deploy_button.disabled is False  # a finished job's model can be deployed
+    exported = Path(serving.model_dir_of(widget.job))  # what deploy(job) serves
+    assert (exported / "saved_model.pb").is_file()
     widget.tensorboard_button.click()
     (board,) = widget.board.children
     assert board.instance.logdirs == {widget.job.id: widget.job.artifacts["log_dir"]}
