@@ -17,7 +17,7 @@ up: setup
 down:
 	$(VENV)/bin/hubforge down $(ARGS)
 
-setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio
 
 $(STAMPS)/venv:
 	@mkdir -p $(STAMPS)
@@ -40,6 +40,15 @@ $(STAMPS)/server-config: $(STAMPS)/python $(wildcard extensions/jupyter-config/*
 	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d $(VENV)/share/jupyter/lab/settings/overrides.d
 	cp extensions/jupyter-config/hubforge.json $(VENV)/etc/jupyter/jupyter_server_config.d/hubforge.json
 	cp extensions/jupyter-config/lab-overrides/hubforge.json $(VENV)/share/jupyter/lab/settings/overrides.d/hubforge.json
+	@touch $@
+
+# Label Studio gets its own virtual environment: its pins clash with TensorFlow's.
+LABEL_STUDIO_VERSION ?= 1.23.2
+$(STAMPS)/label-studio:
+	@mkdir -p $(STAMPS)
+	$(PYTHON) -m venv .venvs/label-studio
+	.venvs/label-studio/bin/python -m pip install --quiet --upgrade pip
+	.venvs/label-studio/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
 	@touch $@
 
 setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium
@@ -72,4 +81,4 @@ bench: setup-test
 	$(PY) tests/bench/bench_serving_peer.py
 
 clean:
-	rm -rf $(STAMPS) $(VENV) node_modules build dist *.egg-info
+	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info

@@ -191,6 +191,31 @@ class Workbench(Configurable):
             )
         return proposal["value"]
 
+    label_studio_python = Unicode(
+        config=True,
+        help="""Python of Label Studio's own virtual environment (``make setup`` makes
+        .venvs/label-studio). Empty: labeling is off and ``hubforge up`` says how to turn it
+        on. Default: $HUBFORGE_LABEL_STUDIO_PYTHON, else .venvs/label-studio in the source
+        tree when it exists.""",
+    )
+
+    @default("label_studio_python")
+    def _default_label_studio_python(self) -> str:
+        if os.environ.get("HUBFORGE_LABEL_STUDIO_PYTHON"):
+            return os.environ["HUBFORGE_LABEL_STUDIO_PYTHON"]
+        candidate = Path(__file__).resolve().parents[1] / ".venvs/label-studio/bin/python"
+        return str(candidate) if candidate.exists() else ""
+
+    @validate("label_studio_python")
+    def _check_label_studio_python(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value and not os.access(value, os.X_OK):
+            raise TraitError(
+                f"Workbench.label_studio_python={value!r} is not an executable Python: "
+                "run `make setup` (it installs Label Studio in .venvs/label-studio) or set ''"
+            )
+        return value
+
     tensorboard_idle_timeout = Integer(
         3600, config=True, help="Seconds without a request after which a TensorBoard stops."
     )

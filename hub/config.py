@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from hubforge.atomic import write_text
+from hubforge.labeling import server as label_studio
 from hubforge.processes import free_port
 from hubforge.service.handlers import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
 from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
@@ -89,16 +90,23 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
         }
     }
     c.JupyterHub.load_roles = _roles()
+    service_env = dict(marker)
     c.JupyterHub.services = [
         {
             "name": SERVICE_NAME,
             "url": service_url,
             "api_token": token,
             "command": [sys.executable, "-m", "hubforge.service.app"],
-            "environment": marker,
+            "environment": service_env,
             "display": False,
         }
     ]
+    if workbench.label_studio_python:
+        ls = label_studio.hub_service(workbench, free_port(), marker)
+        c.JupyterHub.services.append(ls)
+        # the hubforge service provisions accounts and talks to it on loopback
+        prefix = f"{workbench.base_url}services/{label_studio.SERVICE}"
+        service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + prefix
     c.ConfigurableHTTPProxy.command = [find_proxy()]
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")

@@ -18,6 +18,9 @@ from traitlets.config import Application
 from ..gpus import GpuAllocator
 from ..jobs.handlers import release_finished
 from ..jobs.handlers import routes as jobs_routes
+from ..labeling import server as label_studio
+from ..labeling.handlers import routes as labeling_routes
+from ..processes import MARKER
 from ..serving.handlers import routes as serving_routes
 from ..workbench import Workbench, load_workbench
 from .handlers import (
@@ -79,10 +82,22 @@ class HubforgeService(Application):
         ).from_workbench(workbench)
         self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
         api = url_path_join(self.prefix, "api")
+        accounts = None
+        hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", workbench.base_url)
+        if os.environ.get("HUBFORGE_LABEL_STUDIO_URL"):
+            marker = {k: v for k, v in os.environ.items() if k in (MARKER, "HUBFORGE_DIR")}
+            prefix = f"{hub_prefix}services/{label_studio.SERVICE}"
+            accounts = label_studio.Accounts(
+                workbench,
+                os.environ["HUBFORGE_LABEL_STUDIO_URL"],
+                label_studio.environment(workbench, prefix, marker),
+            )
         return web.Application(
             service_prefix=self.prefix,
+            hub_prefix=hub_prefix,
             handlers=jobs_routes(api, {**args, "jobs": jobs})
             + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints})
+            + labeling_routes(api, {**args, "accounts": accounts})
             + [
                 (self.prefix, RootHandler),
                 (api + "/status", StatusHandler, args),

@@ -1,0 +1,405 @@
+"""The labeling API: Label Studio projects from your data area, with label-studio-sdk 2.x.
+
+    project = labeling.create_project("pets", "datasets/pets", ["cat", "dog"])
+    project.progress           # {"labeled": 12, "total": 50, "per_label": {"cat": 7, ...}}
+    task = project.next_item()  # Label Studio's own next-task (two users never get the same)
+    project.annotate(task["id"], "cat")
+    project.export("JSON")     # a file under your data area's labeling/ folder
+
+Inside a hub your Label Studio account is provisioned by the hubforge service; outside one,
+set HUBFORGE_LABEL_STUDIO_URL and HUBFORGE_LABEL_STUDIO_TOKEN.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from xml.sax.saxutils import quoteattr
+
+from ..client import ServiceClient, ServiceError
+
+TASKS = ("image-classification", "text-classification", "object-detection")
+IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
+TEXT_SUFFIXES = {".txt"}
+IMPORT_BATCH = 5000  # tasks per import request (Label Studio takes at most 250K / 200 MB)
+EXPORTS = ("JSON", "JSON_MIN", "CSV", "COCO")
+
+
+class LabelingError(Exception):
+    """A mistake the user can fix (unknown label, empty folder, unknown task type...)."""
+
+
+@dataclass
+class ImportReport:
+    added: int = 0
+    already_there: int = 0
+    unsupported: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        text = f"{self.added} added, {self.already_there} already in the project"
+        if self.unsupported:
+            shown = ", ".join(self.unsupported[:5]) + ("…" if len(self.unsupported) > 5 else "")
+            text += f"; skipped {len(self.unsupported)} unsupported: {shown}"
+        return text
+
+
+# -- connection -----------------------------------------------------------------------------
+_credentials: dict[str, Any] | None = None
+
+
+def credentials() -> dict[str, Any]:
+    """This user's Label Studio URL and token (asked of the hubforge service once)."""
+    global _credentials
+    if _credentials is None:
+        if os.environ.get("HUBFORGE_LABEL_STUDIO_TOKEN"):
+            _credentials = {
+                "api_url": os.environ["HUBFORGE_LABEL_STUDIO_URL"],
+                "token": os.environ["HUBFORGE_LABEL_STUDIO_TOKEN"],
+                "ui_url": os.environ.get("HUBFORGE_LABEL_STUDIO_UI", ""),
+            }
+        elif ServiceClient.available():
+            try:
+                _credentials = ServiceClient().request("GET", "labeling/credentials")
+            except ServiceError as e:
+                raise LabelingError(f"Labeling is not available: {e}") from None
+        else:
+            raise LabelingError(
+                "Labeling needs Label Studio: use it inside a Hubforge server, or set "
+                "HUBFORGE_LABEL_STUDIO_URL and HUBFORGE_LABEL_STUDIO_TOKEN"
+            )
+    return _credentials
+
+
+_clients: dict[tuple[str, str], Any] = {}
+
+
+def client() -> Any:
+    """The SDK client for this user (one per process: it keeps its connections open)."""
+    from label_studio_sdk import LabelStudio
+
+    creds = credentials()
+    key = (creds["api_url"], creds["token"])
+    if key not in _clients:
+        _clients[key] = LabelStudio(base_url=key[0], api_key=key[1], timeout=120)
+    return _clients[key]
+
+
+def data_root() -> Path:
+    return Path(os.environ.get("HUBFORGE_DATA", "")).expanduser()
+
+
+# -- label configs --------------------------------------------------------------------------
+def label_config(task: str, labels: list[str]) -> str:
+    """Label Studio's XML for a task type; ``from_name`` is always "label"."""
+    if task not in TASKS:
+        raise LabelingError(f"task={task!r}: choose one of {', '.join(TASKS)}")
+    if not labels or not all(isinstance(x, str) and x.strip() for x in labels):
+        raise LabelingError("labels: a non-empty list of names, e.g. ['cat', 'dog']")
+    if len(set(labels)) != len(labels):
+        raise LabelingError(f"labels: each name once ({labels})")
+    if task == "object-detection":
+        items = "".join(f"<Label value={quoteattr(x)}/>" for x in labels)
+        return (
+            '<View><Image name="image" value="$image"/>'
+            f'<RectangleLabels name="label" toName="image">{items}</RectangleLabels></View>'
+        )
+    items = "".join(f"<Choice value={quoteattr(x)}/>" for x in labels)
+    kind = "Image" if task == "image-classification" else "Text"
+    field_name = "image" if kind == "Image" else "text"
+    return (
+        f'<View><{kind} name="{field_name}" value="${field_name}"/>'
+        f'<Choices name="label" toName="{field_name}" choice="single">{items}</Choices></View>'
+    )
+
+
+def _task_of(config: str) -> str:
+    if "RectangleLabels" in config:
+        return "object-detection"
+    return "image-classification" if "<Image" in config else "text-classification"
+
+
+def _labels_of(config: str) -> list[str]:
+    return re.findall(r'<(?:Choice|Label) value="([^"]*)"', config)
+
+
+# -- projects -------------------------------------------------------------------------------
+class Project:
+    """One Label Studio project of yours; properties read the current state."""
+
+    def __init__(self, raw: Any, ls: Any):
+        self.id: int = raw.id
+        self.name: str = raw.title
+        self.config: str = raw.label_config
+        self.task = _task_of(self.config)
+        self.labels = _labels_of(self.config)
+        self._ls = ls
+
+    def __repr__(self) -> str:
+        return f"<Project {self.name!r} {self.task} labels={self.labels}>"
+
+    @property
+    def url(self) -> str:
+        """Where the project opens in Label Studio's own UI (through the hub)."""
+        return f"{credentials().get('ui_url', '')}projects/{self.id}/data"
+
+    # -- items ------------------------------------------------------------------------
+    def _tasks(self, fields: str = "all") -> list[dict[str, Any]]:
+        tasks = []
+        for task in self._ls.tasks.list(project=self.id, fields=fields, page_size=1000):
+            tasks.append(_plain(task))
+        return tasks
+
+    def _keys(self) -> set[str]:
+        return {t["data"].get("hubforge_key") for t in self._tasks("all")} - {None}
+
+    def import_items(self, source: Any) -> ImportReport:
+        """Add what ``source`` has that the project does not (re-running adds nothing)."""
+        items, unsupported = _collect(source, self.task)
+        if not items and not unsupported:
+            raise LabelingError(f"{source!r} has nothing to label (an empty folder or list)")
+        known = self._keys()
+        new, already = [], 0
+        for item in items:
+            if item["hubforge_key"] in known:
+                already += 1
+            else:
+                known.add(item["hubforge_key"])  # the same item twice in one source: once
+                new.append(item)
+        report = ImportReport(len(new), already, unsupported)
+        if self.task != "text-classification":
+            self._allow_folders({str(Path(item["hubforge_path"]).parent) for item in new})
+            for item in new:
+                item["image"] = self._file_url(item["hubforge_path"])
+        for start in range(0, len(new), IMPORT_BATCH):
+            self._ls.projects.import_tasks(
+                id=self.id, request=new[start : start + IMPORT_BATCH], return_task_ids=False
+            )
+        return report
+
+    def _file_url(self, relative: str) -> str:
+        ui = credentials().get("ui_url") or "/"
+        return f"{ui}data/local-files/?d={relative}"
+
+    def _allow_folders(self, folders: set[str]) -> None:
+        """Label Studio serves a project's local files only under its storages' folders."""
+        root = data_root()
+        have = {s.path for s in self._ls.import_storage.local.list(project=self.id)}
+        for folder in sorted(folders):
+            path = str(root / folder)
+            if path not in have:
+                self._ls.import_storage.local.create(
+                    project=self.id, path=path, use_blob_urls=False, title=folder[-50:]
+                )
+                have.add(path)
+
+    @property
+    def progress(self) -> dict[str, Any]:
+        counts: dict[str, int] = {x: 0 for x in self.labels}
+        labeled = 0
+        tasks = self._tasks("all")
+        for task in tasks:
+            done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+            if done:
+                labeled += 1
+                for label in _labels_in(done[-1]):
+                    counts[label] = counts.get(label, 0) + 1
+        return {"labeled": labeled, "total": len(tasks), "per_label": counts}
+
+    def next_item(self) -> dict[str, Any] | None:
+        """The next task to label, from Label Studio's own queue (locked for you, so two
+        people never get the same one); None when everything is labeled."""
+        wrapper = self._ls._client_wrapper
+        response = wrapper.httpx_client.request(f"api/projects/{self.id}/next", method="GET")
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()
+
+    def annotate(self, task_id: int, label: str | list[dict[str, Any]]) -> dict[str, Any]:
+        """Record ``label`` (a class name, or boxes for detection) as your annotation."""
+        result = self.result(label)
+        annotation = self._ls.annotations.create(id=task_id, result=result)
+        return _plain(annotation)
+
+    def result(self, label: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
+        """Label Studio's result list for a class name (or detection boxes)."""
+        to_name = "text" if self.task == "text-classification" else "image"
+        if self.task == "object-detection":
+            if not isinstance(label, list):
+                raise LabelingError(
+                    "object-detection: pass boxes, e.g. [{'label': 'car', 'x': 10, 'y': 20, "
+                    "'width': 30, 'height': 15}] (percent of the image)"
+                )
+            result = []
+            for box in label:
+                self._check(box.get("label"))
+                value = {k: float(box[k]) for k in ("x", "y", "width", "height")}
+                result.append(
+                    {
+                        "from_name": "label",
+                        "to_name": to_name,
+                        "type": "rectanglelabels",
+                        "value": {**value, "rotation": 0, "rectanglelabels": [box["label"]]},
+                    }
+                )
+            return result
+        self._check(label)
+        return [
+            {
+                "from_name": "label",
+                "to_name": to_name,
+                "type": "choices",
+                "value": {"choices": [label]},
+            }
+        ]
+
+    def _check(self, label: Any) -> None:
+        if label not in self.labels:
+            raise LabelingError(f"Unknown label {label!r}: this project has {self.labels}")
+
+    # -- export ---------------------------------------------------------------------------
+    def export(self, format: str = "JSON", path: str | os.PathLike | None = None) -> Path:
+        """Write the annotations in ``format`` (JSON, JSON_MIN, CSV, or COCO for detection)
+        to ``path`` (default: <your data area>/labeling/<project>-<time>.<ext>)."""
+        format = format.upper()
+        if format not in EXPORTS:
+            raise LabelingError(f"format={format!r}: choose one of {', '.join(EXPORTS)}")
+        if format == "COCO" and self.task != "object-detection":
+            raise LabelingError("COCO is for object-detection projects; use JSON or CSV")
+        chunks = self._ls.projects.exports.download_sync(
+            self.id, export_type=format, download_all_tasks=False
+        )
+        data = b"".join(chunks)
+        if path is None:
+            area = Path(os.environ.get("HUBFORGE_USER_AREA") or data_root())
+            ext = {"JSON_MIN": "json", "COCO": "zip"}.get(format, format.lower())
+            stamp = time.strftime("%Y%m%d-%H%M%S")
+            path = area / "labeling" / f"{self.name}-{stamp}.{ext}"
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.name}.tmp")
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+        return path
+
+    def labeled_items(self) -> list[tuple[str, str]]:
+        """(file or text, label) of every labeled item, in task order."""
+        out = []
+        for task in self._tasks("all"):
+            done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+            labels = _labels_in(done[-1]) if done else []
+            if labels:
+                data = task["data"]
+                out.append((data.get("hubforge_path") or data.get("text"), labels[0]))
+        return out
+
+
+def _plain(obj: Any) -> dict[str, Any]:
+    return obj.model_dump() if hasattr(obj, "model_dump") else dict(obj)
+
+
+def _labels_in(annotation: dict[str, Any]) -> list[str]:
+    labels = []
+    for r in annotation.get("result") or []:
+        value = r.get("value", {})
+        labels += value.get("choices") or value.get("rectanglelabels") or []
+    return labels
+
+
+def _collect(source: Any, task: str) -> tuple[list[dict[str, Any]], list[str]]:
+    """Task data for ``source``: a folder (relative to $HUBFORGE_DATA or absolute, inside it),
+    a list of files, or (text tasks) a list of strings."""
+    texts = isinstance(source, list | tuple) and all(
+        isinstance(x, str) and Path(x).suffix.lower() not in TEXT_SUFFIXES for x in source
+    )
+    if task == "text-classification" and texts:
+        return [
+            {"text": t, "hubforge_key": hashlib.sha1(t.encode()).hexdigest()} for t in source
+        ], []
+    files = _files(source)
+    suffixes = IMAGE_SUFFIXES if task != "text-classification" else TEXT_SUFFIXES
+    root = data_root().resolve()
+    items, unsupported = [], []
+    for f in files:
+        if f.suffix.lower() not in suffixes:
+            unsupported.append(f.name)
+            continue
+        relative = str(f.resolve().relative_to(root))
+        if task == "text-classification":
+            text = f.read_text(errors="replace")
+            items.append({"text": text, "hubforge_path": relative, "hubforge_key": relative})
+        else:
+            items.append({"hubforge_path": relative, "hubforge_key": relative})
+    return items, unsupported
+
+
+def _files(source: Any) -> list[Path]:
+    root = data_root().resolve()
+    if isinstance(source, str | os.PathLike):
+        folder = Path(source)
+        folder = (folder if folder.is_absolute() else root / folder).resolve()
+        if root not in (folder, *folder.parents):
+            raise LabelingError(
+                f"{source} is outside the data area {root}: Label Studio serves files from there"
+            )
+        if not folder.is_dir():
+            raise LabelingError(f"{source}: no such folder in the data area ({folder})")
+        return sorted(p for p in folder.rglob("*") if p.is_file() and not p.name.startswith("."))
+    files = []
+    for item in source:
+        path = Path(item)
+        path = (path if path.is_absolute() else root / path).resolve()
+        if root not in path.parents:
+            raise LabelingError(f"{item} is outside the data area {root}")
+        if not path.is_file():
+            raise LabelingError(f"{item}: no such file")
+        files.append(path)
+    return files
+
+
+def _find(ls: Any, name: str) -> Any | None:
+    for raw in ls.projects.list(title=name):
+        if raw.title == name:
+            return raw
+    return None
+
+
+def create_project(
+    name: str, source: Any, labels: list[str], task: str = "image-classification"
+) -> Project:
+    """Create project ``name`` (or reuse it) and import every item of ``source``; re-running
+    adds only new items. ``project.last_import`` says what was added and skipped."""
+    if not isinstance(name, str) or not 3 <= len(name.strip()) <= 50:
+        raise LabelingError(f"name={name!r}: a project name of 3 to 50 characters")
+    config = label_config(task, list(labels))
+    ls = client()
+    raw = _find(ls, name)
+    if raw is None:
+        raw = ls.projects.create(title=name, label_config=config)
+    elif _task_of(raw.label_config) != task or _labels_of(raw.label_config) != list(labels):
+        raise LabelingError(
+            f"Project {name!r} exists with task {_task_of(raw.label_config)} and labels "
+            f"{_labels_of(raw.label_config)}: open_project({name!r}) or choose another name"
+        )
+    project = Project(raw, ls)
+    project.last_import = project.import_items(source)
+    return project
+
+
+def open_project(name: str) -> Project:
+    ls = client()
+    raw = _find(ls, name)
+    if raw is None:
+        names = [p.name for p in list_projects()]
+        raise LabelingError(f"No project {name!r}; yours: {names or 'none yet'}")
+    return Project(raw, ls)
+
+
+def list_projects() -> list[Project]:
+    ls = client()
+    return [Project(raw, ls) for raw in ls.projects.list()]

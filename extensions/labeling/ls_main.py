@@ -1,0 +1,121 @@
+"""Runs inside Label Studio's own virtual environment (its pins clash with TensorFlow's), as
+``<ls-venv>/bin/python ls_main.py serve|provision ...``; it never imports Hubforge.
+
+``serve``: migrate, create the admin and its organisation (legacy tokens on), then serve
+Label Studio's WSGI app on loopback under a URL prefix (the hub's proxy passes the full path;
+Django wants it stripped, with static files under the prefix too).
+``provision EMAIL``: the user's own Label Studio account and organisation (one per hub user:
+users see only their projects); prints {"id", "email", "token"} as JSON.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+
+def _setup() -> None:
+    os.environ.setdefault("DJANGO_SETTINGS_MODULE", "label_studio.core.settings.label_studio")
+    os.environ["LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN"] = "true"
+    import label_studio
+
+    sys.path.insert(0, os.path.dirname(label_studio.__file__))
+    import django
+
+    django.setup()  # LABEL_STUDIO_HOST (the public URL with the prefix) makes its links
+
+
+def _user_and_org(email: str, password: str | None, token: str | None, staff: bool) -> dict:
+    from django.db import transaction
+    from organizations.functions import create_organization
+    from rest_framework.authtoken.models import Token
+    from users.models import User
+
+    with transaction.atomic():
+        user = User.objects.filter(email=email).first()
+        if user is None:
+            user = User.objects.create_user(email=email, password=password)
+            user.username = email.split("@")[0]
+            user.is_staff = user.is_superuser = staff
+            user.save()
+        elif password:
+            user.set_password(password)
+            user.save()
+        if user.active_organization is None:
+            org = create_organization(
+                title=f"{user.username}'s projects",
+                created_by=user,
+                legacy_api_tokens_enabled=True,
+            )
+            org.jwt.legacy_api_tokens_enabled = True
+            org.jwt.save()
+            user.active_organization = org
+            user.save(update_fields=["active_organization"])
+        if token:
+            Token.objects.filter(user=user).exclude(key=token).delete()
+            Token.objects.get_or_create(user=user, key=token)
+        key = Token.objects.get_or_create(user=user)[0].key
+    return {"id": user.id, "email": user.email, "token": key}
+
+
+class StripPrefix:
+    """WSGI middleware: /prefix/x -> SCRIPT_NAME=/prefix, PATH_INFO=/x."""
+
+    def __init__(self, app, prefix: str):
+        from urllib.parse import unquote
+
+        self.app, self.prefix = app, unquote(prefix)  # PATH_INFO arrives decoded
+
+    def __call__(self, environ, start_response):
+        path = environ.get("PATH_INFO", "")
+        if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
+            environ["SCRIPT_NAME"] = self.prefix
+            environ["PATH_INFO"] = path[len(self.prefix) :] or "/"
+        return self.app(environ, start_response)
+
+
+def serve(args: argparse.Namespace) -> None:
+    from django.core.management import call_command
+
+    call_command("migrate", "--no-color", verbosity=0)
+    admin = _user_and_org(
+        os.environ["HUBFORGE_LS_ADMIN_EMAIL"],
+        os.environ["HUBFORGE_LS_ADMIN_PASSWORD"],
+        os.environ["HUBFORGE_LS_ADMIN_TOKEN"],
+        staff=True,
+    )
+    print(f"label studio: admin {admin['email']} ready", flush=True)
+    from django.core.servers.basehttp import WSGIServer, run
+    from django.core.wsgi import get_wsgi_application
+
+    WSGIServer.request_queue_size = 64
+    print(f"label studio: listening on {args.host}:{args.port}{args.prefix}/", flush=True)
+    run(args.host, args.port, StripPrefix(get_wsgi_application(), args.prefix), threading=True)
+
+
+def provision(args: argparse.Namespace) -> None:
+    print(json.dumps(_user_and_org(args.email, None, None, staff=False)))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve")
+    s.add_argument("--host", default="127.0.0.1")
+    s.add_argument("--port", type=int, required=True)
+    s.add_argument("--prefix", default="", help="URL prefix, e.g. /services/label-studio")
+    p = sub.add_parser("provision")
+    p.add_argument("email")
+    args = parser.parse_args()
+    _setup()
+    if args.command == "serve":
+        args.prefix = args.prefix.rstrip("/")
+        serve(args)
+    else:
+        provision(args)
+
+
+if __name__ == "__main__":
+    main()

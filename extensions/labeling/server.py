@@ -1,0 +1,139 @@
+"""Label Studio next to the hub: the JupyterHub-managed service that runs it under
+``/services/label-studio/`` and the per-user accounts the hubforge service hands out.
+
+Label Studio runs in its own virtual environment (``ls_main.py`` is its entry point); its data
+lives in ``<data dir>/label-studio``. Each hub user gets a Label Studio user in an organisation
+of their own, so users see only their projects; tokens are kept 0600 in the state folder.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import secrets
+import subprocess
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import requests
+
+from ..atomic import read_json, write_json
+
+SERVICE = "label-studio"
+LAUNCHER = Path(__file__).with_name("ls_main.py")
+
+
+class LabelingUnavailable(RuntimeError):
+    """Label Studio is not installed or not running."""
+
+
+def admin_credentials(state_dir: Path) -> dict[str, str]:
+    """The Label Studio admin (used only by Hubforge), generated once."""
+    path = state_dir / "label-studio-admin.json"
+    creds = read_json(path)
+    if not creds:
+        creds = {
+            "email": "hubforge-admin@hubforge.local",
+            "password": secrets.token_urlsafe(18),
+            "token": secrets.token_hex(20),
+        }
+        write_json(path, creds, mode=0o600)
+    return creds
+
+
+def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str, str]:
+    """What Label Studio reads. Not inherited: bare USERNAME/PASSWORD/PORT, which it would
+    take for its own settings."""
+    admin = admin_credentials(workbench.state_dir)
+    data = workbench.root / "label-studio"
+    data.mkdir(parents=True, exist_ok=True)
+    return {
+        **marker,
+        "PATH": os.environ.get("PATH", ""),
+        "LANG": os.environ.get("LANG", "C.UTF-8"),
+        "LABEL_STUDIO_BASE_DATA_DIR": str(data),
+        # its pages link to assets and its API through this public URL (hub address + path)
+        "LABEL_STUDIO_HOST": workbench.public_origin + prefix.rstrip("/"),
+        "LABEL_STUDIO_ENABLE_LEGACY_API_TOKEN": "true",
+        "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
+        "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
+        "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(workbench.shared_data),
+        "COLLECT_ANALYTICS": "false",
+        "HUBFORGE_LS_ADMIN_EMAIL": admin["email"],
+        "HUBFORGE_LS_ADMIN_PASSWORD": admin["password"],
+        "HUBFORGE_LS_ADMIN_TOKEN": admin["token"],
+    }
+
+
+def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, Any]:
+    """The JupyterHub service entry: started and stopped with the hub, routed by its proxy."""
+    prefix = f"{workbench.base_url}services/{SERVICE}"
+    cmd = [workbench.label_studio_python, str(LAUNCHER), "serve", "--port", str(port)]
+    return {
+        "name": SERVICE,
+        "url": f"http://127.0.0.1:{port}",
+        "command": cmd + ["--prefix", prefix],
+        "environment": environment(workbench, prefix, marker),
+        "display": True,
+        "info": {"description": "Label data sets (Hubforge)"},
+    }
+
+
+def _email(user: str) -> str:
+    return re.sub(r"[^a-z0-9._-]+", "-", user.lower()).strip("-.") + "@hubforge.local"
+
+
+class Accounts:
+    """Hub user -> Label Studio account (created on first use, remembered)."""
+
+    def __init__(self, workbench: Any, api_url: str, environment: dict[str, str]):
+        self.workbench = workbench
+        self.api_url = api_url
+        self.environment = environment
+        self.path = workbench.state_dir / "label-studio-users.json"
+        self._lock = threading.Lock()
+
+    def credentials(self, user: str) -> dict[str, Any]:
+        with self._lock:
+            known = read_json(self.path, {}) or {}
+            if user not in known:
+                known[user] = self._provision(_email(user))
+                write_json(self.path, known, mode=0o600)
+            return {**known[user], "api_url": self.api_url}
+
+    def wait_ready(self, timeout: float = 180) -> None:
+        """Label Studio migrates its database on first start (~35 s): wait for it."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                if requests.get(self.api_url + "/health", timeout=5).status_code == 200:
+                    return
+            except requests.RequestException:
+                pass
+            time.sleep(1)
+        raise LabelingUnavailable(
+            f"Label Studio did not answer within {timeout:.0f} s; see the hub's log"
+        )
+
+    def _provision(self, email: str) -> dict[str, Any]:
+        python = self.workbench.label_studio_python
+        if not python:
+            raise LabelingUnavailable(
+                "Label Studio is not installed: run `make setup` and restart the workbench"
+            )
+        self.wait_ready()
+        run = subprocess.run(
+            [python, str(LAUNCHER), "provision", email],
+            env=self.environment,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        if run.returncode:
+            raise LabelingUnavailable(
+                f"Could not create the Label Studio user: {run.stderr[-500:]}"
+            )
+        return json.loads(run.stdout.strip().splitlines()[-1])
