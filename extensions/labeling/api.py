@@ -15,12 +15,18 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 from xml.sax.saxutils import quoteattr
 
+import httpx
+from label_studio_sdk.core.api_error import ApiError
+
+from ..atomic import read_json, write_json
 from ..client import ServiceClient, ServiceError
 
 TASKS = ("image-classification", "text-classification", "object-detection")
@@ -154,6 +160,14 @@ class Project:
             tasks.append(_plain(task))
         return tasks
 
+    def tasks(self, labeled: bool | None = None) -> list[dict[str, Any]]:
+        """The project's tasks (Label Studio's dicts); only labeled or unlabeled ones if
+        ``labeled`` is given."""
+        tasks = self._tasks("all")
+        if labeled is None:
+            return tasks
+        return [t for t in tasks if bool(_done(t)) == labeled]
+
     def _keys(self) -> set[str]:
         return {t["data"].get("hubforge_key") for t in self._tasks("all")} - {None}
 
@@ -220,11 +234,23 @@ class Project:
         response.raise_for_status()
         return response.json()
 
-    def annotate(self, task_id: int, label: str | list[dict[str, Any]]) -> dict[str, Any]:
-        """Record ``label`` (a class name, or boxes for detection) as your annotation."""
+    def annotate(
+        self, task_id: int, label: str | list[dict[str, Any]], timeout: float = 10
+    ) -> dict[str, Any]:
+        """Record ``label`` (a class name, or boxes for detection) as your annotation.
+
+        It is written to a journal first; if Label Studio cannot be reached it stays there
+        (``{"queued": True}``) and is sent, exactly once, by the next call or ``flush()``."""
         result = self.result(label)
-        annotation = self._ls.annotations.create(id=task_id, result=result)
-        return _plain(annotation)
+        entry = journal().add(self.id, task_id, result)
+        self.flush(timeout)
+        if journal().pending(entry["uid"]):
+            return {"queued": True, "uid": entry["uid"], "task": task_id}
+        return {"queued": False, "uid": entry["uid"], "task": task_id}
+
+    def flush(self, timeout: float = 10) -> int:
+        """Send what the journal holds for this project; returns how many are still queued."""
+        return journal().replay(self._ls, self.id, timeout)
 
     def result(self, label: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Label Studio's result list for a class name (or detection boxes)."""
@@ -287,6 +313,53 @@ class Project:
         os.replace(tmp, path)
         return path
 
+    def to_tf_dataset(
+        self,
+        image_size: tuple[int, int] = (224, 224),
+        split: str = "train",
+        validation_fraction: float = 0.2,
+        seed: int = 0,
+    ) -> Any:
+        """``(image, label index)`` (images: float32 in [0, 1], resized) or ``(text, label
+        index)`` of the labeled items, as a tf.data.Dataset. The train/validation split
+        is decided per item from a hash of its path and ``seed``: the same item always
+        lands on the same side, however many more you label."""
+        import numpy as np
+        import tensorflow as tf
+
+        if self.task == "object-detection":
+            raise LabelingError(
+                "to_tf_dataset gives (item, class) pairs; for boxes use export('COCO')"
+            )
+        if split not in ("train", "validation", "all"):
+            raise LabelingError(f"split={split!r}: 'train', 'validation' or 'all'")
+        if not 0 <= validation_fraction < 1:
+            raise LabelingError("validation_fraction: from 0 to below 1")
+        chosen = []
+        for key, label in self.labeled_items():
+            digest = hashlib.sha1(f"{seed}:{key}".encode()).digest()
+            in_validation = int.from_bytes(digest[:4], "big") / 2**32 < validation_fraction
+            if split == "all" or in_validation == (split == "validation"):
+                chosen.append((key, self.labels.index(label)))
+        if not chosen:
+            raise LabelingError(
+                f"No labeled items in the {split!r} split yet: label some first "
+                f"({self.progress['labeled']} labeled)"
+            )
+        keys = [k for k, _ in chosen]
+        labels = np.array([i for _, i in chosen], dtype=np.int64)
+        if self.task == "text-classification":
+            return tf.data.Dataset.from_tensor_slices((keys, labels))
+        paths = [str(data_root() / k) for k in keys]
+
+        def load(path: Any, label: Any) -> tuple[Any, Any]:
+            image = tf.io.decode_image(tf.io.read_file(path), channels=3, expand_animations=False)
+            image = tf.image.resize(tf.cast(image, tf.float32) / 255.0, image_size)
+            return image, label
+
+        dataset = tf.data.Dataset.from_tensor_slices((paths, labels))
+        return dataset.map(load, num_parallel_calls=tf.data.AUTOTUNE)
+
     def labeled_items(self) -> list[tuple[str, str]]:
         """(file or text, label) of every labeled item, in task order."""
         out = []
@@ -297,6 +370,70 @@ class Project:
                 data = task["data"]
                 out.append((data.get("hubforge_path") or data.get("text"), labels[0]))
         return out
+
+
+class Journal:
+    """Annotations on their way to Label Studio, on disk (a kernel restart loses nothing).
+
+    Each result item carries the entry's id, so a replay first looks for it on the task: an
+    annotation whose answer was lost on the way back is not sent twice."""
+
+    def __init__(self, path: Path):
+        self.path = path
+        self._lock = threading.Lock()
+
+    def _read(self) -> list[dict[str, Any]]:
+        return read_json(self.path, []) or []
+
+    def add(self, project: int, task: int, result: list[dict[str, Any]]) -> dict[str, Any]:
+        uid = uuid.uuid4().hex[:16]
+        for i, item in enumerate(result):
+            item["id"] = f"hf{uid}{i}"
+        entry = {"uid": uid, "project": project, "task": task, "result": result}
+        with self._lock:
+            write_json(self.path, [*self._read(), entry], mode=0o600)
+        return entry
+
+    def pending(self, uid: str | None = None) -> list[dict[str, Any]]:
+        return [e for e in self._read() if uid is None or e["uid"] == uid]
+
+    def _done(self, uid: str) -> None:
+        with self._lock:
+            write_json(self.path, [e for e in self._read() if e["uid"] != uid], mode=0o600)
+
+    def replay(self, ls: Any, project: int, timeout: float) -> int:
+        options = {"timeout_in_seconds": timeout, "max_retries": 0}
+        for entry in [e for e in self._read() if e["project"] == project]:
+            try:
+                existing = ls.annotations.list(id=entry["task"], request_options=options)
+                ids = {r.get("id") for a in existing for r in (_plain(a).get("result") or [])}
+                if entry["result"][0]["id"] not in ids:
+                    ls.annotations.create(
+                        id=entry["task"], result=entry["result"], request_options=options
+                    )
+            except (httpx.TransportError, OSError):
+                break  # unreachable: keep the rest in order for the next try
+            except ApiError as e:
+                if e.status_code is not None and e.status_code >= 500:
+                    break
+                raise LabelingError(f"Label Studio refused an annotation: {e.body}") from None
+            self._done(entry["uid"])
+        return len([e for e in self._read() if e["project"] == project])
+
+
+_journals: dict[Path, Journal] = {}
+
+
+def journal() -> Journal:
+    """This user's journal, in their data area (or home when outside a workbench)."""
+    area = os.environ.get("HUBFORGE_USER_AREA")
+    base = Path(area) if area else Path.home() / ".hubforge"
+    path = base / "labeling" / ".journal.json"
+    return _journals.setdefault(path, Journal(path))
+
+
+def _done(task: dict[str, Any]) -> list[dict[str, Any]]:
+    return [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
 
 
 def _plain(obj: Any) -> dict[str, Any]:

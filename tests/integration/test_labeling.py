@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import csv
 import json
+import math
+import os
+import subprocess
+import sys
+import time
 
+import psutil
 import pytest
 from PIL import Image
 
 from hubforge import labeling
 from hubforge.labeling import api
+from hubforge.processes import MARKER
 
 pytestmark = pytest.mark.hub
 CREDENTIALS = "services/hubforge/api/labeling/credentials"
@@ -139,3 +146,94 @@ def test_text_classification_from_strings(workbench, as_user):
         ).last_import.added
         == 1
     )
+
+
+def label_studio_process(workbench):
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if any(c.endswith("ls_main.py") for c in cmd) and "serve" in cmd:
+            try:
+                if proc.environ().get(MARKER) == str(workbench.data_dir):
+                    return proc
+            except psutil.Error:
+                continue
+    raise AssertionError("Label Studio is not running")
+
+
+def annotation_count(project, task_id):
+    return len(project._ls.annotations.list(id=task_id))
+
+
+def test_annotations_made_while_label_studio_is_away_arrive_once(workbench, as_user):
+    as_user("lena")
+    project = labeling.open_project("shapes")
+    tasks = [t["id"] for t in project.tasks(labeled=False)[:3]]
+    ls = label_studio_process(workbench)
+    ls.suspend()  # unreachable: requests time out
+    try:
+        answers = [project.annotate(t, "square", timeout=2) for t in tasks]
+    finally:
+        ls.resume()
+    assert all(a["queued"] for a in answers)
+    assert len(api.journal().pending()) == 3
+    # a kernel restart: a new process reads the same journal
+    restarted = api.Journal(api.journal().path)
+    assert len(restarted.pending()) == 3
+    time.sleep(1)
+    assert project.flush() == 0
+    assert [annotation_count(project, t) for t in tasks] == [1, 1, 1]
+    assert project.flush() == 0  # replaying again sends nothing twice
+    assert [annotation_count(project, t) for t in tasks] == [1, 1, 1]
+
+    # delivered, but the answer was lost: the replay finds it and does not send it again
+    task = project.tasks(labeled=False)[0]["id"]
+    entry = api.journal().add(project.id, task, project.result("circle"))
+    project._ls.annotations.create(id=task, result=entry["result"])
+    assert project.flush() == 0
+    assert annotation_count(project, task) == 1
+
+
+TRAIN = """
+import json, os, numpy as np, tensorflow as tf
+from hubforge import labeling
+project = labeling.open_project("shapes")
+train = project.to_tf_dataset(image_size=(16, 16))
+validation = project.to_tf_dataset(image_size=(16, 16), split="validation")
+again = project.to_tf_dataset(image_size=(16, 16), split="validation")
+model = tf.keras.Sequential([
+    tf.keras.layers.Flatten(input_shape=(16, 16, 3)), tf.keras.layers.Dense(2)])
+model.compile("adam", tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+history = model.fit(train.batch(8), validation_data=validation.batch(8), epochs=1, verbose=0)
+image, label = next(iter(train))
+print(json.dumps({
+    "train": sum(1 for _ in train), "validation": sum(1 for _ in validation),
+    "same_split": [int(y) for _, y in validation] == [int(y) for _, y in again],
+    "shape": image.shape.as_list(), "max": float(tf.reduce_max(image)),
+    "loss": history.history["loss"][0],
+}))
+"""
+
+
+def test_labeled_items_feed_a_keras_fit(workbench, as_user):
+    token = as_user("lena")
+    project = labeling.open_project("shapes")
+    while (task := project.next_item()) is not None:
+        number = int(task["data"]["hubforge_path"][-7:-4])
+        project.annotate(task["id"], "circle" if number % 2 == 0 else "square")
+    assert project.progress["labeled"] == 50
+    creds = workbench.api("GET", CREDENTIALS, token).json()
+    env = dict(
+        os.environ,
+        HUBFORGE_LABEL_STUDIO_URL=creds["api_url"],
+        HUBFORGE_LABEL_STUDIO_TOKEN=creds["token"],
+        TF_CPP_MIN_LOG_LEVEL="3",
+        TF_USE_LEGACY_KERAS="1",
+    )
+    run = subprocess.run(
+        [sys.executable, "-c", TRAIN], env=env, capture_output=True, text=True, timeout=300
+    )
+    assert run.returncode == 0, run.stderr[-3000:]
+    result = json.loads(run.stdout.strip().splitlines()[-1])
+    assert result["train"] + result["validation"] == 50 and result["validation"] > 0
+    assert result["same_split"] and result["shape"] == [16, 16, 3]
+    assert 0 < result["max"] <= 1 and math.isfinite(result["loss"])
