@@ -1,7 +1,17 @@
 """ipywidgets views over the Hubforge engines (training, TensorBoard, deploy, labeling)."""
 
 from .deploy import DeployWidget, deploy
+from .label import LabelWidget, label
 from .tensorboard import TensorBoardWidget, tensorboard
 from .train import TrainWidget, train
 
-__all__ = ["DeployWidget", "TensorBoardWidget", "TrainWidget", "deploy", "tensorboard", "train"]
+__all__ = [
+    "DeployWidget",
+    "LabelWidget",
+    "TensorBoardWidget",
+    "TrainWidget",
+    "deploy",
+    "label",
+    "tensorboard",
+    "train",
+]

@@ -252,6 +252,66 @@ class Project:
         """Send what the journal holds for this project; returns how many are still queued."""
         return journal().replay(self._ls, self.id, timeout)
 
+    def retract(self, task_id: int, uid: str) -> None:
+        """Take back the annotation ``annotate`` returned ``uid`` for (undo)."""
+        journal().drop(uid)
+        for annotation in self._ls.annotations.list(id=task_id):
+            plain = _plain(annotation)
+            if any(str(r.get("id", "")).startswith(f"hf{uid}") for r in plain["result"] or []):
+                self._ls.annotations.delete(id=plain["id"])
+
+    def preannotate(
+        self,
+        model: Any,
+        image_size: tuple[int, int] | None = None,
+        model_version: str = "hubforge",
+        batch_size: int = 32,
+    ) -> int:
+        """Store ``model``'s guesses for the unlabeled items as Label Studio predictions
+        (with scores), so the widget can show them and order items least-confident first.
+
+        ``model``: a deployed endpoint (``hubforge.serving`` Endpoint), a Keras model, or a
+        function from a batch (images as float arrays in [0, 1], or texts) to class
+        probabilities in this project's label order. Returns how many items got one."""
+        import numpy as np
+
+        if self.task == "object-detection":
+            raise LabelingError("preannotate supports classification projects")
+        tasks = self.tasks(labeled=False)
+        done = 0
+        for start in range(0, len(tasks), batch_size):
+            batch = tasks[start : start + batch_size]
+            inputs = [self._model_input(t, image_size) for t in batch]
+            probabilities = np.asarray(_call_model(model, inputs), dtype=np.float64)
+            if probabilities.ndim != 2 or probabilities.shape != (len(batch), len(self.labels)):
+                raise LabelingError(
+                    f"The model answered shape {list(probabilities.shape)}; expected "
+                    f"[{len(batch)}, {len(self.labels)}] (one probability per label)"
+                )
+            for task, row in zip(batch, probabilities, strict=True):
+                best = int(row.argmax())
+                self._ls.predictions.create(
+                    task=task["id"],
+                    result=self.result(self.labels[best]),
+                    score=float(row[best]),
+                    model_version=model_version,
+                )
+                done += 1
+        return done
+
+    def _model_input(self, task: dict[str, Any], image_size: tuple[int, int] | None) -> Any:
+        data = task["data"]
+        if self.task == "text-classification":
+            return data["text"]
+        import numpy as np
+        from PIL import Image
+
+        with Image.open(data_root() / data["hubforge_path"]) as img:
+            img = img.convert("RGB")
+            if image_size:
+                img = img.resize((image_size[1], image_size[0]))
+            return np.asarray(img, dtype=np.float32) / 255.0
+
     def result(self, label: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
         """Label Studio's result list for a class name (or detection boxes)."""
         to_name = "text" if self.task == "text-classification" else "image"
@@ -397,6 +457,9 @@ class Journal:
     def pending(self, uid: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self._read() if uid is None or e["uid"] == uid]
 
+    def drop(self, uid: str) -> None:
+        self._done(uid)
+
     def _done(self, uid: str) -> None:
         with self._lock:
             write_json(self.path, [e for e in self._read() if e["uid"] != uid], mode=0o600)
@@ -430,6 +493,18 @@ def journal() -> Journal:
     base = Path(area) if area else Path.home() / ".hubforge"
     path = base / "labeling" / ".journal.json"
     return _journals.setdefault(path, Journal(path))
+
+
+def _call_model(model: Any, inputs: list[Any]) -> Any:
+    import numpy as np
+
+    if hasattr(model, "predict") and hasattr(model, "versions"):  # a deployed endpoint
+        rows = [x.tolist() if hasattr(x, "tolist") else x for x in inputs]
+        return model.predict(rows)
+    batch = np.stack(inputs) if not isinstance(inputs[0], str) else np.array(inputs)
+    if hasattr(model, "predict"):  # Keras
+        return model.predict(batch, verbose=0)
+    return model(batch)
 
 
 def _done(task: dict[str, Any]) -> list[dict[str, Any]]:

@@ -10,6 +10,7 @@ import subprocess
 import sys
 import time
 
+import numpy as np
 import psutil
 import pytest
 from PIL import Image
@@ -31,6 +32,7 @@ def shapes(folder, n=50):
         img = Image.new("RGB", (32, 32), "black")
         draw = ImageDraw.Draw(img)
         (draw.ellipse if i % 2 == 0 else draw.rectangle)((6, 6, 26, 26), fill="white")
+        img.putpixel((i % 32, 31), (255, 0, 0))  # every file differs
         img.save(folder / f"{i:03d}.png")
     (folder / "README.md").write_text("not an image")
 
@@ -237,3 +239,45 @@ def test_labeled_items_feed_a_keras_fit(workbench, as_user):
     assert result["train"] + result["validation"] == 50 and result["validation"] > 0
     assert result["same_split"] and result["shape"] == [16, 16, 3]
     assert 0 < result["max"] <= 1 and math.isfinite(result["loss"])
+
+
+def test_label_widget_actions(workbench, as_user):
+    from hubforge.widgets import label
+
+    as_user("lars")
+    project = labeling.create_project("shapes-w", "datasets/shapes", ["circle", "square"])
+    widget = label(project)
+    first = widget.item
+    assert first["kind"] == "image" and first["src"].startswith("data:image/png;base64,")
+    assert widget.progress == {"labeled": 0, "total": 50}
+    widget.label("circle")
+    assert widget.progress["labeled"] == 1 and widget.item["id"] != first["id"]
+    assert annotation_count(project, first["id"]) == 1
+    widget.back()  # undo: the first item again, its label taken back
+    assert widget.item["id"] == first["id"] and widget.progress["labeled"] == 0
+    assert annotation_count(project, first["id"]) == 0
+    widget.skip()
+    assert widget.item["id"] != first["id"]
+    # what a key press in the browser sends ("2" -> the second label)
+    shown = widget.item["id"]
+    widget._on_msg(widget, {"action": "label", "index": 1}, None)
+    assert project.tasks(labeled=True)[0]["id"] == shown
+    assert project.progress["per_label"] == {"circle": 0, "square": 1}
+    assert len(widget.latencies) == 2
+
+    # pre-labels from a model in the kernel: least confident first, Enter accepts
+    def brightness(batch):
+        centre = batch[:, 4:6, 4:6, :].mean(axis=(1, 2, 3))  # squares fill their corner
+        p_square = 0.5 + 0.45 * (centre - 0.5)
+        return np.stack([1 - p_square, p_square], axis=1)
+
+    assert project.preannotate(brightness, image_size=(32, 32)) == 49
+    ordered = label(project, order="uncertain")
+    assert ordered.item["prelabel"] in ("circle", "square") and 0 < ordered.item["score"] < 1
+    scores = sorted(max(p["score"] for p in t["predictions"]) for t in project.tasks(labeled=False))
+    assert ordered.item["score"] == pytest.approx(scores[0])
+    expected = ordered.item["prelabel"]
+    ordered.accept()
+    assert project.progress["per_label"][expected] >= 1
+    with pytest.raises(labeling.LabelingError, match="expected"):
+        project.preannotate(lambda batch: np.zeros((len(batch), 3)), image_size=(32, 32))

@@ -1,0 +1,224 @@
+"""The labeling widget: one item at a time, label buttons with keys 1-9, skip, back, a
+progress bar, the model's pre-label accepted with Enter. Every action has a Python method.
+
+Items come from Label Studio's own next-task queue (an item shown to you is locked for you,
+so two people never label the same one); annotations go through the journal (nothing is lost
+when Label Studio is away). Images are read from the data area and sent to the browser
+inline, so the widget needs no Label Studio session.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import mimetypes
+import time
+from pathlib import Path
+from typing import Any
+
+import anywidget
+import traitlets as t
+
+from hubforge import labeling
+from hubforge.labeling.api import data_root
+
+ESM = """
+function render({ model, el }) {
+  el.classList.add("hubforge-label");
+  el.tabIndex = 0;
+  const draw = () => {
+    const item = model.get("item") || {};
+    const labels = model.get("labels");
+    const progress = model.get("progress") || {};
+    const pre = item.prelabel ? `<div class="hf-pre">model: <b>${item.prelabel}</b>` +
+      (item.score != null ? ` (${Math.round(item.score * 100)}%)` : "") +
+      " — Enter accepts</div>" : "";
+    let body = "<div class='hf-done'>All items are labeled.</div>";
+    if (item.kind === "image") body = `<img class="hf-item" src="${item.src}">`;
+    if (item.kind === "text") {
+      const div = document.createElement("div");
+      div.textContent = item.text;
+      body = `<div class="hf-item hf-text">${div.innerHTML}</div>`;
+    }
+    const total = progress.total || 0, done = progress.labeled || 0;
+    el.innerHTML = `
+      <div class="hf-bar"><div style="width:${total ? (100 * done / total) : 0}%"></div></div>
+      <div class="hf-count">${done} / ${total} labeled</div>
+      ${body}${pre}
+      <div class="hf-buttons">${labels.map((l, i) =>
+        `<button data-i="${i}" ${item.id ? "" : "disabled"}>${i < 9 ? (i + 1) + " " : ""}${l}` +
+        `</button>`).join("")}
+        <button data-a="skip">Skip (s)</button><button data-a="back">Back (b)</button></div>
+      <div class="hf-status">${model.get("status")}</div>`;
+    el.querySelectorAll("button[data-i]").forEach((b) =>
+      b.addEventListener("click", () => model.send({ action: "label", index: +b.dataset.i })));
+    el.querySelectorAll("button[data-a]").forEach((b) =>
+      b.addEventListener("click", () => model.send({ action: b.dataset.a })));
+  };
+  el.addEventListener("keydown", (e) => {
+    if (e.key >= "1" && e.key <= "9") model.send({ action: "label", index: +e.key - 1 });
+    else if (e.key === "Enter") model.send({ action: "accept" });
+    else if (e.key === "s") model.send({ action: "skip" });
+    else if (e.key === "b" || (e.key === "z" && (e.ctrlKey || e.metaKey)))
+      model.send({ action: "back" });
+    else return;
+    e.preventDefault();
+    e.stopPropagation();
+  });
+  for (const name of ["item", "labels", "progress", "status"])
+    model.on(`change:${name}`, draw);
+  draw();
+  el.focus();
+}
+export default { render };
+"""
+
+CSS = """
+.hubforge-label { outline: none; font-family: sans-serif; max-width: 640px; }
+.hubforge-label:focus { box-shadow: 0 0 0 2px #4c78a8; }
+.hubforge-label .hf-bar { background: #eee; height: 6px; }
+.hubforge-label .hf-bar div { background: #4c78a8; height: 6px; }
+.hubforge-label .hf-item { max-width: 100%; max-height: 360px; margin: 8px 0;
+  image-rendering: pixelated; min-width: 128px; }
+.hubforge-label .hf-text { white-space: pre-wrap; border: 1px solid #ddd; padding: 8px; }
+.hubforge-label button { margin: 2px; }
+.hubforge-label .hf-pre { color: #555; }
+.hubforge-label .hf-status { color: #777; font-size: 90%; }
+"""
+
+
+class LabelWidget(anywidget.AnyWidget):
+    _esm = ESM
+    _css = CSS
+    labels = t.List(t.Unicode()).tag(sync=True)
+    item = t.Dict().tag(sync=True)
+    progress = t.Dict().tag(sync=True)
+    status = t.Unicode("").tag(sync=True)
+
+    def __init__(self, project: labeling.Project, order: str = "queue", **kwargs: Any):
+        """``order``: "queue" (Label Studio's next task) or "uncertain" (least confident
+        pre-label first)."""
+        super().__init__(labels=list(project.labels), **kwargs)
+        if order not in ("queue", "uncertain"):
+            raise labeling.LabelingError(f"order={order!r}: 'queue' or 'uncertain'")
+        self.project = project
+        self.order = order
+        self.task: dict[str, Any] | None = None
+        self.history: list[tuple[dict[str, Any], str]] = []  # (task, journal uid)
+        self.skipped: set[int] = set()
+        self.latencies: list[float] = []  # seconds from an action to the next item shown
+        self.on_msg(self._on_msg)
+        counts = project.progress
+        self.progress = {"labeled": counts["labeled"], "total": counts["total"]}
+        self._show(self._next_task())
+
+    # -- what the browser sends ---------------------------------------------------------
+    def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
+        try:
+            action = content.get("action")
+            if action == "label":
+                index = int(content["index"])
+                if 0 <= index < len(self.labels):
+                    self.label(self.labels[index])
+            elif action in ("accept", "skip", "back"):
+                getattr(self, action)()
+        except labeling.LabelingError as e:
+            self.status = html.escape(str(e))
+
+    # -- actions (the same methods scripts and tests call) --------------------------------
+    def label(self, label: str) -> dict[str, Any] | None:
+        """Label the current item and show the next; returns the journal's answer."""
+        if self.task is None:
+            return None
+        started = time.perf_counter()
+        task = self.task
+        answer = self.project.annotate(task["id"], label)
+        self.history.append((task, answer["uid"]))
+        following = self._next_task()
+        with self.hold_sync():  # the browser gets the new item, count and status together
+            self.progress = {**self.progress, "labeled": self.progress["labeled"] + 1}
+            self.status = (
+                f"Saved {html.escape(label)}"
+                if not answer["queued"]
+                else "Label Studio is away: kept in the journal, sent when it is back"
+            )
+            self._show(following)
+        self.latencies.append(time.perf_counter() - started)
+        return answer
+
+    def accept(self) -> dict[str, Any] | None:
+        """Take the model's pre-label for the current item."""
+        if not self.item.get("prelabel"):
+            self.status = "No pre-label for this item"
+            return None
+        return self.label(self.item["prelabel"])
+
+    def skip(self) -> None:
+        """Leave the current item for later (another one is shown)."""
+        if self.task is not None:
+            self.skipped.add(self.task["id"])
+            self._show(self._next_task())
+
+    def back(self) -> None:
+        """Show the previous item again and take back its label."""
+        if not self.history:
+            self.status = "Nothing to go back to"
+            return
+        task, uid = self.history.pop()
+        self.project.retract(task["id"], uid)
+        with self.hold_sync():
+            self.progress = {**self.progress, "labeled": max(0, self.progress["labeled"] - 1)}
+            self.status = "Label taken back"
+            self._show(task)
+
+    # -- items -----------------------------------------------------------------------------
+    def _next_task(self) -> dict[str, Any] | None:
+        if self.order == "uncertain":
+            candidates = [
+                t for t in self.project.tasks(labeled=False) if t["id"] not in self.skipped
+            ]
+            candidates.sort(key=lambda t: _best_prediction(t)[1] if _best_prediction(t) else 1)
+            return candidates[0] if candidates else None
+        task = self.project.next_item()
+        if task is not None and task["id"] in self.skipped:
+            others = [t for t in self.project.tasks(labeled=False) if t["id"] not in self.skipped]
+            return others[0] if others else None
+        return task
+
+    def _show(self, task: dict[str, Any] | None) -> None:
+        self.task = task
+        if task is None:
+            self.item = {}
+            return
+        prelabel, score = _best_prediction(task) or (None, None)
+        self.item = {**self._payload(task), "id": task["id"], "prelabel": prelabel, "score": score}
+
+    def _payload(self, task: dict[str, Any]) -> dict[str, Any]:
+        data = task["data"]
+        if "text" in data:
+            return {"kind": "text", "text": data["text"]}
+        path = data_root() / data["hubforge_path"]
+        mime = mimetypes.guess_type(path.name)[0] or "image/png"
+        encoded = base64.b64encode(Path(path).read_bytes()).decode()
+        return {"kind": "image", "src": f"data:{mime};base64,{encoded}"}
+
+
+def _best_prediction(task: dict[str, Any]) -> tuple[str, float] | None:
+    best = None
+    for prediction in task.get("predictions") or []:
+        labels = [
+            label
+            for r in prediction.get("result") or []
+            for label in r.get("value", {}).get("choices", [])
+        ]
+        score = prediction.get("score")
+        if labels and (best is None or (score or 0) > best[1]):
+            best = (labels[0], score if score is not None else 0.0)
+    return best
+
+
+def label(project: labeling.Project | str, order: str = "queue") -> LabelWidget:
+    """The labeling widget for a project (or its name)."""
+    if isinstance(project, str):
+        project = labeling.open_project(project)
+    return LabelWidget(project, order=order)
