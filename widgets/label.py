@@ -12,6 +12,8 @@ from __future__ import annotations
 import base64
 import html
 import mimetypes
+import queue
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -104,13 +106,18 @@ class LabelWidget(anywidget.AnyWidget):
         self.project = project
         self.order = order
         self.task: dict[str, Any] | None = None
+        self.confirmed = False  # Label Studio has locked the shown item for this user
         self.history: list[tuple[dict[str, Any], str]] = []  # (task, journal uid)
         self.skipped: set[int] = set()
         self.latencies: list[float] = []  # seconds from an action to the next item shown
+        self._candidates: list[dict[str, Any]] = []
+        self._seen: set[int] = set()
+        self._jobs: queue.Queue = queue.Queue()
+        threading.Thread(target=self._work, name="hubforge-label", daemon=True).start()
         self.on_msg(self._on_msg)
         counts = project.progress
         self.progress = {"labeled": counts["labeled"], "total": counts["total"]}
-        self._show(self._next_task())
+        self._show(self._next_task(), confirmed=True)
 
     # -- what the browser sends ---------------------------------------------------------
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
@@ -127,24 +134,53 @@ class LabelWidget(anywidget.AnyWidget):
 
     # -- actions (the same methods scripts and tests call) --------------------------------
     def label(self, label: str) -> dict[str, Any] | None:
-        """Label the current item and show the next; returns the journal's answer."""
+        """Label the current item and show the next at once; the label is sent, and the
+        next item locked for you, in the background (``wait()`` waits for both)."""
+        started = time.perf_counter()
+        self.wait()  # the shown item is locked for us (or was replaced) before we label it
         if self.task is None:
             return None
-        started = time.perf_counter()
         task = self.task
-        answer = self.project.annotate(task["id"], label)
-        self.history.append((task, answer["uid"]))
-        following = self._next_task()
+        entry = self.project.queue_annotation(task["id"], label)
+        self.history.append((task, entry["uid"]))
+        following = self._candidate()
         with self.hold_sync():  # the browser gets the new item, count and status together
             self.progress = {**self.progress, "labeled": self.progress["labeled"] + 1}
-            self.status = (
-                f"Saved {html.escape(label)}"
-                if not answer["queued"]
-                else "Label Studio is away: kept in the journal, sent when it is back"
-            )
-            self._show(following)
+            self.status = f"Saved {html.escape(label)}"
+            self._show(following, confirmed=False)
         self.latencies.append(time.perf_counter() - started)
-        return answer
+        self._jobs.put(following["id"] if following else None)
+        return {"uid": entry["uid"], "task": task["id"]}
+
+    def wait(self, timeout: float = 60) -> None:
+        """Until the labels so far are sent (or journaled) and the shown item is confirmed."""
+        deadline = time.monotonic() + timeout
+        while self._jobs.unfinished_tasks and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    def _work(self) -> None:
+        while True:
+            shown = self._jobs.get()
+            try:
+                queued = self.project.flush()
+                if queued:
+                    self.status = (
+                        "Label Studio is away: labels kept in the journal, sent when it is back"
+                    )
+                    self.confirmed = True  # nothing to confirm against; keep going
+                    continue
+                if self.order == "queue" and shown is not None:
+                    task = self.project.next_item()  # locks it for us
+                    if task is not None and task["id"] != shown:
+                        with self.hold_sync():
+                            self.status = "Someone else has that item: here is the next one"
+                            self._show(task, confirmed=True)
+                        continue
+                self.confirmed = True
+            except Exception as e:  # keep the widget alive; say what went wrong
+                self.status = html.escape(f"Could not reach Label Studio: {e}")
+            finally:
+                self._jobs.task_done()
 
     def accept(self) -> dict[str, Any] | None:
         """Take the model's pre-label for the current item."""
@@ -155,12 +191,14 @@ class LabelWidget(anywidget.AnyWidget):
 
     def skip(self) -> None:
         """Leave the current item for later (another one is shown)."""
+        self.wait()
         if self.task is not None:
             self.skipped.add(self.task["id"])
-            self._show(self._next_task())
+            self._show(self._next_task(), confirmed=True)
 
     def back(self) -> None:
         """Show the previous item again and take back its label."""
+        self.wait()
         if not self.history:
             self.status = "Nothing to go back to"
             return
@@ -169,7 +207,7 @@ class LabelWidget(anywidget.AnyWidget):
         with self.hold_sync():
             self.progress = {**self.progress, "labeled": max(0, self.progress["labeled"] - 1)}
             self.status = "Label taken back"
-            self._show(task)
+            self._show(task, confirmed=True)
 
     # -- items -----------------------------------------------------------------------------
     def _next_task(self) -> dict[str, Any] | None:
@@ -185,8 +223,27 @@ class LabelWidget(anywidget.AnyWidget):
             return others[0] if others else None
         return task
 
-    def _show(self, task: dict[str, Any] | None) -> None:
+    def _candidate(self) -> dict[str, Any] | None:
+        """The item Label Studio will most likely hand out next, known ahead (prefetched)."""
+        if self.order == "uncertain":
+            return self._next_task()
+        while True:
+            if not self._candidates:
+                self._candidates = self.project.unlabeled(limit=20)
+                self._candidates = [
+                    t for t in self._candidates if t["id"] not in self._seen | self.skipped
+                ]
+                if not self._candidates:
+                    return None
+            task = self._candidates.pop(0)
+            if task["id"] not in self._seen and task["id"] not in self.skipped:
+                return task
+
+    def _show(self, task: dict[str, Any] | None, confirmed: bool) -> None:
         self.task = task
+        self.confirmed = confirmed
+        if task is not None:
+            self._seen.add(task["id"])
         if task is None:
             self.item = {}
             return

@@ -13,6 +13,7 @@ set HUBFORGE_LABEL_STUDIO_URL and HUBFORGE_LABEL_STUDIO_TOKEN.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import threading
@@ -32,7 +33,9 @@ from ..client import ServiceClient, ServiceError
 TASKS = ("image-classification", "text-classification", "object-detection")
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".gif", ".bmp", ".webp"}
 TEXT_SUFFIXES = {".txt"}
-IMPORT_BATCH = 5000  # tasks per import request (Label Studio takes at most 250K / 200 MB)
+# one import request holds at most this (Label Studio takes at most 250K tasks / 200 MB)
+IMPORT_MAX_TASKS = 200_000
+IMPORT_MAX_BYTES = 100 * 1024 * 1024
 EXPORTS = ("JSON", "JSON_MIN", "CSV", "COCO")
 
 
@@ -169,7 +172,7 @@ class Project:
         return [t for t in tasks if bool(_done(t)) == labeled]
 
     def _keys(self) -> set[str]:
-        return {t["data"].get("hubforge_key") for t in self._tasks("all")} - {None}
+        return {t["data"].get("hubforge_key") for t in self._tasks("task_only")} - {None}
 
     def import_items(self, source: Any) -> ImportReport:
         """Add what ``source`` has that the project does not (re-running adds nothing)."""
@@ -189,10 +192,17 @@ class Project:
             self._allow_folders({str(Path(item["hubforge_path"]).parent) for item in new})
             for item in new:
                 item["image"] = self._file_url(item["hubforge_path"])
-        for start in range(0, len(new), IMPORT_BATCH):
-            self._ls.projects.import_tasks(
-                id=self.id, request=new[start : start + IMPORT_BATCH], return_task_ids=False
+        http = self._ls._client_wrapper.httpx_client  # the SDK's session and auth
+        for batch in _batches(new):
+            # posted as plain JSON: the SDK's typed import validates every task (~4x slower)
+            response = http.request(
+                f"api/projects/{self.id}/import",
+                method="POST",
+                json=batch,
+                request_options={"timeout_in_seconds": 600},
             )
+            if response.status_code >= 400:
+                raise LabelingError(f"Label Studio refused the import: {response.text[:300]}")
         return report
 
     def _file_url(self, relative: str) -> str:
@@ -247,6 +257,23 @@ class Project:
         if journal().pending(entry["uid"]):
             return {"queued": True, "uid": entry["uid"], "task": task_id}
         return {"queued": False, "uid": entry["uid"], "task": task_id}
+
+    def queue_annotation(self, task_id: int, label: str | list[dict[str, Any]]) -> dict[str, Any]:
+        """Write the annotation to the journal only; ``flush()`` sends it (the widget does
+        that in the background so the next item shows at once)."""
+        return journal().add(self.id, task_id, self.result(label))
+
+    def unlabeled(self, limit: int = 50) -> list[dict[str, Any]]:
+        """Up to ``limit`` unlabeled tasks in Label Studio's order (reads only as many pages
+        as it needs)."""
+        found = []
+        for task in self._ls.tasks.list(project=self.id, fields="all", page_size=100):
+            plain = _plain(task)
+            if not _done(plain):
+                found.append(plain)
+                if len(found) >= limit:
+                    break
+        return found
 
     def flush(self, timeout: float = 10) -> int:
         """Send what the journal holds for this project; returns how many are still queued."""
@@ -457,6 +484,14 @@ class Journal:
     def pending(self, uid: str | None = None) -> list[dict[str, Any]]:
         return [e for e in self._read() if uid is None or e["uid"] == uid]
 
+    def mark_attempted(self, uid: str) -> None:
+        with self._lock:
+            entries = self._read()
+            for e in entries:
+                if e["uid"] == uid:
+                    e["attempted"] = True
+            write_json(self.path, entries, mode=0o600)
+
     def drop(self, uid: str) -> None:
         self._done(uid)
 
@@ -468,13 +503,18 @@ class Journal:
         options = {"timeout_in_seconds": timeout, "max_retries": 0}
         for entry in [e for e in self._read() if e["project"] == project]:
             try:
-                existing = ls.annotations.list(id=entry["task"], request_options=options)
-                ids = {r.get("id") for a in existing for r in (_plain(a).get("result") or [])}
-                if entry["result"][0]["id"] not in ids:
+                if entry.get("attempted"):  # it may have arrived, its answer lost: look first
+                    existing = ls.annotations.list(id=entry["task"], request_options=options)
+                    ids = {r.get("id") for a in existing for r in (_plain(a).get("result") or [])}
+                    sent = entry["result"][0]["id"] in ids
+                else:
+                    sent = False
+                if not sent:
                     ls.annotations.create(
                         id=entry["task"], result=entry["result"], request_options=options
                     )
             except (httpx.TransportError, OSError):
+                self.mark_attempted(entry["uid"])
                 break  # unreachable: keep the rest in order for the next try
             except ApiError as e:
                 if e.status_code is not None and e.status_code >= 500:
@@ -521,6 +561,24 @@ def _labels_in(annotation: dict[str, Any]) -> list[str]:
         value = r.get("value", {})
         labels += value.get("choices") or value.get("rectanglelabels") or []
     return labels
+
+
+def _batches(items: list[dict[str, Any]]) -> list[list[dict[str, Any]]]:
+    """As few import requests as Label Studio's per-request limits allow."""
+    batches: list[list[dict[str, Any]]] = []
+    size = 0
+    for item in items:
+        item_size = len(json.dumps(item)) + 2
+        if (
+            not batches
+            or len(batches[-1]) >= IMPORT_MAX_TASKS
+            or size + item_size > IMPORT_MAX_BYTES
+        ):
+            batches.append([])
+            size = 0
+        batches[-1].append(item)
+        size += item_size
+    return batches
 
 
 def _collect(source: Any, task: str) -> tuple[list[dict[str, Any]], list[str]]:

@@ -191,6 +191,7 @@ def test_annotations_made_while_label_studio_is_away_arrive_once(workbench, as_u
     task = project.tasks(labeled=False)[0]["id"]
     entry = api.journal().add(project.id, task, project.result("circle"))
     project._ls.annotations.create(id=task, result=entry["result"])
+    api.journal().mark_attempted(entry["uid"])  # the send timed out after arriving
     assert project.flush() == 0
     assert annotation_count(project, task) == 1
 
@@ -252,6 +253,8 @@ def test_label_widget_actions(workbench, as_user):
     assert widget.progress == {"labeled": 0, "total": 50}
     widget.label("circle")
     assert widget.progress["labeled"] == 1 and widget.item["id"] != first["id"]
+    widget.wait()  # sent, and the next item locked for us, in the background
+    assert widget.confirmed
     assert annotation_count(project, first["id"]) == 1
     widget.back()  # undo: the first item again, its label taken back
     assert widget.item["id"] == first["id"] and widget.progress["labeled"] == 0
@@ -261,6 +264,7 @@ def test_label_widget_actions(workbench, as_user):
     # what a key press in the browser sends ("2" -> the second label)
     shown = widget.item["id"]
     widget._on_msg(widget, {"action": "label", "index": 1}, None)
+    widget.wait()
     assert project.tasks(labeled=True)[0]["id"] == shown
     assert project.progress["per_label"] == {"circle": 0, "square": 1}
     assert len(widget.latencies) == 2
@@ -278,6 +282,7 @@ def test_label_widget_actions(workbench, as_user):
     assert ordered.item["score"] == pytest.approx(scores[0])
     expected = ordered.item["prelabel"]
     ordered.accept()
+    ordered.wait()
     assert project.progress["per_label"][expected] >= 1
     with pytest.raises(labeling.LabelingError, match="expected"):
         project.preannotate(lambda batch: np.zeros((len(batch), 3)), image_size=(32, 32))
