@@ -37,6 +37,25 @@ class StatusHandler(HubforgeAPIHandler):
         self.finish(json.dumps(status))
 
 
+class LabelStudioOpenHandler(HubforgeAPIHandler):
+    """Opens Label Studio's UI as this user: asks the service for a signed one-minute link
+    and redirects the browser to it (``?next=/projects/3/data``)."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        if not ServiceClient.available():
+            raise web.HTTPError(503, "Label Studio runs with the hub; this server has none")
+        next_path = self.get_argument("next", "/projects/")
+        try:
+            link = await asyncio.to_thread(
+                ServiceClient().request, "GET", "labeling/login-link", params={"next": next_path}
+            )
+        except ServiceError as e:
+            raise web.HTTPError(503, f"Label Studio is not available: {e}") from None
+        self.redirect(link["url"])
+
+
 class HubforgeExtension(ExtensionApp):
     """Hubforge's REST API inside JupyterLab's server."""
 
@@ -61,6 +80,7 @@ class HubforgeExtension(ExtensionApp):
         self.handlers.append((url_path_join(prefix, "status"), StatusHandler))
         self.handlers.extend(job_routes(prefix))
         self.handlers.extend(tensorboard_routes(prefix))
+        self.handlers.append(("/hubforge/labeling/open", LabelStudioOpenHandler))
         self.tensorboards = Lifecycle(self.tensorboard_idle_timeout, self.log)
 
     async def _start_jupyter_server_extension(self, serverapp) -> None:

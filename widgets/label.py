@@ -51,7 +51,8 @@ function render({ model, el }) {
         `<button data-i="${i}" ${item.id ? "" : "disabled"}>${i < 9 ? (i + 1) + " " : ""}${l}` +
         `</button>`).join("")}
         <button data-a="skip">Skip (s)</button><button data-a="back">Back (b)</button></div>
-      <div class="hf-status">${model.get("status")}</div>`;
+      <div class="hf-status">${model.get("status")}</div>
+      <a class="hf-link" href="${model.get("link")}" target="_blank">Open in Label Studio</a>`;
     el.querySelectorAll("button[data-i]").forEach((b) =>
       b.addEventListener("click", () => model.send({ action: "label", index: +b.dataset.i })));
     el.querySelectorAll("button[data-a]").forEach((b) =>
@@ -96,11 +97,12 @@ class LabelWidget(anywidget.AnyWidget):
     item = t.Dict().tag(sync=True)
     progress = t.Dict().tag(sync=True)
     status = t.Unicode("").tag(sync=True)
+    link = t.Unicode("").tag(sync=True)
 
     def __init__(self, project: labeling.Project, order: str = "queue", **kwargs: Any):
         """``order``: "queue" (Label Studio's next task) or "uncertain" (least confident
         pre-label first)."""
-        super().__init__(labels=list(project.labels), **kwargs)
+        super().__init__(labels=list(project.labels), link=project.url, **kwargs)
         if order not in ("queue", "uncertain"):
             raise labeling.LabelingError(f"order={order!r}: 'queue' or 'uncertain'")
         self.project = project

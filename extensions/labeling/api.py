@@ -153,7 +153,11 @@ class Project:
 
     @property
     def url(self) -> str:
-        """Where the project opens in Label Studio's own UI (through the hub)."""
+        """Opens the project in Label Studio's own UI, logged in as you (through your
+        server, which asks the hub for a one-minute sign-in link)."""
+        server = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
+        if server:
+            return f"{server}hubforge/labeling/open?next=/projects/{self.id}/data"
         return f"{credentials().get('ui_url', '')}projects/{self.id}/data"
 
     # -- items ------------------------------------------------------------------------

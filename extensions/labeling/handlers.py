@@ -35,5 +35,26 @@ class CredentialsHandler(ServiceHandler):
         self.write_json({**creds, "ui_url": ui})
 
 
+class LoginLinkHandler(CredentialsHandler):
+    """A one-minute link that opens Label Studio's UI as the caller (no password to type)."""
+
+    async def get(self) -> None:
+        ident = self.identity
+        if ident["kind"] != "user" or self.accounts is None:
+            raise web.HTTPError(403 if self.accounts else 503, "Labeling is for users here")
+        prefix = f"{self.settings['hub_prefix']}services/label-studio"
+        next_path = self.get_argument("next", "/projects/")
+        try:
+            url = await asyncio.to_thread(
+                self.accounts.login_link, ident["name"], prefix, next_path
+            )
+        except LabelingUnavailable as e:
+            raise web.HTTPError(503, str(e)) from None
+        self.write_json({"url": url})
+
+
 def routes(api: str, args: dict[str, Any]) -> list[tuple]:
-    return [(api + "/labeling/credentials", CredentialsHandler, args)]
+    return [
+        (api + "/labeling/credentials", CredentialsHandler, args),
+        (api + "/labeling/login-link", LoginLinkHandler, args),
+    ]

@@ -25,6 +25,10 @@ def _setup() -> None:
     import django
 
     django.setup()  # LABEL_STUDIO_HOST (the public URL with the prefix) makes its links
+    from django.conf import settings
+
+    if settings.FORCE_SCRIPT_NAME:  # its login redirect is absolute: keep it under the prefix
+        settings.LOGIN_URL = settings.FORCE_SCRIPT_NAME + settings.LOGIN_URL
 
 
 def _user_and_org(email: str, password: str | None, token: str | None, staff: bool) -> dict:
@@ -66,14 +70,81 @@ class StripPrefix:
     def __init__(self, app, prefix: str):
         from urllib.parse import unquote
 
-        self.app, self.prefix = app, unquote(prefix)  # PATH_INFO arrives decoded
+        self.app, self.url_prefix = app, prefix
+        self.prefix = unquote(prefix)  # PATH_INFO arrives decoded
 
     def __call__(self, environ, start_response):
         path = environ.get("PATH_INFO", "")
         if self.prefix and (path == self.prefix or path.startswith(self.prefix + "/")):
             environ["SCRIPT_NAME"] = self.prefix
             environ["PATH_INFO"] = path[len(self.prefix) :] or "/"
+        if environ.get("PATH_INFO") == "/hubforge/login":
+            return login(environ, start_response, self.url_prefix)
+        if environ.get("PATH_INFO", "").startswith("/react-app/") and environ["PATH_INFO"].endswith(
+            ".css"
+        ):
+            return self.rebase_css(environ, start_response)
         return self.app(environ, start_response)
+
+    def rebase_css(self, environ, start_response):
+        """The frontend's stylesheet names its fonts as /static/...: keep them under the
+        prefix, or the browser asks the hub for them."""
+        captured = {}
+
+        def capture(status, headers, exc_info=None):
+            captured["status"], captured["headers"] = status, headers
+            return lambda data: None
+
+        body = b"".join(self.app(environ, capture))
+        body = body.replace(b"url(/static/", f"url({self.url_prefix}/static/".encode())
+        headers = [(k, v) for k, v in captured["headers"] if k.lower() != "content-length"]
+        start_response(captured["status"], [*headers, ("Content-Length", str(len(body)))])
+        return [body]
+
+
+def login(environ, start_response, prefix: str):
+    """Signed one-minute links from the hubforge service log a user into the UI."""
+    import hashlib
+    import hmac
+    import time
+    from importlib import import_module
+    from urllib.parse import parse_qs, quote
+
+    from django.conf import settings
+    from django.contrib.auth import login as django_login
+    from django.core.handlers.wsgi import WSGIRequest
+    from users.models import User
+
+    query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
+    email, expires, next_path = query.get("email", ""), query.get("exp", "0"), query.get("next")
+    message = f"{email}|{expires}|{next_path}".encode()
+    secret = os.environ["HUBFORGE_LS_ADMIN_TOKEN"].encode()
+    expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
+    user = User.objects.filter(email=email).first()
+    valid = (
+        hmac.compare_digest(expected, query.get("sig", ""))
+        and expires.isdigit()
+        and int(expires) >= time.time()
+        and user is not None
+        and next_path
+        and next_path.startswith("/")
+        and not next_path.startswith("//")
+    )
+    if not valid:
+        start_response("403 Forbidden", [("Content-Type", "text/plain")])
+        return [b"This Label Studio link has expired or is not valid: open it again from the hub"]
+    request = WSGIRequest(environ)
+    request.session = import_module(settings.SESSION_ENGINE).SessionStore()
+    django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
+    request.session["last_login"] = time.time()  # its inactivity check logs out without it
+    request.session.save()
+    cookie = (
+        f"{settings.SESSION_COOKIE_NAME}={request.session.session_key}; Path=/; HttpOnly; "
+        "SameSite=Lax"
+    )
+    location = quote(prefix + next_path, safe="/?=&%@")
+    start_response("302 Found", [("Location", location), ("Set-Cookie", cookie)])
+    return [b""]
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -8,6 +8,8 @@ of their own, so users see only their projects; tokens are kept 0600 in the stat
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import os
 import re
@@ -17,6 +19,7 @@ import threading
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 
@@ -62,6 +65,8 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(workbench.shared_data),
         "COLLECT_ANALYTICS": "false",
+        "SENTRY_DSN": "",  # no error reports to the internet
+        "FRONTEND_SENTRY_DSN": "",
         "HUBFORGE_LS_ADMIN_EMAIL": admin["email"],
         "HUBFORGE_LS_ADMIN_PASSWORD": admin["password"],
         "HUBFORGE_LS_ADMIN_TOKEN": admin["token"],
@@ -82,6 +87,15 @@ def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, 
     }
 
 
+def sign_login(secret: str, email: str, next_path: str, ttl: float = 60) -> str:
+    """Query string of a short-lived link that logs ``email`` into Label Studio's UI
+    (checked by ls_main.py with the same secret)."""
+    expires = str(int(time.time() + ttl))
+    message = f"{email}|{expires}|{next_path}".encode()
+    sig = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
+    return urlencode({"email": email, "exp": expires, "next": next_path, "sig": sig})
+
+
 def _email(user: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", user.lower()).strip("-.") + "@hubforge.local"
 
@@ -95,6 +109,14 @@ class Accounts:
         self.environment = environment
         self.path = workbench.state_dir / "label-studio-users.json"
         self._lock = threading.Lock()
+
+    def login_link(self, user: str, prefix: str, next_path: str) -> str:
+        """A one-minute link into Label Studio's UI as ``user`` (through the hub)."""
+        creds = self.credentials(user)
+        if not next_path.startswith("/") or next_path.startswith("//"):
+            next_path = "/projects/"
+        secret = self.environment["HUBFORGE_LS_ADMIN_TOKEN"]
+        return f"{prefix}/hubforge/login?" + sign_login(secret, creds["email"], next_path)
 
     def credentials(self, user: str) -> dict[str, Any]:
         with self._lock:

@@ -1,0 +1,43 @@
+"""Label Studio's own UI through the hub's one port: signed in without a password, every
+asset loads under /services/label-studio/."""
+
+from __future__ import annotations
+
+import pytest
+
+from hubforge import labeling
+from tests.e2e.lab import login_and_start
+from tests.integration.test_labeling import as_user, shapes  # noqa: F401 (fixture)
+
+pytestmark = [pytest.mark.browser, pytest.mark.hub]
+
+
+def test_open_label_studio_from_the_server(workbench, page, as_user):  # noqa: F811
+    as_user("uma")
+    shapes(workbench.data_dir / "hdfs" / "datasets" / "ui", 3)
+    project = labeling.create_project("ui-check", "datasets/ui", ["circle", "square"])
+    login_and_start(page, workbench, "uma", "uma-password-1")
+    failed = []
+    page.on(
+        "response",
+        lambda r: failed.append(f"{r.status} {r.url}") if r.status >= 400 else None,
+    )
+    page.on("requestfailed", lambda r: failed.append(f"failed {r.url}"))
+    page.goto(workbench.url + f"user/uma/hubforge/labeling/open?next=/projects/{project.id}/data")
+    page.wait_for_url("**/services/label-studio/projects/**", timeout=60_000)
+    page.wait_for_selector("text=ui-check", timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    page.wait_for_selector("text=Tasks: 3 / 3", timeout=60_000)
+    page.wait_for_load_state("networkidle")
+    # the items' images come from the data area, through the hub, in Label Studio's own grid
+    sizes = page.eval_on_selector_all(
+        "img[src*='local-files']", "imgs => imgs.map(i => i.complete && i.naturalWidth)"
+    )
+    assert sizes == [32, 32, 32], sizes
+    assert failed == [], failed
+    # an expired or forged link is refused
+    r = page.request.get(
+        workbench.url + "services/label-studio/hubforge/login?email=uma@hubforge.local"
+        "&exp=1&next=/projects/&sig=00"
+    )
+    assert r.status == 403 and "expired or is not valid" in r.text()
