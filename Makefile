@@ -79,6 +79,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_tensorboard.py
 	$(PY) tests/bench/bench_serving.py
 	$(PY) tests/bench/bench_serving_peer.py
+	$(PY) tests/bench/bench_labeling.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info

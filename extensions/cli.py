@@ -521,6 +521,54 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     serve.set_defaults(func=cmd_serve)
 
 
+def cmd_label(args: argparse.Namespace) -> int:
+    from . import labeling
+
+    try:
+        if args.label_command == "list":
+            for project in labeling.list_projects():
+                p = project.progress
+                print(f"{project.name:<30} {project.task:<22} {p['labeled']}/{p['total']} labeled")
+        elif args.label_command == "create":
+            project = labeling.create_project(
+                args.name, args.source, args.labels.split(","), task=args.task
+            )
+            print(f"{project.name}: {project.last_import}")
+        elif args.label_command == "progress":
+            p = labeling.open_project(args.name).progress
+            counts = ", ".join(f"{k} {v}" for k, v in p["per_label"].items())
+            print(f"{p['labeled']}/{p['total']} labeled ({counts})")
+        elif args.label_command == "export":
+            path = labeling.open_project(args.name).export(args.format, args.output)
+            print(path)
+    except labeling.LabelingError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _label_parser(sub: argparse._SubParsersAction) -> None:
+    label = sub.add_parser("label", help="labeling projects in Label Studio")
+    label_sub = label.add_subparsers(dest="label_command", required=True, metavar="ACTION")
+    label_sub.add_parser("list", help="your projects and their progress")
+    create = label_sub.add_parser("create", help="create a project (or add new items)")
+    create.add_argument("name")
+    create.add_argument("source", help="a folder of the data area, e.g. datasets/pets")
+    create.add_argument("--labels", required=True, help="comma-separated, e.g. cat,dog")
+    create.add_argument(
+        "--task",
+        default="image-classification",
+        choices=["image-classification", "text-classification", "object-detection"],
+    )
+    progress = label_sub.add_parser("progress", help="labeled / total, per label")
+    progress.add_argument("name")
+    export = label_sub.add_parser("export", help="write the annotations to a file")
+    export.add_argument("name")
+    export.add_argument("--format", default="JSON", choices=["JSON", "JSON_MIN", "CSV", "COCO"])
+    export.add_argument("--output", help="file (default: your data area's labeling/)")
+    label.set_defaults(func=cmd_label)
+
+
 def _tensorboard_parser(sub: argparse._SubParsersAction) -> None:
     tb = sub.add_parser("tensorboard", help="TensorBoard on log dirs and jobs")
     tb_sub = tb.add_subparsers(dest="tb_command", required=True, metavar="ACTION")
@@ -601,6 +649,7 @@ def build_parser() -> argparse.ArgumentParser:
     _job_parser(sub, common)
     _tensorboard_parser(sub)
     _serve_parser(sub)
+    _label_parser(sub)
     return parser
 
 

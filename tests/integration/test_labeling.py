@@ -286,3 +286,29 @@ def test_label_widget_actions(workbench, as_user):
     assert project.progress["per_label"][expected] >= 1
     with pytest.raises(labeling.LabelingError, match="expected"):
         project.preannotate(lambda batch: np.zeros((len(batch), 3)), image_size=(32, 32))
+
+
+def test_cli(workbench, as_user):
+    as_user("lena")  # the CLI in a user's server uses the same environment
+    run = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "label", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0, run.stderr
+    assert "shapes" in run.stdout and "50/50 labeled" in run.stdout
+    run = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "label", "progress", "nope"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2 and "No project 'nope'" in run.stderr
+    run = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "label", "export", "shapes", "--format", "CSV"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and run.stdout.strip().endswith(".csv")
