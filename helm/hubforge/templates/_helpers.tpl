@@ -1,0 +1,27 @@
+{{- define "hubforge.labels" -}}
+app.kubernetes.io/part-of: hubforge
+app.kubernetes.io/instance: {{ .Release.Name }}
+app.kubernetes.io/managed-by: {{ .Release.Service }}
+helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
+{{- end }}
+
+{{- define "hubforge.workloadNamespace" -}}
+{{ .Values.hubforge.service.namespace | default .Release.Namespace }}
+{{- end }}
+
+{{/* The HDFS volume source (same in user pods, jobs, endpoints and TensorBoards). */}}
+{{- define "hubforge.hdfsVolume" -}}
+{{- $h := .Values.hubforge.hdfs -}}
+{{- if eq $h.mode "nfs" }}
+nfs:
+  server: {{ required "hubforge.hdfs.nfs.server is needed for mode nfs" $h.nfs.server }}
+  path: {{ $h.nfs.path | default "/" }}
+{{- else if eq $h.mode "csi" }}
+persistentVolumeClaim:
+  claimName: {{ required "hubforge.hdfs.csi.claimName is needed for mode csi" $h.csi.claimName }}
+{{- else }}
+hostPath:
+  path: {{ required "hubforge.hdfs.hostPath.path is needed for mode hostPath" $h.hostPath.path }}
+  type: Directory
+{{- end }}
+{{- end }}

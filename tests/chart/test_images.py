@@ -1,0 +1,62 @@
+"""The images: hadolint clean, pinned bases, non-root, pins consistent with pyproject.toml."""
+
+from __future__ import annotations
+
+import re
+import shutil
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+from packaging.requirements import Requirement
+from packaging.utils import canonicalize_name
+
+ROOT = Path(__file__).resolve().parents[2]
+DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
+
+
+def test_there_are_hub_singleuser_and_serving_images():
+    assert [p.parent.name for p in DOCKERFILES] == ["hub", "serving", "singleuser"]
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_hadolint_clean(dockerfile):
+    hadolint = shutil.which("hadolint") or str(Path(sys.executable).parent / "hadolint")
+    run = subprocess.run([hadolint, str(dockerfile)], capture_output=True, text=True, timeout=60)
+    assert run.returncode == 0, run.stdout + run.stderr
+
+
+@pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)
+def test_pinned_base_and_non_root(dockerfile):
+    text = dockerfile.read_text()
+    args = dict(re.findall(r"^ARG (\w+)=(\S+)", text, re.M))
+    (base,) = re.findall(r"^FROM (\S+)", text, re.M)
+    base = re.sub(r"\$\{(\w+)\}", lambda m: args[m.group(1)], base)
+    name, _, tag = base.rpartition(":")
+    assert name and tag and tag != "latest", base
+    users = re.findall(r"^USER (\S+)", text, re.M)
+    assert users and users[-1] not in ("root", "0"), users
+
+
+def pyproject_requirements() -> dict[str, Requirement]:
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    return {
+        canonicalize_name(Requirement(r).name): Requirement(r)
+        for r in data["project"]["dependencies"]
+    }
+
+
+@pytest.mark.parametrize("image", ["hub", "singleuser"])
+def test_requirements_are_consistent_with_pyproject(image):
+    declared = pyproject_requirements()
+    lines = (ROOT / "images" / image / "requirements.txt").read_text().splitlines()
+    pins = [Requirement(line) for line in lines if line.strip() and not line.startswith("#")]
+    assert pins
+    for pin in pins:
+        (spec,) = pin.specifier  # exactly pinned
+        assert spec.operator == "==", pin
+        wanted = declared.get(canonicalize_name(pin.name))
+        if wanted is not None:
+            assert spec.version in wanted.specifier, f"{pin} does not satisfy pyproject's {wanted}"
