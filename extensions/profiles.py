@@ -16,6 +16,8 @@ PROFILE_KEYS = {
     "cpu": "CPU limit in cores (number > 0)",
     "memory": "memory limit, e.g. '8G'",
     "default": "true for the profile selected by default",
+    "gpu_type": "GPU model to schedule on, Kubernetes only (node label value, e.g. "
+    "'NVIDIA-A100-SXM4-40GB'); needs gpus >= 1",
 }
 _SLUG = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 _MEMORY = re.compile(r"^\d+(\.\d+)?[KMGT]$")
@@ -78,6 +80,9 @@ def validate_profiles(profiles: list[Any], key: str = "profiles") -> list[dict[s
         memory = raw.get("memory")
         if memory is not None and not (isinstance(memory, str) and _MEMORY.match(memory)):
             problems.append(f"{where}.memory={memory!r}: {PROFILE_KEYS['memory']}")
+        gpu_type = raw.get("gpu_type")
+        if gpu_type is not None and (not isinstance(gpu_type, str) or not gpu_type or not gpus):
+            problems.append(f"{where}.gpu_type={gpu_type!r}: {PROFILE_KEYS['gpu_type']}")
         profile = {"display_name": slug, "description": "", "gpus": 0, "default": False}
         profile.update(raw)
         result.append(profile)

@@ -1,0 +1,126 @@
+"""KubeSpawner configuration from the same profile list as local mode.
+
+Profiles become KubeSpawner's ``profile_list`` (CPU/memory guarantees and limits, GPU limits,
+GPU-type node selectors and the GPU taint's toleration, the CPU or CUDA image). Every user pod
+mounts the team's HDFS at /mnt/hdfs (their ``users/<name>`` read-write, ``datasets``
+read-only), the Hadoop client configuration at /etc/hadoop/conf, an optional Kerberos keytab,
+and a home PVC; it runs as non-root with no service-account token.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from traitlets import Dict, Unicode
+from traitlets.config import Configurable
+
+from hubforge.profiles import validate_profiles
+
+DATA_MOUNT = "/mnt/hdfs"
+GPU_RESOURCE = "nvidia.com/gpu"
+
+
+class KubernetesProfiles(Configurable):
+    """What the cluster provides to user pods (set by the Helm chart)."""
+
+    image = Unicode("hubforge/singleuser:0.1.0", config=True, help="Image of CPU profiles.")
+    gpu_image = Unicode(
+        "hubforge/singleuser-cuda:0.1.0", config=True, help="Image of GPU profiles."
+    )
+    gpu_type_label = Unicode(
+        "nvidia.com/gpu.product",
+        config=True,
+        help="Node label that names the GPU model (a profile's gpu_type selects on it).",
+    )
+    hdfs_volume = Dict(
+        {"persistentVolumeClaim": {"claimName": "hdfs"}},
+        config=True,
+        help="Volume source of the HDFS mount (nfs, csi PVC or hostPath).",
+    )
+    hadoop_config_map = Unicode(
+        "hubforge-hadoop-conf", config=True, help="ConfigMap with core-site.xml, hdfs-site.xml."
+    )
+    kerberos_secret = Unicode("", config=True, help="Secret with a `keytab` key ('' for none).")
+    home_storage = Unicode("10Gi", config=True, help="Size of each user's home PVC.")
+
+
+def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[dict[str, Any]]:
+    """KubeSpawner's profile_list for Hubforge profiles (validated the same way)."""
+    result = []
+    for p in validate_profiles(profiles):
+        override: dict[str, Any] = {"image": s.gpu_image if p["gpus"] else s.image}
+        if p.get("cpu"):
+            override["cpu_limit"] = float(p["cpu"])
+            override["cpu_guarantee"] = float(p["cpu"])
+        if p.get("memory"):
+            override["mem_limit"] = p["memory"]
+            override["mem_guarantee"] = p["memory"]
+        if p["gpus"]:
+            override["extra_resource_limits"] = {GPU_RESOURCE: str(p["gpus"])}
+            override["tolerations"] = [
+                {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
+            ]
+            override["environment"] = {"HUBFORGE_PROFILE_GPUS": str(p["gpus"])}
+            if p.get("gpu_type"):
+                override["node_selector"] = {s.gpu_type_label: p["gpu_type"]}
+        result.append(
+            {
+                "display_name": p["display_name"],
+                "slug": p["slug"],
+                "description": p.get("description", ""),
+                "default": bool(p.get("default")),
+                "kubespawner_override": override,
+            }
+        )
+    return result
+
+
+def configure(c: Any, profiles: list[dict[str, Any]]) -> None:
+    """Fill JupyterHub config ``c`` for KubeSpawner (the chart's hub config calls this)."""
+    s = KubernetesProfiles(config=c)
+    c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
+    c.KubeSpawner.profile_list = profile_list(profiles, s)
+    c.KubeSpawner.uid = 1000
+    c.KubeSpawner.gid = 100
+    c.KubeSpawner.fs_gid = 100
+    c.KubeSpawner.allow_privilege_escalation = False
+    c.KubeSpawner.automount_service_account_token = False
+    c.KubeSpawner.container_security_context = {"capabilities": {"drop": ["ALL"]}}
+    c.KubeSpawner.storage_pvc_ensure = True
+    c.KubeSpawner.pvc_name_template = "home-{user_server}"
+    c.KubeSpawner.storage_capacity = s.home_storage
+    c.KubeSpawner.storage_access_modes = ["ReadWriteOnce"]
+    volumes = [
+        {"name": "home", "persistentVolumeClaim": {"claimName": "home-{user_server}"}},
+        {"name": "hdfs", **s.hdfs_volume},
+        {"name": "hadoop-conf", "configMap": {"name": s.hadoop_config_map}},
+    ]
+    mounts = [
+        {"name": "home", "mountPath": "/home/jovyan"},
+        {
+            "name": "hdfs",
+            "mountPath": f"{DATA_MOUNT}/users/{{username}}",
+            "subPath": "users/{username}",
+        },
+        {
+            "name": "hdfs",
+            "mountPath": f"{DATA_MOUNT}/datasets",
+            "subPath": "datasets",
+            "readOnly": True,
+        },
+        {"name": "hadoop-conf", "mountPath": "/etc/hadoop/conf", "readOnly": True},
+    ]
+    if s.kerberos_secret:
+        volumes.append(
+            {"name": "keytab", "secret": {"secretName": s.kerberos_secret, "defaultMode": 0o400}}
+        )
+        mounts.append({"name": "keytab", "mountPath": "/etc/security/keytab", "readOnly": True})
+    c.KubeSpawner.volumes = volumes
+    c.KubeSpawner.volume_mounts = mounts
+    c.KubeSpawner.environment = {
+        "HUBFORGE_DATA": DATA_MOUNT,
+        "HUBFORGE_USER_AREA": f"{DATA_MOUNT}/users/{{username}}",
+        "HADOOP_CONF_DIR": "/etc/hadoop/conf",
+        "TF_USE_LEGACY_KERAS": "1",
+        **({"KRB5_KTNAME": "/etc/security/keytab/keytab"} if s.kerberos_secret else {}),
+    }

@@ -1,0 +1,126 @@
+"""Real KubeSpawner pod manifests for each profile, validated against the Kubernetes schemas."""
+
+from __future__ import annotations
+
+import asyncio
+
+import kubernetes_validate
+import pytest
+from kubernetes_asyncio.client import ApiClient
+from kubespawner import KubeSpawner
+from traitlets.config import Config
+
+from hubforge.hub import kubernetes
+from hubforge.profiles import ProfileError
+
+PROFILES = [
+    {"slug": "cpu", "display_name": "CPU", "cpu": 2, "memory": "8G", "default": True},
+    {"slug": "gpu-1", "display_name": "1 GPU", "gpus": 1, "cpu": 8, "memory": "32G"},
+    {
+        "slug": "a100-4",
+        "display_name": "4 A100",
+        "gpus": 4,
+        "gpu_type": "NVIDIA-A100-SXM4-40GB",
+    },
+]
+
+
+KUBECONFIG = """
+apiVersion: v1
+kind: Config
+clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
+users: [{name: none, user: {token: unused}}]
+contexts: [{name: none, context: {cluster: none, user: none, namespace: hub}}]
+current-context: none
+"""
+
+
+@pytest.fixture(autouse=True)
+def throwaway_kubeconfig(tmp_path, monkeypatch):
+    """KubeSpawner loads a kubeconfig when it starts; nothing here talks to it."""
+    path = tmp_path / "kubeconfig"
+    path.write_text(KUBECONFIG)
+    from kubernetes_asyncio.config import kube_config
+
+    # read when kubernetes_asyncio is imported, so set the module's value itself
+    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
+    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+
+
+def manifest(slug: str, kerberos: str = "") -> dict:
+    c = Config()
+    c.KubernetesProfiles.hdfs_volume = {"nfs": {"server": "hdfs-nfs.example", "path": "/"}}
+    c.KubernetesProfiles.kerberos_secret = kerberos
+    kubernetes.configure(c, PROFILES)
+
+    async def build() -> dict:
+        spawner = KubeSpawner(config=c, _mock=True)
+        spawner.user.name = "alice"
+        spawner.user_options = {"profile": slug}
+        await spawner.load_user_options()
+        pod = await spawner.get_pod_manifest()
+        async with ApiClient() as client:
+            return client.sanitize_for_serialization(pod)
+
+    return asyncio.run(build())
+
+
+@pytest.mark.parametrize("slug", ["cpu", "gpu-1", "a100-4"])
+def test_every_profile_makes_a_valid_pod(slug):
+    pod = manifest(slug)
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
+    spec = pod["spec"]
+    (container,) = [c for c in spec["containers"] if c["name"] == "notebook"]
+    assert spec["automountServiceAccountToken"] is False
+    assert spec["securityContext"]["fsGroup"] == 100
+    assert container["securityContext"]["runAsUser"] == 1000
+    assert container["securityContext"]["allowPrivilegeEscalation"] is False
+    mounts = {m["mountPath"]: m for m in container["volumeMounts"]}
+    assert mounts["/mnt/hdfs/users/alice"]["subPath"] == "users/alice"
+    assert not mounts["/mnt/hdfs/users/alice"].get("readOnly")
+    assert mounts["/mnt/hdfs/datasets"] == {
+        "name": "hdfs",
+        "mountPath": "/mnt/hdfs/datasets",
+        "subPath": "datasets",
+        "readOnly": True,
+    }
+    assert mounts["/etc/hadoop/conf"]["readOnly"] is True
+    volumes = {v["name"]: v for v in spec["volumes"]}
+    assert volumes["hdfs"]["nfs"] == {"server": "hdfs-nfs.example", "path": "/"}
+    assert volumes["home"]["persistentVolumeClaim"]["claimName"] == "home-alice"
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["HUBFORGE_DATA"] == "/mnt/hdfs" and env["TF_USE_LEGACY_KERAS"] == "1"
+    assert env["HUBFORGE_USER_AREA"] == "/mnt/hdfs/users/alice"
+    limits = container["resources"].get("limits", {})
+    gpus = {"cpu": 0, "gpu-1": 1, "a100-4": 4}[slug]
+    if gpus:
+        assert limits["nvidia.com/gpu"] == str(gpus)
+        assert container["image"] == "hubforge/singleuser-cuda:0.1.0"
+        assert {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"} in spec[
+            "tolerations"
+        ]
+    else:
+        assert "nvidia.com/gpu" not in limits
+        assert container["image"] == "hubforge/singleuser:0.1.0"
+    if slug == "a100-4":
+        assert spec["nodeSelector"] == {"nvidia.com/gpu.product": "NVIDIA-A100-SXM4-40GB"}
+    if slug == "cpu":
+        assert limits["cpu"] == "2" or float(limits["cpu"]) == 2
+        assert int(container["resources"]["requests"]["memory"]) == 8 * 1024**3
+
+
+def test_kerberos_keytab():
+    pod = manifest("cpu", kerberos="hdfs-keytab")
+    kubernetes_validate.validate(pod, "1.30.0", strict=True)
+    volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+    assert volumes["keytab"]["secret"]["secretName"] == "hdfs-keytab"
+    (container,) = [c for c in pod["spec"]["containers"] if c["name"] == "notebook"]
+    env = {e["name"]: e.get("value") for e in container["env"]}
+    assert env["KRB5_KTNAME"] == "/etc/security/keytab/keytab"
+
+
+def test_bad_profiles_are_refused():
+    with pytest.raises(ProfileError, match="gpu_type"):
+        kubernetes.profile_list(
+            [{"slug": "cpu", "gpu_type": "A100"}], kubernetes.KubernetesProfiles()
+        )
