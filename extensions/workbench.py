@@ -152,6 +152,24 @@ class Workbench(Configurable):
             raise TraitError(f"Workbench.max_job_workers={proposal['value']}: must be >= 1")
         return proposal["value"]
 
+    max_jobs_per_user = Integer(
+        0, config=True, help="Training jobs one user may run at once (0: no limit)."
+    )
+    max_gpus_per_user = Integer(
+        0, config=True, help="GPUs one user's jobs and endpoints may hold at once (0: no limit)."
+    )
+    max_endpoints_per_user = Integer(
+        0, config=True, help="Endpoints one user may have (0: no limit)."
+    )
+
+    @validate("max_jobs_per_user", "max_gpus_per_user", "max_endpoints_per_user")
+    def _check_quota(self, proposal: Any) -> int:
+        if proposal["value"] < 0:
+            raise TraitError(
+                f"Workbench.{proposal['trait'].name}={proposal['value']}: 0 (no limit) or more"
+            )
+        return proposal["value"]
+
     job_backend = Unicode(
         "local",
         config=True,

@@ -8,7 +8,11 @@ from tests.notebooks import training_notebook
 from tests.workbench import RunningWorkbench, start_workbench
 
 # A fake inventory of two GPUs: allocation is real, the devices are not.
-SESSION_CONFIG = 'c.Workbench.gpus = ["0", "1"]\nc.Workbench.tensorboard_idle_timeout = 15\n'
+SESSION_CONFIG = (
+    'c.Workbench.gpus = ["0", "1"]\n'
+    "c.Workbench.tensorboard_idle_timeout = 15\n"
+    "c.Workbench.max_endpoints_per_user = 2\n"
+)
 
 
 @pytest.fixture(scope="session")

@@ -11,6 +11,7 @@ from tornado import web
 
 from ..gpus import NotEnoughGpus
 from ..service.handlers import ServiceHandler
+from ..service.quotas import QuotaExceeded
 from .errors import JobError, JobNotFound
 from .local import new_job_id
 from .spec import JobSpec
@@ -57,6 +58,10 @@ class JobsHandler(JobsBaseHandler):
             self.fail(e)
         job_id = new_job_id(spec.name)
         count = spec.workers * spec.gpus_per_worker
+        try:
+            self.quotas.check_job(owner, count, self.jobs, self.endpoints)
+        except QuotaExceeded as e:
+            raise web.HTTPError(e.status, str(e)) from None
         if count:
             try:
                 spec.devices = self.allocator.allocate(gpu_owner(owner, job_id), count)

@@ -32,6 +32,7 @@ from .handlers import (
     UserHandler,
     UsersHandler,
 )
+from .quotas import Quotas
 
 
 def backend_class(group: str, name: str) -> type:
@@ -73,7 +74,12 @@ class HubforgeService(Application):
             cache_max_age=60,
         )
         allocator = GpuAllocator(workbench.gpus, workbench.state_dir / "gpus.json")
-        args = {"hub_auth": hub_auth, "allocator": allocator, "workbench": workbench}
+        args = {
+            "hub_auth": hub_auth,
+            "allocator": allocator,
+            "workbench": workbench,
+            "quotas": Quotas.from_workbench(workbench),
+        }
         jobs = backend_class("hubforge.job_backends", workbench.job_backend).from_workbench(
             workbench
         )
@@ -95,8 +101,8 @@ class HubforgeService(Application):
         return web.Application(
             service_prefix=self.prefix,
             hub_prefix=hub_prefix,
-            handlers=jobs_routes(api, {**args, "jobs": jobs})
-            + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints})
+            handlers=jobs_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})
+            + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints, "jobs": jobs})
             + labeling_routes(api, {**args, "accounts": accounts})
             + [
                 (self.prefix, RootHandler),

@@ -22,10 +22,23 @@ CALL_ENDPOINTS_SCOPE = "custom:hubforge:endpoints:call"
 class ServiceHandler(HubAuthenticated, web.RequestHandler):
     """JSON handler that refuses any caller without a valid JupyterHub token."""
 
-    def initialize(self, hub_auth: Any, allocator: GpuAllocator, workbench: Any) -> None:
+    def initialize(
+        self,
+        hub_auth: Any,
+        allocator: GpuAllocator,
+        workbench: Any,
+        quotas: Any = None,
+        jobs: Any = None,
+        endpoints: Any = None,
+    ) -> None:
         self.hub_auth = hub_auth
         self.allocator = allocator
         self.workbench = workbench
+        self.quotas = quotas
+        if jobs is not None:
+            self.jobs = jobs
+        if endpoints is not None:
+            self.endpoints = endpoints
 
     def prepare(self) -> None:
         if self.current_user is None:

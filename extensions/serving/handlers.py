@@ -16,6 +16,7 @@ import aiohttp
 from tornado import web
 
 from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
+from ..service.quotas import QuotaExceeded
 from .errors import ServingError
 
 
@@ -48,6 +49,19 @@ class EndpointsHandler(EndpointsBase):
 
     async def post(self) -> None:
         owner, body = self.owner, self.json_body()
+        gpus = body.get("gpus", 0)
+        try:
+            if isinstance(gpus, int):
+                await self.run_in_thread(
+                    self.quotas.check_endpoint,
+                    owner,
+                    body.get("name"),
+                    gpus,
+                    self.jobs,
+                    self.endpoints,
+                )
+        except QuotaExceeded as e:
+            raise web.HTTPError(e.status, str(e)) from None
         try:
             record = await self.run_in_thread(
                 self.endpoints.deploy,

@@ -141,6 +141,23 @@ def test_changing_batching_under_load_fails_no_request(workbench, sam):
     assert workbench.api("DELETE", f"{API}/batchy", sam).status_code == 200
 
 
+def test_endpoint_quota(workbench):
+    """The session's workbench allows 2 endpoints per user."""
+    token = workbench.create_user("quinn")
+    export = keras_model(workbench.data_dir / "hdfs" / "users" / "quinn" / "exports", 1)
+    for name in ("one", "two"):
+        r = workbench.api("POST", API, token, json={"name": name, "model_dir": str(export)})
+        assert r.status_code == 201, r.text
+    r = workbench.api("POST", API, token, json={"name": "three", "model_dir": str(export)})
+    assert r.status_code == 403
+    assert "You have 2 endpoints (limit 2)" in r.json()["message"]
+    # a new version of an existing endpoint is not a new endpoint
+    r = workbench.api("POST", API, token, json={"name": "two", "model_dir": str(export)})
+    assert r.status_code == 201 and r.json()["versions"] == [1, 2]
+    for name in ("one", "two"):
+        assert workbench.api("DELETE", f"{API}/{name}", token).status_code == 200
+
+
 def test_deploy_mistakes(workbench, sam):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
     cases = [
