@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 
 import kubernetes_validate
 import pytest
@@ -62,7 +63,9 @@ def manifest(slug: str, kerberos: str = "") -> dict:
         async with ApiClient() as client:
             return client.sanitize_for_serialization(pod)
 
-    return asyncio.run(build())
+    # in a thread of its own: the browser tests' Playwright keeps a loop running in this one
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, build()).result()
 
 
 @pytest.mark.parametrize("slug", ["cpu", "gpu-1", "a100-4"])
