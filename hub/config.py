@@ -105,8 +105,9 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
         ls = label_studio.hub_service(workbench, free_port(), marker)
         c.JupyterHub.services.append(ls)
         # the hubforge service provisions accounts and talks to it on loopback
-        prefix = f"{workbench.base_url}services/{label_studio.SERVICE}"
-        service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + prefix
+        service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + label_studio.prefix(
+            workbench.base_url
+        )
     c.ConfigurableHTTPProxy.command = [find_proxy()]
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")

@@ -14,10 +14,8 @@ from typing import Any
 from traitlets import Dict, Unicode
 from traitlets.config import Configurable
 
+from hubforge.podspec import DATA_MOUNT, GPU_RESOURCE, gpu_tolerations
 from hubforge.profiles import validate_profiles
-
-DATA_MOUNT = "/mnt/hdfs"
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 class KubernetesProfiles(Configurable):
@@ -57,9 +55,7 @@ def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[
             override["mem_guarantee"] = p["memory"]
         if p["gpus"]:
             override["extra_resource_limits"] = {GPU_RESOURCE: str(p["gpus"])}
-            override["tolerations"] = [
-                {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-            ]
+            override["tolerations"] = gpu_tolerations()
             override["environment"] = {"HUBFORGE_PROFILE_GPUS": str(p["gpus"])}
             if p.get("gpu_type"):
                 override["node_selector"] = {s.gpu_type_label: p["gpu_type"]}

@@ -24,10 +24,6 @@ def gpu_owner(user: str, job_id: str) -> str:
 
 
 class JobsBaseHandler(ServiceHandler):
-    def initialize(self, jobs: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(**kwargs)
-        self.jobs = jobs
-
     @property
     def owner(self) -> str:
         if self.identity["kind"] != "user":

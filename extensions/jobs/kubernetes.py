@@ -14,10 +14,10 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from traitlets import Dict, Unicode
-from traitlets.config import Configurable
+from traitlets import Unicode
 
 from ..kube import KubeAPI, incluster_configuration
+from ..podspec import DATA_MOUNT, KubernetesWorkloads
 from .base import JobBackend
 from .errors import JobError, JobNotFound
 from .local import new_job_id
@@ -28,20 +28,13 @@ from .store import TERMINAL, JobStore, summarize_progress
 SPEC_ANNOTATION = "hubforge.io/spec"
 
 
-class KubernetesJobs(Configurable):
+class KubernetesJobs(KubernetesWorkloads):
     """Cluster settings of the Kubernetes job backend (set by the Helm chart)."""
 
-    namespace = Unicode("hubforge", config=True, help="Namespace the jobs run in.")
     image = Unicode("hubforge/singleuser:latest", config=True, help="Image of job workers.")
     service_account = Unicode(
         "hubforge-job", config=True, help="ServiceAccount of job pods (its token is not mounted)."
     )
-    hdfs_volume = Dict(
-        {"persistentVolumeClaim": {"claimName": "hubforge-hdfs"}},
-        config=True,
-        help="Volume source of the HDFS mount at /mnt/hdfs (PVC, nfs, csi or hostPath).",
-    )
-    node_selector = Dict(config=True, help="nodeSelector of job pods.")
 
     def cluster_settings(self) -> ClusterSettings:
         return ClusterSettings(
@@ -58,7 +51,7 @@ class KubernetesJobBackend(JobBackend):
         self,
         configuration: client.Configuration,
         settings: ClusterSettings,
-        data_root: str | Path = "/mnt/hdfs",
+        data_root: str | Path = DATA_MOUNT,
     ):
         """``configuration``: where the API server is and how to authenticate (in the
         service: the pod's ServiceAccount, see ``hubforge.kube.incluster_configuration``)."""

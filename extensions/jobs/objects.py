@@ -10,12 +10,17 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..podspec import (
+    DATA_MOUNT,
+    GPU_RESOURCE,
+    container_security,
+    gpu_tolerations,
+    pod_security,
+)
 from .spec import JobSpec
 
-DATA_MOUNT = "/mnt/hdfs"
 SCRIPT_MOUNT = "/opt/hubforge/job"
 TF_PORT = 2222
-GPU_RESOURCE = "nvidia.com/gpu"
 
 
 @dataclass
@@ -29,11 +34,7 @@ class ClusterSettings:
         default_factory=lambda: {"persistentVolumeClaim": {"claimName": "hubforge-hdfs"}}
     )
     node_selector: dict[str, str] = field(default_factory=dict)
-    gpu_tolerations: list[dict[str, Any]] = field(
-        default_factory=lambda: [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        ]
-    )
+    gpu_tolerations: list[dict[str, Any]] = field(default_factory=gpu_tolerations)
     run_as_user: int = 1000
 
 
@@ -118,23 +119,13 @@ def pod_template(
             {"name": "hdfs", "mountPath": DATA_MOUNT},
             {"name": "script", "mountPath": SCRIPT_MOUNT, "readOnly": True},
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": False,
-        },
+        "securityContext": container_security(read_only_root=False),
     }
     pod: dict[str, Any] = {
         "serviceAccountName": s.service_account,
         "automountServiceAccountToken": False,  # jobs get no Kubernetes credentials
         "restartPolicy": "OnFailure",
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": s.run_as_user,
-            "runAsGroup": s.run_as_user,
-            "fsGroup": s.run_as_user,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(s.run_as_user),
         "containers": [container],
         "volumes": [
             {"name": "hdfs", **s.hdfs_volume},

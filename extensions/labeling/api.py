@@ -231,7 +231,7 @@ class Project:
         labeled = 0
         tasks = self._tasks("all")
         for task in tasks:
-            done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+            done = _done(task)
             if done:
                 labeled += 1
                 for label in _labels_in(done[-1]):
@@ -455,7 +455,7 @@ class Project:
         """(file or text, label) of every labeled item, in task order."""
         out = []
         for task in self._tasks("all"):
-            done = [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+            done = _done(task)
             labels = _labels_in(done[-1]) if done else []
             if labels:
                 data = task["data"]
@@ -497,9 +497,7 @@ class Journal:
             write_json(self.path, entries, mode=0o600)
 
     def drop(self, uid: str) -> None:
-        self._done(uid)
-
-    def _done(self, uid: str) -> None:
+        """Forget an entry (sent, or taken back)."""
         with self._lock:
             write_json(self.path, [e for e in self._read() if e["uid"] != uid], mode=0o600)
 
@@ -524,7 +522,7 @@ class Journal:
                 if e.status_code is not None and e.status_code >= 500:
                     break
                 raise LabelingError(f"Label Studio refused an annotation: {e.body}") from None
-            self._done(entry["uid"])
+            self.drop(entry["uid"])
         return len([e for e in self._read() if e["project"] == project])
 
 

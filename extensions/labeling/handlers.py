@@ -11,14 +11,10 @@ from typing import Any
 from tornado import web
 
 from ..service.handlers import ServiceHandler
-from .server import LabelingUnavailable
+from .server import LabelingUnavailable, prefix
 
 
 class CredentialsHandler(ServiceHandler):
-    def initialize(self, accounts: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(**kwargs)
-        self.accounts = accounts
-
     async def get(self) -> None:
         ident = self.identity
         if ident["kind"] != "user":
@@ -31,8 +27,7 @@ class CredentialsHandler(ServiceHandler):
             creds = await asyncio.to_thread(self.accounts.credentials, ident["name"])
         except LabelingUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
-        ui = f"{self.settings['hub_prefix']}services/label-studio/"
-        self.write_json({**creds, "ui_url": ui})
+        self.write_json({**creds, "ui_url": prefix(self.settings["hub_prefix"]) + "/"})
 
 
 class LoginLinkHandler(CredentialsHandler):
@@ -42,11 +37,13 @@ class LoginLinkHandler(CredentialsHandler):
         ident = self.identity
         if ident["kind"] != "user" or self.accounts is None:
             raise web.HTTPError(403 if self.accounts else 503, "Labeling is for users here")
-        prefix = f"{self.settings['hub_prefix']}services/label-studio"
         next_path = self.get_argument("next", "/projects/")
         try:
             url = await asyncio.to_thread(
-                self.accounts.login_link, ident["name"], prefix, next_path
+                self.accounts.login_link,
+                ident["name"],
+                prefix(self.settings["hub_prefix"]),
+                next_path,
             )
         except LabelingUnavailable as e:
             raise web.HTTPError(503, str(e)) from None

@@ -29,6 +29,11 @@ SERVICE = "label-studio"
 LAUNCHER = Path(__file__).with_name("ls_main.py")
 
 
+def prefix(hub_base_url: str) -> str:
+    """Where the hub's proxy serves Label Studio (no trailing slash)."""
+    return f"{hub_base_url}services/{SERVICE}"
+
+
 class LabelingUnavailable(RuntimeError):
     """Label Studio is not installed or not running."""
 
@@ -75,13 +80,13 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
 
 def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, Any]:
     """The JupyterHub service entry: started and stopped with the hub, routed by its proxy."""
-    prefix = f"{workbench.base_url}services/{SERVICE}"
+    path = prefix(workbench.base_url)
     cmd = [workbench.label_studio_python, str(LAUNCHER), "serve", "--port", str(port)]
     return {
         "name": SERVICE,
         "url": f"http://127.0.0.1:{port}",
-        "command": cmd + ["--prefix", prefix],
-        "environment": environment(workbench, prefix, marker),
+        "command": cmd + ["--prefix", path],
+        "environment": environment(workbench, path, marker),
         "display": True,
         "info": {"description": "Label data sets (Hubforge)"},
     }

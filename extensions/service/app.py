@@ -92,11 +92,10 @@ class HubforgeService(Application):
         hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", workbench.base_url)
         if os.environ.get("HUBFORGE_LABEL_STUDIO_URL"):
             marker = {k: v for k, v in os.environ.items() if k in (MARKER, "HUBFORGE_DIR")}
-            prefix = f"{hub_prefix}services/{label_studio.SERVICE}"
             accounts = label_studio.Accounts(
                 workbench,
                 os.environ["HUBFORGE_LABEL_STUDIO_URL"],
-                label_studio.environment(workbench, prefix, marker),
+                label_studio.environment(workbench, label_studio.prefix(hub_prefix), marker),
             )
         return web.Application(
             service_prefix=self.prefix,

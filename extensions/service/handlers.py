@@ -30,15 +30,16 @@ class ServiceHandler(HubAuthenticated, web.RequestHandler):
         quotas: Any = None,
         jobs: Any = None,
         endpoints: Any = None,
+        accounts: Any = None,
     ) -> None:
+        """The service's engines; each route gets the ones its views use."""
         self.hub_auth = hub_auth
         self.allocator = allocator
         self.workbench = workbench
         self.quotas = quotas
-        if jobs is not None:
-            self.jobs = jobs
-        if endpoints is not None:
-            self.endpoints = endpoints
+        self.jobs = jobs
+        self.endpoints = endpoints
+        self.accounts = accounts
 
     def prepare(self) -> None:
         if self.current_user is None:

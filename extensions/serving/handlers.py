@@ -21,10 +21,6 @@ from .errors import ServingError
 
 
 class EndpointsBase(ServiceHandler):
-    def initialize(self, endpoints: Any, **kwargs: Any) -> None:  # type: ignore[override]
-        super().initialize(**kwargs)
-        self.endpoints = endpoints
-
     @property
     def owner(self) -> str:
         if self.identity["kind"] != "user":

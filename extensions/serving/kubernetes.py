@@ -14,9 +14,9 @@ from typing import Any
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Dict, Integer, List, Unicode
-from traitlets.config import Configurable
 
 from ..kube import KubeAPI, incluster_configuration
+from ..podspec import DATA_MOUNT, KubernetesWorkloads, gpu_tolerations
 from .base import EndpointBackend, check_batching
 from .errors import BadRequest, NotFound, ServingError
 from .model import find_versions
@@ -28,23 +28,16 @@ BATCHING = "hubforge.io/batching"
 GPUS = "hubforge.io/gpus"
 
 
-class KubernetesEndpoints(Configurable):
+class KubernetesEndpoints(KubernetesWorkloads):
     """Cluster settings of the Kubernetes endpoint backend (set by the Helm chart)."""
 
-    namespace = Unicode("hubforge", config=True, help="Namespace the endpoints run in.")
     image = Unicode("tensorflow/serving:2.19.0", config=True, help="TF Serving image (CPU).")
     gpu_image = Unicode(
         "tensorflow/serving:2.19.0-gpu", config=True, help="TF Serving image for GPU endpoints."
     )
-    hdfs_volume = Dict(
-        {"persistentVolumeClaim": {"claimName": "hubforge-hdfs"}},
-        config=True,
-        help="Volume source of the HDFS mount (PVC, nfs, csi or hostPath).",
-    )
-    node_selector = Dict(config=True, help="nodeSelector of serving pods.")
     gpu_node_selector = Dict(config=True, help="Extra nodeSelector of GPU serving pods.")
     gpu_tolerations = List(
-        [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}],
+        gpu_tolerations(),
         config=True,
         help="Tolerations of GPU serving pods.",
     )
@@ -71,7 +64,7 @@ class KubernetesEndpointBackend(EndpointBackend):
         self,
         configuration: client.Configuration,
         settings: ServingSettings,
-        data_root: str | Path = "/mnt/hdfs",
+        data_root: str | Path = DATA_MOUNT,
         max_gpus: int = 1,
     ):
         self.settings = settings

@@ -13,9 +13,15 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
-DATA_MOUNT = "/mnt/hdfs"
+from ..podspec import (
+    DATA_MOUNT,
+    GPU_RESOURCE,
+    container_security,
+    gpu_tolerations,
+    pod_security,
+)
+
 CONFIG_MOUNT = "/etc/hubforge/serving"
-GPU_RESOURCE = "nvidia.com/gpu"
 REST_PORT = 8501
 GRPC_PORT = 8500
 
@@ -32,11 +38,7 @@ class ServingSettings:
     )
     node_selector: dict[str, str] = field(default_factory=dict)
     gpu_node_selector: dict[str, str] = field(default_factory=dict)
-    gpu_tolerations: list[dict[str, Any]] = field(
-        default_factory=lambda: [
-            {"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}
-        ]
-    )
+    gpu_tolerations: list[dict[str, Any]] = field(default_factory=gpu_tolerations)
     cpu: str = "1"
     memory: str = "2Gi"
     run_as_user: int = 1000
@@ -179,11 +181,7 @@ def container(
             {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
             {"name": "tmp", "mountPath": "/tmp"},
         ],
-        "securityContext": {
-            "allowPrivilegeEscalation": False,
-            "capabilities": {"drop": ["ALL"]},
-            "readOnlyRootFilesystem": True,
-        },
+        "securityContext": container_security(read_only_root=True),
     }
 
 
@@ -192,13 +190,7 @@ def pod_spec(
 ) -> dict[str, Any]:
     pod: dict[str, Any] = {
         "automountServiceAccountToken": False,  # endpoints get no Kubernetes credentials
-        "securityContext": {
-            "runAsNonRoot": True,
-            "runAsUser": s.run_as_user,
-            "runAsGroup": s.run_as_user,
-            "fsGroup": s.run_as_user,
-            "seccompProfile": {"type": "RuntimeDefault"},
-        },
+        "securityContext": pod_security(s.run_as_user),
         "containers": [container(owner, name, gpus, batching, s, **kw)],
         "volumes": [
             {"name": "hdfs", **s.hdfs_volume},
