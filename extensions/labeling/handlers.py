@@ -15,7 +15,8 @@ from .server import LabelingUnavailable, prefix
 
 
 class CredentialsHandler(ServiceHandler):
-    async def get(self) -> None:
+    def labeling_user(self) -> str:
+        """The calling user's name, once labeling is possible for them."""
         ident = self.identity
         if ident["kind"] != "user":
             raise web.HTTPError(403, "Labeling accounts belong to users: use a user's token")
@@ -23,8 +24,12 @@ class CredentialsHandler(ServiceHandler):
             raise web.HTTPError(
                 503, "Label Studio is not installed here: run `make setup`, then restart"
             )
+        return ident["name"]
+
+    async def get(self) -> None:
+        user = self.labeling_user()
         try:
-            creds = await asyncio.to_thread(self.accounts.credentials, ident["name"])
+            creds = await asyncio.to_thread(self.accounts.credentials, user)
         except LabelingUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
         self.write_json({**creds, "ui_url": prefix(self.settings["hub_prefix"]) + "/"})
@@ -34,14 +39,12 @@ class LoginLinkHandler(CredentialsHandler):
     """A one-minute link that opens Label Studio's UI as the caller (no password to type)."""
 
     async def get(self) -> None:
-        ident = self.identity
-        if ident["kind"] != "user" or self.accounts is None:
-            raise web.HTTPError(403 if self.accounts else 503, "Labeling is for users here")
+        user = self.labeling_user()
         next_path = self.get_argument("next", "/projects/")
         try:
             url = await asyncio.to_thread(
                 self.accounts.login_link,
-                ident["name"],
+                user,
                 prefix(self.settings["hub_prefix"]),
                 next_path,
             )
