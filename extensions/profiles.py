@@ -16,6 +16,8 @@ PROFILE_KEYS = {
     "cpu": "CPU limit in cores (number > 0)",
     "memory": "memory limit, e.g. '8G'",
     "default": "true for the profile selected by default",
+    "idle_timeout": "seconds without activity after which the server is stopped (0: never; "
+    "default Workbench.idle_timeout, or Workbench.gpu_idle_timeout for GPU profiles)",
     "gpu_type": "GPU model to schedule on, Kubernetes only (node label value, e.g. "
     "'NVIDIA-A100-SXM4-40GB'); needs gpus >= 1",
 }
@@ -83,6 +85,9 @@ def validate_profiles(profiles: list[Any], key: str = "profiles") -> list[dict[s
         gpu_type = raw.get("gpu_type")
         if gpu_type is not None and (not isinstance(gpu_type, str) or not gpu_type or not gpus):
             problems.append(f"{where}.gpu_type={gpu_type!r}: {PROFILE_KEYS['gpu_type']}")
+        idle = raw.get("idle_timeout")
+        if idle is not None and (not isinstance(idle, int) or isinstance(idle, bool) or idle < 0):
+            problems.append(f"{where}.idle_timeout={idle!r}: {PROFILE_KEYS['idle_timeout']}")
         profile = {"display_name": slug, "description": "", "gpus": 0, "default": False}
         profile.update(raw)
         result.append(profile)

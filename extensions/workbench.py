@@ -17,7 +17,7 @@ from typing import Any
 from urllib.parse import quote, unquote
 
 from traitlets import Integer, List, TraitError, Unicode, default, validate
-from traitlets.config import Config, Configurable, PyFileConfigLoader
+from traitlets.config import Config, Configurable, JSONFileConfigLoader, PyFileConfigLoader
 
 from .profiles import ProfileError, default_profiles, validate_profiles
 
@@ -234,6 +234,28 @@ class Workbench(Configurable):
             )
         return value
 
+    idle_timeout = Integer(
+        3600,
+        config=True,
+        help="Seconds without activity after which a CPU server is stopped (0: never). A "
+        "profile's own idle_timeout wins.",
+    )
+    gpu_idle_timeout = Integer(
+        1800,
+        config=True,
+        help="Seconds without activity after which a server holding GPUs is stopped (0: "
+        "never): idle GPUs are the costliest waste. A profile's own idle_timeout wins.",
+    )
+    cull_interval = Integer(60, config=True, help="Seconds between two checks for idle servers.")
+
+    @validate("idle_timeout", "gpu_idle_timeout", "cull_interval")
+    def _check_idle(self, proposal: Any) -> int:
+        name = proposal["trait"].name
+        low = 1 if name == "cull_interval" else 0
+        if proposal["value"] < low:
+            raise TraitError(f"Workbench.{name}={proposal['value']!r}: must be >= {low}")
+        return proposal["value"]
+
     tensorboard_idle_timeout = Integer(
         3600, config=True, help="Seconds without a request after which a TensorBoard stops."
     )
@@ -300,11 +322,12 @@ def config_file(path: str | None = None) -> Path | None:
 
 
 def load_config(path: str | None = None) -> Config:
-    """Load the Hubforge config file (if any) into a traitlets Config."""
+    """Load the Hubforge config file (Python, or JSON as the Helm chart writes it)."""
     file = config_file(path)
     if file is None:
         return Config()
-    loader = PyFileConfigLoader(file.name, path=str(file.parent))
+    loader_class = JSONFileConfigLoader if file.suffix == ".json" else PyFileConfigLoader
+    loader = loader_class(file.name, path=str(file.parent))
     try:
         return loader.load_config()
     except Exception as e:  # a user's Python file: say where it broke

@@ -46,7 +46,17 @@ def service_token(workbench: Workbench) -> str:
     return path.read_text().strip()
 
 
-def _roles() -> list[dict[str, Any]]:
+def custom_scopes() -> dict[str, dict[str, str]]:
+    return {
+        CALL_ENDPOINTS_SCOPE: {
+            "description": "Call Hubforge model endpoints (TF Serving REST API). Filter with "
+            "!user=<owner> for all of an owner's endpoints, or !server=<owner>/<endpoint>."
+        }
+    }
+
+
+def roles() -> list[dict[str, Any]]:
+    """Roles of users, servers and the hubforge service (local and Kubernetes)."""
     access = f"access:services!service={SERVICE_NAME}"
     return [
         # users may call their own endpoints, and mint tokens that only do that
@@ -54,7 +64,8 @@ def _roles() -> list[dict[str, Any]]:
         {"name": "server", "scopes": ["users:activity!user", "access:servers!server", access]},
         {
             "name": "hubforge-service",
-            "scopes": ["read:users", "list:users", "read:servers", access],
+            # read servers' activity and profile; stop idle ones (culling per profile)
+            "scopes": ["read:users", "list:users", "read:servers", "servers", access],
             "services": [SERVICE_NAME],
         },
     ]
@@ -83,13 +94,8 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.authenticator_class = "hubforge-password"
     c.JupyterHub.spawner_class = "hubforge-local"
-    c.JupyterHub.custom_scopes = {
-        CALL_ENDPOINTS_SCOPE: {
-            "description": "Call Hubforge model endpoints (TF Serving REST API). Filter with "
-            "!user=<owner> for all of an owner's endpoints, or !server=<owner>/<endpoint>."
-        }
-    }
-    c.JupyterHub.load_roles = _roles()
+    c.JupyterHub.custom_scopes = custom_scopes()
+    c.JupyterHub.load_roles = roles()
     service_env = dict(marker)
     c.JupyterHub.services = [
         {

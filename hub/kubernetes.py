@@ -40,6 +40,14 @@ class KubernetesProfiles(Configurable):
     )
     kerberos_secret = Unicode("", config=True, help="Secret with a `keytab` key ('' for none).")
     home_storage = Unicode("10Gi", config=True, help="Size of each user's home PVC.")
+    service_url = Unicode(
+        "http://hubforge-service:8000/services/hubforge/api",
+        config=True,
+        help="The hubforge service's API as user pods reach it (HUBFORGE_SERVICE_URL).",
+    )
+    public_origin = Unicode(
+        "", config=True, help="Scheme and host users reach the hub at (HUBFORGE_PUBLIC_ORIGIN)."
+    )
 
 
 def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[dict[str, Any]]:
@@ -118,5 +126,24 @@ def configure(c: Any, profiles: list[dict[str, Any]]) -> None:
         "HUBFORGE_USER_AREA": f"{DATA_MOUNT}/users/{{username}}",
         "HADOOP_CONF_DIR": "/etc/hadoop/conf",
         "TF_USE_LEGACY_KERAS": "1",
+        "HUBFORGE_SERVICE_URL": s.service_url,
+        **({"HUBFORGE_PUBLIC_ORIGIN": s.public_origin} if s.public_origin else {}),
         **({"KRB5_KTNAME": "/etc/security/keytab/keytab"} if s.kerberos_secret else {}),
     }
+
+
+def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json") -> None:
+    """The chart's hub config (z2jh ``hub.extraConfig``): the Hubforge config file the chart
+    renders (profiles, quotas, culling, cluster settings) becomes KubeSpawner settings, the
+    hubforge service's role and the endpoint-call scope."""
+    from hubforge.workbench import load_config, load_workbench
+
+    from .config import custom_scopes, roles
+
+    workbench = load_workbench(config_path)  # stops the hub on a bad key, naming it
+    c.merge(load_config(config_path))
+    configure(c, workbench.profiles)
+    c.JupyterHub.custom_scopes = custom_scopes()
+    existing = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
+    names = {r["name"] for r in roles()}
+    c.JupyterHub.load_roles = [r for r in existing if r["name"] not in names] + roles()

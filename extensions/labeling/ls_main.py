@@ -1,11 +1,13 @@
 """Runs inside Label Studio's own virtual environment (its pins clash with TensorFlow's), as
-``<ls-venv>/bin/python ls_main.py serve|provision ...``; it never imports Hubforge.
+``<ls-venv>/bin/python ls_main.py serve ...`` (on Kubernetes, in the Label Studio image
+``images/label-studio``); it never imports Hubforge.
 
 ``serve``: migrate, create the admin and its organisation (legacy tokens on), then serve
-Label Studio's WSGI app on loopback under a URL prefix (the hub's proxy passes the full path;
-Django wants it stripped, with static files under the prefix too).
-``provision EMAIL``: the user's own Label Studio account and organisation (one per hub user:
-users see only their projects); prints {"id", "email", "token"} as JSON.
+Label Studio's WSGI app under a URL prefix (the hub's proxy passes the full path; Django wants
+it stripped, with static files under the prefix too). Two Hubforge routes sit in front of it:
+``POST /hubforge/provision`` (the hubforge service, with the admin token, gets a hub user's own
+account and organisation: users see only their projects) and ``GET /hubforge/login`` (signed
+one-minute links into the UI).
 """
 
 from __future__ import annotations
@@ -80,6 +82,8 @@ class StripPrefix:
             environ["PATH_INFO"] = path[len(self.prefix) :] or "/"
         if environ.get("PATH_INFO") == "/hubforge/login":
             return login(environ, start_response, self.url_prefix)
+        if environ.get("PATH_INFO") == "/hubforge/provision":
+            return provision(environ, start_response)
         if environ.get("PATH_INFO", "").startswith("/react-app/") and environ["PATH_INFO"].endswith(
             ".css"
         ):
@@ -147,6 +151,32 @@ def login(environ, start_response, prefix: str):
     return [b""]
 
 
+def _reply(start_response, status: str, body: dict) -> list[bytes]:
+    data = json.dumps(body).encode()
+    start_response(status, [("Content-Type", "application/json")])
+    return [data]
+
+
+def provision(environ, start_response):
+    """POST {"email"} with ``Authorization: Hubforge <admin token>``: the account (created
+    once, with an organisation of its own) as {"id", "email", "token"}."""
+    import hmac
+
+    if environ.get("REQUEST_METHOD") != "POST":
+        return _reply(start_response, "405 Method Not Allowed", {"error": "use POST"})
+    sent = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Hubforge ")
+    if not hmac.compare_digest(sent.encode(), os.environ["HUBFORGE_LS_ADMIN_TOKEN"].encode()):
+        return _reply(start_response, "403 Forbidden", {"error": "only the hubforge service"})
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        email = json.loads(environ["wsgi.input"].read(min(size, 4096)))["email"]
+        if not isinstance(email, str) or "@" not in email:
+            raise ValueError(email)
+    except (ValueError, KeyError, TypeError):
+        return _reply(start_response, "400 Bad Request", {"error": 'send {"email": "..."}'})
+    return _reply(start_response, "200 OK", _user_and_org(email, None, None, staff=False))
+
+
 def serve(args: argparse.Namespace) -> None:
     from django.core.management import call_command
 
@@ -166,10 +196,6 @@ def serve(args: argparse.Namespace) -> None:
     run(args.host, args.port, StripPrefix(get_wsgi_application(), args.prefix), threading=True)
 
 
-def provision(args: argparse.Namespace) -> None:
-    print(json.dumps(_user_and_org(args.email, None, None, staff=False)))
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
@@ -177,15 +203,10 @@ def main() -> None:
     s.add_argument("--host", default="127.0.0.1")
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--prefix", default="", help="URL prefix, e.g. /services/label-studio")
-    p = sub.add_parser("provision")
-    p.add_argument("email")
     args = parser.parse_args()
     _setup()
-    if args.command == "serve":
-        args.prefix = args.prefix.rstrip("/")
-        serve(args)
-    else:
-        provision(args)
+    args.prefix = args.prefix.rstrip("/")
+    serve(args)
 
 
 if __name__ == "__main__":

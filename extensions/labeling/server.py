@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import hashlib
 import hmac
-import json
 import os
 import re
 import secrets
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -108,11 +106,10 @@ def _email(user: str) -> str:
 class Accounts:
     """Hub user -> Label Studio account (created on first use, remembered)."""
 
-    def __init__(self, workbench: Any, api_url: str, environment: dict[str, str]):
-        self.workbench = workbench
+    def __init__(self, state_dir: Path, api_url: str, admin_token: str):
         self.api_url = api_url
-        self.environment = environment
-        self.path = workbench.state_dir / "label-studio-users.json"
+        self.admin_token = admin_token
+        self.path = state_dir / "label-studio-users.json"
         self._lock = threading.Lock()
 
     def login_link(self, user: str, prefix: str, next_path: str) -> str:
@@ -120,8 +117,7 @@ class Accounts:
         creds = self.credentials(user)
         if not next_path.startswith("/") or next_path.startswith("//"):
             next_path = "/projects/"
-        secret = self.environment["HUBFORGE_LS_ADMIN_TOKEN"]
-        return f"{prefix}/hubforge/login?" + sign_login(secret, creds["email"], next_path)
+        return f"{prefix}/hubforge/login?" + sign_login(self.admin_token, creds["email"], next_path)
 
     def credentials(self, user: str) -> dict[str, Any]:
         with self._lock:
@@ -146,21 +142,15 @@ class Accounts:
         )
 
     def _provision(self, email: str) -> dict[str, Any]:
-        python = self.workbench.label_studio_python
-        if not python:
-            raise LabelingUnavailable(
-                "Label Studio is not installed: run `make setup` and restart the workbench"
-            )
         self.wait_ready()
-        run = subprocess.run(
-            [python, str(LAUNCHER), "provision", email],
-            env=self.environment,
-            capture_output=True,
-            text=True,
-            timeout=120,
+        r = requests.post(
+            self.api_url + "/hubforge/provision",
+            json={"email": email},
+            headers={"Authorization": f"Hubforge {self.admin_token}"},
+            timeout=60,
         )
-        if run.returncode:
+        if r.status_code != 200:
             raise LabelingUnavailable(
-                f"Could not create the Label Studio user: {run.stderr[-500:]}"
+                f"Could not create the Label Studio user: {r.status_code} {r.text[:300]}"
             )
-        return json.loads(run.stdout.strip().splitlines()[-1])
+        return r.json()

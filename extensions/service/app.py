@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 import signal
 from importlib.metadata import entry_points
@@ -20,9 +21,9 @@ from ..jobs.handlers import release_finished
 from ..jobs.handlers import routes as jobs_routes
 from ..labeling import server as label_studio
 from ..labeling.handlers import routes as labeling_routes
-from ..processes import MARKER
 from ..serving.handlers import routes as serving_routes
 from ..workbench import Workbench, load_workbench
+from .culler import IdleCuller
 from .handlers import (
     SERVICE_NAME,
     GpuHandler,
@@ -47,6 +48,10 @@ class HubforgeService(Application):
 
     name = "hubforge-service"
     description = __doc__
+
+    @default("log_level")
+    def _default_log_level(self) -> int:
+        return logging.INFO  # culled servers and restarted endpoints belong in the hub's log
 
     config_file = Unicode(config=True, help="Hubforge config file (default: $HUBFORGE_CONFIG).")
 
@@ -87,15 +92,24 @@ class HubforgeService(Application):
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
         self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
+        self.culler = IdleCuller.from_workbench(
+            workbench,
+            os.environ["JUPYTERHUB_API_URL"],
+            os.environ["JUPYTERHUB_API_TOKEN"],
+            self.log,
+        )
+        self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
         api = url_path_join(self.prefix, "api")
         accounts = None
         hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", workbench.base_url)
         if os.environ.get("HUBFORGE_LABEL_STUDIO_URL"):
-            marker = {k: v for k, v in os.environ.items() if k in (MARKER, "HUBFORGE_DIR")}
+            # on Kubernetes the chart passes the admin token from its Secret
+            admin_token = (
+                os.environ.get("HUBFORGE_LS_ADMIN_TOKEN")
+                or (label_studio.admin_credentials(workbench.state_dir)["token"])
+            )
             accounts = label_studio.Accounts(
-                workbench,
-                os.environ["HUBFORGE_LABEL_STUDIO_URL"],
-                label_studio.environment(workbench, label_studio.prefix(hub_prefix), marker),
+                workbench.state_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], admin_token
             )
         return web.Application(
             service_prefix=self.prefix,
@@ -123,6 +137,7 @@ class HubforgeService(Application):
         url = urlparse(self.service_url)
         app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.reconcile.start()
+        self.cull.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)
         if restarted:
             self.log.info("Restarted endpoints: %s", ", ".join(restarted))

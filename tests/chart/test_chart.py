@@ -162,3 +162,135 @@ def test_mistakes_fail_in_helm(chart, args, message):
     run = helm("template", "hf", str(chart), *args)
     assert run.returncode != 0
     assert message in run.stderr
+
+
+def values() -> dict:
+    return yaml.safe_load((CHART / "values.yaml").read_text())
+
+
+def test_service_is_wired_to_the_hub_the_way_z2jh_expects(chart):
+    objs = by_kind(render(chart, "--set", "hubforge.publicOrigin=https://hub.example.org"))
+    z2jh = values()["jupyterhub"]
+    # the hub's service entry points at the Service this chart makes
+    service = objs[("Service", "hubforge-service")]
+    (port,) = service["spec"]["ports"]
+    assert z2jh["hub"]["services"]["hubforge"]["url"] == f"http://hubforge-service:{port['port']}"
+    deployment = objs[("Deployment", "hubforge-service")]
+    pod = deployment["spec"]["template"]["spec"]
+    assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
+    assert pod["serviceAccountName"] == "hubforge-service"  # the one with the Role
+    (container,) = pod["containers"]
+    env = {e["name"]: e for e in container["env"]}
+    # z2jh keeps each hub.services token in its Secret "hub" under this key
+    assert env["JUPYTERHUB_API_TOKEN"]["valueFrom"]["secretKeyRef"] == {
+        "name": "hub",
+        "key": "hub.services.hubforge.apiToken",
+    }
+    assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub:8081/hub/api"
+    assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == "/services/hubforge/"
+    assert env["HUBFORGE_LS_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == (
+        "hubforge-label-studio-admin"
+    )
+    assert container["securityContext"]["readOnlyRootFilesystem"] is True
+    # the config file the hub and the service read is the ConfigMap this chart renders
+    mount = next(m for m in z2jh["hub"]["extraVolumeMounts"] if m["name"] == "hubforge-config")
+    volume = next(v for v in z2jh["hub"]["extraVolumes"] if v["name"] == "hubforge-config")
+    assert ("ConfigMap", volume["configMap"]["name"]) in objs
+    path = env["HUBFORGE_CONFIG"]["value"]
+    assert path == mount["mountPath"] + "/hubforge_config.json"
+    assert f'"{path}"' in z2jh["hub"]["extraConfig"]["hubforge"]
+    # Label Studio: under the hub's path, its links on the public address, admin from a Secret
+    ls = objs[("Deployment", "hubforge-label-studio")]["spec"]["template"]["spec"]
+    (lsc,) = ls["containers"]
+    assert lsc["args"][-2:] == ["--prefix", "/services/label-studio"]
+    ls_env = {e["name"]: e for e in lsc["env"]}
+    assert ls_env["LABEL_STUDIO_HOST"]["value"] == "https://hub.example.org/services/label-studio"
+    assert z2jh["hub"]["services"]["label-studio"]["url"] == "http://hubforge-label-studio:8080"
+    assert set(objs[("Secret", "hubforge-label-studio-admin")]["data"]) == {
+        "email",
+        "password",
+        "token",
+    }
+    assert z2jh["cull"]["enabled"] is False  # the service culls per profile instead
+
+
+@pytest.fixture
+def kubeconfig(tmp_path, monkeypatch):
+    from tests.kubespawner import use_throwaway_kubeconfig
+
+    use_throwaway_kubeconfig(tmp_path, monkeypatch)
+
+
+def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeconfig):
+    """helm renders the ConfigMap -> the hub's extraConfig reads it -> KubeSpawner pods."""
+    from traitlets.config import Config
+
+    from hubforge.service.quotas import Quotas
+    from hubforge.workbench import load_config, load_workbench
+    from tests.kubespawner import pod_manifest
+
+    objs = by_kind(
+        render(
+            chart,
+            "-f",
+            str(LINT_VALUES),
+            "--set",
+            "hubforge.quotas.maxGpusPerUser=4",
+            "--set",
+            "hubforge.culling.gpuIdleTimeout=900",
+        )
+    )
+    config_file = tmp_path / "hubforge_config.json"
+    config_file.write_text(objs[("ConfigMap", "hubforge-config")]["data"]["hubforge_config.json"])
+    snippet = values()["jupyterhub"]["hub"]["extraConfig"]["hubforge"]
+    c = Config()
+    exec(snippet.replace("/etc/hubforge/hubforge_config.json", str(config_file)), {"c": c})
+
+    role = next(r for r in c.JupyterHub.load_roles if r["name"] == "hubforge-service")
+    assert "servers" in role["scopes"] and role["services"] == ["hubforge"]
+    assert "custom:hubforge:endpoints:call" in c.JupyterHub.custom_scopes
+    slugs = [p["slug"] for p in c.KubeSpawner.profile_list]
+    assert slugs == ["cpu", "gpu-1", "a100-4"]  # lint-values.yaml's profiles
+    for slug in slugs:
+        pod = pod_manifest(c, "alice", slug)
+        kubernetes_validate.validate(pod, K8S_VERSION, strict=True)
+        (container,) = [x for x in pod["spec"]["containers"] if x["name"] == "notebook"]
+        env = {e["name"]: e.get("value") for e in container["env"]}
+        assert env["HUBFORGE_SERVICE_URL"] == (
+            "http://hubforge-service.hub.svc:8000/services/hubforge/api"
+        )
+        assert env["KRB5_KTNAME"] == "/etc/security/keytab/keytab"
+        volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
+        assert volumes["hdfs"] == {
+            "name": "hdfs",
+            "persistentVolumeClaim": {"claimName": "hdfs-csi"},
+        }
+        gpus = container["resources"].get("limits", {}).get("nvidia.com/gpu")
+        assert gpus == {"cpu": None, "gpu-1": "1", "a100-4": "4"}[slug]
+        assert container["image"] == (
+            "registry.example/singleuser-cuda:1.0" if gpus else "registry.example/singleuser:1.0"
+        )
+
+    # the service reads the same file: Kubernetes backends, quotas, per-profile culling
+    workbench = load_workbench(str(config_file))
+    assert (workbench.job_backend, workbench.endpoint_backend) == ("kubernetes", "kubernetes")
+    assert Quotas.from_workbench(workbench).gpus == 4
+    assert workbench.gpu_idle_timeout == 900
+    assert workbench.profiles[2]["idle_timeout"] == 600
+    section = load_config(str(config_file))["KubernetesWorkloads"]
+    assert section["namespace"] == "team-workloads"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--set", "hubforge.quotas.maxJobPerUser=1"], "maxJobPerUser"),
+        (["--set", "hubforge.profiles[0].slug=cpu,hubforge.profiles[0].gpu=1"], "gpu"),
+        (["--set", "hubforge.culling.gpuIdleTimeout=-1"], "gpuIdleTimeout"),
+        (["--set", "hubforge.publicOrigin=hub.example.org"], "publicOrigin"),
+    ],
+)
+def test_workbench_mistakes_fail_in_helm(chart, args, message):
+    run = helm("template", "hf", str(chart), *args)
+    assert run.returncode != 0
+    assert message in run.stderr

@@ -17,8 +17,8 @@ ROOT = Path(__file__).resolve().parents[2]
 DOCKERFILES = sorted((ROOT / "images").glob("*/Dockerfile"))
 
 
-def test_there_are_hub_singleuser_and_serving_images():
-    assert [p.parent.name for p in DOCKERFILES] == ["hub", "serving", "singleuser"]
+def test_there_are_hub_label_studio_singleuser_and_serving_images():
+    assert [p.parent.name for p in DOCKERFILES] == ["hub", "label-studio", "serving", "singleuser"]
 
 
 @pytest.mark.parametrize("dockerfile", DOCKERFILES, ids=lambda p: p.parent.name)

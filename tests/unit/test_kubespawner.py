@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-from concurrent.futures import ThreadPoolExecutor
-
 import kubernetes_validate
 import pytest
-from kubernetes_asyncio.client import ApiClient
-from kubespawner import KubeSpawner
 from traitlets.config import Config
 
 from hubforge.hub import kubernetes
 from hubforge.profiles import ProfileError
+from tests.kubespawner import pod_manifest, use_throwaway_kubeconfig
 
 PROFILES = [
     {"slug": "cpu", "display_name": "CPU", "cpu": 2, "memory": "8G", "default": True},
@@ -26,26 +22,9 @@ PROFILES = [
 ]
 
 
-KUBECONFIG = """
-apiVersion: v1
-kind: Config
-clusters: [{name: none, cluster: {server: "https://127.0.0.1:1"}}]
-users: [{name: none, user: {token: unused}}]
-contexts: [{name: none, context: {cluster: none, user: none, namespace: hub}}]
-current-context: none
-"""
-
-
 @pytest.fixture(autouse=True)
 def throwaway_kubeconfig(tmp_path, monkeypatch):
-    """KubeSpawner loads a kubeconfig when it starts; nothing here talks to it."""
-    path = tmp_path / "kubeconfig"
-    path.write_text(KUBECONFIG)
-    from kubernetes_asyncio.config import kube_config
-
-    # read when kubernetes_asyncio is imported, so set the module's value itself
-    monkeypatch.setattr(kube_config, "KUBE_CONFIG_DEFAULT_LOCATION", str(path))
-    monkeypatch.delenv("KUBERNETES_SERVICE_HOST", raising=False)
+    use_throwaway_kubeconfig(tmp_path, monkeypatch)
 
 
 def manifest(slug: str, kerberos: str = "") -> dict:
@@ -53,19 +32,7 @@ def manifest(slug: str, kerberos: str = "") -> dict:
     c.KubernetesProfiles.hdfs_volume = {"nfs": {"server": "hdfs-nfs.example", "path": "/"}}
     c.KubernetesProfiles.kerberos_secret = kerberos
     kubernetes.configure(c, PROFILES)
-
-    async def build() -> dict:
-        spawner = KubeSpawner(config=c, _mock=True)
-        spawner.user.name = "alice"
-        spawner.user_options = {"profile": slug}
-        await spawner.load_user_options()
-        pod = await spawner.get_pod_manifest()
-        async with ApiClient() as client:
-            return client.sanitize_for_serialization(pod)
-
-    # in a thread of its own: the browser tests' Playwright keeps a loop running in this one
-    with ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, build()).result()
+    return pod_manifest(c, "alice", slug)
 
 
 @pytest.mark.parametrize("slug", ["cpu", "gpu-1", "a100-4"])

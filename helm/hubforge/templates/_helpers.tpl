@@ -25,3 +25,9 @@ hostPath:
   type: Directory
 {{- end }}
 {{- end }}
+
+{{/* The hub's base URL (z2jh hub.baseUrl), always ending in "/". */}}
+{{- define "hubforge.baseUrl" -}}
+{{- $base := (.Values.jupyterhub.hub).baseUrl | default "/" -}}
+{{ trimSuffix "/" $base }}/
+{{- end }}
