@@ -8,6 +8,9 @@ from .api import (
     label_config,
     list_projects,
     open_project,
+    share,
+    shares,
+    unshare,
 )
 
 __all__ = [
@@ -18,4 +21,7 @@ __all__ = [
     "label_config",
     "list_projects",
     "open_project",
+    "share",
+    "shares",
+    "unshare",
 ]

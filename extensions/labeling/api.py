@@ -22,6 +22,7 @@ import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 from xml.sax.saxutils import quoteattr
 
 import httpx
@@ -59,11 +60,19 @@ class ImportReport:
 
 # -- connection -----------------------------------------------------------------------------
 _credentials: dict[str, Any] | None = None
+_teammate_credentials: dict[str, dict[str, Any]] = {}
 
 
-def credentials() -> dict[str, Any]:
-    """This user's Label Studio URL and token (asked of the hubforge service once)."""
+def credentials(owner: str | None = None) -> dict[str, Any]:
+    """This user's Label Studio URL and token (asked of the hubforge service once); with
+    ``owner``, the ones for labeling a teammate's shared projects."""
     global _credentials
+    if owner:
+        if owner not in _teammate_credentials:
+            _teammate_credentials[owner] = _service(
+                "GET", "labeling/credentials?" + urlencode({"owner": owner})
+            )
+        return _teammate_credentials[owner]
     if _credentials is None:
         if os.environ.get("HUBFORGE_LABEL_STUDIO_TOKEN"):
             _credentials = {
@@ -71,31 +80,61 @@ def credentials() -> dict[str, Any]:
                 "token": os.environ["HUBFORGE_LABEL_STUDIO_TOKEN"],
                 "ui_url": os.environ.get("HUBFORGE_LABEL_STUDIO_UI", ""),
             }
-        elif ServiceClient.available():
-            try:
-                _credentials = ServiceClient().request("GET", "labeling/credentials")
-            except ServiceError as e:
-                raise LabelingError(f"Labeling is not available: {e}") from None
         else:
-            raise LabelingError(
-                "Labeling needs Label Studio: use it inside a Hubforge server, or set "
-                "HUBFORGE_LABEL_STUDIO_URL and HUBFORGE_LABEL_STUDIO_TOKEN"
-            )
+            _credentials = _service("GET", "labeling/credentials")
     return _credentials
+
+
+def _service(method: str, path: str, body: Any = None) -> Any:
+    if not ServiceClient.available():
+        raise LabelingError(
+            "Labeling needs Label Studio: use it inside a Hubforge server, or set "
+            "HUBFORGE_LABEL_STUDIO_URL and HUBFORGE_LABEL_STUDIO_TOKEN"
+        )
+    try:
+        return ServiceClient().request(method, path, **({} if body is None else {"json": body}))
+    except ServiceError as e:
+        raise LabelingError(f"Labeling: {e}") from None
 
 
 _clients: dict[tuple[str, str], Any] = {}
 
 
-def client() -> Any:
-    """The SDK client for this user (one per process: it keeps its connections open)."""
+def client(owner: str | None = None) -> Any:
+    """The SDK client for this user, or for a teammate's shared projects (one per process:
+    it keeps its connections open)."""
     from label_studio_sdk import LabelStudio
 
-    creds = credentials()
+    creds = credentials(owner)
     key = (creds["api_url"], creds["token"])
     if key not in _clients:
         _clients[key] = LabelStudio(base_url=key[0], api_key=key[1], timeout=120)
     return _clients[key]
+
+
+def _account(ls: Any) -> str:
+    """Which account a client acts as (a journal entry is replayed only through it)."""
+    for (_, token), known in _clients.items():
+        if known is ls:
+            return hashlib.sha256(token.encode()).hexdigest()[:12]
+    return ""
+
+
+def share(member: str) -> list[str]:
+    """Let hub user ``member`` label your projects (all of them: Label Studio's community
+    edition has no per-project members). Returns everyone you share with. They open one with
+    ``open_project(name, owner=<you>)``; Label Studio never hands two people the same item."""
+    return _service("POST", "labeling/shares", {"member": member})["shared_with"]
+
+
+def unshare(member: str) -> list[str]:
+    """Stop sharing with ``member``: their token for your projects stops working at once."""
+    return _service("DELETE", f"labeling/shares/{quote(member, safe='')}")["shared_with"]
+
+
+def shares() -> dict[str, list[str]]:
+    """{"shared_with": [teammates], "shared_with_me": [owners]}."""
+    return _service("GET", "labeling/shares")
 
 
 def data_root() -> Path:
@@ -256,7 +295,7 @@ class Project:
         It is written to a journal first; if Label Studio cannot be reached it stays there
         (``{"queued": True}``) and is sent, exactly once, by the next call or ``flush()``."""
         result = self.result(label)
-        entry = journal().add(self.id, task_id, result)
+        entry = journal().add(self.id, task_id, result, _account(self._ls))
         self.flush(timeout)
         if journal().pending(entry["uid"]):
             return {"queued": True, "uid": entry["uid"], "task": task_id}
@@ -265,7 +304,7 @@ class Project:
     def queue_annotation(self, task_id: int, label: str | list[dict[str, Any]]) -> dict[str, Any]:
         """Write the annotation to the journal only; ``flush()`` sends it (the widget does
         that in the background so the next item shows at once)."""
-        return journal().add(self.id, task_id, self.result(label))
+        return journal().add(self.id, task_id, self.result(label), _account(self._ls))
 
     def unlabeled(self, limit: int = 50) -> list[dict[str, Any]]:
         """Up to ``limit`` unlabeled tasks in Label Studio's order (reads only as many pages
@@ -281,7 +320,7 @@ class Project:
 
     def flush(self, timeout: float = 10) -> int:
         """Send what the journal holds for this project; returns how many are still queued."""
-        return journal().replay(self._ls, self.id, timeout)
+        return journal().replay(self._ls, self.id, timeout, _account(self._ls))
 
     def retract(self, task_id: int, uid: str) -> None:
         """Take back the annotation ``annotate`` returned ``uid`` for (undo)."""
@@ -476,11 +515,15 @@ class Journal:
     def _read(self) -> list[dict[str, Any]]:
         return read_json(self.path, []) or []
 
-    def add(self, project: int, task: int, result: list[dict[str, Any]]) -> dict[str, Any]:
+    def add(
+        self, project: int, task: int, result: list[dict[str, Any]], account: str = ""
+    ) -> dict[str, Any]:
         uid = uuid.uuid4().hex[:16]
         for i, item in enumerate(result):
             item["id"] = f"hf{uid}{i}"
         entry = {"uid": uid, "project": project, "task": task, "result": result}
+        if account:  # sent only through that account (own projects, or a teammate's)
+            entry["account"] = account
         with self._lock:
             write_json(self.path, [*self._read(), entry], mode=0o600)
         return entry
@@ -501,9 +544,13 @@ class Journal:
         with self._lock:
             write_json(self.path, [e for e in self._read() if e["uid"] != uid], mode=0o600)
 
-    def replay(self, ls: Any, project: int, timeout: float) -> int:
+    def replay(self, ls: Any, project: int, timeout: float, account: str = "") -> int:
         options = {"timeout_in_seconds": timeout, "max_retries": 0}
-        for entry in [e for e in self._read() if e["project"] == project]:
+
+        def mine(e: dict[str, Any]) -> bool:
+            return e["project"] == project and e.get("account", "") in ("", account)
+
+        for entry in [e for e in self._read() if mine(e)]:
             try:
                 if entry.get("attempted"):  # it may have arrived, its answer lost: look first
                     existing = ls.annotations.list(id=entry["task"], request_options=options)
@@ -523,7 +570,7 @@ class Journal:
                     break
                 raise LabelingError(f"Label Studio refused an annotation: {e.body}") from None
             self.drop(entry["uid"])
-        return len([e for e in self._read() if e["project"] == project])
+        return len([e for e in self._read() if mine(e)])
 
 
 _journals: dict[Path, Journal] = {}
@@ -663,15 +710,18 @@ def create_project(
     return project
 
 
-def open_project(name: str) -> Project:
-    ls = client()
+def open_project(name: str, owner: str | None = None) -> Project:
+    """Your project ``name``, or ``owner``'s when they shared their projects with you."""
+    ls = client(owner)
     raw = _find(ls, name)
     if raw is None:
-        names = [p.name for p in list_projects()]
-        raise LabelingError(f"No project {name!r}; yours: {names or 'none yet'}")
+        names = [p.name for p in list_projects(owner)]
+        whose = f"{owner}'s" if owner else "yours"
+        raise LabelingError(f"No project {name!r}; {whose}: {names or 'none yet'}")
     return Project(raw, ls)
 
 
-def list_projects() -> list[Project]:
-    ls = client()
+def list_projects(owner: str | None = None) -> list[Project]:
+    """Your projects, or ``owner``'s shared ones."""
+    ls = client(owner)
     return [Project(raw, ls) for raw in ls.projects.list()]

@@ -33,7 +33,16 @@ def _setup() -> None:
         settings.LOGIN_URL = settings.FORCE_SCRIPT_NAME + settings.LOGIN_URL
 
 
-def _user_and_org(email: str, password: str | None, token: str | None, staff: bool) -> dict:
+def _user_and_org(
+    email: str,
+    password: str | None,
+    token: str | None,
+    staff: bool,
+    organization_of: str | None = None,
+) -> dict:
+    """The account ``email`` (created once) in an organisation of its own, or, with
+    ``organization_of``, a member of that user's organisation (a teammate labeling their
+    projects)."""
     from django.db import transaction
     from organizations.functions import create_organization
     from rest_framework.authtoken.models import Token
@@ -41,6 +50,10 @@ def _user_and_org(email: str, password: str | None, token: str | None, staff: bo
 
     with transaction.atomic():
         user = User.objects.filter(email=email).first()
+        if organization_of is not None:
+            owner = User.objects.filter(email=organization_of).first()
+            if owner is None or owner.active_organization is None:
+                raise LookupError(f"{organization_of} has no Label Studio account yet")
         if user is None:
             user = User.objects.create_user(email=email, password=password)
             user.username = email.split("@")[0]
@@ -49,6 +62,13 @@ def _user_and_org(email: str, password: str | None, token: str | None, staff: bo
         elif password:
             user.set_password(password)
             user.save()
+        if not user.is_active:  # shared again after a revoke
+            user.is_active = True
+            user.save(update_fields=["is_active"])
+        if organization_of is not None and user.active_organization_id is None:
+            owner.active_organization.add_user(user)
+            user.active_organization = owner.active_organization
+            user.save(update_fields=["active_organization"])
         if user.active_organization is None:
             org = create_organization(
                 title=f"{user.username}'s projects",
@@ -158,8 +178,9 @@ def _reply(start_response, status: str, body: dict) -> list[bytes]:
 
 
 def provision(environ, start_response):
-    """POST {"email"} with ``Authorization: Hubforge <admin token>``: the account (created
-    once, with an organisation of its own) as {"id", "email", "token"}."""
+    """POST {"email", "organization_of"?} with ``Authorization: Hubforge <admin token>``: the
+    account (created once) as {"id", "email", "token"}; {"email", "revoke": true} disables
+    a teammate's account."""
     import hmac
 
     if environ.get("REQUEST_METHOD") != "POST":
@@ -169,12 +190,24 @@ def provision(environ, start_response):
         return _reply(start_response, "403 Forbidden", {"error": "only the hubforge service"})
     try:
         size = int(environ.get("CONTENT_LENGTH") or 0)
-        email = json.loads(environ["wsgi.input"].read(min(size, 4096)))["email"]
+        body = json.loads(environ["wsgi.input"].read(min(size, 4096)))
+        email = body["email"]
         if not isinstance(email, str) or "@" not in email:
             raise ValueError(email)
     except (ValueError, KeyError, TypeError):
         return _reply(start_response, "400 Bad Request", {"error": 'send {"email": "..."}'})
-    return _reply(start_response, "200 OK", _user_and_org(email, None, None, staff=False))
+    if body.get("revoke"):  # a teammate's account when sharing ends: no login, no token
+        from rest_framework.authtoken.models import Token
+        from users.models import User
+
+        User.objects.filter(email=email).update(is_active=False)
+        Token.objects.filter(user__email=email).delete()
+        return _reply(start_response, "200 OK", {"email": email, "revoked": True})
+    try:
+        account = _user_and_org(email, None, None, False, body.get("organization_of"))
+    except LookupError as e:
+        return _reply(start_response, "409 Conflict", {"error": str(e)})
+    return _reply(start_response, "200 OK", account)
 
 
 def serve(args: argparse.Namespace) -> None:

@@ -103,13 +103,27 @@ def _email(user: str) -> str:
     return re.sub(r"[^a-z0-9._-]+", "-", user.lower()).strip("-.") + "@hubforge.local"
 
 
+class NotShared(PermissionError):
+    """A user asked for another user's projects without being a teammate."""
+
+
+def _teammate_email(member: str, owner: str) -> str:
+    """The account ``member`` labels ``owner``'s projects with (in ``owner``'s organisation;
+    annotations show it as member+owner)."""
+    local, _, domain = _email(member).partition("@")
+    return f"{local}+{_email(owner).partition('@')[0]}@{domain}"
+
+
 class Accounts:
-    """Hub user -> Label Studio account (created on first use, remembered)."""
+    """Hub user -> Label Studio account (created on first use, remembered); owners share
+    their projects with teammates, who then label them with an account of their own inside the
+    owner's organisation (Label Studio hands the two of them different items)."""
 
     def __init__(self, state_dir: Path, api_url: str, admin_token: str):
         self.api_url = api_url
         self.admin_token = admin_token
         self.path = state_dir / "label-studio-users.json"
+        self.shares_path = state_dir / "label-studio-shares.json"
         self._lock = threading.Lock()
 
     def login_link(self, user: str, prefix: str, next_path: str) -> str:
@@ -119,13 +133,53 @@ class Accounts:
             next_path = "/projects/"
         return f"{prefix}/hubforge/login?" + sign_login(self.admin_token, creds["email"], next_path)
 
-    def credentials(self, user: str) -> dict[str, Any]:
+    def credentials(self, user: str, owner: str | None = None) -> dict[str, Any]:
+        """``user``'s account, or with ``owner`` the one for labeling ``owner``'s projects
+        (NotShared unless ``owner`` shared them with ``user``)."""
+        if owner in (None, user):
+            return self._account(user, _email(user))
+        if user not in self.shares()["by_owner"].get(owner, []):
+            raise NotShared(
+                f"{owner} has not shared their labeling projects with you: ask them to run "
+                f"hubforge.labeling.share({user!r})"
+            )
+        self._account(owner, _email(owner))  # the organisation must exist first
+        return self._account(f"{user} in {owner}", _teammate_email(user, owner), _email(owner))
+
+    def _account(self, key: str, email: str, organization_of: str | None = None) -> dict:
         with self._lock:
             known = read_json(self.path, {}) or {}
-            if user not in known:
-                known[user] = self._provision(_email(user))
+            if key not in known:
+                known[key] = self._provision(email, organization_of)
                 write_json(self.path, known, mode=0o600)
-            return {**known[user], "api_url": self.api_url}
+            return {**known[key], "api_url": self.api_url}
+
+    def shares(self) -> dict[str, dict[str, list[str]]]:
+        return read_json(self.shares_path, None) or {"by_owner": {}}
+
+    def share(self, owner: str, member: str) -> list[str]:
+        """Let ``member`` label ``owner``'s projects; returns everyone ``owner`` shares with."""
+        if member == owner:
+            raise ValueError("You always have your own projects: name a teammate")
+        with self._lock:
+            shares = self.shares()
+            members = sorted(set(shares["by_owner"].get(owner, [])) | {member})
+            shares["by_owner"][owner] = members
+            write_json(self.shares_path, shares, mode=0o600)
+        return members
+
+    def unshare(self, owner: str, member: str) -> list[str]:
+        """Stop sharing: ``member``'s account in ``owner``'s organisation loses its token."""
+        with self._lock:
+            shares = self.shares()
+            members = [m for m in shares["by_owner"].get(owner, []) if m != member]
+            shares["by_owner"][owner] = members
+            write_json(self.shares_path, shares, mode=0o600)
+            known = read_json(self.path, {}) or {}
+            if known.pop(f"{member} in {owner}", None) is not None:
+                self._post({"email": _teammate_email(member, owner), "revoke": True})
+                write_json(self.path, known, mode=0o600)
+        return members
 
     def wait_ready(self, timeout: float = 180) -> None:
         """Label Studio migrates its database on first start (~35 s): wait for it."""
@@ -141,11 +195,17 @@ class Accounts:
             f"Label Studio did not answer within {timeout:.0f} s; see the hub's log"
         )
 
-    def _provision(self, email: str) -> dict[str, Any]:
+    def _provision(self, email: str, organization_of: str | None = None) -> dict[str, Any]:
         self.wait_ready()
+        body = {"email": email}
+        if organization_of:
+            body["organization_of"] = organization_of
+        return self._post(body)
+
+    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
         r = requests.post(
             self.api_url + "/hubforge/provision",
-            json={"email": email},
+            json=body,
             headers={"Authorization": f"Hubforge {self.admin_token}"},
             timeout=60,
         )

@@ -49,6 +49,7 @@ def as_user(workbench, monkeypatch):
         monkeypatch.setenv("HUBFORGE_USER_AREA", str(workbench.data_dir / "hdfs/users" / name))
         monkeypatch.delenv("HUBFORGE_LABEL_STUDIO_TOKEN", raising=False)
         monkeypatch.setattr(api, "_credentials", None)
+        monkeypatch.setattr(api, "_teammate_credentials", {})
         return token
 
     return switch

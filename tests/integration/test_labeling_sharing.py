@@ -1,0 +1,73 @@
+"""Two users labeling one project at once: shared by its owner, never the same item."""
+
+from __future__ import annotations
+
+import json
+from concurrent.futures import ThreadPoolExecutor
+
+import pytest
+
+from hubforge import labeling
+from hubforge.labeling import api
+from tests.integration.test_labeling import as_user  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.hub
+
+
+def test_teammates_share_a_project_and_never_get_the_same_item(workbench, as_user):  # noqa: F811
+    sam_token = as_user("sam")
+    as_user("sally")
+    texts = [f"review number {i}: {'great' if i % 2 else 'awful'}" for i in range(16)]
+    sally_id = api.credentials()["id"]
+    project = labeling.create_project("team reviews", texts, ["good", "bad"], "text-classification")
+    sally_view = labeling.open_project("team reviews")
+
+    # not shared yet: sam is refused with what to ask for
+    as_user("sam")
+    with pytest.raises(labeling.LabelingError, match=r"share\('sam'\)"):
+        labeling.open_project("team reviews", owner="sally")
+
+    as_user("sally")
+    with pytest.raises(labeling.LabelingError, match="No hub user 'nobody-here'"):
+        labeling.share("nobody-here")
+    assert labeling.share("sam") == ["sam"]
+    assert labeling.shares() == {"shared_with": ["sam"], "shared_with_me": []}
+
+    as_user("sam")
+    assert labeling.shares()["shared_with_me"] == ["sally"]
+    sam_view = labeling.open_project("team reviews", owner="sally")
+    sam_account = api.credentials("sally")
+    assert sam_account["email"] == "sam+sally@hubforge.local"
+    assert sam_view.id == project.id
+    assert [p.name for p in labeling.list_projects()] == []  # his own organisation is untouched
+
+    # both ask for items at the same moment, eight times each: Label Studio's next-task lock
+    def take(view):
+        got = []
+        for _ in range(8):
+            item = view.next_item()
+            got.append(item["id"])
+            view.annotate(item["id"], "good" if "great" in item["data"]["text"] else "bad")
+        return got
+
+    with ThreadPoolExecutor(2) as pool:
+        sally_items, sam_items = pool.map(take, [sally_view, sam_view])
+    assert len(set(sally_items)) == 8 and len(set(sam_items)) == 8
+    assert not set(sally_items) & set(sam_items)
+    progress = sally_view.progress
+    assert progress["labeled"] == 16 and progress["total"] == 16
+    # annotations say who made them
+    tasks = {t["id"]: t for t in json.loads(sally_view.export("JSON").read_text())}
+    for task_id in sam_items:
+        assert [a["completed_by"] for a in tasks[task_id]["annotations"]] == [sam_account["id"]]
+    for task_id in sally_items:
+        assert [a["completed_by"] for a in tasks[task_id]["annotations"]] == [sally_id]
+
+    # stop sharing: sam's token for sally's projects stops working at once
+    as_user("sally")
+    assert labeling.unshare("sam") == []
+    r = workbench.api("GET", "services/hubforge/api/labeling/credentials?owner=sally", sam_token)
+    assert r.status_code == 403 and "share('sam')" in r.json()["message"]
+    with pytest.raises(Exception) as refused:
+        sam_view.next_item()
+    assert "401" in str(refused.value)
