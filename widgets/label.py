@@ -1,6 +1,9 @@
 """The labeling widget: one item at a time, label buttons with keys 1-9, skip, back, a
 progress bar, the model's pre-label accepted with Enter. Every action has a Python method.
 
+Detection projects draw boxes instead: pick a label (1-9 or its button), drag on the image,
+Backspace removes the last box, Enter saves the item's boxes.
+
 Items come from Label Studio's own next-task queue (an item shown to you is locked for you,
 so two people never label the same one); annotations go through the journal (nothing is lost
 when Label Studio is away). Images are read from the data area and sent to the browser
@@ -11,6 +14,7 @@ from __future__ import annotations
 
 import base64
 import html
+import io
 import mimetypes
 import queue
 import threading
@@ -20,6 +24,7 @@ from typing import Any
 
 import anywidget
 import traitlets as t
+from PIL import Image
 
 from hubforge import labeling
 from hubforge.labeling.api import data_root
@@ -35,8 +40,16 @@ function render({ model, el }) {
     const pre = item.prelabel ? `<div class="hf-pre">model: <b>${item.prelabel}</b>` +
       (item.score != null ? ` (${Math.round(item.score * 100)}%)` : "") +
       " — Enter accepts</div>" : "";
+    const boxes = model.get("boxes") || [];
+    const detect = model.get("detection");
     let body = "<div class='hf-done'>All items are labeled.</div>";
-    if (item.kind === "image") body = `<img class="hf-item" src="${item.src}">`;
+    if (item.kind === "image" && !detect) body = `<img class="hf-item" src="${item.src}">`;
+    if (item.kind === "image" && detect) {
+      const shown = boxes.map((b, i) => `<div class="hf-box" style="left:${b.x}%;top:${b.y}%;` +
+        `width:${b.width}%;height:${b.height}%"><span>${i + 1} ${b.label}</span></div>`);
+      body = `<div class="hf-canvas"><img class="hf-item" src="${item.src}" draggable="false">` +
+        `${shown.join("")}<div class="hf-box hf-drawing" hidden></div></div>`;
+    }
     if (item.kind === "text") {
       const div = document.createElement("div");
       div.textContent = item.text;
@@ -48,8 +61,12 @@ function render({ model, el }) {
       <div class="hf-count">${done} / ${total} labeled</div>
       ${body}${pre}
       <div class="hf-buttons">${labels.map((l, i) =>
-        `<button data-i="${i}" ${item.id ? "" : "disabled"}>${i < 9 ? (i + 1) + " " : ""}${l}` +
-        `</button>`).join("")}
+        `<button data-i="${i}" ${item.id ? "" : "disabled"}` +
+        `${detect && model.get("current") === l ? " class='hf-current'" : ""}>` +
+        `${i < 9 ? (i + 1) + " " : ""}${l}</button>`).join("")}
+        ${detect ? `<button data-a="submit" ${boxes.length ? "" : "disabled"}>Save ` +
+          `${boxes.length} box${boxes.length === 1 ? "" : "es"} (Enter)</button>` +
+          `<button data-a="remove_box">Remove last (Backspace)</button>` : ""}
         <button data-a="skip">Skip (s)</button><button data-a="back">Back (b)</button></div>
       <div class="hf-status">${model.get("status")}</div>
       <a class="hf-link" href="${model.get("link")}" target="_blank">Open in Label Studio</a>`;
@@ -57,10 +74,42 @@ function render({ model, el }) {
       b.addEventListener("click", () => model.send({ action: "label", index: +b.dataset.i })));
     el.querySelectorAll("button[data-a]").forEach((b) =>
       b.addEventListener("click", () => model.send({ action: b.dataset.a })));
+    const canvas = el.querySelector(".hf-canvas");
+    if (canvas) drawBoxes(canvas);
+  };
+  // drag on the image: a box of the current label, in percent of the image
+  const drawBoxes = (canvas) => {
+    const img = canvas.querySelector("img"), ghost = canvas.querySelector(".hf-drawing");
+    let start = null;
+    const at = (e) => {
+      const r = img.getBoundingClientRect();
+      const clamp = (v) => Math.min(100, Math.max(0, v));
+      return [clamp(100 * (e.clientX - r.left) / r.width),
+        clamp(100 * (e.clientY - r.top) / r.height)];
+    };
+    const rect = (a, b) => ({ x: Math.min(a[0], b[0]), y: Math.min(a[1], b[1]),
+      width: Math.abs(a[0] - b[0]), height: Math.abs(a[1] - b[1]) });
+    canvas.addEventListener("mousedown", (e) => { start = at(e); e.preventDefault(); });
+    canvas.addEventListener("mousemove", (e) => {
+      if (!start) return;
+      const r = rect(start, at(e));
+      Object.assign(ghost.style, { left: r.x + "%", top: r.y + "%", width: r.width + "%",
+        height: r.height + "%" });
+      ghost.hidden = false;
+    });
+    window.addEventListener("mouseup", (e) => {
+      if (!start || !canvas.isConnected) { start = null; return; }
+      const r = rect(start, at(e));
+      start = null;
+      ghost.hidden = true;
+      if (r.width > 0.5 && r.height > 0.5) model.send({ action: "box", box: r });
+    });
   };
   el.addEventListener("keydown", (e) => {
+    const detect = model.get("detection");
     if (e.key >= "1" && e.key <= "9") model.send({ action: "label", index: +e.key - 1 });
-    else if (e.key === "Enter") model.send({ action: "accept" });
+    else if (e.key === "Enter") model.send({ action: detect ? "submit" : "accept" });
+    else if (e.key === "Backspace" && detect) model.send({ action: "remove_box" });
     else if (e.key === "s") model.send({ action: "skip" });
     else if (e.key === "b" || (e.key === "z" && (e.ctrlKey || e.metaKey)))
       model.send({ action: "back" });
@@ -68,7 +117,7 @@ function render({ model, el }) {
     e.preventDefault();
     e.stopPropagation();
   });
-  for (const name of ["item", "labels", "progress", "status"])
+  for (const name of ["item", "labels", "progress", "status", "boxes", "current"])
     model.on(`change:${name}`, draw);
   draw();
   el.focus();
@@ -87,6 +136,14 @@ CSS = """
 .hubforge-label button { margin: 2px; }
 .hubforge-label .hf-pre { color: #555; }
 .hubforge-label .hf-status { color: #777; font-size: 90%; }
+.hubforge-label .hf-canvas { position: relative; display: inline-block; cursor: crosshair;
+  user-select: none; }
+.hubforge-label .hf-canvas img { display: block; min-width: 320px; }
+.hubforge-label .hf-box { position: absolute; border: 2px solid #e45756; box-sizing: border-box;
+  pointer-events: none; }
+.hubforge-label .hf-box span { background: #e45756; color: white; font-size: 11px; }
+.hubforge-label .hf-drawing { border-style: dashed; }
+.hubforge-label .hf-current { font-weight: bold; outline: 2px solid #4c78a8; }
 """
 
 
@@ -98,11 +155,21 @@ class LabelWidget(anywidget.AnyWidget):
     progress = t.Dict().tag(sync=True)
     status = t.Unicode("").tag(sync=True)
     link = t.Unicode("").tag(sync=True)
+    detection = t.Bool(False).tag(sync=True)
+    boxes = t.List(t.Dict()).tag(sync=True)  # the current item's boxes, percent of the image
+    current = t.Unicode("").tag(sync=True)  # the label new boxes get
 
     def __init__(self, project: labeling.Project, order: str = "queue", **kwargs: Any):
         """``order``: "queue" (Label Studio's next task) or "uncertain" (least confident
         pre-label first)."""
-        super().__init__(labels=list(project.labels), link=project.url, **kwargs)
+        detection = project.task == "object-detection"
+        super().__init__(
+            labels=list(project.labels),
+            link=project.url,
+            detection=detection,
+            current=project.labels[0] if detection else "",
+            **kwargs,
+        )
         if order not in ("queue", "uncertain"):
             raise labeling.LabelingError(f"order={order!r}: 'queue' or 'uncertain'")
         self.project = project
@@ -128,8 +195,14 @@ class LabelWidget(anywidget.AnyWidget):
             if action == "label":
                 index = int(content["index"])
                 if 0 <= index < len(self.labels):
-                    self.label(self.labels[index])
-            elif action in ("accept", "skip", "back"):
+                    if self.detection:
+                        self.current = self.labels[index]
+                    else:
+                        self.label(self.labels[index])
+            elif action == "box":
+                box = {k: float(content["box"][k]) for k in ("x", "y", "width", "height")}
+                self.add_box(self.current, **box)
+            elif action in ("accept", "skip", "back", "submit", "remove_box"):
                 getattr(self, action)()
         except labeling.LabelingError as e:
             self.status = html.escape(str(e))
@@ -138,17 +211,45 @@ class LabelWidget(anywidget.AnyWidget):
     def label(self, label: str) -> dict[str, Any] | None:
         """Label the current item and show the next at once; the label is sent, and the
         next item locked for you, in the background (``wait()`` waits for both)."""
+        if self.detection:
+            raise labeling.LabelingError(
+                "This is a detection project: draw boxes (add_box), then submit()"
+            )
+        return self._record(label, f"Saved {html.escape(label)}")
+
+    def add_box(self, label: str, x: float, y: float, width: float, height: float) -> None:
+        """Add a box (percent of the image: left, top, width, height) to the current item."""
+        box = {"label": label, "x": x, "y": y, "width": width, "height": height}
+        self.project.result([box])  # checks the label and the numbers, naming the problem
+        self.boxes = [*self.boxes, {k: round(v, 2) if k != "label" else v for k, v in box.items()}]
+        self.status = f"{len(self.boxes)} box(es): Enter saves them"
+
+    def remove_box(self) -> None:
+        """Take the last box off the current item."""
+        if self.boxes:
+            self.boxes = self.boxes[:-1]
+
+    def submit(self) -> dict[str, Any] | None:
+        """Save the current item's boxes and show the next item."""
+        if not self.boxes:
+            self.status = "Draw at least one box first (or press s to skip the item)"
+            return None
+        size = {"original_width": self.item["width"], "original_height": self.item["height"]}
+        boxes = [{**box, **size} for box in self.boxes]
+        return self._record(boxes, f"Saved {len(boxes)} box(es)")
+
+    def _record(self, value: Any, saved: str) -> dict[str, Any] | None:
         started = time.perf_counter()
         self.wait()  # the shown item is locked for us (or was replaced) before we label it
         if self.task is None:
             return None
         task = self.task
-        entry = self.project.queue_annotation(task["id"], label)
+        entry = self.project.queue_annotation(task["id"], value)
         self.history.append((task, entry["uid"]))
         following = self._candidate()
         with self.hold_sync():  # the browser gets the new item, count and status together
             self.progress = {**self.progress, "labeled": self.progress["labeled"] + 1}
-            self.status = f"Saved {html.escape(label)}"
+            self.status = saved
             self._show(following, confirmed=False)
         self.latencies.append(time.perf_counter() - started)
         self._jobs.put(following["id"] if following else None)
@@ -244,6 +345,7 @@ class LabelWidget(anywidget.AnyWidget):
     def _show(self, task: dict[str, Any] | None, confirmed: bool) -> None:
         self.task = task
         self.confirmed = confirmed
+        self.boxes = []
         if task is not None:
             self._seen.add(task["id"])
         if task is None:
@@ -258,8 +360,12 @@ class LabelWidget(anywidget.AnyWidget):
             return {"kind": "text", "text": data["text"]}
         path = data_root() / data["hubforge_path"]
         mime = mimetypes.guess_type(path.name)[0] or "image/png"
-        encoded = base64.b64encode(Path(path).read_bytes()).decode()
-        return {"kind": "image", "src": f"data:{mime};base64,{encoded}"}
+        raw = Path(path).read_bytes()
+        with Image.open(io.BytesIO(raw)) as image:
+            width, height = image.size
+        encoded = base64.b64encode(raw).decode()
+        src = f"data:{mime};base64,{encoded}"
+        return {"kind": "image", "src": src, "width": width, "height": height}
 
 
 def _best_prediction(task: dict[str, Any]) -> tuple[str, float] | None:

@@ -294,7 +294,7 @@ class Project:
 
         It is written to a journal first; if Label Studio cannot be reached it stays there
         (``{"queued": True}``) and is sent, exactly once, by the next call or ``flush()``."""
-        result = self.result(label)
+        result = self.result(label, self._size_for(task_id, label))
         entry = journal().add(self.id, task_id, result, _account(self._ls))
         self.flush(timeout)
         if journal().pending(entry["uid"]):
@@ -304,7 +304,20 @@ class Project:
     def queue_annotation(self, task_id: int, label: str | list[dict[str, Any]]) -> dict[str, Any]:
         """Write the annotation to the journal only; ``flush()`` sends it (the widget does
         that in the background so the next item shows at once)."""
-        return journal().add(self.id, task_id, self.result(label), _account(self._ls))
+        result = self.result(label, self._size_for(task_id, label))
+        return journal().add(self.id, task_id, result, _account(self._ls))
+
+    def _size_for(self, task_id: int, label: Any) -> tuple[int, int] | None:
+        """A detection item's image size in pixels (COCO export needs it with each box)."""
+        if self.task != "object-detection" or not isinstance(label, list):
+            return None
+        if label and isinstance(label[0], dict) and "original_width" in label[0]:
+            return int(label[0]["original_width"]), int(label[0]["original_height"])
+        from PIL import Image
+
+        data = _plain(self._ls.tasks.get(id=task_id))["data"]
+        with Image.open(data_root() / data["hubforge_path"]) as image:
+            return image.size
 
     def unlabeled(self, limit: int = 50) -> list[dict[str, Any]]:
         """Up to ``limit`` unlabeled tasks in Label Studio's order (reads only as many pages
@@ -382,8 +395,11 @@ class Project:
                 img = img.resize((image_size[1], image_size[0]))
             return np.asarray(img, dtype=np.float32) / 255.0
 
-    def result(self, label: str | list[dict[str, Any]]) -> list[dict[str, Any]]:
-        """Label Studio's result list for a class name (or detection boxes)."""
+    def result(
+        self, label: str | list[dict[str, Any]], size: tuple[int, int] | None = None
+    ) -> list[dict[str, Any]]:
+        """Label Studio's result list for a class name (or detection boxes, with the image's
+        ``size`` in pixels when known)."""
         to_name = "text" if self.task == "text-classification" else "image"
         if self.task == "object-detection":
             if not isinstance(label, list):
@@ -394,15 +410,16 @@ class Project:
             result = []
             for box in label:
                 self._check(box.get("label"))
-                value = {k: float(box[k]) for k in ("x", "y", "width", "height")}
-                result.append(
-                    {
-                        "from_name": "label",
-                        "to_name": to_name,
-                        "type": "rectanglelabels",
-                        "value": {**value, "rotation": 0, "rectanglelabels": [box["label"]]},
-                    }
-                )
+                value = _box(box)
+                item = {
+                    "from_name": "label",
+                    "to_name": to_name,
+                    "type": "rectanglelabels",
+                    "value": {**value, "rotation": 0, "rectanglelabels": [box["label"]]},
+                }
+                if size:
+                    item["original_width"], item["original_height"] = size
+                result.append(item)
             return result
         self._check(label)
         return [
@@ -598,6 +615,30 @@ def _call_model(model: Any, inputs: list[Any]) -> Any:
 
 def _done(task: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+
+
+def _box(box: dict[str, Any]) -> dict[str, float]:
+    """A box's x, y, width, height checked: numbers, percent of the image, inside it."""
+    try:
+        value = {k: float(box[k]) for k in ("x", "y", "width", "height")}
+    except (KeyError, TypeError, ValueError):
+        raise LabelingError(
+            f"box {box!r}: give x, y, width, height as numbers (percent of the image)"
+        ) from None
+    inside = (
+        value["x"] >= 0
+        and value["y"] >= 0
+        and value["width"] > 0
+        and value["height"] > 0
+        and value["x"] + value["width"] <= 100.001
+        and value["y"] + value["height"] <= 100.001
+    )
+    if not inside:
+        raise LabelingError(
+            f"box {value}: must lie inside the image (percent: x, y >= 0, width, height > 0, "
+            "x + width <= 100, y + height <= 100)"
+        )
+    return value
 
 
 def _plain(obj: Any) -> dict[str, Any]:
