@@ -15,7 +15,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
+import threading
 
 
 def _setup() -> None:
@@ -86,6 +88,13 @@ def _user_and_org(
     return {"id": user.id, "email": user.email, "token": key}
 
 
+NEXT_TASK = re.compile(r"^/api/projects/\d+/next/?$")
+# Label Studio picks the next task with SELECT ... FOR UPDATE SKIP LOCKED, which SQLite
+# ignores: two people asking at the same instant could both get the same item. One next-task
+# request at a time closes that gap (they take milliseconds).
+NEXT_TASK_LOCK = threading.Lock()
+
+
 class StripPrefix:
     """WSGI middleware: /prefix/x -> SCRIPT_NAME=/prefix, PATH_INFO=/x."""
 
@@ -108,6 +117,13 @@ class StripPrefix:
             ".css"
         ):
             return self.rebase_css(environ, start_response)
+        if NEXT_TASK.match(environ.get("PATH_INFO", "")):
+            with NEXT_TASK_LOCK:
+                response = self.app(environ, start_response)
+                try:
+                    return [b"".join(response)]
+                finally:
+                    getattr(response, "close", lambda: None)()
         return self.app(environ, start_response)
 
     def rebase_css(self, environ, start_response):

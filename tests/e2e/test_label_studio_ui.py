@@ -41,3 +41,24 @@ def test_open_label_studio_from_the_server(workbench, page, as_user):  # noqa: F
         "&exp=1&next=/projects/&sig=00"
     )
     assert r.status == 403 and "expired or is not valid" in r.text()
+
+
+def test_launcher_card_opens_label_studio_signed_in(workbench, page, as_user):  # noqa: F811
+    as_user("lana")
+    labeling.create_project(
+        "from-launcher", ["a text to label"], ["yes", "no"], "text-classification"
+    )
+    login_and_start(page, workbench, "lana", "lana-password-1")
+    card = page.locator(".jp-Launcher .jp-LauncherCard[title^='Label Studio']")
+    card.wait_for(timeout=60_000)
+    icon = card.locator(".jp-LauncherCard-icon img")  # our icon, served by the proxy entry
+    icon.wait_for(timeout=30_000)
+    page.wait_for_function(
+        "img => img.complete && img.naturalWidth > 0", arg=icon.element_handle(), timeout=30_000
+    )
+    with page.context.expect_page() as opened:
+        card.click()
+    tab = opened.value
+    tab.wait_for_url("**/services/label-studio/projects/**", timeout=60_000)
+    tab.wait_for_selector("text=from-launcher", timeout=60_000)  # lana's project: signed in
+    assert "/user/login" not in tab.url

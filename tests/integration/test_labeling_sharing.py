@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 from concurrent.futures import ThreadPoolExecutor
 
 import pytest
@@ -30,12 +32,26 @@ def test_teammates_share_a_project_and_never_get_the_same_item(workbench, as_use
     as_user("sally")
     with pytest.raises(labeling.LabelingError, match="No hub user 'nobody-here'"):
         labeling.share("nobody-here")
-    assert labeling.share("sam") == ["sam"]
+    run = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "label", "share", "sam"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and "Shared with: sam" in run.stdout, run.stderr
+    assert labeling.share("sam") == ["sam"]  # twice is fine
     assert labeling.shares() == {"shared_with": ["sam"], "shared_with_me": []}
 
     as_user("sam")
     assert labeling.shares()["shared_with_me"] == ["sally"]
     sam_view = labeling.open_project("team reviews", owner="sally")
+    run = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "label", "list", "--owner", "sally"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 0 and "team reviews" in run.stdout, run.stderr
     sam_account = api.credentials("sally")
     assert sam_account["email"] == "sam+sally@hubforge.local"
     assert sam_view.id == project.id
