@@ -46,12 +46,16 @@ class LabelStudioOpenHandler(HubforgeAPIHandler):
     async def get(self) -> None:
         if not ServiceClient.available():
             raise web.HTTPError(503, "Label Studio runs with the hub; this server has none")
-        next_path = self.get_argument("next", "/projects/")
+        params = {"next": self.get_argument("next", "/projects/")}
+        if self.get_argument("owner", ""):  # a teammate's shared project
+            params["owner"] = self.get_argument("owner")
         try:
             link = await asyncio.to_thread(
-                ServiceClient().request, "GET", "labeling/login-link", params={"next": next_path}
+                ServiceClient().request, "GET", "labeling/login-link", params=params
             )
         except ServiceError as e:
+            if e.status == 403:  # e.g. a teammate's project that is no longer shared
+                raise web.HTTPError(403, str(e)) from None
             raise web.HTTPError(503, f"Label Studio is not available: {e}") from None
         self.redirect(link["url"])
 
@@ -70,6 +74,12 @@ class HubforgeExtension(ExtensionApp):
     @default("tensorboard_idle_timeout")
     def _default_idle(self) -> float:
         return float(os.environ.get("HUBFORGE_TENSORBOARD_IDLE_TIMEOUT", "3600"))
+
+    def initialize_settings(self) -> None:
+        # %tensorboard renders its iframe through this server's proxy, in both modes (the
+        # local spawner sets it too; on Kubernetes only the server knows its own prefix)
+        prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or self.serverapp.base_url
+        os.environ.setdefault("TENSORBOARD_PROXY_URL", url_path_join(prefix, "proxy/%PORT%/"))
 
     def initialize_handlers(self) -> None:
         from .jobs.extension_handlers import routes as job_routes

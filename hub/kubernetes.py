@@ -61,10 +61,14 @@ def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[
         if p.get("memory"):
             override["mem_limit"] = p["memory"]
             override["mem_guarantee"] = p["memory"]
+        # merged into KubeSpawner.environment (local mode sets the same two)
+        override["environment"] = {
+            "HUBFORGE_PROFILE": p["slug"],
+            "HUBFORGE_PROFILE_GPUS": str(p["gpus"]),
+        }
         if p["gpus"]:
             override["extra_resource_limits"] = {GPU_RESOURCE: str(p["gpus"])}
             override["tolerations"] = gpu_tolerations()
-            override["environment"] = {"HUBFORGE_PROFILE_GPUS": str(p["gpus"])}
             if p.get("gpu_type"):
                 override["node_selector"] = {s.gpu_type_label: p["gpu_type"]}
         result.append(
@@ -79,8 +83,9 @@ def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[
     return result
 
 
-def configure(c: Any, profiles: list[dict[str, Any]]) -> None:
-    """Fill JupyterHub config ``c`` for KubeSpawner (the chart's hub config calls this)."""
+def configure(c: Any, profiles: list[dict[str, Any]], workbench: Any = None) -> None:
+    """Fill JupyterHub config ``c`` for KubeSpawner (the chart's hub config calls this);
+    ``workbench`` adds its TensorBoard limits to the servers' environment."""
     s = KubernetesProfiles(config=c)
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
     c.KubeSpawner.profile_list = profile_list(profiles, s)
@@ -127,6 +132,14 @@ def configure(c: Any, profiles: list[dict[str, Any]]) -> None:
         "HADOOP_CONF_DIR": "/etc/hadoop/conf",
         "TF_USE_LEGACY_KERAS": "1",
         "HUBFORGE_SERVICE_URL": s.service_url,
+        **(
+            {
+                "HUBFORGE_TENSORBOARD_IDLE_TIMEOUT": str(workbench.tensorboard_idle_timeout),
+                "HUBFORGE_TENSORBOARD_MAX": str(workbench.tensorboard_max),
+            }
+            if workbench is not None
+            else {}
+        ),
         **({"HUBFORGE_PUBLIC_ORIGIN": s.public_origin} if s.public_origin else {}),
         **({"KRB5_KTNAME": "/etc/security/keytab/keytab"} if s.kerberos_secret else {}),
     }
@@ -142,7 +155,7 @@ def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json
 
     workbench = load_workbench(config_path)  # stops the hub on a bad key, naming it
     c.merge(load_config(config_path))
-    configure(c, workbench.profiles)
+    configure(c, workbench.profiles, workbench)
     c.JupyterHub.custom_scopes = custom_scopes()
     existing = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
     names = {r["name"] for r in roles()}

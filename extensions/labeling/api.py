@@ -186,6 +186,7 @@ class Project:
         self.task = _task_of(self.config)
         self.labels = _labels_of(self.config)
         self._ls = ls
+        self.owner: str | None = None  # set when it is a teammate's shared project
 
     def __repr__(self) -> str:
         return f"<Project {self.name!r} {self.task} labels={self.labels}>"
@@ -196,7 +197,10 @@ class Project:
         server, which asks the hub for a one-minute sign-in link)."""
         server = os.environ.get("JUPYTERHUB_SERVICE_PREFIX")
         if server:
-            return f"{server}hubforge/labeling/open?next=/projects/{self.id}/data"
+            query = {"next": f"/projects/{self.id}/data"}
+            if self.owner:
+                query["owner"] = self.owner
+            return f"{server}hubforge/labeling/open?{urlencode(query, safe='/')}"
         return f"{credentials().get('ui_url', '')}projects/{self.id}/data"
 
     # -- items ------------------------------------------------------------------------
@@ -759,10 +763,15 @@ def open_project(name: str, owner: str | None = None) -> Project:
         names = [p.name for p in list_projects(owner)]
         whose = f"{owner}'s" if owner else "yours"
         raise LabelingError(f"No project {name!r}; {whose}: {names or 'none yet'}")
-    return Project(raw, ls)
+    project = Project(raw, ls)
+    project.owner = owner
+    return project
 
 
 def list_projects(owner: str | None = None) -> list[Project]:
     """Your projects, or ``owner``'s shared ones."""
     ls = client(owner)
-    return [Project(raw, ls) for raw in ls.projects.list()]
+    projects = [Project(raw, ls) for raw in ls.projects.list()]
+    for project in projects:
+        project.owner = owner
+    return projects

@@ -48,13 +48,17 @@ class LoginLinkHandler(CredentialsHandler):
     async def get(self) -> None:
         user = self.labeling_user()
         next_path = self.get_argument("next", "/projects/")
+        owner = self.get_argument("owner", None) or None
         try:
             url = await asyncio.to_thread(
                 self.accounts.login_link,
                 user,
                 prefix(self.settings["hub_prefix"]),
                 next_path,
+                owner,
             )
+        except NotShared as e:
+            raise web.HTTPError(403, str(e)) from None
         except LabelingUnavailable as e:
             raise web.HTTPError(503, str(e)) from None
         self.write_json({"url": url})

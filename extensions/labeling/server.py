@@ -126,9 +126,10 @@ class Accounts:
         self.shares_path = state_dir / "label-studio-shares.json"
         self._lock = threading.Lock()
 
-    def login_link(self, user: str, prefix: str, next_path: str) -> str:
-        """A one-minute link into Label Studio's UI as ``user`` (through the hub)."""
-        creds = self.credentials(user)
+    def login_link(self, user: str, prefix: str, next_path: str, owner: str | None = None) -> str:
+        """A one-minute link into Label Studio's UI as ``user`` (through the hub); with
+        ``owner``, as their account for ``owner``'s shared projects."""
+        creds = self.credentials(user, owner)
         if not next_path.startswith("/") or next_path.startswith("//"):
             next_path = "/projects/"
         return f"{prefix}/hubforge/login?" + sign_login(self.admin_token, creds["email"], next_path)

@@ -260,6 +260,12 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
             "http://hubforge-service.hub.svc:8000/services/hubforge/api"
         )
         assert env["KRB5_KTNAME"] == "/etc/security/keytab/keytab"
+        # the same environment as a local server (the extension adds TENSORBOARD_PROXY_URL)
+        assert env["HUBFORGE_PROFILE"] == slug
+        assert env["HUBFORGE_PROFILE_GPUS"] == {"cpu": "0", "gpu-1": "1", "a100-4": "4"}[slug]
+        assert env["HUBFORGE_PUBLIC_ORIGIN"] == "https://hub.example.org"
+        assert env["TF_USE_LEGACY_KERAS"] == "1" and env["HUBFORGE_DATA"] == "/mnt/hdfs"
+        assert env["HUBFORGE_TENSORBOARD_IDLE_TIMEOUT"] == "3600"
         volumes = {v["name"]: v for v in pod["spec"]["volumes"]}
         assert volumes["hdfs"] == {
             "name": "hdfs",

@@ -16,7 +16,11 @@ from tests.integration.test_labeling import as_user  # noqa: F401 (fixture)
 pytestmark = pytest.mark.hub
 
 
-def test_teammates_share_a_project_and_never_get_the_same_item(workbench, as_user):  # noqa: F811
+def test_teammates_share_a_project_and_never_get_the_same_item(
+    workbench,
+    as_user,  # noqa: F811
+    monkeypatch,
+):
     sam_token = as_user("sam")
     as_user("sally")
     texts = [f"review number {i}: {'great' if i % 2 else 'awful'}" for i in range(16)]
@@ -52,6 +56,15 @@ def test_teammates_share_a_project_and_never_get_the_same_item(workbench, as_use
         timeout=120,
     )
     assert run.returncode == 0 and "team reviews" in run.stdout, run.stderr
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/user/sam/")  # as in his server
+    assert sam_view.url == "/user/sam/hubforge/labeling/open?" + (
+        f"next=/projects/{project.id}/data&owner=sally"
+    )
+    link = workbench.api(
+        "GET", "services/hubforge/api/labeling/login-link?owner=sally&next=/projects/", sam_token
+    )
+    assert link.status_code == 200, link.text
+    assert "email=sam%2Bsally%40hubforge.local" in link.json()["url"]
     sam_account = api.credentials("sally")
     assert sam_account["email"] == "sam+sally@hubforge.local"
     assert sam_view.id == project.id
@@ -84,6 +97,10 @@ def test_teammates_share_a_project_and_never_get_the_same_item(workbench, as_use
     assert labeling.unshare("sam") == []
     r = workbench.api("GET", "services/hubforge/api/labeling/credentials?owner=sally", sam_token)
     assert r.status_code == 403 and "share('sam')" in r.json()["message"]
+    link = workbench.api(
+        "GET", "services/hubforge/api/labeling/login-link?owner=sally&next=/projects/", sam_token
+    )
+    assert link.status_code == 403
     with pytest.raises(Exception) as refused:
         sam_view.next_item()
     assert "401" in str(refused.value)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import kubernetes_validate
 import pytest
 from traitlets.config import Config
@@ -94,3 +96,17 @@ def test_bad_profiles_are_refused():
         kubernetes.profile_list(
             [{"slug": "cpu", "gpu_type": "A100"}], kubernetes.KubernetesProfiles()
         )
+
+
+def test_server_extension_points_tensorboard_at_its_own_proxy(monkeypatch):
+    """On Kubernetes only the server knows its prefix: the extension sets what the local
+    spawner sets, so %tensorboard works the same in both modes."""
+    from hubforge.app import HubforgeExtension
+
+    monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/hub/user/alice/")
+    monkeypatch.delenv("TENSORBOARD_PROXY_URL", raising=False)
+    HubforgeExtension().initialize_settings()
+    assert os.environ["TENSORBOARD_PROXY_URL"] == "/hub/user/alice/proxy/%PORT%/"
+    monkeypatch.setenv("TENSORBOARD_PROXY_URL", "/set/by/spawner/%PORT%/")
+    HubforgeExtension().initialize_settings()
+    assert os.environ["TENSORBOARD_PROXY_URL"] == "/set/by/spawner/%PORT%/"
