@@ -104,3 +104,17 @@ def test_teammates_share_a_project_and_never_get_the_same_item(
     with pytest.raises(Exception) as refused:
         sam_view.next_item()
     assert "401" in str(refused.value)
+
+
+def test_account_provisioning_refuses_everyone_but_the_service(workbench):
+    """Label Studio's provisioning route is reachable through the hub's port: it must
+    refuse callers without Hubforge's admin token."""
+    url = "services/label-studio/hubforge/provision"
+    body = {"email": "mallory@hubforge.local"}
+    assert workbench.api("POST", url, json=body).status_code == 403
+    forged = {"Authorization": "Hubforge not-the-token"}
+    assert workbench.api("POST", url, json=body, headers=forged).status_code == 403
+    assert workbench.api("GET", url).status_code == 405
+    # a hub user's own token is no admin token either
+    token = workbench.create_user("mallory")
+    assert workbench.api("POST", url, token, json=body).status_code == 403
