@@ -10,11 +10,11 @@ from tests.workbench import start_workbench
 
 pytestmark = pytest.mark.hub
 
-# One fake GPU; GPU servers may idle 4 s, CPU servers keep the default hour.
+# One fake GPU; GPU servers may idle 6 s, CPU servers keep the default hour.
 CONFIG = (
     'c.Workbench.gpus = ["0"]\n'
     'c.Workbench.label_studio_python = ""\n'
-    "c.Workbench.gpu_idle_timeout = 4\n"
+    "c.Workbench.gpu_idle_timeout = 6\n"
     "c.Workbench.cull_interval = 1\n"
 )
 
@@ -29,9 +29,9 @@ def culling_workbench(tmp_path_factory):
 def test_idle_gpu_server_is_stopped_and_its_gpu_freed(culling_workbench):
     wb = culling_workbench
     tokens = {name: wb.create_user(name) for name in ("gina", "carl")}
-    assert wb.spawn("gina", tokens["gina"], profile="gpu-1").status_code in (201, 202)
-    assert wb.spawn("carl", tokens["carl"], profile="cpu").status_code in (201, 202)
     admin = wb.admin_token()
+    assert wb.spawn("carl", tokens["carl"], profile="cpu").status_code in (201, 202)
+    assert wb.spawn("gina", tokens["gina"], profile="gpu-1").status_code in (201, 202)
     status = wb.api("GET", "services/hubforge/api/status", admin).json()["gpus"]
     assert status["allocations"] == {"gina/": ["0"]}
 
