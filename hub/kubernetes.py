@@ -16,6 +16,7 @@ from traitlets.config import Configurable
 
 from hubforge.podspec import DATA_MOUNT, GPU_RESOURCE, gpu_tolerations
 from hubforge.profiles import validate_profiles
+from hubforge.service.culler import idle_note, idle_timeout
 
 
 class KubernetesProfiles(Configurable):
@@ -50,8 +51,11 @@ class KubernetesProfiles(Configurable):
     )
 
 
-def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[dict[str, Any]]:
-    """KubeSpawner's profile_list for Hubforge profiles (validated the same way)."""
+def profile_list(
+    profiles: list[dict[str, Any]], s: KubernetesProfiles, idle: tuple[int, int] = (3600, 1800)
+) -> list[dict[str, Any]]:
+    """KubeSpawner's profile_list for Hubforge profiles (validated the same way); ``idle``:
+    the CPU and GPU idle limits, shown under each profile."""
     result = []
     for p in validate_profiles(profiles):
         override: dict[str, Any] = {"image": s.gpu_image if p["gpus"] else s.image}
@@ -75,7 +79,9 @@ def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[
             {
                 "display_name": p["display_name"],
                 "slug": p["slug"],
-                "description": p.get("description", ""),
+                "description": " · ".join(
+                    x for x in (p.get("description", ""), idle_note(idle_timeout(p, *idle))) if x
+                ),
                 "default": bool(p.get("default")),
                 "kubespawner_override": override,
             }
@@ -85,10 +91,11 @@ def profile_list(profiles: list[dict[str, Any]], s: KubernetesProfiles) -> list[
 
 def configure(c: Any, profiles: list[dict[str, Any]], workbench: Any = None) -> None:
     """Fill JupyterHub config ``c`` for KubeSpawner (the chart's hub config calls this);
-    ``workbench`` adds its TensorBoard limits to the servers' environment."""
+    ``workbench`` adds its idle limits (shown per profile) and TensorBoard limits."""
     s = KubernetesProfiles(config=c)
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-    c.KubeSpawner.profile_list = profile_list(profiles, s)
+    idle = (workbench.idle_timeout, workbench.gpu_idle_timeout) if workbench else (3600, 1800)
+    c.KubeSpawner.profile_list = profile_list(profiles, s, idle)
     c.KubeSpawner.uid = 1000
     c.KubeSpawner.gid = 100
     c.KubeSpawner.fs_gid = 100

@@ -20,6 +20,7 @@ from traitlets import Instance, Unicode, default
 
 from hubforge.processes import MARKER as WORKBENCH_MARKER
 from hubforge.profiles import ProfileError, find_profile
+from hubforge.service.culler import idle_note, idle_timeout
 from hubforge.tensorboard.api import stop_processes
 from hubforge.tensorboard.store import InstanceStore
 from hubforge.workbench import Workbench, load_workbench
@@ -76,11 +77,14 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
             busy = free is not None and p["gpus"] > free
             attrs = (" checked" if p.get("default") else "") + (" disabled" if busy else "")
             note = f" (only {free} GPU(s) free now)" if busy else ""
+            wb = self.workbench
+            idle = idle_note(idle_timeout(p, wb.idle_timeout, wb.gpu_idle_timeout))
             rows.append(
                 f'<label class="hubforge-profile" style="display:block;margin:0.5em 0">'
                 f'<input type="radio" name="profile" value="{html.escape(p["slug"])}"{attrs}> '
                 f"<strong>{html.escape(p['display_name'])}</strong>"
                 f' <span class="text-muted">{html.escape(p.get("description", ""))}{note}</span>'
+                f' <span class="hubforge-idle text-muted">&middot; {idle}</span>'
                 "</label>"
             )
         header = ""

@@ -30,6 +30,19 @@ def idle_timeout(profile: dict[str, Any], cpu_default: int, gpu_default: int) ->
     return gpu_default if profile.get("gpus") else cpu_default
 
 
+def idle_note(seconds: int) -> str:
+    """What the spawn page says about a profile's idle limit."""
+    if not seconds:
+        return "never stopped when idle"
+    if seconds % 3600 == 0:
+        amount = f"{seconds // 3600} h"
+    elif seconds >= 60:
+        amount = f"{round(seconds / 60)} min"
+    else:
+        amount = f"{seconds} s"
+    return f"stops after {amount} idle"
+
+
 def _time(value: str | None) -> datetime | None:
     if not value:
         return None

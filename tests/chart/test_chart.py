@@ -255,6 +255,12 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
     assert "custom:hubforge:endpoints:call" in c.JupyterHub.custom_scopes
     slugs = [p["slug"] for p in c.KubeSpawner.profile_list]
     assert slugs == ["cpu", "gpu-1", "a100-4"]  # lint-values.yaml's profiles
+    # the idle limits from the values, shown on the spawn page
+    assert [p["description"] for p in c.KubeSpawner.profile_list] == [
+        "stops after 2 h idle",
+        "stops after 15 min idle",
+        "Four A100s for big jobs · stops after 10 min idle",
+    ]
     for slug in slugs:
         pod = pod_manifest(c, "alice", slug)
         kubernetes_validate.validate(pod, K8S_VERSION, strict=True)

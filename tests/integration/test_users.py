@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 pytestmark = pytest.mark.hub
@@ -63,6 +65,13 @@ def test_spawn_page_shows_profiles_and_free_gpus(workbench):
     page = session.get(workbench.url + "hub/spawn", timeout=30).text
     assert "GPUs free: 2 of 2" in page
     assert 'value="gpu-2" disabled' not in page
+    # each profile says when an idle server stops (GPU profiles sooner)
+    idle = re.findall(r'value="([\w-]+)".*?hubforge-idle text-muted">&middot; ([^<]+)<', page)
+    assert idle == [
+        ("cpu", "stops after 1 h idle"),
+        ("gpu-1", "stops after 30 min idle"),
+        ("gpu-2", "stops after 30 min idle"),
+    ]
 
     holder = workbench.create_user("kim")
     assert workbench.spawn("kim", holder, profile="gpu-1").status_code in (201, 202)

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from hubforge.profiles import ProfileError, validate_profiles
-from hubforge.service.culler import IdleCuller
+from hubforge.service.culler import IdleCuller, idle_note
 
 NOW = datetime(2026, 11, 26, 12, 0, tzinfo=UTC)
 PROFILES = [
@@ -66,3 +66,11 @@ def test_named_servers_are_checked_too():
 def test_bad_idle_timeout_is_refused_with_the_fix():
     with pytest.raises(ProfileError, match=r"profiles\[0\].idle_timeout=-5: seconds"):
         validate_profiles([{"slug": "cpu", "idle_timeout": -5}])
+
+
+def test_the_spawn_page_wording():
+    assert idle_note(3600) == "stops after 1 h idle"
+    assert idle_note(1800) == "stops after 30 min idle"
+    assert idle_note(90) == "stops after 2 min idle"
+    assert idle_note(45) == "stops after 45 s idle"
+    assert idle_note(0) == "never stopped when idle"
