@@ -11,6 +11,10 @@ from .spec import JobSpec
 class JobBackend(ABC):
     """Runs jobs for owners; records are JSON-able dicts (see LocalJobBackend for fields)."""
 
+    #: True when the service hands out this machine's GPUs to jobs (CUDA_VISIBLE_DEVICES);
+    #: False when a cluster's scheduler does (nvidia.com/gpu limits).
+    local_devices = True
+
     @classmethod
     @abstractmethod
     def from_workbench(cls, workbench: Any) -> JobBackend:

@@ -49,7 +49,9 @@ class JobsHandler(JobsBaseHandler):
             raise web.HTTPError(413, "The script is larger than 5 MB; keep data out of it")
         try:
             spec = JobSpec.from_dict(body.get("spec") or {})
-            spec.validate(max_workers=self.workbench.max_job_workers)
+            # no worker may ask for more GPUs than the largest profile offers
+            largest = max(p["gpus"] for p in self.workbench.profiles)
+            spec.validate(self.workbench.max_job_workers, largest, "the largest profile offers")
         except JobError as e:
             self.fail(e)
         job_id = new_job_id(spec.name)
@@ -58,7 +60,7 @@ class JobsHandler(JobsBaseHandler):
             self.quotas.check_job(owner, count, self.jobs, self.endpoints)
         except QuotaExceeded as e:
             raise web.HTTPError(e.status, str(e)) from None
-        if count:
+        if count and self.jobs.local_devices:
             try:
                 spec.devices = self.allocator.allocate(gpu_owner(owner, job_id), count)
             except NotEnoughGpus as e:

@@ -47,6 +47,8 @@ class KubernetesJobs(KubernetesWorkloads):
 
 
 class KubernetesJobBackend(JobBackend):
+    local_devices = False  # the scheduler places GPU workers by their nvidia.com/gpu limits
+
     def __init__(
         self,
         configuration: client.Configuration,

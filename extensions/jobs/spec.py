@@ -39,8 +39,14 @@ class JobSpec:
         except TypeError as e:
             raise JobError(f"Bad job spec: {e}") from None
 
-    def validate(self, max_workers: int = DEFAULT_MAX_WORKERS, max_gpus: int | None = None) -> None:
-        """Raise JobError listing every problem."""
+    def validate(
+        self,
+        max_workers: int = DEFAULT_MAX_WORKERS,
+        max_gpus: int | None = None,
+        gpu_limit: str = "your profile allows",
+    ) -> None:
+        """Raise JobError listing every problem (``gpu_limit`` says where ``max_gpus``
+        comes from)."""
         problems = []
         if not isinstance(self.name, str) or not NAME.match(self.name):
             problems.append(
@@ -52,7 +58,7 @@ class JobSpec:
             problems.append(f"gpus_per_worker={self.gpus_per_worker!r}: must be an integer >= 0")
         elif max_gpus is not None and self.gpus_per_worker > max_gpus:
             problems.append(
-                f"gpus_per_worker={self.gpus_per_worker}: your profile allows at most {max_gpus}; "
+                f"gpus_per_worker={self.gpus_per_worker}: {gpu_limit} at most {max_gpus}; "
                 "pick a GPU profile or ask for fewer"
             )
         if not _is_int(self.max_restarts) or not 0 <= self.max_restarts <= 20:
