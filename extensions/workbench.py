@@ -234,6 +234,14 @@ class Workbench(Configurable):
             )
         return value
 
+    shared_data_dir = Unicode(
+        "",
+        config=True,
+        help="""Where the team's data (HDFS) is mounted. Empty: <data_dir>/hdfs, a folder
+        that plays the mount locally. The Helm chart sets /mnt/hdfs, the path every pod uses,
+        so paths users give the hubforge service mean the same to it.""",
+    )
+
     idle_timeout = Integer(
         3600,
         config=True,
@@ -279,8 +287,8 @@ class Workbench(Configurable):
 
     @property
     def shared_data(self) -> Path:
-        """The folder that plays the HDFS mount: exported to users as $HUBFORGE_DATA."""
-        return self.root / "hdfs"
+        """The team's data (the HDFS mount; locally a folder that plays it): $HUBFORGE_DATA."""
+        return Path(self.shared_data_dir) if self.shared_data_dir else self.root / "hdfs"
 
     def home_of(self, user: str) -> Path:
         return self.homes_dir / user

@@ -295,3 +295,11 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
     assert workbench.profiles[2]["idle_timeout"] == 600
     section = load_config(str(config_file))["KubernetesWorkloads"]
     assert section["namespace"] == "team-workloads"
+    # a path a user gives the service (a model in their area) means the same file to it
+    assert str(workbench.user_area("alice")) == env["HUBFORGE_USER_AREA"].replace(
+        "{username}", "alice"
+    )
+    service_pod = objs[("Deployment", "hubforge-service")]["spec"]["template"]["spec"]
+    (service_container,) = service_pod["containers"]
+    mounts = {m["name"]: m["mountPath"] for m in service_container["volumeMounts"]}
+    assert mounts["hdfs"] == str(workbench.shared_data) == "/mnt/hdfs"
