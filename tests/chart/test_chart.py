@@ -110,7 +110,13 @@ def test_defaults(chart):
         "app.kubernetes.io/name": "hubforge-endpoint"
     }
     (rule,) = endpoints["ingress"]
-    assert rule["from"][0]["podSelector"]["matchLabels"] == {"component": "hub"}
+    # only the gateway (in the hubforge service's pod) reaches endpoints
+    service = objs[("Deployment", "hubforge-service")]["spec"]["template"]["metadata"]["labels"]
+    assert rule["from"][0]["podSelector"]["matchLabels"].items() <= service.items()
+    ls_from = objs[("NetworkPolicy", "hubforge-label-studio-ingress")]["spec"]["ingress"][0]
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "hubforge-service"}}} in (
+        ls_from["from"]
+    )
     assert rule["ports"] == [{"port": 8501, "protocol": "TCP"}]
 
 
@@ -183,6 +189,9 @@ def test_service_is_wired_to_the_hub_the_way_z2jh_expects(chart):
     pod = deployment["spec"]["template"]["spec"]
     assert service["spec"]["selector"] == deployment["spec"]["selector"]["matchLabels"]
     assert pod["serviceAccountName"] == "hubforge-service"  # the one with the Role
+    # it checks tokens with the hub's API, which z2jh's policy opens only to pods with this
+    labels = deployment["spec"]["template"]["metadata"]["labels"]
+    assert labels["hub.jupyter.org/network-access-hub"] == "true"
     (container,) = pod["containers"]
     env = {e["name"]: e for e in container["env"]}
     # z2jh keeps each hub.services token in its Secret "hub" under this key
