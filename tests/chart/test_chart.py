@@ -312,3 +312,71 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
     (service_container,) = service_pod["containers"]
     mounts = {m["name"]: m["mountPath"] for m in service_container["volumeMounts"]}
     assert mounts["hdfs"] == str(workbench.shared_data) == "/mnt/hdfs"
+
+
+# -- NetworkPolicies: every path the design needs is open, and no other -------------------
+def _matches(selector: dict, labels: dict) -> bool:
+    return selector.get("matchLabels", {}).items() <= labels.items()
+
+
+def _allowed(policies: list[dict], kind: str, pod: dict, peer: dict, port: int) -> bool | None:
+    """Does some policy selecting ``pod`` for ``kind`` (Ingress/Egress) let ``peer`` through
+    on ``port``? None when no policy selects the pod (then everything is allowed)."""
+    selecting = [
+        p
+        for p in policies
+        if kind in p["spec"]["policyTypes"] and _matches(p["spec"]["podSelector"], pod)
+    ]
+    if not selecting:
+        return None
+    key, peers_key = ("ingress", "from") if kind == "Ingress" else ("egress", "to")
+    for policy in selecting:
+        for rule in policy["spec"].get(key, []):
+            peers = rule.get(peers_key)
+            ports = [p["port"] for p in rule.get("ports", [])]
+            peer_ok = peers is None or any(
+                "podSelector" in x and _matches(x["podSelector"], peer) for x in peers
+            )
+            if peer_ok and (not ports or port in ports):
+                return True
+    return False
+
+
+def test_network_policies_open_exactly_the_paths_hubforge_uses(chart):
+    from hubforge.serving.objects import labels as endpoint_labels
+
+    objs = by_kind(render(chart))
+    policies = [o for (kind, _), o in objs.items() if kind == "NetworkPolicy"]
+
+    def pod_labels(name):
+        return objs[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
+
+    service, ls = pod_labels("hubforge-service"), pod_labels("hubforge-label-studio")
+    endpoint = endpoint_labels("alice", "scorer")
+    proxy, hub = {"component": "proxy"}, {"component": "hub"}
+    user = {"component": "singleuser-server"}
+    needed = [  # (from, to, port): who must reach whom
+        (proxy, service, 8000),  # the service's routes and the endpoint gateway
+        (user, service, 8000),  # jobs, endpoints, labeling accounts from notebooks
+        (hub, service, 8000),  # the hub's service health checks
+        (proxy, ls, 8080),  # Label Studio's UI
+        (user, ls, 8080),  # the labeling API from notebooks
+        (service, ls, 8080),  # account provisioning
+        (service, endpoint, 8501),  # the gateway
+        (user, hub, 8081),
+        (user, proxy, 8000),
+    ]
+    for source, target, port in needed:
+        assert _allowed(policies, "Ingress", target, source, port) in (True, None), (
+            source,
+            target,
+        )
+        assert _allowed(policies, "Egress", source, target, port) in (True, None), (
+            source,
+            target,
+        )
+    # endpoints only through the gateway: not from notebooks, not from the proxy
+    assert _allowed(policies, "Ingress", endpoint, user, 8501) is False
+    assert _allowed(policies, "Ingress", endpoint, proxy, 8501) is False
+    # notebooks reach nothing else in the cluster (another user's server, say)
+    assert _allowed(policies, "Egress", user, {"component": "singleuser-server"}, 8888) is False
