@@ -37,18 +37,25 @@ function render({ model, el }) {
     const item = model.get("item") || {};
     const labels = model.get("labels");
     const progress = model.get("progress") || {};
-    const pre = item.prelabel ? `<div class="hf-pre">model: <b>${item.prelabel}</b>` +
-      (item.score != null ? ` (${Math.round(item.score * 100)}%)` : "") +
-      " — Enter accepts</div>" : "";
     const boxes = model.get("boxes") || [];
     const detect = model.get("detection");
+    const preboxes = item.preboxes || [];
+    const sure = item.score != null ? ` (${Math.round(item.score * 100)}%)` : "";
+    let pre = item.prelabel ? `<div class="hf-pre">model: <b>${item.prelabel}</b>${sure}` +
+      " — Enter accepts</div>" : "";
+    if (detect && preboxes.length && !boxes.length)
+      pre = `<div class="hf-pre">model: <b>${preboxes.length} box` +
+        `${preboxes.length === 1 ? "" : "es"}</b>${sure} — Enter accepts, or draw your own</div>`;
     let body = "<div class='hf-done'>All items are labeled.</div>";
     if (item.kind === "image" && !detect) body = `<img class="hf-item" src="${item.src}">`;
     if (item.kind === "image" && detect) {
       const shown = boxes.map((b, i) => `<div class="hf-box" style="left:${b.x}%;top:${b.y}%;` +
         `width:${b.width}%;height:${b.height}%"><span>${i + 1} ${b.label}</span></div>`);
+      const guessed = boxes.length ? [] : preboxes.map((b) => `<div class="hf-box hf-guess" ` +
+        `style="left:${b.x}%;top:${b.y}%;width:${b.width}%;height:${b.height}%">` +
+        `<span>${b.label}</span></div>`);
       body = `<div class="hf-canvas"><img class="hf-item" src="${item.src}" draggable="false">` +
-        `${shown.join("")}<div class="hf-box hf-drawing" hidden></div></div>`;
+        `${shown.join("")}${guessed.join("")}<div class="hf-box hf-drawing" hidden></div></div>`;
     }
     if (item.kind === "text") {
       const div = document.createElement("div");
@@ -64,7 +71,8 @@ function render({ model, el }) {
         `<button data-i="${i}" ${item.id ? "" : "disabled"}` +
         `${detect && model.get("current") === l ? " class='hf-current'" : ""}>` +
         `${i < 9 ? (i + 1) + " " : ""}${l}</button>`).join("")}
-        ${detect ? `<button data-a="submit" ${boxes.length ? "" : "disabled"}>Save ` +
+        ${detect ? `<button data-a="submit" ${boxes.length || preboxes.length ? "" :
+          "disabled"}>Save ` +
           `${boxes.length} box${boxes.length === 1 ? "" : "es"} (Enter)</button>` +
           `<button data-a="remove_box">Remove last (Backspace)</button>` : ""}
         <button data-a="skip">Skip (s)</button><button data-a="back">Back (b)</button></div>
@@ -143,6 +151,8 @@ CSS = """
   pointer-events: none; }
 .hubforge-label .hf-box span { background: #e45756; color: white; font-size: 11px; }
 .hubforge-label .hf-drawing { border-style: dashed; }
+.hubforge-label .hf-guess { border: 2px dashed #54a24b; }
+.hubforge-label .hf-guess span { background: #54a24b; }
 .hubforge-label .hf-current { font-weight: bold; outline: 2px solid #4c78a8; }
 """
 
@@ -230,7 +240,10 @@ class LabelWidget(anywidget.AnyWidget):
             self.boxes = self.boxes[:-1]
 
     def submit(self) -> dict[str, Any] | None:
-        """Save the current item's boxes and show the next item."""
+        """Save the current item's boxes (none drawn: the model's, if it proposed some) and
+        show the next item."""
+        if not self.boxes and self.item.get("preboxes"):
+            self.boxes = [dict(b) for b in self.item["preboxes"]]
         if not self.boxes:
             self.status = "Draw at least one box first (or press s to skip the item)"
             return None
@@ -286,7 +299,10 @@ class LabelWidget(anywidget.AnyWidget):
                 self._jobs.task_done()
 
     def accept(self) -> dict[str, Any] | None:
-        """Take the model's pre-label for the current item."""
+        """Take the model's pre-label (or its boxes) for the current item."""
+        if self.detection and self.item.get("preboxes"):
+            self.boxes = []
+            return self.submit()
         if not self.item.get("prelabel"):
             self.status = "No pre-label for this item"
             return None
@@ -315,10 +331,10 @@ class LabelWidget(anywidget.AnyWidget):
     # -- items -----------------------------------------------------------------------------
     def _next_task(self) -> dict[str, Any] | None:
         if self.order == "uncertain":
-            candidates = [
-                t for t in self.project.tasks(labeled=False) if t["id"] not in self.skipped
-            ]
-            candidates.sort(key=lambda t: _best_prediction(t)[1] if _best_prediction(t) else 1)
+            # labels of this session may still be on their way: leave those items out too
+            done = self.skipped | {task["id"] for task, _ in self.history}
+            candidates = [t for t in self.project.tasks(labeled=False) if t["id"] not in done]
+            candidates.sort(key=_confidence)
             return candidates[0] if candidates else None
         task = self.project.next_item()
         if task is not None and task["id"] in self.skipped:
@@ -352,7 +368,14 @@ class LabelWidget(anywidget.AnyWidget):
             self.item = {}
             return
         prelabel, score = _best_prediction(task) or (None, None)
-        self.item = {**self._payload(task), "id": task["id"], "prelabel": prelabel, "score": score}
+        preboxes, box_score = _best_boxes(task) or (None, None)
+        self.item = {
+            **self._payload(task),
+            "id": task["id"],
+            "prelabel": prelabel,
+            "preboxes": preboxes,
+            "score": score if score is not None else box_score,
+        }
 
     def _payload(self, task: dict[str, Any]) -> dict[str, Any]:
         data = task["data"]
@@ -380,6 +403,31 @@ def _best_prediction(task: dict[str, Any]) -> tuple[str, float] | None:
         if labels and (best is None or (score or 0) > best[1]):
             best = (labels[0], score if score is not None else 0.0)
     return best
+
+
+def _best_boxes(task: dict[str, Any]) -> tuple[list[dict[str, Any]], float] | None:
+    """The most confident prediction's boxes (percent of the image) and its score."""
+    best = None
+    for prediction in task.get("predictions") or []:
+        boxes = [
+            {
+                "label": r["value"]["rectanglelabels"][0],
+                **{k: round(float(r["value"][k]), 2) for k in ("x", "y", "width", "height")},
+            }
+            for r in prediction.get("result") or []
+            if r.get("type") == "rectanglelabels" and r.get("value", {}).get("rectanglelabels")
+        ]
+        score = prediction.get("score")
+        score = 0.0 if score is None else float(score)
+        if boxes and (best is None or score > best[1]):
+            best = (boxes, score)
+    return best
+
+
+def _confidence(task: dict[str, Any]) -> float:
+    """How sure the model is of a task (1 without a prediction): the least sure go first."""
+    found = _best_prediction(task) or _best_boxes(task)
+    return found[1] if found else 1.0
 
 
 def label(project: labeling.Project | str, order: str = "queue") -> LabelWidget:

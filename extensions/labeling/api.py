@@ -317,11 +317,7 @@ class Project:
             return None
         if label and isinstance(label[0], dict) and "original_width" in label[0]:
             return int(label[0]["original_width"]), int(label[0]["original_height"])
-        from PIL import Image
-
-        data = _plain(self._ls.tasks.get(id=task_id))["data"]
-        with Image.open(data_root() / data["hubforge_path"]) as image:
-            return image.size
+        return _image_size(_plain(self._ls.tasks.get(id=task_id))["data"])
 
     def unlabeled(self, limit: int = 50) -> list[dict[str, Any]]:
         """Up to ``limit`` unlabeled tasks in Label Studio's order (reads only as many pages
@@ -359,11 +355,13 @@ class Project:
 
         ``model``: a deployed endpoint (``hubforge.serving`` Endpoint), a Keras model, or a
         function from a batch (images as float arrays in [0, 1], or texts) to class
-        probabilities in this project's label order. Returns how many items got one."""
+        probabilities in this project's label order. Detection projects: a function from a
+        batch of images to one list of boxes per image, each ``{"label", "x", "y", "width",
+        "height", "score"}`` (percent of the image). Returns how many items got one."""
         import numpy as np
 
         if self.task == "object-detection":
-            raise LabelingError("preannotate supports classification projects")
+            return self._preannotate_boxes(model, image_size, model_version, batch_size)
         tasks = self.tasks(labeled=False)
         done = 0
         for start in range(0, len(tasks), batch_size):
@@ -382,6 +380,38 @@ class Project:
                     result=self.result(self.labels[best]),
                     score=float(row[best]),
                     model_version=model_version,
+                )
+                done += 1
+        return done
+
+    def _preannotate_boxes(
+        self,
+        model: Any,
+        image_size: tuple[int, int] | None,
+        model_version: str,
+        batch_size: int,
+    ) -> int:
+        """Detection pre-labels: the boxes a function proposes, scored by their least sure box
+        (the widget shows the least sure items first)."""
+        tasks = self.tasks(labeled=False)
+        done = 0
+        for start in range(0, len(tasks), batch_size):
+            batch = tasks[start : start + batch_size]
+            answers = _call_model(model, [self._model_input(t, image_size) for t in batch])
+            if not isinstance(answers, list | tuple) or len(answers) != len(batch):
+                raise LabelingError(
+                    f"The model answered {type(answers).__name__}; expected a list with one "
+                    f"list of boxes per image ({len(batch)} here)"
+                )
+            for task, boxes in zip(batch, answers, strict=True):
+                if not boxes:
+                    continue  # nothing found: nothing to accept
+                scores = [float(b.get("score", 1.0)) for b in boxes]
+                result = self.result(list(boxes), _image_size(task["data"]))
+                for item, score in zip(result, scores, strict=True):
+                    item["score"] = score
+                self._ls.predictions.create(
+                    task=task["id"], result=result, score=min(scores), model_version=model_version
                 )
                 done += 1
         return done
@@ -619,6 +649,14 @@ def _call_model(model: Any, inputs: list[Any]) -> Any:
 
 def _done(task: dict[str, Any]) -> list[dict[str, Any]]:
     return [a for a in task.get("annotations") or [] if not a.get("was_cancelled")]
+
+
+def _image_size(data: dict[str, Any]) -> tuple[int, int]:
+    """Width and height in pixels of a task's image in the data area."""
+    from PIL import Image
+
+    with Image.open(data_root() / data["hubforge_path"]) as image:
+        return image.size
 
 
 def _box(box: dict[str, Any]) -> dict[str, float]:

@@ -62,3 +62,50 @@ def test_boxes_are_drawn_saved_and_exported(workbench, as_user):  # noqa: F811
     assert [round(v) for v in ann["bbox"]] == [6, 6, 20, 20]
     names = {c["id"]: c["name"] for c in coco["categories"]}
     assert names[ann["category_id"]] == "square"
+
+
+def test_model_proposed_boxes_are_shown_least_sure_first_and_accepted(
+    workbench,
+    as_user,  # noqa: F811
+):
+    from hubforge.widgets import label
+
+    as_user("dora")
+    shapes(workbench.data_dir / "hdfs" / "datasets" / "boxes-pre", 3)
+    project = labeling.create_project(
+        "boxes-pre", "datasets/boxes-pre", ["circle", "square"], task="object-detection"
+    )
+    shape = {"x": 18.75, "y": 18.75, "width": 62.5, "height": 62.5}
+
+    def detector(batch):
+        """Squares fill their corners: sure of squares, less of circles."""
+        answers = []
+        for image in batch:
+            square = image[7, 7].mean() > 0.5
+            label_, score = ("square", 0.9) if square else ("circle", 0.6)
+            answers.append([{"label": label_, "score": score, **shape}])
+        return answers
+
+    with pytest.raises(labeling.LabelingError, match="one list of boxes per image"):
+        project.preannotate(lambda batch: [[]])
+    with pytest.raises(labeling.LabelingError, match="inside the image"):
+        project.preannotate(
+            lambda batch: (
+                [[{"label": "circle", "x": 90, "y": 0, "width": 20, "height": 5}]] * len(batch)
+            )
+        )
+    assert project.preannotate(detector) == 3
+
+    widget = label(project, order="uncertain")
+    first = widget.item
+    assert first["preboxes"] == [{"label": "circle", **shape}] and first["score"] == 0.6
+    widget.accept()  # the model's boxes, as they are
+    following = widget.item
+    assert following["preboxes"] and following["id"] != first["id"]
+    widget._on_msg(widget, {"action": "submit"}, None)  # Enter with nothing drawn: accept
+    widget.wait()
+    saved = {t["id"]: t for t in project.tasks(labeled=True)}
+    assert set(saved) == {first["id"], following["id"]}
+    (result,) = saved[first["id"]]["annotations"][0]["result"]
+    assert result["value"]["rectanglelabels"] == ["circle"]
+    assert result["value"]["width"] == pytest.approx(62.5)

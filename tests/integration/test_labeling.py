@@ -286,8 +286,9 @@ def test_label_widget_actions(workbench, as_user):
     assert ordered.item["prelabel"] in ("circle", "square") and 0 < ordered.item["score"] < 1
     scores = sorted(max(p["score"] for p in t["predictions"]) for t in project.tasks(labeled=False))
     assert ordered.item["score"] == pytest.approx(scores[0])
-    expected = ordered.item["prelabel"]
+    expected, accepted = ordered.item["prelabel"], ordered.item["id"]
     ordered.accept()
+    assert ordered.item["id"] != accepted  # the next least sure item, not the same again
     ordered.wait()
     assert project.progress["per_label"][expected] >= 1
     with pytest.raises(labeling.LabelingError, match="expected"):
