@@ -17,6 +17,7 @@ from traitlets.config import Configurable
 from hubforge.podspec import DATA_MOUNT, GPU_RESOURCE, gpu_tolerations
 from hubforge.profiles import validate_profiles
 from hubforge.service.culler import idle_note, idle_timeout
+from hubforge.workbench import Workbench, load_config, load_workbench
 
 
 class KubernetesProfiles(Configurable):
@@ -52,10 +53,12 @@ class KubernetesProfiles(Configurable):
 
 
 def profile_list(
-    profiles: list[dict[str, Any]], s: KubernetesProfiles, idle: tuple[int, int] = (3600, 1800)
+    profiles: list[dict[str, Any]], s: KubernetesProfiles, idle: tuple[int, int] | None = None
 ) -> list[dict[str, Any]]:
     """KubeSpawner's profile_list for Hubforge profiles (validated the same way); ``idle``:
-    the CPU and GPU idle limits, shown under each profile."""
+    the CPU and GPU idle limits shown under each profile (default: Workbench's defaults)."""
+    if idle is None:
+        idle = (Workbench.idle_timeout.default_value, Workbench.gpu_idle_timeout.default_value)
     result = []
     for p in validate_profiles(profiles):
         override: dict[str, Any] = {"image": s.gpu_image if p["gpus"] else s.image}
@@ -94,7 +97,7 @@ def configure(c: Any, profiles: list[dict[str, Any]], workbench: Any = None) -> 
     ``workbench`` adds its idle limits (shown per profile) and TensorBoard limits."""
     s = KubernetesProfiles(config=c)
     c.JupyterHub.spawner_class = "kubespawner.KubeSpawner"
-    idle = (workbench.idle_timeout, workbench.gpu_idle_timeout) if workbench else (3600, 1800)
+    idle = (workbench.idle_timeout, workbench.gpu_idle_timeout) if workbench else None
     c.KubeSpawner.profile_list = profile_list(profiles, s, idle)
     c.KubeSpawner.uid = 1000
     c.KubeSpawner.gid = 100
@@ -156,8 +159,6 @@ def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json
     """The chart's hub config (z2jh ``hub.extraConfig``): the Hubforge config file the chart
     renders (profiles, quotas, culling, cluster settings) becomes KubeSpawner settings, the
     hubforge service's role and the endpoint-call scope."""
-    from hubforge.workbench import load_config, load_workbench
-
     from .config import custom_scopes, roles
 
     workbench = load_workbench(config_path)  # stops the hub on a bad key, naming it

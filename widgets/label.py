@@ -49,11 +49,10 @@ function render({ model, el }) {
     let body = "<div class='hf-done'>All items are labeled.</div>";
     if (item.kind === "image" && !detect) body = `<img class="hf-item" src="${item.src}">`;
     if (item.kind === "image" && detect) {
-      const shown = boxes.map((b, i) => `<div class="hf-box" style="left:${b.x}%;top:${b.y}%;` +
-        `width:${b.width}%;height:${b.height}%"><span>${i + 1} ${b.label}</span></div>`);
-      const guessed = boxes.length ? [] : preboxes.map((b) => `<div class="hf-box hf-guess" ` +
-        `style="left:${b.x}%;top:${b.y}%;width:${b.width}%;height:${b.height}%">` +
-        `<span>${b.label}</span></div>`);
+      const box = (b, cls, text) => `<div class="hf-box ${cls}" style="left:${b.x}%;` +
+        `top:${b.y}%;width:${b.width}%;height:${b.height}%"><span>${text}</span></div>`;
+      const shown = boxes.map((b, i) => box(b, "", `${i + 1} ${b.label}`));
+      const guessed = boxes.length ? [] : preboxes.map((b) => box(b, "hf-guess", b.label));
       body = `<div class="hf-canvas"><img class="hf-item" src="${item.src}" draggable="false">` +
         `${shown.join("")}${guessed.join("")}<div class="hf-box hf-drawing" hidden></div></div>`;
     }
@@ -391,37 +390,42 @@ class LabelWidget(anywidget.AnyWidget):
         return {"kind": "image", "src": src, "width": width, "height": height}
 
 
-def _best_prediction(task: dict[str, Any]) -> tuple[str, float] | None:
+def _best(task: dict[str, Any], pick: Any) -> tuple[Any, float] | None:
+    """The most confident prediction's ``pick(result)`` (skipped when empty) and its score."""
     best = None
     for prediction in task.get("predictions") or []:
-        labels = [
-            label
-            for r in prediction.get("result") or []
-            for label in r.get("value", {}).get("choices", [])
-        ]
+        found = pick(prediction.get("result") or [])
         score = prediction.get("score")
-        if labels and (best is None or (score or 0) > best[1]):
-            best = (labels[0], score if score is not None else 0.0)
+        score = 0.0 if score is None else float(score)
+        if found and (best is None or score > best[1]):
+            best = (found, score)
     return best
 
 
+def _best_prediction(task: dict[str, Any]) -> tuple[str, float] | None:
+    """The model's class for a classification task, and its score."""
+
+    def first_choice(result: list[dict[str, Any]]) -> str | None:
+        choices = [c for r in result for c in r.get("value", {}).get("choices", [])]
+        return choices[0] if choices else None
+
+    return _best(task, first_choice)
+
+
 def _best_boxes(task: dict[str, Any]) -> tuple[list[dict[str, Any]], float] | None:
-    """The most confident prediction's boxes (percent of the image) and its score."""
-    best = None
-    for prediction in task.get("predictions") or []:
-        boxes = [
+    """The model's boxes for a detection task (percent of the image), and its score."""
+
+    def boxes(result: list[dict[str, Any]]) -> list[dict[str, Any]]:
+        return [
             {
                 "label": r["value"]["rectanglelabels"][0],
                 **{k: round(float(r["value"][k]), 2) for k in ("x", "y", "width", "height")},
             }
-            for r in prediction.get("result") or []
+            for r in result
             if r.get("type") == "rectanglelabels" and r.get("value", {}).get("rectanglelabels")
         ]
-        score = prediction.get("score")
-        score = 0.0 if score is None else float(score)
-        if boxes and (best is None or score > best[1]):
-            best = (boxes, score)
-    return best
+
+    return _best(task, boxes)
 
 
 def _confidence(task: dict[str, Any]) -> float:

@@ -11,14 +11,27 @@ from __future__ import annotations
 
 import asyncio
 from typing import Any
+from urllib.parse import quote
 
 from tornado import web
 
 from ..service.handlers import ServiceHandler
+from ..service.hub_api import hub_request
 from .server import LabelingUnavailable, NotShared, prefix
 
 
 class CredentialsHandler(ServiceHandler):
+    async def engine(self, method: Any, *args: Any) -> Any:
+        """Run an Accounts method off the event loop; its refusals become HTTP answers."""
+        try:
+            return await asyncio.to_thread(method, *args)
+        except NotShared as e:
+            raise web.HTTPError(403, str(e)) from None
+        except ValueError as e:
+            raise web.HTTPError(400, str(e)) from None
+        except LabelingUnavailable as e:
+            raise web.HTTPError(503, str(e)) from None
+
     def labeling_user(self) -> str:
         """The calling user's name, once labeling is possible for them."""
         ident = self.identity
@@ -33,12 +46,7 @@ class CredentialsHandler(ServiceHandler):
     async def get(self) -> None:
         user = self.labeling_user()
         owner = self.get_argument("owner", None) or None
-        try:
-            creds = await asyncio.to_thread(self.accounts.credentials, user, owner)
-        except NotShared as e:
-            raise web.HTTPError(403, str(e)) from None
-        except LabelingUnavailable as e:
-            raise web.HTTPError(503, str(e)) from None
+        creds = await self.engine(self.accounts.credentials, user, owner)
         self.write_json({**creds, "ui_url": prefix(self.settings["hub_prefix"]) + "/"})
 
 
@@ -49,18 +57,8 @@ class LoginLinkHandler(CredentialsHandler):
         user = self.labeling_user()
         next_path = self.get_argument("next", "/projects/")
         owner = self.get_argument("owner", None) or None
-        try:
-            url = await asyncio.to_thread(
-                self.accounts.login_link,
-                user,
-                prefix(self.settings["hub_prefix"]),
-                next_path,
-                owner,
-            )
-        except NotShared as e:
-            raise web.HTTPError(403, str(e)) from None
-        except LabelingUnavailable as e:
-            raise web.HTTPError(503, str(e)) from None
+        hub_path = prefix(self.settings["hub_prefix"])
+        url = await self.engine(self.accounts.login_link, user, hub_path, next_path, owner)
         self.write_json({"url": url})
 
 
@@ -82,34 +80,22 @@ class SharesHandler(CredentialsHandler):
         member = self.json_body().get("member")
         if not isinstance(member, str) or not member:
             raise web.HTTPError(400, 'Send {"member": "<hub user name>"}')
-        if member == user:
-            raise web.HTTPError(400, "You always see your own projects: name a teammate")
-        if not await self.hub_user_exists(member):
+        if member != user and not await self.hub_user_exists(member):
             raise web.HTTPError(404, f"No hub user {member!r}: check the name (hub admin page)")
-        members = await asyncio.to_thread(self.accounts.share, user, member)
+        members = await self.engine(self.accounts.share, user, member)
         self.write_json({"shared_with": members}, status=201)
 
     async def delete(self, member: str | None = None) -> None:
         user = self.labeling_user()
         if not member:
             raise web.HTTPError(400, "Name the teammate: DELETE .../labeling/shares/<name>")
-        try:
-            members = await asyncio.to_thread(self.accounts.unshare, user, member)
-        except LabelingUnavailable as e:
-            raise web.HTTPError(503, str(e)) from None
+        members = await self.engine(self.accounts.unshare, user, member)
         self.write_json({"shared_with": members})
 
     async def hub_user_exists(self, name: str) -> bool:
-        from urllib.parse import quote
-
-        from tornado.httpclient import AsyncHTTPClient
-
-        response = await AsyncHTTPClient().fetch(
-            f"{self.hub_auth.api_url}/users/{quote(name, safe='')}",
-            headers={"Authorization": f"token {self.hub_auth.api_token}"},
-            raise_error=False,
-        )
-        return response.code == 200
+        path = f"/users/{quote(name, safe='')}"
+        auth = self.hub_auth
+        return (await hub_request(auth.api_url, auth.api_token, "GET", path)).code == 200
 
 
 def routes(api: str, args: dict[str, Any]) -> list[tuple]:

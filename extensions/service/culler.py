@@ -16,9 +16,8 @@ from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import quote
 
-from tornado.httpclient import AsyncHTTPClient, HTTPRequest
-
 from ..profiles import validate_profiles
+from .hub_api import hub_request
 
 log = logging.getLogger("hubforge.culler")
 
@@ -110,16 +109,7 @@ class IdleCuller:
         return due
 
     async def _hub(self, method: str, path: str) -> Any:
-        request = HTTPRequest(
-            self.hub_api + path,
-            method=method,
-            headers={
-                "Authorization": f"token {self.token}",
-                "Accept": "application/jupyterhub-pagination+json",
-            },
-            request_timeout=30,
-        )
-        response = await AsyncHTTPClient().fetch(request, raise_error=False)
+        response = await hub_request(self.hub_api, self.token, method, path)
         if response.code >= 400:
             raise RuntimeError(f"hub API {method} {path}: {response.code} {response.body!r}")
         return json.loads(response.body) if response.body else None
