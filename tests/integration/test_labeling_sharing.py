@@ -36,6 +36,8 @@ def test_teammates_share_a_project_and_never_get_the_same_item(
     as_user("sally")
     with pytest.raises(labeling.LabelingError, match="No hub user 'nobody-here'"):
         labeling.share("nobody-here")
+    with pytest.raises(labeling.LabelingError, match="name a teammate"):
+        labeling.share("sally")
     run = subprocess.run(
         [sys.executable, "-m", "hubforge.cli", "label", "share", "sam"],
         capture_output=True,

@@ -1,6 +1,7 @@
-"""The hubforge service's job routes with the Kubernetes backend (fake API server): GPUs
-come from the cluster's scheduler, not this machine's inventory; requests are bounded by
-the profiles; identity only from hub tokens."""
+"""The hubforge service's job routes with the Kubernetes backend (fake API server, the one
+part that cannot run here) and a real hub checking the tokens: GPUs come from the cluster's
+scheduler, not this machine's inventory; requests are bounded by the profiles; identity only
+from hub tokens."""
 
 from __future__ import annotations
 
@@ -22,22 +23,26 @@ from hubforge.serving.kubernetes import KubernetesEndpointBackend, KubernetesEnd
 from hubforge.workbench import Workbench
 from tests.fake_k8s import FakeKubernetes
 from tests.integration.test_jobs_kubernetes import SETTINGS, configuration
+from tests.workbench import start_workbench
 
+pytestmark = pytest.mark.hub
 ACCESS = "access:services!service=hubforge"
 
 
-class TokenTable(HubAuth):
-    """Answers like the hub's token API would, from a table (no hub needed here)."""
-
-    users = {"alice-token": {"kind": "user", "name": "alice", "admin": False, "scopes": [ACCESS]}}
-
-    def get_user(self, handler, **kwargs):
-        token = handler.request.headers.get("Authorization", "").removeprefix("token ")
-        return self.users.get(token)
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory):
+    """A real hub (its own hubforge service is not used here) that answers token checks."""
+    wb = start_workbench(
+        tmp_path_factory.mktemp("k8s-hub"),
+        base_url="/",
+        config='c.Workbench.label_studio_python = ""\n',
+    )
+    yield wb
+    wb.down()
 
 
 @pytest.fixture
-def service(tmp_path):
+def service(tmp_path, hub):
     fake = FakeKubernetes(crds={"tfjobs.kubeflow.org"})
     jobs = KubernetesJobBackend(configuration(fake, fake.token), SETTINGS, tmp_path / "hdfs")
     endpoints = KubernetesEndpointBackend(
@@ -50,7 +55,11 @@ def service(tmp_path):
     config.Workbench.max_gpus_per_user = 4
     workbench = Workbench(config=config)
     args = {
-        "hub_auth": TokenTable(api_token="x", api_url="http://127.0.0.1:1/hub/api"),
+        "hub_auth": HubAuth(
+            api_token=(hub.data_dir / "state" / "service-token").read_text().strip(),
+            api_url=hub.url + "hub/api",
+            access_scopes={ACCESS},
+        ),
         "allocator": GpuAllocator([], tmp_path / "gpus.json"),
         "workbench": workbench,
         "quotas": Quotas.from_workbench(workbench),
@@ -67,14 +76,14 @@ def service(tmp_path):
 
     threading.Thread(target=serve, daemon=True).start()
     started.wait(10)
-    yield f"http://127.0.0.1:{port}/api", fake
+    yield f"http://127.0.0.1:{port}/api", fake, hub.create_user("alice")
     loop.call_soon_threadsafe(loop.stop)
     jobs.close()
     endpoints.close()
     fake.stop()
 
 
-def submit(url, spec, token="alice-token"):
+def submit(url, spec, token):
     return requests.post(
         url + "/jobs",
         json={"script": "print('train')\n", "spec": spec},
@@ -84,8 +93,8 @@ def submit(url, spec, token="alice-token"):
 
 
 def test_gpu_jobs_go_to_the_cluster_scheduler(service):
-    url, fake = service
-    r = submit(url, {"name": "big", "workers": 2, "gpus_per_worker": 2})
+    url, fake, alice = service
+    r = submit(url, {"name": "big", "workers": 2, "gpus_per_worker": 2}, alice)
     assert r.status_code == 201, r.text  # no "only 0 of 0 GPUs free" from a local inventory
     (tfjob,) = fake.of_kind("tfjobs")
     worker = tfjob["spec"]["tfReplicaSpecs"]["Worker"]
@@ -96,11 +105,11 @@ def test_gpu_jobs_go_to_the_cluster_scheduler(service):
 
 
 def test_requests_are_bounded_by_profiles_and_quotas(service):
-    url, fake = service
-    r = submit(url, {"name": "huge", "workers": 1, "gpus_per_worker": 8})
+    url, fake, alice = service
+    r = submit(url, {"name": "huge", "workers": 1, "gpus_per_worker": 8}, alice)
     assert r.status_code == 400
     assert "gpus_per_worker=8: the largest profile offers at most 2" in r.json()["message"]
-    r = submit(url, {"name": "wide", "workers": 3, "gpus_per_worker": 2})
+    r = submit(url, {"name": "wide", "workers": 3, "gpus_per_worker": 2}, alice)
     assert r.status_code == 403, r.text
     assert "needs 6 GPUs; you use 0 of your 4" in r.json()["message"]
     assert fake.of_kind("tfjobs") == []
