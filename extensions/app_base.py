@@ -7,10 +7,11 @@ from typing import Any
 from jupyter_server.base.handlers import APIHandler
 from jupyter_server.extension.handler import ExtensionHandlerMixin
 
+from .httperrors import ExpectedErrors
 from .jsonbody import json_object
 
 
-class HubforgeAPIHandler(ExtensionHandlerMixin, APIHandler):
+class HubforgeAPIHandler(ExpectedErrors, ExtensionHandlerMixin, APIHandler):
     """Authenticated (token or cookie + XSRF on writes), JSON errors without tracebacks."""
 
     auth_resource = "hubforge"

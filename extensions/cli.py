@@ -14,7 +14,7 @@ from pathlib import Path
 
 import requests
 
-from .atomic import read_json, write_json, write_text
+from .atomic import DamagedStateFile, read_json, write_json, write_text
 from .processes import MARKER, sweep
 from .workbench import ConfigError, Workbench, load_workbench
 
@@ -674,6 +674,9 @@ def main(argv: list[str] | None = None) -> int:
         return args.func(args)
     except ConfigError as e:
         print(f"Configuration error: {e}", file=sys.stderr)
+        return 2
+    except DamagedStateFile as e:
+        print(f"error: {e}", file=sys.stderr)
         return 2
     except RuntimeError as e:
         print(f"error: {e}", file=sys.stderr)

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import logging
+import time
 from pathlib import Path
 
-from .atomic import read_json, write_json
+from .atomic import DamagedStateFile, read_json, write_json
+
+log = logging.getLogger(__name__)
 
 
 class NotEnoughGpus(RuntimeError):
@@ -24,7 +28,15 @@ class GpuAllocator:
     def __init__(self, inventory: list[str], state_file: str | Path):
         self.inventory = list(inventory)
         self.state_file = Path(state_file)
-        saved = read_json(self.state_file, {}) or {}
+        try:
+            saved = read_json(self.state_file, {}) or {}
+        except DamagedStateFile as e:
+            # Allocations are rebuilt as servers and jobs ask again; the damaged file is kept
+            # beside it for a person to look at, never overwritten.
+            kept = self.state_file.with_name(f"{self.state_file.name}.damaged-{int(time.time())}")
+            self.state_file.rename(kept)
+            log.error("%s It was moved to %s; GPU allocations start empty.", e, kept)
+            saved = {}
         # Drop devices that left the inventory since the last run.
         self._owners: dict[str, list[str]] = {
             owner: [d for d in devices if d in self.inventory] for owner, devices in saved.items()

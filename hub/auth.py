@@ -7,7 +7,10 @@ from pathlib import Path
 from typing import Any
 
 from jupyterhub.auth import Authenticator
+from tornado import web
 from traitlets import Unicode, default
+
+from hubforge.atomic import DamagedStateFile
 
 from .passwords import PasswordStore
 
@@ -35,7 +38,15 @@ class PasswordAuthenticator(Authenticator):
 
     async def authenticate(self, handler: Any, data: dict) -> dict | None:
         name = self.normalize_username(data.get("username", ""))
-        record = self.store.verify(name, data.get("password", ""))
+        try:
+            record = self.store.verify(name, data.get("password", ""))
+        except DamagedStateFile as e:
+            self.log.error("Logins refused: %s", e)
+            raise web.HTTPError(
+                503,
+                "Logins are paused: the workbench's password file is damaged. An admin "
+                "must repair it (`hubforge users list` names the file).",
+            ) from None
         if record is None:
             self.log.warning("Failed login for %r", name)
         return record
@@ -43,4 +54,9 @@ class PasswordAuthenticator(Authenticator):
     def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
         # Anyone with a password in the store may log in; users created by an admin
         # through the hub are allowed too, once they have a password.
-        return username in self.store.users() or super().check_allowed(username, authentication)
+        try:
+            known = username in self.store.users()
+        except DamagedStateFile as e:
+            self.log.error("%s", e)
+            known = False
+        return known or super().check_allowed(username, authentication)

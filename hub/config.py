@@ -105,6 +105,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
             "command": [sys.executable, "-m", "hubforge.service.app"],
             "environment": service_env,
             "display": False,
+            "timeout": 120,  # a busy machine imports slowly; the hub routes nothing until then
         }
     ]
     if workbench.label_studio_python:

@@ -8,7 +8,7 @@ import re
 import secrets
 from pathlib import Path
 
-from hubforge.atomic import read_json, write_json
+from hubforge.atomic import file_lock, read_json, write_json
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _N, _R, _P = 2**14, 8, 1
@@ -43,6 +43,9 @@ def _verify(password: str, stored: str) -> bool:
     return hmac.compare_digest(computed.hex(), digest)
 
 
+_UNKNOWN_USER_HASH = _hash(secrets.token_urlsafe(16), secrets.token_bytes(16))
+
+
 def generate_password() -> str:
     return secrets.token_urlsafe(12)
 
@@ -63,32 +66,42 @@ class PasswordStore:
         """name -> {"admin": bool}, without hashes."""
         return {name: {"admin": u.get("admin", False)} for name, u in self._load().items()}
 
+    def _locked(self):
+        """Read-modify-write of the file by one process at a time (two `users add` at once
+        must both land)."""
+        return file_lock(self.path.with_name(self.path.name + ".lock"))
+
     def add(self, name: str, password: str | None = None, admin: bool = False) -> str:
         """Create a user; returns the password (generated unless given)."""
         check_username(name)
-        users = self._load()
-        if name in users:
-            raise UserError(f"User {name!r} exists already; use reset-password to change it")
         password = password or generate_password()
         self._check_password(password)
-        users[name] = {"hash": _hash(password, secrets.token_bytes(16)), "admin": admin}
-        self._save(users)
+        with self._locked():
+            users = self._load()
+            if name in users:
+                raise UserError(f"User {name!r} exists already; use reset-password to change it")
+            users[name] = {"hash": _hash(password, secrets.token_bytes(16)), "admin": admin}
+            self._save(users)
         return password
 
     def reset(self, name: str, password: str | None = None) -> str:
-        users = self._load()
-        if name not in users:
-            raise UserError(f"No such user {name!r}; add it with `hubforge users add {name}`")
         password = password or generate_password()
         self._check_password(password)
-        users[name]["hash"] = _hash(password, secrets.token_bytes(16))
-        self._save(users)
+        with self._locked():
+            users = self._load()
+            if name not in users:
+                raise UserError(f"No such user {name!r}; add it with `hubforge users add {name}`")
+            users[name]["hash"] = _hash(password, secrets.token_bytes(16))
+            self._save(users)
         return password
 
     def verify(self, name: str, password: str) -> dict | None:
         """The user's record (without hash) when the password matches, else None."""
         record = self._load().get(name)
-        if record is None or not _verify(password, record["hash"]):
+        # unknown names cost the same scrypt work as known ones: timing tells nothing
+        if not _verify(password, record["hash"] if record else _UNKNOWN_USER_HASH):
+            return None
+        if record is None:
             return None
         return {"name": name, "admin": record.get("admin", False)}
 

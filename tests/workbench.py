@@ -119,6 +119,21 @@ class RunningWorkbench:
             time.sleep(0.1)
         raise AssertionError(f"server of {name} did not stop")
 
+    def wait_label_studio(self, deadline: float) -> None:
+        """Until Label Studio answers its health check through the hub (200, not 503)."""
+        status = None
+        while time.monotonic() < deadline:
+            if self.proc.poll() is not None:
+                raise RuntimeError(f"hubforge up exited:\n{self.log.read_text()}")
+            try:
+                status = requests.get(self.url + "services/label-studio/health", timeout=10)
+                if status.status_code == 200:
+                    return
+            except requests.RequestException as e:
+                status = e
+            time.sleep(0.5)
+        raise RuntimeError(f"Label Studio did not start ({status}):\n{self.log.read_text()}")
+
     def down(self) -> subprocess.CompletedProcess:
         result = hubforge("down", data_dir=self.data_dir)
         try:
@@ -132,9 +147,12 @@ def start_workbench(
     data_dir: Path,
     base_url: str = AWKWARD_BASE_URL,
     config: str = "",
-    timeout: float = 90,
+    timeout: float = 300,
+    label_studio: bool | None = None,
 ) -> RunningWorkbench:
-    """`hubforge up` as a subprocess; returns once the hub answers through the proxy."""
+    """`hubforge up` as a subprocess; returns once the hub answers through the proxy and,
+    with ``label_studio``, once Label Studio has finished its first start (a database
+    migration: ~35 s on an idle machine, minutes on a busy one)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "hubforge_config.py"
     config_file.write_text(config)
@@ -173,7 +191,12 @@ def start_workbench(
         raise RuntimeError(f"hubforge up did not start:\n{log.read_text()}")
     creds = (data_dir / "state" / "initial-admin.txt").read_text()
     password = creds.split("password:")[1].split()[0]
-    return RunningWorkbench(data_dir, url, proc, log, password)
+    wb = RunningWorkbench(data_dir, url, proc, log, password)
+    if label_studio is None:  # tests that turn it off say so in their config
+        label_studio = 'label_studio_python = ""' not in config
+    if label_studio:
+        wb.wait_label_studio(deadline=time.monotonic() + 600)
+    return wb
 
 
 def quote_path(path: str) -> str:

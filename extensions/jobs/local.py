@@ -11,6 +11,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from ..atomic import DamagedStateFile
 from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached
 from .base import JobBackend
 from .errors import JobError, JobNotFound
@@ -84,7 +85,10 @@ class LocalJobBackend(JobBackend):
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
         store = self.store(owner, job_id)
-        record = store.read()
+        try:
+            record = store.read()
+        except DamagedStateFile as e:
+            raise JobError(f"Job {job_id}: {e}", 409) from None
         if record["state"] not in TERMINAL and not _supervisor_alive(record):
             # The supervisor always records how the job ended; gone without it: it was killed.
             time.sleep(0.2)  # it may be writing its last words right now
@@ -101,7 +105,10 @@ class LocalJobBackend(JobBackend):
         records = []
         for path in folder.iterdir():
             if (path / "job.json").exists():
-                records.append(self.get(owner, path.name))
+                try:
+                    records.append(self.get(owner, path.name))
+                except JobError as e:  # one damaged job.json: list it as such, list the rest
+                    records.append(JobStore(path).damaged_record(owner, e))
         return sorted(records, key=lambda r: r["created"], reverse=True)
 
     def cancel(self, owner: str, job_id: str) -> dict[str, Any]:

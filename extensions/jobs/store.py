@@ -19,7 +19,8 @@ from typing import Any
 from ..atomic import read_json, write_json, write_text
 from ..distribute import PROGRESS_FILE
 
-TERMINAL = {"succeeded", "failed", "cancelled"}
+# "damaged": job.json is not readable (listed with the file and what to do, never rewritten)
+TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 
 
 class JobStore:
@@ -52,6 +53,24 @@ class JobStore:
         if record is None:
             raise FileNotFoundError(self.record_file)
         return record
+
+    def damaged_record(self, owner: str, error: Exception) -> dict[str, Any]:
+        """What a job list shows for a job whose job.json cannot be read."""
+        when = self.path.stat().st_mtime
+        return {
+            "id": self.id,
+            "owner": owner,
+            "spec": {"name": self.id, "workers": 0, "gpus_per_worker": 0},
+            "state": "damaged",
+            "reason": str(error),
+            "restarts": 0,
+            "replicas": {},
+            "created": when,
+            "updated": when,
+            "supervisor": None,
+            "backend": "local",
+            "artifacts": self.artifacts(),
+        }
 
     def update(self, **changes: Any) -> dict[str, Any]:
         record = self.read()

@@ -2,8 +2,9 @@
 ``<ls-venv>/bin/python ls_main.py serve ...`` (on Kubernetes, in the Label Studio image
 ``images/label-studio``); it never imports Hubforge.
 
-``serve``: migrate, create the admin and its organisation (legacy tokens on), then serve
-Label Studio's WSGI app under a URL prefix (the hub's proxy passes the full path; Django wants
+``serve``: bind the port at once (answering 503 "starting"), migrate, create the admin and
+its organisation (legacy tokens on), then serve Label Studio's WSGI app under a URL prefix
+(the hub's proxy passes the full path; Django wants
 it stripped, with static files under the prefix too). Two Hubforge routes sit in front of it:
 ``POST /hubforge/provision`` (the hubforge service, with the admin token, gets a hub user's own
 account and organisation: users see only their projects) and ``GET /hubforge/login`` (signed
@@ -13,6 +14,7 @@ one-minute links into the UI).
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -226,7 +228,54 @@ def provision(environ, start_response):
     return _reply(start_response, "200 OK", account)
 
 
-def serve(args: argparse.Namespace) -> None:
+class Gate:
+    """The WSGI app the port serves from the first second, until Label Studio has migrated
+    its database: the front page says "starting" (200, it reloads itself, and it is what the
+    hub checks before it routes anything), every other path answers 503 with Retry-After.
+    Then Label Studio itself. The hub starts routing at once instead of waiting."""
+
+    MESSAGE = (
+        "Label Studio is starting (its first start prepares its database and takes about a "
+        "minute): try again in a few seconds"
+    )
+
+    def __init__(self, prefix: str) -> None:
+        self.app = None
+        self.prefix = prefix
+
+    def __call__(self, environ, start_response):
+        if self.app is not None:
+            return self.app(environ, start_response)
+        headers = [("Retry-After", "5"), ("Cache-Control", "no-store")]
+        if environ.get("PATH_INFO", "/").rstrip("/") == self.prefix:
+            body = (
+                "<!doctype html><meta http-equiv='refresh' content='5'>"
+                f"<title>Label Studio is starting</title><p>{self.MESSAGE}. This page reloads "
+                "by itself.</p>"
+            ).encode()
+            start_response("200 OK", [("Content-Type", "text/html"), *headers])
+            return [body]
+        body = json.dumps({"status": "starting", "error": self.MESSAGE}).encode()
+        start_response("503 Service Unavailable", [("Content-Type", "application/json"), *headers])
+        return [body]
+
+
+def listen(host: str, port: int, app) -> object:
+    """Bind ``host:port`` now (before Django loads) and serve ``app`` in a thread."""
+    import socketserver
+
+    from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
+
+    server_class = type("ThreadingWSGIServer", (socketserver.ThreadingMixIn, WSGIServer), {})
+    server_class.request_queue_size = 64
+    server = server_class((host, port), WSGIRequestHandler, ipv6=False)
+    server.daemon_threads = True
+    server.set_app(app)
+    threading.Thread(target=server.serve_forever, name="http", daemon=True).start()
+    return server
+
+
+def serve(args: argparse.Namespace, gate: Gate) -> None:
     from django.core.management import call_command
 
     call_command("migrate", "--no-color", verbosity=0)
@@ -237,12 +286,10 @@ def serve(args: argparse.Namespace) -> None:
         staff=True,
     )
     print(f"label studio: admin {admin['email']} ready", flush=True)
-    from django.core.servers.basehttp import WSGIServer, run
     from django.core.wsgi import get_wsgi_application
 
-    WSGIServer.request_queue_size = 64
-    print(f"label studio: listening on {args.host}:{args.port}{args.prefix}/", flush=True)
-    run(args.host, args.port, StripPrefix(get_wsgi_application(), args.prefix), threading=True)
+    gate.app = StripPrefix(get_wsgi_application(), args.prefix)
+    print(f"label studio: ready on {args.host}:{args.port}{args.prefix}/", flush=True)
 
 
 def main() -> None:
@@ -253,9 +300,15 @@ def main() -> None:
     s.add_argument("--port", type=int, required=True)
     s.add_argument("--prefix", default="", help="URL prefix, e.g. /services/label-studio")
     args = parser.parse_args()
-    _setup()
     args.prefix = args.prefix.rstrip("/")
-    serve(args)
+    gate = Gate(args.prefix)
+    listen(args.host, args.port, gate)
+    where = f"{args.host}:{args.port}{args.prefix}/"
+    print(f"label studio: listening on {where} (starting)", flush=True)
+    _setup()
+    serve(args, gate)
+    with contextlib.suppress(KeyboardInterrupt):
+        threading.Event().wait()  # the server thread serves until the process is stopped
 
 
 if __name__ == "__main__":

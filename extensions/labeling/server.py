@@ -68,6 +68,7 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(workbench.shared_data),
         "COLLECT_ANALYTICS": "false",
+        "LATEST_VERSION_CHECK": "false",  # no call to the package index at every start
         "SENTRY_DSN": "",  # no error reports to the internet
         "FRONTEND_SENTRY_DSN": "",
         "HUBFORGE_LS_ADMIN_EMAIL": admin["email"],
@@ -87,6 +88,9 @@ def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, 
         "environment": environment(workbench, path, marker),
         "display": True,
         "info": {"description": "Label data sets (Hubforge)"},
+        # ls_main.py binds its port within a second and answers 503 "starting" while it
+        # migrates; this only covers a slow interpreter start on a busy machine
+        "timeout": 120,
     }
 
 

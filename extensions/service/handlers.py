@@ -10,6 +10,7 @@ from tornado import web
 
 from .. import __version__
 from ..gpus import GpuAllocator, NotEnoughGpus
+from ..httperrors import ExpectedErrors
 from ..hub.passwords import PasswordStore, UserError
 from ..jsonbody import json_object
 
@@ -19,7 +20,7 @@ SERVICE_NAME = "hubforge"
 CALL_ENDPOINTS_SCOPE = "custom:hubforge:endpoints:call"
 
 
-class ServiceHandler(HubAuthenticated, web.RequestHandler):
+class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
     """JSON handler that refuses any caller without a valid JupyterHub token."""
 
     def initialize(

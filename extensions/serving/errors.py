@@ -17,3 +17,9 @@ class NotFound(ServingError):
 
 class TooLarge(ServingError):
     status = 413
+
+
+class Unavailable(ServingError):
+    """The endpoint records cannot be read right now (a damaged state file)."""
+
+    status = 503

@@ -28,7 +28,9 @@ class EndpointsBase(ServiceHandler):
         return self.identity["name"]
 
     def serving_error(self, error: ServingError) -> None:
-        raise web.HTTPError(error.status if error.status < 500 else 502, str(error))
+        raise web.HTTPError(
+            error.status if error.status <= 503 and error.status != 500 else 502, str(error)
+        )
 
     def public(self, record: dict[str, Any]) -> dict[str, Any]:
         gateway = f"{self.settings['service_prefix']}endpoints/{record['owner']}/{record['name']}"

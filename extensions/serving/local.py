@@ -7,6 +7,7 @@ service's state folder, so a service or hub restart brings every endpoint back.
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -16,11 +17,13 @@ from typing import Any
 
 import requests
 
-from ..atomic import read_json, write_json
+from ..atomic import DamagedStateFile, read_json, write_json
 from ..processes import alive, free_port, spawn_detached, terminate_group
 from .base import EndpointBackend, check_batching
-from .errors import BadRequest, NotFound, ServingError
+from .errors import BadRequest, NotFound, ServingError, Unavailable
 from .model import find_versions
+
+log = logging.getLogger(__name__)
 
 
 class LocalEndpointBackend(EndpointBackend):
@@ -35,7 +38,13 @@ class LocalEndpointBackend(EndpointBackend):
 
     # -- records ------------------------------------------------------------------------
     def _records(self) -> dict[str, dict[str, Any]]:
-        return read_json(self.state_file, {}) or {}
+        try:
+            return read_json(self.state_file, {}) or {}
+        except DamagedStateFile as e:
+            raise Unavailable(
+                f"Endpoints are unavailable until an admin repairs the workbench's endpoint "
+                f"records: {e}"
+            ) from None
 
     def _save(self, records: dict[str, dict[str, Any]]) -> None:
         write_json(self.state_file, records)
@@ -164,7 +173,11 @@ class LocalEndpointBackend(EndpointBackend):
         """Restart endpoints whose process is gone (after a service or hub restart)."""
         restarted = []
         with self._lock:
-            records = self._records()
+            try:
+                records = self._records()
+            except Unavailable as e:  # the service starts anyway; endpoint calls say why
+                log.error("%s", e)
+                return []
             for key, record in records.items():
                 if not alive(record) and find_versions(record["base_path"]):
                     records[key] = self._start(
