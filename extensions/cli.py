@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import json
 import os
 import signal
@@ -14,15 +13,26 @@ from pathlib import Path
 
 import requests
 
+from . import lifecycle
 from .atomic import DamagedStateFile, read_json, write_json, write_text
-from .processes import MARKER, sweep
+from .processes import sweep
 from .workbench import ConfigError, Workbench, load_workbench
 
 FIRST_ADMIN = "admin"
 
 
 def _apply_options(args: argparse.Namespace) -> None:
-    """CLI options become the environment the Workbench defaults read (hub and service too)."""
+    """CLI options become the environment the Workbench defaults read (hub and service too).
+
+    Without --data-dir or $HUBFORGE_DIR, commands other than `up` act on the data folder of
+    the last `hubforge up` (they say which)."""
+    if (
+        getattr(args, "data_dir", None) is None
+        and not os.environ.get("HUBFORGE_DIR")
+        and args.command != "up"
+        and (last := lifecycle.remembered())
+    ):
+        args.data_dir = last
     for option, env in (
         ("data_dir", "HUBFORGE_DIR"),
         ("ip", "HUBFORGE_IP"),
@@ -49,7 +59,9 @@ def _pid_file(workbench: Workbench) -> Path:
 
 
 def running(workbench: Workbench) -> dict | None:
-    """The record of a running `hubforge up`, or None."""
+    """The record of the `hubforge up` that holds this data folder, or None."""
+    if not lifecycle.is_locked(workbench.state_dir):
+        return None
     record = read_json(_pid_file(workbench))
     if not record:
         return None
@@ -75,37 +87,18 @@ def _ensure_first_admin(workbench: Workbench) -> None:
     )
 
 
-def _wait_ready(url: str, hub: subprocess.Popen, timeout: float = 120) -> bool:
+def _wait_ready(url: str, hub: subprocess.Popen, timeout: float = 300) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if hub.poll() is not None:
             return False
         try:
-            if requests.get(url + "hub/api/", timeout=2).status_code == 200:
+            if requests.get(url + "hub/api/", timeout=5).status_code == 200:
                 return True
         except requests.RequestException:
             pass
         time.sleep(0.2)
     return False
-
-
-def _start_hub(workbench: Workbench, quiet: bool) -> subprocess.Popen:
-    """JupyterHub in its own session, so Ctrl-C reaches only us and we stop it once."""
-    from hubforge.hub.config import config_file_path
-
-    env = dict(os.environ, **{MARKER: workbench.data_dir, "HUBFORGE_DIR": workbench.data_dir})
-    output = None
-    if quiet:
-        output = (workbench.state_dir / "jupyterhub.log").open("ab")
-    with output or contextlib.nullcontext():
-        return subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],
-            cwd=workbench.state_dir,
-            env=env,
-            start_new_session=True,
-            stdout=output,
-            stderr=output,
-        )
 
 
 def _stop_jobs(workbench: Workbench) -> None:
@@ -123,7 +116,7 @@ def _stop_jobs(workbench: Workbench) -> None:
         print(f"Stopped job(s): {', '.join(stopped)}", file=sys.stderr)
 
 
-def _stop_hub(hub: subprocess.Popen, workbench: Workbench) -> None:
+def _stop_hub(hub: subprocess.Popen, workbench: Workbench, stop_jobs: bool = True) -> None:
     if hub.poll() is None:
         hub.terminate()
         try:
@@ -133,7 +126,8 @@ def _stop_hub(hub: subprocess.Popen, workbench: Workbench) -> None:
     left = sweep(workbench.data_dir)
     if left:
         print(f"Stopped {left} leftover process(es).", file=sys.stderr)
-    _stop_jobs(workbench)
+    if stop_jobs:
+        _stop_jobs(workbench)
     _pid_file(workbench).unlink(missing_ok=True)
 
 
@@ -141,14 +135,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     from hubforge.hub.config import find_proxy
 
     workbench = load_workbench(args.config)
-    if record := running(workbench):
-        raise RuntimeError(
-            f"Hubforge is already running at {record['url']} (pid {record['pid']}); "
-            "stop it with `hubforge down`."
-        )
-    find_proxy()  # fail now, with the fix, rather than inside the hub
     workbench.prepare()
+    lifecycle.lock(workbench.state_dir)  # held until this process exits
+    find_proxy()  # fail now, with the fix, rather than inside the hub
     _ensure_first_admin(workbench)
+    lifecycle.remember(workbench.data_dir)
     stopping: list[int] = []
     hubs: list[subprocess.Popen] = []
 
@@ -160,27 +151,51 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    hub = _start_hub(workbench, args.quiet)
-    hubs.append(hub)
-    if stopping:
-        hub.terminate()
-    record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
-    write_json(_pid_file(workbench), record)
+    ports = lifecycle.fixed_ports()
+    restarts = lifecycle.Restarts()
+    print(f"Starting Hubforge on {workbench.data_dir}", flush=True)
+    code = 0
     try:
-        if _wait_ready(workbench.public_url, hub):
+        while not stopping:
+            hub = lifecycle.start_hub(workbench.data_dir, workbench.state_dir, ports, args.quiet)
+            hubs.append(hub)
+            record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
+            write_json(_pid_file(workbench), record)
+            if _wait_ready(workbench.public_url, hub):
+                print(
+                    f"\nHubforge is running at {workbench.public_url}\n"
+                    "Log in with your user name and password (first admin: see above or "
+                    f"{workbench.state_dir / 'initial-admin.txt'}).\n"
+                    "Stop with Ctrl-C or `hubforge down`.\n"
+                    if len(hubs) == 1
+                    else f"The hub is back at {workbench.public_url}",
+                    flush=True,
+                )
+            elif not stopping and hub.poll() is None:
+                print("The hub did not answer within 300 s; see its log.", file=sys.stderr)
+            code = hub.wait()
+            if stopping:
+                break
+            left = lifecycle.stop_leftovers(workbench.data_dir)
+            if not restarts.allow():
+                print(
+                    f"The hub exited with status {code} {lifecycle.MAX_RESTARTS + 1} times "
+                    f"within {lifecycle.RESTART_WINDOW // 60} minutes; giving up (see its log). "
+                    "Training jobs and endpoints keep running; `hubforge up` again finds them.",
+                    file=sys.stderr,
+                )
+                write_text(workbench.state_dir / "keep-jobs", "the hub kept crashing\n")
+                break
             print(
-                f"\nHubforge is running at {workbench.public_url}\n"
-                "Log in with your user name and password (first admin: see above or "
-                f"{workbench.state_dir / 'initial-admin.txt'}).\n"
-                "Stop with Ctrl-C or `hubforge down`.\n",
+                f"The hub exited with status {code}; restarting it (stopped {left} of its "
+                "services; servers, training jobs and endpoints keep running).",
+                file=sys.stderr,
                 flush=True,
             )
-        elif not stopping and hub.poll() is None:
-            print("The hub did not answer within 120 s; see its log.", file=sys.stderr)
-        code = hub.wait()
     finally:
-        _stop_hub(hub, workbench)
-    return 0 if stopping else code
+        if hubs:
+            _stop_hub(hubs[-1], workbench)
+    return 0 if stopping else (code or 1)
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -192,19 +207,19 @@ def cmd_down(args: argparse.Namespace) -> int:
         left = sweep(workbench.data_dir)
         _stop_jobs(workbench)
         print(
-            f"Hubforge is not running in {workbench.data_dir}"
+            f"Hubforge is not running on {workbench.data_dir}"
             + (f"; stopped {left} leftover process(es)." if left else ".")
         )
         return 0
     os.kill(record["pid"], signal.SIGTERM)
-    deadline = time.monotonic() + 60
+    deadline = time.monotonic() + 90
     while time.monotonic() < deadline and running(workbench):
         time.sleep(0.2)
     if running(workbench):
-        print("Hubforge did not stop within 60 s; killing it.", file=sys.stderr)
+        print("Hubforge did not stop within 90 s; killing it.", file=sys.stderr)
         os.kill(record["pid"], signal.SIGKILL)
     sweep(workbench.data_dir)
-    print("Hubforge stopped.")
+    print(f"Hubforge stopped ({workbench.data_dir}).")
     return 0
 
 
@@ -239,6 +254,7 @@ def cmd_users(args: argparse.Namespace) -> int:
 
     workbench = load_workbench(args.config)
     workbench.prepare()
+    print(f"Workbench: {workbench.data_dir}", file=sys.stderr)
     store = _store(workbench)
     password = None
     if getattr(args, "password_stdin", False):
@@ -641,6 +657,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", parents=[common], help="stop the workbench")
+    for option in ("--ip", "--port", "--base-url"):  # `make down ARGS=...` with up's ARGS
+        down.add_argument(option, help=argparse.SUPPRESS)
+    down.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
     down.add_argument(
         "--keep-jobs",
         action="store_true",

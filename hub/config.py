@@ -71,13 +71,24 @@ def roles() -> list[dict[str, Any]]:
     ]
 
 
+def fixed_port(name: str) -> int:
+    """A loopback port that stays the same while one `hubforge up` runs: it sets
+    HUBFORGE_<NAME>_PORT once, so a restarted hub and its services come back where running
+    servers and endpoints expect them. Without it (the hub run by hand): a free port."""
+    value = os.environ.get(f"HUBFORGE_{name.upper()}_PORT", "")
+    return int(value) if value.isdigit() else free_port()
+
+
+FIXED_PORTS = ("hub", "proxy_api", "service", "label_studio")
+
+
 def configure(c: Any, config_path: str | None = None) -> Workbench:
     """Fill JupyterHub config ``c`` for the local workbench."""
     workbench = load_workbench(config_path)
     workbench.prepare()
     state = workbench.state_dir
     token = service_token(workbench)
-    service_port = free_port()
+    service_port = fixed_port("service")
     service_url = f"http://127.0.0.1:{service_port}"
     marker = {WORKBENCH_MARKER: workbench.data_dir, "HUBFORGE_DIR": workbench.data_dir}
     if os.environ.get("HUBFORGE_CONFIG"):
@@ -87,7 +98,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.JupyterHub.port = workbench.port
     c.JupyterHub.base_url = workbench.base_url
     c.JupyterHub.hub_ip = "127.0.0.1"
-    c.JupyterHub.hub_port = free_port()
+    c.JupyterHub.hub_port = fixed_port("hub")
     c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
     c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
     c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
@@ -109,14 +120,14 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
         }
     ]
     if workbench.label_studio_python:
-        ls = label_studio.hub_service(workbench, free_port(), marker)
+        ls = label_studio.hub_service(workbench, fixed_port("label_studio"), marker)
         c.JupyterHub.services.append(ls)
         # the hubforge service provisions accounts and talks to it on loopback
         service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + label_studio.prefix(
             workbench.base_url
         )
     c.ConfigurableHTTPProxy.command = [find_proxy()]
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{free_port()}"
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{fixed_port('proxy_api')}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.ConfigurableHTTPProxy.should_start = True
     c.ConfigurableHTTPProxy.debug = False

@@ -20,6 +20,11 @@ HUBFORGE = [sys.executable, "-m", "hubforge.cli"]
 AWKWARD_BASE_URL = "/hub%40forge space/"
 
 
+def xdg_state(data_dir: Path) -> Path:
+    """Where the test workbench's `hubforge up` remembers its data folder."""
+    return data_dir / ".xdg-state"
+
+
 def hubforge(*args: str, data_dir: Path, input: str | None = None, timeout: float = 120):
     """Run the hubforge CLI; returns the CompletedProcess."""
     return subprocess.run(
@@ -174,7 +179,8 @@ def start_workbench(
             ],
             stdout=out,
             stderr=subprocess.STDOUT,
-            env=dict(os.environ, PYTHONUNBUFFERED="1"),
+            # `up` remembers its data folder there (not in the real home)
+            env=dict(os.environ, PYTHONUNBUFFERED="1", XDG_STATE_HOME=str(xdg_state(data_dir))),
         )
     from hubforge.workbench import normalize_base_url
 

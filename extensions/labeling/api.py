@@ -16,7 +16,6 @@ import hashlib
 import json
 import os
 import re
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -28,7 +27,7 @@ from xml.sax.saxutils import quoteattr
 import httpx
 from label_studio_sdk.core.api_error import ApiError
 
-from ..atomic import read_json, write_json
+from ..atomic import file_lock, read_json, write_json
 from ..client import ServiceClient, ServiceError
 
 TASKS = ("image-classification", "text-classification", "object-detection")
@@ -337,7 +336,7 @@ class Project:
 
     def retract(self, task_id: int, uid: str) -> None:
         """Take back the annotation ``annotate`` returned ``uid`` for (undo)."""
-        journal().drop(uid)
+        journal().retract(uid)
         for annotation in self._ls.annotations.list(id=task_id):
             plain = _plain(annotation)
             if any(str(r.get("id", "")).startswith(f"hf{uid}") for r in plain["result"] or []):
@@ -554,14 +553,20 @@ class Project:
 
 
 class Journal:
-    """Annotations on their way to Label Studio, on disk (a kernel restart loses nothing).
+    """Annotations on their way to Label Studio, on disk (a kernel restart loses nothing),
+    exactly once across processes and crashes.
 
-    Each result item carries the entry's id, so a replay first looks for it on the task: an
-    annotation whose answer was lost on the way back is not sent twice."""
+    Every change to the file happens under a lock shared by all of the user's processes (two
+    kernels labeling at once lose nothing). A replay holds a lock per project, so one process
+    at a time sends a project's entries; each entry is marked in flight before it is sent, and
+    each result item carries the entry's id, so a replay after a crash or a lost answer looks
+    for it on the task first and never sends it twice."""
 
     def __init__(self, path: Path):
         self.path = path
-        self._lock = threading.Lock()
+
+    def _lock(self, suffix: str = "", timeout: float | None = None) -> Any:
+        return file_lock(self.path.with_name(f"{self.path.name}{suffix}.lock"), timeout)
 
     def _read(self) -> list[dict[str, Any]]:
         return read_json(self.path, []) or []
@@ -575,7 +580,7 @@ class Journal:
         entry = {"uid": uid, "project": project, "task": task, "result": result}
         if account:  # sent only through that account (own projects, or a teammate's)
             entry["account"] = account
-        with self._lock:
+        with self._lock():
             write_json(self.path, [*self._read(), entry], mode=0o600)
         return entry
 
@@ -583,7 +588,8 @@ class Journal:
         return [e for e in self._read() if uid is None or e["uid"] == uid]
 
     def mark_attempted(self, uid: str) -> None:
-        with self._lock:
+        """Record that ``uid`` may have reached Label Studio (before each send)."""
+        with self._lock():
             entries = self._read()
             for e in entries:
                 if e["uid"] == uid:
@@ -592,16 +598,30 @@ class Journal:
 
     def drop(self, uid: str) -> None:
         """Forget an entry (sent, or taken back)."""
-        with self._lock:
+        with self._lock():
             write_json(self.path, [e for e in self._read() if e["uid"] != uid], mode=0o600)
 
+    def retract(self, uid: str) -> None:
+        """Forget an entry no replay of its project is sending right now (undo)."""
+        for entry in self.pending(uid):
+            with self._lock(f".{entry['project']}"):
+                self.drop(uid)
+
     def replay(self, ls: Any, project: int, timeout: float, account: str = "") -> int:
+        """Send the project's entries in order; returns how many are still queued (those
+        another process is sending right now included)."""
         options = {"timeout_in_seconds": timeout, "max_retries": 0}
 
         def mine(e: dict[str, Any]) -> bool:
             return e["project"] == project and e.get("account", "") in ("", account)
 
-        for entry in [e for e in self._read() if mine(e)]:
+        with self._lock(f".{project}", timeout=timeout) as held:
+            if held:
+                self._send(ls, [e for e in self._read() if mine(e)], options)
+        return len([e for e in self._read() if mine(e)])
+
+    def _send(self, ls: Any, entries: list[dict[str, Any]], options: dict[str, Any]) -> None:
+        for entry in entries:
             try:
                 if entry.get("attempted"):  # it may have arrived, its answer lost: look first
                     existing = ls.annotations.list(id=entry["task"], request_options=options)
@@ -610,18 +630,17 @@ class Journal:
                 else:
                     sent = False
                 if not sent:
+                    self.mark_attempted(entry["uid"])  # a crash from here on: look first
                     ls.annotations.create(
                         id=entry["task"], result=entry["result"], request_options=options
                     )
             except (httpx.TransportError, OSError):
-                self.mark_attempted(entry["uid"])
                 break  # unreachable: keep the rest in order for the next try
             except ApiError as e:
                 if e.status_code is not None and e.status_code >= 500:
                     break
                 raise LabelingError(f"Label Studio refused an annotation: {e.body}") from None
             self.drop(entry["uid"])
-        return len([e for e in self._read() if mine(e)])
 
 
 _journals: dict[Path, Journal] = {}

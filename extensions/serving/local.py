@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import sys
 import threading
 import time
@@ -85,6 +86,22 @@ class LocalEndpointBackend(EndpointBackend):
             )
         settings = check_batching(batching) if batching is not None else None
         base, version = self.add_version(owner, name, model_dir, version)
+        added = Path(model_dir).resolve() != (base / str(version)).resolve()
+        try:
+            return self._deploy(owner, name, base, version, settings)
+        except ServingError:
+            if added:  # the deploy changed nothing: the version it copied in goes again
+                shutil.rmtree(base / str(version), ignore_errors=True)
+            raise
+
+    def _deploy(
+        self,
+        owner: str,
+        name: str,
+        base: Path,
+        version: int,
+        settings: dict[str, Any] | None,
+    ) -> dict[str, Any]:
         with self._lock:
             record = self._records().get(f"{owner}/{name}")
             running = record is not None and alive(record)
@@ -144,6 +161,8 @@ class LocalEndpointBackend(EndpointBackend):
         }
 
     def _wait_version(self, record: dict[str, Any], version: int, timeout: float = 120) -> None:
+        """Until the server serves ``version`` (loaded, warmed up); BadRequest with the
+        server's error when it failed to load (the version serving before keeps serving)."""
         url = f"http://127.0.0.1:{record['port']}/v1/models/{record['name']}/versions/{version}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -152,10 +171,17 @@ class LocalEndpointBackend(EndpointBackend):
                     f"The endpoint process exited; see {record['base_path']}/server.log"
                 )
             try:
-                if requests.get(url, timeout=2).status_code == 200:
+                r = requests.get(url, timeout=5)
+            except requests.RequestException:
+                r = None
+            if r is not None and r.status_code == 200:
+                (state,) = r.json()["model_version_status"]
+                if state["state"] == "AVAILABLE":
                     return
-            except requests.ConnectionError:
-                pass
+                raise BadRequest(
+                    f"{state['status']['error_message']}. It was not deployed; "
+                    "the endpoint serves what it served before"
+                )
             time.sleep(0.1)
         raise ServingError(f"Version {version} did not load within {timeout:.0f} s")
 

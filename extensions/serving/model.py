@@ -121,6 +121,23 @@ class ModelVersion:
         self.signatures = {n: Signature(n, f) for n, f in self.loaded.signatures.items()}
         if not self.signatures:
             raise ValueError(f"{self.path} has no serving signatures: export with model.save()")
+        self.warm_up()
+
+    def warm_up(self) -> int:
+        """Call the model before it serves: TF Serving's warm-up requests
+        (``assets.extra/tf_serving_warmup_requests``) where present, else one row of zeros
+        through the default signature when its inputs are numbers. ValueError when a call
+        fails; returns how many calls ran."""
+        file = self.path / "assets.extra" / WARMUP_FILE
+        calls = _warmup_requests(file) if file.is_file() else _zero_request(self)
+        for signature, inputs in calls:
+            try:
+                self.signature(signature).call(inputs)
+            except Exception as e:  # any failure of the model's own code
+                raise ValueError(
+                    f"the warm-up call of signature '{signature}' failed: {e}"
+                ) from None
+        return len(calls)
 
     def signature(self, name: str | None) -> Signature:
         name = name or DEFAULT_SIGNATURE
@@ -136,6 +153,44 @@ class ModelVersion:
                 "signature_def": {n: s.metadata() for n, s in self.signatures.items()}
             }
         }
+
+
+WARMUP_FILE = "tf_serving_warmup_requests"
+
+
+def _zero_request(version: ModelVersion) -> list[tuple[str, dict[str, Any]]]:
+    """One row of zeros for the default signature (none when an input is not numeric)."""
+    import tensorflow as tf
+
+    name = DEFAULT_SIGNATURE if DEFAULT_SIGNATURE in version.signatures else ""
+    name = name or sorted(version.signatures)[0]
+    inputs = {}
+    for key, spec in version.signatures[name].inputs.items():
+        if spec.shape.rank is None or not (spec.dtype.is_floating or spec.dtype.is_integer):
+            return []
+        shape = [1 if d is None else d for d in spec.shape]
+        inputs[key] = tf.zeros(shape, dtype=spec.dtype)
+    return [(name, inputs)]
+
+
+def _warmup_requests(file: Path, limit: int = 100) -> list[tuple[str, dict[str, Any]]]:
+    """TF Serving's warm-up file: a TFRecord of PredictionLog protos (predict requests are
+    replayed; the file is read only when tensorflow-serving-api is installed)."""
+    import tensorflow as tf
+
+    try:
+        from tensorflow_serving.apis import prediction_log_pb2
+    except ImportError:
+        return []
+    calls = []
+    for raw in tf.data.TFRecordDataset(str(file)).take(limit):
+        log = prediction_log_pb2.PredictionLog.FromString(raw.numpy())
+        if log.WhichOneof("log_type") != "predict_log":
+            continue
+        request = log.predict_log.request
+        inputs = {k: tf.constant(tf.make_ndarray(v)) for k, v in request.inputs.items()}
+        calls.append((request.model_spec.signature_name or DEFAULT_SIGNATURE, inputs))
+    return calls
 
 
 def find_versions(base: str | Path) -> dict[int, Path]:

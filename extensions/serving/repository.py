@@ -18,6 +18,12 @@ from .model import ModelVersion, find_versions
 LABELS_FILE = "labels.json"
 
 
+def _stamp(path: Path) -> tuple[float, ...]:
+    """Changes when a version folder's SavedModel is replaced."""
+    files = [path, path / "saved_model.pb", path / "variables"]
+    return tuple(f.stat().st_mtime if f.exists() else 0.0 for f in files)
+
+
 class ModelRepository:
     def __init__(self, name: str, base_path: str | Path):
         self.name = name
@@ -25,7 +31,9 @@ class ModelRepository:
         self.versions: dict[int, ModelVersion] = {}
         self.labels: dict[str, int] = {}
         self.errors: dict[int, str] = {}
+        self._failed: dict[int, tuple[float, ...]] = {}  # version -> folder stamp at failure
         self._lock = threading.Lock()
+        self._refreshing = threading.Lock()
 
     def read_labels(self) -> dict[str, int]:
         path = self.base_path / LABELS_FILE
@@ -38,23 +46,52 @@ class ModelRepository:
         return {str(k): int(v) for k, v in labels.items()}
 
     def refresh(self) -> list[int]:
-        """Load what should be served, drop what should not; returns the served versions."""
+        """Load what should be served, drop what should not; returns the served versions.
+
+        Served: every labelled version and the newest version that loads and answers its
+        warm-up call. A newer version that fails is reported (status END with the error) and
+        never replaces the one serving; it is tried again only when its folder changes."""
+        if not self._refreshing.acquire(blocking=False):  # one scan at a time
+            return sorted(self.versions)
+        try:
+            return self._refresh()
+        finally:
+            self._refreshing.release()
+
+    def _load(self, version: int, path: Path) -> ModelVersion | None:
+        stamp = _stamp(path)
+        if self._failed.get(version) == stamp:
+            return None
+        try:
+            loaded = ModelVersion(path, version)
+        except Exception as e:  # a broken export must not stop the others
+            self.errors[version] = f"Version {version} failed to load: {e}"
+            self._failed[version] = stamp
+            return None
+        self.errors.pop(version, None)
+        self._failed.pop(version, None)
+        return loaded
+
+    def _refresh(self) -> list[int]:
         on_disk = find_versions(self.base_path)
         labels = self.read_labels()
-        wanted = {v for v in labels.values() if v in on_disk}
-        if on_disk:
-            wanted.add(max(on_disk))
-        loaded = {}
-        for version in sorted(wanted - set(self.versions)):
-            try:
-                loaded[version] = ModelVersion(on_disk[version], version)
-                self.errors.pop(version, None)
-            except Exception as e:  # a broken export must not stop the others
-                self.errors[version] = str(e)
+        for gone in set(self.errors) - set(on_disk):
+            self.errors.pop(gone, None)
+            self._failed.pop(gone, None)
+        loaded = {v: m for v, m in self.versions.items() if v in on_disk}
+        for version in sorted({v for v in labels.values() if v in on_disk} - set(loaded)):
+            if model := self._load(version, on_disk[version]):
+                loaded[version] = model
+        latest = None  # the newest version that works, newest first
+        for version in sorted(on_disk, reverse=True):
+            if version in loaded or (model := self._load(version, on_disk[version])):
+                loaded.setdefault(version, model)  # type: ignore[arg-type]
+                latest = version
+                break
+        wanted = {v for v in labels.values() if v in loaded} | ({latest} - {None})
         with self._lock:
-            versions = {v: m for v, m in self.versions.items() if v in wanted}
-            versions.update(loaded)
-            self.versions, self.labels = versions, labels
+            self.versions = {v: m for v, m in loaded.items() if v in wanted}
+            self.labels = labels
         return sorted(self.versions)
 
     def resolve(self, version: int | None = None, label: str | None = None) -> ModelVersion:

@@ -100,7 +100,10 @@ def test_users_commands(data):
 
 def test_down_and_status_when_not_running(data):
     r = hubforge("down", data_dir=data)
-    assert r.returncode == 0 and "not running" in r.stdout
+    assert r.returncode == 0 and f"not running on {data}" in r.stdout
+    # `make down ARGS="..."` passes up's options too
+    r = hubforge("down", "--port", "9000", "--ip", "0.0.0.0", "--base-url", "/x/", data_dir=data)
+    assert r.returncode == 0 and f"not running on {data}" in r.stdout
     r = hubforge("status", data_dir=data)
     assert r.returncode == 1 and "not running" in r.stdout
 

@@ -1,0 +1,160 @@
+"""Running the local workbench: one `hubforge up` per data folder, supervising the hub.
+
+`hubforge up` holds ``state/workbench.lock`` for as long as it runs (a second `up` on the same
+folder is refused, whatever its pid file says) and is the hub's supervisor:
+
+* the hub dies on its own (a crash, kill -9): its leftover services and proxy are stopped and
+  it is started again on the same loopback ports, so running servers, training jobs and
+  endpoints keep working through it; after ``MAX_RESTARTS`` crashes within ``RESTART_WINDOW``
+  seconds `up` gives up and says so (jobs and endpoints are left running, with that reason);
+* `up` itself dies (its terminal closed, kill -9): the kernel sends the hub SIGTERM
+  (PR_SET_PDEATHSIG) and the hub stops its proxy, services and servers cleanly; training
+  jobs and endpoints keep running and the next `hubforge up` finds them;
+* `up` is asked to stop (Ctrl-C, SIGTERM, `hubforge down`): everything stops, jobs too
+  unless `hubforge down --keep-jobs`.
+
+The CLI finds the workbench the user started: `up` remembers its data folder
+(``$XDG_STATE_HOME/hubforge/data-dir``) and every other command uses it when neither
+``--data-dir`` nor ``$HUBFORGE_DIR`` names one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ctypes
+import fcntl
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from .atomic import write_text
+from .processes import MARKER, free_port
+
+MAX_RESTARTS = 5
+RESTART_WINDOW = 600
+# What the hub starts and a crashed hub leaves behind (user servers, kernels, endpoints and
+# jobs are not among them: they keep running through a restart).
+HUB_CHILDREN = ("hubforge.service.app", "ls_main.py", "configurable-http-proxy")
+
+
+class AlreadyRunning(RuntimeError):
+    """Another `hubforge up` holds this data folder."""
+
+
+def remembered_file() -> Path:
+    base = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(base) / "hubforge" / "data-dir"
+
+
+def remember(data_dir: str) -> None:
+    with contextlib.suppress(OSError):  # a read-only home: commands then need --data-dir
+        write_text(remembered_file(), data_dir + "\n", mode=0o600)
+
+
+def remembered() -> str | None:
+    """The data folder of the last `hubforge up`, if it still exists."""
+    try:
+        value = remembered_file().read_text().strip()
+    except OSError:
+        return None
+    return value if value and Path(value).is_dir() else None
+
+
+def lock(state_dir: Path) -> int:
+    """Hold the data folder's workbench lock (a file descriptor kept open until exit)."""
+    path = state_dir / "workbench.lock"
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise AlreadyRunning(
+            f"Hubforge is already running on {state_dir.parent}; stop it with "
+            f"`hubforge down --data-dir {state_dir.parent}` or use another --data-dir"
+        ) from None
+    return fd
+
+
+def is_locked(state_dir: Path) -> bool:
+    """Whether a `hubforge up` holds this data folder right now."""
+    path = state_dir / "workbench.lock"
+    if not path.exists():
+        return False
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        return False
+    except BlockingIOError:
+        return True
+    finally:
+        os.close(fd)
+
+
+def fixed_ports() -> dict[str, str]:
+    """Loopback ports the hub and its services keep across hub restarts."""
+    from hubforge.hub.config import FIXED_PORTS
+
+    return {f"HUBFORGE_{name.upper()}_PORT": str(free_port()) for name in FIXED_PORTS}
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the `hubforge up` process dies."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+    os.setsid()  # Ctrl-C reaches only `up`, which stops the hub once
+
+
+def start_hub(data_dir: str, state_dir: Path, env: dict[str, str], quiet: bool) -> Any:
+    """JupyterHub in its own session, stopped by the kernel if `up` dies."""
+    from hubforge.hub.config import config_file_path
+
+    env = dict(os.environ, **env, **{MARKER: data_dir, "HUBFORGE_DIR": data_dir})
+    output = (state_dir / "jupyterhub.log").open("ab") if quiet else None
+    with output or contextlib.nullcontext():
+        return subprocess.Popen(
+            [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],
+            cwd=state_dir,
+            env=env,
+            preexec_fn=_die_with_parent,
+            stdout=output,
+            stderr=output,
+        )
+
+
+def stop_leftovers(data_dir: str, grace: float = 10) -> int:
+    """Stop the services and proxy a crashed hub left running (they would hold its ports)."""
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        try:
+            cmd = " ".join(proc.info["cmdline"] or [])
+            if any(c in cmd for c in HUB_CHILDREN) and proc.environ().get(MARKER) == data_dir:
+                found.append(proc)
+        except (psutil.Error, OSError):
+            continue
+    for proc in found:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive = psutil.wait_procs(found, timeout=grace)
+    for proc in alive:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return len(found)
+
+
+class Restarts:
+    """Crash times within the window: whether another restart is reasonable."""
+
+    def __init__(self, limit: int = MAX_RESTARTS, window: float = RESTART_WINDOW):
+        self.limit, self.window = limit, window
+        self.times: list[float] = []
+
+    def allow(self) -> bool:
+        now = time.monotonic()
+        self.times = [t for t in self.times if now - t < self.window] + [now]
+        return len(self.times) <= self.limit

@@ -1,0 +1,119 @@
+"""The labeling journal is exactly-once: three processes of one user label 1,000 items at
+once while Label Studio is killed twice; no label is lost, none arrives twice."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from hubforge import labeling
+from hubforge.labeling import api
+from tests.integration.test_labeling import label_studio_process
+
+pytestmark = pytest.mark.hub
+ITEMS = 1000
+PROCESSES = 3
+
+WORKER = """
+import json, sys, time
+from pathlib import Path
+from hubforge import labeling
+project = labeling.open_project(sys.argv[1])
+tasks = json.loads(sys.argv[2])
+done = Path(sys.argv[3])
+answers = []
+for i, (task, label) in enumerate(tasks):
+    answers.append(project.annotate(task, label, timeout=3)["queued"])
+    if i % 20 == 0:
+        done.write_text(str(i + 1))
+done.write_text(str(len(tasks)))
+deadline = time.monotonic() + 400
+while (left := project.flush(timeout=5)) and time.monotonic() < deadline:
+    time.sleep(1)
+print(json.dumps({"queued_on_the_way": sum(answers), "left": left}))
+"""
+
+
+def test_three_processes_1000_labels_label_studio_killed_twice(workbench, tmp_path, monkeypatch):
+    token = workbench.create_user("jojo")
+    creds = workbench.api("GET", "services/hubforge/api/labeling/credentials", token).json()
+    area = workbench.data_dir / "hdfs" / "users" / "jojo"
+    env = dict(
+        os.environ,
+        HUBFORGE_LABEL_STUDIO_URL=creds["api_url"],
+        HUBFORGE_LABEL_STUDIO_TOKEN=creds["token"],
+        HUBFORGE_USER_AREA=str(area),
+        HUBFORGE_DATA=str(workbench.data_dir / "hdfs"),
+    )
+    for var in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN"):
+        env.pop(var, None)
+        monkeypatch.delenv(var, raising=False)
+    for var in ("HUBFORGE_LABEL_STUDIO_URL", "HUBFORGE_LABEL_STUDIO_TOKEN", "HUBFORGE_USER_AREA"):
+        monkeypatch.setenv(var, env[var])
+    monkeypatch.setattr(api, "_credentials", None)
+    project = labeling.create_project(
+        "journal",
+        [f"sentence number {i}" for i in range(ITEMS)],
+        ["even", "odd"],
+        task="text-classification",
+    )
+    tasks = sorted(t["id"] for t in project.tasks())
+    assert len(tasks) == ITEMS
+    expected = {t: ("even" if i % 2 == 0 else "odd") for i, t in enumerate(tasks)}
+    shares = [list(expected.items())[i::PROCESSES] for i in range(PROCESSES)]
+    progress = [tmp_path / f"done-{i}" for i in range(PROCESSES)]
+    workers = [
+        subprocess.Popen(
+            [sys.executable, "-c", WORKER, "journal", json.dumps(share), str(done)],
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for share, done in zip(shares, progress, strict=True)
+    ]
+    try:
+        kills = []
+        for fraction in (1 / 3, 2 / 3):  # kill -9 Label Studio twice while labels flow
+            deadline = time.monotonic() + 600
+            while sum(int(p.read_text()) if p.exists() else 0 for p in progress) < (
+                ITEMS * fraction
+            ):
+                assert time.monotonic() < deadline, "the workers stopped making progress"
+                assert all(w.poll() is None for w in workers), [w.stderr.read() for w in workers]
+                time.sleep(0.2)
+            # the hub restarts a managed service that died: wait for it before killing again
+            workbench.wait_label_studio(time.monotonic() + 300)
+            ls = label_studio_process(workbench)
+            os.kill(ls.pid, signal.SIGKILL)
+            kills.append(ls.pid)
+        results = []
+        for w in workers:
+            out, err = w.communicate(timeout=900)
+            assert w.returncode == 0, err[-3000:]
+            results.append(json.loads(out.strip().splitlines()[-1]))
+    finally:
+        for w in workers:
+            if w.poll() is None:
+                w.kill()
+                w.communicate()
+    assert len(set(kills)) == 2, "the hub restarted Label Studio after the first kill"
+    assert sum(r["queued_on_the_way"] for r in results) > 0, "the kills were felt"
+    assert [r["left"] for r in results] == [0] * PROCESSES
+    workbench.wait_label_studio(time.monotonic() + 300)
+
+    annotations: dict[int, list[str]] = {t: [] for t in tasks}
+    for task in project.tasks():
+        for a in task.get("annotations") or []:
+            annotations[task["id"]] += api._labels_in(a)
+    lost = [t for t, labels in annotations.items() if not labels]
+    doubled = [t for t, labels in annotations.items() if len(labels) > 1]
+    wrong = [t for t, labels in annotations.items() if labels and labels[0] != expected[t]]
+    assert (len(lost), len(doubled), len(wrong)) == (0, 0, 0), (lost[:5], doubled[:5])
+    assert json.loads((area / "labeling" / ".journal.json").read_text()) == []

@@ -1,0 +1,132 @@
+"""`hubforge up` supervises the hub: a hub crash is a restart, a crash of `up` itself stops
+the hub cleanly, and neither touches running training jobs and endpoints; one workbench per
+data folder."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import time
+
+import psutil
+import pytest
+
+from hubforge.processes import free_port, workbench_processes
+from tests.models import keras_model
+from tests.workbench import HUBFORGE, hubforge, start_workbench, xdg_state
+
+pytestmark = pytest.mark.hub
+NO_LABEL_STUDIO = 'c.Workbench.label_studio_python = ""\n'
+LOOP = "import time\nfor i in range(100000):\n    print(i, flush=True)\n    time.sleep(0.5)\n"
+ROWS = {"instances": [[1, 2, 3, 4]]}
+GATEWAY = "services/hubforge/endpoints/sam/clf/v1/models/clf:predict"
+
+
+def wait_for(predicate, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def hub_pid(data) -> int:
+    return json.loads((data / "state" / "hubforge.json").read_text())["hub_pid"]
+
+
+def job_state(wb, token, job_id) -> str:
+    r = wb.api("GET", f"services/hubforge/api/jobs/{job_id}", token)
+    return r.json()["state"] if r.status_code == 200 else f"HTTP {r.status_code}"
+
+
+def predicts(wb, token) -> bool:
+    try:
+        r = wb.api("POST", GATEWAY, token, json=ROWS)
+    except OSError:
+        return False
+    return r.status_code == 200 and r.json() == {"predictions": [[11.0]]}
+
+
+def test_hub_crash_and_cli_crash_keep_jobs_and_endpoints(tmp_path):
+    data = tmp_path / "wb"
+    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
+    try:
+        token = wb.create_user("sam")
+        export = keras_model(data / "hdfs" / "users" / "sam" / "exports", 1, bias=1.0)
+        r = wb.api(
+            "POST",
+            "services/hubforge/api/endpoints",
+            token,
+            json={"name": "clf", "model_dir": str(export)},
+        )
+        assert r.status_code == 201, r.text
+        r = wb.api(
+            "POST",
+            "services/hubforge/api/jobs",
+            token,
+            json={"script": LOOP, "spec": {"name": "loop"}},
+        )
+        assert r.status_code == 201, r.text
+        job_id, supervisor = r.json()["id"], r.json()["supervisor"]["pid"]
+        wait_for(lambda: job_state(wb, token, job_id) == "running", what="the job to run")
+
+        # Commands without --data-dir act on the workbench `up` started, and say so.
+        env = {k: v for k, v in os.environ.items() if k != "HUBFORGE_DIR"}
+        env["XDG_STATE_HOME"] = str(xdg_state(data))
+        r = subprocess.run(
+            [*HUBFORGE, "users", "add", "tess"], env=env, capture_output=True, text=True
+        )
+        assert r.returncode == 0 and f"Workbench: {data}" in r.stderr, r.stderr
+        assert "tess" in hubforge("users", "list", data_dir=data).stdout
+        r = subprocess.run([*HUBFORGE, "status"], env=env, capture_output=True, text=True)
+        assert r.returncode == 0 and f"running at {wb.url}" in r.stdout
+
+        # The hub crashes: `up` restarts it on the same ports; the job and endpoint go on.
+        crashed = hub_pid(data)
+        os.kill(crashed, signal.SIGKILL)
+        wait_for(lambda: hub_pid(data) != crashed, what="a new hub")
+        wait_for(lambda: "The hub is back" in wb.log.read_text(), 300, "the hub to come back")
+        assert "restarting it" in wb.log.read_text()
+        assert wb.proc.poll() is None
+        assert job_state(wb, token, job_id) == "running"
+        assert psutil.pid_exists(supervisor)
+        wait_for(lambda: predicts(wb, token), 60, "the endpoint through the new hub")
+
+        # One workbench per data folder: a second `up` is refused, nothing else starts.
+        before = {p.pid for p in workbench_processes(str(data))}
+        second = hubforge("up", "--port", str(free_port()), data_dir=data)
+        assert second.returncode == 1
+        assert f"Hubforge is already running on {data}" in second.stderr
+        assert {p.pid for p in workbench_processes(str(data))} <= before
+
+        # `up` itself dies (kill -9, a closed terminal): the hub stops cleanly with it.
+        hub = psutil.Process(hub_pid(data))
+        wb.proc.kill()
+        wb.proc.wait(timeout=10)
+        hub.wait(timeout=60)
+
+        def only_endpoints_left():
+            left = [" ".join(p.cmdline()) for p in workbench_processes(str(data))]
+            return all("hubforge.serving.server" in c for c in left)
+
+        wait_for(only_endpoints_left, 60, "the hub's services and proxy to stop")
+        status = hubforge("status", data_dir=data)
+        assert status.returncode == 1 and "not running" in status.stdout
+        assert psutil.pid_exists(supervisor), "the training job survived the CLI's death"
+    finally:
+        if wb.proc.poll() is None:
+            wb.down()
+
+    # The next `up` finds the job still running and the endpoint still serving.
+    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
+    try:
+        token = wb.create_user("sam")
+        assert job_state(wb, token, job_id) == "running"
+        assert predicts(wb, token)
+    finally:
+        down = wb.down()
+    assert f"Stopped job(s): {job_id}" in down.stderr + wb.log.read_text()
+    assert workbench_processes(str(data)) == []
