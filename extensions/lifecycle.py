@@ -40,7 +40,12 @@ MAX_RESTARTS = 5
 RESTART_WINDOW = 600
 # What the hub starts and a crashed hub leaves behind (user servers, kernels, endpoints and
 # jobs are not among them: they keep running through a restart).
-HUB_CHILDREN = ("hubforge.service.app", "ls_main.py", "configurable-http-proxy")
+HUB_CHILDREN = (
+    "hubforge.service.keeper",
+    "hubforge.service.app",
+    "ls_main.py",
+    "configurable-http-proxy",
+)
 
 
 class AlreadyRunning(RuntimeError):

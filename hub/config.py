@@ -113,7 +113,8 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
             "name": SERVICE_NAME,
             "url": service_url,
             "api_token": token,
-            "command": [sys.executable, "-m", "hubforge.service.app"],
+            # the keeper restarts a crashed service within a second (gateway back in seconds)
+            "command": [sys.executable, "-m", "hubforge.service.keeper"],
             "environment": service_env,
             "display": False,
             "timeout": 120,  # a busy machine imports slowly; the hub routes nothing until then

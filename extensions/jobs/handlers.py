@@ -5,11 +5,13 @@ The owner is always the caller's identity from its JupyterHub token.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from tornado import web
 
 from ..gpus import NotEnoughGpus
+from ..httperrors import as_http_error
 from ..service.handlers import ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import JobError, JobNotFound
@@ -69,6 +71,8 @@ class JobsHandler(JobsBaseHandler):
             record = self.jobs.submit(owner, spec, script, job_id=job_id)
         except (JobError, OSError) as e:
             self.allocator.release(gpu_owner(owner, job_id))
+            if as_http_error(e) is not None:  # a full disk: 507 naming the path
+                raise
             raise web.HTTPError(400, f"Could not start the job: {e}") from None
         self.write_json(record, status=201)
 
@@ -80,9 +84,10 @@ class JobHandler(JobsBaseHandler):
         except JobNotFound as e:
             self.fail(e)
 
-    def delete(self, job_id: str) -> None:
+    async def delete(self, job_id: str) -> None:
+        # stopping a job's processes takes seconds: never on the loop every user shares
         try:
-            record = self.jobs.cancel(self.owner, job_id)
+            record = await asyncio.to_thread(self.jobs.cancel, self.owner, job_id)
         except (JobError, JobNotFound) as e:
             self.fail(e)
         self.allocator.release(gpu_owner(self.owner, job_id))
@@ -93,6 +98,8 @@ class JobLogsHandler(JobsBaseHandler):
     def get(self, job_id: str, replica: str) -> None:
         try:
             offset = int(self.get_argument("offset", "0"))
+            if offset > 2**62:
+                raise ValueError(offset)
         except ValueError:
             raise web.HTTPError(400, "'offset' must be an integer byte offset") from None
         try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import shutil
 import signal
 import sys
 import time
@@ -66,7 +67,11 @@ class LocalJobBackend(JobBackend):
             "supervisor": None,
             "backend": "local",
         }
-        store.create(record, script)
+        try:
+            store.create(record, script)
+        except OSError:  # a full disk: leave no half-made job folder behind
+            shutil.rmtree(store.path, ignore_errors=True)
+            raise
         self._start_supervisor(store)
         return self.get(owner, job_id)
 

@@ -6,6 +6,8 @@ one dies (training resumes from BackupAndRestore), and records every change in j
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
 import os
 import signal
@@ -60,6 +62,21 @@ class Supervisor:
         )
         return env
 
+    def update(self, **changes: object) -> dict:
+        """Record a change in job.json; on a full disk, keep the workers going and retry
+        until there is space again (the job's state is never lost or guessed)."""
+        warned = False
+        while True:
+            try:
+                return self.store.update(**changes)
+            except OSError as e:
+                if e.errno not in (errno.ENOSPC, errno.EDQUOT):
+                    raise
+                if not warned:
+                    print(f"supervisor: disk full ({e}); will retry", file=sys.stderr, flush=True)
+                    warned = True
+                time.sleep(2)
+
     def start_group(self, attempt: int) -> None:
         ports = free_ports(self.spec["workers"])
         replicas = {}
@@ -67,8 +84,9 @@ class Supervisor:
             name = f"worker-{i}"
             log = self.store.replica_log(name)
             with log.open("ab") as out:
-                out.write(f"=== attempt {attempt} ({time.strftime('%H:%M:%S')}) ===\n".encode())
-                out.flush()
+                with contextlib.suppress(OSError):  # a full disk must not stop the job
+                    out.write(f"=== attempt {attempt} ({time.strftime('%H:%M:%S')}) ===\n".encode())
+                    out.flush()
                 self.procs[name] = subprocess.Popen(
                     [sys.executable, "-m", "hubforge.jobs.runner", str(self.store.script_file)],
                     stdin=subprocess.DEVNULL,
@@ -78,7 +96,7 @@ class Supervisor:
                     cwd=self.store.path,
                 )
             replicas[name] = {"state": "running", "pid": self.procs[name].pid, "exit_code": None}
-        self.record = self.store.update(state="running", replicas=replicas)
+        self.record = self.update(state="running", replicas=replicas)
 
     def stop_group(self) -> None:
         for proc in self.procs.values():
@@ -111,7 +129,7 @@ class Supervisor:
             code = proc.poll()
             state = "succeeded" if code == 0 else ("running" if code is None else "failed")
             replicas[name] = {"state": state, "pid": proc.pid, "exit_code": code}
-        self.record = self.store.update(replicas=replicas, last_outcome=outcome)
+        self.record = self.update(replicas=replicas, last_outcome=outcome)
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
@@ -122,22 +140,22 @@ class Supervisor:
             self.record_replicas(outcome)
             self.stop_group()
             if outcome == "succeeded":
-                self.store.update(state="succeeded", reason="")
+                self.update(state="succeeded", reason="")
                 return 0
             if outcome == "stopped":
-                self.store.update(state="cancelled", reason="cancelled by the user")
+                self.update(state="cancelled", reason="cancelled by the user")
                 return 0
             replica = outcome.split(":", 1)[1]
             code = self.record["replicas"][replica]["exit_code"]
             if restarts >= self.spec["max_restarts"]:
-                self.store.update(
+                self.update(
                     state="failed",
                     reason=f"{replica} exited with {code} after {restarts} restart(s); "
                     f"see `hubforge job logs {self.store.id} --replica {replica}`",
                 )
                 return 1
             restarts += 1
-            self.record = self.store.update(
+            self.record = self.update(
                 state="restarting",
                 restarts=restarts,
                 reason=f"{replica} exited with {code}; restarting the group ({restarts}/"

@@ -580,8 +580,14 @@ class Journal:
         entry = {"uid": uid, "project": project, "task": task, "result": result}
         if account:  # sent only through that account (own projects, or a teammate's)
             entry["account"] = account
-        with self._lock():
-            write_json(self.path, [*self._read(), entry], mode=0o600)
+        try:
+            with self._lock():
+                write_json(self.path, [*self._read(), entry], mode=0o600)
+        except OSError as e:
+            raise LabelingError(
+                f"Your label was not saved: {e.strerror} ({self.path.parent}). Free some space "
+                "(or ask an admin to), then label this item again; nothing else was lost"
+            ) from None
         return entry
 
     def pending(self, uid: str | None = None) -> list[dict[str, Any]]:

@@ -36,6 +36,19 @@ from .handlers import (
 from .quotas import Quotas
 
 
+class FreshRefusals(HubAuth):
+    """Remembers a token the hub accepted for a minute, never a refusal: a token the hub could
+    not confirm for a moment (a full disk, a hub restart) works as soon as it answers again."""
+
+    async def _check_hub_authorization(
+        self, url: str, api_token: str, cache_key: str | None = None, use_cache: bool = True
+    ) -> dict | None:
+        data = await super()._check_hub_authorization(url, api_token, cache_key, use_cache)
+        if data is None and use_cache and cache_key is not None:
+            self.cache.pop(cache_key, None)
+        return data
+
+
 def backend_class(group: str, name: str) -> type:
     """The backend registered under ``name`` in the entry points ``group``
     ('hubforge.job_backends', 'hubforge.endpoint_backends')."""
@@ -72,7 +85,7 @@ class HubforgeService(Application):
         return os.environ.get("JUPYTERHUB_SERVICE_PREFIX", f"/services/{SERVICE_NAME}/")
 
     def make_app(self, workbench: Workbench) -> web.Application:
-        hub_auth = HubAuth(
+        hub_auth = FreshRefusals(
             api_token=os.environ["JUPYTERHUB_API_TOKEN"],
             api_url=os.environ["JUPYTERHUB_API_URL"],
             access_scopes={f"access:services!service={SERVICE_NAME}"},

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import re
 import shutil
 from abc import ABC, abstractmethod
@@ -81,7 +82,13 @@ class EndpointBackend(ABC):
         if path != base / str(version):
             tmp = base / f".incoming-{version}"
             shutil.rmtree(tmp, ignore_errors=True)
-            shutil.copytree(path, tmp)
+            try:
+                shutil.copytree(path, tmp)
+            except OSError as e:  # nothing half-copied stays behind
+                shutil.rmtree(tmp, ignore_errors=True)
+                if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
+                    raise OSError(errno.ENOSPC, "No space left on device", str(base)) from None
+                raise
             tmp.rename(base / str(version))
         return base, version
 

@@ -10,6 +10,7 @@ so does any token with the custom scope ``custom:hubforge:endpoints:call`` for t
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import aiohttp
@@ -75,8 +76,6 @@ class EndpointsHandler(EndpointsBase):
         self.write_json(self.public(record), status=201)
 
     async def run_in_thread(self, func: Any, *args: Any) -> Any:
-        import asyncio
-
         return await asyncio.to_thread(func, *args)
 
 
@@ -87,13 +86,13 @@ class EndpointHandler(EndpointsBase):
         except ServingError as e:
             self.serving_error(e)
 
-    def delete(self, name: str) -> None:
+    async def delete(self, name: str) -> None:
+        # stopping the endpoint's process takes seconds: never on the shared loop
         try:
-            self.write_json(
-                self.public({**self.endpoints.undeploy(self.owner, name), "versions": []})
-            )
+            record = await asyncio.to_thread(self.endpoints.undeploy, self.owner, name)
         except ServingError as e:
             self.serving_error(e)
+        self.write_json(self.public({**record, "versions": []}))
 
 
 _sessions: dict[int, aiohttp.ClientSession] = {}

@@ -111,11 +111,14 @@ class LocalEndpointBackend(EndpointBackend):
                 self._wait_version(record, version)
                 return self.get(owner, name)
             new = self._start(owner, name, base, wanted)
+            self._starting(add=new)  # a service killed from here on: restore() stops it
             try:
                 self._wait_version(new, version)
             except ServingError:
                 terminate_group(new)
                 raise
+            finally:
+                self._starting(remove=new)
             records = self._records()
             records[f"{owner}/{name}"] = new
             self._save(records)
@@ -195,9 +198,33 @@ class LocalEndpointBackend(EndpointBackend):
         terminate_group(record)
         return {**record, "running": False}
 
+    def _starting(
+        self, add: dict[str, Any] | None = None, remove: dict[str, Any] | None = None
+    ) -> list[dict[str, Any]]:
+        """Endpoint processes started by a deploy that has not finished (kept on disk)."""
+        path = self.state_file.with_name("endpoints-starting.json")
+        starting = read_json(path, []) if path.exists() else []
+        if add is not None:
+            starting.append(add)
+        if remove is not None:
+            starting = [s for s in starting if s["pid"] != remove["pid"]]
+        if add is not None or remove is not None:
+            write_json(path, starting)
+        return starting
+
     def restore(self) -> list[str]:
-        """Restart endpoints whose process is gone (after a service or hub restart)."""
+        """Restart endpoints whose process is gone (after a service or hub restart); stop
+        processes of deploys the service died in the middle of (nothing else lists them)."""
         restarted = []
+        try:
+            orphans = self._starting()
+        except DamagedStateFile as e:
+            log.error("%s", e)
+            orphans = []
+        for orphan in orphans:
+            log.info("Stopping endpoint process %s of a deploy that never finished", orphan)
+            terminate_group(orphan)
+            self._starting(remove=orphan)
         with self._lock:
             try:
                 records = self._records()

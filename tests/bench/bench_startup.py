@@ -21,7 +21,7 @@ from tests.workbench import start_workbench
 
 def time_startup(root: Path, i: int):
     t0 = time.perf_counter()
-    wb = start_workbench(root / f"start{i}", base_url="/")
+    wb = start_workbench(root / f"start{i}", base_url="/", label_studio=False)
     return time.perf_counter() - t0, wb
 
 

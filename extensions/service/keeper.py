@@ -1,0 +1,60 @@
+"""Keeps the hubforge service running (``python -m hubforge.service.keeper``).
+
+The hub starts this small process as its managed service; it runs the real service
+(``hubforge.service.app``) as its child and starts it again within a second when it dies, so
+the endpoint gateway and the REST API are back in seconds (the hub itself notices a dead
+service only at its next poll, up to 30 s later). Crashes in a row back off up to 10 s.
+SIGTERM/SIGINT stop the child and then the keeper; if the keeper dies, the kernel stops the
+child (PR_SET_PDEATHSIG) and the hub restarts the keeper.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import signal
+import subprocess
+import sys
+import time
+
+SERVICE = [sys.executable, "-m", "hubforge.service.app"]
+
+
+def _die_with_keeper() -> None:
+    ctypes.CDLL(None).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+
+
+def main() -> int:
+    stopping: list[int] = []
+    child: list[subprocess.Popen] = []
+
+    def stop(signum: int, frame: object) -> None:
+        stopping.append(signum)
+        if child and child[-1].poll() is None:
+            child[-1].terminate()
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    delay = 0.5
+    while not stopping:
+        started = time.monotonic()
+        child.append(subprocess.Popen([*SERVICE, *sys.argv[1:]], preexec_fn=_die_with_keeper))
+        code = child[-1].wait()
+        if stopping:
+            break
+        delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 10)
+        print(
+            f"[hubforge keeper] the service exited with {code}; starting it again in {delay:.1f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+        time.sleep(delay)
+    if child and child[-1].poll() is None:
+        try:
+            child[-1].wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            child[-1].kill()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,239 @@
+"""The hubforge service under faults: killed (the gateway is back in seconds, a deploy it died
+in leaves nothing running), slow work (a cancel never freezes other users' calls), a full
+disk (507 naming the path, everything works again as soon as there is space)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import threading
+import time
+
+import psutil
+import pytest
+
+from hubforge.processes import MARKER
+from tests.models import keras_model
+from tests.workbench import start_workbench
+
+pytestmark = pytest.mark.hub
+ROWS = {"instances": [[1, 2, 3, 4]]}
+# a job whose worker ignores SIGTERM: its cancel waits the supervisor's 10 s grace
+STUBBORN = (
+    "import signal, time\nsignal.signal(signal.SIGTERM, signal.SIG_IGN)\n"
+    "while True:\n    print('working', flush=True)\n    time.sleep(0.5)\n"
+)
+TMPFS_MB = 400
+
+
+def wait_for(predicate, timeout=120, what="condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if value := predicate():
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+@pytest.fixture(scope="module")
+def small_disk(tmp_path_factory):
+    """A folder on a tmpfs of its own (the data folder of the workbench): it can be filled
+    without filling the machine's disk. Without root, a plain folder (disk-full tests skip)."""
+    folder = tmp_path_factory.mktemp("small-disk")
+    mounted = False
+    if os.geteuid() == 0:
+        r = subprocess.run(
+            ["mount", "-t", "tmpfs", "-o", f"size={TMPFS_MB}m", "tmpfs", str(folder)],
+            capture_output=True,
+        )
+        mounted = r.returncode == 0
+    yield folder, mounted
+    if mounted:
+        subprocess.run(["umount", "-l", str(folder)], check=False)
+
+
+@pytest.fixture(scope="module")
+def wb(small_disk):
+    folder, _ = small_disk
+    wb = start_workbench(
+        folder / "wb", base_url="/", config='c.Workbench.label_studio_python = ""\n'
+    )
+    yield wb
+    wb.down()
+
+
+@pytest.fixture(scope="module")
+def user(wb):
+    token = wb.create_user("fay")
+    export = keras_model(wb.data_dir / "hdfs" / "users" / "fay" / "exports", 1, bias=1.0)
+    r = wb.api(
+        "POST",
+        "services/hubforge/api/endpoints",
+        token,
+        json=dict(name="clf", model_dir=str(export)),
+    )
+    assert r.status_code == 201, r.text
+    return token
+
+
+def service_app(wb) -> psutil.Process:
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = " ".join(proc.info["cmdline"] or [])
+        if "hubforge.service.app" in cmd:
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARKER) == str(wb.data_dir):
+                    return proc
+    raise AssertionError("the hubforge service is not running")
+
+
+def endpoint_processes(wb, name: str) -> list[psutil.Process]:
+    found = []
+    for proc in psutil.process_iter(["cmdline"]):
+        cmd = proc.info["cmdline"] or []
+        if "hubforge.serving.server" in cmd and name in cmd:
+            with contextlib.suppress(psutil.Error):
+                if proc.environ().get(MARKER) == str(wb.data_dir):
+                    found.append(proc)
+    return found
+
+
+def predict(wb, token) -> int:
+    """The gateway's status for one call (200 only with the right prediction)."""
+    gateway = "services/hubforge/endpoints/fay/clf/v1/models/clf:predict"
+    try:
+        r = wb.api("POST", gateway, token, json=ROWS)
+    except OSError:
+        return 0
+    if r.status_code == 200:
+        assert r.json() == {"predictions": [[11.0]]}
+    return r.status_code
+
+
+def test_a_killed_service_is_back_in_seconds(wb, user):
+    assert predict(wb, user) == 200
+    killed = service_app(wb)
+    killed.kill()
+    start = time.monotonic()
+    wait_for(lambda: predict(wb, user) == 200, 60, "the gateway to answer again")
+    outage = time.monotonic() - start
+    assert outage < 20, f"gateway outage {outage:.1f} s"
+    assert service_app(wb).pid != killed.pid
+    assert "the service exited with -9; starting it again" in wb.log.read_text()
+
+
+def test_a_deploy_the_service_died_in_leaves_no_endpoint_process(wb, user):
+    export = keras_model(wb.data_dir / "hdfs" / "users" / "fay" / "exports", 2, bias=2.0)
+    body = {"name": "half", "model_dir": str(export)}
+    answers = []
+    deploy = threading.Thread(
+        target=lambda: answers.append(
+            wb.api("POST", "services/hubforge/api/endpoints", user, json=body).status_code
+        )
+    )
+    deploy.start()
+    wait_for(lambda: endpoint_processes(wb, "half"), 60, "the deploy's endpoint process")
+    service_app(wb).kill()  # mid-deploy: the version is still loading
+    deploy.join(timeout=120)
+    assert answers and answers[0] != 201
+    wait_for(lambda: not endpoint_processes(wb, "half"), 60, "the orphan to be stopped")
+    listed = wb.api("GET", "services/hubforge/api/endpoints", user).json()["endpoints"]
+    assert [e["name"] for e in listed] == ["clf"]
+
+
+def test_cancelling_a_slow_job_never_freezes_other_calls(wb, user):
+    other = wb.create_user("gus")
+    r = wb.api(
+        "POST",
+        "services/hubforge/api/jobs",
+        user,
+        json={"script": STUBBORN, "spec": {"name": "stubborn"}},
+    )
+    assert r.status_code == 201, r.text
+    job = r.json()["id"]
+    wait_for(
+        lambda: (
+            wb.api("GET", f"services/hubforge/api/jobs/{job}", user).json()["state"] == "running"
+        ),
+        what="the job to run",
+    )
+    done = []
+    cancel = threading.Thread(
+        target=lambda: done.append(wb.api("DELETE", f"services/hubforge/api/jobs/{job}", user))
+    )
+    started = time.monotonic()
+    cancel.start()
+    latencies = []
+    while not done:
+        t = time.monotonic()
+        assert wb.api("GET", "services/hubforge/api/status", other).status_code == 200
+        latencies.append(time.monotonic() - t)
+        time.sleep(0.05)
+    took = time.monotonic() - started
+    assert done[0].status_code == 200 and done[0].json()["state"] == "cancelled"
+    assert took > 8, "the worker ignored SIGTERM: the cancel waited for the grace period"
+    assert max(latencies) < 2, f"a call waited {max(latencies):.1f} s behind the cancel"
+
+
+def test_disk_full_answers_507_and_recovers_at_once(wb, user, small_disk):
+    if not small_disk[1]:
+        pytest.skip("filling a disk safely needs a tmpfs of its own, which needs root")
+    filler = wb.data_dir / "filler"
+    export = wb.data_dir / "hdfs" / "users" / "fay" / "exports" / "1"
+    try:
+        with filler.open("wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        r = wb.api(
+            "POST",
+            "services/hubforge/api/jobs",
+            user,
+            json={"script": "print(1)\n", "spec": {"name": "full"}},
+        )
+        assert r.status_code == 507 and "The disk is full" in r.json()["message"], r.text
+        r = wb.api(
+            "POST",
+            "services/hubforge/api/endpoints",
+            user,
+            json=dict(name="clf", model_dir=str(export)),
+        )
+        assert r.status_code == 507 and "models/clf" in r.json()["message"], r.text
+        assert predict(wb, user) == 200, "serving goes on while the disk is full"
+    finally:
+        filler.unlink(missing_ok=True)
+    status = wb.api("GET", "services/hubforge/api/status", user)
+    assert status.status_code == 200, "tokens work again as soon as there is space"
+    r = wb.api(
+        "POST",
+        "services/hubforge/api/jobs",
+        user,
+        json={"script": "print('room again')\n", "spec": {"name": "room"}},
+    )
+    assert r.status_code == 201, r.text
+    jobs = wb.api("GET", "services/hubforge/api/jobs", user).json()["jobs"]
+    assert "full" not in {j["spec"]["name"] for j in jobs}, "no half-made job folder"
+
+
+def test_labeling_journal_on_a_full_disk_says_so(small_disk, monkeypatch):
+    if not small_disk[1]:
+        pytest.skip("filling a disk safely needs a tmpfs of its own, which needs root")
+    from hubforge.labeling import api
+
+    folder = small_disk[0] / "journal-area"
+    journal = api.Journal(folder / "labeling" / ".journal.json")
+    journal.add(1, 1, [{"value": {"choices": ["a"]}}])
+    filler = small_disk[0] / "filler"
+    try:
+        with filler.open("wb") as f, contextlib.suppress(OSError):
+            while True:
+                f.write(b"\0" * (1 << 20))
+                f.flush()
+        with pytest.raises(api.LabelingError) as e:
+            journal.add(1, 2, [{"value": {"choices": ["b"]}}])
+        assert "Your label was not saved: No space left on device" in str(e.value)
+        assert [entry["task"] for entry in journal.pending()] == [1], "nothing else lost"
+    finally:
+        filler.unlink(missing_ok=True)
+    journal.add(1, 2, [{"value": {"choices": ["b"]}}])
+    assert [entry["task"] for entry in journal.pending()] == [1, 2]
