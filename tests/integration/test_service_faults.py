@@ -77,25 +77,25 @@ def user(wb):
     return token
 
 
-def service_app(wb) -> psutil.Process:
-    for proc in psutil.process_iter(["cmdline"]):
-        cmd = " ".join(proc.info["cmdline"] or [])
-        if "hubforge.service.app" in cmd:
-            with contextlib.suppress(psutil.Error):
-                if proc.environ().get(MARKER) == str(wb.data_dir):
-                    return proc
-    raise AssertionError("the hubforge service is not running")
-
-
-def endpoint_processes(wb, name: str) -> list[psutil.Process]:
+def marked(wb, *words: str) -> list[psutil.Process]:
+    """This workbench's processes whose command line holds every one of ``words``."""
     found = []
     for proc in psutil.process_iter(["cmdline"]):
         cmd = proc.info["cmdline"] or []
-        if "hubforge.serving.server" in cmd and name in cmd:
+        if all(any(w in part for part in cmd) for w in words):
             with contextlib.suppress(psutil.Error):
                 if proc.environ().get(MARKER) == str(wb.data_dir):
                     found.append(proc)
     return found
+
+
+def service_app(wb) -> psutil.Process:
+    (app,) = marked(wb, "hubforge.service.app")
+    return app
+
+
+def endpoint_processes(wb, name: str) -> list[psutil.Process]:
+    return marked(wb, "hubforge.serving.server", name)
 
 
 def predict(wb, token) -> int:
@@ -237,3 +237,10 @@ def test_labeling_journal_on_a_full_disk_says_so(small_disk, monkeypatch):
         filler.unlink(missing_ok=True)
     journal.add(1, 2, [{"value": {"choices": ["b"]}}])
     assert [entry["task"] for entry in journal.pending()] == [1, 2]
+
+
+def test_a_killed_proxy_is_restarted_with_its_routes(wb, user):
+    (proxy,) = marked(wb, "configurable-http-proxy")
+    proxy.kill()
+    wait_for(lambda: predict(wb, user) == 200, 90, "the proxy to come back with its routes")
+    assert wb.api("GET", "hub/login").status_code == 200
