@@ -139,6 +139,18 @@ class RunningWorkbench:
             time.sleep(0.5)
         raise RuntimeError(f"Label Studio did not start ({status}):\n{self.log.read_text()}")
 
+    def ensure_stopped(self, name: str) -> None:
+        """Stop ``name``'s server if it runs or is starting (cleanup in ``finally``)."""
+        admin = self.admin_token()
+        self.api("DELETE", f"hub/api/users/{name}/server", admin)
+        deadline = time.monotonic() + 90
+        while time.monotonic() < deadline:
+            model = self.api("GET", f"hub/api/users/{name}", admin).json()
+            if not model.get("servers") and not model.get("pending"):
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"server of {name} did not stop")
+
     def down(self) -> subprocess.CompletedProcess:
         result = hubforge("down", data_dir=self.data_dir)
         try:

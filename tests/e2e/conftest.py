@@ -29,10 +29,30 @@ def browser():
         browser.close()
 
 
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item, call):
+    report = yield
+    if report.when == "call":
+        item.stash[FAILED] = report.failed
+    return report
+
+
+FAILED = pytest.StashKey[bool]()
+
+
 @pytest.fixture
-def page(browser):
+def page(browser, request, tmp_path):
+    """A fresh browser page; when the test fails, its last screen is saved next to the
+    test's files (the path is printed) for whoever reads the failure."""
     context = browser.new_context(viewport={"width": 1280, "height": 800})
     page = context.new_page()
     page.set_default_timeout(60_000)
     yield page
+    if request.node.stash.get(FAILED, False):
+        shot = tmp_path / "failure.png"
+        try:
+            page.screenshot(path=str(shot))
+            print(f"screenshot of the failure: {shot}")
+        except Exception as e:  # the page may be gone with the failure
+            print(f"no screenshot of the failure: {e}")
     context.close()

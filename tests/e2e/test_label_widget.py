@@ -33,7 +33,6 @@ def test_key_press_labels_the_item(workbench, page, tmp_path):
     page.wait_for_selector(".hubforge-label .hf-status:has-text('Saved square')")
     assert page.get_attribute(".hubforge-label img.hf-item", "src") != first
     assert page.is_visible(".hubforge-label img.hf-item")
-    page.screenshot(path=str(tmp_path / "label-widget.png"))
     workbench.stop_server("kira", workbench.admin_token())
 
 
@@ -61,7 +60,6 @@ def test_drag_draws_a_box_and_enter_saves_it(workbench, page, tmp_path):
     page.mouse.move(box["x"] + 0.75 * box["width"], box["y"] + 0.5 * box["height"], steps=5)
     page.mouse.up()
     page.wait_for_selector(".hubforge-label .hf-box span:has-text('1 square')")
-    page.screenshot(path=str(tmp_path / "box-drawn.png"))
     page.click(".hubforge-label .hf-count")
     page.keyboard.press("Enter")
     page.wait_for_selector(".hubforge-label .hf-count:has-text('1 / 2 labeled')")

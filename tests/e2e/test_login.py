@@ -22,50 +22,49 @@ def test_login_pick_profile_and_see_the_launcher(workbench, page, tmp_path):
         input="erin-password-1\n",
     )
     assert r.returncode == 0, r.stderr
-    page.goto(workbench.url + "hub/login")
-    page.fill("#username_input", "erin")
-    page.fill("#password_input", "erin-password-1")
-    page.click("#login_submit")
+    try:
+        page.goto(workbench.url + "hub/login")
+        page.fill("#username_input", "erin")
+        page.fill("#password_input", "erin-password-1")
+        page.click("#login_submit")
 
-    # The spawn page offers the configured profiles (two fake GPUs -> up to 2 GPUs).
-    page.wait_for_selector("#hubforge-profiles")
-    labels = page.locator(".hubforge-profile strong").all_inner_texts()
-    assert labels == ["CPU", "1 GPU", "2 GPUs"]
-    page.check("input[name=profile][value=gpu-1]")
-    page.click("button[type=submit]")
+        # The spawn page offers the configured profiles (two fake GPUs -> up to 2 GPUs).
+        page.wait_for_selector("#hubforge-profiles")
+        labels = page.locator(".hubforge-profile strong").all_inner_texts()
+        assert labels == ["CPU", "1 GPU", "2 GPUs"]
+        page.check("input[name=profile][value=gpu-1]")
+        page.click("button[type=submit]")
 
-    page.wait_for_selector(".jp-Launcher", timeout=120_000)
-    assert "/user/erin/lab" in page.url
-    page.screenshot(path=str(tmp_path / "launcher.png"))
+        page.wait_for_selector(".jp-Launcher", timeout=120_000)
+        assert "/user/erin/lab" in page.url
 
-    # The server the browser reached runs the chosen profile with one GPU handed out.
-    response = page.request.get(workbench.url + "user/erin/hubforge/api/status")
-    assert response.ok, response.text()
-    status = json.loads(response.text())
-    assert status["profile"] == "gpu-1"
-    assert len(status["gpus"]) == 1
+        # The server the browser reached runs the chosen profile with one GPU handed out.
+        response = page.request.get(workbench.url + "user/erin/hubforge/api/status")
+        assert response.ok, response.text()
+        status = json.loads(response.text())
+        assert status["profile"] == "gpu-1"
+        assert len(status["gpus"]) == 1
 
-    # ipywidgets render in a real notebook, and the kernel runs with tf_keras selected.
-    put_file(
-        page,
-        workbench,
-        "erin",
-        "widgets.ipynb",
-        code_notebook(
-            "import os, ipywidgets\n"
-            "print('legacy keras:', os.environ['TF_USE_LEGACY_KERAS'])\n"
-            "ipywidgets.IntSlider(value=7, description='epochs')"
-        ),
-    )
-    open_and_run_first_cell(page, workbench, "erin", "widgets.ipynb")
-    slider = page.wait_for_selector(".widget-slider", timeout=60_000)
-    assert "epochs" in slider.inner_text()
-    assert "legacy keras: 1" in page.locator(".jp-OutputArea-output").first.inner_text()
-    page.screenshot(path=str(tmp_path / "widget.png"))
-    # No news pop-up: the workbench has no Internet to fetch it from.
-    assert page.locator("text=Would you like to get notified").count() == 0
-
-    workbench.stop_server("erin", workbench.admin_token())
+        # ipywidgets render in a real notebook, and the kernel runs with tf_keras selected.
+        put_file(
+            page,
+            workbench,
+            "erin",
+            "widgets.ipynb",
+            code_notebook(
+                "import os, ipywidgets\n"
+                "print('legacy keras:', os.environ['TF_USE_LEGACY_KERAS'])\n"
+                "ipywidgets.IntSlider(value=7, description='epochs')"
+            ),
+        )
+        open_and_run_first_cell(page, workbench, "erin", "widgets.ipynb")
+        slider = page.wait_for_selector(".widget-slider", timeout=60_000)
+        assert "epochs" in slider.inner_text()
+        assert "legacy keras: 1" in page.locator(".jp-OutputArea-output").first.inner_text()
+        # No news pop-up: the workbench has no Internet to fetch it from.
+        assert page.locator("text=Would you like to get notified").count() == 0
+    finally:
+        workbench.ensure_stopped("erin")
 
 
 def test_wrong_password_shows_the_hubs_error(workbench, page):

@@ -32,7 +32,6 @@ def test_dashboard_renders_through_the_proxy_without_failed_requests(workbench, 
     frame.locator("text=epoch_loss").first.wait_for(timeout=90_000)
     frame.locator("tf-scalar-card, .scalar-card, scalar-card").first.wait_for(timeout=60_000)
     page.wait_for_timeout(2000)  # let the dashboard finish its data requests
-    page.screenshot(path=str(tmp_path / "tensorboard.png"))
     tensorboard_failures = [f for f in failed if "/proxy/" in f]
     assert tensorboard_failures == [], tensorboard_failures
     link = page.locator(".hubforge-tensorboard a[target=_blank]")

@@ -31,7 +31,6 @@ def test_train_button_runs_a_job_through_the_service(workbench, page, tmp_path):
     page.click(".hubforge-train button:has-text('Train')")
     page.wait_for_selector(".hubforge-train .hubforge-state:has-text('succeeded')", timeout=240_000)
     page.wait_for_selector(".hubforge-train svg.hubforge-chart polyline")
-    page.screenshot(path=str(tmp_path / "train-widget.png"))
     text = widget.inner_text()
     assert "worker-1: succeeded" in text
     # The service ran it: the job is the user's, listed by the service.

@@ -37,6 +37,22 @@ def shapes(folder, n=50):
     (folder / "README.md").write_text("not an image")
 
 
+def shapes_project(workbench, name: str = "shapes"):
+    """The calling user's project over datasets/shapes (made here, so every test runs alone
+    and in any order)."""
+    folder = workbench.data_dir / "hdfs" / "datasets" / "shapes"
+    if not (folder / "049.png").exists():
+        shapes(folder)
+    return labeling.create_project(name, "datasets/shapes", ["circle", "square"])
+
+
+def label_all(project) -> None:
+    """Label every item right (even numbers are circles)."""
+    while (task := project.next_item()) is not None:
+        number = int(task["data"]["hubforge_path"][-7:-4])
+        project.annotate(task["id"], "circle" if number % 2 == 0 else "square")
+
+
 @pytest.fixture
 def as_user(workbench, monkeypatch):
     """Run the labeling API as a hub user, the way a kernel in their server does."""
@@ -78,8 +94,7 @@ def test_each_user_gets_their_own_label_studio_account(workbench, as_user):
 
 def test_create_import_label_progress_export(workbench, as_user):
     as_user("lena")
-    shapes(workbench.data_dir / "hdfs" / "datasets" / "shapes")
-    project = labeling.create_project("shapes", "datasets/shapes", ["circle", "square"])
+    project = shapes_project(workbench)
     assert project.task == "image-classification" and project.labels == ["circle", "square"]
     assert project.last_import.added == 50 and project.last_import.unsupported == ["README.md"]
     again = labeling.create_project("shapes", "datasets/shapes", ["circle", "square"])
@@ -122,7 +137,9 @@ def test_create_import_label_progress_export(workbench, as_user):
 
 
 def test_isolation_and_mistakes(workbench, as_user):
-    as_user("lars")
+    as_user("lena")
+    shapes_project(workbench)
+    as_user("lorna")
     assert labeling.list_projects() == []
     with pytest.raises(labeling.LabelingError, match="No project 'shapes'"):
         labeling.open_project("shapes")
@@ -141,7 +158,7 @@ def test_isolation_and_mistakes(workbench, as_user):
 
 
 def test_text_classification_from_strings(workbench, as_user):
-    as_user("lars")
+    as_user("tara")
     texts = ["great product", "terrible support", "works fine", "great product"]
     project = labeling.create_project("reviews", texts, ["good", "bad"], task="text-classification")
     assert project.last_import.added == 3  # the same text twice is one item
@@ -173,8 +190,8 @@ def annotation_count(project, task_id):
 
 
 def test_annotations_made_while_label_studio_is_away_arrive_once(workbench, as_user):
-    as_user("lena")
-    project = labeling.open_project("shapes")
+    as_user("luke")
+    project = shapes_project(workbench)
     tasks = [t["id"] for t in project.tasks(labeled=False)[:3]]
     ls = label_studio_process(workbench)
     ls.suspend()  # unreachable: requests time out
@@ -224,11 +241,9 @@ print(json.dumps({
 
 
 def test_labeled_items_feed_a_keras_fit(workbench, as_user):
-    token = as_user("lena")
-    project = labeling.open_project("shapes")
-    while (task := project.next_item()) is not None:
-        number = int(task["data"]["hubforge_path"][-7:-4])
-        project.annotate(task["id"], "circle" if number % 2 == 0 else "square")
+    token = as_user("kim")
+    project = shapes_project(workbench)
+    label_all(project)
     assert project.progress["labeled"] == 50
     creds = workbench.api("GET", CREDENTIALS, token).json()
     env = dict(
@@ -251,8 +266,8 @@ def test_labeled_items_feed_a_keras_fit(workbench, as_user):
 def test_label_widget_actions(workbench, as_user):
     from hubforge.widgets import label
 
-    as_user("lars")
-    project = labeling.create_project("shapes-w", "datasets/shapes", ["circle", "square"])
+    as_user("lex")
+    project = shapes_project(workbench, "shapes-w")
     widget = label(project)
     first = widget.item
     assert first["kind"] == "image" and first["src"].startswith("data:image/png;base64,")
@@ -296,7 +311,8 @@ def test_label_widget_actions(workbench, as_user):
 
 
 def test_cli(workbench, as_user):
-    as_user("lena")  # the CLI in a user's server uses the same environment
+    as_user("cleo")  # the CLI in a user's server uses the same environment
+    label_all(shapes_project(workbench))
     run = subprocess.run(
         [sys.executable, "-m", "hubforge.cli", "label", "list"],
         capture_output=True,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import threading
 import time
 
@@ -24,8 +25,28 @@ def sam(workbench):
     return token
 
 
+def fresh(workbench, token: str, name: str, user: str = "sam") -> None:
+    """No endpoint ``name`` and no versions of it on disk: each test starts from nothing."""
+    assert workbench.api("DELETE", f"{API}/{name}", token).status_code in (200, 404)
+    shutil.rmtree(workbench.data_dir / "hdfs" / "users" / user / "models" / name, True)
+
+
+@pytest.fixture
+def scorer(workbench, sam):
+    """sam's endpoint 'scorer' serving versions 1 (y = sum(x)) and 2 (y = sum(x) + 5)."""
+    exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    fresh(workbench, sam, "scorer")
+    for version in ("1", "2"):
+        body = {"name": "scorer", "model_dir": str(exports / version)}
+        r = workbench.api("POST", API, sam, json=body)
+        assert r.status_code == 201, r.text
+    yield
+    fresh(workbench, sam, "scorer")
+
+
 def test_deploy_predict_through_the_gateway_and_undeploy(workbench, sam):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    fresh(workbench, sam, "scorer")
     r = workbench.api("POST", API, sam, json={"name": "scorer", "model_dir": str(exports / "1")})
     assert r.status_code == 201, r.text
     endpoint = r.json()
@@ -47,10 +68,12 @@ def test_deploy_predict_through_the_gateway_and_undeploy(workbench, sam):
     r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[1, 2]]})
     assert r.status_code == 400 and "shape" in r.json()["error"]
     # Admins may call it too.
-    assert (
-        workbench.api("POST", GATEWAY + ":predict", workbench.admin_token(), json=rows).status_code
-        == 200
-    )
+    r = workbench.api("POST", GATEWAY + ":predict", workbench.admin_token(), json=rows)
+    assert r.status_code == 200 and r.json() == {"predictions": [[9.0]]}
+    r = workbench.api("DELETE", f"{API}/scorer", sam)
+    assert r.status_code == 200 and r.json()["name"] == "scorer" and not r.json()["running"]
+    r = workbench.api("POST", GATEWAY + ":predict", sam, json=rows)
+    assert r.status_code == 404 and "No endpoint 'scorer'" in r.json()["error"]
 
 
 def test_gateway_refuses_strangers(workbench, sam):
@@ -71,7 +94,7 @@ def scoped_token(workbench, user: str, token: str, *scopes: str):
     )
 
 
-def test_tokens_with_the_call_scope(workbench, sam):
+def test_tokens_with_the_call_scope(workbench, sam, scorer):
     """An application's token that may only call: one endpoint, or all of an owner's."""
     rows = {"instances": [[1, 1, 1, 1]]}
     scope = "custom:hubforge:endpoints:call"
@@ -80,7 +103,9 @@ def test_tokens_with_the_call_scope(workbench, sam):
     app = r.json()["token"]
     r = workbench.api("POST", GATEWAY + ":predict", app, json=rows)
     assert r.status_code == 200 and r.json() == {"predictions": [[9.0]]}  # version 2
-    assert workbench.api("GET", GATEWAY + "/metadata", app).status_code == 200
+    metadata = workbench.api("GET", GATEWAY + "/metadata", app).json()
+    assert metadata["model_spec"]["version"] == "2"
+    assert "serving_default" in metadata["metadata"]["signature_def"]["signature_def"]
     # ... but it cannot manage endpoints, nor call another one
     assert workbench.api("GET", API, app).status_code == 403
     r = workbench.api("POST", API, app, json={"name": "x", "model_dir": "/tmp"})
@@ -102,6 +127,7 @@ def test_tokens_with_the_call_scope(workbench, sam):
 
 def test_changing_batching_under_load_fails_no_request(workbench, sam):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    fresh(workbench, sam, "batchy")
     body = {"name": "batchy", "model_dir": str(exports / "1")}
     r = workbench.api("POST", API, sam, json=body)
     assert r.status_code == 201 and r.json()["batching"]["max_batch_size"] == 0
@@ -158,7 +184,7 @@ def test_endpoint_quota(workbench):
         assert workbench.api("DELETE", f"{API}/{name}", token).status_code == 200
 
 
-def test_deploy_mistakes(workbench, sam):
+def test_deploy_mistakes(workbench, sam, scorer):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
     cases = [
         ({"name": "Bad Name", "model_dir": str(exports / "1")}, "lowercase letters"),
@@ -179,7 +205,7 @@ def test_deploy_mistakes(workbench, sam):
     assert r.status_code == 404 and "No endpoint 'nope'" in r.json()["error"]
 
 
-def test_python_api_from_a_kernel(workbench, sam):
+def test_python_api_from_a_kernel(workbench, sam, scorer):
     assert workbench.spawn("sam", sam).status_code in (201, 202)
     outputs = execute(
         workbench,
@@ -200,13 +226,14 @@ def test_python_api_from_a_kernel(workbench, sam):
     r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
     assert r.json() == {"predictions": [[5.0]]}
     r = workbench.api("DELETE", f"{API}/scorer", sam)
-    assert r.status_code == 200
+    assert r.status_code == 200 and r.json()["name"] == "scorer"
     r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
-    assert r.status_code == 404
+    assert r.status_code == 404 and "No endpoint 'scorer'" in r.json()["error"]
 
 
 def test_cli_inside_the_users_server(workbench, sam):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
+    fresh(workbench, sam, "cli-ep")
     assert workbench.spawn("sam", sam).status_code in (201, 202)
     outputs = execute(
         workbench,

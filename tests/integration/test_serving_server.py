@@ -179,9 +179,10 @@ def test_health_and_metrics(scorer):
     assert "hubforge_serving_latency_seconds_bucket" in text
 
 
-def test_batching_gives_each_request_its_own_rows(models):
+def test_batching_gives_each_request_its_own_rows(tmp_path):
+    keras_model(tmp_path / "batched", 1, bias=5.0)  # its own model: y = sum(x) + 5
     proc, url = start_server(
-        "batched", models / "scorer", "--max-batch-size", "32", "--batch-timeout-ms", "20"
+        "batched", tmp_path / "batched", "--max-batch-size", "32", "--batch-timeout-ms", "20"
     )
     try:
         predict = url + "/v1/models/batched:predict"
@@ -198,8 +199,7 @@ def test_batching_gives_each_request_its_own_rows(models):
             t.join()
         for i, (code, body) in results.items():
             assert code == 200, body
-            bias = body["predictions"][0][0] - i
-            assert body["predictions"] == [[i + bias], [i + 1 + bias]], (i, body)
+            assert body["predictions"] == [[i + 5.0], [i + 1 + 5.0]], (i, body)
         metrics = requests.get(url + "/metrics", timeout=10).text
         count = float(re.search(r"hubforge_serving_batch_size_count (\S+)", metrics).group(1))
         total = float(re.search(r"hubforge_serving_batch_size_sum (\S+)", metrics).group(1))

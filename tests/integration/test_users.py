@@ -74,9 +74,11 @@ def test_spawn_page_shows_profiles_and_free_gpus(workbench):
     ]
 
     holder = workbench.create_user("kim")
-    assert workbench.spawn("kim", holder, profile="gpu-1").status_code in (201, 202)
-    page = session.get(workbench.url + "hub/spawn", timeout=30).text
-    assert "GPUs free: 1 of 2" in page
-    assert 'value="gpu-2" disabled' in page
-    assert "only 1 GPU(s) free now" in page
-    workbench.stop_server("kim", holder)
+    try:
+        assert workbench.spawn("kim", holder, profile="gpu-1").status_code in (201, 202)
+        page = session.get(workbench.url + "hub/spawn", timeout=30).text
+        assert "GPUs free: 1 of 2" in page
+        assert 'value="gpu-2" disabled' in page
+        assert "only 1 GPU(s) free now" in page
+    finally:
+        workbench.ensure_stopped("kim")
