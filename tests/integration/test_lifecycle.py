@@ -54,7 +54,7 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
     finally:
         down = wb.down()
     assert down.returncode == 0, down.stderr
-    assert "Hubforge stopped." in down.stdout
+    assert f"Hubforge stopped ({data})." in down.stdout
     assert workbench_processes(str(data)) == []
     assert not psutil.pid_exists(kernel.pid) or kernel.status() == psutil.STATUS_ZOMBIE
 
