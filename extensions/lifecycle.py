@@ -41,7 +41,7 @@ RESTART_WINDOW = 600
 # What the hub starts and a crashed hub leaves behind (user servers, kernels, endpoints and
 # jobs are not among them: they keep running through a restart).
 HUB_CHILDREN = (
-    "hubforge.service.keeper",
+    "hubforge.keeper",
     "hubforge.service.app",
     "ls_main.py",
     "configurable-http-proxy",

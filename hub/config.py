@@ -71,6 +71,11 @@ def roles() -> list[dict[str, Any]]:
     ]
 
 
+def keeper() -> list[str]:
+    """The prefix that keeps a managed service running (restarted within a second)."""
+    return [sys.executable, "-m", "hubforge.keeper"]
+
+
 def fixed_port(name: str) -> int:
     """A loopback port that stays the same while one `hubforge up` runs: it sets
     HUBFORGE_<NAME>_PORT once, so a restarted hub and its services come back where running
@@ -114,7 +119,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
             "url": service_url,
             "api_token": token,
             # the keeper restarts a crashed service within a second (gateway back in seconds)
-            "command": [sys.executable, "-m", "hubforge.service.keeper"],
+            "command": [*keeper(), sys.executable, "-m", "hubforge.service.app"],
             "environment": service_env,
             "display": False,
             "timeout": 120,  # a busy machine imports slowly; the hub routes nothing until then
@@ -122,6 +127,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     ]
     if workbench.label_studio_python:
         ls = label_studio.hub_service(workbench, fixed_port("label_studio"), marker)
+        ls["command"] = [*keeper(), *ls["command"]]
         c.JupyterHub.services.append(ls)
         # the hubforge service provisions accounts and talks to it on loopback
         service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + label_studio.prefix(

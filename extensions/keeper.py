@@ -1,9 +1,9 @@
-"""Keeps the hubforge service running (``python -m hubforge.service.keeper``).
+"""Keeps a hub-managed service running (``python -m hubforge.keeper COMMAND...``).
 
-The hub starts this small process as its managed service; it runs the real service
-(``hubforge.service.app``) as its child and starts it again within a second when it dies, so
-the endpoint gateway and the REST API are back in seconds (the hub itself notices a dead
-service only at its next poll, up to 30 s later). Crashes in a row back off up to 10 s.
+The hub starts this small process as the managed service (the hubforge service, Label
+Studio); it runs COMMAND as its child and starts it again within a second when it dies, so the
+endpoint gateway, the REST API and Label Studio are back in seconds (the hub itself notices a
+dead service only at its next poll, up to 30 s later). Crashes in a row back off up to 10 s.
 SIGTERM/SIGINT stop the child and then the keeper; if the keeper dies, the kernel stops the
 child (PR_SET_PDEATHSIG) and the hub restarts the keeper.
 """
@@ -15,8 +15,7 @@ import signal
 import subprocess
 import sys
 import time
-
-SERVICE = [sys.executable, "-m", "hubforge.service.app"]
+from pathlib import Path
 
 
 def _die_with_keeper() -> None:
@@ -24,6 +23,11 @@ def _die_with_keeper() -> None:
 
 
 def main() -> int:
+    command = sys.argv[1:]
+    if not command:
+        print("usage: python -m hubforge.keeper COMMAND [ARG...]", file=sys.stderr)
+        return 2
+    name = Path(command[-1]).name if len(command) == 1 else " ".join(command[1:3])
     stopping: list[int] = []
     child: list[subprocess.Popen] = []
 
@@ -37,13 +41,13 @@ def main() -> int:
     delay = 0.5
     while not stopping:
         started = time.monotonic()
-        child.append(subprocess.Popen([*SERVICE, *sys.argv[1:]], preexec_fn=_die_with_keeper))
+        child.append(subprocess.Popen(command, preexec_fn=_die_with_keeper))
         code = child[-1].wait()
         if stopping:
             break
         delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 10)
         print(
-            f"[hubforge keeper] the service exited with {code}; starting it again in {delay:.1f} s",
+            f"[hubforge keeper] {name} exited with {code}; starting it again in {delay:.1f} s",
             file=sys.stderr,
             flush=True,
         )
