@@ -21,6 +21,7 @@ HELM = ROOT / ".venvs" / "tools" / "helm"
 CHART = ROOT / "helm" / "hubforge"
 LINT_VALUES = Path(__file__).with_name("lint-values.yaml")
 K8S_VERSION = "1.30.0"
+Z2JH_FIXTURES = ROOT.parent / "shared" / "fixtures" / "charts"
 
 
 @pytest.fixture(scope="module")
@@ -30,11 +31,11 @@ def chart(tmp_path_factory) -> Path:
     shutil.copytree(CHART, copy)
     deps = yaml.safe_load((CHART / "Chart.yaml").read_text())["dependencies"]
     (z2jh,) = [d for d in deps if d["name"] == "jupyterhub"]
-    placeholder = copy / "charts" / "jupyterhub"
-    placeholder.mkdir(parents=True)
-    (placeholder / "Chart.yaml").write_text(
-        yaml.safe_dump({"apiVersion": "v2", "name": "jupyterhub", "version": z2jh["version"]})
-    )
+    # the released z2jh chart, not a placeholder: its templates, policies and schema take part
+    released = Z2JH_FIXTURES / f"jupyterhub-{z2jh['version']}.tgz"
+    assert released.is_file(), f"{released} is missing (../shared/fixtures)"
+    (copy / "charts").mkdir(exist_ok=True)
+    shutil.copy(released, copy / "charts" / released.name)
     return copy
 
 
@@ -153,7 +154,8 @@ def test_host_path_mode_and_no_policies(chart):
             "hubforge.labelStudio.enabled=false",
         )
     )
-    assert not any(kind == "NetworkPolicy" for kind, _ in objs)
+    # Hubforge's policies are off (z2jh's own stay, as its values say)
+    assert not any(kind == "NetworkPolicy" and n.startswith("hubforge-") for kind, n in objs)
     assert ("Deployment", "hubforge-label-studio") not in objs
 
 
@@ -376,7 +378,8 @@ def _allowed(
     on ``port``? Pods and peers are {labels, ip, namespace}; ``named`` resolves named ports
     (of the pod receiving the traffic). None when no policy selects the pod (then
     everything is allowed)."""
-    named = named or {}
+    receiver = pod if kind == "Ingress" else peer
+    named = named or receiver.get("ports", {})  # named ports are the receiving pod's
     namespace = pod.get("namespace", "hub")
     selecting = [
         p
@@ -448,15 +451,34 @@ def test_network_policies_open_exactly_the_paths_hubforge_uses(chart):
     policies = [o for (kind, _), o in objs.items() if kind == "NetworkPolicy"]
 
     def pod(name, ip):
-        labels = objs[("Deployment", name)]["spec"]["template"]["metadata"]["labels"]
-        return {"labels": labels, "ip": ip, "namespace": "hub"}
+        template = objs[("Deployment", name)]["spec"]["template"]
+        ports = {
+            port["name"]: port["containerPort"]
+            for container in template["spec"]["containers"]
+            for port in container.get("ports", [])
+            if "name" in port
+        }
+        return {
+            "labels": template["metadata"]["labels"],
+            "ip": ip,
+            "namespace": "hub",
+            "ports": ports,
+        }
 
     # every pod has an address in the cluster's pod network (10.0.0.0/8 on most clusters)
     service, ls = pod("hubforge-service", "10.4.0.10"), pod("hubforge-label-studio", "10.4.0.11")
     endpoint = {"labels": endpoint_labels("alice", "scorer"), "ip": "10.4.0.12", "namespace": "hub"}
-    proxy = {"labels": {"component": "proxy"}, "ip": "10.4.0.13", "namespace": "hub"}
-    hub = {"labels": {"component": "hub"}, "ip": "10.4.0.14", "namespace": "hub"}
-    user = {"labels": {"component": "singleuser-server"}, "ip": "10.4.0.15", "namespace": "hub"}
+    proxy, hub = pod("proxy", "10.4.0.13"), pod("hub", "10.4.0.14")  # z2jh's own Deployments
+    # the labels KubeSpawner gives a user pod under z2jh (its common labels + extraLabels)
+    user_labels = {
+        "component": "singleuser-server",
+        "app": "jupyterhub",
+        "release": "hf",
+        "app.kubernetes.io/name": "jupyterhub",
+        "app.kubernetes.io/instance": "hf",
+        "hub.jupyter.org/network-access-hub": "true",
+    }
+    user = {"labels": user_labels, "ip": "10.4.0.15", "namespace": "hub"}
     other_user = {**user, "ip": "10.4.0.16"}
     api_server = {"labels": {}, "ip": "10.96.0.1", "namespace": "default"}
     needed = [  # (from, to, port): who must reach whom
@@ -486,5 +508,11 @@ def test_network_policies_open_exactly_the_paths_hubforge_uses(chart):
     # any port of the pod network (whatever hdfsCIDRs defaults to)
     for target, port in [(other_user, 8888), (api_server, 443), (other_user, 2222)]:
         assert _allowed(policies, "Egress", user, target, port) is False, (target, port)
+    # z2jh's own singleuser policy (rendered from the released chart) adds the internet, as
+    # docs/kubernetes.md says (pip installs), never cloud metadata
+    internet = {"labels": {}, "ip": "151.101.0.223", "namespace": "-"}
+    assert _allowed(policies, "Egress", user, internet, 443) is True
+    metadata = {"labels": {}, "ip": "169.254.169.254", "namespace": "-"}
+    assert _allowed(policies, "Egress", user, metadata, 80) is False
     # DNS stays open
     assert _allowed(policies, "Egress", user, {**api_server, "ip": "10.96.0.10"}, 53, "UDP")
