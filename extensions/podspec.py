@@ -13,6 +13,21 @@ DATA_MOUNT = "/mnt/hdfs"
 GPU_RESOURCE = "nvidia.com/gpu"
 
 
+def user_data_mounts(owner: str, volume: str = "hdfs") -> list[dict[str, Any]]:
+    """What a user's pods (notebook, jobs) mount of HDFS at /mnt/hdfs: their own area
+    read-write and the shared data sets read-only, never another user's area. ``owner`` may
+    be KubeSpawner's ``{username}`` template."""
+    return [
+        {"name": volume, "mountPath": f"{DATA_MOUNT}/users/{owner}", "subPath": f"users/{owner}"},
+        {
+            "name": volume,
+            "mountPath": f"{DATA_MOUNT}/datasets",
+            "subPath": "datasets",
+            "readOnly": True,
+        },
+    ]
+
+
 def gpu_tolerations() -> list[dict[str, Any]]:
     """Tolerate the taint GPU nodes usually carry."""
     return [{"key": GPU_RESOURCE, "operator": "Exists", "effect": "NoSchedule"}]

@@ -19,6 +19,32 @@ MARKER = "HUBFORGE_WORKBENCH"
 JOBS_MARKER = "HUBFORGE_JOBS_OF"
 
 
+# What a user's job or endpoint may inherit from the process that starts it (the hubforge
+# service, or a user's own kernel): never tokens, secrets or the hub's settings.
+SAFE_NAMES = {
+    "PATH",
+    "LANG",
+    "LANGUAGE",
+    "TZ",
+    "PYTHONPATH",
+    "LD_LIBRARY_PATH",
+    "TMPDIR",
+    "SSL_CERT_FILE",
+    "SSL_CERT_DIR",
+    "REQUESTS_CA_BUNDLE",
+}
+SAFE_PREFIXES = ("LC_", "TF_", "CUDA_", "NVIDIA_", "OMP_", "XLA_", "KMP_")
+
+
+def workload_env(**extra: str) -> dict[str, str]:
+    """The environment of a user's workload (job supervisor, workers, endpoint): an allow-list
+    of this process's variables plus ``extra``; nothing else, so a job never sees the
+    service's hub token or Label Studio's admin secrets."""
+    env = {k: v for k, v in os.environ.items() if k in SAFE_NAMES or k.startswith(SAFE_PREFIXES)}
+    env.update(extra)
+    return env
+
+
 def workbench_processes(data_dir: str) -> list[psutil.Process]:
     """Processes (other than this one) whose environment marks them as ``data_dir``'s."""
     found = []

@@ -14,7 +14,7 @@ from typing import Any
 from traitlets import Dict, Unicode
 from traitlets.config import Configurable
 
-from hubforge.podspec import DATA_MOUNT, GPU_RESOURCE, gpu_tolerations
+from hubforge.podspec import DATA_MOUNT, GPU_RESOURCE, gpu_tolerations, user_data_mounts
 from hubforge.profiles import validate_profiles
 from hubforge.service.culler import idle_note, idle_timeout
 from hubforge.workbench import Workbench, load_config, load_workbench
@@ -116,17 +116,7 @@ def configure(c: Any, profiles: list[dict[str, Any]], workbench: Any = None) -> 
     ]
     mounts = [
         {"name": "home", "mountPath": "/home/jovyan"},
-        {
-            "name": "hdfs",
-            "mountPath": f"{DATA_MOUNT}/users/{{username}}",
-            "subPath": "users/{username}",
-        },
-        {
-            "name": "hdfs",
-            "mountPath": f"{DATA_MOUNT}/datasets",
-            "subPath": "datasets",
-            "readOnly": True,
-        },
+        *user_data_mounts("{username}"),
         {"name": "hadoop-conf", "mountPath": "/etc/hadoop/conf", "readOnly": True},
     ]
     if s.kerberos_secret:

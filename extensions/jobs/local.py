@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import DamagedStateFile
-from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached
+from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached, workload_env
 from .base import JobBackend
 from .errors import JobError, JobNotFound
 from .spec import JobSpec
@@ -76,9 +76,15 @@ class LocalJobBackend(JobBackend):
         return self.get(owner, job_id)
 
     def _start_supervisor(self, store: JobStore) -> None:
-        env = dict(os.environ, **self.env)
-        if MARKER in env:  # not swept with the workbench's processes; see stop_all()
-            env[JOBS_MARKER] = env.pop(MARKER)
+        owner = store.path.parent.parent.name
+        env = workload_env(
+            HUBFORGE_DATA=str(self.data_root),
+            HUBFORGE_USER_AREA=str(self.data_root / "users" / owner),
+            HOME=str(store.path),
+            **self.env,
+        )
+        if os.environ.get(MARKER):  # not swept with the workbench's processes; see stop_all()
+            env[JOBS_MARKER] = os.environ[MARKER]
         # Detached: the job outlives the kernel, the user's server and the hub.
         supervisor = spawn_detached(
             [sys.executable, "-m", "hubforge.jobs.supervisor", str(store.path)],

@@ -16,6 +16,7 @@ from ..podspec import (
     container_security,
     gpu_tolerations,
     pod_security,
+    user_data_mounts,
 )
 from .spec import JobSpec
 
@@ -116,7 +117,8 @@ def pod_template(
         "ports": [{"name": "tfjob-port", "containerPort": TF_PORT}],
         "resources": _resources(spec),
         "volumeMounts": [
-            {"name": "hdfs", "mountPath": DATA_MOUNT},
+            # what the owner's notebook pod mounts, no more: a job is the owner's code
+            *user_data_mounts(owner),
             {"name": "script", "mountPath": SCRIPT_MOUNT, "readOnly": True},
         ],
         "securityContext": container_security(read_only_root=False),

@@ -19,7 +19,7 @@ from typing import Any
 import requests
 
 from ..atomic import DamagedStateFile, read_json, write_json
-from ..processes import alive, free_port, spawn_detached, terminate_group
+from ..processes import MARKER, alive, free_port, spawn_detached, terminate_group, workload_env
 from .base import EndpointBackend, check_batching
 from .errors import BadRequest, NotFound, ServingError, Unavailable
 from .model import find_versions
@@ -150,9 +150,10 @@ class LocalEndpointBackend(EndpointBackend):
             "--batch-timeout-ms",
             str(batching["batch_timeout_ms"]),
         ]
-        process = spawn_detached(
-            cmd, base / "server.log", env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="2")
-        )
+        env = workload_env(TF_CPP_MIN_LOG_LEVEL="2", HOME=str(base))
+        if os.environ.get(MARKER):  # stopped with the workbench (hubforge down)
+            env[MARKER] = os.environ[MARKER]
+        process = spawn_detached(cmd, base / "server.log", env=env)
         return {
             "owner": owner,
             "name": name,

@@ -66,7 +66,17 @@ def expected_pod(extra_env=(), restart="OnFailure", **pod_fields) -> dict:
                         "requests": {"cpu": "4", "memory": "16G"},
                     },
                     "volumeMounts": [
-                        {"name": "hdfs", "mountPath": "/mnt/hdfs"},
+                        {
+                            "name": "hdfs",
+                            "mountPath": "/mnt/hdfs/users/alice",
+                            "subPath": "users/alice",
+                        },
+                        {
+                            "name": "hdfs",
+                            "mountPath": "/mnt/hdfs/datasets",
+                            "subPath": "datasets",
+                            "readOnly": True,
+                        },
                         {"name": "script", "mountPath": "/opt/hubforge/job", "readOnly": True},
                     ],
                     "securityContext": {

@@ -110,3 +110,18 @@ def test_server_extension_points_tensorboard_at_its_own_proxy(monkeypatch):
     monkeypatch.setenv("TENSORBOARD_PROXY_URL", "/set/by/spawner/%PORT%/")
     HubforgeExtension().initialize_settings()
     assert os.environ["TENSORBOARD_PROXY_URL"] == "/set/by/spawner/%PORT%/"
+
+
+def test_a_job_pod_mounts_exactly_what_its_owners_notebook_pod_mounts():
+    """A job is its owner's code: the same HDFS view as their notebook (their own area
+    read-write, data sets read-only), never the whole HDFS or another user's area."""
+    from hubforge.jobs.objects import ClusterSettings, pod_template
+    from hubforge.jobs.spec import JobSpec
+
+    notebook = manifest("cpu")
+    (container,) = [c for c in notebook["spec"]["containers"] if c["name"] == "notebook"]
+    notebook_hdfs = [m for m in container["volumeMounts"] if m["name"] == "hdfs"]
+    job = pod_template("alice", "mnist-abc123", JobSpec(name="mnist"), ClusterSettings())
+    job_hdfs = [m for m in job["spec"]["containers"][0]["volumeMounts"] if m["name"] == "hdfs"]
+    assert job_hdfs == notebook_hdfs
+    assert all(m.get("subPath") for m in job_hdfs), "no mount of the whole HDFS"
