@@ -86,6 +86,7 @@ class KubernetesJobBackend(JobBackend):
             "Pod": f"/api/v1/namespaces/{ns}/pods",
             "Job": f"/apis/batch/v1/namespaces/{ns}/jobs",
             "TFJob": f"/apis/kubeflow.org/v1/namespaces/{ns}/tfjobs",
+            "NetworkPolicy": f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
         }[kind]
         return f"{base}/{name}" if name else base
 
@@ -191,7 +192,8 @@ class KubernetesJobBackend(JobBackend):
         if record["state"] in TERMINAL:
             raise JobError(f"Job {job_id} already {record['state']}; nothing to cancel", 409)
         name = object_name(job_id)
-        for kind in ("TFJob" if await self._tfjob_available() else "Job", "Service", "ConfigMap"):
+        main = "TFJob" if await self._tfjob_available() else "Job"
+        for kind in (main, "Service", "ConfigMap", "NetworkPolicy"):
             await self._delete(kind, name)
         record.update(state="cancelled", reason="cancelled by the user")
         return record

@@ -209,11 +209,41 @@ def indexed_job(owner: str, job_id: str, spec: JobSpec, s: ClusterSettings) -> d
     }
 
 
+def network_policy(owner: str, job_id: str, s: ClusterSettings) -> dict[str, Any]:
+    """The job's own workers reach each other on TensorFlow's port (unauthenticated gRPC),
+    nothing else does; the chart's default policy denies job pods everything else but DNS
+    and HDFS."""
+    own = [{"podSelector": {"matchLabels": {"hubforge.io/job": job_id}}}]
+    port = [{"port": TF_PORT, "protocol": "TCP"}]
+    return {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {
+            "name": object_name(job_id),
+            "namespace": s.namespace,
+            "labels": labels(owner, job_id),
+        },
+        "spec": {
+            "podSelector": {"matchLabels": {"hubforge.io/job": job_id}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": own, "ports": port}],
+            "egress": [{"to": own, "ports": port}],
+        },
+    }
+
+
 def job_objects(
     owner: str, job_id: str, spec: JobSpec, script: str, s: ClusterSettings, tfjob_available: bool
 ) -> list[dict[str, Any]]:
-    """Everything to create for one job, in creation order."""
+    """Everything to create for one job, in creation order (its network policy before its
+    pods)."""
     config_map = script_config_map(owner, job_id, script, s)
+    policy = network_policy(owner, job_id, s)
     if tfjob_available:
-        return [config_map, tfjob(owner, job_id, spec, s)]
-    return [config_map, headless_service(owner, job_id, s), indexed_job(owner, job_id, spec, s)]
+        return [config_map, policy, tfjob(owner, job_id, spec, s)]
+    return [
+        config_map,
+        policy,
+        headless_service(owner, job_id, s),
+        indexed_job(owner, job_id, spec, s),
+    ]

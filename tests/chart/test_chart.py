@@ -86,8 +86,17 @@ def test_defaults(chart):
         "deployments",
         "tfjobs",
         "inferenceservices",
+        "networkpolicies",  # one per job (its workers reach each other)
     }
     assert not any("secrets" in rule["resources"] for rule in role["rules"])
+    # nothing that would let it escalate: no exec, no RBAC, no secrets anywhere
+    forbidden = {"secrets", "pods/exec", "pods/attach", "roles", "rolebindings", "serviceaccounts"}
+    for (kind, _), obj in objs.items():
+        if kind in ("Role", "ClusterRole") and obj["metadata"]["name"].startswith(
+            ("hubforge", "hf-")
+        ):
+            for rule in obj["rules"]:
+                assert not forbidden & set(rule["resources"]), (obj["metadata"]["name"], rule)
     crds = objs[("ClusterRole", "hf-hubforge-crds")]["rules"]
     assert crds == [
         {
@@ -516,3 +525,50 @@ def test_network_policies_open_exactly_the_paths_hubforge_uses(chart):
     assert _allowed(policies, "Egress", user, metadata, 80) is False
     # DNS stays open
     assert _allowed(policies, "Egress", user, {**api_server, "ip": "10.96.0.10"}, 53, "UDP")
+
+
+def test_job_and_endpoint_pods_are_denied_by_default(chart):
+    """Job pods: only their own workers reach their TensorFlow port; they reach DNS and HDFS
+    only. Endpoints: only the gateway reaches them; they reach nothing."""
+    from hubforge.jobs import objects as job_objects
+    from hubforge.jobs.spec import JobSpec
+    from hubforge.serving.objects import labels as endpoint_labels
+
+    objs = by_kind(render(chart, "--set", "hubforge.networkPolicies.hdfsCIDRs={10.20.0.0/24}"))
+    settings = job_objects.ClusterSettings(namespace="hub")
+    per_job = [
+        o
+        for job in ("j1", "j2")
+        for o in job_objects.job_objects("alice", job, JobSpec(name="j"), "x", settings, True)
+        if o["kind"] == "NetworkPolicy"
+    ]
+    policies = [o for (kind, _), o in objs.items() if kind == "NetworkPolicy"] + per_job
+
+    def job_pod(job, ip):
+        return {"labels": job_objects.labels("alice", job), "ip": ip, "namespace": "hub"}
+
+    a, b, other_job = (
+        job_pod("j1", "10.4.1.1"),
+        job_pod("j1", "10.4.1.2"),
+        job_pod("j2", "10.4.1.3"),
+    )
+    user = {"labels": {"component": "singleuser-server"}, "ip": "10.4.0.15", "namespace": "hub"}
+    endpoint = {"labels": endpoint_labels("alice", "m"), "ip": "10.4.2.1", "namespace": "hub"}
+    outside = {
+        "api server": ({"labels": {}, "ip": "10.96.0.1", "namespace": "default"}, 443),
+        "metadata": ({"labels": {}, "ip": "169.254.169.254", "namespace": "-"}, 80),
+        "internet": ({"labels": {}, "ip": "151.101.0.223", "namespace": "-"}, 443),
+        "a notebook": (user, 8888),
+    }
+    assert _allowed(policies, "Egress", a, b, 2222) and _allowed(policies, "Ingress", b, a, 2222)
+    for stranger in (user, other_job, endpoint):
+        assert _allowed(policies, "Ingress", a, stranger, 2222) is False, stranger
+    for what, (peer, port) in outside.items():
+        assert _allowed(policies, "Egress", a, peer, port) is False, what
+        assert _allowed(policies, "Egress", endpoint, peer, port) is False, what
+    hdfs = {"labels": {}, "ip": "10.20.0.5", "namespace": "-"}
+    assert _allowed(policies, "Egress", a, hdfs, 8020) and not _allowed(
+        policies, "Egress", a, hdfs, 22
+    )
+    dns = {"labels": {}, "ip": "10.96.0.10", "namespace": "kube-system"}
+    assert _allowed(policies, "Egress", a, dns, 53, "UDP")

@@ -124,9 +124,21 @@ def test_tfjob_whole_manifest():
 
 
 def test_indexed_job_and_headless_service_whole_manifests():
-    config_map, service, job = objects.job_objects(
+    config_map, policy, service, job = objects.job_objects(
         "alice", "mnist-abc123", SPEC, "print('hi')\n", SETTINGS, tfjob_available=False
     )
+    own = [{"podSelector": {"matchLabels": {"hubforge.io/job": "mnist-abc123"}}}]
+    assert policy == {
+        "apiVersion": "networking.k8s.io/v1",
+        "kind": "NetworkPolicy",
+        "metadata": {"name": "hf-mnist-abc123", "namespace": "team-a", "labels": LABELS},
+        "spec": {
+            "podSelector": {"matchLabels": {"hubforge.io/job": "mnist-abc123"}},
+            "policyTypes": ["Ingress", "Egress"],
+            "ingress": [{"from": own, "ports": [{"port": 2222, "protocol": "TCP"}]}],
+            "egress": [{"to": own, "ports": [{"port": 2222, "protocol": "TCP"}]}],
+        },
+    }
     assert config_map == {
         "apiVersion": "v1",
         "kind": "ConfigMap",
@@ -170,7 +182,9 @@ def test_indexed_job_and_headless_service_whole_manifests():
 
 def test_cpu_job_has_no_gpu_limit_or_toleration():
     spec = JobSpec(name="small", workers=1)
-    (_, tfjob) = objects.job_objects("bob", "small-1", spec, "x=1", SETTINGS, tfjob_available=True)
+    (_, _, tfjob) = objects.job_objects(
+        "bob", "small-1", spec, "x=1", SETTINGS, tfjob_available=True
+    )
     pod = tfjob["spec"]["tfReplicaSpecs"]["Worker"]["template"]["spec"]
     assert "tolerations" not in pod
     assert pod["containers"][0]["resources"] == {}
