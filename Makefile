@@ -9,7 +9,7 @@ STAMPS := .stamps
 ARGS   ?=
 PYTEST_ARGS ?=
 
-.PHONY: up down setup setup-test test lint bench wheel-check clean
+.PHONY: up down setup setup-test test test-busy lint bench wheel-check clean
 
 up: setup
 	$(VENV)/bin/hubforge up $(ARGS)
@@ -77,6 +77,10 @@ lint: setup-test
 
 test: lint
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# The same suite with two CPU-bound processes beside it: it must pass on a busy machine too.
+test-busy: lint
+	$(PY) tests/busy.py --burners 2 -- $(PY) -m pytest $(PYTEST_ARGS)
 
 bench: setup-test
 	$(PY) tests/bench/bench_startup.py

@@ -141,7 +141,21 @@ def test_malformed_oversized_and_unknown(scorer, multi):
     assert r.status_code == 400 and "Invalid base64" in r.json()["error"]
 
 
-def test_new_version_swaps_in_without_failing_a_request(scorer, models):
+def test_new_version_swaps_in_without_failing_a_request(models, tmp_path):
+    # a copy of its own: the swap must not change what the other tests' server serves
+    base = tmp_path / "swap"
+    shutil.copytree(models / "scorer", base)
+    (base / "labels.json").unlink()
+    proc, url = start_server("swap", base)
+    scorer = url + "/v1/models/swap"
+    try:
+        swap_in_under_load(scorer, models, base)
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def swap_in_under_load(scorer: str, models, base) -> None:
     codes, stop = [], threading.Event()
 
     def hammer():
@@ -153,15 +167,21 @@ def test_new_version_swaps_in_without_failing_a_request(scorer, models):
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
         t.start()
-    time.sleep(1)
-    shutil.copytree(models / "spare" / "3", models / "scorer" / "3")
+
+    def wait_for_answers(count: int) -> None:
+        deadline = time.monotonic() + 60
+        while len(codes) < count and time.monotonic() < deadline:
+            time.sleep(0.05)
+
+    wait_for_answers(20)  # traffic flows before the swap ...
+    shutil.copytree(models / "spare" / "3", base / "3")
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         status = requests.get(scorer, timeout=10).json()["model_version_status"]
         if status[0]["version"] == "3":
             break
         time.sleep(0.2)
-    time.sleep(1)
+    wait_for_answers(len(codes) + 20)  # ... and after it
     stop.set()
     for t in threads:
         t.join()
