@@ -9,6 +9,7 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
+from ..confined import UnsafeEntry, copy_tree
 from .errors import BadRequest
 from .model import find_versions
 
@@ -83,7 +84,10 @@ class EndpointBackend(ABC):
             tmp = base / f".incoming-{version}"
             shutil.rmtree(tmp, ignore_errors=True)
             try:
-                shutil.copytree(path, tmp)
+                copy_tree(path, tmp)  # never through a link out of the user's folder
+            except UnsafeEntry as e:
+                shutil.rmtree(tmp, ignore_errors=True)
+                raise BadRequest(f"Not deployed: {e}") from None
             except OSError as e:  # nothing half-copied stays behind
                 shutil.rmtree(tmp, ignore_errors=True)
                 if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):

@@ -3,6 +3,7 @@ a broken version is the deploy's error and never interrupts the version serving.
 
 from __future__ import annotations
 
+import os
 import shutil
 import threading
 
@@ -84,3 +85,40 @@ def test_a_broken_version_never_replaces_the_one_serving(backend, damage):
     assert backend.deploy("ann", "clf", str(fixed))["versions"] == [1, 2]
     r = requests.post(url, json={"instances": [[1, 2, 3, 4]]}, timeout=30)
     assert r.json() == {"predictions": [[12.0]]}
+
+
+@pytest.mark.parametrize("attack", ["link to the environment", "link to state", "a pipe"])
+def test_deploy_never_copies_through_links_out_of_the_model(backend, tmp_path, attack):
+    """bob's "model" carries links to what only the service may read: refused, nothing
+    copied (the service would otherwise copy its own secrets into bob's area)."""
+    model = exports(backend) / "evil"
+    (model / "variables").mkdir(parents=True)
+    (model / "saved_model.pb").write_bytes(b"not really")
+    state = tmp_path / "state"
+    state.mkdir()
+    (state / "service-token").write_text("s3cret")
+    if attack == "link to the environment":
+        (model / "env").symlink_to("/proc/self/environ")
+    elif attack == "link to state":
+        (model / "assets").symlink_to(state)
+    else:
+        os.mkfifo(model / "pipe")
+    with pytest.raises(BadRequest, match=r"Not deployed: .*(links outside|not a regular file)"):
+        backend.deploy("ann", "evil", str(model))
+    base = backend.area("ann") / "models" / "evil"
+    assert not base.exists() or list(base.iterdir()) == [], "nothing half-copied left"
+    assert "s3cret" not in "".join(
+        f.read_text(errors="replace") for f in backend.area("ann").rglob("*") if f.is_file()
+    )
+
+
+def test_links_inside_the_folder_are_copied_as_files(tmp_path):
+    from hubforge.confined import copy_tree
+
+    source = tmp_path / "m"
+    (source / "variables").mkdir(parents=True)
+    (source / "variables" / "data").write_text("weights")
+    (source / "alias").symlink_to(source / "variables" / "data")
+    copy_tree(source, tmp_path / "copy")
+    assert (tmp_path / "copy" / "alias").read_text() == "weights"
+    assert not (tmp_path / "copy" / "alias").is_symlink()
