@@ -11,8 +11,10 @@ from tornado import web
 def json_object(raw: bytes | None) -> dict[str, Any]:
     try:
         body = json.loads(raw or b"{}")
-    except ValueError:
+    except (ValueError, UnicodeDecodeError):
         raise web.HTTPError(400, "The request body is not valid JSON") from None
+    except RecursionError:
+        raise web.HTTPError(400, "The request body nests too deeply") from None
     if not isinstance(body, dict):
         raise web.HTTPError(400, "The request body must be a JSON object")
     return body

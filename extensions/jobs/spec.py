@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -10,6 +11,9 @@ from .errors import JobError
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
 DEFAULT_MAX_WORKERS = 8
+
+
+MEMORY = re.compile(r"^[0-9]{1,15}(\.[0-9]{1,6})?(Ki|Mi|Gi|Ti|K|M|G|T|k)?$")
 
 
 @dataclass
@@ -63,8 +67,19 @@ class JobSpec:
             )
         if not _is_int(self.max_restarts) or not 0 <= self.max_restarts <= 20:
             problems.append(f"max_restarts={self.max_restarts!r}: choose between 0 and 20")
-        if self.cpu is not None and (not isinstance(self.cpu, int | float) or self.cpu <= 0):
-            problems.append(f"cpu={self.cpu!r}: cores as a number > 0")
+        if self.cpu is not None and (
+            not isinstance(self.cpu, int | float)
+            or isinstance(self.cpu, bool)
+            or not math.isfinite(self.cpu)
+            or not 0 < self.cpu <= 1024
+        ):
+            problems.append(f"cpu={self.cpu!r}: cores as a number > 0, e.g. 4 or 0.5")
+        if self.memory is not None and (
+            not isinstance(self.memory, str) or not MEMORY.match(self.memory)
+        ):
+            problems.append(
+                f"memory={self.memory!r}: a Kubernetes quantity such as '16Gi' or '512M'"
+            )
         if not isinstance(self.params, dict):
             problems.append("params must be a dict of parameter names to values")
         if problems:

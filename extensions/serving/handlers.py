@@ -11,6 +11,7 @@ so does any token with the custom scope ``custom:hubforge:endpoints:call`` for t
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
@@ -19,6 +20,12 @@ from tornado import web
 from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import ServingError
+
+# The only paths the gateway forwards (TF Serving's REST API of one model), normalised.
+GATEWAY_PATH = re.compile(
+    r"^v1/models/(?P<model>[a-z0-9-]+)(/versions/[0-9]{1,19}|/labels/[A-Za-z0-9_-]{1,64})?"
+    r"(/metadata|:predict|:classify|:regress)?$"
+)
 
 
 class EndpointsBase(ServiceHandler):
@@ -145,6 +152,13 @@ class GatewayHandler(EndpointsBase):
                 403,
                 f"{ident['name']} may not call {user}'s endpoint {name}: it needs the owner's "
                 f"token, an admin's, or one with the scope {call_scope(user, name)}",
+            )
+        path = GATEWAY_PATH.match(rest)
+        if path is None or path["model"] != name:  # e.g. ..%2F..%2Fmetrics: never forwarded
+            raise web.HTTPError(
+                404,
+                f"No such endpoint path; {name} answers v1/models/{name}[/versions/N|"
+                "/labels/L][:predict|/metadata]",
             )
         try:
             target = self.endpoints.target(user, name)

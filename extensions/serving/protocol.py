@@ -17,6 +17,8 @@ def parse_body(raw: bytes) -> dict[str, Any]:
         body = json.loads(raw or b"")
     except (ValueError, UnicodeDecodeError) as e:
         raise BadRequest(f"Malformed JSON: {e}") from None
+    except RecursionError:
+        raise BadRequest("Malformed JSON: nested too deeply") from None
     if not isinstance(body, dict):
         raise BadRequest('The body must be a JSON object with "instances" or "inputs"')
     if ("instances" in body) == ("inputs" in body):

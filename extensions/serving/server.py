@@ -125,6 +125,8 @@ class ModelHandler(web.RequestHandler):
             self.write(format_outputs(outputs, rows))
         except ServingError as e:
             self.fail(e)
+        except RecursionError:  # rows nested deeper than any tensor: the client's mistake
+            self.fail(BadRequest("The request nests its values too deeply"))
 
 
 class HealthHandler(web.RequestHandler):

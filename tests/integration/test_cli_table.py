@@ -84,6 +84,7 @@ def steps():
 
 
 @pytest.mark.hub
+@pytest.mark.timeout(900)  # a long story on a busy 2-core machine
 def test_cli_in_a_users_server(workbench):
     token = workbench.create_user("cali")
     workbench.create_user("dora2")

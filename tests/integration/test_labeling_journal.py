@@ -40,6 +40,7 @@ print(json.dumps({"queued_on_the_way": sum(answers), "left": left}))
 """
 
 
+@pytest.mark.timeout(900)  # a long story on a busy 2-core machine
 def test_three_processes_1000_labels_label_studio_killed_twice(workbench, tmp_path, monkeypatch):
     token = workbench.create_user("jojo")
     creds = workbench.api("GET", "services/hubforge/api/labeling/credentials", token).json()

@@ -112,6 +112,10 @@ def test_tokens_with_the_call_scope(workbench, sam, scorer):
     assert r.status_code == 403
     other = "services/hubforge/endpoints/sam/other/v1/models/other:predict"
     assert workbench.api("POST", other, app, json=rows).status_code == 403
+    # nor leave the model's API through the path: the gateway forwards normalised paths only
+    for escape in ("/..%2F..%2F..%2Fmetrics", "/../../../healthz", "/versions/1/..%2F..%2F"):
+        r = workbench.api("GET", GATEWAY + escape, app)
+        assert r.status_code in (400, 404) and "hubforge_serving" not in r.text, (escape, r.text)
 
     owner_wide = scoped_token(workbench, "sam", sam, f"{scope}!user=sam").json()["token"]
     assert workbench.api("POST", GATEWAY + ":predict", owner_wide, json=rows).status_code == 200

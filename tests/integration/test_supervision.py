@@ -50,6 +50,7 @@ def predicts(wb, token) -> bool:
     return r.status_code == 200 and r.json() == {"predictions": [[11.0]]}
 
 
+@pytest.mark.timeout(900)  # a long story on a busy 2-core machine
 def test_hub_crash_and_cli_crash_keep_jobs_and_endpoints(tmp_path):
     data = tmp_path / "wb"
     wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
