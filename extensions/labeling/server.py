@@ -11,7 +11,6 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
-import re
 import secrets
 import threading
 import time
@@ -103,8 +102,23 @@ def sign_login(secret: str, email: str, next_path: str, ttl: float = 60) -> str:
     return urlencode({"email": email, "exp": expires, "next": next_path, "sig": sig})
 
 
+def _local_part(user: str) -> str:
+    """An injective encoding of a hub user name for an e-mail local part: letters and digits
+    stay, every other character (dots and dashes too) becomes "-" and its code point in hex,
+    so "alice-", "Alice" and "alice" never share an account."""
+    return "".join(
+        c if c.isascii() and (c.islower() or c.isdigit()) else f"-{ord(c):x}-" for c in user
+    )
+
+
 def _email(user: str) -> str:
-    return re.sub(r"[^a-z0-9._-]+", "-", user.lower()).strip("-.") + "@hubforge.local"
+    return _local_part(user) + "@hubforge.local"
+
+
+def _teammate_key(member: str, owner: str) -> str:
+    """The account-map key of ``member``'s account for ``owner``'s projects; no hub user
+    name can be it (names hold no newline)."""
+    return f"teammate\n{member}\n{owner}"
 
 
 class NotShared(PermissionError):
@@ -114,8 +128,7 @@ class NotShared(PermissionError):
 def _teammate_email(member: str, owner: str) -> str:
     """The account ``member`` labels ``owner``'s projects with (in ``owner``'s organisation;
     annotations show it as member+owner)."""
-    local, _, domain = _email(member).partition("@")
-    return f"{local}+{_email(owner).partition('@')[0]}@{domain}"
+    return f"{_local_part(member)}+{_local_part(owner)}@hubforge.local"
 
 
 class Accounts:
@@ -149,12 +162,15 @@ class Accounts:
                 f"hubforge.labeling.share({user!r})"
             )
         self._account(owner, _email(owner))  # the organisation must exist first
-        return self._account(f"{user} in {owner}", _teammate_email(user, owner), _email(owner))
+        return self._account(
+            _teammate_key(user, owner), _teammate_email(user, owner), _email(owner)
+        )
 
     def _account(self, key: str, email: str, organization_of: str | None = None) -> dict:
         with self._lock:
             known = read_json(self.path, {}) or {}
-            if key not in known:
+            # an entry made under another e-mail (the old, lossy encoding) is not this user's
+            if key not in known or known[key].get("email") != email:
                 known[key] = self._provision(email, organization_of)
                 write_json(self.path, known, mode=0o600)
             return {**known[key], "api_url": self.api_url}
@@ -181,7 +197,7 @@ class Accounts:
             shares["by_owner"][owner] = members
             write_json(self.shares_path, shares, mode=0o600)
             known = read_json(self.path, {}) or {}
-            if known.pop(f"{member} in {owner}", None) is not None:
+            if known.pop(_teammate_key(member, owner), None) is not None:
                 self._post({"email": _teammate_email(member, owner), "revoke": True})
                 write_json(self.path, known, mode=0o600)
         return members

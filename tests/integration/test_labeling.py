@@ -338,3 +338,16 @@ def test_cli(workbench, as_user):
         timeout=120,
     )
     assert run.returncode == 0 and run.stdout.strip().endswith(".csv")
+
+
+def test_account_keys_are_the_exact_hub_name(workbench):
+    """Hub names that an old, lossy encoding mapped together get accounts of their own."""
+    accounts = {}
+    for name in ("ally", "ally-", "al.ly", "al-ly"):
+        token = workbench.create_user(name)
+        r = workbench.api("GET", CREDENTIALS, token)
+        assert r.status_code == 200, r.text
+        accounts[name] = r.json()
+    assert len({a["token"] for a in accounts.values()}) == 4
+    assert len({a["email"] for a in accounts.values()}) == 4
+    assert accounts["ally"]["email"] == "ally@hubforge.local"
