@@ -144,6 +144,26 @@ class StripPrefix:
         return [body]
 
 
+LINK_TTL_CAP = 90  # seconds: a link older than this is refused whatever its expiry says
+_USED_LINKS: dict[str, int] = {}
+_USED_LOCK = threading.Lock()
+
+
+def _first_use(signature: str, expires: int) -> bool:
+    """Sign-in links work once: True the first time ``signature`` is seen."""
+    import time
+
+    with _USED_LOCK:
+        now = time.time()
+        for sig, until in list(_USED_LINKS.items()):
+            if until < now:
+                del _USED_LINKS[sig]
+        if signature in _USED_LINKS:
+            return False
+        _USED_LINKS[signature] = expires
+        return True
+
+
 def login(environ, start_response, prefix: str):
     """Signed one-minute links from the hubforge service log a user into the UI."""
     import hashlib
@@ -160,13 +180,15 @@ def login(environ, start_response, prefix: str):
     query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     email, expires, next_path = query.get("email", ""), query.get("exp", "0"), query.get("next")
     message = f"{email}|{expires}|{next_path}".encode()
-    secret = os.environ["HUBFORGE_LS_ADMIN_TOKEN"].encode()
+    secret = os.environ["HUBFORGE_LS_SERVICE_KEY"].encode()
     expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
     user = User.objects.filter(email=email).first()
+    now = time.time()
     valid = (
         hmac.compare_digest(expected, query.get("sig", ""))
         and expires.isdigit()
-        and int(expires) >= time.time()
+        and now <= int(expires) <= now + LINK_TTL_CAP  # whatever the link says
+        and _first_use(expected, int(expires))
         and user is not None
         and next_path
         and next_path.startswith("/")
@@ -204,7 +226,7 @@ def provision(environ, start_response):
     if environ.get("REQUEST_METHOD") != "POST":
         return _reply(start_response, "405 Method Not Allowed", {"error": "use POST"})
     sent = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Hubforge ")
-    if not hmac.compare_digest(sent.encode(), os.environ["HUBFORGE_LS_ADMIN_TOKEN"].encode()):
+    if not hmac.compare_digest(sent.encode(), os.environ["HUBFORGE_LS_SERVICE_KEY"].encode()):
         return _reply(start_response, "403 Forbidden", {"error": "only the hubforge service"})
     try:
         size = int(environ.get("CONTENT_LENGTH") or 0)
@@ -266,9 +288,16 @@ def listen(host: str, port: int, app) -> object:
 
     from django.core.servers.basehttp import WSGIRequestHandler, WSGIServer
 
+    class Handler(WSGIRequestHandler):
+        """Request lines without their query strings: sign-in links carry a signature."""
+
+        def log_message(self, format, *args):
+            args = tuple(re.sub(r"\?\S*", "?…", a) if isinstance(a, str) else a for a in args)
+            super().log_message(format, *args)
+
     server_class = type("ThreadingWSGIServer", (socketserver.ThreadingMixIn, WSGIServer), {})
     server_class.request_queue_size = 64
-    server = server_class((host, port), WSGIRequestHandler, ipv6=False)
+    server = server_class((host, port), Handler, ipv6=False)
     server.daemon_threads = True
     server.set_app(app)
     threading.Thread(target=server.serve_forever, name="http", daemon=True).start()

@@ -36,15 +36,17 @@ class LabelingUnavailable(RuntimeError):
 
 
 def admin_credentials(state_dir: Path) -> dict[str, str]:
-    """The Label Studio admin (used only by Hubforge), generated once."""
+    """The Label Studio admin (used only by Hubforge), generated once, and the service key:
+    the secret that signs sign-in links and authorises account provisioning. Unlike the
+    admin's API token it is never stored in Label Studio's database."""
     path = state_dir / "label-studio-admin.json"
-    creds = read_json(path)
-    if not creds:
-        creds = {
-            "email": "hubforge-admin@hubforge.local",
-            "password": secrets.token_urlsafe(18),
-            "token": secrets.token_hex(20),
-        }
+    creds = read_json(path) or {
+        "email": "hubforge-admin@hubforge.local",
+        "password": secrets.token_urlsafe(18),
+        "token": secrets.token_hex(20),
+    }
+    if "service_key" not in creds:
+        creds["service_key"] = secrets.token_urlsafe(32)
         write_json(path, creds, mode=0o600)
     return creds
 
@@ -73,6 +75,7 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
         "HUBFORGE_LS_ADMIN_EMAIL": admin["email"],
         "HUBFORGE_LS_ADMIN_PASSWORD": admin["password"],
         "HUBFORGE_LS_ADMIN_TOKEN": admin["token"],
+        "HUBFORGE_LS_SERVICE_KEY": admin["service_key"],
     }
 
 
@@ -136,9 +139,9 @@ class Accounts:
     their projects with teammates, who then label them with an account of their own inside the
     owner's organisation (Label Studio hands the two of them different items)."""
 
-    def __init__(self, state_dir: Path, api_url: str, admin_token: str):
+    def __init__(self, state_dir: Path, api_url: str, service_key: str):
         self.api_url = api_url
-        self.admin_token = admin_token
+        self.service_key = service_key
         self.path = state_dir / "label-studio-users.json"
         self.shares_path = state_dir / "label-studio-shares.json"
         self._lock = threading.Lock()
@@ -149,7 +152,7 @@ class Accounts:
         creds = self.credentials(user, owner)
         if not next_path.startswith("/") or next_path.startswith("//"):
             next_path = "/projects/"
-        return f"{prefix}/hubforge/login?" + sign_login(self.admin_token, creds["email"], next_path)
+        return f"{prefix}/hubforge/login?" + sign_login(self.service_key, creds["email"], next_path)
 
     def credentials(self, user: str, owner: str | None = None) -> dict[str, Any]:
         """``user``'s account, or with ``owner`` the one for labeling ``owner``'s projects
@@ -227,7 +230,7 @@ class Accounts:
         r = requests.post(
             self.api_url + "/hubforge/provision",
             json=body,
-            headers={"Authorization": f"Hubforge {self.admin_token}"},
+            headers={"Authorization": f"Hubforge {self.service_key}"},
             timeout=60,
         )
         if r.status_code != 200:

@@ -116,13 +116,13 @@ class HubforgeService(Application):
         accounts = None
         hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", workbench.base_url)
         if os.environ.get("HUBFORGE_LABEL_STUDIO_URL"):
-            # on Kubernetes the chart passes the admin token from its Secret
-            admin_token = (
-                os.environ.get("HUBFORGE_LS_ADMIN_TOKEN")
-                or (label_studio.admin_credentials(workbench.state_dir)["token"])
+            # on Kubernetes the chart passes the service key from its Secret
+            service_key = (
+                os.environ.get("HUBFORGE_LS_SERVICE_KEY")
+                or label_studio.admin_credentials(workbench.state_dir)["service_key"]
             )
             accounts = label_studio.Accounts(
-                workbench.state_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], admin_token
+                workbench.state_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], service_key
             )
         return web.Application(
             service_prefix=self.prefix,

@@ -214,9 +214,12 @@ def test_service_is_wired_to_the_hub_the_way_z2jh_expects(chart):
     }
     assert env["JUPYTERHUB_API_URL"]["value"] == "http://hub:8081/hub/api"
     assert env["JUPYTERHUB_SERVICE_PREFIX"]["value"] == "/services/hubforge/"
-    assert env["HUBFORGE_LS_ADMIN_TOKEN"]["valueFrom"]["secretKeyRef"]["name"] == (
-        "hubforge-label-studio-admin"
-    )
+    # the service key (signs sign-in links, authorises provisioning), not the admin's token
+    assert env["HUBFORGE_LS_SERVICE_KEY"]["valueFrom"]["secretKeyRef"] == {
+        "name": "hubforge-label-studio-admin",
+        "key": "service-key",
+    }
+    assert "HUBFORGE_LS_ADMIN_TOKEN" not in env
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     # the config file the hub and the service read is the ConfigMap this chart renders
     mount = next(m for m in z2jh["hub"]["extraVolumeMounts"] if m["name"] == "hubforge-config")
@@ -236,7 +239,9 @@ def test_service_is_wired_to_the_hub_the_way_z2jh_expects(chart):
         "email",
         "password",
         "token",
+        "service-key",
     }
+    assert ls_env["HUBFORGE_LS_SERVICE_KEY"]["valueFrom"]["secretKeyRef"]["key"] == "service-key"
     assert z2jh["cull"]["enabled"] is False  # the service culls per profile instead
 
 
