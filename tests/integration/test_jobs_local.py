@@ -126,3 +126,35 @@ def test_one_user_cannot_see_anothers_job(home):
         )["state"]
         == "succeeded"
     )
+
+
+SYNC = """
+import hashlib, json, os, numpy as np, tensorflow as tf
+from hubforge import distribute
+strategy = distribute.strategy()
+rng = np.random.RandomState(json.loads(os.environ["TF_CONFIG"])["task"]["index"])
+x = rng.rand(256, 4).astype("float32")  # each worker its own data: only sync makes them equal
+y = (x.sum(axis=1) > 2).astype("float32")
+ds = tf.data.Dataset.from_tensor_slices((x, y)).repeat().batch(16)
+with strategy.scope():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,))])
+    model.compile("sgd", "mse")
+model.fit(ds, epochs=2, steps_per_epoch=5, verbose=0)
+weights = b"".join(w.astype("float32").tobytes() for w in model.get_weights())
+print("SYNC" + json.dumps({"replicas": strategy.num_replicas_in_sync,
+                           "weights": hashlib.sha256(weights).hexdigest()}))
+"""
+
+
+def test_two_workers_train_one_synchronised_model(home):
+    """A 2-worker job is one model: both workers see 2 replicas in sync and end with the
+    same weights, though each read different data."""
+    script = home / "sync.py"
+    script.write_text(SYNC)
+    job = jobs.submit(script, workers=2)
+    assert job.wait(timeout=300) == "succeeded", job.reason + job.logs("worker-0")[-3000:]
+    results = [
+        json.loads(job.logs(f"worker-{i}").split("SYNC", 1)[1].splitlines()[0]) for i in (0, 1)
+    ]
+    assert [r["replicas"] for r in results] == [2, 2]
+    assert results[0]["weights"] == results[1]["weights"]
