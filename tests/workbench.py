@@ -139,6 +139,17 @@ class RunningWorkbench:
             time.sleep(0.5)
         raise RuntimeError(f"Label Studio did not start ({status}):\n{self.log.read_text()}")
 
+    def wait_gpus_free(self, timeout: float = 90) -> None:
+        """Until every GPU of the inventory is free (an earlier test's job or server gives
+        its GPUs back asynchronously: the service reconciles every 2 s)."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            gpus = self.api("GET", "services/hubforge/api/status", self.admin_token()).json()
+            if gpus["gpus"]["free"] == gpus["gpus"]["total"]:
+                return
+            time.sleep(0.2)
+        raise AssertionError(f"GPUs still held after {timeout}s: {gpus['gpus']}")
+
     def ensure_stopped(self, name: str) -> None:
         """Stop ``name``'s server if it runs or is starting (cleanup in ``finally``)."""
         admin = self.admin_token()

@@ -13,6 +13,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
 
 def test_login_pick_profile_and_see_the_launcher(workbench, page, tmp_path):
+    workbench.wait_gpus_free()  # nothing an earlier test left holds a GPU
     r = hubforge(
         "users",
         "add",

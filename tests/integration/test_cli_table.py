@@ -86,6 +86,7 @@ def steps():
 @pytest.mark.hub
 @pytest.mark.timeout(900)  # a long story on a busy 2-core machine
 def test_cli_in_a_users_server(workbench):
+    workbench.wait_gpus_free()  # nothing an earlier test left holds a GPU
     token = workbench.create_user("cali")
     workbench.create_user("dora2")
     texts = workbench.data_dir / "hdfs" / "datasets" / "cli-texts"

@@ -14,6 +14,7 @@ def gpus_of(workbench, name, token):
 
 
 def test_exclusive_gpus(workbench):
+    workbench.wait_gpus_free()  # nothing an earlier test left holds a GPU
     tokens = {name: workbench.create_user(name) for name in ("g1", "g2", "g3")}
     for name in ("g1", "g2"):
         r = workbench.spawn(name, tokens[name], profile="gpu-1")
@@ -45,6 +46,7 @@ def test_exclusive_gpus(workbench):
 
 
 def test_two_gpu_profile_when_one_is_taken(workbench):
+    workbench.wait_gpus_free()  # nothing an earlier test left holds a GPU
     a, b = workbench.create_user("h1"), workbench.create_user("h2")
     assert workbench.spawn("h1", a, profile="gpu-1").status_code in (201, 202)
     r = workbench.spawn("h2", b, profile="gpu-2")

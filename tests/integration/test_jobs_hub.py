@@ -37,10 +37,11 @@ def wait_state(workbench, path, token, states, timeout=240):
 @pytest.fixture(scope="module")
 def trainer(workbench, tmp_path_factory):
     token = workbench.create_user("trainer")
+    workbench.wait_gpus_free()  # nothing an earlier test left holds a GPU
     assert workbench.spawn("trainer", token, profile="gpu-1").status_code in (201, 202)
     put_notebook(workbench, "trainer", token, tmp_path_factory.mktemp("nb"))
     yield token
-    workbench.stop_server("trainer", token)
+    workbench.ensure_stopped("trainer")
 
 
 def test_submit_from_the_server_runs_two_workers(workbench, trainer):

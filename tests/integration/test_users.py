@@ -57,6 +57,7 @@ def test_wrong_password_is_refused(workbench):
 
 
 def test_spawn_page_shows_profiles_and_free_gpus(workbench):
+    workbench.wait_gpus_free()  # nothing an earlier test left holds a GPU
     admin = workbench.admin_token()
     password = workbench.api(
         "POST", "services/hubforge/api/users", admin, json={"name": "joy"}
