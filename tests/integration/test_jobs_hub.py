@@ -131,8 +131,14 @@ def test_bad_submissions(workbench, trainer):
 
 
 def test_another_user_can_neither_see_nor_cancel(workbench, trainer):
-    jobs = workbench.api("GET", "services/hubforge/api/jobs", trainer).json()["jobs"]
-    job_id = jobs[0]["id"]
+    r = workbench.api(  # a job of the trainer's own (this test runs alone, in any order)
+        "POST",
+        "services/hubforge/api/jobs",
+        trainer,
+        json={"script": "print('mine')\n", "spec": {"name": "mine"}},
+    )
+    assert r.status_code == 201, r.text
+    job_id = r.json()["id"]
     snoop = workbench.create_user("snoop")
     assert workbench.api("GET", "services/hubforge/api/jobs", snoop).json()["jobs"] == []
     for method, path in [
@@ -141,7 +147,7 @@ def test_another_user_can_neither_see_nor_cancel(workbench, trainer):
         ("GET", f"services/hubforge/api/jobs/{job_id}/logs/worker-0"),
     ]:
         r = workbench.api(method, path, snoop)
-        assert r.status_code == 404, (method, path, r.text)
+        assert r.status_code == 404 and "No job" in r.json()["message"], (method, path, r.text)
     r = workbench.api(
         "GET", f"user/trainer/hubforge/api/jobs/{job_id}", snoop, allow_redirects=False
     )
