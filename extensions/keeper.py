@@ -3,7 +3,8 @@
 The hub starts this small process as the managed service (the hubforge service, Label
 Studio); it runs COMMAND as its child and starts it again within a second when it dies, so the
 endpoint gateway, the REST API and Label Studio are back in seconds (the hub itself notices a
-dead service only at its next poll, up to 30 s later). Crashes in a row back off up to 10 s.
+dead service only at its next poll, up to 30 s later). Crashes within 10 s of a start back
+off up to 10 s.
 SIGTERM/SIGINT stop the child and then the keeper; if the keeper dies, the kernel stops the
 child (PR_SET_PDEATHSIG) and the hub restarts the keeper.
 """
@@ -16,6 +17,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+HEALTHY_AFTER = 10  # seconds of running that reset the back-off to 0.5 s
 
 
 def _die_with_keeper() -> None:
@@ -45,7 +48,7 @@ def main() -> int:
         code = child[-1].wait()
         if stopping:
             break
-        delay = 0.5 if time.monotonic() - started > 60 else min(delay * 2, 10)
+        delay = 0.5 if time.monotonic() - started > HEALTHY_AFTER else min(delay * 2, 10)
         print(
             f"[hubforge keeper] {name} exited with {code}; starting it again in {delay:.1f} s",
             file=sys.stderr,
