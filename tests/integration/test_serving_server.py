@@ -193,6 +193,8 @@ def swap_in_under_load(scorer: str, models, base) -> None:
 
 def test_health_and_metrics(scorer):
     base = scorer.split("/v1/")[0]
+    r = requests.post(scorer + ":predict", json={"instances": [[0, 0, 0, 0]]}, timeout=30)
+    assert r.status_code == 200  # counted below, whatever ran before
     assert requests.get(base + "/healthz", timeout=10).json()["status"] == "ok"
     text = requests.get(base + "/metrics", timeout=10).text
     assert 'hubforge_serving_requests_total{code="200",method="predict"}' in text
