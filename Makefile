@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMPS := .stamps
 ARGS   ?=
 PYTEST_ARGS ?=
-# Tests run shuffled (pytest-randomly). This seed is an order that passed on a clean clone, so
+# Tests run shuffled (pytest-randomly). This seed is the order of the last clean-clone run, so
 # CI repeats it; `make test RANDOM_SEED=` takes a new order every run (the seed is printed).
 RANDOM_SEED ?= 3287513457
 SEED_ARG := $(if $(RANDOM_SEED),-p randomly --randomly-seed=$(RANDOM_SEED),)
