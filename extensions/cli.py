@@ -87,6 +87,11 @@ def _ensure_first_admin(workbench: Workbench) -> None:
     )
 
 
+def _first_admin_hint(workbench: Workbench) -> str:
+    creds = workbench.state_dir / "initial-admin.txt"
+    return f" (first admin: see {creds})" if creds.exists() else ""
+
+
 def _wait_ready(url: str, hub: subprocess.Popen, timeout: float = 300) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -164,8 +169,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             if _wait_ready(workbench.public_url, hub):
                 print(
                     f"\nHubforge is running at {workbench.public_url}\n"
-                    "Log in with your user name and password (first admin: see above or "
-                    f"{workbench.state_dir / 'initial-admin.txt'}).\n"
+                    f"Log in with your user name and password{_first_admin_hint(workbench)}.\n"
                     "Stop with Ctrl-C or `hubforge down`.\n"
                     if len(hubs) == 1
                     else f"The hub is back at {workbench.public_url}",
@@ -266,8 +270,11 @@ def cmd_users(args: argparse.Namespace) -> int:
                 f"Added {'admin ' if args.admin else ''}user {args.name} with password: {password}"
             )
         elif args.users_command == "reset-password":
+            had_initial = store.initial_file.exists()
             password = store.reset(args.name, password)
             print(f"New password for {args.name}: {password}")
+            if had_initial and not store.initial_file.exists():
+                print(f"Removed {store.initial_file}: it held the old password.")
         else:
             for name, info in sorted(store.users().items()):
                 print(f"{name}{'  (admin)' if info['admin'] else ''}")

@@ -8,10 +8,11 @@ from typing import Any
 
 from jupyterhub.auth import Authenticator
 from tornado import web
-from traitlets import Unicode, default
+from traitlets import Integer, Unicode, default
 
 from hubforge.atomic import DamagedStateFile
 
+from .login_limits import FailedLogins, TooManyFailures
 from .passwords import PasswordStore
 
 
@@ -32,12 +33,49 @@ class PasswordAuthenticator(Authenticator):
         root = os.environ.get("HUBFORGE_DIR") or str(Path.home() / ".hubforge")
         return str(Path(root) / "state" / "passwords.json")
 
+    failures_per_name = Integer(
+        10,
+        config=True,
+        help="Failed logins for one user name within failure_window before tries are refused "
+        "(0: no limit).",
+    )
+    failures_per_address = Integer(
+        30,
+        config=True,
+        help="Failed logins from one client address within failure_window before its tries "
+        "are refused (0: no limit).",
+    )
+    failure_window = Integer(
+        300, config=True, help="Seconds a failed login counts towards the limits."
+    )
+
+    _failed: FailedLogins | None = None
+
+    @property
+    def failed_logins(self) -> FailedLogins:
+        if self._failed is None:
+            self._failed = FailedLogins(
+                self.failures_per_name, self.failures_per_address, self.failure_window
+            )
+        return self._failed
+
     @property
     def store(self) -> PasswordStore:
         return PasswordStore(self.password_file)
 
     async def authenticate(self, handler: Any, data: dict) -> dict | None:
         name = self.normalize_username(data.get("username", ""))
+        address = handler.request.remote_ip if handler is not None else ""
+        try:
+            self.failed_logins.check(name, address)
+        except TooManyFailures as e:
+            self.log.warning("Login of %r from %s refused: %s", name, address, e)
+            raise web.HTTPError(
+                429,
+                "%s",  # the name may hold '%': never format it as a template
+                f"{e}. If you forgot your password, an admin can set a new one "
+                "(`hubforge users reset-password <name>`).",
+            ) from None
         try:
             record = self.store.verify(name, data.get("password", ""))
         except DamagedStateFile as e:
@@ -48,7 +86,10 @@ class PasswordAuthenticator(Authenticator):
                 "must repair it (`hubforge users list` names the file).",
             ) from None
         if record is None:
-            self.log.warning("Failed login for %r", name)
+            self.log.warning("Failed login for %r from %s", name, address)
+            self.failed_logins.failed(name, address)
+        else:
+            self.failed_logins.succeeded(name)
         return record
 
     def check_allowed(self, username: str, authentication: dict | None = None) -> bool:

@@ -12,6 +12,7 @@ from hubforge.atomic import file_lock, read_json, write_json
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 _N, _R, _P = 2**14, 8, 1
+INITIAL_FILE = "initial-admin.txt"
 
 
 class UserError(ValueError):
@@ -93,7 +94,23 @@ class PasswordStore:
                 raise UserError(f"No such user {name!r}; add it with `hubforge users add {name}`")
             users[name]["hash"] = _hash(password, secrets.token_bytes(16))
             self._save(users)
+            self._forget_initial_password(name)
         return password
+
+    @property
+    def initial_file(self) -> Path:
+        """Where `hubforge up` saved the first admin's password (beside the store)."""
+        return self.path.with_name(INITIAL_FILE)
+
+    def _forget_initial_password(self, name: str) -> None:
+        """A reset makes the saved first password wrong: remove the file, never leave a
+        password lying around that someone may take for the current one."""
+        try:
+            text = self.initial_file.read_text()
+        except OSError:
+            return
+        if f"user: {name}\n" in text:
+            self.initial_file.unlink(missing_ok=True)
 
     def verify(self, name: str, password: str) -> dict | None:
         """The user's record (without hash) when the password matches, else None."""

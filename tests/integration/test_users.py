@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import html
 import re
 
 import pytest
+import requests
 
 pytestmark = pytest.mark.hub
 
@@ -83,3 +85,24 @@ def test_spawn_page_shows_profiles_and_free_gpus(workbench):
         assert "only 1 GPU(s) free now" in page
     finally:
         workbench.ensure_stopped("kim")
+
+
+def test_guessing_a_password_is_stopped_for_that_name_only(workbench):
+    """Through the real hub and proxy: after 10 failures the name waits, with a message
+    that says for how long and what to do; other users still log in from the same address."""
+    admin = workbench.admin_token()
+    r = workbench.api("POST", "services/hubforge/api/users", admin, json={"name": "kim"})
+    assert r.status_code == 201, r.text
+    password = r.json()["password"]
+    for _ in range(10):
+        with pytest.raises(AssertionError, match="login of kim failed: 403"):
+            workbench.login("kim", "a guess at it")
+    s = requests.Session()
+    s.get(workbench.url + "hub/login", timeout=30)
+    form = {"username": "kim", "password": password, "_xsrf": s.cookies.get("_xsrf")}
+    r = s.post(workbench.url + "hub/login", data=form, allow_redirects=False, timeout=30)
+    assert r.status_code == 429
+    page = html.unescape(r.text)
+    assert "Too many failed logins for the user name 'kim': try again in" in page
+    assert "hubforge users reset-password" in page
+    workbench.login("admin", workbench.admin_password)

@@ -43,3 +43,35 @@ def test_mistakes_say_what_to_do(tmp_path):
     with pytest.raises(UserError, match="at least 8 characters"):
         store.add("carol", "short")
     assert set(store.users()) == {"alice"}
+
+
+def test_unknown_names_cost_the_same_work_as_known_ones(tmp_path):
+    """Timing must not tell which user names exist: both run the whole scrypt check."""
+    import statistics
+    import time
+
+    store = PasswordStore(tmp_path / "p.json")
+    store.add("alice", "the right password")
+
+    def seconds(name: str) -> float:
+        runs = []
+        for _ in range(5):
+            start = time.perf_counter()
+            assert store.verify(name, "a wrong password") is None
+            runs.append(time.perf_counter() - start)
+        return statistics.median(runs)
+
+    known, unknown = seconds("alice"), seconds("nobody-at-all")
+    assert unknown > 0.5 * known, (known, unknown)  # was 5 ms vs 90 ms: 0.06
+
+
+def test_reset_removes_the_saved_first_password(tmp_path):
+    store = PasswordStore(tmp_path / "passwords.json")
+    first = store.add("admin", admin=True)
+    store.initial_file.write_text(f"user: admin\npassword: {first}\n")
+    store.add("alice")
+    store.reset("alice")  # another user's reset leaves it alone
+    assert store.initial_file.exists()
+    store.reset("admin")
+    assert not store.initial_file.exists()
+    assert store.verify("admin", first) is None

@@ -1,0 +1,81 @@
+"""Failed logins are limited per name and per address, without locking everyone out."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+
+import pytest
+from tornado import web
+
+from hubforge.hub.auth import PasswordAuthenticator
+from hubforge.hub.login_limits import FailedLogins, TooManyFailures
+from hubforge.hub.passwords import PasswordStore
+
+
+def _login(auth: PasswordAuthenticator, name: str, password: str, address: str):
+    handler = SimpleNamespace(request=SimpleNamespace(remote_ip=address))
+    return asyncio.run(auth.authenticate(handler, {"username": name, "password": password}))
+
+
+@pytest.fixture
+def auth(tmp_path):
+    store = PasswordStore(tmp_path / "passwords.json")
+    store.add("alice", "alice's password")
+    store.add("bob", "bob's password")
+    return PasswordAuthenticator(
+        password_file=str(store.path),
+        failures_per_name=3,
+        failures_per_address=5,
+        failure_window=60,
+    )
+
+
+def test_a_guessed_name_waits_others_do_not(auth):
+    for _ in range(3):
+        assert _login(auth, "alice", "guess", "10.0.0.9") is None
+    with pytest.raises(web.HTTPError) as refused:
+        _login(auth, "alice", "alice's password", "10.0.0.9")  # even the right one, for now
+    assert refused.value.status_code == 429
+    message = refused.value.log_message % refused.value.args
+    assert "Too many failed logins for the user name 'alice'" in message
+    assert "try again in" in message and "reset-password" in message
+    # bob, from the same address, is not locked out
+    assert _login(auth, "bob", "bob's password", "10.0.0.9") == {"name": "bob", "admin": False}
+
+
+def test_unknown_names_are_limited_like_known_ones(auth):
+    """The answer does not tell whether the name exists."""
+    for _ in range(3):
+        assert _login(auth, "nobody", "guess", "10.0.0.9") is None
+    with pytest.raises(web.HTTPError) as refused:
+        _login(auth, "nobody", "guess", "10.0.0.9")
+    assert refused.value.status_code == 429
+
+
+def test_one_address_guessing_many_names_waits(auth):
+    for name in ("u1", "u2", "u3", "u4", "u5"):
+        assert _login(auth, name, "guess", "10.0.0.66") is None
+    with pytest.raises(web.HTTPError, match="429") as refused:
+        _login(auth, "bob", "bob's password", "10.0.0.66")
+    assert "from your address" in refused.value.args[0]
+    # another address is unaffected
+    assert _login(auth, "bob", "bob's password", "10.0.0.7")
+
+
+def test_waits_end_with_the_window():
+    limits = FailedLogins(per_name=2, per_address=0, window=60)
+    limits.failed("alice", "a", now=0)
+    limits.failed("alice", "b", now=10)
+    with pytest.raises(TooManyFailures) as e:
+        limits.check("alice", "c", now=30)
+    assert e.value.wait == pytest.approx(30)  # the first failure leaves the window at 60
+    limits.check("alice", "c", now=61)  # one failure left in the window: allowed
+
+
+def test_the_right_password_clears_the_names_count(auth):
+    for _ in range(2):
+        _login(auth, "alice", "guess", "10.0.0.9")
+    assert _login(auth, "alice", "alice's password", "10.0.0.9")
+    for _ in range(2):
+        assert _login(auth, "alice", "guess", "10.0.0.9") is None  # not refused yet
