@@ -130,6 +130,11 @@ class EndpointBackend(ABC):
     def target(self, owner: str, name: str) -> str:
         """Base URL the gateway forwards the endpoint's TF Serving requests to."""
 
+    def gateway_headers(self, owner: str, name: str) -> dict[str, str]:
+        """Headers only the gateway sends (a per-endpoint key where the network alone does
+        not keep other users away, as on one machine)."""
+        return {}
+
     def restore(self) -> list[str]:
         """Bring endpoints back after a restart (nothing to do where a controller does it)."""
         return []

@@ -162,6 +162,8 @@ class GatewayHandler(EndpointsBase):
             )
         try:
             target = self.endpoints.target(user, name)
+            headers = {"Content-Type": "application/json"}
+            headers.update(self.endpoints.gateway_headers(user, name))
         except ServingError as e:
             self.serving_error(e)
         body = self.request.body if self.request.method == "POST" else None
@@ -170,7 +172,7 @@ class GatewayHandler(EndpointsBase):
                 self.request.method,
                 f"{target}/{rest}",
                 data=body,
-                headers={"Content-Type": "application/json"},
+                headers=headers,
             ) as response:
                 data = await response.read()
                 content_type = response.headers.get("Content-Type", "application/json")

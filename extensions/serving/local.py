@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import secrets
 import shutil
 import sys
 import threading
@@ -23,6 +24,7 @@ from ..processes import MARKER, alive, free_port, spawn_detached, terminate_grou
 from .base import EndpointBackend, check_batching
 from .errors import BadRequest, NotFound, ServingError, Unavailable
 from .model import find_versions
+from .server import KEY_ENV, KEY_HEADER
 
 log = logging.getLogger(__name__)
 
@@ -56,7 +58,7 @@ class LocalEndpointBackend(EndpointBackend):
             raise NotFound(f"No endpoint {name!r} for {owner}; `hubforge serve list` shows yours")
         return {
             "batching": check_batching(None),
-            **record,
+            **_public(record),
             "running": alive(record),
             "versions": sorted(find_versions(record["base_path"])),
         }
@@ -150,7 +152,8 @@ class LocalEndpointBackend(EndpointBackend):
             "--batch-timeout-ms",
             str(batching["batch_timeout_ms"]),
         ]
-        env = workload_env(TF_CPP_MIN_LOG_LEVEL="2", HOME=str(base))
+        key = secrets.token_urlsafe(32)  # only the gateway sends it (see server.GatewayOnly)
+        env = workload_env(TF_CPP_MIN_LOG_LEVEL="2", HOME=str(base), **{KEY_ENV: key})
         if os.environ.get(MARKER):  # stopped with the workbench (hubforge down)
             env[MARKER] = os.environ[MARKER]
         process = spawn_detached(cmd, base / "server.log", env=env)
@@ -159,6 +162,7 @@ class LocalEndpointBackend(EndpointBackend):
             "name": name,
             "base_path": str(base),
             "port": port,
+            "key": key,
             "batching": batching,
             **process,
             "created": time.time(),
@@ -175,7 +179,7 @@ class LocalEndpointBackend(EndpointBackend):
                     f"The endpoint process exited; see {record['base_path']}/server.log"
                 )
             try:
-                r = requests.get(url, timeout=5)
+                r = requests.get(url, headers=_key_header(record), timeout=5)
             except requests.RequestException:
                 r = None
             if r is not None and r.status_code == 200:
@@ -197,7 +201,7 @@ class LocalEndpointBackend(EndpointBackend):
                 raise NotFound(f"No endpoint {name!r} for {owner}")
             self._save(records)
         terminate_group(record)
-        return {**record, "running": False}
+        return {**_public(record), "running": False}
 
     def _starting(
         self, add: dict[str, Any] | None = None, remove: dict[str, Any] | None = None
@@ -250,3 +254,17 @@ class LocalEndpointBackend(EndpointBackend):
         if not record["running"]:
             raise ServingError(f"Endpoint {name} is not running; redeploy it")
         return f"http://127.0.0.1:{record['port']}"
+
+    def gateway_headers(self, owner: str, name: str) -> dict[str, str]:
+        return _key_header(self._records().get(f"{owner}/{name}") or {})
+
+
+def _key_header(record: dict[str, Any]) -> dict[str, str]:
+    """The header an endpoint process wants from the gateway (none for records made before
+    endpoints had keys: those processes answer without one until redeployed)."""
+    return {KEY_HEADER: record["key"]} if record.get("key") else {}
+
+
+def _public(record: dict[str, Any]) -> dict[str, Any]:
+    """A record as its owner sees it: without the gateway's key."""
+    return {k: v for k, v in record.items() if k != "key"}

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import hmac
 import json
+import os
 import time
 from typing import Any
 
@@ -49,7 +51,32 @@ class Metrics:
         )
 
 
-class ModelHandler(web.RequestHandler):
+KEY_HEADER = "X-Hubforge-Endpoint-Key"
+KEY_ENV = "HUBFORGE_ENDPOINT_KEY"
+
+
+class GatewayOnly(web.RequestHandler):
+    """With a key (a workbench's endpoint), every request must carry it: only the gateway,
+    which checked the caller's hub token, knows it. Other users' processes on this machine
+    reach the port but get 403. Without a key (run by hand) the server answers anyone."""
+
+    def prepare(self) -> None:
+        key = self.settings.get("endpoint_key")
+        given = self.request.headers.get(KEY_HEADER, "")
+        if key and not hmac.compare_digest(given.encode(), key.encode()):
+            self.set_status(403)
+            self.set_header("Content-Type", "application/json")
+            self.finish(
+                json.dumps(
+                    {
+                        "error": "This endpoint answers only the Hubforge gateway: call "
+                        "<hub>/services/hubforge/endpoints/<owner>/<name>/v1/... with a hub token"
+                    }
+                )
+            )
+
+
+class ModelHandler(GatewayOnly):
     def initialize(
         self, repo: ModelRepository, metrics: Metrics, max_body: int, batcher: Batcher | None
     ) -> None:
@@ -58,6 +85,9 @@ class ModelHandler(web.RequestHandler):
         self.started = time.perf_counter()
 
     def prepare(self) -> None:
+        super().prepare()
+        if self._finished:
+            return
         length = int(self.request.headers.get("Content-Length") or 0)
         if length > self.max_body:
             self.fail(TooLarge(f"Request body of {length} bytes exceeds {self.max_body}"))
@@ -129,7 +159,7 @@ class ModelHandler(web.RequestHandler):
             self.fail(BadRequest("The request nests its values too deeply"))
 
 
-class HealthHandler(web.RequestHandler):
+class HealthHandler(GatewayOnly):
     def initialize(self, repo: ModelRepository, **_: Any) -> None:
         self.repo = repo
 
@@ -141,7 +171,7 @@ class HealthHandler(web.RequestHandler):
         )
 
 
-class MetricsHandler(web.RequestHandler):
+class MetricsHandler(GatewayOnly):
     def initialize(self, metrics: Metrics, **_: Any) -> None:
         self.metrics = metrics
 
@@ -151,7 +181,10 @@ class MetricsHandler(web.RequestHandler):
 
 
 def make_app(
-    repo: ModelRepository, max_body: int = 16 * 1024 * 1024, batcher: Batcher | None = None
+    repo: ModelRepository,
+    max_body: int = 16 * 1024 * 1024,
+    batcher: Batcher | None = None,
+    key: str = "",
 ) -> web.Application:
     args = {"repo": repo, "metrics": Metrics(), "max_body": max_body, "batcher": batcher}
     return web.Application(
@@ -159,7 +192,8 @@ def make_app(
             (ROUTE, ModelHandler, args),
             (r"/healthz", HealthHandler, args),
             (r"/metrics", MetricsHandler, args),
-        ]
+        ],
+        endpoint_key=key,
     )
 
 
@@ -175,7 +209,8 @@ async def serve(
     repo = ModelRepository(name, base_path)
     await asyncio.to_thread(repo.refresh)
     batcher = Batcher(max_batch_size, batch_timeout_ms / 1000) if max_batch_size > 1 else None
-    app = make_app(repo, batcher=batcher)
+    # the key comes in the environment, never argv: /proc/<pid>/cmdline is readable by all
+    app = make_app(repo, batcher=batcher, key=os.environ.pop(KEY_ENV, ""))
     app.listen(port, host, max_body_size=64 * 1024 * 1024)
     # New versions and label changes are picked up without a restart.
     refresher = PeriodicCallback(

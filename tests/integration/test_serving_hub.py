@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import threading
 import time
 
 import pytest
+import requests
 
 from tests.kernel import execute
 from tests.models import keras_model
@@ -86,6 +88,42 @@ def test_gateway_refuses_strangers(workbench, sam):
     assert "custom:hubforge:endpoints:call!server=sam/scorer" in r.json()["error"]
     assert workbench.api("GET", API, eve).json()["endpoints"] == []
     assert workbench.api("DELETE", f"{API}/scorer", eve).status_code == 404
+
+
+def test_other_users_cannot_reach_the_endpoint_process_on_loopback(workbench, sam, scorer):
+    """Bob finds the port (ports are no secret on one machine: /proc/net/tcp) and calls it
+    from his own server's proxy and straight on loopback: the process answers only the
+    gateway, which checked the caller's token."""
+    record = workbench.api("GET", f"{API}/scorer", sam).json()
+    assert "key" not in record and all(
+        "key" not in e for e in workbench.api("GET", API, sam).json()["endpoints"]
+    )
+    state = json.loads((workbench.data_dir / "state" / "endpoints.json").read_text())
+    port = state["sam/scorer"]["port"]
+    rows = {"instances": [[1, 1, 1, 1]]}
+    for method, path, body in (
+        ("GET", "v1/models/scorer/metadata", None),
+        ("POST", "v1/models/scorer:predict", rows),
+        ("GET", "v1/models/scorer", None),
+        ("GET", "metrics", None),
+    ):
+        r = requests.request(method, f"http://127.0.0.1:{port}/{path}", json=body, timeout=30)
+        assert r.status_code == 403, (path, r.status_code, r.text)
+        assert "answers only the Hubforge gateway" in r.json()["error"]
+    bob = workbench.create_user("bob-loop")
+    try:
+        assert workbench.spawn("bob-loop", bob).status_code in (201, 202)
+        r = workbench.api("GET", f"user/bob-loop/proxy/{port}/v1/models/scorer/metadata", bob)
+        assert r.status_code == 403 and "answers only the Hubforge gateway" in r.text, r.text
+        r = workbench.api(
+            "POST", f"user/bob-loop/proxy/{port}/v1/models/scorer:predict", bob, json=rows
+        )
+        assert r.status_code == 403 and "predictions" not in r.text
+    finally:
+        workbench.ensure_stopped("bob-loop")
+    # the owner, through the gateway, is served as before
+    r = workbench.api("POST", GATEWAY + ":predict", sam, json=rows)
+    assert r.status_code == 200 and r.json() == {"predictions": [[9.0]]}
 
 
 def scoped_token(workbench, user: str, token: str, *scopes: str):
