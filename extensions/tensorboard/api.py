@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import re
+import secrets
 import time
 from pathlib import Path
 from typing import Any
@@ -87,8 +88,10 @@ class TensorBoard:
 
     @property
     def url(self) -> str:
-        prefix = self.record.get("prefix")
-        return f"{prefix}/" if prefix else f"http://127.0.0.1:{self.port}/"
+        prefix = self.record.get("prefix", "")
+        if "/proxy/absolute/" in prefix:
+            return f"{prefix}/"  # through the owner's server
+        return f"http://127.0.0.1:{self.port}{prefix}/"
 
     @property
     def running(self) -> bool:
@@ -111,10 +114,14 @@ def _logdir_args(logdirs: dict[str, str]) -> list[str]:
 
 
 def open(
-    logdir_or_job: Any, name: str | None = None, store: InstanceStore | None = None
+    logdir_or_job: Any,
+    name: str | None = None,
+    store: InstanceStore | None = None,
+    key: str | None = None,
 ) -> TensorBoard:
     """A TensorBoard on ``logdir_or_job`` (a path, a Job, a job id, or a list to compare).
-    Opening the same log dirs again returns the running instance."""
+    Opening the same log dirs again returns the running instance. ``key``: the path key of
+    an instance being restored (its URL stays the same); a new one otherwise."""
     store = store or InstanceStore()
     items = logdir_or_job if isinstance(logdir_or_job, list | tuple) else [logdir_or_job]
     if not items:
@@ -134,7 +141,7 @@ def open(
                 f"You already run {len(running)} TensorBoards (the maximum): {names}. "
                 "Stop one with hubforge.tensorboard.stop(NAME) or `hubforge tensorboard stop`"
             )
-        record = _start(_unique_name(name or "-".join(logdirs), instances), logdirs)
+        record = _start(_unique_name(name or "-".join(logdirs), instances), logdirs, key)
         instances[record["name"]] = record
     return TensorBoard(record, store)
 
@@ -147,19 +154,23 @@ def _unique_name(base: str, instances: dict[str, Any]) -> str:
     return name
 
 
-def _start(name: str, logdirs: dict[str, str]) -> dict[str, Any]:
+def _start(name: str, logdirs: dict[str, str], key: str | None = None) -> dict[str, Any]:
     port = free_port()
     base = server_prefix()
-    prefix = f"{base.rstrip('/')}/proxy/absolute/{port}" if base else ""
+    # TensorBoard answers only under a path that ends in this instance's key: other users
+    # reach the port (through their own server's proxy, too) but not the path
+    key = key or secrets.token_urlsafe(24)
+    prefix = f"{base.rstrip('/')}/proxy/absolute/{port}/{key}" if base else f"/{key}"
     log_file = InstanceStore().path.parent / "tensorboard-logs" / f"{name}.log"
     record = {
         "name": name,
         "logdirs": logdirs,
         "port": port,
         "prefix": prefix,
+        "key": key,
         "started": time.time(),
         "last_activity": time.time(),
-        **process.launch(_logdir_args(logdirs), port, prefix or "/", log_file),
+        **process.launch(_logdir_args(logdirs), port, prefix, log_file),
     }
     if not process.wait_listening(port, record):
         process.terminate(record)

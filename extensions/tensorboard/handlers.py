@@ -94,7 +94,7 @@ class Lifecycle:
             with store.edit() as instances:
                 instances.pop(name, None)
             try:
-                api.open(list(record["logdirs"].values()), name=name)
+                api.open(list(record["logdirs"].values()), name=name, key=record.get("key"))
                 self.log.info("Restored TensorBoard %s", name)
             except api.TensorBoardError as e:
                 self.log.warning("Could not restore TensorBoard %s: %s", name, e)

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import re
 import socket
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -44,7 +46,8 @@ def test_open_serves_index_runs_and_scalars_through_the_hub(workbench, tina):
     r = workbench.api("POST", API, tina, json={"logdir": "runs/a"})
     assert r.status_code == 201, r.text
     tb = r.json()
-    assert tb["url"] == f"/hub@forge%20space/user/tina/proxy/absolute/{tb['port']}/"
+    prefix = f"/hub@forge%20space/user/tina/proxy/absolute/{tb['port']}/"
+    assert re.fullmatch(re.escape(prefix) + r"[\w-]{32}/", tb["url"]), tb["url"]
     index = through_proxy(workbench, tb["url"], tina)
     assert index.status_code == 200 and "<tb-webapp>" in index.text
     runs = through_proxy(workbench, tb["url"] + "data/runs", tina)
@@ -69,6 +72,35 @@ def test_refused_without_token_or_with_another_users(workbench, tina):
     r = through_proxy(workbench, tb["url"] + "data/runs", other, allow_redirects=False)
     assert r.status_code == 403 and "train" not in r.text
     assert workbench.api("GET", API, other, allow_redirects=False).status_code == 403
+
+
+def test_other_users_cannot_reach_the_process_on_loopback(workbench, tina):
+    """Another user knows the port (ports are no secret on one machine) and even tina's
+    server prefix; through his own server's proxy and straight on loopback TensorBoard
+    answers nothing: the path ends in a key only tina's server knows."""
+    tb = workbench.api("POST", API, tina, json={"logdir": "runs/a"}).json()
+    port = tb["port"]
+    key = tb["url"].rstrip("/").rsplit("/", 1)[1]
+    keyless = f"/hub@forge%20space/user/tina/proxy/absolute/{port}"
+    for path in ("data/runs", f"{keyless}/data/runs", f"{keyless}/"):
+        r = requests.get(f"http://127.0.0.1:{port}/{path.lstrip('/')}", timeout=30)
+        assert r.status_code == 404 and "train" not in r.text, (path, r.status_code)
+    # the key is in no process's command line (readable by every account)
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except OSError:
+            continue
+        assert key.encode() not in cmdline, pid
+    victor = workbench.create_user("victor-tb")
+    try:
+        assert workbench.spawn("victor-tb", victor).status_code in (201, 202)
+        for path in ("data/runs", f"{keyless.lstrip('/')}/data/runs"):
+            r = workbench.api("GET", f"user/victor-tb/proxy/{port}/{path}", victor)
+            assert r.status_code == 404 and "train" not in r.text, (path, r.status_code)
+    finally:
+        workbench.ensure_stopped("victor-tb")
+    assert through_proxy(workbench, tb["url"] + "data/runs", tina).json() == ["train"]
 
 
 def test_compare_two_runs_and_stop(workbench, tina):
@@ -125,6 +157,7 @@ def test_restart_restores_and_idle_stops(workbench, tina):
             break
         time.sleep(0.5)
     restored = next(t for t in listed if t["name"] == "keep")
+    assert restored["url"].split("/")[-2] == tb["url"].split("/")[-2]  # its key is kept
     assert through_proxy(workbench, restored["url"] + "data/runs", tina).json() == ["train"]
 
     # Nobody looks at it: the culler stops it after the idle timeout (15 s in these tests).

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -40,8 +41,10 @@ def home(logs, monkeypatch):
 
 def test_api_open_reuse_and_the_per_user_maximum(home, monkeypatch):
     tb = tensorboard.open(home / "runs" / "a")
-    assert tb.url == f"http://127.0.0.1:{tb.port}/"
+    assert re.fullmatch(rf"http://127\.0\.0\.1:{tb.port}/[\w-]{{32}}/", tb.url), tb.url
     assert requests.get(tb.url + "data/runs", timeout=30).json() == ["train"]
+    # the port alone answers nothing: the path holds the instance's key
+    assert requests.get(f"http://127.0.0.1:{tb.port}/data/runs", timeout=30).status_code == 404
     assert tensorboard.open(str(home / "runs" / "a")).port == tb.port
     monkeypatch.setenv("HUBFORGE_TENSORBOARD_MAX", "1")
     with pytest.raises(tensorboard.TensorBoardError, match=r"You already run 1 TensorBoards"):
