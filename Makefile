@@ -2,7 +2,10 @@
 # and `make test` (set up what the tests need + run the whole suite).
 # Set-up steps are stamped in .stamps/ so a second run reuses what is installed.
 
-PYTHON ?= python3
+# The venv's Python must be one every OS account can run: with Workbench.isolation='accounts'
+# each user's server runs as their own account, and a pyenv Python under /root (0700) is
+# closed to them. Debian's /usr/bin/python3.11 when there is one, else python3 on PATH.
+PYTHON ?= $(or $(wildcard /usr/bin/python3.11),python3)
 VENV   ?= .venv
 PY     := $(VENV)/bin/python
 STAMPS := .stamps

@@ -142,6 +142,32 @@ class Workbench(Configurable):
         except ProfileError as e:
             raise TraitError(str(e)) from None
 
+    isolation = Unicode(
+        config=True,
+        help="""How users are kept apart on this machine. 'accounts': each hub user's server,
+        kernels, terminals and TensorBoards run as their own OS account (hubforge-<name>),
+        homes and user areas are 0700 (needs root, and a data folder and Python that every
+        account can reach). 'none': everything runs as the account that runs the hub (one
+        person, or a team that trusts each other with everything). Default:
+        $HUBFORGE_ISOLATION, else 'none'.""",
+    )
+
+    @default("isolation")
+    def _default_isolation(self) -> str:
+        return os.environ.get("HUBFORGE_ISOLATION", "none")
+
+    @validate("isolation")
+    def _check_isolation(self, proposal: Any) -> str:
+        value = proposal["value"]
+        if value not in ("none", "accounts"):
+            raise TraitError(f"Workbench.isolation={value!r}: choose 'none' or 'accounts'")
+        if value == "accounts" and os.geteuid() != 0:
+            raise TraitError(
+                "Workbench.isolation='accounts' needs root (it creates one OS account per "
+                "user): run `hubforge up` as root, or use 'none' on a one-person machine"
+            )
+        return value
+
     max_job_workers = Integer(
         8, config=True, help="Most workers one training job may ask for (local mode)."
     )
@@ -302,6 +328,11 @@ class Workbench(Configurable):
         self.state_dir.chmod(0o700)
         for folder in (self.homes_dir, self.shared_data / "datasets", self.shared_data / "users"):
             folder.mkdir(parents=True, exist_ok=True)
+        if self.isolation == "accounts":
+            from .accounts import ensure_group, prepare_shared
+
+            ensure_group(self.state_dir)
+            prepare_shared(self.root, self.shared_data, self.homes_dir, self.state_dir)
 
     @property
     def public_origin(self) -> str:

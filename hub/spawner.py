@@ -18,6 +18,8 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Instance, Unicode, default
 
+from hubforge import accounts
+from hubforge.accounts import Account
 from hubforge.processes import MARKER as WORKBENCH_MARKER
 from hubforge.profiles import ProfileError, find_profile
 from hubforge.service.culler import idle_note, idle_timeout
@@ -143,6 +145,39 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         if not link.is_symlink() and not link.exists():
             link.symlink_to(self.workbench.shared_data, target_is_directory=True)
 
+    def prepare_account(self) -> Account | None:
+        """With Workbench.isolation='accounts': the user's OS account (made on first spawn),
+        owning the home and the user area (0700); the server then starts as it."""
+        if self.workbench.isolation != "accounts":
+            return None
+        wb = self.workbench
+        try:
+            account = accounts.ensure_account(self.user.name, Path(self.home_dir), wb.state_dir)
+        except accounts.AccountError as e:
+            raise web.HTTPError(
+                500, f"Could not make the OS account of {self.user.name}: {e}"
+            ) from None
+        accounts.prepare_shared(wb.root, wb.shared_data, wb.homes_dir, wb.state_dir)
+        accounts.own_tree(Path(self.home_dir), account)
+        accounts.own_tree(wb.user_area(self.user.name), account)
+        for needed in (Path(sys.executable), Path(self.home_dir), wb.user_area(self.user.name)):
+            closed = accounts.unreachable(needed, account)
+            if closed is not None:
+                raise web.HTTPError(
+                    500,
+                    f"The OS account {account.name} cannot reach {needed}: the folder {closed} "
+                    "is closed to other accounts. Put the workbench's data folder and Python "
+                    f"where every account can pass (e.g. /srv, /opt), or `chmod o+x {closed}`.",
+                )
+        return account
+
+    def user_env(self, env: dict[str, str]) -> dict[str, str]:
+        env = super().user_env(env)
+        account = getattr(self, "_account", None)
+        if account is not None:
+            env["USER"] = env["LOGNAME"] = account.name
+        return env
+
     def get_env(self) -> dict[str, str]:
         env = super().get_env()
         profile = self.selected_profile()
@@ -171,7 +206,7 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
 
     def get_args(self) -> list[str]:
         args = super().get_args()
-        if os.geteuid() == 0:
+        if os.geteuid() == 0 and self.workbench.isolation != "accounts":
             args.append("--allow-root")
         return args
 
@@ -189,8 +224,11 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
             self._devices = granted["devices"]
         else:
             self._devices = []
-        self.prepare_folders()
         try:
+            self.prepare_folders()
+            self._account = await asyncio.to_thread(self.prepare_account)
+            if self._account is not None:
+                self.popen_kwargs = {**self._account.popen_kwargs(), "cwd": self.home_dir}
             ip, port = await super().start()
             await self._wait_listening(ip, port)
         except BaseException:

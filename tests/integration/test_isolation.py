@@ -1,0 +1,225 @@
+"""Workbench.isolation='accounts': two real users on a workbench run as root, each server
+and kernel running as its own OS account. Bob attacks Ana the way he would, from his own
+kernel and through his own server; every attempt is refused, and what users must still do
+(share through datasets/) works."""
+
+from __future__ import annotations
+
+import json
+import os
+import pwd
+import shutil
+import stat
+import subprocess
+import tempfile
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hubforge import accounts
+from tests.kernel import execute
+from tests.workbench import start_workbench
+
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
+
+
+def _closed_folder(path: str) -> str | None:
+    """The first folder on the way to ``path`` that an unrelated account cannot pass."""
+    current = Path("/")
+    for part in Path(os.path.realpath(path)).parts[1:]:
+        if not os.stat(current).st_mode & stat.S_IXOTH:
+            return str(current)
+        current = current / part
+    return None
+
+
+def _why_not() -> str | None:
+    if os.geteuid() != 0:
+        return "per-user OS accounts need root (the shared-server case); this run is not root"
+    if not accounts.available():
+        return "useradd is not installed, so no OS account can be made"
+    closed = _closed_folder(os.path.realpath(os.sys.executable))
+    if closed:
+        return (
+            f"the tests' Python ({os.sys.executable}) is under {closed}, which other accounts "
+            "cannot pass: `make setup` builds the venv from /usr/bin/python3.11 and in a "
+            "folder every account reaches"
+        )
+    return None
+
+
+pytestmark.append(pytest.mark.skipif(_why_not() is not None, reason=str(_why_not())))
+USERS = ("iso-ana", "iso-bo")
+
+
+@pytest.fixture(scope="module")
+def iso():
+    # a data folder every account can pass through (pytest's own tmp folders are 0700)
+    data = Path(tempfile.mkdtemp(prefix="hubforge-iso-", dir="/tmp"))
+    data.chmod(0o755)
+    wb = start_workbench(
+        data / "wb",
+        config='c.Workbench.isolation = "accounts"\nc.Workbench.label_studio_python = ""\n',
+    )
+    tokens = {}
+    try:
+        for user in USERS:
+            tokens[user] = wb.create_user(user)
+            assert wb.spawn(user, tokens[user]).status_code in (201, 202)
+        yield wb, tokens
+    finally:
+        for user in tokens:
+            wb.ensure_stopped(user)
+        wb.down()
+        for user in USERS:
+            subprocess.run(["userdel", accounts.account_name(user)], capture_output=True)
+        shutil.rmtree(data, ignore_errors=True)
+
+
+def run(wb, tokens, user: str, code: str) -> dict:
+    """Run ``code`` in ``user``'s kernel; it prints one JSON line, returned parsed."""
+    outputs = execute(wb, user, tokens[user], code)
+    text = "".join(o.get("text", "") for o in outputs if o["type"] == "stream")
+    errors = [o for o in outputs if o["type"] == "error"]
+    assert not errors, errors
+    return json.loads(text.strip().splitlines()[-1])
+
+
+WHOAMI = """
+import json, os, pwd
+print(json.dumps([os.getuid(), pwd.getpwuid(os.getuid()).pw_name, os.environ["HOME"]]))
+"""
+
+
+def test_each_server_and_kernel_runs_as_its_users_own_account(iso):
+    wb, tokens = iso
+    for user in USERS:
+        me = run(wb, tokens, user, WHOAMI)
+        uid, name, home = me
+        assert uid != 0 and name == accounts.account_name(user) == f"hubforge-{user}"
+        assert home == str(wb.data_dir / "homes" / user)
+        servers = [
+            p
+            for p in psutil.process_iter(["uids", "cmdline", "environ"])
+            if (p.info["environ"] or {}).get("JUPYTERHUB_USER") == user
+        ]
+        assert servers and all(p.info["uids"].real == uid for p in servers), servers
+    for folder in (wb.data_dir / "homes" / "iso-ana", wb.data_dir / "hdfs" / "users" / "iso-ana"):
+        info = folder.stat()
+        assert pwd.getpwuid(info.st_uid).pw_name == "hubforge-iso-ana", folder
+        assert stat.S_IMODE(info.st_mode) == 0o700, (folder, oct(info.st_mode))
+
+
+ATTACK = """
+import json, os, pathlib
+results = {}
+def attempt(name, action):
+    try:
+        action()
+        results[name] = "done"
+    except PermissionError:
+        results[name] = "denied"
+    except Exception as e:
+        results[name] = f"{type(e).__name__}: {e}"
+data = pathlib.Path(%(data)r)
+attempt("read passwords", lambda: (data / "state" / "passwords.json").read_text())
+attempt("read service token", lambda: (data / "state" / "service-token").read_text())
+attempt("read hub database", lambda: (data / "state" / "jupyterhub.sqlite").read_bytes())
+attempt("list ana's home", lambda: os.listdir(data / "homes" / "iso-ana"))
+attempt("read ana's notes", lambda: (data / "homes" / "iso-ana" / "notes.txt").read_text())
+attempt("list ana's area", lambda: os.listdir(data / "hdfs" / "users" / "iso-ana"))
+models = data / "hdfs" / "users" / "iso-ana" / "models"
+attempt("plant a model in ana's area", lambda: (models / "x").write_text("x"))
+attempt("read ana's server environment", lambda: pathlib.Path("/proc/%(pid)d/environ").read_bytes())
+attempt("signal ana's server", lambda: os.kill(%(pid)d, 0))
+attempt("list users' areas", lambda: os.listdir(data / "hdfs" / "users"))
+attempt("read own home", lambda: os.listdir(os.environ["HOME"]))
+print(json.dumps(results))
+"""
+
+
+def test_bobs_kernel_cannot_read_or_change_anas_files_or_processes(iso):
+    wb, tokens = iso
+    code = "import pathlib\npathlib.Path('notes.txt').write_text('ana')\nprint('\"ok\"')"
+    note = run(wb, tokens, "iso-ana", code)
+    assert note == "ok"
+    ana_server = next(
+        p.pid
+        for p in psutil.process_iter(["environ", "cmdline"])
+        if (p.info["environ"] or {}).get("JUPYTERHUB_USER") == "iso-ana"
+        and "jupyterhub.singleuser" in " ".join(p.info["cmdline"] or [])
+    )
+    results = run(wb, tokens, "iso-bo", ATTACK % {"data": str(wb.data_dir), "pid": ana_server})
+    assert results.pop("read own home") == "done"
+    assert results == {name: "denied" for name in results}, results
+    # through bob's own server's Contents API too
+    r = wb.api("GET", "user/iso-bo/api/contents/hdfs/users/iso-ana", tokens["iso-bo"])
+    assert r.status_code in (403, 404) and "notes" not in r.text, r.text
+    r = wb.api(
+        "PUT",
+        "user/iso-bo/api/contents/hdfs/users/iso-ana/models/planted.txt",
+        tokens["iso-bo"],
+        json={"type": "file", "format": "text", "content": "x"},
+    )
+    assert r.status_code >= 400, r.text
+    assert not (wb.data_dir / "hdfs" / "users" / "iso-ana" / "models" / "planted.txt").exists()
+
+
+SHARE = """
+import json, os, pathlib
+datasets = pathlib.Path(os.environ["HUBFORGE_DATA"]) / "datasets"
+results = {}
+try:
+    if %(write)r:
+        (datasets / "%(user)s.csv").write_text("x,y\\n1,2\\n")
+        results["added"] = "done"
+    results["read other"] = (datasets / "%(other)s.csv").read_text() if %(read)r else ""
+    for name, action in (
+        ("overwrite other", lambda: (datasets / "%(other)s.csv").write_text("mine now")),
+        ("delete other", lambda: (datasets / "%(other)s.csv").unlink()),
+    ):
+        if %(read)r:
+            try:
+                action()
+                results[name] = "done"
+            except PermissionError:
+                results[name] = "denied"
+except Exception as e:
+    results["error"] = f"{type(e).__name__}: {e}"
+print(json.dumps(results))
+"""
+
+
+def test_datasets_are_shared_each_changes_only_their_own(iso):
+    wb, tokens = iso
+    ana = run(
+        wb,
+        tokens,
+        "iso-ana",
+        SHARE % {"user": "iso-ana", "other": "", "write": True, "read": False},
+    )
+    assert ana["added"] == "done", ana
+    bo = run(
+        wb,
+        tokens,
+        "iso-bo",
+        SHARE % {"user": "iso-bo", "other": "iso-ana", "write": True, "read": True},
+    )
+    assert bo == {
+        "added": "done",
+        "read other": "x,y\n1,2\n",
+        "overwrite other": "denied",
+        "delete other": "denied",
+    }, bo
+    assert (wb.data_dir / "hdfs" / "datasets" / "iso-ana.csv").read_text() == "x,y\n1,2\n"
+
+
+def test_account_names_are_injective_and_valid():
+    names = ["ana", "ana.b", "ana_b", "ana-b", "x" * 23, "x" * 24, "a" * 64, "0x"]
+    mapped = [accounts.account_name(n) for n in names]
+    assert len(set(mapped)) == len(names)
+    for account in mapped:
+        assert len(account) <= 32 and account.replace("-", "").replace("_", "").isalnum()
+    assert accounts.account_name("ana") == "hubforge-ana"
+    assert accounts.account_name("ana.b").startswith("hubforge_")
