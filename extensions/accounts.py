@@ -16,8 +16,10 @@ import pwd
 import re
 import stat
 import subprocess
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from .atomic import file_lock
 
@@ -110,13 +112,18 @@ def ensure_account(user: str, home: Path, lock_dir: Path) -> Account:
     return Account(name, entry.pw_uid, entry.pw_gid, home)
 
 
-def own_tree(path: Path, account: Account, mode: int = 0o700) -> None:
+def own_tree(path: Path, account: Account, mode: int = 0o700, force: bool = False) -> None:
     """``path`` and what is in it belong to ``account`` (never following links); ``path``
-    itself gets ``mode``. Files made before accounts existed (by root) become the user's."""
+    itself gets ``mode``. Files made before accounts existed (by root) become the user's.
+    Without ``force`` a folder that already has the right owner and mode is left as it is
+    (spawns stay fast)."""
     path.mkdir(parents=True, exist_ok=True)
     top = os.lstat(path)
-    if (top.st_uid, top.st_gid) == (account.uid, account.gid) and stat.S_IMODE(top.st_mode) == mode:
-        return  # already done: spawns stay fast
+    if stat.S_ISLNK(top.st_mode):
+        raise AccountError(f"{path} is a link; refusing to hand over where it points")
+    same = (top.st_uid, top.st_gid) == (account.uid, account.gid)
+    if same and stat.S_IMODE(top.st_mode) == mode and not force:
+        return
     for root, dirs, files in os.walk(path):
         for entry in [*dirs, *files]:
             with contextlib.suppress(FileNotFoundError):
@@ -158,3 +165,15 @@ def unreachable(path: Path, account: Account) -> Path | None:
             return current
         current = current / part
     return None
+
+
+def account_lookup(workbench: Any) -> Callable[[str], Account] | None:
+    """For backends that start a user's workloads (jobs, endpoints): owner -> their account
+    (made if the user never spawned a server); None unless isolation is 'accounts'."""
+    if getattr(workbench, "isolation", "none") != "accounts":
+        return None
+
+    def lookup(owner: str) -> Account:
+        return ensure_account(owner, workbench.home_of(owner), workbench.state_dir)
+
+    return lookup

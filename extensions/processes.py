@@ -110,11 +110,16 @@ def free_port() -> int:
 
 
 def spawn_detached(
-    cmd: list[str], log_file: Path, env: dict[str, str] | None = None, cwd: Path | None = None
+    cmd: list[str],
+    log_file: Path,
+    env: dict[str, str] | None = None,
+    cwd: Path | None = None,
+    popen: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Start ``cmd`` in its own session (it outlives the caller), output appended to
     ``log_file``; returns its ``identity``. A thread reaps it when it ends, so long-lived
-    callers (kernels, the service) collect no zombies."""
+    callers (kernels, the service) collect no zombies. ``popen``: more Popen arguments
+    (``user``/``group`` of the account it runs as)."""
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("ab") as out:
         proc = subprocess.Popen(
@@ -125,6 +130,7 @@ def spawn_detached(
             start_new_session=True,
             env=env if env is not None else dict(os.environ),
             cwd=cwd,
+            **(popen or {}),
         )
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return identity(proc.pid)

@@ -9,9 +9,11 @@ import shutil
 import signal
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from ..accounts import Account, account_lookup, own_tree
 from ..atomic import DamagedStateFile
 from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached, workload_env
 from .base import JobBackend
@@ -27,13 +29,19 @@ def new_job_id(name: str) -> str:
 class LocalJobBackend(JobBackend):
     """Jobs live in ``<data_root>/users/<owner>/jobs/<id>``; state outlives every process."""
 
-    def __init__(self, data_root: str | Path, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        data_root: str | Path,
+        env: dict[str, str] | None = None,
+        account_of: Callable[[str], Account] | None = None,
+    ):
         self.data_root = Path(data_root)
         self.env = dict(env or {})
+        self.account_of = account_of  # isolation='accounts': jobs run as their owner
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> LocalJobBackend:
-        return cls(workbench.shared_data)
+        return cls(workbench.shared_data, account_of=account_lookup(workbench))
 
     def jobs_dir(self, owner: str) -> Path:
         return self.data_root / "users" / owner / "jobs"
@@ -72,10 +80,22 @@ class LocalJobBackend(JobBackend):
         except OSError:  # a full disk: leave no half-made job folder behind
             shutil.rmtree(store.path, ignore_errors=True)
             raise
-        self._start_supervisor(store)
+        account = self._account(owner, store)
+        self._start_supervisor(store, account)
         return self.get(owner, job_id)
 
-    def _start_supervisor(self, store: JobStore) -> None:
+    def _account(self, owner: str, store: JobStore) -> Account | None:
+        """The owner's OS account, owning the job's folder (its supervisor and workers run as
+        it and write there); None without per-user accounts."""
+        if self.account_of is None:
+            return None
+        account = self.account_of(owner)
+        (store.path / "supervisor.log").touch()
+        own_tree(self.data_root / "users" / owner, account)
+        own_tree(store.path, account)
+        return account
+
+    def _start_supervisor(self, store: JobStore, account: Account | None = None) -> None:
         owner = store.path.parent.parent.name
         env = workload_env(
             HUBFORGE_DATA=str(self.data_root),
@@ -91,6 +111,7 @@ class LocalJobBackend(JobBackend):
             store.path / "supervisor.log",
             env=env,
             cwd=store.path,
+            popen=account.popen_kwargs() if account else None,
         )
         store.update(supervisor=supervisor)
 

@@ -14,11 +14,13 @@ import shutil
 import sys
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import requests
 
+from ..accounts import Account, account_lookup, own_tree
 from ..atomic import DamagedStateFile, read_json, write_json
 from ..processes import MARKER, alive, free_port, spawn_detached, terminate_group, workload_env
 from .base import EndpointBackend, check_batching
@@ -30,14 +32,24 @@ log = logging.getLogger(__name__)
 
 
 class LocalEndpointBackend(EndpointBackend):
-    def __init__(self, data_root: str | Path, state_file: str | Path):
+    def __init__(
+        self,
+        data_root: str | Path,
+        state_file: str | Path,
+        account_of: Callable[[str], Account] | None = None,
+    ):
         self.data_root = Path(data_root)
         self.state_file = Path(state_file)
         self._lock = threading.Lock()
+        self.account_of = account_of  # isolation='accounts': endpoints run as their owner
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> LocalEndpointBackend:
-        return cls(workbench.shared_data, workbench.state_dir / "endpoints.json")
+        return cls(
+            workbench.shared_data,
+            workbench.state_dir / "endpoints.json",
+            account_of=account_lookup(workbench),
+        )
 
     # -- records ------------------------------------------------------------------------
     def _records(self) -> dict[str, dict[str, Any]]:
@@ -89,6 +101,11 @@ class LocalEndpointBackend(EndpointBackend):
         settings = check_batching(batching) if batching is not None else None
         base, version = self.add_version(owner, name, model_dir, version)
         added = Path(model_dir).resolve() != (base / str(version)).resolve()
+        if self.account_of is not None:  # the owner's endpoint process reads what was copied
+            account = self.account_of(owner)
+            (base / "server.log").touch()
+            own_tree(self.data_root / "users" / owner, account)
+            own_tree(base, account, force=True)
         try:
             return self._deploy(owner, name, base, version, settings)
         except ServingError:
@@ -156,7 +173,10 @@ class LocalEndpointBackend(EndpointBackend):
         env = workload_env(TF_CPP_MIN_LOG_LEVEL="2", HOME=str(base), **{KEY_ENV: key})
         if os.environ.get(MARKER):  # stopped with the workbench (hubforge down)
             env[MARKER] = os.environ[MARKER]
-        process = spawn_detached(cmd, base / "server.log", env=env)
+        account = self.account_of(owner) if self.account_of else None
+        process = spawn_detached(
+            cmd, base / "server.log", env=env, popen=account.popen_kwargs() if account else None
+        )
         return {
             "owner": owner,
             "name": name,

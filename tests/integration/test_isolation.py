@@ -12,6 +12,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
+import time
 from pathlib import Path
 
 import psutil
@@ -223,3 +224,67 @@ def test_account_names_are_injective_and_valid():
         assert len(account) <= 32 and account.replace("-", "").replace("_", "").isalnum()
     assert accounts.account_name("ana") == "hubforge-ana"
     assert accounts.account_name("ana.b").startswith("hubforge_")
+
+
+JOB = """
+import json, os, pathlib, pwd
+data = pathlib.Path(os.environ["HUBFORGE_DATA"])
+seen = {"account": pwd.getpwuid(os.getuid()).pw_name}
+for name, path in (("bo's area", data / "users" / "iso-bo"), ("state", data.parent / "state")):
+    try:
+        os.listdir(path)
+        seen[name] = "done"
+    except PermissionError:
+        seen[name] = "denied"
+print("SEEN" + json.dumps(seen))
+"""
+
+
+def test_a_job_runs_as_its_owner_and_reads_only_what_they_may(iso):
+    wb, tokens = iso
+    api = "services/hubforge/api/jobs"
+    r = wb.api("POST", api, tokens["iso-ana"], json={"script": JOB, "spec": {"name": "who"}})
+    assert r.status_code == 201, r.text
+    job = r.json()["id"]
+    deadline = time.monotonic() + 180
+    while (state := wb.api("GET", f"{api}/{job}", tokens["iso-ana"]).json())["state"] not in (
+        "succeeded",
+        "failed",
+    ):
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
+    assert state["state"] == "succeeded", state
+    log = wb.api("GET", f"{api}/{job}/logs/worker-0", tokens["iso-ana"]).json()["text"]
+    seen = json.loads(log.split("SEEN", 1)[1].splitlines()[0])
+    assert seen == {"account": "hubforge-iso-ana", "bo's area": "denied", "state": "denied"}
+    folder = wb.data_dir / "hdfs" / "users" / "iso-ana" / "jobs" / job
+    assert pwd.getpwuid(folder.stat().st_uid).pw_name == "hubforge-iso-ana"
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+    # bob cannot read it through the service either
+    assert wb.api("GET", f"{api}/{job}", tokens["iso-bo"]).status_code == 404
+
+
+def test_an_endpoint_runs_as_its_owner(iso):
+    from tests.models import keras_model
+
+    wb, tokens = iso
+    export = keras_model(wb.data_dir / "hdfs" / "users" / "iso-ana" / "exports", 1)
+    api = "services/hubforge/api/endpoints"
+    body = {"name": "mine", "model_dir": str(export)}
+    r = wb.api("POST", api, tokens["iso-ana"], json=body)
+    assert r.status_code == 201, r.text
+    try:
+        (proc,) = [
+            p
+            for p in psutil.process_iter(["cmdline", "uids"])
+            if "hubforge.serving.server" in (p.info["cmdline"] or [])
+            and "mine" in (p.info["cmdline"] or [])
+        ]
+        assert pwd.getpwuid(proc.info["uids"].real).pw_name == "hubforge-iso-ana"
+        rows = {"instances": [[1, 1, 1, 1]]}
+        gateway = "services/hubforge/endpoints/iso-ana/mine/v1/models/mine:predict"
+        r = wb.api("POST", gateway, tokens["iso-ana"], json=rows)
+        assert r.status_code == 200 and r.json() == {"predictions": [[4.0]]}, r.text
+        assert wb.api("POST", gateway, tokens["iso-bo"], json=rows).status_code == 403
+    finally:
+        wb.api("DELETE", f"{api}/mine", tokens["iso-ana"])
