@@ -146,6 +146,10 @@ def prepare_shared(data_dir: Path, shared: Path, homes: Path, state: Path) -> No
     os.chown(datasets, 0, gid)
     os.chmod(datasets, 0o3775)  # group members add; sticky: only the owner renames/deletes
     os.chmod(state, 0o700)
+    # Label Studio's database holds every labeling account's token
+    label_studio = data_dir / "label-studio"
+    if label_studio.is_dir():
+        os.chmod(label_studio, 0o700)
 
 
 def unreachable(path: Path, account: Account) -> Path | None:

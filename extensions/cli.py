@@ -142,6 +142,10 @@ def cmd_up(args: argparse.Namespace) -> int:
     workbench = load_workbench(args.config)
     workbench.prepare()
     lifecycle.lock(workbench.state_dir)  # held until this process exits
+    if workbench.isolation == "accounts":
+        # the hub, proxy, service and Label Studio write nothing other accounts may read;
+        # users' servers, jobs and endpoints set their own umask (022) as they start
+        os.umask(0o077)
     find_proxy()  # fail now, with the fix, rather than inside the hub
     _ensure_first_admin(workbench)
     lifecycle.remember(workbench.data_dir)

@@ -187,6 +187,7 @@ def start_workbench(
     port = free_port()
     log = data_dir / "up.log"
     with log.open("wb") as out:
+        log.chmod(0o600)  # the hub's log: for the tests' eyes only, as a terminal would be
         proc = subprocess.Popen(
             [
                 *HUBFORGE,

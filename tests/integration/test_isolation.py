@@ -288,3 +288,58 @@ def test_an_endpoint_runs_as_its_owner(iso):
         assert wb.api("POST", gateway, tokens["iso-bo"], json=rows).status_code == 403
     finally:
         wb.api("DELETE", f"{api}/mine", tokens["iso-ana"])
+
+
+def _can_read(path: Path, uid: int, gids: set[int]) -> bool:
+    """Whether an account (uid, groups) may read ``path``: x on every folder above it and
+    r on it, from the mode bits, as the kernel decides (no ACLs are used here)."""
+
+    def allowed(info: os.stat_result, bit_user: int, bit_group: int, bit_other: int) -> bool:
+        if info.st_uid == uid:
+            return bool(info.st_mode & bit_user)
+        if info.st_gid in gids:
+            return bool(info.st_mode & bit_group)
+        return bool(info.st_mode & bit_other)
+
+    for folder in reversed(path.parents):
+        if not allowed(os.stat(folder), stat.S_IXUSR, stat.S_IXGRP, stat.S_IXOTH):
+            return False
+    return allowed(os.lstat(path), stat.S_IRUSR, stat.S_IRGRP, stat.S_IROTH)
+
+
+def test_nothing_of_one_user_or_of_the_workbench_is_readable_by_another_account(iso):
+    """A walk of the whole data folder after a day's kinds of use (files in home and area,
+    a dataset, a job): what bob's account can read is his own, datasets/, or settings."""
+    wb, tokens = iso
+    code = (
+        "import os, pathlib\n"
+        "pathlib.Path('draft.ipynb').write_text('{}')\n"
+        "area = pathlib.Path(os.environ['HUBFORGE_USER_AREA'])\n"
+        "(area / 'models' / 'm.txt').write_text('weights')\n"
+        "print('\"ok\"')\n"
+    )
+    assert run(wb, tokens, "iso-ana", code) == "ok"
+    api = "services/hubforge/api/jobs"
+    r = wb.api("POST", api, tokens["iso-ana"], json={"script": "print(1)", "spec": {"name": "w"}})
+    assert r.status_code == 201, r.text
+    bo = pwd.getpwnam(accounts.account_name("iso-bo"))
+    gids = {bo.pw_gid, *os.getgrouplist(bo.pw_name, bo.pw_gid)}
+    root = wb.data_dir
+    own = (root / "homes" / "iso-bo", root / "hdfs" / "users" / "iso-bo")
+    public = (root / "hdfs" / "datasets",)
+    settings = {root / "hubforge_config.py"}
+    readable, checked = [], 0
+    for folder, dirs, files in os.walk(root):
+        for name in [*dirs, *files]:
+            path = Path(folder) / name
+            checked += 1
+            if path in settings or any(p == path or p in path.parents for p in own + public):
+                continue
+            if path.is_symlink():
+                continue  # a link's own mode means nothing; its target is checked itself
+            if path.is_dir() and path in {root / "hdfs", root / "hdfs" / "users", root / "homes"}:
+                continue  # folders every account passes through (not listable: 0711)
+            if _can_read(path, bo.pw_uid, gids):
+                readable.append(f"{path.relative_to(root)} {oct(path.lstat().st_mode)}")
+    assert checked > 20
+    assert readable == [], readable
