@@ -51,7 +51,7 @@ def _apply_options(args: argparse.Namespace) -> None:
 def _store(workbench: Workbench):
     from hubforge.hub.passwords import PasswordStore
 
-    return PasswordStore(workbench.state_dir / "passwords.json")
+    return PasswordStore(workbench.state_dir / "passwords.json", workbench.sharing_refusal())
 
 
 def _pid_file(workbench: Workbench) -> Path:

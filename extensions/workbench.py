@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from traitlets import Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable, JSONFileConfigLoader, PyFileConfigLoader
 
 from .profiles import ProfileError, default_profiles, validate_profiles
@@ -168,6 +168,30 @@ class Workbench(Configurable):
             )
         return value
 
+    trusted_team = Bool(
+        False,
+        config=True,
+        help="""Run by an ordinary account (not root) with isolation 'none', the workbench is
+        for one person: a second user is refused, since their code would run as the same
+        account and could read and change everything. True: allow it anyway (a team that
+        trusts each other with everything).""",
+    )
+
+    def sharing_refusal(self) -> str | None:
+        """Why a second user may not be added here, or None when they may."""
+        if self.isolation == "accounts" or self.trusted_team or os.geteuid() == 0:
+            return None
+        import pwd
+
+        me = pwd.getpwuid(os.geteuid()).pw_name
+        return (
+            f"This workbench runs as the ordinary account {me!r}: every user's code would run "
+            "as it and could read and change everyone's files, so it serves one person. For a "
+            "team, run `hubforge up` as root with c.Workbench.isolation = 'accounts' (one OS "
+            "account per user) or install the Helm chart; if everyone may see everything, set "
+            "c.Workbench.trusted_team = True."
+        )
+
     max_job_workers = Integer(
         8, config=True, help="Most workers one training job may ask for (local mode)."
     )
@@ -248,7 +272,9 @@ class Workbench(Configurable):
         if os.environ.get("HUBFORGE_LABEL_STUDIO_PYTHON"):
             return os.environ["HUBFORGE_LABEL_STUDIO_PYTHON"]
         candidate = Path(__file__).resolve().parents[1] / ".venvs/label-studio/bin/python"
-        return str(candidate) if candidate.exists() else ""
+        # os.access, not exists(): a Python this account may not reach (a venv of root's
+        # pyenv) raises PermissionError in exists(); it is as good as absent here
+        return str(candidate) if os.access(candidate, os.X_OK) else ""
 
     @validate("label_studio_python")
     def _check_label_studio_python(self, proposal: Any) -> str:

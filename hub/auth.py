@@ -92,6 +92,18 @@ class PasswordAuthenticator(Authenticator):
             self.failed_logins.succeeded(name)
         return record
 
+    def add_user(self, user: Any) -> Any:
+        """Users added through the hub (admin panel, REST API): refused on a one-person
+        workbench (see Workbench.trusted_team), like `hubforge users add`."""
+        from hubforge.workbench import load_workbench
+
+        reason = load_workbench().sharing_refusal()
+        if reason:
+            known = self.store.users()
+            if known and user.name not in known:
+                raise ValueError(reason)
+        return super().add_user(user)
+
     def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
         # Anyone with a password in the store may log in; users created by an admin
         # through the hub are allowed too, once they have a password.

@@ -54,8 +54,9 @@ def generate_password() -> str:
 class PasswordStore:
     """Users with hashed passwords and an admin flag, stored in ``path`` (mode 0600)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, refuse_second: str | None = None):
         self.path = Path(path)
+        self.refuse_second = refuse_second  # a one-person workbench: why a 2nd user is refused
 
     def _load(self) -> dict[str, dict]:
         return (read_json(self.path, {}) or {}).get("users", {})
@@ -81,6 +82,8 @@ class PasswordStore:
             users = self._load()
             if name in users:
                 raise UserError(f"User {name!r} exists already; use reset-password to change it")
+            if users and self.refuse_second:
+                raise UserError(self.refuse_second)
             users[name] = {"hash": _hash(password, secrets.token_bytes(16)), "admin": admin}
             self._save(users)
         return password

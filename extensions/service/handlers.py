@@ -69,7 +69,9 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
 
     @property
     def passwords(self) -> PasswordStore:
-        return PasswordStore(self.workbench.state_dir / "passwords.json")
+        return PasswordStore(
+            self.workbench.state_dir / "passwords.json", self.workbench.sharing_refusal()
+        )
 
     def require_admin(self) -> None:
         if not self.identity["admin"]:
@@ -140,7 +142,8 @@ class UsersHandler(ServiceHandler):
         try:
             password = self.passwords.add(name if isinstance(name, str) else "", admin=admin)
         except UserError as e:
-            raise web.HTTPError(409 if "exists" in str(e) else 400, str(e)) from None
+            status = 409 if "exists" in str(e) else 403 if "runs as the ordinary" in str(e) else 400
+            raise web.HTTPError(status, str(e)) from None
         self.write_json({"name": name, "admin": admin, "password": password}, status=201)
 
 

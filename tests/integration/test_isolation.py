@@ -343,3 +343,49 @@ def test_nothing_of_one_user_or_of_the_workbench_is_readable_by_another_account(
                 readable.append(f"{path.relative_to(root)} {oct(path.lstat().st_mode)}")
     assert checked > 20
     assert readable == [], readable
+
+
+def test_an_ordinary_account_runs_a_one_person_workbench(tmp_path_factory):
+    """Run by a non-root account (a laptop), the workbench refuses a second user with what
+    to do instead, unless the team says it trusts each other with everything."""
+    name = "hubforge-laptop-t"
+    subprocess.run(["userdel", name], capture_output=True)
+    subprocess.run(["useradd", "--system", "--user-group", name], check=True)
+    folder = Path(tempfile.mkdtemp(prefix="hubforge-laptop-", dir="/tmp"))
+    try:
+        folder.chmod(0o755)
+        owner = pwd.getpwnam(name)
+        os.chown(folder, owner.pw_uid, owner.pw_gid)
+        hubforge = str(Path(os.sys.executable).parent / "hubforge")
+        env = {
+            "PATH": os.environ["PATH"],
+            "HOME": str(folder),
+            "XDG_STATE_HOME": str(folder / "xdg"),
+            "HUBFORGE_GPUS": "",
+        }
+
+        def users_add(user: str, config: str = "") -> subprocess.CompletedProcess:
+            (folder / "data").mkdir(exist_ok=True)
+            (folder / "data" / "hubforge_config.py").write_text(config)
+            os.chown(folder / "data", owner.pw_uid, owner.pw_gid)
+            return subprocess.run(
+                [hubforge, "users", "add", user, "--data-dir", str(folder / "data")],
+                capture_output=True,
+                text=True,
+                env=env,
+                user=owner.pw_uid,
+                group=owner.pw_gid,
+                timeout=120,
+            )
+
+        first = users_add("me")
+        assert first.returncode == 0, first.stderr
+        second = users_add("colleague")
+        assert second.returncode == 2, (second.stdout, second.stderr)
+        assert f"runs as the ordinary account '{name}'" in second.stderr
+        assert "isolation = 'accounts'" in second.stderr and "trusted_team" in second.stderr
+        trusted = users_add("colleague", "c.Workbench.trusted_team = True\n")
+        assert trusted.returncode == 0, trusted.stderr
+    finally:
+        subprocess.run(["userdel", name], capture_output=True)
+        shutil.rmtree(folder, ignore_errors=True)
