@@ -142,8 +142,24 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         for sub in ("jobs", "models", "labeling"):
             (area / sub).mkdir(parents=True, exist_ok=True)
         link = home / "hdfs"
-        if not link.is_symlink() and not link.exists():
+        if self.workbench.isolation == "accounts":
+            self._own_view_of_the_data(link, area)
+        elif not link.is_symlink() and not link.exists():
             link.symlink_to(self.workbench.shared_data, target_is_directory=True)
+
+    def _own_view_of_the_data(self, view: Path, area: Path) -> None:
+        """~/hdfs with per-user accounts: the user's own area and datasets/, nothing else
+        (same paths as the whole mount: ~/hdfs/users/<me>/..., ~/hdfs/datasets/...)."""
+        if view.is_symlink():  # the whole data area, from before accounts were on
+            view.unlink()
+        (view / "users").mkdir(parents=True, exist_ok=True)
+        links = {
+            view / "datasets": self.workbench.shared_data / "datasets",
+            view / "users" / self.user.name: area,
+        }
+        for link, target in links.items():
+            if not link.is_symlink():
+                link.symlink_to(target, target_is_directory=True)
 
     def prepare_account(self) -> Account | None:
         """With Workbench.isolation='accounts': the user's OS account (made on first spawn),
@@ -159,6 +175,7 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
             ) from None
         accounts.prepare_shared(wb.root, wb.shared_data, wb.homes_dir, wb.state_dir)
         accounts.own_tree(Path(self.home_dir), account)
+        accounts.own_tree(Path(self.home_dir) / "hdfs", account, mode=0o755, force=True)
         accounts.own_tree(wb.user_area(self.user.name), account)
         for needed in (Path(sys.executable), Path(self.home_dir), wb.user_area(self.user.name)):
             closed = accounts.unreachable(needed, account)

@@ -106,6 +106,10 @@ def test_each_server_and_kernel_runs_as_its_users_own_account(iso):
             if (p.info["environ"] or {}).get("JUPYTERHUB_USER") == user
         ]
         assert servers and all(p.info["uids"].real == uid for p in servers), servers
+    view = wb.data_dir / "homes" / "iso-ana" / "hdfs"  # ~/hdfs: her area and datasets only
+    assert sorted(os.listdir(view)) == ["datasets", "users"]
+    assert os.listdir(view / "users") == ["iso-ana"]
+    assert (view / "users" / "iso-ana").resolve() == wb.data_dir / "hdfs" / "users" / "iso-ana"
     for folder in (wb.data_dir / "homes" / "iso-ana", wb.data_dir / "hdfs" / "users" / "iso-ana"):
         info = folder.stat()
         assert pwd.getpwuid(info.st_uid).pw_name == "hubforge-iso-ana", folder
