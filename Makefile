@@ -97,6 +97,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_serving_peer.py
 	$(PY) tests/bench/bench_labeling.py
 	$(PY) tests/bench/bench_dependability.py
+	$(PY) tests/bench/bench_isolation.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info
