@@ -256,8 +256,19 @@ class Project:
         return f"{ui}data/local-files/?d={relative}"
 
     def _allow_folders(self, folders: set[str]) -> None:
-        """Label Studio serves a project's local files only under its storages' folders."""
+        """Label Studio serves a project's local files only under its storages' folders,
+        which the hubforge service makes (inside the owner's area or datasets/ only)."""
         root = data_root()
+        if ServiceClient.available():
+            body: dict[str, Any] = {
+                "project": self.id,
+                "folders": [str(root / folder) for folder in sorted(folders)],
+            }
+            if self.owner:
+                body["owner"] = self.owner
+            _service("POST", "labeling/storages", body)
+            return
+        # Label Studio reached directly (HUBFORGE_LABEL_STUDIO_URL/TOKEN, no service)
         have = {s.path for s in self._ls.import_storage.local.list(project=self.id)}
         for folder in sorted(folders):
             path = str(root / folder)

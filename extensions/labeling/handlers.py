@@ -5,6 +5,7 @@ GET  .../api/labeling/login-link?next=PATH       -> {url}
 GET  .../api/labeling/shares                     -> {shared_with, shared_with_me}
 POST .../api/labeling/shares {"member": NAME}    -> share your projects with a teammate
 DELETE .../api/labeling/shares/NAME              -> stop sharing
+POST .../api/labeling/storages {"project", "folders"} -> let Label Studio serve those folders
 """
 
 from __future__ import annotations
@@ -62,6 +63,28 @@ class LoginLinkHandler(CredentialsHandler):
         self.write_json({"url": url})
 
 
+class StoragesHandler(CredentialsHandler):
+    """POST {"project", "folders": [...], "owner"?}: Label Studio may serve these folders to
+    the project (the caller's, or a teammate's shared one); only inside the project owner's
+    area or datasets/."""
+
+    async def post(self) -> None:
+        user = self.labeling_user()
+        body = self.json_body()
+        project, folders = body.get("project"), body.get("folders")
+        owner = body.get("owner") or None
+        if not isinstance(project, int) or isinstance(project, bool):
+            raise web.HTTPError(400, '"project" must be a project id (a number)')
+        if not isinstance(folders, list) or not all(isinstance(f, str) for f in folders):
+            raise web.HTTPError(400, '"folders" must be a list of folder paths')
+        if owner is not None and not isinstance(owner, str):
+            raise web.HTTPError(400, '"owner" must be a hub user name')
+        wb = self.workbench
+        roots = [wb.user_area(owner or user), wb.shared_data / "datasets"]
+        added = await self.engine(self.accounts.add_storages, user, owner, project, folders, roots)
+        self.write_json({"storages": added}, status=201)
+
+
 class SharesHandler(CredentialsHandler):
     """Owners share all their labeling projects with named teammates (hub users)."""
 
@@ -102,6 +125,7 @@ def routes(api: str, args: dict[str, Any]) -> list[tuple]:
     return [
         (api + "/labeling/credentials", CredentialsHandler, args),
         (api + "/labeling/login-link", LoginLinkHandler, args),
+        (api + "/labeling/storages", StoragesHandler, args),
         (api + "/labeling/shares", SharesHandler, args),
         (api + r"/labeling/shares/([^/]+)", SharesHandler, args),
     ]

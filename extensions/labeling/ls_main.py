@@ -97,6 +97,59 @@ NEXT_TASK = re.compile(r"^/api/projects/\d+/next/?$")
 NEXT_TASK_LOCK = threading.Lock()
 
 
+ANNOTATE = re.compile(r"^/api/tasks/(\d+)/annotations/?$")
+_task_locks: dict[int, threading.Lock] = {}
+_task_locks_guard = threading.Lock()
+
+
+def _hubforge_ids(body) -> set[str]:
+    """The ids Hubforge's journal gives the result items of one annotation (hf<uid><i>)."""
+    result = body.get("result") if isinstance(body, dict) else None
+    return {
+        r["id"]
+        for r in result or []
+        if isinstance(r, dict) and isinstance(r.get("id"), str) and r["id"].startswith("hf")
+    }
+
+
+def create_annotation_once(app, environ, start_response, task_id: int):
+    """POST /api/tasks/<id>/annotations/ carrying Hubforge result ids, exactly once: creates
+    on one task run one at a time, and a create whose ids are already saved (a retry after
+    a lost answer, or one sent while the first was still being served) answers the saved
+    annotation instead of adding a second."""
+    import io
+
+    size = int(environ.get("CONTENT_LENGTH") or 0)
+    raw = environ["wsgi.input"].read(size) if size else b""
+    environ["wsgi.input"] = io.BytesIO(raw)
+    try:
+        ids = _hubforge_ids(json.loads(raw)) if raw else set()
+    except ValueError:
+        ids = set()
+    if not ids:
+        return app(environ, start_response)
+    refusal = policy_refusal(environ)  # a saved annotation is answered only to its project
+    if refusal:
+        return _reply(start_response, "403 Forbidden", {"detail": refusal})
+    with _task_locks_guard:
+        lock = _task_locks.setdefault(task_id, threading.Lock())
+    with lock:
+        from tasks.models import Annotation
+        from tasks.serializers import AnnotationSerializer
+
+        for annotation in Annotation.objects.filter(task_id=task_id):
+            saved = {r.get("id") for r in annotation.result or [] if isinstance(r, dict)}
+            if ids & saved:
+                data = json.dumps(AnnotationSerializer(annotation).data, default=str).encode()
+                start_response("201 Created", [("Content-Type", "application/json")])
+                return [data]
+        response = app(environ, start_response)
+        try:
+            return [b"".join(response)]  # served completely while the lock is held
+        finally:
+            getattr(response, "close", lambda: None)()
+
+
 class StripPrefix:
     """WSGI middleware: /prefix/x -> SCRIPT_NAME=/prefix, PATH_INFO=/x."""
 
@@ -115,10 +168,15 @@ class StripPrefix:
             return login(environ, start_response, self.url_prefix)
         if environ.get("PATH_INFO") == "/hubforge/provision":
             return provision(environ, start_response)
+        if environ.get("PATH_INFO") == "/hubforge/storage":
+            return storage(environ, start_response)
         if environ.get("PATH_INFO", "").startswith("/react-app/") and environ["PATH_INFO"].endswith(
             ".css"
         ):
             return self.rebase_css(environ, start_response)
+        annotate = ANNOTATE.match(environ.get("PATH_INFO", ""))
+        if annotate and environ.get("REQUEST_METHOD") == "POST":
+            return create_annotation_once(self.app, environ, start_response, int(annotate[1]))
         if NEXT_TASK.match(environ.get("PATH_INFO", "")):
             with NEXT_TASK_LOCK:
                 response = self.app(environ, start_response)
@@ -217,6 +275,54 @@ def _reply(start_response, status: str, body: dict) -> list[bytes]:
     return [data]
 
 
+def _service_body(environ, start_response):
+    """The JSON body of a request from the hubforge service (its key), or a reply refusing
+    it: (body, None) or (None, reply)."""
+    import hmac
+
+    if environ.get("REQUEST_METHOD") != "POST":
+        return None, _reply(start_response, "405 Method Not Allowed", {"error": "use POST"})
+    sent = environ.get("HTTP_AUTHORIZATION", "").removeprefix("Hubforge ")
+    if not hmac.compare_digest(sent.encode(), os.environ["HUBFORGE_LS_SERVICE_KEY"].encode()):
+        return None, _reply(start_response, "403 Forbidden", {"error": "only the hubforge service"})
+    try:
+        size = int(environ.get("CONTENT_LENGTH") or 0)
+        body = json.loads(environ["wsgi.input"].read(min(size, 65536)))
+        if not isinstance(body, dict):
+            raise ValueError(body)
+    except (ValueError, TypeError):
+        return None, _reply(start_response, "400 Bad Request", {"error": "send a JSON object"})
+    return body, None
+
+
+def storage(environ, start_response):
+    """POST {"project", "path"} from the hubforge service (which checked that the caller owns
+    the project and the folder): a local-files storage, made once. Accounts cannot make
+    storages themselves (the policy refuses them)."""
+    body, refused = _service_body(environ, start_response)
+    if refused:
+        return refused
+    from django.conf import settings
+    from io_storages.localfiles.models import LocalFilesImportStorage
+    from projects.models import Project
+
+    project, path = body.get("project"), body.get("path")
+    root = os.path.realpath(settings.LOCAL_FILES_DOCUMENT_ROOT)
+    if not isinstance(project, int) or not isinstance(path, str):
+        return _reply(start_response, "400 Bad Request", {"error": 'send {"project", "path"}'})
+    real = os.path.realpath(path)
+    if real != path or not real.startswith(root + os.sep) or not os.path.isdir(real):
+        return _reply(
+            start_response, "400 Bad Request", {"error": f"{path}: not a folder in {root}"}
+        )
+    if not Project.objects.filter(pk=project).exists():
+        return _reply(start_response, "404 Not Found", {"error": f"no project {project}"})
+    made, _ = LocalFilesImportStorage.objects.get_or_create(
+        project_id=project, path=real, defaults={"title": real[-50:], "use_blob_urls": False}
+    )
+    return _reply(start_response, "200 OK", {"id": made.id, "path": made.path})
+
+
 def provision(environ, start_response):
     """POST {"email", "organization_of"?} with ``Authorization: Hubforge <admin token>``: the
     account (created once) as {"id", "email", "token"}; {"email", "revoke": true} disables
@@ -248,6 +354,237 @@ def provision(environ, start_response):
     except LookupError as e:
         return _reply(start_response, "409 Conflict", {"error": str(e)})
     return _reply(start_response, "200 OK", account)
+
+
+# -- the policy layer -----------------------------------------------------------------------
+# Label Studio Community runs one organisation and lets any account reach any project's tasks,
+# annotations and files. Every request passes here first: an account reaches only the projects
+# of its own organisation (a hub user's own, or, for a teammate's account, the owner's that
+# shared with them); the Hubforge admin (staff: the hubforge service) reaches everything.
+
+PROJECT_ROUTES = [
+    (re.compile(r"^/(?:api/)?projects/(\d+)(?:/|$)"), "project"),
+    (re.compile(r"^/api/tasks/(\d+)(?:/|$)"), "task"),
+    (re.compile(r"^/api/annotations/(\d+)(?:/|$)"), "annotation"),
+    (re.compile(r"^/api/predictions/(\d+)(?:/|$)"), "prediction"),
+    (re.compile(r"^/api/drafts/(\d+)(?:/|$)"), "draft"),
+    (re.compile(r"^/api/dm/views/(\d+)(?:/|$)"), "view"),
+    (re.compile(r"^/api/import/file-upload/(\d+)(?:/|$)"), "upload"),
+]
+QUERY_KEYS = {
+    "project": "project",
+    "task": "task",
+    "view": "view",
+    "view_id": "view",
+    "annotation": "annotation",
+}
+BODY_KEYS = {"project": "project", "task": "task", "view": "view"}
+# list routes that answer across projects unless narrowed to one
+NEEDS_PROJECT = re.compile(
+    r"^/api/(?:tasks|annotations|predictions|dm/views|storages(?:/(?!types)[a-z-]+)?)/?$"
+)
+ANY_ID = re.compile(r"^/api/[a-z_-]+(?:/[a-z_-]+)*/\d+(?:/|$)")
+KNOWN_ID_ROUTES = re.compile(r"^/api/(?:users|organizations)/\d+(?:/|$)")
+
+
+def _project_of(kind: str, pk: int):
+    from data_import.models import FileUpload
+    from data_manager.models import View
+    from tasks.models import Annotation, AnnotationDraft, Prediction, Task
+
+    lookups = {
+        "project": lambda: pk,
+        "task": lambda: Task.objects.filter(pk=pk).values_list("project_id", flat=True).first(),
+        "annotation": lambda: (
+            Annotation.objects.filter(pk=pk).values_list("task__project_id", flat=True).first()
+        ),
+        "prediction": lambda: (
+            Prediction.objects.filter(pk=pk).values_list("task__project_id", flat=True).first()
+        ),
+        "draft": lambda: (
+            AnnotationDraft.objects.filter(pk=pk).values_list("task__project_id", flat=True).first()
+        ),
+        "view": lambda: View.objects.filter(pk=pk).values_list("project_id", flat=True).first(),
+        "upload": lambda: (
+            FileUpload.objects.filter(pk=pk).values_list("project_id", flat=True).first()
+        ),
+    }
+    return lookups[kind]()
+
+
+def _requester(environ):
+    """The Label Studio account a request comes from: (user, None), (None, None) when it
+    carries no credentials (Label Studio refuses it itself), or (None, error)."""
+    from http.cookies import CookieError, SimpleCookie
+    from importlib import import_module
+
+    from django.conf import settings
+    from rest_framework.authtoken.models import Token
+    from users.models import User
+
+    auth = environ.get("HTTP_AUTHORIZATION", "")
+    if auth:
+        scheme, _, key = auth.partition(" ")
+        if scheme.lower() != "token":
+            return None, "only legacy tokens (Authorization: Token ...) are accepted here"
+        token = Token.objects.select_related("user").filter(key=key.strip()).first()
+        return (token.user if token else None), None
+    try:
+        cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+    except CookieError:
+        return None, None
+    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
+    if morsel is None:
+        return None, None
+    session = import_module(settings.SESSION_ENGINE).SessionStore(morsel.value)
+    uid = session.get("_auth_user_id")
+    return (User.objects.filter(pk=uid).first() if uid else None), None
+
+
+def _ids(values) -> list[int]:
+    out = []
+    for value in values if isinstance(values, list) else [values]:
+        for part in str(value).split(","):
+            if part.strip().isdigit():
+                out.append(int(part))
+            elif part.strip():
+                raise ValueError(part)
+    return out
+
+
+def _local_file_allowed(user, relative: str) -> bool:
+    """A file under a storage root of one of the account's projects, also after every
+    symlink is resolved (a link out of the root serves nothing)."""
+    import posixpath
+
+    from django.conf import settings
+    from io_storages.localfiles.models import LocalFilesImportStorage
+
+    root = os.path.realpath(settings.LOCAL_FILES_DOCUMENT_ROOT)
+    wanted = os.path.realpath(os.path.join(root, posixpath.normpath(relative).lstrip("/")))
+    if not (wanted == root or wanted.startswith(root + os.sep)):
+        return False
+    roots = LocalFilesImportStorage.objects.filter(
+        project__organization_id=user.active_organization_id
+    ).values_list("path", flat=True)
+    for storage in roots:
+        base = os.path.realpath(storage)
+        if wanted.startswith(base.rstrip(os.sep) + os.sep):
+            return True
+    return False
+
+
+def policy_refusal(environ) -> str | None:
+    """Why this request may not pass (None: it may). Reads, and puts back, a JSON body."""
+    import io
+    from urllib.parse import parse_qs
+
+    path = environ.get("PATH_INFO", "")
+    if not (path.startswith(("/api/", "/projects/", "/data/")) or path == "/projects"):
+        return None  # pages, static files, login: nothing of a project
+    user, error = _requester(environ)
+    if error:
+        return error
+    if user is None:
+        return None  # no or bad credentials: Label Studio answers 401 / the login page
+    if user.is_staff or user.is_superuser:
+        return None
+    from projects.models import Project
+
+    org = user.active_organization_id
+    cache: dict[int, bool] = {}
+
+    def mine(project_id) -> bool:
+        if project_id is None:
+            return False
+        if project_id not in cache:
+            cache[project_id] = Project.objects.filter(pk=project_id, organization_id=org).exists()
+        return cache[project_id]
+
+    method = environ.get("REQUEST_METHOD", "GET")
+    if path.startswith("/api/storages") and method != "GET":
+        return "storages are made by Hubforge (labeling.import_items), not by accounts"
+    if path.startswith("/data/local-files"):
+        d = parse_qs(environ.get("QUERY_STRING", "")).get("d", [""])[0]
+        return None if d and _local_file_allowed(user, d) else "no such file in your projects"
+    if path.startswith("/data/upload/"):
+        from data_import.models import FileUpload
+
+        name = "upload/" + path[len("/data/upload/") :]
+        owner = FileUpload.objects.filter(file=name).values_list("project_id", flat=True).first()
+        return None if mine(owner) else "no such upload in your projects"
+    for pattern, kind in PROJECT_ROUTES:
+        match = pattern.match(path)
+        if match:
+            if not mine(_project_of(kind, int(match.group(1)))):
+                return f"{kind} {match.group(1)} is not in your projects"
+            break
+    else:
+        match = KNOWN_ID_ROUTES.match(path)
+        if match:
+            kind, pk = path.split("/")[2], int(path.split("/")[3])
+            if pk != (org if kind == "organizations" else user.id):
+                return f"not your {kind[:-1]}"
+        elif ANY_ID.match(path):
+            return f"{path} is not a route Hubforge lets accounts use"
+    query = parse_qs(environ.get("QUERY_STRING", ""))
+    try:
+        narrowed = False
+        for key, kind in QUERY_KEYS.items():
+            for pk in _ids(query.get(key, [])):
+                narrowed = True
+                if not mine(_project_of(kind, pk)):
+                    return f"{kind} {pk} is not in your projects"
+        if method in ("POST", "PUT", "PATCH") and "json" in environ.get("CONTENT_TYPE", ""):
+            size = int(environ.get("CONTENT_LENGTH") or 0)
+            raw = environ["wsgi.input"].read(size) if size else b""
+            environ["wsgi.input"] = io.BytesIO(raw)
+            try:
+                body = json.loads(raw) if raw else None
+            except ValueError:
+                body = None  # Label Studio answers the bad body itself
+            if isinstance(body, dict):
+                for key, kind in BODY_KEYS.items():
+                    if key in body and body[key] is not None:
+                        for pk in _ids(body[key]):
+                            narrowed = True
+                            if not mine(_project_of(kind, pk)):
+                                return f"{kind} {pk} is not in your projects"
+    except ValueError:
+        return "project, task and view must be numbers"
+    if NEEDS_PROJECT.match(path) and not narrowed:
+        return "name one of your projects (?project=ID)"
+    return None
+
+
+def _enforce_organisations() -> None:
+    """Label Studio's own object checks (Project.has_permission, used by tasks, annotations,
+    exports...) keep accounts to their organisation, staff excepted."""
+    from projects.mixins import ProjectMixin
+
+    own = ProjectMixin.has_permission
+
+    def has_permission(self, user):
+        if not own(self, user):
+            return False
+        if getattr(user, "is_staff", False) or getattr(user, "is_superuser", False):
+            return True
+        return self.organization_id == getattr(user, "active_organization_id", None)
+
+    ProjectMixin.has_permission = has_permission
+
+
+class Policy:
+    """WSGI middleware: every request past the policy, or 403 with why."""
+
+    def __init__(self, app):
+        self.app = app
+
+    def __call__(self, environ, start_response):
+        refusal = policy_refusal(environ)
+        if refusal:
+            return _reply(start_response, "403 Forbidden", {"detail": refusal})
+        return self.app(environ, start_response)
 
 
 class Gate:
@@ -317,7 +654,8 @@ def serve(args: argparse.Namespace, gate: Gate) -> None:
     print(f"label studio: admin {admin['email']} ready", flush=True)
     from django.core.wsgi import get_wsgi_application
 
-    gate.app = StripPrefix(get_wsgi_application(), args.prefix)
+    _enforce_organisations()
+    gate.app = StripPrefix(Policy(get_wsgi_application()), args.prefix)
     print(f"label studio: ready on {args.host}:{args.port}{args.prefix}/", flush=True)
 
 

@@ -226,15 +226,47 @@ class Accounts:
             body["organization_of"] = organization_of
         return self._post(body)
 
-    def _post(self, body: dict[str, Any]) -> dict[str, Any]:
+    def add_storages(
+        self,
+        user: str,
+        owner: str | None,
+        project: int,
+        folders: list[str],
+        roots: list[Path],
+    ) -> list[str]:
+        """Let Label Studio serve ``folders`` to ``project``: only a project the caller's
+        account reaches, only folders inside ``roots`` (the owner's area, datasets/) once
+        every link is resolved."""
+        creds = self.credentials(user, owner)
+        r = requests.get(
+            f"{self.api_url}/api/projects/{project}/",
+            headers={"Authorization": f"Token {creds['token']}"},
+            timeout=30,
+        )
+        if r.status_code != 200:
+            raise NotShared(f"Project {project} is not one of the projects you label")
+        real_roots = [os.path.realpath(r) for r in roots]
+        added = []
+        for folder in folders:
+            real = os.path.realpath(folder)
+            if not any(real == r or real.startswith(r + os.sep) for r in real_roots):
+                raise NotShared(
+                    f"{folder} is outside {', '.join(map(str, roots))}: Label Studio serves "
+                    "only files of the project owner's area and datasets/"
+                )
+            added.append(self._post({"project": project, "path": real}, "storage")["path"])
+        return added
+
+    def _post(self, body: dict[str, Any], route: str = "provision") -> dict[str, Any]:
         r = requests.post(
-            self.api_url + "/hubforge/provision",
+            self.api_url + f"/hubforge/{route}",
             json=body,
             headers={"Authorization": f"Hubforge {self.service_key}"},
             timeout=60,
         )
         if r.status_code != 200:
+            what = "user" if route == "provision" else "storage"
             raise LabelingUnavailable(
-                f"Could not create the Label Studio user: {r.status_code} {r.text[:300]}"
+                f"Could not create the Label Studio {what}: {r.status_code} {r.text[:300]}"
             )
         return r.json()

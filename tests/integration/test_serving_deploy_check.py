@@ -40,8 +40,9 @@ def exports(backend):
     return backend.area("ann") / "exports"
 
 
-def hammer(url: str, stop: threading.Event, answers: list[int]) -> None:
+def hammer(url: str, headers: dict, stop: threading.Event, answers: list[int]) -> None:
     with requests.Session() as s:
+        s.headers.update(headers)  # as the gateway calls it
         while not stop.is_set():
             r = s.post(url, json={"instances": [[1, 2, 3, 4]]}, timeout=30)
             answers.append(r.json()["predictions"] == [[11.0]] if r.status_code == 200 else 0)
@@ -63,8 +64,10 @@ def test_a_broken_version_never_replaces_the_one_serving(backend, damage):
         expected = "warm-up call of signature 'serving_default' failed"
 
     url = backend.target("ann", "clf") + "/v1/models/clf:predict"
+    key = backend.gateway_headers("ann", "clf")  # what the gateway adds
+    assert requests.post(url, json={"instances": [[1, 2, 3, 4]]}, timeout=30).status_code == 403
     stop, answers = threading.Event(), []
-    caller = threading.Thread(target=hammer, args=(url, stop, answers))
+    caller = threading.Thread(target=hammer, args=(url, key, stop, answers))
     caller.start()
     try:
         with pytest.raises(BadRequest) as e:
@@ -77,13 +80,13 @@ def test_a_broken_version_never_replaces_the_one_serving(backend, damage):
     # nothing changed: version 1 serves, version 2 is not left behind
     assert backend.get("ann", "clf")["versions"] == [1]
     assert not (backend.area("ann") / "models" / "clf" / "2").exists()
-    r = requests.post(url, json={"instances": [[1, 2, 3, 4]]}, timeout=30)
+    r = requests.post(url, json={"instances": [[1, 2, 3, 4]]}, headers=key, timeout=30)
     assert r.json() == {"predictions": [[11.0]]}
 
     # a good version 2 then deploys as usual
     fixed = keras_model(exports(backend), 3, bias=2.0)
     assert backend.deploy("ann", "clf", str(fixed))["versions"] == [1, 2]
-    r = requests.post(url, json={"instances": [[1, 2, 3, 4]]}, timeout=30)
+    r = requests.post(url, json={"instances": [[1, 2, 3, 4]]}, headers=key, timeout=30)
     assert r.json() == {"predictions": [[12.0]]}
 
 

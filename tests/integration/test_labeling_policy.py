@@ -1,0 +1,125 @@
+"""Label Studio behind Hubforge's policy layer: bob, with his own real Label Studio token and
+his own browser session, attacks alice's project every way Label Studio offers, and is refused;
+alice's own work goes on."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+import requests
+
+from hubforge import labeling
+from hubforge.labeling import api
+from tests.integration.test_labeling import as_user, shapes  # noqa: F401 (fixture)
+
+pytestmark = pytest.mark.hub
+
+
+def ls(workbench, token: str | None, method: str, path: str, **kw) -> requests.Response:
+    headers = {"Authorization": f"Token {token}"} if token else {}
+    url = workbench.url + "services/label-studio/" + path.lstrip("/")
+    return requests.request(method, url, headers=headers, timeout=60, **kw)
+
+
+@pytest.fixture
+def alice_and_bob(workbench, as_user):  # noqa: F811
+    as_user("pol-alice")
+    folder = workbench.data_dir / "hdfs" / "users" / "pol-alice" / "pictures"
+    shapes(folder, 4)
+    project = labeling.create_project("alice private", str(folder), ["circle", "square"])
+    item = project.next_item()
+    project.annotate(item["id"], "circle")
+    alice = api.credentials()
+    annotation = project.tasks(labeled=True)[0]["annotations"][0]["id"]
+    as_user("pol-bob")
+    bob = api.credentials()
+    return project, alice, bob, item, annotation
+
+
+def test_bobs_token_reaches_nothing_of_alices_project(workbench, alice_and_bob):
+    project, alice, bob, item, annotation = alice_and_bob
+    pid, tid, b = project.id, item["id"], bob["token"]
+    image = item["data"]["image"].split("/data/local-files/", 1)[1]
+    attacks = [
+        ("GET", f"api/projects/{pid}/", {}),
+        ("GET", f"api/tasks/?project={pid}", {}),
+        ("GET", "api/tasks/", {}),
+        ("GET", f"api/tasks/{tid}/", {}),
+        ("PATCH", f"api/tasks/{tid}/", {"json": {"data": {"image": "x"}}}),
+        ("GET", f"api/annotations/{annotation}/", {}),
+        ("PATCH", f"api/annotations/{annotation}/", {"json": {"result": []}}),
+        ("DELETE", f"api/annotations/{annotation}/", {}),
+        ("POST", f"api/tasks/{tid}/annotations/", {"json": {"result": []}}),
+        ("GET", f"api/projects/{pid}/next", {}),
+        ("GET", f"api/projects/{pid}/export?exportType=JSON", {}),
+        ("POST", f"api/projects/{pid}/import", {"json": [{"image": "x"}]}),
+        ("GET", f"api/storages/localfiles?project={pid}", {}),
+        ("POST", "api/storages/localfiles", {"json": {"project": pid, "path": "/"}}),
+        ("POST", "api/predictions/", {"json": {"task": tid, "result": []}}),
+        ("GET", f"api/dm/views/?project={pid}", {}),
+        ("GET", f"data/local-files/?d={image}", {}),
+        ("GET", f"projects/{pid}/data", {}),
+    ]
+    for method, path, kw in attacks:
+        r = ls(workbench, b, method, path, **kw)
+        assert r.status_code in (403, 404), (method, path, r.status_code, r.text[:200])
+        assert "circle" not in r.text and "pictures" not in r.text, (method, path)
+    listed = ls(workbench, b, "GET", "api/projects/").json()
+    assert pid not in [p["id"] for p in listed.get("results", listed)]
+    # nothing of alice's changed
+    task = ls(workbench, alice["token"], "GET", f"api/tasks/{tid}/").json()
+    assert task["data"]["image"] == item["data"]["image"]
+    assert [a["id"] for a in task["annotations"]] == [annotation]
+    assert task["annotations"][0]["result"][0]["value"]["choices"] == ["circle"]
+
+
+def test_alice_still_works_and_storages_come_only_from_the_service(
+    workbench,
+    alice_and_bob,
+    as_user,  # noqa: F811
+):
+    project, alice, _, item, _ = alice_and_bob
+    a = alice["token"]
+    assert ls(workbench, a, "GET", f"api/tasks/{item['id']}/").status_code == 200
+    image = item["data"]["image"].split("/data/local-files/", 1)[1]
+    r = ls(workbench, a, "GET", f"data/local-files/?d={image}")
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+    # even alice's token may not make a storage itself (it would serve any folder)
+    body = {"project": project.id, "path": str(workbench.data_dir / "state")}
+    assert ls(workbench, a, "POST", "api/storages/localfiles", json=body).status_code == 403
+    # the service makes them, only in her area or datasets/
+    service = workbench.url + "services/hubforge/api/labeling/storages"
+    token = as_user("pol-alice")
+    for folder in (workbench.data_dir / "state", workbench.data_dir / "hdfs" / "users" / "pol-bob"):
+        r = requests.post(
+            service,
+            json={"project": project.id, "folders": [str(folder)]},
+            headers={"Authorization": f"token {token}"},
+            timeout=60,
+        )
+        assert r.status_code == 403 and "outside" in r.json()["message"], r.text
+    # bob may not add a storage to alice's project, even one in his own area
+    bob_token = as_user("pol-bob")
+    mine = workbench.data_dir / "hdfs" / "users" / "pol-bob"
+    mine.mkdir(parents=True, exist_ok=True)
+    r = requests.post(
+        service,
+        json={"project": project.id, "folders": [str(mine)]},
+        headers={"Authorization": f"token {bob_token}"},
+        timeout=60,
+    )
+    assert r.status_code == 403 and "not one of the projects you label" in r.json()["message"]
+
+
+def test_a_link_out_of_a_storage_serves_nothing(workbench, alice_and_bob):
+    """Alice's own storage folder holds a symlink to Label Studio's database: not served."""
+    alice = alice_and_bob[1]
+    folder = workbench.data_dir / "hdfs" / "users" / "pol-alice" / "pictures"
+    database = next((workbench.data_dir / "label-studio").rglob("*.sqlite3"))
+    link = folder / "db.png"
+    if not link.is_symlink():
+        os.symlink(database, link)
+    relative = link.relative_to(workbench.data_dir / "hdfs")
+    r = ls(workbench, alice["token"], "GET", f"data/local-files/?d={relative}")
+    assert r.status_code in (403, 404) and b"SQLite" not in r.content
