@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
 import pytest
@@ -15,7 +16,10 @@ from hubforge.hub.passwords import PasswordStore
 
 def _login(auth: PasswordAuthenticator, name: str, password: str, address: str):
     handler = SimpleNamespace(request=SimpleNamespace(remote_ip=address))
-    return asyncio.run(auth.authenticate(handler, {"username": name, "password": password}))
+    coroutine = auth.authenticate(handler, {"username": name, "password": password})
+    # a thread of its own: an earlier test may leave an event loop running in this one
+    with ThreadPoolExecutor(1) as pool:
+        return pool.submit(asyncio.run, coroutine).result()
 
 
 @pytest.fixture

@@ -1,0 +1,149 @@
+"""Every REST route of the service, the gateway, a user's server extension and Label Studio's
+policy layer, fed generated malformed bodies, path segments and query values (Hypothesis):
+never a 500, and every process still answers afterwards."""
+
+from __future__ import annotations
+
+import json
+from urllib.parse import quote
+
+import pytest
+import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
+
+SERVICE = "services/hubforge/api/"
+USER = "fuzzer"
+# (method, path template); {seg} is a generated path segment, {q} a generated query value
+ROUTES = [
+    ("POST", SERVICE + "jobs"),
+    ("GET", SERVICE + "jobs/{seg}"),
+    ("DELETE", SERVICE + "jobs/{seg}"),
+    ("GET", SERVICE + "jobs/{seg}/logs/{seg}?offset={q}"),
+    ("GET", SERVICE + "jobs/{seg}/progress"),
+    ("POST", SERVICE + "endpoints"),
+    ("GET", SERVICE + "endpoints/{seg}"),
+    ("DELETE", SERVICE + "endpoints/{seg}"),
+    ("POST", "services/hubforge/endpoints/" + USER + "/{seg}/v1/models/{seg}:predict"),
+    ("GET", "services/hubforge/endpoints/{seg}/{seg}/v1/{seg}"),
+    ("POST", SERVICE + "gpus"),
+    ("DELETE", SERVICE + "gpus/{seg}"),
+    ("POST", SERVICE + "users"),
+    ("POST", SERVICE + "users/{seg}/password"),
+    ("POST", SERVICE + "labeling/shares"),
+    ("DELETE", SERVICE + "labeling/shares/{seg}"),
+    ("POST", SERVICE + "labeling/storages"),
+    ("GET", SERVICE + "labeling/credentials?owner={q}"),
+    ("GET", SERVICE + "labeling/login-link?next={q}&owner={q}"),
+    ("POST", "user/" + USER + "/hubforge/api/tensorboards"),
+    ("DELETE", "user/" + USER + "/hubforge/api/tensorboards/{seg}"),
+    ("GET", "user/" + USER + "/hubforge/labeling/open?next={q}&owner={q}"),
+    ("GET", "services/label-studio/api/tasks/?project={q}"),
+    ("POST", "services/label-studio/api/tasks/{seg}/annotations/"),
+    ("GET", "services/label-studio/data/local-files/?d={q}"),
+    ("PATCH", "services/label-studio/api/projects/{seg}/"),
+]
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=20),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+    ),
+    max_leaves=12,
+)
+# the keys the handlers read, with values of any type
+known_keys = st.fixed_dictionaries(
+    {},
+    optional={
+        k: json_values
+        for k in (
+            "script",
+            "spec",
+            "name",
+            "model_dir",
+            "project",
+            "folders",
+            "owner",
+            "member",
+            "count",
+            "admin",
+            "result",
+            "instances",
+            "inputs",
+            "logdir",
+            "batching",
+        )
+    },
+)
+raw_bodies = st.sampled_from(
+    [b"[" * 100_000, b"{" * 50_000, b"1e999999", b"NaN", b'{"a": NaN}', b"\xff\xfe", b"", b"null"]
+)
+bodies = st.one_of(
+    json_values.map(lambda v: ("json", v)),
+    known_keys.map(lambda v: ("json", v)),
+    raw_bodies.map(lambda v: ("raw", v)),
+)
+segments = st.text(min_size=1, max_size=30).filter(lambda s: s not in (".", ".."))
+queries = st.one_of(st.text(max_size=30), st.integers().map(str), st.just(str(10**30)))
+
+
+@pytest.fixture(scope="module")
+def tokens(workbench):
+    token = workbench.create_user(USER)
+    assert workbench.spawn(USER, token).status_code in (201, 202)
+    ls = workbench.api("GET", SERVICE + "labeling/credentials", token)
+    yield {"hub": token, "ls": ls.json()["token"] if ls.status_code == 200 else None}
+    workbench.ensure_stopped(USER)
+
+
+@pytest.mark.parametrize("method,template", ROUTES)
+def test_malformed_input_never_becomes_a_500(workbench, tokens, method, template):
+    headers = {"Authorization": f"token {tokens['hub']}"}
+    if "label-studio/" in template and tokens["ls"]:
+        headers = {"Authorization": f"Token {tokens['ls']}"}
+    seen = []
+
+    @settings(
+        max_examples=25,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+    )
+    @given(body=bodies, seg=segments, q=queries)
+    def attempt(body, seg, q):
+        path = template.replace("{seg}", quote(seg, safe="")).replace("{q}", quote(q, safe=""))
+        kind, value = body
+        # JSON as a careless client writes it: NaN and Infinity included
+        data = json.dumps(value, allow_nan=True).encode() if kind == "json" else value
+        if method in ("GET", "DELETE"):
+            data = None
+        r = requests.request(
+            method,
+            workbench.url + path,
+            data=data,
+            headers={**headers, "Content-Type": "application/json"},
+            allow_redirects=False,
+            timeout=120,
+        )
+        seen.append(r.status_code)
+        assert r.status_code < 500 or r.status_code in (502, 503), (
+            method,
+            path,
+            repr(data)[:200],
+            r.status_code,
+            r.text[:300],
+        )
+
+    attempt()
+    assert seen
+    # everything still answers
+    assert workbench.api("GET", SERVICE + "status", tokens["hub"]).status_code == 200
+    assert (
+        workbench.api("GET", f"user/{USER}/hubforge/api/status", tokens["hub"]).status_code == 200
+    )
