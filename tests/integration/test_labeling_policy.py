@@ -40,7 +40,7 @@ def alice_and_bob(workbench, as_user):  # noqa: F811
 def test_bobs_token_reaches_nothing_of_alices_project(workbench, alice_and_bob):
     project, alice, bob, item, annotation = alice_and_bob
     pid, tid, b = project.id, item["id"], bob["token"]
-    image = item["data"]["image"].split("/data/local-files/", 1)[1]
+    image = item["data"]["image"].split("?d=", 1)[1]
     attacks = [
         ("GET", f"api/projects/{pid}/", {}),
         ("GET", f"api/tasks/?project={pid}", {}),
@@ -82,7 +82,7 @@ def test_alice_still_works_and_storages_come_only_from_the_service(
     project, alice, _, item, _ = alice_and_bob
     a = alice["token"]
     assert ls(workbench, a, "GET", f"api/tasks/{item['id']}/").status_code == 200
-    image = item["data"]["image"].split("/data/local-files/", 1)[1]
+    image = item["data"]["image"].split("?d=", 1)[1]
     r = ls(workbench, a, "GET", f"data/local-files/?d={image}")
     assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
     # even alice's token may not make a storage itself (it would serve any folder)
