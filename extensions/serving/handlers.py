@@ -55,6 +55,16 @@ class EndpointsHandler(EndpointsBase):
 
     async def post(self) -> None:
         owner, body = self.owner, self.json_body()
+        for key, kinds, what in (
+            ("name", (str,), "an endpoint name"),
+            ("model_dir", (str,), "the path of an exported model"),
+            ("version", (int, type(None)), "a version number"),
+            ("batching", (dict, type(None)), 'an object like {"max_batch_size": 8}'),
+            ("gpus", (int,), "a number of GPUs"),
+        ):
+            value = body.get(key, 0 if key == "gpus" else None if key != "name" else "")
+            if not isinstance(value, kinds) or isinstance(value, bool):
+                raise web.HTTPError(400, f'"{key}" must be {what}, got {value!r:.60}')
         gpus = body.get("gpus", 0)
         try:
             if isinstance(gpus, int):

@@ -123,3 +123,35 @@ def test_a_link_out_of_a_storage_serves_nothing(workbench, alice_and_bob):
     relative = link.relative_to(workbench.data_dir / "hdfs")
     r = ls(workbench, alice["token"], "GET", f"data/local-files/?d={relative}")
     assert r.status_code in (403, 404) and b"SQLite" not in r.content
+
+
+def test_an_annotation_sent_twice_at_once_is_saved_once(workbench, alice_and_bob):
+    """A retry that overtakes a slow first attempt (the journal's case): Label Studio gets
+    both; one annotation is saved, both answers name it."""
+    import uuid
+    from concurrent.futures import ThreadPoolExecutor
+
+    project, alice = alice_and_bob[0], alice_and_bob[1]
+    task = project.next_item()["id"]
+    uid = f"hf{uuid.uuid4().hex[:16]}0"
+    result = [
+        {
+            "id": uid,
+            "from_name": "label",
+            "to_name": "image",
+            "type": "choices",
+            "value": {"choices": ["square"]},
+        }
+    ]
+    path = f"api/tasks/{task}/annotations/"
+    with ThreadPoolExecutor(4) as pool:
+        answers = list(
+            pool.map(
+                lambda _: ls(workbench, alice["token"], "POST", path, json={"result": result}),
+                range(4),
+            )
+        )
+    assert [a.status_code for a in answers] == [201] * 4, [a.text[:200] for a in answers]
+    assert len({a.json()["id"] for a in answers}) == 1
+    saved = ls(workbench, alice["token"], "GET", f"api/tasks/{task}/").json()["annotations"]
+    assert [r["id"] for a in saved for r in a["result"]].count(uid) == 1
