@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -181,6 +182,12 @@ def start_workbench(
     """`hubforge up` as a subprocess; returns once the hub answers through the proxy and,
     with ``label_studio``, once Label Studio has finished its first start (a database
     migration: ~35 s on an idle machine, minutes on a busy one)."""
+    if os.environ.get("HUBFORGE_ISOLATION") == "accounts" and "isolation" not in config:
+        # the whole suite in isolation mode: a data folder every account can pass through
+        # (pytest's own temporary folders are 0700)
+        reachable = Path(tempfile.mkdtemp(prefix="hubforge-wb-", dir="/tmp"))
+        reachable.chmod(0o755)
+        data_dir = reachable / data_dir.name
     data_dir.mkdir(parents=True, exist_ok=True)
     config_file = data_dir / "hubforge_config.py"
     config_file.write_text(config)
