@@ -259,6 +259,8 @@ class Project:
         """Label Studio serves a project's local files only under its storages' folders,
         which the hubforge service makes (inside the owner's area or datasets/ only)."""
         root = data_root()
+        if not folders:
+            return
         if ServiceClient.available():
             body: dict[str, Any] = {
                 "project": self.id,
@@ -767,7 +769,11 @@ def _collect(source: Any, task: str) -> tuple[list[dict[str, Any]], list[str]]:
         if f.suffix.lower() not in suffixes:
             unsupported.append(f.name)
             continue
-        relative = str(f.resolve().relative_to(root))
+        real = f.resolve()
+        if root not in real.parents:  # a link out of the data area: Label Studio serves none
+            unsupported.append(f"{f.name} (a link out of {root})")
+            continue
+        relative = str(real.relative_to(root))
         if task == "text-classification":
             text = f.read_text(errors="replace")
             items.append({"text": text, "hubforge_path": relative, "hubforge_key": relative})
