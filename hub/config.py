@@ -112,7 +112,9 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.JupyterHub.spawner_class = "hubforge-local"
     c.JupyterHub.custom_scopes = custom_scopes()
     c.JupyterHub.load_roles = roles()
-    service_env = dict(marker)
+    # the hub starts services with this environment only: settings that may come from the
+    # hub's own environment travel explicitly (the service runs jobs and endpoints as owners)
+    service_env = {**marker, "HUBFORGE_ISOLATION": workbench.isolation}
     c.JupyterHub.services = [
         {
             "name": SERVICE_NAME,

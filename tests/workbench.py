@@ -28,6 +28,7 @@ def xdg_state(data_dir: Path) -> Path:
 
 def hubforge(*args: str, data_dir: Path, input: str | None = None, timeout: float = 120):
     """Run the hubforge CLI; returns the CompletedProcess."""
+    passable(data_dir)
     return subprocess.run(
         [*HUBFORGE, *args, "--data-dir", str(data_dir)],
         capture_output=True,
@@ -172,6 +173,17 @@ class RunningWorkbench:
         return result
 
 
+def passable(data_dir: Path) -> None:
+    """With HUBFORGE_ISOLATION=accounts (the whole suite in isolation mode): let every
+    account pass through the folders above ``data_dir`` that pytest made 0700 (x only: they
+    cannot list them). The paths stay the same."""
+    if os.environ.get("HUBFORGE_ISOLATION") != "accounts":
+        return
+    for folder in [data_dir, *data_dir.parents]:
+        if str(folder).startswith(tempfile.gettempdir() + "/pytest-of-") and folder.exists():
+            folder.chmod(folder.stat().st_mode | 0o011)
+
+
 def start_workbench(
     data_dir: Path,
     base_url: str = AWKWARD_BASE_URL,
@@ -182,13 +194,8 @@ def start_workbench(
     """`hubforge up` as a subprocess; returns once the hub answers through the proxy and,
     with ``label_studio``, once Label Studio has finished its first start (a database
     migration: ~35 s on an idle machine, minutes on a busy one)."""
-    if os.environ.get("HUBFORGE_ISOLATION") == "accounts" and "isolation" not in config:
-        # the whole suite in isolation mode: a data folder every account can pass through
-        # (pytest's own temporary folders are 0700)
-        reachable = Path(tempfile.mkdtemp(prefix="hubforge-wb-", dir="/tmp"))
-        reachable.chmod(0o755)
-        data_dir = reachable / data_dir.name
     data_dir.mkdir(parents=True, exist_ok=True)
+    passable(data_dir)
     config_file = data_dir / "hubforge_config.py"
     config_file.write_text(config)
     port = free_port()

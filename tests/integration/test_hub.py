@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 
 pytestmark = pytest.mark.hub
@@ -75,7 +77,11 @@ def test_server_environment(workbench, alice):
     """Home under the data folder, the data mount at HUBFORGE_DATA, tf_keras for kernels."""
     home = workbench.data_dir / "homes" / "alice"
     assert home.is_dir()
-    assert (home / "hdfs").resolve() == (workbench.data_dir / "hdfs").resolve()
+    if os.environ.get("HUBFORGE_ISOLATION") == "accounts":  # own area and datasets only
+        area = (home / "hdfs" / "users" / "alice").resolve()
+        assert area == (workbench.data_dir / "hdfs" / "users" / "alice").resolve()
+    else:
+        assert (home / "hdfs").resolve() == (workbench.data_dir / "hdfs").resolve()
     for sub in ("jobs", "models", "labeling"):
         assert (workbench.data_dir / "hdfs" / "users" / "alice" / sub).is_dir()
     # Jupyter's contents API shows the data folder inside the user's home.
