@@ -130,6 +130,11 @@ class EndpointBackend(ABC):
     def target(self, owner: str, name: str) -> str:
         """Base URL the gateway forwards the endpoint's TF Serving requests to."""
 
+    def route(self, owner: str, name: str) -> tuple[str, dict[str, str]]:
+        """Where the gateway forwards and what it adds, read together (a deploy may swap the
+        endpoint's process between two separate reads)."""
+        return self.target(owner, name), self.gateway_headers(owner, name)
+
     def gateway_headers(self, owner: str, name: str) -> dict[str, str]:
         """Headers only the gateway sends (a per-endpoint key where the network alone does
         not keep other users away, as on one machine)."""

@@ -171,9 +171,8 @@ class GatewayHandler(EndpointsBase):
                 "/labels/L][:predict|/metadata]",
             )
         try:
-            target = self.endpoints.target(user, name)
-            headers = {"Content-Type": "application/json"}
-            headers.update(self.endpoints.gateway_headers(user, name))
+            target, extra = self.endpoints.route(user, name)
+            headers = {"Content-Type": "application/json", **extra}
         except ServingError as e:
             self.serving_error(e)
         body = self.request.body if self.request.method == "POST" else None

@@ -278,6 +278,14 @@ class LocalEndpointBackend(EndpointBackend):
     def gateway_headers(self, owner: str, name: str) -> dict[str, str]:
         return _key_header(self._records().get(f"{owner}/{name}") or {})
 
+    def route(self, owner: str, name: str) -> tuple[str, dict[str, str]]:
+        record = self._records().get(f"{owner}/{name}")  # one read: one process's port and key
+        if record is None:
+            raise NotFound(f"No endpoint {name!r} for {owner}; `hubforge serve list` shows yours")
+        if not alive(record):
+            raise ServingError(f"Endpoint {name} is not running; redeploy it")
+        return f"http://127.0.0.1:{record['port']}", _key_header(record)
+
 
 def _key_header(record: dict[str, Any]) -> dict[str, str]:
     """The header an endpoint process wants from the gateway (none for records made before
