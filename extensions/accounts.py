@@ -16,6 +16,7 @@ import pwd
 import re
 import stat
 import subprocess
+import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -60,6 +61,35 @@ def account_name(user: str) -> str:
 def available() -> bool:
     """Accounts can be made here: root with useradd."""
     return os.geteuid() == 0 and _tool("useradd") is not None
+
+
+def closed_folder(path: str | os.PathLike) -> str | None:
+    """The first folder on the way to ``path`` that other accounts cannot pass (None: all
+    of them can); the folders ``path`` needs but that do not exist yet are not checked."""
+    current = Path("/")
+    for part in Path(os.path.realpath(path)).parts[1:]:
+        if not current.exists():
+            return None
+        if not os.stat(current).st_mode & stat.S_IXOTH:
+            return str(current)
+        current = current / part
+    return None
+
+
+def refusal(data_dir: str | os.PathLike) -> str | None:
+    """Why per-user accounts cannot be used here, or None when they can."""
+    if os.geteuid() != 0:
+        return "it runs as an ordinary account, not root"
+    if _tool("useradd") is None:
+        return "useradd is not installed (apt-get install passwd)"
+    for what, path in (("Python", sys.executable), ("the data folder", data_dir)):
+        closed = closed_folder(path)
+        if closed:
+            return (
+                f"{closed} is closed to other accounts, and {what} ({path}) is inside it: "
+                "install Hubforge and its data where every account can pass (e.g. /opt, /srv)"
+            )
+    return None
 
 
 def _tool(name: str) -> str | None:

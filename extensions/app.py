@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import json
 import os
+import secrets
+from urllib.parse import urlsplit
 
 from jupyter_server.auth.decorator import authorized
 from jupyter_server.extension.application import ExtensionApp
@@ -15,6 +18,7 @@ from traitlets import Float, default
 from . import __version__
 from .app_base import HubforgeAPIHandler
 from .client import ServiceClient, ServiceError
+from .labeling.server import BIND_COOKIE
 
 
 class StatusHandler(HubforgeAPIHandler):
@@ -39,14 +43,20 @@ class StatusHandler(HubforgeAPIHandler):
 
 class LabelStudioOpenHandler(HubforgeAPIHandler):
     """Opens Label Studio's UI as this user: asks the service for a signed one-minute link
-    and redirects the browser to it (``?next=/projects/3/data``)."""
+    bound to this browser (a nonce in a cookie only the sign-in route receives, its hash in
+    the link) and redirects the browser to it (``?next=/projects/3/data``). A link copied to
+    another browser does not work there."""
 
     @web.authenticated
     @authorized
     async def get(self) -> None:
         if not ServiceClient.available():
             raise web.HTTPError(503, "Label Studio runs with the hub; this server has none")
-        params = {"next": self.get_argument("next", "/projects/")}
+        nonce = secrets.token_urlsafe(32)
+        params = {
+            "next": self.get_argument("next", "/projects/"),
+            "bind": hashlib.sha256(nonce.encode()).hexdigest(),
+        }
         if self.get_argument("owner", ""):  # a teammate's shared project
             params["owner"] = self.get_argument("owner")
         try:
@@ -57,6 +67,14 @@ class LabelStudioOpenHandler(HubforgeAPIHandler):
             if e.status == 403:  # e.g. a teammate's project that is no longer shared
                 raise web.HTTPError(403, str(e)) from None
             raise web.HTTPError(503, f"Label Studio is not available: {e}") from None
+        self.set_cookie(
+            BIND_COOKIE,
+            nonce,
+            path=urlsplit(link["url"]).path,  # sent to the sign-in route only
+            httponly=True,
+            samesite="Lax",
+            expires_days=None,
+        )
         self.redirect(link["url"])
 
 

@@ -142,6 +142,9 @@ def cmd_up(args: argparse.Namespace) -> int:
     workbench = load_workbench(args.config)
     workbench.prepare()
     lifecycle.lock(workbench.state_dir)  # held until this process exits
+    warning = workbench.isolation_warning()
+    if warning:
+        print(f"Warning: {warning}", file=sys.stderr, flush=True)
     if workbench.isolation == "accounts":
         # the hub, proxy, service and Label Studio write nothing other accounts may read;
         # users' servers, jobs and endpoints set their own umask (022) as they start

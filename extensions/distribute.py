@@ -113,11 +113,12 @@ def callbacks(tensorboard: bool = True, backup: bool = True, progress: bool = Tr
 
 
 def _per_task(path: Path) -> Path:
-    """Non-chief workers log beside the chief, never over its files."""
+    """Non-chief workers log beside the chief, never over its files: in the job's own folder
+    (a shared /tmp name would be another account's, or a link one user left for another)."""
     if is_chief():
         return path
     kind, index = task()
-    return Path(tempfile.gettempdir()) / f"hubforge-{kind}-{index}-logs"
+    return job_dir() / ".scratch" / f"{kind}-{index}" / path.name
 
 
 def make_progress_callback(path: Path):

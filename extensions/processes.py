@@ -14,6 +14,8 @@ from typing import Any
 
 import psutil
 
+from .confined import open_log
+
 MARKER = "HUBFORGE_WORKBENCH"
 # Jobs carry this instead, so `hubforge down --keep-jobs` can leave them running.
 JOBS_MARKER = "HUBFORGE_JOBS_OF"
@@ -119,9 +121,11 @@ def spawn_detached(
     """Start ``cmd`` in its own session (it outlives the caller), output appended to
     ``log_file``; returns its ``identity``. A thread reaps it when it ends, so long-lived
     callers (kernels, the service) collect no zombies. ``popen``: more Popen arguments
-    (``user``/``group`` of the account it runs as)."""
-    log_file.parent.mkdir(parents=True, exist_ok=True)
-    with log_file.open("ab") as out:
+    (``user``/``group`` of the account it runs as, who then owns a new log). A log that is
+    a link is refused (UnsafeEntry), never followed."""
+    popen = popen or {}
+    owner = (popen["user"], popen["group"]) if "user" in popen else None
+    with os.fdopen(open_log(log_file, owner), "ab") as out:  # maybe in a user's folder
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,
@@ -130,7 +134,7 @@ def spawn_detached(
             start_new_session=True,
             env=env if env is not None else dict(os.environ),
             cwd=cwd,
-            **(popen or {}),
+            **popen,
         )
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return identity(proc.pid)

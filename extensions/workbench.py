@@ -149,12 +149,32 @@ class Workbench(Configurable):
         homes and user areas are 0700 (needs root, and a data folder and Python that every
         account can reach). 'none': everything runs as the account that runs the hub (one
         person, or a team that trusts each other with everything). Default:
-        $HUBFORGE_ISOLATION, else 'none'.""",
+        $HUBFORGE_ISOLATION, else 'accounts' when run as root where accounts can be made
+        (`hubforge up` says why not otherwise), else 'none'.""",
     )
 
     @default("isolation")
     def _default_isolation(self) -> str:
-        return os.environ.get("HUBFORGE_ISOLATION", "none")
+        if os.environ.get("HUBFORGE_ISOLATION"):
+            return os.environ["HUBFORGE_ISOLATION"]
+        from .accounts import refusal
+
+        return "accounts" if refusal(self.data_dir) is None else "none"
+
+    def isolation_warning(self) -> str | None:
+        """What `hubforge up` says when root runs a workbench whose users are not kept
+        apart (None when they are, or when one ordinary account runs it)."""
+        if self.isolation == "accounts" or os.geteuid() != 0:
+            return None
+        from .accounts import refusal
+
+        why = refusal(self.data_dir)
+        reason = f" because {why}" if why else " (Workbench.isolation = 'none')"
+        return (
+            f"Users are NOT kept apart on this workbench{reason}: every user's code runs as "
+            "root and can read and change everything. Fine for one person or a team that "
+            "trusts each other with everything; otherwise fix that and start again."
+        )
 
     @validate("isolation")
     def _check_isolation(self, proposal: Any) -> str:

@@ -173,11 +173,23 @@ class RunningWorkbench:
         return result
 
 
+def isolated() -> bool:
+    """Whether test workbenches run with per-user OS accounts: $HUBFORGE_ISOLATION, else
+    what the Workbench default picks here (root with useradd and a Python every account
+    reaches: the suite run by root in CI)."""
+    mode = os.environ.get("HUBFORGE_ISOLATION")
+    if mode:
+        return mode == "accounts"
+    from hubforge import accounts
+
+    return accounts.refusal(tempfile.gettempdir()) is None
+
+
 def passable(data_dir: Path) -> None:
-    """With HUBFORGE_ISOLATION=accounts (the whole suite in isolation mode): let every
-    account pass through the folders above ``data_dir`` that pytest made 0700 (x only: they
-    cannot list them). The paths stay the same."""
-    if os.environ.get("HUBFORGE_ISOLATION") != "accounts":
+    """With per-user accounts (see isolated()): let every account pass through the folders
+    above ``data_dir`` that pytest made 0700 (x only: they cannot list them). The paths stay
+    the same."""
+    if not isolated():
         return
     for folder in [data_dir, *data_dir.parents]:
         if str(folder).startswith(tempfile.gettempdir() + "/pytest-of-") and folder.exists():

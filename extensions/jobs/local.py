@@ -9,12 +9,15 @@ import shutil
 import signal
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import psutil
+
 from ..accounts import Account, account_lookup, own_tree
 from ..atomic import DamagedStateFile
+from ..confined import UnsafeEntry
 from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached, workload_env
 from .base import JobBackend
 from .errors import JobError, JobNotFound
@@ -90,7 +93,6 @@ class LocalJobBackend(JobBackend):
         if self.account_of is None:
             return None
         account = self.account_of(owner)
-        (store.path / "supervisor.log").touch()
         own_tree(self.data_root / "users" / owner, account)
         own_tree(store.path, account)
         return account
@@ -119,7 +121,7 @@ class LocalJobBackend(JobBackend):
         store = self.store(owner, job_id)
         try:
             record = store.read()
-        except DamagedStateFile as e:
+        except (DamagedStateFile, UnsafeEntry) as e:
             raise JobError(f"Job {job_id}: {e}", 409) from None
         if record["state"] not in TERMINAL and not _supervisor_alive(record):
             # The supervisor always records how the job ended; gone without it: it was killed.
@@ -148,6 +150,7 @@ class LocalJobBackend(JobBackend):
         if record["state"] in TERMINAL:
             raise JobError(f"Job {job_id} already {record['state']}; nothing to cancel", 409)
         pid = record["supervisor"]["pid"]
+        self._check_owns(owner, pid)
         os.kill(pid, signal.SIGTERM)  # the supervisor stops its workers, then records it
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and _supervisor_alive(record):
@@ -161,6 +164,22 @@ class LocalJobBackend(JobBackend):
         if store.read()["state"] not in TERMINAL:
             store.update(state="cancelled", reason="cancelled by the user")
         return self.get(owner, job_id)
+
+    def _check_owns(self, owner: str, pid: int) -> None:
+        """With per-user accounts job.json is the owner's to write: the pid it names is
+        signalled only when that process runs as the owner's account."""
+        if self.account_of is None:
+            return
+        try:
+            uid = psutil.Process(pid).uids().real
+        except psutil.Error:
+            return  # gone already: nothing will be signalled
+        if uid != self.account_of(owner).uid:
+            raise JobError(
+                f"The supervisor recorded for this job (pid {pid}) is not {owner}'s process; "
+                "job.json was changed by hand. Nothing was stopped",
+                409,
+            )
 
     def stop_all(self, reason: str) -> list[str]:
         """Cancel every active job of every user (the workbench is stopping)."""
@@ -176,20 +195,28 @@ class LocalJobBackend(JobBackend):
 
     def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
         store = self.store(owner, job_id)
-        replicas = store.read()["spec"]["workers"]
-        valid = [f"worker-{i}" for i in range(replicas)]
-        if replica not in valid:
-            raise JobError(f"No replica {replica!r}; this job has {', '.join(valid)}")
-        path = store.replica_log(replica)
-        if not path.exists():
+        with _readable(job_id):
+            replicas = store.read()["spec"]["workers"]
+            valid = [f"worker-{i}" for i in range(replicas)]
+            if replica not in valid:
+                raise JobError(f"No replica {replica!r}; this job has {', '.join(valid)}")
+            data = store.read_file(f"replicas/{replica}.log", offset)
+        if data is None:
             return "", offset
-        with path.open("rb") as f:
-            f.seek(offset)
-            data = f.read()
         return data.decode("utf-8", errors="replace"), offset + len(data)
 
     def progress(self, owner: str, job_id: str) -> dict[str, Any]:
-        return summarize_progress(self.store(owner, job_id).progress_records())
+        with _readable(job_id):
+            return summarize_progress(self.store(owner, job_id).progress_records())
+
+
+@contextlib.contextmanager
+def _readable(job_id: str) -> Iterator[None]:
+    """A job file that is damaged or a link answers 409 with what to do."""
+    try:
+        yield
+    except (DamagedStateFile, UnsafeEntry) as e:
+        raise JobError(f"Job {job_id}: {e}", 409) from None
 
 
 def _supervisor_alive(record: dict[str, Any]) -> bool:

@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..atomic import read_json, write_json, write_text
+from ..atomic import DamagedStateFile, write_text
+from ..confined import read_beneath, write_beneath
 from ..distribute import PROGRESS_FILE
 
 # "damaged": job.json is not readable (listed with the file and what to do, never rewritten)
@@ -24,8 +25,23 @@ TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 
 
 class JobStore:
+    """Reads and writes never follow a link below the owner's area (``users/<owner>``, two
+    folders up): with per-user accounts the service is root and the folder is the owner's."""
+
     def __init__(self, path: str | Path):
         self.path = Path(path)
+        self.area = self.path.parent.parent
+
+    def _relative(self, name: str) -> Path:
+        return Path(self.path.parent.name, self.path.name, name)
+
+    def read_file(self, name: str, offset: int = 0) -> bytes | None:
+        """The bytes of the job's file ``name`` (None when missing); UnsafeEntry for a link."""
+        return read_beneath(self.area, self._relative(name), offset)
+
+    def _write_json(self, record: dict[str, Any]) -> None:
+        text = json.dumps(record, indent=2, sort_keys=True) + "\n"
+        write_beneath(self.area, self._relative("job.json"), text.encode(), mode=0o644)
 
     @property
     def id(self) -> str:
@@ -46,13 +62,16 @@ class JobStore:
         (self.path / "replicas").mkdir(parents=True, exist_ok=False)
         (self.path / "logs").mkdir()  # TensorBoard can open it before the first step
         write_text(self.script_file, script, mode=0o644)
-        write_json(self.record_file, record, mode=0o644)
+        self._write_json(record)
 
     def read(self) -> dict[str, Any]:
-        record = read_json(self.record_file)
-        if record is None:
+        data = self.read_file("job.json")
+        if data is None:
             raise FileNotFoundError(self.record_file)
-        return record
+        try:
+            return json.loads(data)
+        except (ValueError, UnicodeDecodeError) as e:
+            raise DamagedStateFile(self.record_file, str(e) or type(e).__name__) from None
 
     def damaged_record(self, owner: str, error: Exception) -> dict[str, Any]:
         """What a job list shows for a job whose job.json cannot be read."""
@@ -75,15 +94,15 @@ class JobStore:
     def update(self, **changes: Any) -> dict[str, Any]:
         record = self.read()
         record.update(changes, updated=time.time())
-        write_json(self.record_file, record, mode=0o644)
+        self._write_json(record)
         return record
 
     def progress_records(self) -> list[dict[str, Any]]:
-        path = self.path / PROGRESS_FILE
-        if not path.exists():
+        data = self.read_file(PROGRESS_FILE)
+        if data is None:
             return []
         records = []
-        for line in path.read_text(encoding="utf-8").splitlines():
+        for line in data.decode("utf-8", errors="replace").splitlines():
             try:
                 records.append(json.loads(line))
             except ValueError:

@@ -1,7 +1,7 @@
 """Labeling views of the hubforge service: each hub user's Label Studio credentials.
 
 GET  .../api/labeling/credentials[?owner=NAME]  -> {email, token, api_url, ui_url}
-GET  .../api/labeling/login-link?next=PATH       -> {url}
+GET  .../api/labeling/login-link?next=PATH&bind=H -> {url} (H: sha256 of the browser's nonce)
 GET  .../api/labeling/shares                     -> {shared_with, shared_with_me}
 POST .../api/labeling/shares {"member": NAME}    -> share your projects with a teammate
 DELETE .../api/labeling/shares/NAME              -> stop sharing
@@ -11,6 +11,7 @@ POST .../api/labeling/storages {"project", "folders"} -> let Label Studio serve 
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 from urllib.parse import quote
 
@@ -18,7 +19,7 @@ from tornado import web
 
 from ..service.handlers import ServiceHandler
 from ..service.hub_api import hub_request
-from .server import LabelingUnavailable, NotShared, prefix
+from .server import BIND_COOKIE, LabelingUnavailable, NotShared, prefix
 
 
 class CredentialsHandler(ServiceHandler):
@@ -58,8 +59,16 @@ class LoginLinkHandler(CredentialsHandler):
         user = self.labeling_user()
         next_path = self.get_argument("next", "/projects/")
         owner = self.get_argument("owner", None) or None
+        bind = self.get_argument("bind", "")
+        if not re.fullmatch(r"[0-9a-f]{64}", bind):
+            raise web.HTTPError(
+                400,
+                "bind: the SHA-256 (64 hex digits) of the nonce the asking browser holds in "
+                f"its {BIND_COOKIE} cookie; open Label Studio through "
+                "/user/<you>/hubforge/labeling/open, which sets both",
+            )
         hub_path = prefix(self.settings["hub_prefix"])
-        url = await self.engine(self.accounts.login_link, user, hub_path, next_path, owner)
+        url = await self.engine(self.accounts.login_link, user, hub_path, next_path, owner, bind)
         self.write_json({"url": url})
 
 

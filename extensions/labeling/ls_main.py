@@ -202,6 +202,7 @@ class StripPrefix:
         return [body]
 
 
+BIND_COOKIE = "hubforge-ls-bind"  # set by the user's server with the link (labeling/server.py)
 LINK_TTL_CAP = 90  # seconds: a link older than this is refused whatever its expiry says
 _USED_LINKS: dict[str, int] = {}
 _USED_LOCK = threading.Lock()
@@ -227,6 +228,7 @@ def login(environ, start_response, prefix: str):
     import hashlib
     import hmac
     import time
+    from http.cookies import CookieError, SimpleCookie
     from importlib import import_module
     from urllib.parse import parse_qs, quote
 
@@ -237,7 +239,13 @@ def login(environ, start_response, prefix: str):
 
     query = {k: v[0] for k, v in parse_qs(environ.get("QUERY_STRING", "")).items()}
     email, expires, next_path = query.get("email", ""), query.get("exp", "0"), query.get("next")
-    message = f"{email}|{expires}|{next_path}".encode()
+    bind = query.get("bind", "")
+    message = f"{email}|{expires}|{next_path}|{bind}".encode()
+    cookies = SimpleCookie()
+    with contextlib.suppress(CookieError):
+        cookies.load(environ.get("HTTP_COOKIE", ""))
+    nonce = cookies[BIND_COOKIE].value if BIND_COOKIE in cookies else ""
+    held = hashlib.sha256(nonce.encode()).hexdigest()
     secret = os.environ["HUBFORGE_LS_SERVICE_KEY"].encode()
     expected = hmac.new(secret, message, hashlib.sha256).hexdigest()
     user = User.objects.filter(email=email).first()
@@ -246,6 +254,8 @@ def login(environ, start_response, prefix: str):
         hmac.compare_digest(expected, query.get("sig", ""))
         and expires.isdigit()
         and now <= int(expires) <= now + LINK_TTL_CAP  # whatever the link says
+        and bind != ""
+        and hmac.compare_digest(held, bind)  # the browser that asked for it, no other
         and _first_use(expected, int(expires))
         and user is not None
         and next_path
@@ -265,7 +275,10 @@ def login(environ, start_response, prefix: str):
         "SameSite=Lax"
     )
     location = quote(prefix + next_path, safe="/?=&%@")
-    start_response("302 Found", [("Location", location), ("Set-Cookie", cookie)])
+    used = f"{BIND_COOKIE}=; Path={quote(prefix, safe='/@%')}/hubforge/login; Max-Age=0"
+    start_response(
+        "302 Found", [("Location", location), ("Set-Cookie", cookie), ("Set-Cookie", used)]
+    )
     return [b""]
 
 

@@ -96,13 +96,17 @@ def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, 
     }
 
 
-def sign_login(secret: str, email: str, next_path: str, ttl: float = 60) -> str:
+BIND_COOKIE = "hubforge-ls-bind"  # the browser's half of a sign-in link (see ls_main.login)
+
+
+def sign_login(secret: str, email: str, next_path: str, ttl: float = 60, bind: str = "") -> str:
     """Query string of a short-lived link that logs ``email`` into Label Studio's UI
-    (checked by ls_main.py with the same secret)."""
+    (checked by ls_main.py with the same secret). ``bind``: SHA-256 (hex) of the nonce in the
+    asking browser's BIND_COOKIE; the link works only in that browser."""
     expires = str(int(time.time() + ttl))
-    message = f"{email}|{expires}|{next_path}".encode()
+    message = f"{email}|{expires}|{next_path}|{bind}".encode()
     sig = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
-    return urlencode({"email": email, "exp": expires, "next": next_path, "sig": sig})
+    return urlencode({"email": email, "exp": expires, "next": next_path, "bind": bind, "sig": sig})
 
 
 def _local_part(user: str) -> str:
@@ -146,13 +150,17 @@ class Accounts:
         self.shares_path = state_dir / "label-studio-shares.json"
         self._lock = threading.Lock()
 
-    def login_link(self, user: str, prefix: str, next_path: str, owner: str | None = None) -> str:
-        """A one-minute link into Label Studio's UI as ``user`` (through the hub); with
-        ``owner``, as their account for ``owner``'s shared projects."""
+    def login_link(
+        self, user: str, prefix: str, next_path: str, owner: str | None = None, bind: str = ""
+    ) -> str:
+        """A one-minute link into Label Studio's UI as ``user`` (through the hub), working
+        only in the browser whose bind cookie hashes to ``bind``; with ``owner``, as their
+        account for ``owner``'s shared projects."""
         creds = self.credentials(user, owner)
         if not next_path.startswith("/") or next_path.startswith("//"):
             next_path = "/projects/"
-        return f"{prefix}/hubforge/login?" + sign_login(self.service_key, creds["email"], next_path)
+        query = sign_login(self.service_key, creds["email"], next_path, bind=bind)
+        return f"{prefix}/hubforge/login?{query}"
 
     def credentials(self, user: str, owner: str | None = None) -> dict[str, Any]:
         """``user``'s account, or with ``owner`` the one for labeling ``owner``'s projects

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import errno
+import os
 import re
 import shutil
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from ..confined import UnsafeEntry, copy_tree
+from ..confined import UnsafeEntry, copy_as, copy_tree
 from .errors import BadRequest
 from .model import find_versions
 
@@ -46,11 +47,17 @@ class EndpointBackend(ABC):
         return self.data_root / "users" / owner
 
     def add_version(
-        self, owner: str, name: str, model_dir: str, version: int | None
+        self,
+        owner: str,
+        name: str,
+        model_dir: str,
+        version: int | None,
+        popen: dict[str, Any] | None = None,
     ) -> tuple[Path, int]:
         """Copy the SavedModel at ``model_dir`` (in the owner's area) in as a version of
         ``models/<name>/``; returns (base path, version). A server only ever sees complete
-        versions (copied aside, then renamed)."""
+        versions (copied aside, then renamed). ``popen`` (the owner's account): the copy runs
+        as the owner, reading and writing only what they may."""
         if not isinstance(name, str) or not NAME.match(name):
             raise BadRequest(
                 f"Endpoint name {name!r}: 1-40 lowercase letters, digits and '-' "
@@ -73,28 +80,44 @@ class EndpointBackend(ABC):
         ):
             raise BadRequest(f"version={version!r}: a positive integer")
         base = area / "models" / name
-        base.mkdir(parents=True, exist_ok=True)
-        existing = find_versions(base)
+        real = Path(os.path.realpath(base))
+        if real != area / "models" / name and area not in real.parents:
+            raise BadRequest(
+                f"{area / 'models'} or {base} is a link out of your data area; endpoints "
+                "keep their versions in your area: remove the link"
+            )
+        if popen is None:
+            base.mkdir(parents=True, exist_ok=True)
+        existing = find_versions(base) if base.is_dir() else {}
         version = version or (max(existing) + 1 if existing else 1)
         if version in existing and existing[version].resolve() != path:
             raise BadRequest(
                 f"Version {version} of {name} exists already; omit version= to add the next one"
             )
         if path != base / str(version):
-            tmp = base / f".incoming-{version}"
-            shutil.rmtree(tmp, ignore_errors=True)
             try:
-                copy_tree(path, tmp)  # never through a link out of the user's folder
+                if popen is not None:
+                    copy_as(popen, path, base / str(version))
+                else:
+                    self._copy(path, base, version)
             except UnsafeEntry as e:
-                shutil.rmtree(tmp, ignore_errors=True)
                 raise BadRequest(f"Not deployed: {e}") from None
-            except OSError as e:  # nothing half-copied stays behind
-                shutil.rmtree(tmp, ignore_errors=True)
+            except OSError as e:
                 if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
                     raise OSError(errno.ENOSPC, "No space left on device", str(base)) from None
                 raise
-            tmp.rename(base / str(version))
         return base, version
+
+    @staticmethod
+    def _copy(path: Path, base: Path, version: int) -> None:
+        tmp = base / f".incoming-{version}"
+        shutil.rmtree(tmp, ignore_errors=True)
+        try:
+            copy_tree(path, tmp)  # never through a link out of the user's folder
+        except BaseException:  # nothing half-copied stays behind
+            shutil.rmtree(tmp, ignore_errors=True)
+            raise
+        tmp.rename(base / str(version))
 
     @classmethod
     @abstractmethod

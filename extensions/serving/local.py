@@ -22,6 +22,7 @@ import requests
 
 from ..accounts import Account, account_lookup, own_tree
 from ..atomic import DamagedStateFile, read_json, write_json
+from ..confined import UnsafeEntry, remove_as
 from ..processes import MARKER, alive, free_port, spawn_detached, terminate_group, workload_env
 from .base import EndpointBackend, check_batching
 from .errors import BadRequest, NotFound, ServingError, Unavailable
@@ -99,18 +100,24 @@ class LocalEndpointBackend(EndpointBackend):
                 "deploy with gpus=0"
             )
         settings = check_batching(batching) if batching is not None else None
-        base, version = self.add_version(owner, name, model_dir, version)
-        added = Path(model_dir).resolve() != (base / str(version)).resolve()
-        if self.account_of is not None:  # the owner's endpoint process reads what was copied
+        popen = None
+        if self.account_of is not None:  # copied as the owner, served by the owner's process
             account = self.account_of(owner)
-            (base / "server.log").touch()
             own_tree(self.data_root / "users" / owner, account)
-            own_tree(base, account, force=True)
+            popen = account.popen_kwargs()
+        base, version = self.add_version(owner, name, model_dir, version, popen)
+        added = Path(model_dir).resolve() != (base / str(version)).resolve()
         try:
-            return self._deploy(owner, name, base, version, settings)
+            try:
+                return self._deploy(owner, name, base, version, settings)
+            except UnsafeEntry as e:  # server.log is a link: nothing is written through it
+                raise BadRequest(f"Not deployed: {e}") from None
         except ServingError:
             if added:  # the deploy changed nothing: the version it copied in goes again
-                shutil.rmtree(base / str(version), ignore_errors=True)
+                if popen is not None:
+                    remove_as(popen, base / str(version))
+                else:
+                    shutil.rmtree(base / str(version), ignore_errors=True)
             raise
 
     def _deploy(
@@ -258,12 +265,16 @@ class LocalEndpointBackend(EndpointBackend):
                 return []
             for key, record in records.items():
                 if not alive(record) and find_versions(record["base_path"]):
-                    records[key] = self._start(
-                        record["owner"],
-                        record["name"],
-                        Path(record["base_path"]),
-                        record.get("batching"),
-                    )
+                    try:
+                        records[key] = self._start(
+                            record["owner"],
+                            record["name"],
+                            Path(record["base_path"]),
+                            record.get("batching"),
+                        )
+                    except UnsafeEntry as e:  # its owner made server.log a link: not started
+                        log.error("Endpoint %s not restarted: %s", key, e)
+                        continue
                     restarted.append(key)
             self._save(records)
         return restarted

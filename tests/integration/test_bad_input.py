@@ -47,7 +47,8 @@ GETS = [
     f"{API}/jobs/..%2F..%2Fstate",
     f"{API}/endpoints/..%2F..",
     f"{API}/labeling/credentials?owner=" + "x%00" * 2000,
-    f"{API}/labeling/login-link?next=//evil.example/&owner=" + "x" * 5000,
+    f"{API}/labeling/login-link?next=//evil.example/&bind={'a' * 64}&owner=" + "x" * 5000,
+    f"{API}/labeling/login-link?bind=not-a-hash",
 ]
 
 

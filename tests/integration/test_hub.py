@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import os
-
 import pytest
+
+from tests.workbench import isolated
 
 pytestmark = pytest.mark.hub
 
@@ -77,7 +77,7 @@ def test_server_environment(workbench, alice):
     """Home under the data folder, the data mount at HUBFORGE_DATA, tf_keras for kernels."""
     home = workbench.data_dir / "homes" / "alice"
     assert home.is_dir()
-    if os.environ.get("HUBFORGE_ISOLATION") == "accounts":  # own area and datasets only
+    if isolated():  # own area and datasets only
         area = (home / "hdfs" / "users" / "alice").resolve()
         assert area == (workbench.data_dir / "hdfs" / "users" / "alice").resolve()
     else:

@@ -5,10 +5,12 @@ kernel and through his own server; every attempt is refused, and what users must
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
+import signal
 import stat
 import subprocess
 import tempfile
@@ -25,22 +27,12 @@ from tests.workbench import start_workbench
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
 
 
-def _closed_folder(path: str) -> str | None:
-    """The first folder on the way to ``path`` that an unrelated account cannot pass."""
-    current = Path("/")
-    for part in Path(os.path.realpath(path)).parts[1:]:
-        if not os.stat(current).st_mode & stat.S_IXOTH:
-            return str(current)
-        current = current / part
-    return None
-
-
 def _why_not() -> str | None:
     if os.geteuid() != 0:
         return "per-user OS accounts need root (the shared-server case); this run is not root"
     if not accounts.available():
         return "useradd is not installed, so no OS account can be made"
-    closed = _closed_folder(os.path.realpath(os.sys.executable))
+    closed = accounts.closed_folder(os.sys.executable)
     if closed:
         return (
             f"the tests' Python ({os.sys.executable}) is under {closed}, which other accounts "
@@ -393,3 +385,130 @@ def test_an_ordinary_account_runs_a_one_person_workbench(tmp_path_factory):
     finally:
         subprocess.run(["userdel", name], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
+
+
+def _wait_job(wb, token: str, job: str, states: tuple[str, ...]) -> dict:
+    deadline = time.monotonic() + 180
+    while (record := wb.api("GET", f"services/hubforge/api/jobs/{job}", token).json())[
+        "state"
+    ] not in states:
+        assert time.monotonic() < deadline, record
+        time.sleep(0.5)
+    return record
+
+
+def test_links_in_bobs_area_do_not_lead_the_service_to_anas_jobs(iso):
+    """The service (root) reads job records and logs in the owner's folder, which the owner
+    controls: bob's link from his jobs/ to Ana's job shows him nothing of hers."""
+    wb, tokens = iso
+    api = "services/hubforge/api/jobs"
+    body = {"script": "print('ANA-PRIVATE-OUTPUT')", "spec": {"name": "private"}}
+    r = wb.api("POST", api, tokens["iso-ana"], json=body)
+    assert r.status_code == 201, r.text
+    job = r.json()["id"]
+    assert _wait_job(wb, tokens["iso-ana"], job, ("succeeded", "failed"))["state"] == "succeeded"
+    target = wb.data_dir / "hdfs" / "users" / "iso-ana" / "jobs" / job
+    code = (
+        "import os, pathlib\n"
+        "jobs = pathlib.Path(os.environ['HUBFORGE_USER_AREA']) / 'jobs'\n"
+        "jobs.mkdir(exist_ok=True)\n"
+        f"(jobs / 'steal').symlink_to({str(target)!r})\n"
+        "print('\"ok\"')\n"
+    )
+    assert run(wb, tokens, "iso-bo", code) == "ok"
+    r = wb.api("GET", f"{api}/steal", tokens["iso-bo"])
+    assert r.status_code == 409 and "link" in r.json()["message"], r.text
+    assert "private" not in r.text
+    r = wb.api("GET", f"{api}/steal/logs/worker-0", tokens["iso-bo"])
+    assert r.status_code in (404, 409) and "ANA-PRIVATE-OUTPUT" not in r.text, r.text
+    listed = wb.api("GET", api, tokens["iso-bo"])
+    assert listed.status_code == 200 and "ANA-PRIVATE" not in listed.text
+    assert [j["state"] for j in listed.json()["jobs"] if j["id"] == "steal"] == ["damaged"]
+    # Ana's own view is unchanged
+    log = wb.api("GET", f"{api}/{job}/logs/worker-0", tokens["iso-ana"]).json()["text"]
+    assert "ANA-PRIVATE-OUTPUT" in log
+
+
+def test_bobs_job_record_cannot_make_the_service_stop_anas_server(iso):
+    """job.json is bob's to write: a cancel that would signal the pid written there stops
+    nothing that is not bob's."""
+    wb, tokens = iso
+    api = "services/hubforge/api/jobs"
+    body = {"script": "import time\ntime.sleep(300)", "spec": {"name": "decoy"}}
+    r = wb.api("POST", api, tokens["iso-bo"], json=body)
+    assert r.status_code == 201, r.text
+    job = r.json()["id"]
+    real = _wait_job(wb, tokens["iso-bo"], job, ("running",))["supervisor"]
+    (anas,) = [
+        p
+        for p in psutil.process_iter(["username", "cmdline"])
+        if p.info["username"] == "hubforge-iso-ana"
+        and "jupyterhub.singleuser" in (p.info["cmdline"] or [])
+    ] or [None]
+    assert anas is not None, "Ana's server process was not found"
+    code = (
+        "import json, os, pathlib\n"
+        f"path = pathlib.Path(os.environ['HUBFORGE_USER_AREA']) / 'jobs' / {job!r} / 'job.json'\n"
+        "record = json.loads(path.read_text())\n"
+        f"record['supervisor'] = {{'pid': {anas.pid}, 'create_time': {anas.create_time()}}}\n"
+        "tmp = path.with_name('new.json'); tmp.write_text(json.dumps(record)); tmp.replace(path)\n"
+        "print('\"ok\"')\n"
+    )
+    try:
+        assert run(wb, tokens, "iso-bo", code) == "ok"
+        r = wb.api("DELETE", f"{api}/{job}", tokens["iso-bo"])
+        assert r.status_code == 409 and "changed by hand" in r.json()["message"], r.text
+        time.sleep(1)
+        assert anas.is_running() and anas.status() != psutil.STATUS_ZOMBIE
+        assert wb.api("GET", "api/user", tokens["iso-ana"]).json()["server"]
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(real["pid"], signal.SIGKILL)
+
+
+def test_a_deploy_never_writes_through_bobs_links(iso):
+    """Deploying copies as bob and starts bob's endpoint: a models/ folder or a server.log
+    that is a link to a folder of root's makes the deploy fail with what to do, and nothing
+    is created or appended there."""
+    from tests.models import keras_model
+
+    wb, tokens = iso
+    victim = wb.data_dir / "victim"
+    victim.mkdir(mode=0o755, exist_ok=True)
+    area = wb.data_dir / "hdfs" / "users" / "iso-bo"
+    export = keras_model(area / "exports", 1)
+    api = "services/hubforge/api/endpoints"
+    code = (
+        "import os, pathlib\n"
+        "area = pathlib.Path(os.environ['HUBFORGE_USER_AREA'])\n"
+        "if (area / 'models').is_dir():\n"
+        "    import shutil; shutil.rmtree(area / 'models')\n"
+        f"(area / 'models').symlink_to({str(victim)!r})\n"
+        "print('\"ok\"')\n"
+    )
+    assert run(wb, tokens, "iso-bo", code) == "ok"
+    r = wb.api("POST", api, tokens["iso-bo"], json={"name": "via", "model_dir": str(export)})
+    assert r.status_code == 400 and "remove the link" in r.json()["message"], r.text
+    assert list(victim.iterdir()) == []
+    code = (
+        "import os, pathlib\n"
+        "area = pathlib.Path(os.environ['HUBFORGE_USER_AREA'])\n"
+        "(area / 'models').unlink()\n"
+        "(area / 'models' / 'logged').mkdir(parents=True)\n"
+        f"(area / 'models' / 'logged' / 'server.log').symlink_to({str(victim / 'nologin')!r})\n"
+        "print('\"ok\"')\n"
+    )
+    assert run(wb, tokens, "iso-bo", code) == "ok"
+    r = wb.api("POST", api, tokens["iso-bo"], json={"name": "logged", "model_dir": str(export)})
+    assert r.status_code == 400 and "is a link" in r.json()["message"], r.text
+    assert list(victim.iterdir()) == []
+    assert sorted(p.name for p in (area / "models" / "logged").iterdir()) == ["server.log"]
+    # with the link gone the same deploy works, its files bob's
+    (area / "models" / "logged" / "server.log").unlink()
+    r = wb.api("POST", api, tokens["iso-bo"], json={"name": "logged", "model_dir": str(export)})
+    try:
+        assert r.status_code == 201, r.text
+        copied = area / "models" / "logged" / "1" / "saved_model.pb"
+        assert pwd.getpwuid(copied.stat().st_uid).pw_name == "hubforge-iso-bo"
+    finally:
+        wb.api("DELETE", f"{api}/logged", tokens["iso-bo"])

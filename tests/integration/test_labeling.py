@@ -82,11 +82,13 @@ def test_each_user_gets_their_own_label_studio_account(workbench, as_user):
     other = workbench.api("GET", CREDENTIALS, as_user("lars")).json()
     assert other["token"] != creds["token"]
     assert workbench.api("GET", CREDENTIALS).status_code == 403
-    link = workbench.api("GET", "services/hubforge/api/labeling/login-link", token)
+    bind = "b" * 64  # the hash of a nonce the browser would hold
+    link = workbench.api("GET", f"services/hubforge/api/labeling/login-link?bind={bind}", token)
     assert (
         link.status_code == 200 and "/services/label-studio/hubforge/login?" in link.json()["url"]
     )
-    assert workbench.api("GET", "services/hubforge/api/labeling/login-link").status_code == 403
+    nobody = workbench.api("GET", f"services/hubforge/api/labeling/login-link?bind={bind}")
+    assert nobody.status_code == 403
     # Label Studio itself is reachable through the hub's one port
     r = workbench.api("GET", "services/label-studio/health")
     assert r.status_code == 200 and r.json()["status"] == "UP"

@@ -64,7 +64,9 @@ def test_teammates_share_a_project_and_never_get_the_same_item(
         f"next=/projects/{project.id}/data&owner=sally"
     )
     link = workbench.api(
-        "GET", "services/hubforge/api/labeling/login-link?owner=sally&next=/projects/", sam_token
+        "GET",
+        "services/hubforge/api/labeling/login-link?owner=sally&next=/projects/&bind=" + "c" * 64,
+        sam_token,
     )
     assert link.status_code == 200, link.text
     assert "email=sam%2Bsally%40hubforge.local" in link.json()["url"]
@@ -101,7 +103,9 @@ def test_teammates_share_a_project_and_never_get_the_same_item(
     r = workbench.api("GET", "services/hubforge/api/labeling/credentials?owner=sally", sam_token)
     assert r.status_code == 403 and "share('sam')" in r.json()["message"]
     link = workbench.api(
-        "GET", "services/hubforge/api/labeling/login-link?owner=sally&next=/projects/", sam_token
+        "GET",
+        "services/hubforge/api/labeling/login-link?owner=sally&next=/projects/&bind=" + "c" * 64,
+        sam_token,
     )
     assert link.status_code == 403
     with pytest.raises(httpx.HTTPStatusError) as refused:

@@ -118,3 +118,31 @@ def test_endpoint_backend_is_chosen_by_name():
     assert backend_class("hubforge.endpoint_backends", "kubernetes") is KubernetesEndpointBackend
     with pytest.raises(TraitError, match="endpoint_backend='seldon': choose one of kubernetes"):
         Workbench(endpoint_backend="seldon")
+
+
+def test_root_keeps_users_apart_by_default_and_says_when_it_cannot(tmp_path, monkeypatch):
+    """As root, isolation is 'accounts' wherever accounts can work; where the data folder
+    sits behind a folder other accounts cannot pass, it is 'none' and `up` says why."""
+    from hubforge import accounts
+
+    monkeypatch.delenv("HUBFORGE_ISOLATION", raising=False)
+    if os.geteuid() != 0:
+        wb = Workbench(data_dir=str(tmp_path / "data"))
+        assert wb.isolation == "none" and wb.isolation_warning() is None
+        return
+    if accounts.refusal("/") is not None:
+        pytest.skip(f"accounts cannot be made here: {accounts.refusal('/')}")
+    open_dir = tmp_path / "open"
+    open_dir.mkdir()
+    for folder in (open_dir, *open_dir.parents):
+        if folder != folder.parent:
+            folder.chmod(folder.stat().st_mode | 0o011)
+    assert Workbench(data_dir=str(open_dir / "data")).isolation == "accounts"
+    closed = open_dir / "closed"
+    closed.mkdir(mode=0o700)
+    wb = Workbench(data_dir=str(closed / "data"))
+    assert wb.isolation == "none"
+    warning = wb.isolation_warning()
+    assert "NOT kept apart" in warning and str(closed) in warning and "/srv" in warning
+    monkeypatch.setenv("HUBFORGE_ISOLATION", "none")
+    assert Workbench(data_dir=str(open_dir / "data")).isolation == "none"
