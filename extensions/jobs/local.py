@@ -94,6 +94,7 @@ class LocalJobBackend(JobBackend):
             return None
         account = self.account_of(owner)
         own_tree(self.data_root / "users" / owner, account)
+        own_tree(self.jobs_dir(owner), account)  # made just now by root when it was the first
         own_tree(store.path, account)
         return account
 

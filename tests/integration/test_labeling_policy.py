@@ -70,6 +70,14 @@ def test_bobs_token_reaches_nothing_of_alices_project(workbench, alice_and_bob):
         assert "circle" not in r.text and "pictures" not in r.text, (method, path)
     listed = ls(workbench, b, "GET", "api/projects/").json()
     assert pid not in [p["id"] for p in listed.get("results", listed)]
+    # the account list shows bob's own organisation only: no e-mail of alice's
+    users = ls(workbench, b, "GET", "api/users/")
+    assert users.status_code == 200, users.text
+    rows = users.json()
+    emails = {u["email"] for u in (rows["results"] if isinstance(rows, dict) else rows)}
+    assert emails == {bob["email"]} and alice["email"] not in users.text, emails
+    whoami = ls(workbench, b, "GET", "api/current-user/whoami")
+    assert whoami.status_code == 200 and whoami.json()["email"] == bob["email"]
     # nothing of alice's changed
     task = ls(workbench, alice["token"], "GET", f"api/tasks/{tid}/").json()
     assert task["data"]["image"] == item["data"]["image"]
