@@ -5,6 +5,7 @@ Kubernetes 1.30 schema, and its CEL expressions run (cel-python) on what the bui
 from __future__ import annotations
 
 import copy
+import json
 
 import celpy
 import kubernetes_validate
@@ -29,8 +30,11 @@ def policy(chart):  # noqa: F811
         kubernetes_validate.validate(obj, K8S_VERSION, strict=True)
     assert binding["spec"]["validationActions"] == ["Deny"]
     assert binding["spec"]["matchResources"]["namespaceSelector"]["matchLabels"] == {
-        "kubernetes.io/metadata.name": "hub"
+        "kubernetes.io/metadata.name": "hf-workloads"
     }
+    # what built() uses is what the chart hands the service
+    config = json.loads(docs[("ConfigMap", "hubforge-config")]["data"]["hubforge_config.json"])
+    assert config["KubernetesWorkloads"] == {"namespace": "hf-workloads", "hdfs_volume": PVC}
     return vap
 
 
@@ -65,9 +69,9 @@ def admit(vap: dict, obj: dict, username: str = SERVICE) -> list[str] | None:
 def built() -> list[dict]:
     """Every workload object the builders make, with the chart's default images."""
     jobs = job_builders.ClusterSettings(
-        namespace="hub", image="hubforge/singleuser:0.1.0", hdfs_volume=PVC
+        namespace="hf-workloads", image="hubforge/singleuser:0.1.0", hdfs_volume=PVC
     )
-    serving = endpoint_builders.ServingSettings(namespace="hub", hdfs_volume=PVC)
+    serving = endpoint_builders.ServingSettings(namespace="hf-workloads", hdfs_volume=PVC)
     objects = []
     for tfjob in (True, False):
         spec = JobSpec(name="m", workers=2, gpus_per_worker=1)

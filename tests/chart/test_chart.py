@@ -75,7 +75,7 @@ def test_lint_and_every_object_is_valid(chart, values):
 def test_defaults(chart):
     objs = by_kind(render(chart))
     role = objs[("Role", "hubforge-service")]
-    assert role["metadata"]["namespace"] == "hub"
+    assert role["metadata"]["namespace"] == "hf-workloads"
     resources = {r for rule in role["rules"] for r in rule["resources"]}
     assert resources == {
         "configmaps",
@@ -333,6 +333,9 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
 
 
 # -- NetworkPolicies: every path the design needs is open, and no other -------------------
+WORKLOADS = "hf-workloads"  # the chart's default workload namespace for release "hf"
+
+
 def _matches(selector: dict, labels: dict) -> bool:
     """A label selector (matchLabels and matchExpressions) against a pod's labels."""
     if not selector.get("matchLabels", {}).items() <= labels.items():
@@ -481,7 +484,11 @@ def test_network_policies_open_exactly_the_paths_hubforge_uses(chart):
 
     # every pod has an address in the cluster's pod network (10.0.0.0/8 on most clusters)
     service, ls = pod("hubforge-service", "10.4.0.10"), pod("hubforge-label-studio", "10.4.0.11")
-    endpoint = {"labels": endpoint_labels("alice", "scorer"), "ip": "10.4.0.12", "namespace": "hub"}
+    endpoint = {
+        "labels": endpoint_labels("alice", "scorer"),
+        "ip": "10.4.0.12",
+        "namespace": WORKLOADS,  # jobs and endpoints live in a namespace of their own
+    }
     proxy, hub = pod("proxy", "10.4.0.13"), pod("hub", "10.4.0.14")  # z2jh's own Deployments
     # the labels KubeSpawner gives a user pod under z2jh (its common labels + extraLabels)
     user_labels = {
@@ -540,7 +547,7 @@ def test_job_and_endpoint_pods_are_denied_by_default(chart):
     from hubforge.serving.objects import labels as endpoint_labels
 
     objs = by_kind(render(chart, "--set", "hubforge.networkPolicies.hdfsCIDRs={10.20.0.0/24}"))
-    settings = job_objects.ClusterSettings(namespace="hub")
+    settings = job_objects.ClusterSettings(namespace=WORKLOADS)
     per_job = [
         o
         for job in ("j1", "j2")
@@ -550,7 +557,7 @@ def test_job_and_endpoint_pods_are_denied_by_default(chart):
     policies = [o for (kind, _), o in objs.items() if kind == "NetworkPolicy"] + per_job
 
     def job_pod(job, ip):
-        return {"labels": job_objects.labels("alice", job), "ip": ip, "namespace": "hub"}
+        return {"labels": job_objects.labels("alice", job), "ip": ip, "namespace": WORKLOADS}
 
     a, b, other_job = (
         job_pod("j1", "10.4.1.1"),
@@ -558,7 +565,7 @@ def test_job_and_endpoint_pods_are_denied_by_default(chart):
         job_pod("j2", "10.4.1.3"),
     )
     user = {"labels": {"component": "singleuser-server"}, "ip": "10.4.0.15", "namespace": "hub"}
-    endpoint = {"labels": endpoint_labels("alice", "m"), "ip": "10.4.2.1", "namespace": "hub"}
+    endpoint = {"labels": endpoint_labels("alice", "m"), "ip": "10.4.2.1", "namespace": WORKLOADS}
     outside = {
         "api server": ({"labels": {}, "ip": "10.96.0.1", "namespace": "default"}, 443),
         "metadata": ({"labels": {}, "ip": "169.254.169.254", "namespace": "-"}, 80),

@@ -44,14 +44,14 @@ def service_rules(docs: list[dict]) -> list[tuple[str, str, dict]]:
 
 @pytest.mark.parametrize(
     "args",
-    [[], ["--set", "hubforge.service.namespace=hub-workloads"]],
-    ids=["release namespace", "own workload namespace"],
+    [[], ["--set", "hubforge.service.namespace=hub"]],
+    ids=["own workload namespace (default)", "the release's namespace"],
 )
 def test_the_service_account_can_touch_no_secret_and_grant_nothing(chart, args):  # noqa: F811
     docs = render(chart, *args)
     rules = service_rules(docs)
     assert rules, "no role bound to hubforge-service"
-    workloads = args[-1].split("=")[1] if args else "hub"
+    workloads = args[-1].split("=")[1] if args else "hf-workloads"
     for kind, namespace, rule in rules:
         resources = set(rule.get("resources") or [])
         verbs = set(rule.get("verbs") or [])
@@ -86,3 +86,103 @@ def test_hubforge_pods_of_the_chart_are_restricted(chart, mode):  # noqa: F811
     assert pods
     for kind, name, pod in pods:
         assert restricted_violations(pod) == [], (kind, name)
+
+
+@pytest.mark.parametrize("mode", ["nfs", "csi", "hostPath"])
+def test_workloads_run_in_a_restricted_namespace_of_their_own(chart, mode):  # noqa: F811
+    """By default jobs and endpoints go to <release>-workloads, which Pod Security enforces
+    `restricted` on; every pod the service builds with the chart's settings passes it (NFS
+    through a PersistentVolume and claim there: restricted admits no inline nfs volume).
+    hostPath mode (one-node test clusters) cannot be restricted: it says so in the labels."""
+    import json
+
+    from hubforge.jobs import objects as job_objects
+    from hubforge.jobs.spec import JobSpec
+    from hubforge.serving import objects as endpoint_objects
+
+    docs = render(chart, "--set", f"hubforge.hdfs.mode={mode}")
+    objs = {(d["kind"], d["metadata"]["name"]): d for d in docs}
+    (namespace,) = [d for d in docs if d["kind"] == "Namespace"]
+    labels = namespace["metadata"]["labels"]
+    assert namespace["metadata"]["name"] == "hf-workloads"
+    expected = "privileged" if mode == "hostPath" else "restricted"
+    assert labels["pod-security.kubernetes.io/enforce"] == expected
+    assert labels["pod-security.kubernetes.io/warn"] == "restricted"
+    config = json.loads(objs[("ConfigMap", "hubforge-config")]["data"]["hubforge_config.json"])
+    workloads = config["KubernetesWorkloads"]
+    assert workloads["namespace"] == "hf-workloads"
+    if mode == "nfs":
+        claim = objs[("PersistentVolumeClaim", "hubforge-hdfs")]
+        volume = objs[("PersistentVolume", "hf-workloads-hdfs")]
+        assert claim["metadata"]["namespace"] == "hf-workloads"
+        assert volume["spec"]["claimRef"] == {"namespace": "hf-workloads", "name": "hubforge-hdfs"}
+        assert volume["spec"]["persistentVolumeReclaimPolicy"] == "Retain"
+        assert volume["spec"]["nfs"]["server"] == "hdfs-nfs-gateway.hdfs.svc.cluster.local"
+        assert workloads["hdfs_volume"] == {"persistentVolumeClaim": {"claimName": "hubforge-hdfs"}}
+    else:
+        assert ("PersistentVolume", "hf-workloads-hdfs") not in objs
+    jobs = job_objects.ClusterSettings(
+        namespace="hf-workloads", hdfs_volume=workloads["hdfs_volume"]
+    )
+    serving = endpoint_objects.ServingSettings(
+        namespace="hf-workloads", hdfs_volume=workloads["hdfs_volume"]
+    )
+    built = []
+    for tfjob in (True, False):
+        spec = JobSpec(name="m", workers=2, gpus_per_worker=1)
+        built += job_objects.job_objects("alice", "m-abc123", spec, "x", jobs, tfjob)
+    for kserve in (True, False):
+        built += endpoint_objects.endpoint_objects(
+            "alice", "scorer", [1], {}, 1, {"max_batch_size": 0}, serving, kserve
+        )
+    pods = [p for o in built for p in pod_specs(o)]
+    assert len(pods) >= 4
+    for pod in pods:
+        assert all(o["metadata"]["namespace"] == "hf-workloads" for o in built)
+        violations = restricted_violations(pod)
+        if mode == "hostPath":
+            assert any("hostPath" in v for v in violations), violations
+        else:
+            assert violations == [], violations
+
+
+def test_the_service_pod_holds_a_short_lived_token_only(chart):  # noqa: F811
+    """No long-lived ServiceAccount token mount: a projected one-hour token for the API
+    server, at the path its client reads, in the service's container only."""
+    docs = render(chart)
+    (service,) = [
+        d for d in docs if d["kind"] == "Deployment" and d["metadata"]["name"] == "hubforge-service"
+    ]
+    pod = service["spec"]["template"]["spec"]
+    assert pod["automountServiceAccountToken"] is False
+    (volume,) = [v for v in pod["volumes"] if "projected" in v]
+    (token,) = [
+        s["serviceAccountToken"]
+        for s in volume["projected"]["sources"]
+        if "serviceAccountToken" in s
+    ]
+    assert token["expirationSeconds"] <= 3600 and "audience" not in token  # the API server's
+    mounts = [
+        (c["name"], m)
+        for c in pod["containers"] + pod.get("initContainers", [])
+        for m in c.get("volumeMounts", [])
+        if m["name"] == volume["name"]
+    ]
+    assert mounts == [
+        (
+            "service",
+            {
+                "name": volume["name"],
+                "mountPath": "/var/run/secrets/kubernetes.io/serviceaccount",
+                "readOnly": True,
+            },
+        )
+    ]
+    others = [
+        d["spec"]["template"]["spec"]
+        for d in docs
+        if d["kind"] == "Deployment"
+        and d["metadata"]["name"] != "hubforge-service"
+        and d["metadata"]["name"].startswith("hubforge")
+    ]
+    assert others and all(p.get("automountServiceAccountToken") is False for p in others)

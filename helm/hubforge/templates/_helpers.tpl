@@ -6,7 +6,24 @@ helm.sh/chart: {{ printf "%s-%s" .Chart.Name .Chart.Version }}
 {{- end }}
 
 {{- define "hubforge.workloadNamespace" -}}
-{{ .Values.hubforge.service.namespace | default .Release.Namespace }}
+{{ .Values.hubforge.service.namespace | default (printf "%s-workloads" .Release.Name) }}
+{{- end }}
+
+{{/* Whether jobs and endpoints live in a namespace of their own ("true" or ""). */}}
+{{- define "hubforge.separateWorkloads" -}}
+{{- if ne (include "hubforge.workloadNamespace" .) .Release.Namespace }}true{{ end }}
+{{- end }}
+
+{{/* The HDFS volume of job and endpoint pods. In a namespace of their own, NFS comes through
+a PersistentVolume and claim the chart makes there (Pod Security "restricted" admits no inline
+nfs volume); a CSI claim of the same name must exist in that namespace too. */}}
+{{- define "hubforge.workloadHdfsVolume" -}}
+{{- if and (eq .Values.hubforge.hdfs.mode "nfs") (include "hubforge.separateWorkloads" .) }}
+persistentVolumeClaim:
+  claimName: hubforge-hdfs
+{{- else }}
+{{- include "hubforge.hdfsVolume" . }}
+{{- end }}
 {{- end }}
 
 {{/* The HDFS volume source (same in user pods, jobs, endpoints and TensorBoards). */}}
