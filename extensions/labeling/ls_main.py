@@ -594,10 +594,22 @@ class Policy:
         self.app = app
 
     def __call__(self, environ, start_response):
+        import time
+
+        started = time.perf_counter()
         refusal = policy_refusal(environ)
+        # what the policy costs this request (tests/bench/bench_labeling.py reads it)
+        timing = (
+            "Server-Timing",
+            f"hubforge-policy;dur={(time.perf_counter() - started) * 1e3:.3f}",
+        )
+
+        def respond(status, headers, exc_info=None):
+            return start_response(status, [*headers, timing], exc_info)
+
         if refusal:
-            return _reply(start_response, "403 Forbidden", {"detail": refusal})
-        return self.app(environ, start_response)
+            return _reply(respond, "403 Forbidden", {"detail": refusal})
+        return self.app(environ, respond)
 
 
 class Gate:

@@ -1,7 +1,10 @@
 """Benchmark: importing 10,000 tasks through create_project against the same payload posted
-directly to Label Studio's import API; the labeling widget's next-item latency.
+directly to Label Studio's import API; the labeling widget's next-item latency; what Hubforge's
+policy layer in front of Label Studio costs (its own time per request, from the
+`Server-Timing: hubforge-policy` header it adds), on the import and on next-item requests.
 
-Targets: create_project >= 0.8x the direct import's throughput; next item p50 <= 50 ms.
+Targets: create_project >= 0.8x the direct import's throughput; next item p50 <= 50 ms; the
+policy adds at most 10 % to a request.
 
     .venv/bin/python tests/bench/bench_labeling.py [--tasks 10000] [--items 40]
 """
@@ -66,6 +69,7 @@ def main() -> None:
             )
             r.raise_for_status()
             direct = time.perf_counter() - t0
+            import_policy_ms = policy_ms(r)
             t0 = time.perf_counter()
             project = labeling.create_project(
                 "ours", texts, ["good", "bad"], task="text-classification"
@@ -92,6 +96,18 @@ def main() -> None:
             for i in range(args.items // 2):  # keys pressed as fast as the widget allows
                 hurried.label("circle" if i % 2 else "square")
             rushed = [x * 1000 for x in hurried.latencies]
+            # next-item requests as the widget sends them: total time and the policy's share
+            shares, totals = [], []
+            for _ in range(50):
+                t0 = time.perf_counter()
+                r = requests.get(
+                    f"{creds['api_url']}/api/projects/{images.id}/next",
+                    headers={"Authorization": f"Token {creds['token']}"},
+                    timeout=60,
+                )
+                total = (time.perf_counter() - t0) * 1000
+                totals.append(total)
+                shares.append(policy_ms(r) / total)
         finally:
             wb.down()
     print(
@@ -109,6 +125,21 @@ def main() -> None:
         f"  keys as fast as possible: p50 {q[49]:.1f} ms, p90 {q[89]:.1f} ms "
         "(each waits for the previous label's round trip to Label Studio)"
     )
+    print(
+        f"policy layer: {import_policy_ms:.1f} ms of the {direct * 1000:.0f} ms import "
+        f"({import_policy_ms / (direct * 1000):.2%}); next-item requests "
+        f"(p50 {statistics.median(totals):.1f} ms): the policy's share p50 "
+        f"{statistics.median(shares):.1%}, max {max(shares):.1%}"
+    )
+
+
+def policy_ms(response: requests.Response) -> float:
+    """The policy layer's own time for this request (its Server-Timing entry)."""
+    for entry in response.headers.get("Server-Timing", "").split(","):
+        name, _, params = entry.strip().partition(";")
+        if name == "hubforge-policy":
+            return float(params.split("dur=", 1)[1].split(";")[0])
+    raise AssertionError(f"no policy timing on {response.url}: is the policy layer on?")
 
 
 if __name__ == "__main__":

@@ -78,6 +78,10 @@ def test_bobs_token_reaches_nothing_of_alices_project(workbench, alice_and_bob):
     assert emails == {bob["email"]} and alice["email"] not in users.text, emails
     whoami = ls(workbench, b, "GET", "api/current-user/whoami")
     assert whoami.status_code == 200 and whoami.json()["email"] == bob["email"]
+    # every answer, refused or not, went through the policy (its timing says so)
+    refused = ls(workbench, b, "GET", f"api/tasks/{tid}/")
+    for r in (whoami, users, refused):
+        assert r.headers.get("Server-Timing", "").startswith("hubforge-policy;dur="), r.headers
     # nothing of alice's changed
     task = ls(workbench, alice["token"], "GET", f"api/tasks/{tid}/").json()
     assert task["data"]["image"] == item["data"]["image"]
