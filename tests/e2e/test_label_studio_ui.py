@@ -62,3 +62,40 @@ def test_launcher_card_opens_label_studio_signed_in(workbench, page, as_user):  
     tab.wait_for_url("**/services/label-studio/projects/**", timeout=60_000)
     tab.wait_for_selector("text=from-launcher", timeout=60_000)  # lana's project: signed in
     assert "/user/login" not in tab.url
+
+
+def test_labeling_and_export_in_label_studios_own_ui(workbench, page, as_user):  # noqa: F811
+    """Behind the policy layer Label Studio's UI still does its job for its user: open an item,
+    choose a label, submit; the export (as the UI's export button asks for it, with the
+    browser's session) has the annotation, made by this user."""
+    from hubforge.labeling import api
+
+    as_user("ulla")
+    project = labeling.create_project(
+        "ui-labeling", ["the first text", "the second text"], ["yes", "no"], "text-classification"
+    )
+    me = api.credentials()
+    login_and_start(page, workbench, "ulla", "ulla-password-1")
+    task = project.tasks()[0]["id"]
+    page.goto(
+        workbench.url + f"user/ulla/hubforge/labeling/open?next=/projects/{project.id}/data"
+        f"?task={task}"
+    )
+    page.wait_for_url("**/services/label-studio/projects/**", timeout=60_000)
+    page.get_by_text("yes", exact=True).first.click(timeout=60_000)
+    page.get_by_role("button", name="Submit").click(timeout=30_000)
+    base = workbench.url + "services/label-studio/"
+    deadline = 60
+    while deadline:
+        done = project.tasks(labeled=True)
+        if done:
+            break
+        page.wait_for_timeout(1000)
+        deadline -= 1
+    assert [t["id"] for t in done] == [task]
+    exported = page.request.get(base + f"api/projects/{project.id}/export?exportType=JSON")
+    assert exported.ok, exported.text()
+    rows = {row["id"]: row for row in exported.json()}
+    (annotation,) = rows[task]["annotations"]
+    assert annotation["completed_by"] == me["id"]
+    assert annotation["result"][0]["value"]["choices"] == ["yes"]

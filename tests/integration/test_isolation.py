@@ -305,7 +305,8 @@ def _can_read(path: Path, uid: int, gids: set[int]) -> bool:
 
 def test_nothing_of_one_user_or_of_the_workbench_is_readable_by_another_account(iso):
     """A walk of the whole data folder after a day's kinds of use (files in home and area,
-    a dataset, a job): what bob's account can read is his own, datasets/, or settings."""
+    a dataset, a job, a deploy): what bob's account can read is his own, datasets/, or
+    settings."""
     wb, tokens = iso
     code = (
         "import os, pathlib\n"
@@ -318,6 +319,13 @@ def test_nothing_of_one_user_or_of_the_workbench_is_readable_by_another_account(
     api = "services/hubforge/api/jobs"
     r = wb.api("POST", api, tokens["iso-ana"], json={"script": "print(1)", "spec": {"name": "w"}})
     assert r.status_code == 201, r.text
+    from tests.models import keras_model
+
+    export = keras_model(wb.data_dir / "hdfs" / "users" / "iso-ana" / "walk-export", 1)
+    body = {"name": "walked", "model_dir": str(export)}
+    r = wb.api("POST", "services/hubforge/api/endpoints", tokens["iso-ana"], json=body)
+    assert r.status_code == 201, r.text
+    wb.api("DELETE", "services/hubforge/api/endpoints/walked", tokens["iso-ana"])
     bo = pwd.getpwnam(accounts.account_name("iso-bo"))
     gids = {bo.pw_gid, *os.getgrouplist(bo.pw_name, bo.pw_gid)}
     root = wb.data_dir
