@@ -82,7 +82,7 @@ def test_labeling_and_export_in_label_studios_own_ui(workbench, page, as_user): 
         f"?task={task}"
     )
     page.wait_for_url("**/services/label-studio/projects/**", timeout=60_000)
-    page.get_by_text("yes", exact=True).first.click(timeout=60_000)
+    page.locator("input[type=checkbox][name=yes]").check(timeout=60_000)  # the choice "yes"
     page.get_by_role("button", name="Submit").click(timeout=30_000)
     base = workbench.url + "services/label-studio/"
     deadline = 60
