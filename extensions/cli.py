@@ -313,7 +313,11 @@ def _print_job(record: dict) -> None:
     for name, replica in sorted(record.get("replicas", {}).items()):
         print(f"  {name}: {replica['state']} (pid {replica['pid']}, exit {replica['exit_code']})")
     for key, value in record.get("artifacts", {}).items():
-        print(f"  {key}: {value}")
+        if key == "figures":
+            for path in value:  # what the job drew (plt.show(), figures left open)
+                print(f"  figure: {path}")
+        else:
+            print(f"  {key}: {value}")
 
 
 def _follow_progress(job) -> str:

@@ -135,6 +135,18 @@ def open_beneath(
         os.close(parent)
 
 
+def list_beneath(root: Path, relative: str | os.PathLike) -> list[str]:
+    """The names in the folder root/relative (empty when it does not exist)."""
+    try:
+        fd = _folder_beneath(root, _parts(relative))
+    except FileNotFoundError:
+        return []
+    try:
+        return sorted(os.listdir(fd))
+    finally:
+        os.close(fd)
+
+
 def read_beneath(root: Path, relative: str | os.PathLike, offset: int = 0) -> bytes | None:
     """The bytes of root/relative from ``offset`` (None when it does not exist)."""
     try:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import DamagedStateFile, write_text
-from ..confined import read_beneath, write_beneath
+from ..confined import UnsafeEntry, list_beneath, read_beneath, write_beneath
 from ..distribute import PROGRESS_FILE
 
 # "damaged": job.json is not readable (listed with the file and what to do, never rewritten)
@@ -109,13 +109,24 @@ class JobStore:
                 continue  # a line being written right now
         return records
 
-    def artifacts(self) -> dict[str, str]:
+    def artifacts(self) -> dict[str, Any]:
         return {
             "job_dir": str(self.path),
             "model_dir": str(self.path / "model"),
             "log_dir": str(self.path / "logs"),
             "script": str(self.script_file),
+            "figures": self.figures(),
         }
+
+    def figures(self) -> list[str]:
+        """The PNGs the job drew (plt.show() and figures left open), in order."""
+        try:
+            names = list_beneath(self.area, self._relative("figures"))
+        except (UnsafeEntry, OSError):
+            return []
+        numbers = [n[len("figure-") : -len(".png")] for n in names if n.endswith(".png")]
+        pngs = [f"figure-{n}.png" for n in sorted(int(x) for x in numbers if x.isdigit())]
+        return [str(self.path / "figures" / n) for n in pngs]
 
 
 def summarize_progress(records: list[dict[str, Any]]) -> dict[str, Any]:

@@ -49,10 +49,10 @@ class Supervisor:
         devices = self.spec.get("devices") or []
         env = dict(
             os.environ,
-            TF_CONFIG=json.dumps({"cluster": cluster, "task": {"type": "worker", "index": index}}),
             HUBFORGE_JOB_DIR=str(self.store.path),
             HUBFORGE_JOB_ID=self.store.id,
             HUBFORGE_ATTEMPT=str(attempt),
+            HUBFORGE_REPLICA=f"worker-{index}",
             TF_USE_LEGACY_KERAS="1",
             TF_NUM_INTRAOP_THREADS=threads,
             TF_NUM_INTEROP_THREADS=threads,
@@ -60,6 +60,10 @@ class Supervisor:
             PYTHONUNBUFFERED="1",
             CUDA_VISIBLE_DEVICES=",".join(devices[index * per : (index + 1) * per]),
         )
+        env.pop("TF_CONFIG", None)
+        if workers > 1:  # one worker runs as the kernel does: no cluster of one
+            task = {"type": "worker", "index": index}
+            env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
         return env
 
     def update(self, **changes: object) -> dict:
@@ -123,6 +127,23 @@ class Supervisor:
                 return "succeeded"
             time.sleep(0.2)
 
+    def error_of(self, replica: str, attempt: int) -> str | None:
+        """The last line of the Python error that ended ``replica`` in ``attempt`` (None: it
+        was killed, or died without a Python error)."""
+        path = self.store.replica_log(replica).with_suffix(".error.json")
+        try:
+            record = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return None
+        return record.get("error") if record.get("attempt") == str(attempt) else None
+
+    def trained(self, attempt: int) -> bool:
+        """Whether training steps ran in ``attempt`` (the progress callback's records)."""
+        return any(
+            r.get("attempt") == attempt and r.get("event") in ("step", "epoch_end", "train_end")
+            for r in self.store.progress_records()
+        )
+
     def record_replicas(self, outcome: str) -> None:
         replicas = self.record["replicas"]
         for name, proc in self.procs.items():
@@ -134,6 +155,7 @@ class Supervisor:
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         restarts = self.record.get("restarts", 0)
+        previous: str | None = None  # the Python error that ended the attempt before
         while True:
             self.start_group(restarts)
             outcome = self.wait_group()
@@ -147,6 +169,20 @@ class Supervisor:
                 return 0
             replica = outcome.split(":", 1)[1]
             code = self.record["replicas"][replica]["exit_code"]
+            error = self.error_of(replica, restarts)
+            if error and (not self.trained(restarts) or error == previous):
+                why = (
+                    "the same error as the attempt before"
+                    if error == previous and self.trained(restarts)
+                    else "before the first training step"
+                )
+                self.update(
+                    state="failed",
+                    reason=f"{replica}: {error} ({why}: a restart would not help); see "
+                    f"`hubforge job logs {self.store.id} --replica {replica}`",
+                )
+                return 1
+            previous = error
             if restarts >= self.spec["max_restarts"]:
                 self.update(
                     state="failed",

@@ -60,3 +60,25 @@ def test_requirements_are_consistent_with_pyproject(image):
         wanted = declared.get(canonicalize_name(pin.name))
         if wanted is not None:
             assert spec.version in wanted.specifier, f"{pin} does not satisfy pyproject's {wanted}"
+
+
+STACK = {"numpy", "pandas", "matplotlib", "scikit-learn", "scipy", "pillow", "seaborn"}
+
+
+def test_the_scientific_stack_is_the_same_in_the_workbench_and_the_image():
+    """What a data scientist expects in a kernel without installing anything: declared for
+    the local workbench (pyproject.toml), pinned in the single-user image, installed here."""
+    from importlib.metadata import version
+
+    declared = pyproject_requirements()
+    lines = (ROOT / "images" / "singleuser" / "requirements.txt").read_text().splitlines()
+    pinned = {
+        canonicalize_name(Requirement(line).name): Requirement(line)
+        for line in lines
+        if line.strip() and not line.startswith("#")
+    }
+    assert set(declared) >= STACK, STACK - set(declared)
+    assert set(pinned) >= STACK, STACK - set(pinned)
+    # installed where kernels and jobs run (the image's own versions may be older: it pins)
+    for name in STACK:
+        assert version(name), name

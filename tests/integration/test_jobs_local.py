@@ -158,3 +158,118 @@ def test_two_workers_train_one_synchronised_model(home):
     ]
     assert [r["replicas"] for r in results] == [2, 2]
     assert results[0]["weights"] == results[1]["weights"]
+
+
+def test_a_python_error_before_training_ends_the_job_at_once(home):
+    """`import not_a_module` cannot be fixed by a restart: the job fails on the first try,
+    within seconds, and its reason is the error's last line."""
+    script = home / "broken.py"
+    script.write_text("print('starting')\nimport not_a_module\n")
+    started = time.monotonic()
+    job = jobs.submit(script)
+    assert job.wait(timeout=60) == "failed"
+    took = time.monotonic() - started
+    record = job.refresh().record
+    assert record["restarts"] == 0, record
+    assert "ModuleNotFoundError: No module named 'not_a_module'" in job.reason, job.reason
+    assert "before the first training step" in job.reason
+    assert "=== attempt 1" not in job.logs("worker-0")
+    assert took < 30, f"{took:.1f} s"  # the issue's figure is 10 s on an idle machine
+
+
+SAME_ERROR = """
+import numpy as np, tensorflow as tf
+from hubforge import distribute
+x = np.ones((64, 4), "float32"); y = np.ones((64, 1), "float32")
+model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,))])
+model.compile("sgd", "mse")
+model.fit(x, y, epochs=1, batch_size=16, verbose=0,
+          callbacks=distribute.callbacks(tensorboard=False, backup=False))
+raise ValueError("the data is bad after training")
+"""
+
+
+def test_the_same_error_twice_is_not_retried_again(home):
+    """An error after training started gets one restart (it may have been the machine); the
+    same error again ends the job."""
+    script = home / "same.py"
+    script.write_text(SAME_ERROR)
+    job = jobs.submit(script, max_restarts=5)
+    assert job.wait(timeout=240) == "failed"
+    record = job.refresh().record
+    assert record["restarts"] == 1, record
+    assert "ValueError: the data is bad after training" in job.reason
+    assert "the same error as the attempt before" in job.reason
+
+
+STRATEGIES = """
+import numpy as np, tensorflow as tf
+mirrored = tf.distribute.MirroredStrategy()
+x = np.ones((64, 4), "float32"); y = np.ones((64, 1), "float32")
+with mirrored.scope():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,))])
+    model.compile("sgd", "mse")
+model.fit(x, y, epochs=1, verbose=0)
+multi = tf.distribute.MultiWorkerMirroredStrategy()  # as TensorFlow's guides do, mid-notebook
+with multi.scope():
+    other = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(4,))])
+    other.compile("sgd", "mse")
+other.fit(x, y, epochs=1, verbose=0)
+print("STRATEGIES", mirrored.num_replicas_in_sync, multi.num_replicas_in_sync)
+"""
+
+
+def test_a_one_worker_job_runs_what_runs_in_a_kernel(home):
+    """A script that makes a MirroredStrategy and later a MultiWorkerMirroredStrategy runs in
+    a kernel; as a 1-worker job it ran with a TF_CONFIG for a cluster of one and failed with
+    'Collective ops must be configured at program startup'."""
+    script = home / "strategies.py"
+    script.write_text(STRATEGIES)
+    kernel = subprocess.run(
+        [sys.executable, str(script)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ, "TF_USE_LEGACY_KERAS": "1"},
+    )
+    assert "STRATEGIES 1 1" in kernel.stdout, kernel.stderr[-2000:]
+    job = jobs.submit(script)
+    assert job.wait(timeout=300) == "succeeded", job.reason + job.logs("worker-0")[-2000:]
+    assert "STRATEGIES 1 1" in job.logs("worker-0")
+
+
+def test_a_plotting_notebook_runs_headless_and_its_figures_are_kept(home):
+    """`%matplotlib inline`, pandas/seaborn/scikit-learn as a kernel has them, plt.show() and
+    a figure left open: the job succeeds and both figures are PNG artifacts of the job."""
+    import nbformat
+    from PIL import Image
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("%matplotlib inline\nimport matplotlib.pyplot as plt"),
+        nbformat.v4.new_code_cell(
+            "import numpy as np, pandas as pd, seaborn as sns\n"
+            "from sklearn.linear_model import LinearRegression\n"
+            "df = pd.DataFrame({'x': np.arange(20.0)}); df['y'] = 2 * df.x + 1\n"
+            "fit = LinearRegression().fit(df[['x']], df.y)\n"
+            "print('SLOPE', round(float(fit.coef_[0]), 3))\n"
+            "sns.lineplot(data=df, x='x', y='y')\nplt.show()"
+        ),
+        nbformat.v4.new_code_cell("plt.figure(); plt.bar([1, 2], [3, 4]); plt.title('left open')"),
+    ]
+    nbformat.write(nb, home / "plots.ipynb")
+    job = jobs.submit(home / "plots.ipynb")
+    assert job.wait(timeout=180) == "succeeded", job.reason + job.logs("worker-0")[-2000:]
+    assert "SLOPE 2.0" in job.logs("worker-0")
+    figures = job.refresh().artifacts["figures"]
+    assert [os.path.basename(f) for f in figures] == ["figure-1.png", "figure-2.png"]
+    for path in figures:
+        with Image.open(path) as image:
+            assert image.format == "PNG" and image.size[0] > 100
+    shown = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "job", "show", job.id],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert f"figure: {figures[0]}" in shown.stdout, shown.stdout + shown.stderr
