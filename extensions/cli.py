@@ -355,6 +355,8 @@ def _job_submit(args: argparse.Namespace) -> int:
         name=args.name,
         max_restarts=args.max_restarts,
     )
+    for warning in job.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
     print(f"Submitted {job.id}; follow it with `hubforge job show {job.id}`")
     if args.follow:
         return 0 if _follow_progress(job) == "succeeded" else 1

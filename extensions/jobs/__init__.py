@@ -14,6 +14,7 @@ _EXPORTS = {
     "get": "api",
     "list_jobs": "api",
     "submit": "api",
+    "check": "api",
     "list": "api:list_jobs",
     "JobError": "errors",
     "JobNotFound": "errors",

@@ -16,7 +16,7 @@ from typing import Any
 
 from ..client import ServiceClient
 from .base import JobBackend
-from .convert import read_notebook, to_script, uses_strategy
+from .convert import lint, read_notebook, to_script, uses_strategy
 from .errors import JobError
 from .local import LocalJobBackend
 from .remote import ServiceJobBackend
@@ -44,9 +44,10 @@ def default_backend() -> JobBackend:
 class Job:
     """A handle on one job; every property reads the current state."""
 
-    def __init__(self, record: dict[str, Any], backend: JobBackend):
+    def __init__(self, record: dict[str, Any], backend: JobBackend, warnings: list[str] = ()):
         self._record = record
         self._backend = backend
+        self.warnings = list(warnings)  # what the notebook check saw at submit (cell numbers)
 
     def __repr__(self) -> str:
         return f"<Job {self.id} {self._record['state']}>"
@@ -180,7 +181,30 @@ def submit(
             "`with hubforge.distribute.strategy().scope():`, or submit with workers=1."
         )
     backend = backend or default_backend()
-    return Job(backend.submit(current_user(), spec, script), backend)
+    warnings = check(path, workers)
+    return Job(backend.submit(current_user(), spec, script), backend, warnings)
+
+
+def check(notebook_or_script: str | os.PathLike, workers: int = 1) -> list[str]:
+    """What will go wrong or differ when this notebook runs as a job with ``workers``, with
+    cell numbers (see convert.lint); submit() runs it too (``job.warnings``)."""
+    import nbformat
+
+    path = _inside_home(Path(notebook_or_script))
+    if path.suffix == ".ipynb":
+        nb = read_notebook(path)
+    else:
+        nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(path.read_text())])
+    areas = tuple(
+        str(Path(p).resolve())
+        for p in (
+            Path.home(),
+            os.environ.get("HUBFORGE_DATA"),
+            os.environ.get("HUBFORGE_USER_AREA"),
+        )
+        if p
+    )
+    return lint(nb, workers, areas)
 
 
 def get(job_id: str, backend: JobBackend | None = None) -> Job:

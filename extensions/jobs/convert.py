@@ -120,3 +120,113 @@ def to_script(nb: nbformat.NotebookNode, params: dict[str, Any] | None = None) -
 def uses_strategy(script: str) -> bool:
     """Whether the code enters a tf.distribute strategy (heuristic on the source)."""
     return bool(_STRATEGY.search(script))
+
+
+# -- what can be seen before a job starts ------------------------------------------------------
+GUI_BACKENDS = {
+    "tk",
+    "tkagg",
+    "qt",
+    "qt5",
+    "qtagg",
+    "qt5agg",
+    "gtk",
+    "gtk3",
+    "gtk3agg",
+    "wx",
+    "wxagg",
+    "osx",
+    "macosx",
+    "notebook",
+    "nbagg",
+    "widget",
+    "ipympl",
+}
+_ROOTS_OK = ("/tmp/", "/dev/", "/proc/", "/etc/", "/usr/", "/opt/conda/")
+
+
+def lint(nb: nbformat.NotebookNode, workers: int = 1, areas: tuple[str, ...] = ()) -> list[str]:
+    """Warnings about what will go wrong (or differ) when the notebook runs as a job, each
+    with its cell number: TensorFlow used before the strategy in a multi-worker job,
+    ``input()``, GUI plotting backends, absolute paths outside ``areas`` (home, data)."""
+    cells = [
+        (index, cell.source)
+        for index, cell in enumerate(nb.cells, start=1)
+        if cell.cell_type == "code" and SKIP_TAG not in cell.get("metadata", {}).get("tags", [])
+    ]
+    warnings: list[str] = []
+    strategy_cell = next((i for i, src in cells if re.search(r"[Ss]trategy\(", src)), None)
+    for index, source in cells:
+        for name in re.findall(r"^\s*%matplotlib\s+(\w+)", source, re.MULTILINE):
+            if name.lower() in GUI_BACKENDS:
+                warnings.append(
+                    f"cell {index}: %matplotlib {name} needs a screen; a job draws headless "
+                    "(plt.show() saves each figure with the job): use %matplotlib inline"
+                )
+        tree = _parse(source)
+        if tree is None:
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Call):
+                called = _dotted(node.func)
+                if called == "input":
+                    warnings.append(
+                        f"cell {index}: input() waits for a keyboard a job does not have; "
+                        "make the value a parameter (a cell tagged 'parameters')"
+                    )
+                elif called.endswith("matplotlib.use") and _gui(node):
+                    warnings.append(
+                        f"cell {index}: matplotlib.use({_gui(node)!r}) needs a screen; a "
+                        "job draws headless: leave the backend to Hubforge"
+                    )
+                elif (
+                    workers > 1
+                    and strategy_cell is not None
+                    and index < strategy_cell
+                    and called.startswith("tf.")
+                ):
+                    warnings.append(
+                        f"cell {index}: {called}() runs TensorFlow before the strategy is made "
+                        f"(cell {strategy_cell}); with {workers} workers every worker fails "
+                        "with 'Collective ops must be configured at program startup': move it "
+                        f"after cell {strategy_cell}"
+                    )
+            elif isinstance(node, ast.Constant) and isinstance(node.value, str):
+                path = node.value
+                if (
+                    re.fullmatch(r"/[\w.@+-]+(/[\w.@+-]+)+/?", path)
+                    and not path.startswith(_ROOTS_OK)
+                    and not any(path == a or path.startswith(a.rstrip("/") + "/") for a in areas)
+                ):
+                    warnings.append(
+                        f"cell {index}: the path {path} is outside your home and data area; "
+                        "a job's workers may not see it (use a path under your home or ~/hdfs)"
+                    )
+    return list(dict.fromkeys(warnings))  # each once, in cell order
+
+
+def _parse(source: str) -> ast.AST | None:
+    from IPython.core.inputtransformer2 import TransformerManager
+
+    try:
+        return ast.parse(TransformerManager().transform_cell(source))
+    except (SyntaxError, ValueError):
+        return None  # the job will say so itself
+
+
+def _dotted(node: ast.AST) -> str:
+    parts = []
+    while isinstance(node, ast.Attribute):
+        parts.append(node.attr)
+        node = node.value
+    if isinstance(node, ast.Name):
+        parts.append(node.id)
+        return ".".join(reversed(parts))
+    return ""
+
+
+def _gui(call: ast.Call) -> str | None:
+    arg = call.args[0] if call.args else None
+    if isinstance(arg, ast.Constant) and isinstance(arg.value, str):
+        return arg.value if arg.value.lower() in GUI_BACKENDS else None
+    return None

@@ -63,7 +63,7 @@ class JobsHandler(JobsAPIHandler):
         path = Path(self.settings["server_root_dir"]).expanduser() / body.pop("path")
         job = await self.call(api.submit, path, **body)
         self.set_status(201)
-        self.finish(json.dumps(job.record))
+        self.finish(json.dumps({**job.record, "warnings": job.warnings}))
 
 
 class JobHandler(JobsAPIHandler):

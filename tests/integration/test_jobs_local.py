@@ -273,3 +273,25 @@ def test_a_plotting_notebook_runs_headless_and_its_figures_are_kept(home):
         timeout=60,
     )
     assert f"figure: {figures[0]}" in shown.stdout, shown.stdout + shown.stderr
+
+
+def test_submit_says_what_the_notebook_check_saw(home, capsys):
+    """The training notebook users start from passes the check; one that asks for input()
+    is submitted with a warning naming the cell, in the API and in the CLI."""
+    import nbformat
+
+    assert jobs.check(home / "train.ipynb", workers=2) == []
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("print('hello')"), nbformat.v4.new_code_cell("input()")]
+    nbformat.write(nb, home / "asks.ipynb")
+    done = subprocess.run(
+        [sys.executable, "-m", "hubforge.cli", "job", "submit", str(home / "asks.ipynb")],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "Warning: cell 2: input() waits for a keyboard" in done.stderr
+    job = jobs.list()[0]
+    job.wait(timeout=120)  # input() on a closed stdin: EOFError before any training
+    assert "EOFError" in job.reason and job.refresh().record["restarts"] == 0

@@ -122,3 +122,55 @@ def test_foreign_or_unknown_job_ids(tmp_path):
     for bad in ("nope", "../alice/jobs/x", ".hidden"):
         with pytest.raises(jobs.JobNotFound):
             backend.get("bob", bad)
+
+
+def _nb(*sources: str, tags: dict[int, list[str]] | None = None):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell(s) for s in sources]
+    for index, cell_tags in (tags or {}).items():
+        nb.cells[index - 1].metadata["tags"] = cell_tags
+    return nb
+
+
+def test_lint_names_the_cell_of_each_problem_a_job_would_meet():
+    from hubforge.jobs.convert import lint
+
+    nb = _nb(
+        "import tensorflow as tf\nx = tf.constant([1.0])",  # TF before the strategy
+        "from hubforge import distribute\nstrategy = distribute.strategy()",
+        "name = input('your name? ')",
+        "%matplotlib qt\nimport matplotlib\nmatplotlib.use('TkAgg')",
+        "data = open('/home/jovyan/data.csv').read()\nok = open('/srv/mine/x.csv')",
+        "print(input('skipped'))",
+        tags={6: ["skip-job"]},
+    )
+    warnings = lint(nb, workers=2, areas=("/srv/mine",))
+    assert [w.split(":")[0] for w in warnings] == [
+        "cell 1",
+        "cell 3",
+        "cell 4",
+        "cell 4",
+        "cell 5",
+    ], warnings
+    assert "tf.constant() runs TensorFlow before the strategy is made (cell 2)" in warnings[0]
+    assert "move it after cell 2" in warnings[0]
+    assert "input()" in warnings[1] and "parameter" in warnings[1]
+    assert "%matplotlib qt" in warnings[2] and "matplotlib.use('TkAgg')" in warnings[3]
+    assert "/home/jovyan/data.csv" in warnings[4] and "/srv/mine" not in warnings[4]
+
+
+def test_lint_is_quiet_for_a_notebook_that_runs_as_a_job():
+    from hubforge.jobs.convert import lint
+
+    nb = _nb(
+        "%matplotlib inline\nimport tensorflow as tf\nfrom hubforge import distribute",
+        "strategy = distribute.strategy()\nwith strategy.scope():\n    m = tf.keras.Sequential()",
+        "!pip list | head -3",
+        "def broken(:\n    pass",  # a syntax error: the job reports it itself
+    )
+    assert lint(nb, workers=2) == []
+    # one worker: TensorFlow before the strategy is fine (no collective ops to configure)
+    assert (
+        lint(_nb("import tensorflow as tf\ntf.constant(1)", "s = tf.distribute.MirroredStrategy()"))
+        == []
+    )
