@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -295,3 +297,38 @@ def test_submit_says_what_the_notebook_check_saw(home, capsys):
     job = jobs.list()[0]
     job.wait(timeout=120)  # input() on a closed stdin: EOFError before any training
     assert "EOFError" in job.reason and job.refresh().record["restarts"] == 0
+
+
+OUTSIDE = Path(__file__).resolve().parents[1] / "fixtures" / "notebooks"
+
+
+@pytest.mark.parametrize(
+    ("notebook", "figures"), [("strategies_guide.ipynb", 1), ("tabular_analysis.ipynb", 2)]
+)
+def test_notebooks_from_elsewhere_give_the_same_result_as_a_kernel_and_as_a_job(
+    home, monkeypatch, notebook, figures
+):
+    """Notebooks written the way people write them elsewhere (TensorFlow's guides: two
+    strategies in one notebook, inline plots, a shell line, a checkpoint; a pandas/scikit-
+    learn/seaborn analysis) print the same RESULT run in a kernel and as a one-worker job,
+    and the job keeps the figures they drew."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    monkeypatch.setenv("TF_USE_LEGACY_KERAS", "1")  # as in every Hubforge kernel
+    path = home / notebook
+    shutil.copy(OUTSIDE / notebook, path)
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(
+        nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(home)}}
+    ).execute()
+    texts = [o.get("text", "") for cell in nb.cells for o in cell.get("outputs", [])]
+    (in_kernel,) = [line for t in texts for line in t.splitlines() if line.startswith("RESULT")]
+    job = jobs.submit(path)
+    assert job.wait(timeout=300) == "succeeded", job.reason + job.logs("worker-0")[-3000:]
+    log = job.logs("worker-0")
+    (as_job,) = [line for line in log.splitlines() if line.startswith("RESULT")]
+    assert json.loads(as_job[len("RESULT ") :]) == json.loads(in_kernel[len("RESULT ") :])
+    assert len(job.refresh().artifacts["figures"]) == figures
+    if notebook == "strategies_guide.ipynb":
+        assert "shell line ran" in log and json.loads(as_job[7:])["restored"] is True
