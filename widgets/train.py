@@ -59,8 +59,10 @@ class TrainWidget(w.VBox):
                 self.buttons,
                 self.status,
                 self.progress_bar,
+                self.warnings,
                 self.replicas,
                 self.chart,
+                self.figures,
                 self.logs,
             ],
             layout={"width": "100%"},
@@ -108,8 +110,11 @@ class TrainWidget(w.VBox):
         self.progress_bar = w.IntProgress(
             0, min=0, max=1, description="Progress", layout={"width": "60%"}
         )
+        self.warnings = w.HTML()  # what the notebook check saw, before a submit
+        self._confirmed: tuple | None = None  # the settings the user said "train anyway" to
         self.replicas = w.HTML()
         self.chart = w.HTML()
+        self.figures = w.HBox(layout={"flex_flow": "row wrap"})  # what the job drew
         self.logs = w.Textarea(layout={"width": "100%", "height": "180px", "display": "none"})
         self.board = w.Box()
 
@@ -124,7 +129,29 @@ class TrainWidget(w.VBox):
         return values
 
     def train(self) -> jobs.Job | None:
-        """Submit the notebook with the form's settings; errors show in the status line."""
+        """Submit the notebook with the form's settings; errors show in the status line.
+        When the notebook check warns (cell numbers), the warnings show and the button asks
+        "Train anyway": the next click with the same settings submits."""
+        settings = (self.workers.value, self.gpus.value, json.dumps(self.param_values()))
+        try:
+            found = jobs.check(self.notebook, workers=self.workers.value)
+        except (jobs.JobError, OSError) as e:
+            self.status.value = f'<span style="color:#c00">Not submitted: {html.escape(str(e))}'
+            return None
+        if found and self._confirmed != settings:
+            self._confirmed = settings
+            items = "".join(f"<li>{html.escape(x)}</li>" for x in found)
+            self.warnings.value = (
+                f'<div class="hubforge-warnings" style="color:#a60"><b>Before it runs as a '
+                f"job:</b><ul>{items}</ul></div>"
+            )
+            self.train_button.description = "Train anyway"
+            self.status.value = "Check the warnings, then <b>Train anyway</b> (or fix the cells)."
+            return None
+        self.warnings.value = ""
+        self.train_button.description = "Train"
+        self._confirmed = None
+        self.figures.children = []
         try:
             self.job = jobs.submit(
                 self.notebook,
@@ -192,8 +219,22 @@ class TrainWidget(w.VBox):
         if state in TERMINAL:
             self.train_button.disabled = False
             self.cancel_button.disabled = True
+            self._show_figures(record.get("artifacts", {}).get("figures") or [])
         self.deploy_button.disabled = state != "succeeded"
         return state
+
+    def _show_figures(self, paths: list[str]) -> None:
+        """The PNGs the job drew, as thumbnails (read with this kernel's, the owner's, rights)."""
+        if len(self.figures.children) == len(paths):
+            return
+        images = []
+        for path in paths:
+            try:
+                data = Path(path).read_bytes()
+            except OSError:
+                continue
+            images.append(w.Image(value=data, format="png", layout={"width": "240px"}))
+        self.figures.children = images
 
     def _show_progress(self, state: str, progress: dict[str, Any]) -> None:
         epochs, steps = progress.get("epochs") or 0, progress.get("steps") or 1

@@ -67,3 +67,26 @@ def test_bad_input_is_shown_and_submits_nothing(home, tmp_path):
     assert widget.job is None
     assert "Not submitted" in widget.status.value and "expected int like 3" in widget.status.value
     assert not (tmp_path / "data" / "users").exists()
+
+
+def test_warnings_are_shown_and_train_anyway_submits(home):
+    """A notebook the check warns about: the first click shows the warnings (with the cell)
+    and submits nothing; "Train anyway" submits; the figures it drew show as thumbnails."""
+    import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [
+        nbformat.v4.new_code_cell("import matplotlib.pyplot as plt\nname = 'x'"),
+        nbformat.v4.new_code_cell("if False:\n    name = input()\nplt.plot([1, 3, 2])\nplt.show()"),
+    ]
+    nbformat.write(nb, home / "asks.ipynb")
+    widget = train(home / "asks.ipynb", poll_interval=0.3)
+    assert widget.train() is None and widget.job is None
+    assert "cell 2: input()" in widget.warnings.value
+    assert widget.train_button.description == "Train anyway"
+    job = widget.train()
+    assert job is not None and widget.warnings.value == ""
+    assert widget.wait(timeout=120) == "succeeded", job.reason
+    (thumbnail,) = widget.figures.children
+    assert thumbnail.format == "png" and bytes(thumbnail.value[:8]) == b"\x89PNG\r\n\x1a\n"
+    widget.close()
