@@ -303,15 +303,22 @@ OUTSIDE = Path(__file__).resolve().parents[1] / "fixtures" / "notebooks"
 
 
 @pytest.mark.parametrize(
-    ("notebook", "figures"), [("strategies_guide.ipynb", 1), ("tabular_analysis.ipynb", 2)]
+    ("notebook", "figures", "workers"),
+    [
+        ("strategies_guide.ipynb", 1, 1),
+        ("tabular_analysis.ipynb", 2, 1),
+        ("multi_worker_guide.ipynb", 0, 1),
+        ("multi_worker_guide.ipynb", 0, 2),
+    ],
 )
 def test_notebooks_from_elsewhere_give_the_same_result_as_a_kernel_and_as_a_job(
-    home, monkeypatch, notebook, figures
+    home, monkeypatch, notebook, figures, workers
 ):
     """Notebooks written the way people write them elsewhere (TensorFlow's guides: two
     strategies in one notebook, inline plots, a shell line, a checkpoint; a pandas/scikit-
     learn/seaborn analysis) print the same RESULT run in a kernel and as a one-worker job,
-    and the job keeps the figures they drew."""
+    and the job keeps the figures they drew; the multi-worker tutorial's way also as a
+    two-worker job."""
     import nbformat
     from nbclient import NotebookClient
 
@@ -324,10 +331,13 @@ def test_notebooks_from_elsewhere_give_the_same_result_as_a_kernel_and_as_a_job(
     ).execute()
     texts = [o.get("text", "") for cell in nb.cells for o in cell.get("outputs", [])]
     (in_kernel,) = [line for t in texts for line in t.splitlines() if line.startswith("RESULT")]
-    job = jobs.submit(path)
+    assert jobs.check(path, workers) == []  # nothing to warn about
+    job = jobs.submit(path, workers=workers)
     assert job.wait(timeout=300) == "succeeded", job.reason + job.logs("worker-0")[-3000:]
     log = job.logs("worker-0")
     (as_job,) = [line for line in log.splitlines() if line.startswith("RESULT")]
+    if workers > 1:
+        assert f"workers in sync: {workers}" in log
     assert json.loads(as_job[len("RESULT ") :]) == json.loads(in_kernel[len("RESULT ") :])
     assert len(job.refresh().artifacts["figures"]) == figures
     if notebook == "strategies_guide.ipynb":
