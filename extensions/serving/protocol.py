@@ -52,23 +52,48 @@ def inputs_of(body: dict[str, Any], signature: Signature) -> tuple[dict[str, Any
     return {names[0]: columns}, False
 
 
-def _jsonable(array: np.ndarray) -> Any:
+BYTES_SUFFIX = "_bytes"  # TF Serving: only outputs named *_bytes are binary ({"b64": ...})
+
+
+def _decimal(value: float, kind: type) -> float:
+    """A float as TF Serving writes it (util/json_tensor.cc WriteDecimal): six significant
+    digits when they give the same value back, else all of them: float32 2.05 is 2.05, not
+    the 2.049999952316284 a double would show."""
+    if not np.isfinite(value):
+        return float(value)  # json writes NaN, Infinity, -Infinity, as TF Serving does
+    short = float(f"{value:g}")
+    return short if kind(short) == value else float(f"{value:.9g}")
+
+
+def _jsonable(array: np.ndarray, name: str = "") -> Any:
     if array.dtype == object or array.dtype.kind in "SU":
-        flat = [
-            {"b64": base64.b64encode(v).decode()} if isinstance(v, bytes) else str(v)
-            for v in array.reshape(-1)
-        ]
+        binary = name.endswith(BYTES_SUFFIX)
+        flat = [_string(v, binary) for v in array.reshape(-1)]
+        return np.array(flat, dtype=object).reshape(array.shape).tolist()
+    if array.dtype in (np.float32, np.float16):
+        kind = array.dtype.type
+        flat = [_decimal(v, kind) for v in array.reshape(-1).tolist()]
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     return array.tolist()
 
 
+def _string(value: Any, binary: bool) -> Any:
+    if isinstance(value, bytes):
+        if binary:
+            return {"b64": base64.b64encode(value).decode()}
+        return value.decode("utf-8", errors="replace")  # TF Serving writes the raw bytes
+    return {"b64": base64.b64encode(str(value).encode()).decode()} if binary else str(value)
+
+
 def format_outputs(outputs: dict[str, np.ndarray], row_format: bool) -> dict[str, Any]:
+    """TF Serving's response JSON (util/json_tensor.cc MakeJsonFromTensors): one output
+    unnamed, several as an object; rows ("predictions") or columns ("outputs")."""
+    columns = {k: _jsonable(v, k) for k, v in outputs.items()}
     if not row_format:
-        if len(outputs) == 1:
-            return {"outputs": _jsonable(next(iter(outputs.values())))}
-        return {"outputs": {k: _jsonable(v) for k, v in outputs.items()}}
-    if len(outputs) == 1:
-        return {"predictions": _jsonable(next(iter(outputs.values())))}
+        if len(columns) == 1:
+            return {"outputs": next(iter(columns.values()))}
+        return {"outputs": columns}
+    if len(columns) == 1:
+        return {"predictions": next(iter(columns.values()))}
     n = len(next(iter(outputs.values())))
-    columns = {k: _jsonable(v) for k, v in outputs.items()}
     return {"predictions": [{k: columns[k][i] for k in columns} for i in range(n)]}

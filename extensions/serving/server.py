@@ -106,7 +106,9 @@ class ModelHandler(GatewayOnly):
         if name != self.repo.name:
             raise NotFound(f"No model '{name}' here; this endpoint serves '{self.repo.name}'")
         if version is not None and not version.isdigit():
-            raise BadRequest(f"Version '{version}' is not a number")
+            raise BadRequest(f"Malformed request: version '{version}' is not a number")
+        if version is not None and int(version) >= 2**63:  # TF Serving's int64 versions
+            raise BadRequest(f"Failed to convert version: {version}")
         return self.repo, int(version) if version else None
 
     def get(self, name: str, version: str | None, label: str | None, suffix: str | None) -> None:
@@ -137,8 +139,11 @@ class ModelHandler(GatewayOnly):
         self, name: str, version: str | None, label: str | None, suffix: str | None
     ) -> None:
         try:
-            if suffix != ":predict":
-                raise NotFound("POST only to .../{name}[/versions/{v}]:predict")
+            if suffix != ":predict":  # TF Serving: 400 "Malformed request" (not 404)
+                raise BadRequest(
+                    f"Malformed request: POST {self.request.path} (POST goes to "
+                    ".../{name}[/versions/{v}]:predict)"
+                )
             repo, number = self.target(name, version, label)
             body = parse_body(self.request.body)
             model = repo.resolve(number, label)  # kept for the whole request: swaps are safe
@@ -157,6 +162,31 @@ class ModelHandler(GatewayOnly):
             self.fail(e)
         except RecursionError:  # rows nested deeper than any tensor: the client's mistake
             self.fail(BadRequest("The request nests its values too deeply"))
+
+
+class MalformedHandler(GatewayOnly):
+    """Any other path: JSON errors as TF Serving gives them (http_rest_api_handler.cc:75),
+    never Tornado's HTML pages: 400 under /v1/, 404 elsewhere."""
+
+    def _refuse(self) -> None:
+        path = self.request.path
+        if not path.startswith("/v1/"):
+            self.set_status(404)
+            message = f"Not found: {path}; this server answers /v1/models/<name>..."
+        elif path.rstrip("/") == "/v1/models" and self.request.method == "GET":
+            self.set_status(400)
+            message = "Missing model name in request."
+        else:
+            self.set_status(400)
+            message = f"Malformed request: {self.request.method} {path}"
+        self.set_header("Content-Type", "application/json")
+        self.finish(json.dumps({"error": message}))
+
+    def get(self, *_: Any) -> None:
+        self._refuse()
+
+    def post(self, *_: Any) -> None:
+        self._refuse()
 
 
 class HealthHandler(GatewayOnly):
@@ -192,6 +222,7 @@ def make_app(
             (ROUTE, ModelHandler, args),
             (r"/healthz", HealthHandler, args),
             (r"/metrics", MetricsHandler, args),
+            (r"/.*", MalformedHandler),
         ],
         endpoint_key=key,
     )

@@ -229,3 +229,30 @@ def test_batching_gives_each_request_its_own_rows(tmp_path):
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+
+
+# model_servers/http_rest_api_handler_test.cc:178-258 (UnsupportedApiCalls), github.com/
+# tensorflow/serving at 9d981c5c: every malformed URL is a JSON 400, never an HTML page
+MALFORMED = [
+    ("GET", "/v1/foo", "Malformed request"),  # :183
+    ("POST", "/v1/foo", "Malformed request"),  # :188
+    ("GET", "/v1/models", "Missing model name"),  # :193
+    ("GET", "/v1/models/debug/model_name", "Malformed request"),  # :197
+    ("POST", "/v1/models", "Malformed request"),  # :202
+    ("GET", "/v1/models/scorer/version/50:predict", "Malformed request"),  # :212
+    ("POST", "/v1/models/scorer/version/50:regress", "Malformed request"),  # :217
+    ("POST", "/v1/models/scorer/versions/HELLO:predict", "Malformed request"),  # :222
+    ("POST", f"/v1/models/scorer/versions/{2**64 - 1}:predict", "Failed to convert version"),
+    ("POST", "/v1/models/scorer/metadata", "Malformed request"),  # :236
+    ("POST", "/v1/models/scorer/label/some_label:regress", "Malformed request"),  # :241
+    ("POST", "/v1/models/scorer/versions/50/labels/some_label:regress", "Malformed request"),
+]
+
+
+@pytest.mark.parametrize(("method", "path", "message"), MALFORMED)
+def test_malformed_urls_answer_json_400_as_tf_serving_does(scorer, method, path, message):
+    root = scorer.split("/v1/")[0]
+    r = requests.request(method, root + path, json={"instances": [[1, 2, 3, 4]]}, timeout=10)
+    assert r.status_code == 400, (r.status_code, r.text[:200])
+    assert r.headers["Content-Type"].startswith("application/json")
+    assert message in r.json()["error"]
