@@ -199,7 +199,10 @@ def test_strict_validation_catches_a_typo():
 
 
 def test_pods_derive_tf_config_from_their_index(monkeypatch):
-    monkeypatch.delenv("TF_CONFIG", raising=False)
+    # recorded as absent, so the TF_CONFIG the code sets goes at teardown (it leaked into
+    # every later test's kernels and jobs)
+    monkeypatch.setenv("TF_CONFIG", "")
+    monkeypatch.delenv("TF_CONFIG")
     monkeypatch.setenv("HUBFORGE_TF_HOSTS", objects.worker_hosts("j-1", 3, "ns"))
     monkeypatch.setenv("JOB_COMPLETION_INDEX", "2")
     tf_config_from_index()
