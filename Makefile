@@ -24,7 +24,7 @@ up: setup
 down:
 	$(VENV)/bin/hubforge down $(ARGS)
 
-setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/labextension
 
 $(STAMPS)/venv:
 	@mkdir -p $(STAMPS)
@@ -47,6 +47,19 @@ $(STAMPS)/server-config: $(STAMPS)/python $(wildcard extensions/jupyter-config/*
 	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d $(VENV)/share/jupyter/lab/settings/overrides.d
 	cp extensions/jupyter-config/hubforge.json $(VENV)/etc/jupyter/jupyter_server_config.d/hubforge.json
 	cp extensions/jupyter-config/lab-overrides/hubforge.json $(VENV)/share/jupyter/lab/settings/overrides.d/hubforge.json
+	@touch $@
+
+# The JupyterLab extension (the Hubforge sidebar): TypeScript built with JupyterLab's own
+# jlpm and builder, against the JupyterLab in the venv; installed into the venv's
+# share/jupyter/labextensions (the wheel ships the same prebuilt folder: no Node needed there).
+LAB := extensions/labextension
+LAB_BUILT := $(VENV)/share/jupyter/labextensions/@hubforge/lab
+$(STAMPS)/labextension: $(STAMPS)/python $(LAB)/package.json $(LAB)/yarn.lock $(LAB)/tsconfig.json $(wildcard $(LAB)/src/*.ts $(LAB)/style/*)
+	cd $(LAB) && ../../$(VENV)/bin/jlpm install --immutable > /dev/null
+	cd $(LAB) && ../../$(VENV)/bin/jlpm run build:lib
+	cd $(LAB) && node node_modules/@jupyterlab/builder/lib/build-labextension.js \
+		--core-path "$$(../../$(PY) -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')" . > /dev/null
+	rm -rf $(LAB_BUILT) && mkdir -p $(dir $(LAB_BUILT)) && cp -r $(LAB)/prebuilt $(LAB_BUILT)
 	@touch $@
 
 # Label Studio gets its own virtual environment: its pins clash with TensorFlow's.
@@ -83,6 +96,7 @@ lint: setup-test
 	$(PY) -m ruff format --check .
 
 test: lint
+	cd $(LAB) && ../../$(VENV)/bin/jlpm test --silent
 	$(PY) -m pytest $(SEED_ARG) $(PYTEST_ARGS)
 
 # The same suite with two CPU-bound processes beside it: it must pass on a busy machine too.
@@ -100,4 +114,5 @@ bench: setup-test
 	$(PY) tests/bench/bench_isolation.py
 
 clean:
-	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info
+	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info \
+		$(LAB)/node_modules $(LAB)/lib $(LAB)/prebuilt

@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+from pathlib import Path
 from urllib.parse import urlsplit
 
 from jupyter_server.auth.decorator import authorized
@@ -32,6 +33,8 @@ class StatusHandler(HubforgeAPIHandler):
             "profile": os.environ.get("HUBFORGE_PROFILE"),
             "gpus": [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d],
             "service": None,
+            # where this server's files start: the sidebar opens a job's notebook and figures
+            "root_dir": str(Path(self.settings["server_root_dir"]).expanduser().resolve()),
         }
         if ServiceClient.available():
             try:
@@ -101,6 +104,7 @@ class HubforgeExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         from .jobs.extension_handlers import routes as job_routes
+        from .sidebar_handlers import routes as sidebar_routes
         from .tensorboard.handlers import Lifecycle
         from .tensorboard.handlers import routes as tensorboard_routes
 
@@ -108,6 +112,7 @@ class HubforgeExtension(ExtensionApp):
         self.handlers.append((url_path_join(prefix, "status"), StatusHandler))
         self.handlers.extend(job_routes(prefix))
         self.handlers.extend(tensorboard_routes(prefix))
+        self.handlers.extend(sidebar_routes(prefix))
         self.handlers.append(("/hubforge/labeling/open", LabelStudioOpenHandler))
         self.tensorboards = Lifecycle(self.tensorboard_idle_timeout, self.log)
 

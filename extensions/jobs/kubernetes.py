@@ -170,6 +170,8 @@ class KubernetesJobBackend(JobBackend):
                 "model_dir": str(folder / "model"),
                 "log_dir": str(folder / "logs"),
                 "script": f"configmap/{object_name(job_id)}",
+                # the chief writes them to the shared data area, which this service mounts too
+                "figures": JobStore(folder).figures(),
             },
         }
 

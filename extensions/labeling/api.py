@@ -186,9 +186,30 @@ class Project:
         self.labels = _labels_of(self.config)
         self._ls = ls
         self.owner: str | None = None  # set when it is a teammate's shared project
+        # counts Label Studio keeps with the project (no task listing needed for a summary)
+        self._counts = (
+            getattr(raw, "num_tasks_with_annotations", None),
+            getattr(raw, "task_number", None),
+        )
 
     def __repr__(self) -> str:
         return f"<Project {self.name!r} {self.task} labels={self.labels}>"
+
+    def summary(self) -> dict[str, Any]:
+        """Name, task, labels and how many items are labeled, as the project list has them."""
+        labeled, total = self._counts
+        if labeled is None or total is None:
+            progress = self.progress
+            labeled, total = progress["labeled"], progress["total"]
+        return {
+            "id": self.id,
+            "name": self.name,
+            "task": self.task,
+            "labels": self.labels,
+            "labeled": labeled,
+            "total": total,
+            "owner": self.owner,
+        }
 
     @property
     def url(self) -> str:

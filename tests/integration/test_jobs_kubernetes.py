@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import shutil
+from pathlib import Path
 
 import pytest
 from kubernetes_asyncio import client
@@ -142,3 +144,36 @@ def test_unauthenticated_calls_are_refused(tmp_path):
     assert info.value.status == 401
     backend.close()
     fake.stop()
+
+
+def test_figures_a_pod_draws_are_listed_with_the_job(cluster, tmp_path):
+    """The chief pod runs the same runner as a local job and writes its figures to the shared
+    data area; the service lists them with the job, in drawing order, and never through a
+    link the owner put there."""
+    import os
+    import subprocess
+    import sys
+
+    _, backend, _ = cluster
+    backend.submit("alice", SPEC, "x = 1\n", job_id="mnist-abc123")
+    assert backend.get("alice", "mnist-abc123")["artifacts"]["figures"] == []
+    folder = tmp_path / "hdfs" / "users" / "alice" / "jobs" / "mnist-abc123"
+    folder.mkdir(parents=True)
+    script = tmp_path / "plots.py"
+    script.write_text(
+        "import matplotlib.pyplot as plt\n"
+        "for n in range(11):\n"
+        "    plt.plot([0, n]); plt.title(str(n)); plt.show()\n"
+    )
+    env = {**os.environ, "HUBFORGE_JOB_DIR": str(folder), "HUBFORGE_REPLICA": "worker-0"}
+    env.pop("TF_CONFIG", None)
+    subprocess.run([sys.executable, "-m", "hubforge.jobs.runner", str(script)], env=env, check=True)
+    figures = backend.get("alice", "mnist-abc123")["artifacts"]["figures"]
+    assert [Path(f).name for f in figures] == [f"figure-{n}.png" for n in range(1, 12)]
+    assert all(Path(f).read_bytes().startswith(b"\x89PNG") for f in figures)
+
+    shutil.rmtree(folder / "figures")
+    (folder / "figures").symlink_to(tmp_path / "elsewhere")  # alice points at other files
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "figure-1.png").write_bytes(b"\x89PNG not hers")
+    assert backend.get("alice", "mnist-abc123")["artifacts"]["figures"] == []

@@ -1,0 +1,201 @@
+/** Dialog bodies: Run as job (workers, GPUs, parameters, warnings) and an endpoint's Try it. */
+import { Widget } from '@lumino/widgets';
+
+import { postJSON, request } from './api';
+import { h } from './dom';
+import { IEndpoint, parseParameter } from './model';
+
+interface IParameter {
+  name: string;
+  value: unknown;
+  type: string;
+}
+
+interface ICheck {
+  warnings: string[];
+  parameters: IParameter[];
+}
+
+function shown(value: unknown, type: string): string {
+  if (type === 'str') {
+    return String(value);
+  }
+  if (type === 'bool') {
+    return value ? 'True' : 'False';
+  }
+  return type === 'int' || type === 'float' ? String(value) : JSON.stringify(value);
+}
+
+/** The Run-as-job form; getValue() is the POST /hubforge/api/jobs body (or throws why not). */
+export class RunAsJobBody extends Widget {
+  constructor(readonly path: string) {
+    super();
+    this.addClass('hf-RunAsJob-body');
+    this._workers = h('input', {
+      type: 'number',
+      min: '1',
+      max: '16',
+      value: '1',
+      name: 'workers',
+      'aria-label': 'Workers'
+    });
+    this._gpus = h('input', {
+      type: 'number',
+      min: '0',
+      max: '8',
+      value: '0',
+      name: 'gpus',
+      'aria-label': 'GPUs per worker'
+    });
+    this._params = h('div', { className: 'hf-Params' }, 'Reading the notebook…');
+    this._warnings = h('ul', { className: 'hf-Warnings', 'aria-live': 'polite' });
+    this._error = h('div', { className: 'hf-Error', role: 'alert' });
+    this.node.append(
+      h('p', {}, `Runs ${path} top to bottom as a TensorFlow job; follow it in the Hubforge panel.`),
+      h(
+        'div',
+        { className: 'hf-Fields' },
+        h('label', {}, 'Workers ', this._workers),
+        h('label', {}, 'GPUs per worker ', this._gpus)
+      ),
+      this._params,
+      this._warnings,
+      this._error
+    );
+    this._workers.addEventListener('change', () => void this._check());
+    void this._check();
+  }
+
+  private async _check(): Promise<void> {
+    try {
+      const check = await request<ICheck>('job-check', {}, {
+        path: this.path,
+        workers: this._workers.value || '1'
+      });
+      this._error.textContent = '';
+      this._renderParams(check.parameters);
+      this._warnings.replaceChildren(
+        ...check.warnings.map(w => h('li', { className: 'hf-Warning' }, `⚠ ${w}`))
+      );
+    } catch (error) {
+      this._params.textContent = '';
+      this._error.textContent = (error as Error).message;
+    }
+  }
+
+  private _renderParams(parameters: IParameter[]): void {
+    if (this._paramInputs.size && parameters.length === this._paramInputs.size) {
+      return; // keep what the user typed when only the warnings changed
+    }
+    this._paramInputs.clear();
+    this._types.clear();
+    if (!parameters.length) {
+      this._params.replaceChildren(
+        h('p', { className: 'hf-Hint' }, 'No parameters (tag a cell "parameters" to have some).')
+      );
+      return;
+    }
+    const rows = parameters.map(p => {
+      const input = h('input', {
+        type: 'text',
+        name: `param-${p.name}`,
+        value: shown(p.value, p.type),
+        'aria-label': `Parameter ${p.name} (${p.type})`
+      });
+      this._paramInputs.set(p.name, input);
+      this._types.set(p.name, p.type);
+      return h(
+        'label',
+        { className: 'hf-Param' },
+        h('code', {}, p.name),
+        ` (${p.type}) `,
+        input
+      );
+    });
+    this._params.replaceChildren(h('fieldset', {}, h('legend', {}, 'Parameters'), ...rows));
+  }
+
+  getValue(): Record<string, unknown> {
+    const workers = Number(this._workers.value);
+    const gpus = Number(this._gpus.value);
+    if (!Number.isInteger(workers) || workers < 1) {
+      throw new Error('Workers must be a whole number of 1 or more');
+    }
+    if (!Number.isInteger(gpus) || gpus < 0) {
+      throw new Error('GPUs per worker must be a whole number of 0 or more');
+    }
+    const params: Record<string, unknown> = {};
+    for (const [name, input] of this._paramInputs) {
+      const parsed = parseParameter(input.value, this._types.get(name) || 'str');
+      if (!parsed.ok) {
+        throw new Error(`Parameter ${name}: ${parsed.error}`);
+      }
+      params[name] = parsed.value;
+    }
+    return { path: this.path, workers, gpus_per_worker: gpus, params };
+  }
+
+  private _workers: HTMLInputElement;
+  private _gpus: HTMLInputElement;
+  private _params: HTMLElement;
+  private _warnings: HTMLElement;
+  private _error: HTMLElement;
+  private _paramInputs = new Map<string, HTMLInputElement>();
+  private _types = new Map<string, string>();
+}
+
+/** Paste JSON (prefilled with an example shaped like the model's input), send, see the answer. */
+export class TryItBody extends Widget {
+  constructor(readonly endpoint: IEndpoint) {
+    super();
+    this.addClass('hf-TryIt');
+    this._input = h('textarea', {
+      className: 'hf-TryInput',
+      rows: '6',
+      'aria-label': 'Request body (JSON)'
+    });
+    this._input.value = '{"instances": []}';
+    this._output = h('pre', { className: 'hf-TryOutput', 'aria-live': 'polite' });
+    this._latency = h('span', { className: 'hf-Latency' });
+    const send = h('button', { className: 'jp-Button hf-Send', type: 'button' }, 'Send');
+    send.addEventListener('click', () => void this._send());
+    this.node.append(
+      h('label', {}, 'Request (TF Serving predict JSON)'),
+      this._input,
+      h('div', { className: 'hf-Actions' }, send, this._latency),
+      this._output
+    );
+    void request<{ example: unknown }>(`endpoints/${encodeURIComponent(endpoint.name)}`)
+      .then(view => {
+        if (view.example) {
+          this._input.value = JSON.stringify(view.example);
+        }
+      })
+      .catch(() => undefined);
+  }
+
+  private async _send(): Promise<void> {
+    let body: unknown;
+    try {
+      body = JSON.parse(this._input.value);
+    } catch {
+      this._output.textContent = 'The request is not valid JSON; e.g. {"instances": [[1.0, 2.0]]}';
+      return;
+    }
+    try {
+      const answer = await postJSON<{ predictions: unknown; latency_ms: number }>(
+        `endpoints/${encodeURIComponent(this.endpoint.name)}`,
+        body
+      );
+      this._output.textContent = JSON.stringify({ predictions: answer.predictions }, null, 1);
+      this._latency.textContent = `${answer.latency_ms} ms`;
+    } catch (error) {
+      this._output.textContent = `Error: ${(error as Error).message}`;
+      this._latency.textContent = '';
+    }
+  }
+
+  private _input: HTMLTextAreaElement;
+  private _output: HTMLElement;
+  private _latency: HTMLElement;
+}

@@ -1,0 +1,267 @@
+/**
+ * The panel's state, kept free of JupyterLab so that it can be tested alone: what the REST
+ * API returns, how a job is summarised, which changes deserve a notification, and how often
+ * to poll.
+ */
+
+export interface IReplica {
+  state: string;
+  exit_code?: number | null;
+}
+
+export interface IProgress {
+  epoch?: number | null;
+  epochs?: number | null;
+  step?: number | null;
+  steps?: number | null;
+  eta_s?: number | null;
+  [key: string]: unknown;
+}
+
+export interface IJob {
+  id: string;
+  state: string;
+  reason?: string;
+  created: number;
+  restarts: number;
+  replicas: Record<string, IReplica>;
+  spec: { name?: string; workers?: number; source?: string; [key: string]: unknown };
+  progress?: IProgress | null;
+  artifacts?: { figures?: string[]; model_dir?: string; [key: string]: unknown };
+}
+
+export interface ITensorBoard {
+  name: string;
+  url: string;
+  logdirs: Record<string, string>;
+  started: number;
+}
+
+export interface IEndpoint {
+  name: string;
+  url: string;
+  public_url?: string;
+  curl?: string;
+  running: boolean;
+  versions: number[];
+  labels?: Record<string, number>;
+}
+
+export interface IProject {
+  id: number;
+  name: string;
+  task: string;
+  labeled: number;
+  total: number;
+  url: string;
+}
+
+export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'damaged']);
+
+/** The CSS modifier of a state badge: one of four colours a user learns once. */
+export function badgeKind(state: string): 'ok' | 'bad' | 'busy' | 'idle' {
+  if (state === 'succeeded' || state === 'running') {
+    return state === 'succeeded' ? 'ok' : 'busy';
+  }
+  if (state === 'failed' || state === 'damaged') {
+    return 'bad';
+  }
+  return 'idle';
+}
+
+/** "2 s", "4 min", "3 h", "2 d": how long ago, or how long, in one short word. */
+export function shortDuration(seconds: number): string {
+  const s = Math.max(0, Math.round(seconds));
+  if (s < 60) {
+    return `${s} s`;
+  }
+  if (s < 3600) {
+    return `${Math.round(s / 60)} min`;
+  }
+  if (s < 86400) {
+    return `${Math.round(s / 3600)} h`;
+  }
+  return `${Math.round(s / 86400)} d`;
+}
+
+/** "epoch 2/5 · step 40/100 · ETA 3 min", or '' before the first training step. */
+export function progressText(job: IJob): string {
+  const p = job.progress;
+  if (!p) {
+    return '';
+  }
+  const parts: string[] = [];
+  if (p.epoch !== null && p.epoch !== undefined) {
+    // Keras counts epochs from 0; people count from 1
+    parts.push(p.epochs ? `epoch ${p.epoch + 1}/${p.epochs}` : `epoch ${p.epoch + 1}`);
+  }
+  if (p.step !== null && p.step !== undefined) {
+    parts.push(p.steps ? `step ${p.step}/${p.steps}` : `step ${p.step}`);
+  }
+  if (!TERMINAL.has(job.state) && p.eta_s !== null && p.eta_s !== undefined) {
+    parts.push(`ETA ${shortDuration(p.eta_s)}`);
+  }
+  return parts.join(' · ');
+}
+
+/** Fraction done in [0, 1], or null when the job has not said. */
+export function progressFraction(job: IJob): number | null {
+  const p = job.progress;
+  if (job.state === 'succeeded') {
+    return 1;
+  }
+  if (!p) {
+    return null;
+  }
+  if (p.epochs && p.epoch !== null && p.epoch !== undefined) {
+    const inEpoch = p.steps && p.step ? Math.min(p.step / p.steps, 1) : 0;
+    return Math.min((p.epoch + inEpoch) / p.epochs, 1);
+  }
+  if (p.steps && p.step !== null && p.step !== undefined) {
+    return Math.min(p.step / p.steps, 1);
+  }
+  return null;
+}
+
+export function jobName(job: IJob): string {
+  return job.spec?.name || job.id;
+}
+
+/** One line under a job's name: workers, age, restarts, and the reason when it failed. */
+export function jobDetails(job: IJob, now: number): string {
+  const workers = job.spec?.workers ?? Object.keys(job.replicas || {}).length;
+  const parts = [
+    `${workers} worker${workers === 1 ? '' : 's'}`,
+    `${shortDuration(now - job.created)} ago`
+  ];
+  if (job.restarts > 0) {
+    parts.push(`${job.restarts} restart${job.restarts === 1 ? '' : 's'}`);
+  }
+  return parts.join(' · ');
+}
+
+export interface IJobChange {
+  job: IJob;
+  from: string;
+}
+
+/**
+ * Jobs that reached an end state since the previous listing: those a notification is for.
+ * A job seen for the first time already finished is not news (the panel just opened).
+ */
+export function endedSince(previous: IJob[] | null, current: IJob[]): IJobChange[] {
+  if (previous === null) {
+    return [];
+  }
+  const before = new Map(previous.map(j => [j.id, j.state]));
+  const ended: IJobChange[] = [];
+  for (const job of current) {
+    const was = before.get(job.id);
+    if (was !== undefined && !TERMINAL.has(was) && TERMINAL.has(job.state)) {
+      ended.push({ job, from: was });
+    }
+  }
+  return ended;
+}
+
+/**
+ * Seconds left, from two sightings of the job's progress (the first one the panel saw and
+ * the latest): the rate so far, carried to the end. Null until there is a rate.
+ */
+export function estimateEta(
+  first: { time: number; fraction: number },
+  latest: { time: number; fraction: number }
+): number | null {
+  const done = latest.fraction - first.fraction;
+  const elapsed = latest.time - first.time;
+  if (done <= 0 || elapsed <= 0 || latest.fraction >= 1) {
+    return null;
+  }
+  return ((1 - latest.fraction) * elapsed) / done;
+}
+
+/** Whether two listings differ in anything the panel shows. */
+export function changed(a: unknown, b: unknown): boolean {
+  return JSON.stringify(a) !== JSON.stringify(b);
+}
+
+/**
+ * How long to wait before the next poll: short while something runs or just changed,
+ * doubling while nothing changes, longer still after errors; never beyond `max`.
+ */
+export class Backoff {
+  constructor(
+    readonly min = 1000,
+    readonly max = 30000
+  ) {
+    this._delay = min;
+  }
+
+  get delay(): number {
+    return this._delay;
+  }
+
+  /** After a poll: `changed` resets to the minimum, `busy` (something running) caps growth. */
+  next(result: { changed: boolean; busy: boolean; failed?: boolean }): number {
+    if (result.failed) {
+      this._delay = Math.min(Math.max(this._delay * 2, this.min * 4), this.max);
+    } else if (result.changed) {
+      this._delay = this.min;
+    } else {
+      const cap = result.busy ? Math.min(this.max, this.min * 2) : this.max;
+      this._delay = Math.min(this._delay * 2, cap);
+    }
+    return this._delay;
+  }
+
+  reset(): void {
+    this._delay = this.min;
+  }
+
+  private _delay: number;
+}
+
+/** The counts the status bar shows. */
+export function statusText(
+  jobs: IJob[],
+  gpus: { workbench: { total: number; free: number } | null } | null
+): string {
+  const running = jobs.filter(j => !TERMINAL.has(j.state)).length;
+  const parts = [`${running} job${running === 1 ? '' : 's'} running`];
+  const wb = gpus?.workbench;
+  if (wb && typeof wb.total === 'number' && wb.total > 0) {
+    parts.unshift(`GPUs ${wb.total - wb.free}/${wb.total} in use`);
+  }
+  return parts.join(' · ');
+}
+
+/** Parameters typed in the Run-as-job dialog, back to the types the notebook declares. */
+export function parseParameter(
+  value: string,
+  type: string
+): { ok: true; value: unknown } | { ok: false; error: string } {
+  const text = value.trim();
+  switch (type) {
+    case 'int':
+      return /^[-+]?\d+$/.test(text)
+        ? { ok: true, value: parseInt(text, 10) }
+        : { ok: false, error: `"${value}" is not a whole number` };
+    case 'float':
+      return text !== '' && !isNaN(Number(text))
+        ? { ok: true, value: Number(text) }
+        : { ok: false, error: `"${value}" is not a number` };
+    case 'bool':
+      if (/^(true|false)$/i.test(text)) {
+        return { ok: true, value: text.toLowerCase() === 'true' };
+      }
+      return { ok: false, error: `"${value}" is not True or False` };
+    case 'str':
+      return { ok: true, value };
+    default:
+      try {
+        return { ok: true, value: JSON.parse(text) };
+      } catch {
+        return { ok: false, error: `"${value}" is not valid JSON (a list or dict)` };
+      }
+  }
+}

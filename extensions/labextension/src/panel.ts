@@ -1,0 +1,443 @@
+/**
+ * The Hubforge sidebar: jobs, TensorBoards, endpoints and labeling projects of this user,
+ * kept up to date by polling with back-off (fast while a job runs, slow when nothing moves).
+ */
+import { Signal } from '@lumino/signaling';
+import { Widget } from '@lumino/widgets';
+
+import { request } from './api';
+import { actionButton, h } from './dom';
+import {
+  Backoff,
+  IEndpoint,
+  IJob,
+  IJobChange,
+  IProject,
+  ITensorBoard,
+  TERMINAL,
+  badgeKind,
+  changed,
+  endedSince,
+  estimateEta,
+  jobDetails,
+  jobName,
+  progressFraction,
+  progressText
+} from './model';
+
+export interface IPanelActions {
+  followLogs(job: IJob): void;
+  cancel(job: IJob): Promise<void>;
+  openTensorBoard(job: IJob): Promise<void>;
+  deploy(job: IJob): Promise<void>;
+  openNotebook(job: IJob): void;
+  openFigure(path: string): void;
+  showTensorBoard(tb: ITensorBoard): void;
+  stopTensorBoard(tb: ITensorBoard): Promise<void>;
+  tryEndpoint(endpoint: IEndpoint): Promise<void>;
+  copyCurl(endpoint: IEndpoint): Promise<void>;
+  undeploy(endpoint: IEndpoint): Promise<void>;
+  openLabeling(project: IProject): void;
+  newLabelingNotebook(project: IProject): Promise<void>;
+}
+
+interface ISnapshot {
+  jobs: IJob[];
+  tensorboards: ITensorBoard[];
+  endpoints: IEndpoint[] | null;
+  projects: IProject[] | null;
+}
+
+/** Polls the REST API; the panel and the status bar listen to it. */
+export class HubforgeModel {
+  readonly changed = new Signal<this, ISnapshot>(this);
+  readonly jobsEnded = new Signal<this, IJobChange[]>(this);
+  readonly failed = new Signal<this, string | null>(this);
+  snapshot: ISnapshot = { jobs: [], tensorboards: [], endpoints: null, projects: null };
+  gpus: any = null;
+  loaded = false;
+
+  constructor(readonly backoff = new Backoff(1000, 30000)) {}
+
+  start(): void {
+    if (!this._timer && !this._stopped) {
+      void this._tick();
+    }
+  }
+
+  dispose(): void {
+    this._stopped = true;
+    if (this._timer) {
+      clearTimeout(this._timer);
+    }
+  }
+
+  /** Poll now (after an action, or when the panel is shown). */
+  async refresh(all = true): Promise<void> {
+    if (all) {
+      this._slowDue = 0;
+    }
+    this.backoff.reset();
+    if (this._timer) {
+      clearTimeout(this._timer);
+      this._timer = null;
+    }
+    await this._tick();
+  }
+
+  private async _tick(): Promise<void> {
+    if (this._polling) {
+      return this._polling;
+    }
+    this._polling = this._poll();
+    try {
+      await this._polling;
+    } finally {
+      this._polling = null;
+    }
+  }
+
+  private async _poll(): Promise<void> {
+    let delay: number;
+    try {
+      const next = await this._fetch();
+      const ended = endedSince(this.loaded ? this._previousJobs : null, next.jobs);
+      const differs = changed(next, this.snapshot);
+      this._previousJobs = next.jobs;
+      this.snapshot = next;
+      this.loaded = true;
+      this.failed.emit(null);
+      if (differs) {
+        this.changed.emit(next);
+      }
+      if (ended.length) {
+        this.jobsEnded.emit(ended);
+      }
+      const busy = next.jobs.some(j => !TERMINAL.has(j.state));
+      delay = this.backoff.next({ changed: differs, busy });
+    } catch (error) {
+      this.failed.emit(String((error as Error).message || error));
+      delay = this.backoff.next({ changed: false, busy: false, failed: true });
+    }
+    if (!this._stopped) {
+      this._timer = setTimeout(() => {
+        this._timer = null;
+        void this._tick();
+      }, delay);
+    }
+  }
+
+  private async _fetch(): Promise<ISnapshot> {
+    const [jobs, tensorboards] = await Promise.all([
+      request<{ jobs: IJob[] }>('jobs'),
+      request<{ tensorboards: ITensorBoard[] }>('tensorboards')
+    ]);
+    const now = Date.now() / 1000;
+    // progress of the jobs still running (one small file each), with an ETA from the rate
+    await Promise.all(
+      jobs.jobs
+        .filter(j => !TERMINAL.has(j.state))
+        .map(async job => {
+          try {
+            job.progress = await request(`jobs/${encodeURIComponent(job.id)}/progress`);
+          } catch {
+            job.progress = null;
+          }
+          const fraction = progressFraction(job);
+          if (fraction !== null && job.progress) {
+            const first = this._firstSeen.get(job.id) ?? { time: now, fraction };
+            this._firstSeen.set(job.id, first);
+            job.progress.eta_s = estimateEta(first, { time: now, fraction });
+          }
+        })
+    );
+    let { endpoints, projects } = this.snapshot;
+    // endpoints and labeling change only by the user's hand: polled less often
+    if (this._slowDue <= now) {
+      this._slowDue = now + 15;
+      const [e, p] = await Promise.all([
+        request<{ endpoints: IEndpoint[] }>('endpoints').catch(() => null),
+        request<{ projects: IProject[] }>('labeling/projects').catch(() => null)
+      ]);
+      endpoints = e ? e.endpoints : null;
+      projects = p ? p.projects : null;
+      this.gpus = await request('gpus').catch(() => null);
+    }
+    return { jobs: jobs.jobs, tensorboards: tensorboards.tensorboards, endpoints, projects };
+  }
+
+  private _timer: ReturnType<typeof setTimeout> | null = null;
+  private _polling: Promise<void> | null = null;
+  private _stopped = false;
+  private _slowDue = 0;
+  private _previousJobs: IJob[] = [];
+  private _firstSeen = new Map<string, { time: number; fraction: number }>();
+}
+
+function section(title: string, id: string, count: number | null, body: Node): HTMLElement {
+  return h(
+    'section',
+    { className: 'hf-Section', 'aria-labelledby': `hf-${id}-title`, dataset: { section: id } },
+    h(
+      'h3',
+      { className: 'hf-SectionTitle', id: `hf-${id}-title` },
+      title,
+      count !== null ? h('span', { className: 'hf-Count' }, String(count)) : null
+    ),
+    body
+  );
+}
+
+function empty(text: string): HTMLElement {
+  return h('p', { className: 'hf-Empty' }, text);
+}
+
+function badge(state: string): HTMLElement {
+  return h('span', { className: `hf-Badge hf-Badge-${badgeKind(state)}` }, state);
+}
+
+function bar(fraction: number | null, label: string): HTMLElement | null {
+  if (fraction === null) {
+    return null;
+  }
+  const percent = Math.round(fraction * 100);
+  return h(
+    'div',
+    {
+      className: 'hf-Bar',
+      role: 'progressbar',
+      'aria-valuemin': '0',
+      'aria-valuemax': '100',
+      'aria-valuenow': String(percent),
+      'aria-label': label
+    },
+    h('div', { className: 'hf-BarFill', style: `width: ${percent}%` })
+  );
+}
+
+export class HubforgePanel extends Widget {
+  constructor(
+    readonly model: HubforgeModel,
+    readonly actions: IPanelActions
+  ) {
+    super();
+    this.id = 'hubforge-panel';
+    this.addClass('hf-Panel');
+    this.title.caption = 'Hubforge: jobs, TensorBoards, endpoints, labeling';
+    this._error = h('div', { className: 'hf-Error', role: 'alert' });
+    this._content = h('div', { className: 'hf-Content' });
+    this.node.append(
+      h('header', { className: 'hf-Header' }, h('h2', {}, 'Hubforge')),
+      this._error,
+      this._content
+    );
+    this._content.append(empty('Loading your jobs, TensorBoards, endpoints and projects…'));
+    model.changed.connect(() => this.render());
+    model.failed.connect((_, message) => {
+      this._error.textContent = message
+        ? `Could not reach your server (${message}); retrying…`
+        : '';
+    });
+    // ages ("3 min ago") move even when nothing else does
+    this._clock = setInterval(() => this.model.loaded && this.render(), 30000);
+  }
+
+  dispose(): void {
+    clearInterval(this._clock);
+    super.dispose();
+  }
+
+  protected onAfterShow(): void {
+    void this.model.refresh();
+  }
+
+  render(): void {
+    const { jobs, tensorboards, endpoints, projects } = this.model.snapshot;
+    const now = Date.now() / 1000;
+    const focused = document.activeElement?.getAttribute('data-key');
+    this._content.replaceChildren(
+      section(
+        'Jobs',
+        'jobs',
+        jobs.length,
+        jobs.length
+          ? h('ul', { className: 'hf-List' }, ...jobs.map(j => this._job(j, now)))
+          : empty(
+              'No jobs yet. Right-click a notebook in the file browser and choose ' +
+                '"Run as job", or press the rocket button in a notebook\'s toolbar.'
+            )
+      ),
+      section(
+        'TensorBoards',
+        'tensorboards',
+        tensorboards.length,
+        tensorboards.length
+          ? h('ul', { className: 'hf-List' }, ...tensorboards.map(t => this._tensorboard(t)))
+          : empty('No TensorBoard running. Open one from a job above ("TensorBoard").')
+      ),
+      section(
+        'Endpoints',
+        'endpoints',
+        endpoints ? endpoints.length : null,
+        endpoints === null
+          ? empty('Endpoints are not available right now (the hubforge service did not answer).')
+          : endpoints.length
+            ? h('ul', { className: 'hf-List' }, ...endpoints.map(e => this._endpoint(e)))
+            : empty('No endpoints. Deploy a succeeded job above ("Deploy").')
+      ),
+      section(
+        'Labeling',
+        'labeling',
+        projects ? projects.length : null,
+        projects === null
+          ? empty('Label Studio is not available right now.')
+          : projects.length
+            ? h('ul', { className: 'hf-List' }, ...projects.map(p => this._project(p)))
+            : empty(
+                'No labeling projects. Create one in a notebook: ' +
+                  'from hubforge.widgets import label'
+              )
+      )
+    );
+    if (focused) {
+      (this._content.querySelector(`[data-key="${CSS.escape(focused)}"]`) as HTMLElement)?.focus();
+    }
+  }
+
+  private _job(job: IJob, now: number): HTMLElement {
+    const finished = TERMINAL.has(job.state);
+    const key = (what: string) => ({ 'data-key': `job:${job.id}:${what}` });
+    const actions = [
+      actionButton('Logs', `Follow the logs of ${jobName(job)}`, () =>
+        this.actions.followLogs(job)
+      ),
+      !finished &&
+        actionButton('Cancel', `Cancel ${jobName(job)}`, () => this.actions.cancel(job)),
+      actionButton('TensorBoard', `Open TensorBoard for ${jobName(job)}`, () =>
+        this.actions.openTensorBoard(job)
+      ),
+      job.state === 'succeeded' &&
+        actionButton('Deploy', `Deploy the model ${jobName(job)} exported`, () =>
+          this.actions.deploy(job)
+        ),
+      job.spec?.source?.endsWith('.ipynb') &&
+        actionButton('Notebook', `Open the notebook of ${jobName(job)}`, () =>
+          this.actions.openNotebook(job)
+        )
+    ].filter(Boolean) as HTMLButtonElement[];
+    for (const button of actions) {
+      Object.assign(button.dataset, { key: key(button.textContent || '')['data-key'] });
+    }
+    const figures = job.artifacts?.figures || [];
+    const text = progressText(job);
+    return h(
+      'li',
+      { className: 'hf-Item hf-Job', dataset: { job: job.id, state: job.state } },
+      h(
+        'div',
+        { className: 'hf-ItemHead' },
+        h('span', { className: 'hf-Name', title: job.id }, jobName(job)),
+        badge(job.state)
+      ),
+      h('div', { className: 'hf-Details' }, jobDetails(job, now)),
+      text ? h('div', { className: 'hf-Progress' }, text) : null,
+      finished ? null : bar(progressFraction(job), `Progress of ${jobName(job)}`),
+      job.state === 'failed' && job.reason
+        ? h('div', { className: 'hf-Reason', title: job.reason }, job.reason)
+        : null,
+      figures.length
+        ? h(
+            'div',
+            { className: 'hf-Figures' },
+            ...figures.map((path, i) =>
+              actionButton(`Figure ${i + 1}`, `Open figure ${i + 1} of ${jobName(job)}`, () =>
+                this.actions.openFigure(path)
+              )
+            )
+          )
+        : null,
+      h('div', { className: 'hf-Actions' }, ...actions)
+    );
+  }
+
+  private _tensorboard(tb: ITensorBoard): HTMLElement {
+    const runs = Object.keys(tb.logdirs || {}).join(', ');
+    return h(
+      'li',
+      { className: 'hf-Item hf-TensorBoard', dataset: { tensorboard: tb.name } },
+      h('div', { className: 'hf-ItemHead' }, h('span', { className: 'hf-Name' }, tb.name)),
+      h('div', { className: 'hf-Details' }, runs),
+      h(
+        'div',
+        { className: 'hf-Actions' },
+        actionButton('Open', `Open TensorBoard ${tb.name} in a tab`, () =>
+          this.actions.showTensorBoard(tb)
+        ),
+        actionButton('Stop', `Stop TensorBoard ${tb.name}`, () => this.actions.stopTensorBoard(tb))
+      )
+    );
+  }
+
+  private _endpoint(endpoint: IEndpoint): HTMLElement {
+    const labels = Object.entries(endpoint.labels || {})
+      .map(([label, version]) => `${label}→${version}`)
+      .join(', ');
+    const versions = `versions ${endpoint.versions.join(', ')}${labels ? ` · ${labels}` : ''}`;
+    return h(
+      'li',
+      { className: 'hf-Item hf-Endpoint', dataset: { endpoint: endpoint.name } },
+      h(
+        'div',
+        { className: 'hf-ItemHead' },
+        h('span', { className: 'hf-Name' }, endpoint.name),
+        badge(endpoint.running ? 'running' : 'stopped')
+      ),
+      h('div', { className: 'hf-Details' }, versions),
+      h(
+        'div',
+        { className: 'hf-Actions' },
+        endpoint.running &&
+          actionButton('Try it', `Send a prediction to ${endpoint.name}`, () =>
+            this.actions.tryEndpoint(endpoint)
+          ),
+        actionButton('Copy curl', `Copy a curl line that calls ${endpoint.name}`, () =>
+          this.actions.copyCurl(endpoint)
+        ),
+        endpoint.running &&
+          actionButton('Undeploy', `Undeploy ${endpoint.name}`, () =>
+            this.actions.undeploy(endpoint)
+          )
+      )
+    );
+  }
+
+  private _project(project: IProject): HTMLElement {
+    const fraction = project.total ? project.labeled / project.total : 0;
+    return h(
+      'li',
+      { className: 'hf-Item hf-Project', dataset: { project: String(project.id) } },
+      h(
+        'div',
+        { className: 'hf-ItemHead' },
+        h('span', { className: 'hf-Name' }, project.name),
+        h('span', { className: 'hf-Details' }, project.task)
+      ),
+      h('div', { className: 'hf-Details' }, `${project.labeled}/${project.total} labeled`),
+      bar(fraction, `Labeled in ${project.name}`),
+      h(
+        'div',
+        { className: 'hf-Actions' },
+        actionButton('Label here', `Open a notebook that labels ${project.name}`, () =>
+          this.actions.newLabelingNotebook(project)
+        ),
+        actionButton('Label Studio', `Open ${project.name} in Label Studio`, () =>
+          this.actions.openLabeling(project)
+        )
+      )
+    );
+  }
+
+  private _error: HTMLElement;
+  private _content: HTMLElement;
+  private _clock: ReturnType<typeof setInterval>;
+}

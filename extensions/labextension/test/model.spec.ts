@@ -1,0 +1,116 @@
+import {
+  Backoff,
+  IJob,
+  endedSince,
+  estimateEta,
+  parseParameter,
+  progressFraction,
+  progressText,
+  statusText
+} from '../src/model';
+
+function job(id: string, state: string, extra: Partial<IJob> = {}): IJob {
+  return { id, state, created: 0, restarts: 0, replicas: {}, spec: { name: id }, ...extra };
+}
+
+describe('endedSince', () => {
+  it('reports a job that went from running to an end state, once', () => {
+    const before = [job('a', 'running'), job('b', 'pending')];
+    const after = [job('a', 'succeeded'), job('b', 'running')];
+    expect(endedSince(before, after).map(c => [c.job.id, c.from, c.job.state])).toEqual([
+      ['a', 'running', 'succeeded']
+    ]);
+    expect(endedSince(after, after)).toEqual([]);
+  });
+
+  it('says nothing about jobs that had ended before the panel opened', () => {
+    expect(endedSince(null, [job('a', 'failed')])).toEqual([]);
+    expect(endedSince([], [job('new', 'failed')])).toEqual([]);
+  });
+
+  it('reports failures and cancellations too', () => {
+    const ended = endedSince(
+      [job('x', 'running'), job('y', 'running')],
+      [job('x', 'failed'), job('y', 'cancelled')]
+    );
+    expect(ended.map(c => c.job.state)).toEqual(['failed', 'cancelled']);
+  });
+});
+
+describe('progress', () => {
+  it('counts epochs from 1 for people and mixes in the steps', () => {
+    const j = job('a', 'running', { progress: { epoch: 1, epochs: 4, step: 50, steps: 100 } });
+    expect(progressText(j)).toBe('epoch 2/4 · step 50/100');
+    expect(progressFraction(j)).toBeCloseTo(1.5 / 4);
+  });
+
+  it('shows the ETA only while the job runs', () => {
+    const p = { epoch: 0, epochs: 2, step: 1, steps: 10, eta_s: 125 };
+    expect(progressText(job('a', 'running', { progress: p }))).toContain('ETA 2 min');
+    expect(progressText(job('a', 'failed', { progress: p }))).not.toContain('ETA');
+  });
+
+  it('has no fraction before the first training step, and 1 when succeeded', () => {
+    expect(progressFraction(job('a', 'pending'))).toBeNull();
+    expect(progressText(job('a', 'pending'))).toBe('');
+    expect(progressFraction(job('a', 'succeeded'))).toBe(1);
+  });
+
+  it('estimates the time left from the rate between two sightings', () => {
+    expect(estimateEta({ time: 100, fraction: 0.1 }, { time: 110, fraction: 0.2 })).toBeCloseTo(
+      80
+    );
+    expect(estimateEta({ time: 100, fraction: 0.2 }, { time: 110, fraction: 0.2 })).toBeNull();
+    expect(estimateEta({ time: 100, fraction: 0.5 }, { time: 110, fraction: 1 })).toBeNull();
+  });
+});
+
+describe('Backoff', () => {
+  it('doubles while nothing changes, up to the maximum, and resets on a change', () => {
+    const b = new Backoff(1000, 8000);
+    expect([1, 2, 3, 4].map(() => b.next({ changed: false, busy: false }))).toEqual([
+      2000, 4000, 8000, 8000
+    ]);
+    expect(b.next({ changed: true, busy: false })).toBe(1000);
+  });
+
+  it('stays fast while a job runs', () => {
+    const b = new Backoff(1000, 30000);
+    const delays = [1, 2, 3, 4, 5].map(() => b.next({ changed: false, busy: true }));
+    expect(Math.max(...delays)).toBe(2000);
+  });
+
+  it('slows down after errors', () => {
+    const b = new Backoff(1000, 30000);
+    expect(b.next({ changed: false, busy: true, failed: true })).toBe(4000);
+    expect(b.next({ changed: false, busy: true, failed: true })).toBe(8000);
+  });
+});
+
+describe('statusText', () => {
+  it('counts running jobs and workbench GPUs in use', () => {
+    const jobs = [job('a', 'running'), job('b', 'pending'), job('c', 'succeeded')];
+    expect(statusText(jobs, { workbench: { total: 4, free: 1 } })).toBe(
+      'GPUs 3/4 in use · 2 jobs running'
+    );
+    expect(statusText([], { workbench: { total: 0, free: 0 } })).toBe('0 jobs running');
+    expect(statusText([job('a', 'running')], null)).toBe('1 job running');
+  });
+});
+
+describe('parseParameter', () => {
+  it('gives back the type the notebook declares', () => {
+    expect(parseParameter('12', 'int')).toEqual({ ok: true, value: 12 });
+    expect(parseParameter('0.5', 'float')).toEqual({ ok: true, value: 0.5 });
+    expect(parseParameter('False', 'bool')).toEqual({ ok: true, value: false });
+    expect(parseParameter('adam', 'str')).toEqual({ ok: true, value: 'adam' });
+    expect(parseParameter('[1, 2]', 'list')).toEqual({ ok: true, value: [1, 2] });
+  });
+
+  it('says what is wrong with a bad value', () => {
+    expect(parseParameter('1.5', 'int')).toEqual({ ok: false, error: '"1.5" is not a whole number' });
+    expect(parseParameter('', 'float')).toMatchObject({ ok: false });
+    expect(parseParameter('yes', 'bool')).toMatchObject({ ok: false });
+    expect(parseParameter('[1,', 'list')).toMatchObject({ ok: false });
+  });
+});

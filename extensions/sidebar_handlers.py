@@ -1,0 +1,216 @@
+"""REST views the JupyterLab sidebar calls (/hubforge/api/...), next to the jobs and
+TensorBoard routes: endpoints, labeling projects, GPU status and a job's pre-submit check.
+
+Thin: each handler calls the engine's Python API as this server's user, so a caller sees and
+changes only what that user may (the hubforge service checks again behind it).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from jupyter_server.auth.decorator import authorized
+from tornado import web
+
+from .app_base import HubforgeAPIHandler
+from .client import ServiceClient, ServiceError
+
+
+class SidebarHandler(HubforgeAPIHandler):
+    """Engine errors become JSON errors with the engine's own words."""
+
+    async def call(self, func: Any, *args: Any, **kwargs: Any) -> Any:
+        from .jobs.errors import JobError, JobNotFound
+        from .labeling.api import LabelingError
+        from .serving.api import BadRequest, NotFound, ServingError
+
+        try:
+            return await asyncio.to_thread(func, *args, **kwargs)
+        except (NotFound, JobNotFound) as e:
+            raise web.HTTPError(404, str(e)) from None
+        except JobError as e:
+            raise web.HTTPError(e.status, str(e)) from None
+        except (BadRequest, LabelingError) as e:
+            raise web.HTTPError(400, str(e)) from None
+        except (ServingError, ServiceError) as e:
+            raise web.HTTPError(502, str(e)) from None
+
+    def notebook_path(self, relative: Any) -> Path:
+        if not isinstance(relative, str) or not relative:
+            raise web.HTTPError(400, "Give the notebook's path, relative to your home folder")
+        return Path(self.settings["server_root_dir"]).expanduser() / relative
+
+
+def _endpoint_view(endpoint: Any) -> dict[str, Any]:
+    record = dict(endpoint.record)
+    record["public_url"] = endpoint.public_url
+    record["curl"] = endpoint.curl()
+    return record
+
+
+class EndpointsHandler(SidebarHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from .serving import api
+
+        endpoints = await self.call(api.list_endpoints)
+        self.finish(json.dumps({"endpoints": [_endpoint_view(e) for e in endpoints]}))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        """Deploy a finished job's model: ``{"job": "<job id>", "name": "<endpoint>"}``."""
+        from .jobs import api as jobs
+        from .serving import api
+
+        body = self.json_body()
+        job_id, name = body.get("job"), body.get("name")
+        if not isinstance(job_id, str) or not isinstance(name, str) or set(body) - {"job", "name"}:
+            raise web.HTTPError(400, 'Send {"job": "<job id>", "name": "<endpoint name>"}')
+        job = await self.call(jobs.get, job_id)
+        endpoint = await self.call(api.deploy, job, name)
+        self.set_status(201)
+        self.finish(json.dumps(_endpoint_view(endpoint)))
+
+
+class EndpointHandler(SidebarHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        from .serving import api
+
+        endpoint = await self.call(api.get, name)
+        view = _endpoint_view(endpoint)
+        try:
+            view["example"] = {"instances": await asyncio.to_thread(endpoint.example_instances)}
+        except Exception:  # a stopped or still loading endpoint has no metadata yet
+            view["example"] = None
+        self.finish(json.dumps(view))
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        """Try it: ``{"instances": [...]}`` → the predictions and the round trip in ms."""
+        from .serving import api
+
+        body = self.json_body()
+        if not isinstance(body.get("instances"), list) or set(body) - {"instances", "version"}:
+            raise web.HTTPError(400, 'Send {"instances": [...]} (and "version": N if you want one)')
+        endpoint = await self.call(api.get, name)
+        started = time.perf_counter()
+        predictions = await self.call(endpoint.predict, body["instances"], body.get("version"))
+        took = (time.perf_counter() - started) * 1000
+        self.finish(json.dumps({"predictions": predictions, "latency_ms": round(took, 1)}))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        from .serving import api
+
+        endpoint = await self.call(api.get, name)
+        await self.call(endpoint.undeploy)
+        self.finish(json.dumps(_endpoint_view(endpoint)))
+
+
+class LabelingProjectsHandler(SidebarHandler):
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from .labeling import api
+
+        def projects() -> list[dict[str, Any]]:
+            return [{**p.summary(), "url": p.url} for p in api.list_projects()]
+
+        self.finish(json.dumps({"projects": await self.call(projects)}))
+
+
+class JobCheckHandler(SidebarHandler):
+    """What the Run-as-job dialog shows before submit: the notebook's parameters (from its
+    ``parameters`` cell, with their types) and the conversion's warnings for N workers."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        from .jobs import api as jobs
+        from .jobs.convert import parameters_of, read_notebook
+
+        path = self.notebook_path(self.get_argument("path", ""))
+        try:
+            workers = int(self.get_argument("workers", "1"))
+        except ValueError:
+            raise web.HTTPError(400, "'workers' must be a whole number, e.g. 2") from None
+        if path.suffix != ".ipynb" or not path.is_file():
+            raise web.HTTPError(400, f"{path.name}: give a notebook (.ipynb) in your home folder")
+        warnings = await self.call(jobs.check, path, workers)
+        params = await self.call(lambda: parameters_of(read_notebook(path)))
+        typed = [{"name": k, "value": v, "type": type(v).__name__} for k, v in params.items()]
+        self.finish(json.dumps({"path": str(path), "warnings": warnings, "parameters": typed}))
+
+
+def nvidia_smi() -> list[dict[str, Any]]:
+    """This server's GPUs with memory and utilisation (empty without nvidia-smi)."""
+    binary = shutil.which("nvidia-smi")
+    if not binary:
+        return []
+    fields = "index,name,memory.used,memory.total,utilization.gpu"
+    try:
+        out = subprocess.run(
+            [binary, f"--query-gpu={fields}", "--format=csv,noheader,nounits"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout
+    except (OSError, subprocess.SubprocessError):
+        return []
+    visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+    gpus = []
+    for line in out.strip().splitlines():
+        index, name, used, total, util = [x.strip() for x in line.split(",")]
+        if visible and index not in visible:
+            continue
+        gpus.append(
+            {
+                "index": index,
+                "name": name,
+                "memory_used_mib": float(used),
+                "memory_total_mib": float(total),
+                "utilization": float(util),
+            }
+        )
+    return gpus
+
+
+class GpuStatusHandler(SidebarHandler):
+    """GPUs in use and free on the workbench (from the service), this server's GPUs."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        status: dict[str, Any] = {"workbench": None, "server": await asyncio.to_thread(nvidia_smi)}
+        if ServiceClient.available():
+            try:
+                gpus = (await asyncio.to_thread(ServiceClient().status))["gpus"]
+                status["workbench"] = {"total": gpus["total"], "free": gpus["free"]}
+            except (ServiceError, KeyError) as e:
+                status["workbench"] = {"error": str(e)}
+        status["visible"] = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
+        self.finish(json.dumps(status))
+
+
+def routes(prefix: str) -> list[tuple]:
+    return [
+        (prefix + "/endpoints", EndpointsHandler),
+        (prefix + r"/endpoints/([^/]+)", EndpointHandler),
+        (prefix + "/labeling/projects", LabelingProjectsHandler),
+        (prefix + "/job-check", JobCheckHandler),
+        (prefix + "/gpus", GpuStatusHandler),
+    ]

@@ -1,0 +1,132 @@
+"""The Hubforge panel in JupyterLab, driven as a user would in a real Chromium: Run as job
+from the file browser, watch it succeed, TensorBoard, deploy, try it, undeploy."""
+
+from __future__ import annotations
+
+import json
+import re
+import time
+
+import pytest
+
+from tests.e2e.lab import login_and_start, put_file
+from tests.notebooks import training_notebook
+
+pytestmark = [pytest.mark.browser, pytest.mark.hub]
+
+
+def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_path):
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else 0)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on(
+        "response",
+        lambda r: (
+            problems.append(f"{r.status} {r.request.method} {r.url}")
+            if r.status >= 400 and "/hubforge/api/" in r.url
+            else 0
+        ),
+    )
+    user = "paula"
+    workbench.wait_label_studio(time.monotonic() + 300)  # the panel lists labeling projects too
+    login_and_start(page, workbench, user, "paula-password-1")
+    token = None
+    try:
+        notebook = json.loads(training_notebook(tmp_path / "train.ipynb").read_text())
+        put_file(page, workbench, user, "train.ipynb", {"type": "notebook", "content": notebook})
+
+        # the panel: its own icon in the left sidebar, an empty state that says what to do
+        page.click(".jp-SideBar.jp-mod-left [data-id='hubforge-panel']")
+        panel = page.wait_for_selector("#hubforge-panel .hf-Section[data-section='jobs']")
+        page.wait_for_selector("#hubforge-panel >> text=No jobs yet")
+        assert "0 jobs running" in page.inner_text(".hf-Status")
+        assert re.search(r"GPUs \d+/\d+ in use", page.inner_text(".hf-Status"))
+
+        # Run as job from the file browser's context menu: 2 workers, a parameter changed
+        page.click(".jp-SideBar.jp-mod-left [data-id='filebrowser']")
+        page.click("button[data-command='filebrowser:refresh']")
+        page.click(
+            ".jp-DirListing-item[data-file-type='notebook']:has-text('train.ipynb')", button="right"
+        )
+        page.click(".lm-Menu-item:has-text('Run as job')")
+        dialog = page.wait_for_selector(".jp-Dialog .hf-RunAsJob-body")
+        page.wait_for_selector(".jp-Dialog input[name='param-delay']")
+        assert page.input_value(".jp-Dialog input[name='param-epochs']") == "3"
+        page.fill(".jp-Dialog input[name='workers']", "2")
+        page.fill(".jp-Dialog input[name='param-delay']", "0.4")
+        assert "Parameters" in dialog.inner_text()
+        page.click(".jp-Dialog button:has-text('Submit')")
+
+        # the job appears at once in the panel, with progress moving, and ends succeeded
+        job = page.wait_for_selector("#hubforge-panel .hf-Job", timeout=30_000)
+        job_id = job.get_attribute("data-job")
+        row = f"#hubforge-panel .hf-Job[data-job='{job_id}']"
+        page.wait_for_selector(f"{row} .hf-Progress:has-text('epoch')", timeout=240_000)
+        assert "1 job running" in page.inner_text(".hf-Status")
+        page.wait_for_selector(f"{row}[data-state='succeeded']", timeout=240_000)
+        assert "2 workers" in page.inner_text(row)
+        # JupyterLab's notification centre says so, with the next steps
+        page.wait_for_selector("text=Job train succeeded", timeout=30_000)
+        page.wait_for_selector("button:has-text('Open TensorBoard')")
+        records = page.request.get(workbench.url + f"user/{user}/hubforge/api/jobs").json()
+        (record,) = records["jobs"]
+        assert record["spec"]["workers"] == 2 and record["spec"]["params"]["delay"] == 0.4
+
+        # keyboard: Tab walks through the job's actions
+        page.focus(f"{row} button:has-text('Logs')")
+        reached = []
+        for _ in range(4):
+            reached.append(page.evaluate("document.activeElement.textContent"))
+            page.keyboard.press("Tab")
+        assert reached[:4] == ["Logs", "TensorBoard", "Deploy", "Notebook"], reached
+
+        # logs in a main-area tab, with a replica picker
+        page.click(f"{row} button:has-text('Logs')")
+        page.wait_for_selector(".hf-LogText:has-text('Epoch 3/3')", timeout=30_000)
+        page.select_option(".hf-Replica", "worker-1")
+        page.wait_for_selector(".hf-LogText:has-text('Epoch 3/3')", timeout=30_000)
+
+        # TensorBoard in a tab, through this server
+        page.click(f"{row} button:has-text('TensorBoard')")
+        frame = page.wait_for_selector(".hf-TensorBoardTab iframe", timeout=60_000)
+        src = frame.get_attribute("src")
+        assert src.startswith(f"/user/{user}/"), src
+        page.frame_locator(".hf-TensorBoardTab iframe").locator("body").wait_for(timeout=60_000)
+        assert page.request.get(workbench.url.rstrip("/") + src).ok
+        page.wait_for_selector("#hubforge-panel .hf-TensorBoard")
+
+        # deploy the exported model, try it, copy the curl line, undeploy
+        page.click(f"{row} button:has-text('Deploy')")
+        page.fill(".jp-Dialog input", "panel-model")
+        page.click(".jp-Dialog button.jp-mod-accept")
+        endpoint = "#hubforge-panel .hf-Endpoint[data-endpoint='panel-model']"
+        page.wait_for_selector(endpoint, timeout=120_000)
+        assert "versions 1" in page.inner_text(endpoint)
+        page.click(f"{endpoint} button:has-text('Try it')")
+        page.wait_for_function(
+            "document.querySelector('.hf-TryInput').value.includes('[[0, 0, 0, 0]]')"
+            " || document.querySelector('.hf-TryInput').value.includes('[[0,0,0,0]]')"
+        )
+        page.click(".hf-TryIt button:has-text('Send')")
+        page.wait_for_selector(".hf-TryOutput:has-text('predictions')")
+        assert re.fullmatch(r"[\d.]+ ms", page.inner_text(".hf-Latency"))
+        predictions = json.loads(page.inner_text(".hf-TryOutput"))["predictions"]
+        assert len(predictions) == 1 and 0.0 <= predictions[0][0] <= 1.0  # a sigmoid
+        page.click(".jp-Dialog button:has-text('Close')")
+
+        # another user cannot undeploy it through their own server
+        token = workbench.create_user("paula-rival")
+        assert workbench.spawn("paula-rival", token).status_code in (201, 202)
+        r = workbench.api("DELETE", "user/paula-rival/hubforge/api/endpoints/panel-model", token)
+        assert r.status_code == 404, r.text
+
+        page.click(f"{endpoint} button:has-text('Undeploy')")
+        page.click(".jp-Dialog button:has-text('Undeploy')")
+        page.wait_for_selector(f"{endpoint} .hf-Badge:has-text('stopped')", timeout=60_000)
+        assert "0 jobs running" in page.inner_text(".hf-Status")
+        panel.screenshot(path=str(tmp_path / "panel.png"))
+        assert not problems, problems
+    finally:
+        workbench.ensure_stopped(user)
+        if token:
+            workbench.ensure_stopped("paula-rival")
