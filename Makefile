@@ -97,7 +97,7 @@ lint: setup-test
 
 test: lint
 	cd $(LAB) && ../../$(VENV)/bin/jlpm test --silent
-	$(PY) -m pytest $(SEED_ARG) $(PYTEST_ARGS)
+	$(PY) -m pytest $(SEED_ARG) --durations=25 $(PYTEST_ARGS)
 
 # The same suite with two CPU-bound processes beside it: it must pass on a busy machine too.
 test-busy: lint
@@ -112,6 +112,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_labeling.py
 	$(PY) tests/bench/bench_dependability.py
 	$(PY) tests/bench/bench_isolation.py
+	$(PY) tests/bench/bench_sidebar.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info \

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -72,19 +73,30 @@ def running(workbench: Workbench) -> dict | None:
     return record
 
 
-def _ensure_first_admin(workbench: Workbench) -> None:
+def _ensure_first_admin(workbench: Workbench) -> str | None:
+    """Create the first admin when there is no user yet; returns its password (shown once,
+    at the end of start-up, where it does not scroll away)."""
     store = _store(workbench)
     if store.users():
-        return
+        return None
     password = store.add(FIRST_ADMIN, admin=True)
     creds = workbench.state_dir / "initial-admin.txt"
     write_text(creds, f"user: {FIRST_ADMIN}\npassword: {password}\n", mode=0o600)
-    print(
-        f"\nCreated the first admin.\n  user:     {FIRST_ADMIN}\n  password: {password}\n"
-        f"(also saved, readable only by you, in {creds}; "
-        f"change it with `hubforge users reset-password {FIRST_ADMIN}`)\n",
-        flush=True,
-    )
+    return password
+
+
+def first_admin_box(password: str, creds: Path) -> str:
+    """The first admin's credentials in a box, with what to do next."""
+    lines = [
+        "Created the first admin (shown once):",
+        f"  user:     {FIRST_ADMIN}",
+        f"  password: {password}",
+        f"Change it: hubforge users reset-password {FIRST_ADMIN}",
+        f"(kept, readable only by you, in {creds} until you do)",
+    ]
+    width = max(len(line) for line in lines)
+    rule = "+" + "-" * (width + 2) + "+"
+    return "\n".join([rule, *(f"| {line.ljust(width)} |" for line in lines), rule])
 
 
 def _first_admin_hint(workbench: Workbench) -> str:
@@ -150,7 +162,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         # users' servers, jobs and endpoints set their own umask (022) as they start
         os.umask(0o077)
     find_proxy()  # fail now, with the fix, rather than inside the hub
-    _ensure_first_admin(workbench)
+    new_admin = _ensure_first_admin(workbench)
     lifecycle.remember(workbench.data_dir)
     stopping: list[int] = []
     hubs: list[subprocess.Popen] = []
@@ -174,6 +186,10 @@ def cmd_up(args: argparse.Namespace) -> int:
             record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
             write_json(_pid_file(workbench), record)
             if _wait_ready(workbench.public_url, hub):
+                if len(hubs) == 1 and new_admin:
+                    creds = workbench.state_dir / "initial-admin.txt"
+                    print("\n" + first_admin_box(new_admin, creds), flush=True)
+                    new_admin = None
                 print(
                     f"\nHubforge is running at {workbench.public_url}\n"
                     f"Log in with your user name and password{_first_admin_hint(workbench)}.\n"
@@ -310,6 +326,9 @@ def _print_job(record: dict) -> None:
     )
     if record.get("reason"):
         print(f"  {record['reason']}")
+        blamed = re.search(r"see the logs of (worker-\d+)", record["reason"])
+        if blamed:
+            print(f"  logs: hubforge job logs {record['id']} --replica {blamed.group(1)}")
     for name, replica in sorted(record.get("replicas", {}).items()):
         print(f"  {name}: {replica['state']} (pid {replica['pid']}, exit {replica['exit_code']})")
     for key, value in record.get("artifacts", {}).items():
@@ -459,7 +478,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 batching=_batching(args),
                 gpus=args.gpus,
             )
-            print(f"{ep.name}: versions {ep.versions}\npredict with:\n  {ep.curl()}")
+            try:  # a row shaped like the model's input, so the printed line works as is
+                example = ep.example_instances()
+            except serving.ServingError:
+                example = None
+            print(f"{ep.name}: versions {ep.versions}\npredict with:\n  {ep.curl(example)}")
         elif args.serve_command == "list":
             for ep in serving.list_endpoints():
                 state = "running" if ep.record["running"] else "stopped"

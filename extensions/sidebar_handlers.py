@@ -174,19 +174,28 @@ def nvidia_smi() -> list[dict[str, Any]]:
     visible = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]
     gpus = []
     for line in out.strip().splitlines():
-        index, name, used, total, util = [x.strip() for x in line.split(",")]
-        if visible and index not in visible:
+        fields = [x.strip() for x in line.split(",")]
+        if len(fields) != 5 or (visible and fields[0] not in visible):
             continue
+        index, name, used, total, util = fields
         gpus.append(
             {
                 "index": index,
                 "name": name,
-                "memory_used_mib": float(used),
-                "memory_total_mib": float(total),
-                "utilization": float(util),
+                "memory_used_mib": _number(used),
+                "memory_total_mib": _number(total),
+                "utilization": _number(util),
             }
         )
     return gpus
+
+
+def _number(text: str) -> float | None:
+    """nvidia-smi writes "[N/A]" where a GPU cannot tell (MIG slices, some drivers)."""
+    try:
+        return float(text)
+    except ValueError:
+        return None
 
 
 class GpuStatusHandler(SidebarHandler):

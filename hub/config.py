@@ -111,6 +111,10 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.JupyterHub.authenticator_class = "hubforge-password"
     c.JupyterHub.spawner_class = "hubforge-local"
     c.JupyterHub.custom_scopes = custom_scopes()
+    # Hubforge's name and logo on JupyterHub's pages (template overrides, no fork)
+    here = Path(__file__).resolve().parent
+    c.JupyterHub.template_paths = [str(here / "templates")]
+    c.JupyterHub.logo_file = str(here / "static" / "hubforge-logo.svg")
     c.JupyterHub.load_roles = roles()
     # the hub starts services with this environment only: settings that may come from the
     # hub's own environment travel explicitly (the service runs jobs and endpoints as owners)

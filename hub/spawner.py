@@ -74,26 +74,47 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 free = (await self._service("GET", "status"))["gpus"]["free"]
             except web.HTTPError:
                 self.log.warning("hubforge service unavailable: GPU availability unknown")
-        rows = []
+        cards = []
         for p in self.usable_profiles():
             busy = free is not None and p["gpus"] > free
             attrs = (" checked" if p.get("default") else "") + (" disabled" if busy else "")
-            note = f" (only {free} GPU(s) free now)" if busy else ""
             wb = self.workbench
             idle = idle_note(idle_timeout(p, wb.idle_timeout, wb.gpu_idle_timeout))
-            rows.append(
-                f'<label class="hubforge-profile" style="display:block;margin:0.5em 0">'
+            facts = [
+                f"{p['cpu']:g} CPU" if p.get("cpu") else "CPU: shared",
+                f"{p['memory']} memory" if p.get("memory") else "memory: shared",
+                f"{p['gpus']} GPU{'s' if p['gpus'] != 1 else ''}"
+                + (f" ({p['gpu_type']})" if p.get("gpu_type") else ""),
+            ]
+            if busy:
+                facts.append(f"only {free} GPU(s) free now")
+            items = "".join(f"<li>{html.escape(f)}</li>" for f in facts)
+            cards.append(
+                f'<label class="hubforge-profile card{" text-muted" if busy else ""}">'
+                f'<span class="card-body">'
                 f'<input type="radio" name="profile" value="{html.escape(p["slug"])}"{attrs}> '
                 f"<strong>{html.escape(p['display_name'])}</strong>"
-                f' <span class="text-muted">{html.escape(p.get("description", ""))}{note}</span>'
-                f' <span class="hubforge-idle text-muted">&middot; {idle}</span>'
-                "</label>"
+                f'<span class="d-block text-muted">{html.escape(p.get("description", ""))}</span>'
+                f'<ul class="hubforge-facts">{items}</ul>'
+                f'<span class="hubforge-idle text-muted">{idle}</span>'
+                "</span></label>"
             )
         header = ""
         if free is not None:
             total = len(self.workbench.gpus)
-            header = f'<p id="hubforge-gpus-free">GPUs free: {free} of {total}</p>'
-        return f'<div id="hubforge-profiles">{header}{"".join(rows)}</div>'
+            header = f'<p id="hubforge-gpus-free">GPUs free now: {free} of {total}</p>'
+        style = (
+            "<style>#hubforge-profiles .hubforge-cards{display:grid;gap:12px;"
+            "grid-template-columns:repeat(auto-fill,minmax(200px,1fr));margin:12px 0}"
+            "#hubforge-profiles .hubforge-profile{cursor:pointer;margin:0}"
+            "#hubforge-profiles .hubforge-profile:has(input:checked){border-color:#1565c0;"
+            "box-shadow:0 0 0 2px #1565c0}"
+            "#hubforge-profiles .hubforge-facts{padding-left:1.2em;margin:6px 0}</style>"
+        )
+        return (
+            f'<div id="hubforge-profiles">{style}{header}'
+            f'<div class="hubforge-cards">{"".join(cards)}</div></div>'
+        )
 
     def options_from_form(self, formdata: dict[str, list[str]]) -> dict[str, Any]:
         return {"profile": formdata.get("profile", [""])[0]}

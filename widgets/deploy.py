@@ -15,6 +15,8 @@ import ipywidgets as w
 
 from hubforge import serving
 
+from .copy import CopyField
+
 ERROR = '<span style="color:#c00">{}</span>'
 
 
@@ -38,8 +40,10 @@ class DeployWidget(w.VBox):
         self.deploy_button = w.Button(description="Deploy", button_style="primary", icon="upload")
         self.undeploy_button = w.Button(description="Undeploy", icon="trash", disabled=True)
         self.status = w.HTML(f"Not deployed: <code>{html.escape(self._source_text())}</code>")
-        self.progress = w.IntProgress(value=0, min=0, max=3, layout={"width": "40%"})
-        self.curl_line = w.Text(description="curl", layout={"width": "100%"}, disabled=False)
+        # shown only while deploying (loading the model, starting the server)
+        hidden = {"width": "40%", "display": "none"}
+        self.progress = w.IntProgress(value=0, min=0, max=3, description="Deploying", layout=hidden)
+        self.curl_line = CopyField(label="Call it from a terminal ($TOKEN: a token of yours):")
         self.request = w.Textarea(description="Request", layout={"width": "100%", "height": "70px"})
         self.send_button = w.Button(description="Send", icon="paper-plane", disabled=True)
         self.response = w.HTML()
@@ -88,19 +92,19 @@ class DeployWidget(w.VBox):
         """Deploy (or add a version); errors show in the status line."""
         self.deploy_button.disabled = True
         self.progress.value = 1
+        self.progress.layout.display = "flex"
         self.status.value = f"Deploying <b>{html.escape(self.name.value)}</b>… (loading the model)"
         batching = {"max_batch_size": self.batch.value} if self.batch.value > 1 else None
         try:
             self.endpoint = serving.deploy(self.source, self.name.value, batching=batching)
         except serving.ServingError as e:
             self.status.value = ERROR.format("Not deployed: " + html.escape(str(e)))
-            self.progress.value = 0
             return None
         finally:
             self.deploy_button.disabled = False
-        self.progress.value = 2
+            self.progress.layout.display = "none"
+            self.progress.value = 0
         self._show_endpoint()
-        self.progress.value = 3
         return self.endpoint
 
     def _show_endpoint(self) -> None:

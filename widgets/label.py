@@ -47,13 +47,17 @@ function render({ model, el }) {
       pre = `<div class="hf-pre">model: <b>${preboxes.length} box` +
         `${preboxes.length === 1 ? "" : "es"}</b>${sure} — Enter accepts, or draw your own</div>`;
     let body = "<div class='hf-done'>All items are labeled.</div>";
-    if (item.kind === "image" && !detect) body = `<img class="hf-item" src="${item.src}">`;
+    const zoom = model.get("zoom");
+    if (item.kind === "image" && !detect)
+      body = `<img class="hf-item${zoom ? " hf-zoomed" : ""}" src="${item.src}" ` +
+        `title="click or z: zoom">`;
     if (item.kind === "image" && detect) {
       const box = (b, cls, text) => `<div class="hf-box ${cls}" style="left:${b.x}%;` +
         `top:${b.y}%;width:${b.width}%;height:${b.height}%"><span>${text}</span></div>`;
       const shown = boxes.map((b, i) => box(b, "", `${i + 1} ${b.label}`));
       const guessed = boxes.length ? [] : preboxes.map((b) => box(b, "hf-guess", b.label));
-      body = `<div class="hf-canvas"><img class="hf-item" src="${item.src}" draggable="false">` +
+      body = `<div class="hf-canvas"><img class="hf-item${zoom ? " hf-zoomed" : ""}" ` +
+        `src="${item.src}" draggable="false">` +
         `${shown.join("")}${guessed.join("")}<div class="hf-box hf-drawing" hidden></div></div>`;
     }
     if (item.kind === "text") {
@@ -62,9 +66,24 @@ function render({ model, el }) {
       body = `<div class="hf-item hf-text">${div.innerHTML}</div>`;
     }
     const total = progress.total || 0, done = progress.labeled || 0;
+    const name = document.createElement("span");
+    name.textContent = item.name || "";
+    const help = model.get("help") ? `<div class="hf-help" role="dialog"><b>Shortcuts</b><ul>
+      <li><kbd>1</kbd>…<kbd>9</kbd> ${detect ? "pick the label of new boxes" : "label"}</li>
+      <li><kbd>Enter</kbd> ${detect ? "save the boxes (or the model's)" :
+        "accept the model's label"}</li>
+      ${detect ? "<li><kbd>Backspace</kbd> remove the last box</li>" : ""}
+      <li><kbd>s</kbd> skip · <kbd>b</kbd> or <kbd>Ctrl+Z</kbd> back</li>
+      <li><kbd>z</kbd> or a click on the image: zoom · <kbd>?</kbd> this card</li></ul></div>` : "";
     el.innerHTML = `
       <div class="hf-bar"><div style="width:${total ? (100 * done / total) : 0}%"></div></div>
-      <div class="hf-count">${done} / ${total} labeled</div>
+      <div class="hf-tools">
+        <button class="hf-zoom-button" data-a="zoom" title="Zoom (z)">
+          ${zoom ? "&minus;" : "+"}</button>
+        <button class="hf-help-button" data-a="help" title="Keyboard shortcuts (?)">?</button>
+      </div>
+      <div class="hf-count">${done} / ${total} labeled
+        <span class="hf-name">${name.innerHTML}</span></div>${help}
       ${body}${pre}
       <div class="hf-buttons">${labels.map((l, i) =>
         `<button data-i="${i}" ${item.id ? "" : "disabled"}` +
@@ -80,9 +99,18 @@ function render({ model, el }) {
     el.querySelectorAll("button[data-i]").forEach((b) =>
       b.addEventListener("click", () => model.send({ action: "label", index: +b.dataset.i })));
     el.querySelectorAll("button[data-a]").forEach((b) =>
-      b.addEventListener("click", () => model.send({ action: b.dataset.a })));
+      b.addEventListener("click", () => local(b.dataset.a) || model.send({ action: b.dataset.a })));
+    const img = el.querySelector("img.hf-item");
+    if (img && !detect) img.addEventListener("click", () => local("zoom"));
     const canvas = el.querySelector(".hf-canvas");
     if (canvas) drawBoxes(canvas);
+  };
+  // zoom and the shortcut card live in the browser only
+  const local = (action) => {
+    if (action !== "zoom" && action !== "help") return false;
+    model.set(action, !model.get(action));
+    model.save_changes();
+    return true;
   };
   // drag on the image: a box of the current label, in percent of the image
   const drawBoxes = (canvas) => {
@@ -118,13 +146,16 @@ function render({ model, el }) {
     else if (e.key === "Enter") model.send({ action: detect ? "submit" : "accept" });
     else if (e.key === "Backspace" && detect) model.send({ action: "remove_box" });
     else if (e.key === "s") model.send({ action: "skip" });
+    else if (e.key === "z" && !(e.ctrlKey || e.metaKey)) local("zoom");
+    else if (e.key === "?") local("help");
+    else if (e.key === "Escape" && model.get("help")) local("help");
     else if (e.key === "b" || (e.key === "z" && (e.ctrlKey || e.metaKey)))
       model.send({ action: "back" });
     else return;
     e.preventDefault();
     e.stopPropagation();
   });
-  for (const name of ["item", "labels", "progress", "status", "boxes", "current"])
+  for (const name of ["item", "labels", "progress", "status", "boxes", "current", "zoom", "help"])
     model.on(`change:${name}`, draw);
   draw();
   el.focus();
@@ -137,8 +168,17 @@ CSS = """
 .hubforge-label:focus { box-shadow: 0 0 0 2px #4c78a8; }
 .hubforge-label .hf-bar { background: #eee; height: 6px; }
 .hubforge-label .hf-bar div { background: #4c78a8; height: 6px; }
-.hubforge-label .hf-item { max-width: 100%; max-height: 360px; margin: 8px 0;
-  image-rendering: pixelated; min-width: 128px; }
+.hubforge-label .hf-item { max-width: 100%; max-height: 420px; margin: 8px 0;
+  image-rendering: pixelated; min-width: 256px; cursor: zoom-in; }
+.hubforge-label .hf-item.hf-zoomed { max-width: none; max-height: none; width: 200%;
+  cursor: zoom-out; }
+.hubforge-label .hf-name { margin-left: 12px; font-family: monospace; color: #333; }
+.hubforge-label .hf-tools { float: right; }
+.hubforge-label .hf-tools button { min-width: 24px; }
+.hubforge-label .hf-help { border: 1px solid #ccc; background: #fafafa; padding: 4px 12px;
+  margin: 4px 0; }
+.hubforge-label kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px;
+  background: white; font-size: 90%; }
 .hubforge-label .hf-text { white-space: pre-wrap; border: 1px solid #ddd; padding: 8px; }
 .hubforge-label button { margin: 2px; }
 .hubforge-label .hf-pre { color: #555; }
@@ -167,6 +207,8 @@ class LabelWidget(anywidget.AnyWidget):
     detection = t.Bool(False).tag(sync=True)
     boxes = t.List(t.Dict()).tag(sync=True)  # the current item's boxes, percent of the image
     current = t.Unicode("").tag(sync=True)  # the label new boxes get
+    zoom = t.Bool(False).tag(sync=True)  # the image at twice its fitted size
+    help = t.Bool(False).tag(sync=True)  # the shortcut card (the ? key) is open
 
     def __init__(self, project: labeling.Project, order: str = "queue", **kwargs: Any):
         """``order``: "queue" (Label Studio's next task) or "uncertain" (least confident
@@ -379,7 +421,7 @@ class LabelWidget(anywidget.AnyWidget):
     def _payload(self, task: dict[str, Any]) -> dict[str, Any]:
         data = task["data"]
         if "text" in data:
-            return {"kind": "text", "text": data["text"]}
+            return {"kind": "text", "text": data["text"], "name": f"item {task['id']}"}
         path = data_root() / data["hubforge_path"]
         mime = mimetypes.guess_type(path.name)[0] or "image/png"
         raw = Path(path).read_bytes()
@@ -387,7 +429,13 @@ class LabelWidget(anywidget.AnyWidget):
             width, height = image.size
         encoded = base64.b64encode(raw).decode()
         src = f"data:{mime};base64,{encoded}"
-        return {"kind": "image", "src": src, "width": width, "height": height}
+        return {
+            "kind": "image",
+            "src": src,
+            "width": width,
+            "height": height,
+            "name": path.name,  # the file, shown above the image
+        }
 
 
 def _best(task: dict[str, Any], pick: Any) -> tuple[Any, float] | None:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import html
 import json
 import os
+import re
 import threading
 from pathlib import Path
 from typing import Any
@@ -63,7 +64,9 @@ class TrainWidget(w.VBox):
                 self.replicas,
                 self.chart,
                 self.figures,
+                self.logs_bar,
                 self.logs,
+                self.board,
             ],
             layout={"width": "100%"},
         )
@@ -115,8 +118,13 @@ class TrainWidget(w.VBox):
         self.replicas = w.HTML()
         self.chart = w.HTML()
         self.figures = w.HBox(layout={"flex_flow": "row wrap"})  # what the job drew
-        self.logs = w.Textarea(layout={"width": "100%", "height": "180px", "display": "none"})
-        self.board = w.Box()
+        # the log of one replica, its end first (where the error is); a picker switches replica
+        self.replica_picker = w.Dropdown(options=["worker-0"], description="Replica")
+        self.replica_picker.observe(lambda change: self.show_logs(change["new"]), names="value")
+        self.logs_bar = w.HBox([self.replica_picker], layout={"display": "none"})
+        self.logs = w.HTML(layout={"width": "100%", "display": "none"})
+        self.logs.add_class("hubforge-logs")
+        self.board = w.Box(layout={"width": "100%"})  # TensorBoard or Deploy, below the job
 
     # -- actions ------------------------------------------------------------------------
     def param_values(self) -> dict[str, Any]:
@@ -152,6 +160,8 @@ class TrainWidget(w.VBox):
         self.train_button.description = "Train"
         self._confirmed = None
         self.figures.children = []
+        self._hide_logs()  # the logs on screen are always the job on screen's
+        self.board.children = []
         try:
             self.job = jobs.submit(
                 self.notebook,
@@ -191,11 +201,26 @@ class TrainWidget(w.VBox):
         self.board.children = [widget]
         return widget
 
-    def show_logs(self, replica: str = "worker-0") -> str:
-        text = self.job.logs(replica) if self.job else ""
-        self.logs.value = text[-20000:]
-        self.logs.layout.display = "block"
+    def show_logs(self, replica: str | None = None) -> str:
+        """The log of ``replica`` (default: the one the failure names, else worker-0), its
+        last lines first shown; returns the whole text."""
+        if self.job is None:
+            return ""
+        names = sorted(self.job.record.get("replicas") or {}) or ["worker-0"]
+        replica = replica or blamed_replica(self.job.record.get("reason") or "") or names[0]
+        if list(self.replica_picker.options) != names:
+            self.replica_picker.options = names
+        if self.replica_picker.value != replica and replica in names:
+            self.replica_picker.value = replica  # calls back here with that replica
+            return self.job.logs(replica)
+        text = self.job.logs(replica)
+        self.logs.value = logs_html(text, self.job.record.get("reason") or "")
+        self.logs.layout.display = self.logs_bar.layout.display = "flex"
         return text
+
+    def _hide_logs(self) -> None:
+        self.logs.value = ""
+        self.logs.layout.display = self.logs_bar.layout.display = "none"
 
     def refresh(self) -> str:
         """Read the job's state and progress into the view; returns the state."""
@@ -212,7 +237,7 @@ class TrainWidget(w.VBox):
         )
         self._show_progress(state, progress)
         self.replicas.value = "".join(
-            f"<div>{name}: {r['state']} (exit {r['exit_code']})</div>"
+            f"<div>{name}: {replica_state(state, r)}</div>"
             for name, r in sorted(record["replicas"].items())
         )
         self.chart.value = line_chart(progress.get("history", []))
@@ -268,6 +293,42 @@ class TrainWidget(w.VBox):
     def close(self) -> None:
         self._stop.set()
         super().close()
+
+
+def replica_state(job_state: str, replica: dict[str, Any]) -> str:
+    """A replica's state as the job's end settles it: a replica still marked running in an
+    ended job was stopped with it."""
+    state, code = replica.get("state"), replica.get("exit_code")
+    if job_state in TERMINAL and state not in TERMINAL | {"exited"}:
+        state = "stopped"
+    return f"{state} (exit {code})" if code is not None else str(state)
+
+
+def blamed_replica(reason: str) -> str | None:
+    """The replica a failure's reason names ("worker-1: ModuleNotFoundError …")."""
+    match = re.match(r"(worker-\d+)\b", reason)
+    return match.group(1) if match else None
+
+
+LOG_LINES = 200
+
+
+def logs_html(text: str, reason: str) -> str:
+    """The error first (when the job failed), then the log's last lines, newest at the end
+    and scrolled into view; the start-up noise above them is cut."""
+    lines = text.splitlines()
+    cut = len(lines) - LOG_LINES
+    shown = "\n".join(lines[-LOG_LINES:])
+    head = (
+        f'<div class="hubforge-log-error" style="color:#c00"><b>{html.escape(reason)}</b></div>'
+        if reason
+        else ""
+    )
+    more = f"<div><i>… {cut} earlier lines not shown</i></div>" if cut > 0 else ""
+    return (
+        f"{head}{more}<pre class='hubforge-log-text' style='max-height:240px;overflow:auto;"
+        f"display:flex;flex-direction:column-reverse'><span>{html.escape(shown)}</span></pre>"
+    )
 
 
 def train(notebook: str | os.PathLike | None = None, **kwargs: Any) -> TrainWidget:

@@ -15,6 +15,10 @@ def progress_line(state: str, progress: dict[str, Any]) -> str:
     epochs, steps = progress.get("epochs"), progress.get("steps")
     epoch, step = progress.get("epoch"), progress.get("step") or 0
     if epochs is None or epoch is None:
+        if state in ("failed", "cancelled", "damaged"):
+            return f"{state} before the first training step"
+        if state == "succeeded":
+            return "succeeded (no training steps reported)"
         return f"{state}: waiting for the first training step"
     done = progress.get("epochs_done", 0) if state == "succeeded" else epoch
     total_steps = epochs * (steps or 1)

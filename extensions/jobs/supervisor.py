@@ -178,8 +178,8 @@ class Supervisor:
                 )
                 self.update(
                     state="failed",
-                    reason=f"{replica}: {error} ({why}: a restart would not help); see "
-                    f"`hubforge job logs {self.store.id} --replica {replica}`",
+                    reason=f"{replica}: {error} ({why}: a restart would not help); see the "
+                    f"logs of {replica}",
                 )
                 return 1
             previous = error
@@ -187,7 +187,7 @@ class Supervisor:
                 self.update(
                     state="failed",
                     reason=f"{replica} exited with {code} after {restarts} restart(s); "
-                    f"see `hubforge job logs {self.store.id} --replica {replica}`",
+                    f"see the logs of {replica}",
                 )
                 return 1
             restarts += 1

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import time
 
 import pytest
@@ -33,6 +34,20 @@ def test_key_press_labels_the_item(workbench, page, tmp_path):
     page.wait_for_selector(".hubforge-label .hf-status:has-text('Saved square')")
     assert page.get_attribute(".hubforge-label img.hf-item", "src") != first
     assert page.is_visible(".hubforge-label img.hf-item")
+    # the item's file name, zoom (z or a click) and the shortcut card (?)
+    assert re.fullmatch(r"00[0-3]\.png", page.inner_text(".hubforge-label .hf-name"))
+    fitted = page.locator(".hubforge-label img.hf-item").bounding_box()["width"]
+    page.keyboard.press("z")
+    page.wait_for_selector(".hubforge-label img.hf-zoomed")
+    assert page.locator(".hubforge-label img.hf-item").bounding_box()["width"] > 1.5 * fitted
+    page.click(".hubforge-label img.hf-item")
+    page.wait_for_selector(".hubforge-label img.hf-item:not(.hf-zoomed)")
+    page.keyboard.press("?")
+    card = page.wait_for_selector(".hubforge-label .hf-help")
+    assert "Enter" in card.inner_text() and "skip" in card.inner_text()
+    page.click(".hubforge-label .hf-help-button")
+    page.wait_for_selector(".hubforge-label .hf-help", state="detached")
+    assert "1 / 4 labeled" in page.inner_text(".hubforge-label .hf-count")  # nothing labeled
     workbench.stop_server("kira", workbench.admin_token())
 
 

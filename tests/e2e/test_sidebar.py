@@ -4,8 +4,11 @@ from the file browser, watch it succeed, TensorBoard, deploy, try it, undeploy."
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
+from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 
@@ -17,17 +20,29 @@ pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
 def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_path):
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console: {m.text}") if m.type == "error" else 0)
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"console: {m.text} ({m.location.get('url')})")
+            if m.type == "error"
+            else 0
+        ),
+    )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on(
         "response",
         lambda r: (
-            problems.append(f"{r.status} {r.request.method} {r.url}")
-            if r.status >= 400 and "/hubforge/api/" in r.url
-            else 0
+            problems.append(f"{r.status} {r.request.method} {r.url}") if r.status >= 400 else 0
         ),
     )
     user = "paula"
+    # HUBFORGE_SCREENSHOTS=docs/images refreshes the docs' pictures from this run
+    shots = Path(os.environ.get("HUBFORGE_SCREENSHOTS") or tmp_path)
+
+    def shot(name: str, selector: str | None = "#hubforge-panel") -> None:
+        where = page.locator(selector) if selector else page  # None: the whole window
+        where.screenshot(path=str(shots / f"{name}.png"))
+
     workbench.wait_label_studio(time.monotonic() + 300)  # the panel lists labeling projects too
     login_and_start(page, workbench, user, "paula-password-1")
     token = None
@@ -37,20 +52,20 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
 
         # the panel: its own icon in the left sidebar, an empty state that says what to do
         page.click(".jp-SideBar.jp-mod-left [data-id='hubforge-panel']")
-        panel = page.wait_for_selector("#hubforge-panel .hf-Section[data-section='jobs']")
+        page.wait_for_selector("#hubforge-panel .hf-Section[data-section='jobs']")
         page.wait_for_selector("#hubforge-panel >> text=No jobs yet")
         assert "0 jobs running" in page.inner_text(".hf-Status")
         assert re.search(r"GPUs \d+/\d+ in use", page.inner_text(".hf-Status"))
 
         # Run as job from the file browser's context menu: 2 workers, a parameter changed
         page.click(".jp-SideBar.jp-mod-left [data-id='filebrowser']")
-        page.click("button[data-command='filebrowser:refresh']")
-        page.click(
-            ".jp-DirListing-item[data-file-type='notebook']:has-text('train.ipynb')", button="right"
-        )
+        item = ".jp-DirListing-item[data-file-type='notebook']:has-text('train.ipynb')"
+        page.wait_for_selector(item)  # the file browser polls the folder by itself
+        page.click(item, button="right")
         page.click(".lm-Menu-item:has-text('Run as job')")
         dialog = page.wait_for_selector(".jp-Dialog .hf-RunAsJob-body")
         page.wait_for_selector(".jp-Dialog input[name='param-delay']")
+        shot("sidebar-run-as-job", ".jp-Dialog-content")
         assert page.input_value(".jp-Dialog input[name='param-epochs']") == "3"
         page.fill(".jp-Dialog input[name='workers']", "2")
         page.fill(".jp-Dialog input[name='param-delay']", "0.4")
@@ -63,6 +78,7 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         row = f"#hubforge-panel .hf-Job[data-job='{job_id}']"
         page.wait_for_selector(f"{row} .hf-Progress:has-text('epoch')", timeout=240_000)
         assert "1 job running" in page.inner_text(".hf-Status")
+        shot("sidebar-job-running")
         page.wait_for_selector(f"{row}[data-state='succeeded']", timeout=240_000)
         assert "2 workers" in page.inner_text(row)
         # JupyterLab's notification centre says so, with the next steps
@@ -90,10 +106,13 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         page.click(f"{row} button:has-text('TensorBoard')")
         frame = page.wait_for_selector(".hf-TensorBoardTab iframe", timeout=60_000)
         src = frame.get_attribute("src")
-        assert src.startswith(f"/user/{user}/"), src
-        page.frame_locator(".hf-TensorBoardTab iframe").locator("body").wait_for(timeout=60_000)
-        assert page.request.get(workbench.url.rstrip("/") + src).ok
+        assert f"/user/{user}/proxy/" in src, src  # through this user's server
+        tensorboard = page.frame_locator(".hf-TensorBoardTab iframe")
+        tensorboard.locator("text=TensorBoard").first.wait_for(timeout=60_000)
+        origin = "{0.scheme}://{0.netloc}".format(urlsplit(workbench.url))
+        assert "TensorBoard" in page.request.get(origin + src).text()
         page.wait_for_selector("#hubforge-panel .hf-TensorBoard")
+        shot("sidebar-tensorboard", None)
 
         # deploy the exported model, try it, copy the curl line, undeploy
         page.click(f"{row} button:has-text('Deploy')")
@@ -112,7 +131,9 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         assert re.fullmatch(r"[\d.]+ ms", page.inner_text(".hf-Latency"))
         predictions = json.loads(page.inner_text(".hf-TryOutput"))["predictions"]
         assert len(predictions) == 1 and 0.0 <= predictions[0][0] <= 1.0  # a sigmoid
+        shot("sidebar-try-it", ".jp-Dialog-content")
         page.click(".jp-Dialog button:has-text('Close')")
+        shot("sidebar-endpoint")
 
         # another user cannot undeploy it through their own server
         token = workbench.create_user("paula-rival")
@@ -122,9 +143,9 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
 
         page.click(f"{endpoint} button:has-text('Undeploy')")
         page.click(".jp-Dialog button:has-text('Undeploy')")
-        page.wait_for_selector(f"{endpoint} .hf-Badge:has-text('stopped')", timeout=60_000)
+        page.wait_for_selector(endpoint, state="detached", timeout=60_000)  # gone from the list
+        page.wait_for_selector("#hubforge-panel >> text=No endpoints")
         assert "0 jobs running" in page.inner_text(".hf-Status")
-        panel.screenshot(path=str(tmp_path / "panel.png"))
         assert not problems, problems
     finally:
         workbench.ensure_stopped(user)

@@ -21,6 +21,7 @@ ep = widget.deploy()
 print("status:", widget.status.value)
 print("request:", widget.request.value)
 print("curl:", widget.curl_line.value)
+print("progress shown:", widget.progress.layout.display)
 print("answer:", json.dumps(widget.try_it([[1, 2, 3, 4]])))
 widget.request.value = '{{"instances": [[1, 2]]}}'
 widget.try_it()
@@ -51,6 +52,8 @@ def test_deploy_try_export_undeploy(workbench):
     assert lines["curl"].endswith(
         f"{origin}/hub@forge%20space/services/hubforge/endpoints/dora/ranker/v1/models/ranker:predict"
     )
+    assert '{"instances": [[0, 0, 0, 0]]}' in lines["curl"]  # the model's real input shape
+    assert lines["progress shown"] == "none"  # no bar left behind once deployed
     assert json.loads(lines["answer"]) == [[10.0]]
     assert "BadRequest" in lines["mistake"] and "shape" in lines["mistake"]
     report = json.loads(lines["report"])

@@ -29,6 +29,12 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
     data = tmp_path / "wb"
     wb = start_workbench(data, base_url="/")
     try:
+        # the first admin's password, once, in a box after start-up, with how to change it
+        log = wb.log.read_text()
+        box = log[log.index("| Created the first admin") :].split("\n+")[0]
+        assert f"password: {wb.admin_password}" in box
+        assert "hubforge users reset-password admin" in box
+        assert log.index("| Created the first admin") > log.rindex("Starting Hubforge on")
         r = hubforge(
             "users", "add", "dora", "--password-stdin", data_dir=data, input="dora-secret-1\n"
         )
@@ -64,6 +70,7 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
         # up.log holds this start only: no second first admin on a restart
         assert "Starting Hubforge on" in wb.log.read_text()
         assert "Created the first admin" not in wb.log.read_text()
+        assert "password:" not in wb.log.read_text()
         token = wb.login_token("dora", "dora-secret-1")
         assert wb.spawn("dora", token).status_code in (201, 202)
         r = wb.api("GET", "user/dora/api/contents/notes.txt", token)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
 import threading
 import time
 
@@ -294,6 +296,17 @@ def test_cli_inside_the_users_server(workbench, sam):
     )
     text = "".join(o.get("text", "") for o in outputs)
     assert "cli-ep: versions [1]" in text and "curl -H" in text, text
+    (curl,) = [line.strip() for line in text.splitlines() if line.strip().startswith("curl -H")]
+    assert '{"instances": [[0, 0, 0, 0]]}' in curl  # shaped like the model's input
+    # the printed line works as printed, with a token in $TOKEN
+    ran = subprocess.run(
+        ["bash", "-c", curl],
+        env={**os.environ, "TOKEN": sam},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert json.loads(ran.stdout) == {"predictions": [[0.0]]}, (ran.stdout, ran.stderr)
     assert "/services/hubforge/endpoints/sam/cli-ep/v1/models/cli-ep:predict" in text
     assert '{"predictions": [[4.0]]}' in text or "[[4.0]]" in text
     assert "error:" in text and "shape" in text

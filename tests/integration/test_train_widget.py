@@ -8,6 +8,7 @@ import requests
 
 from hubforge import serving
 from hubforge.widgets import train
+from hubforge.widgets.train import logs_html
 
 
 def test_form_is_prefilled_from_the_parameters_cell(home):
@@ -35,16 +36,52 @@ def test_click_train_runs_the_job_and_shows_progress(home):
     assert widget.chart.value.startswith("<svg") and "<polyline" in widget.chart.value
     assert "loss" in widget.chart.value
     widget.logs_button.click()
-    assert "Epoch 2/2" in widget.logs.value and widget.logs.layout.display == "block"
+    assert "Epoch 2/2" in widget.logs.value and widget.logs.layout.display == "flex"
+    assert widget.replica_picker.options == ("worker-0", "worker-1")
+    widget.replica_picker.value = "worker-1"  # the picker shows that replica's log
+    assert widget.logs.value == logs_html(widget.job.logs("worker-1"), "")
     assert widget.train_button.disabled is False
     assert widget.deploy_button.disabled is False  # a finished job's model can be deployed
     exported = Path(serving.model_dir_of(widget.job))  # what deploy(job) serves
     assert (exported / "saved_model.pb").is_file()
     widget.tensorboard_button.click()
+    assert widget.board in widget.children  # drawn on screen, below the job
     (board,) = widget.board.children
     assert board.instance.logdirs == {widget.job.id: widget.job.artifacts["log_dir"]}
     assert requests.get(board.instance.url + "data/runs", timeout=30).json() == ["train"]
     board.stop()
+    widget.deploy_button.click()
+    (deployer,) = widget.board.children  # the Deploy widget replaces TensorBoard there
+    assert "hubforge-deploy" in deployer._dom_classes
+    widget.close()
+
+
+def test_a_failed_job_shows_one_story_and_its_error_first(home):
+    """After a failure: no replica still "running", no "waiting for the first training
+    step", the logs open at the error on the failing replica, and a re-train clears them."""
+    import nbformat
+
+    broken = home / "broken.ipynb"
+    cells = [
+        nbformat.v4.new_code_cell("epochs = 1", metadata={"tags": ["parameters"]}),
+        nbformat.v4.new_code_cell("import not_a_module"),
+    ]
+    nbformat.write(nbformat.v4.new_notebook(cells=cells), broken)
+    widget = train(broken, poll_interval=0.3)
+    widget.train_button.click()
+    assert widget.wait(timeout=120) == "failed"
+    assert "failed before the first training step" in widget.status.value
+    assert "waiting" not in widget.status.value and "running" not in widget.replicas.value
+    assert "hubforge job" not in widget.status.value  # no CLI advice in a notebook
+    widget.logs_button.click()
+    assert widget.replica_picker.value == "worker-0"
+    error_at = widget.logs.value.index("ModuleNotFoundError")
+    assert error_at < widget.logs.value.index("<pre")  # the error above the log
+    widget.notebook = home / "train.ipynb"
+    widget.params = {}
+    widget.train()
+    assert widget.logs.value == "" and widget.logs.layout.display == "none"
+    assert widget.job.wait(timeout=240) == "succeeded"
     widget.close()
 
 

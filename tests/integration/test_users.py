@@ -66,10 +66,16 @@ def test_spawn_page_shows_profiles_and_free_gpus(workbench):
     ).json()["password"]
     session = workbench.login("joy", password)
     page = session.get(workbench.url + "hub/spawn", timeout=30).text
-    assert "GPUs free: 2 of 2" in page
+    assert "GPUs free now: 2 of 2" in page
     assert 'value="gpu-2" disabled' not in page
-    # each profile says when an idle server stops (GPU profiles sooner)
-    idle = re.findall(r'value="([\w-]+)".*?hubforge-idle text-muted">&middot; ([^<]+)<', page)
+    # a card per profile: what it gives (CPU, memory, GPUs) and when an idle server stops
+    cards = re.findall(r'value="([\w-]+)".*?<ul class="hubforge-facts">(.*?)</ul>', page)
+    assert [(slug, re.findall(r"<li>(.*?)</li>", facts)) for slug, facts in cards] == [
+        ("cpu", ["CPU: shared", "memory: shared", "0 GPUs"]),
+        ("gpu-1", ["CPU: shared", "memory: shared", "1 GPU"]),
+        ("gpu-2", ["CPU: shared", "memory: shared", "2 GPUs"]),
+    ]
+    idle = re.findall(r'value="([\w-]+)".*?hubforge-idle text-muted">([^<]+)<', page)
     assert idle == [
         ("cpu", "stops after 1 h idle"),
         ("gpu-1", "stops after 30 min idle"),
@@ -80,11 +86,24 @@ def test_spawn_page_shows_profiles_and_free_gpus(workbench):
     try:
         assert workbench.spawn("kim", holder, profile="gpu-1").status_code in (201, 202)
         page = session.get(workbench.url + "hub/spawn", timeout=30).text
-        assert "GPUs free: 1 of 2" in page
+        assert "GPUs free now: 1 of 2" in page
         assert 'value="gpu-2" disabled' in page
         assert "only 1 GPU(s) free now" in page
     finally:
         workbench.ensure_stopped("kim")
+
+
+def test_the_hub_pages_say_hubforge(workbench):
+    """JupyterHub's pages with Hubforge's name and logo, and readable service names."""
+    login = requests.get(workbench.url + "hub/login", timeout=30)
+    assert login.status_code == 200
+    assert "<title>Hubforge</title>" in login.text and 'id="hubforge-brand"' in login.text
+    logo = requests.get(workbench.url + "hub/logo", timeout=30)
+    assert logo.status_code == 200 and b"Hubforge" in logo.content
+    assert logo.headers["Content-Type"].startswith("image/svg")
+    session = workbench.login("admin", workbench.admin_password)
+    home = session.get(workbench.url + "hub/home", timeout=30).text
+    assert ">Label Studio</a>" in home and ">label-studio</a>" not in home
 
 
 def test_guessing_a_password_is_stopped_for_that_name_only(workbench):

@@ -33,6 +33,19 @@ def test_server_extension_is_enabled_and_ok():
     assert re.search(r"hubforge 0\.1\.0 OK", out), out
 
 
+def test_lab_extension_is_installed_and_enabled():
+    """The sidebar's JupyterLab extension, built by `make setup`, is what JupyterLab loads."""
+    r = subprocess.run(
+        [str(BIN / "jupyter"), "labextension", "list"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd="/",
+    )
+    out = strip_ansi(r.stdout + r.stderr)
+    assert re.search(r"@hubforge/lab v0\.1\.0 enabled\s+OK", out), out
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
@@ -60,7 +73,12 @@ def test_wheel_maps_the_folders_into_one_package(wheel):
         "hubforge-0.1.0.data/data/share/jupyter/lab/settings/overrides.d/hubforge.json",
     ):
         assert expected in names, expected
+    # the prebuilt sidebar: installing the wheel needs no Node
+    lab = "hubforge-0.1.0.data/data/share/jupyter/labextensions/@hubforge/lab/"
+    assert lab + "package.json" in names
+    assert any(n.startswith(lab + "static/remoteEntry.") for n in names), sorted(names)
     assert not any(n.startswith(("tests/", "hubforge/tests")) for n in names)
+    assert not any("node_modules" in n for n in names)
     entry_points = zipfile.ZipFile(wheel).read("hubforge-0.1.0.dist-info/entry_points.txt").decode()
     assert "hubforge = hubforge.cli:main" in entry_points
     assert "hubforge-local = hubforge.hub.spawner:HubforgeLocalSpawner" in entry_points

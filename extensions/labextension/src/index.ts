@@ -333,8 +333,11 @@ const plugin: JupyterFrontEndPlugin<void> = {
             server
               .map(
                 g =>
-                  `GPU ${g.index} ${Math.round(g.utilization)}% ` +
-                  `${Math.round(g.memory_used_mib)}/${Math.round(g.memory_total_mib)} MiB`
+                  `GPU ${g.index}` +
+                  (g.utilization !== null ? ` ${Math.round(g.utilization)}%` : '') +
+                  (g.memory_used_mib !== null && g.memory_total_mib !== null
+                    ? ` ${Math.round(g.memory_used_mib)}/${Math.round(g.memory_total_mib)} MiB`
+                    : '')
               )
               .join(', ')
           : '';

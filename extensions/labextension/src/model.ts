@@ -186,7 +186,7 @@ export function changed(a: unknown, b: unknown): boolean {
 }
 
 /**
- * How long to wait before the next poll: short while something runs or just changed,
+ * How long to wait before the next poll: the minimum while something runs or just changed,
  * doubling while nothing changes, longer still after errors; never beyond `max`.
  */
 export class Backoff {
@@ -208,7 +208,8 @@ export class Backoff {
     } else if (result.changed) {
       this._delay = this.min;
     } else {
-      const cap = result.busy ? Math.min(this.max, this.min * 2) : this.max;
+      // while a job of yours runs its state changes are what you wait for: stay at the minimum
+      const cap = result.busy ? this.min : this.max;
       this._delay = Math.min(this._delay * 2, cap);
     }
     return this._delay;
