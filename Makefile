@@ -44,7 +44,8 @@ $(STAMPS)/node: package.json package-lock.json
 
 # Editable installs do not install data files: enable the server extension in the venv.
 $(STAMPS)/server-config: $(STAMPS)/python $(wildcard extensions/jupyter-config/*.json extensions/jupyter-config/*/*.json)
-	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d $(VENV)/share/jupyter/lab/settings/overrides.d
+	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d $(VENV)/share/jupyter/lab/settings/overrides.d $(VENV)/etc/ipython
+	cp extensions/jupyter-config/ipython/ipython_kernel_config.json $(VENV)/etc/ipython/ipython_kernel_config.json
 	cp extensions/jupyter-config/hubforge.json $(VENV)/etc/jupyter/jupyter_server_config.d/hubforge.json
 	cp extensions/jupyter-config/lab-overrides/hubforge.json $(VENV)/share/jupyter/lab/settings/overrides.d/hubforge.json
 	@touch $@

@@ -104,6 +104,10 @@ class PasswordAuthenticator(Authenticator):
                 raise ValueError(reason)
         return super().add_user(user)
 
+    def check_allow_config(self) -> None:
+        """No "nobody can login" warning: the password store is the allow list (a user with
+        a password may log in; `hubforge users add` gives one)."""
+
     def check_allowed(self, username: str, authentication: dict | None = None) -> bool:
         # Anyone with a password in the store may log in; users created by an admin
         # through the hub are allowed too, once they have a password.

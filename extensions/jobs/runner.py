@@ -10,6 +10,8 @@ import os
 import sys
 import traceback
 
+from hubforge.quiet import filter_stderr
+
 
 def one_task_needs_no_cluster() -> None:
     """A one-worker job runs as the kernel does: without a TF_CONFIG for a cluster of one
@@ -101,6 +103,9 @@ def tf_config_from_index() -> None:
 
 
 def main() -> None:
+    job_dir, replica = os.environ.get("HUBFORGE_JOB_DIR"), os.environ.get("HUBFORGE_REPLICA")
+    if job_dir and replica:  # TensorFlow's CPU start-up noise: in a debug log, not the log
+        filter_stderr(os.path.join(job_dir, "replicas", f"{replica}.debug.log"))
     os.environ.setdefault("MPLBACKEND", "Agg")  # no display in a job, whatever draws
     tf_config_from_index()
     one_task_needs_no_cluster()

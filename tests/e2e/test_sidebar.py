@@ -146,7 +146,11 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         page.wait_for_selector(endpoint, state="detached", timeout=60_000)  # gone from the list
         page.wait_for_selector("#hubforge-panel >> text=No endpoints")
         assert "0 jobs running" in page.inner_text(".hf-Status")
-        assert not problems, problems
+        # TensorBoard's own stylesheet asks for its Roboto fonts at the site root
+        # (url(/font-roboto/...)), outside any path prefix; it falls back to system fonts.
+        # Known TensorBoard behaviour behind a prefix, not a request of ours.
+        ours = [p for p in problems if "/font-roboto/" not in p]
+        assert not ours, ours
     finally:
         workbench.ensure_stopped(user)
         if token:
