@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import requests
 
@@ -104,18 +105,25 @@ def _first_admin_hint(workbench: Workbench) -> str:
     return f" (first admin: see {creds})" if creds.exists() else ""
 
 
-def _wait_ready(url: str, hub: subprocess.Popen, timeout: float = 300) -> bool:
+def _wait_ready(
+    url: str, hub: subprocess.Popen, timeout: float = 300, first: tuple[str, ...] = ()
+) -> bool:
+    """Until the hub answers through the proxy. ``first``: loopback URLs (the hub itself,
+    its services) that answer before the hub adds its proxy routes; waiting on them first
+    keeps the proxy from logging a 404 error for every early try."""
     deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if hub.poll() is not None:
-            return False
-        try:
-            if requests.get(url + "hub/api/", timeout=5).status_code == 200:
-                return True
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    return False
+    for target, pause in [*((f, 1.0) for f in first), (url + "hub/api/", 0.5)]:
+        while True:
+            if hub.poll() is not None or time.monotonic() > deadline:
+                return False
+            try:
+                status = requests.get(target, timeout=5, allow_redirects=False).status_code
+                if status == 200 or (target != url + "hub/api/" and status < 500):
+                    break  # the hub, or a service that is up (a starting one answers 503)
+            except requests.RequestException:
+                pass
+            time.sleep(pause)
+    return True
 
 
 def _stop_jobs(workbench: Workbench) -> None:
@@ -185,7 +193,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             hubs.append(hub)
             record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
             write_json(_pid_file(workbench), record)
-            if _wait_ready(workbench.public_url, hub):
+            path = urlsplit(workbench.public_url).path  # the base URL, quoted as in the URL
+            first = [f"http://127.0.0.1:{ports['HUBFORGE_HUB_PORT']}{path}hub/api/"]
+            first.append(
+                f"http://127.0.0.1:{ports['HUBFORGE_SERVICE_PORT']}{path}services/hubforge/"
+            )
+            if workbench.label_studio_python:  # the hub routes nothing until it is up
+                ls = ports["HUBFORGE_LABEL_STUDIO_PORT"]
+                first.append(f"http://127.0.0.1:{ls}{path}services/label-studio/")
+            if _wait_ready(workbench.public_url, hub, first=tuple(first)):
                 if len(hubs) == 1 and new_admin:
                     creds = workbench.state_dir / "initial-admin.txt"
                     print("\n" + first_admin_box(new_admin, creds), flush=True)
