@@ -21,6 +21,7 @@ import re
 import sys
 import threading
 from typing import Any, NamedTuple
+from urllib.parse import unquote
 
 
 def _setup() -> None:
@@ -690,7 +691,9 @@ class Gate:
         if self.app is not None:
             return self.app(environ, start_response)
         headers = [("Retry-After", "5"), ("Cache-Control", "no-store")]
-        if environ.get("PATH_INFO", "/").rstrip("/") == self.prefix:
+        # the prefix as the hub writes it (a base URL may be quoted: /hub%20x/) or decoded
+        path = unquote(environ.get("PATH_INFO", "/")).rstrip("/")
+        if path == unquote(self.prefix):
             body = (
                 "<!doctype html><meta http-equiv='refresh' content='5'>"
                 f"<title>Label Studio is starting</title><p>{self.MESSAGE}. This page reloads "
