@@ -82,9 +82,13 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
     assert workbench_processes(str(data)) == []
 
 
+# jobs and endpoints do not need Label Studio: these workbenches start without it
+NO_LABEL_STUDIO = 'c.Workbench.label_studio_python = ""\n'
+
+
 def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
     data = tmp_path / "wb"
-    wb = start_workbench(data, base_url="/")
+    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
     try:
         token = wb.create_user("kay")
         assert wb.spawn("kay", token).status_code in (201, 202)
@@ -111,7 +115,7 @@ def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
     assert workbench_processes(str(data)) == []
     assert psutil.pid_exists(supervisor), "the job kept running through the restart"
 
-    wb = start_workbench(data, base_url="/")
+    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
     try:
         token = wb.create_user("kay")
         listed = wb.api("GET", "services/hubforge/api/jobs", token).json()["jobs"]
@@ -129,7 +133,7 @@ def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
 
 def test_endpoints_come_back_after_a_restart(tmp_path):
     data = tmp_path / "wb"
-    wb = start_workbench(data, base_url="/")
+    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
     gateway = "services/hubforge/endpoints/lee/clf/v1/models/clf:predict"
     rows = {"instances": [[1, 2, 3, 4]]}
     try:
@@ -146,7 +150,7 @@ def test_endpoints_come_back_after_a_restart(tmp_path):
     finally:
         wb.down()
     assert workbench_processes(str(data)) == [], "hubforge down stops endpoints too"
-    wb = start_workbench(data, base_url="/")
+    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
     try:
         token = wb.create_user("lee")
         deadline = time.monotonic() + 90

@@ -289,7 +289,6 @@ def test_cli_inside_the_users_server(workbench, sam):
                 "!hubforge serve list",
                 "!hubforge serve predict cli-ep '[[1, 1, 1, 1]]'",
                 "!hubforge serve predict cli-ep '[[1]]'",
-                "!hubforge serve undeploy cli-ep",
             ]
         ),
         timeout=180,
@@ -310,5 +309,6 @@ def test_cli_inside_the_users_server(workbench, sam):
     assert "/services/hubforge/endpoints/sam/cli-ep/v1/models/cli-ep:predict" in text
     assert '{"predictions": [[4.0]]}' in text or "[[4.0]]" in text
     assert "error:" in text and "shape" in text
-    assert "Undeployed cli-ep" in text
+    outputs = execute(workbench, "sam", sam, "!hubforge serve undeploy cli-ep", timeout=120)
+    assert "Undeployed cli-ep" in "".join(o.get("text", "") for o in outputs)
     workbench.stop_server("sam", sam)

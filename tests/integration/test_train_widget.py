@@ -77,11 +77,11 @@ def test_a_failed_job_shows_one_story_and_its_error_first(home):
     assert widget.replica_picker.value == "worker-0"
     error_at = widget.logs.value.index("ModuleNotFoundError")
     assert error_at < widget.logs.value.index("<pre")  # the error above the log
-    widget.notebook = home / "train.ipynb"
-    widget.params = {}
-    widget.train()
+    failed = widget.job
+    widget.train()  # again: the logs on screen were the failed job's, they go
+    assert widget.job is not failed
     assert widget.logs.value == "" and widget.logs.layout.display == "none"
-    assert widget.job.wait(timeout=240) == "succeeded"
+    widget.cancel()
     widget.close()
 
 
