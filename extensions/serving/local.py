@@ -167,7 +167,7 @@ class LocalEndpointBackend(EndpointBackend):
             name,
             "--model-base-path",
             str(base),
-            "--port",
+            "--rest_api_port",
             str(port),
             "--poll",
             "1",

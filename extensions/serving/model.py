@@ -1,8 +1,16 @@
-"""One loaded SavedModel version: its signatures, their metadata, and predict."""
+"""One loaded SavedModel version: its signatures as TF Serving reads them, metadata, calls.
+
+Signatures come from the SavedModel's ``serve`` MetaGraphDef (TF Serving's view: tensor names,
+``method_name``, ``defaults``). A TF2 SavedModel runs through ``tf.saved_model.load``; a TF1 one
+(no object graph) runs in a session, signature by signature, as TF Serving does: a signature
+whose tensors are not in the graph is left out and the others serve, and values are fed without
+a shape check (TF Serving feeds ``[2.0, 3.0]`` to a ``[-1, 1]`` input).
+"""
 
 from __future__ import annotations
 
 import base64
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +19,10 @@ import numpy as np
 from .errors import BadRequest, NotFound
 
 DEFAULT_SIGNATURE = "serving_default"
+SERVE_TAG = "serve"
+PREDICT_METHOD = "tensorflow/serving/predict"
+CLASSIFY_METHOD = "tensorflow/serving/classify"
+REGRESS_METHOD = "tensorflow/serving/regress"
 
 
 def _dtype_name(dtype: Any) -> str:
@@ -20,54 +32,97 @@ def _dtype_name(dtype: Any) -> str:
     return types_pb2.DataType.Name(dtype.as_datatype_enum)
 
 
-def _shape(spec: Any) -> dict[str, Any]:
-    if spec.shape.rank is None:
-        return {"dim": [], "unknown_rank": True}
-    return {
-        "dim": [{"size": str(-1 if d is None else d), "name": ""} for d in spec.shape],
-        "unknown_rank": False,
-    }
+def _type_word(dtype: Any) -> str:
+    """TensorFlow's DataTypeString: float, int64, string..."""
+    return _dtype_name(dtype)[3:].lower()
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """One input or output of a signature, from its TensorInfo."""
+
+    key: str
+    tensor_name: str
+    dtype: Any  # tf.DType
+    shape: Any  # tf.TensorShape
+
+
+def _spec(key: str, info: Any) -> TensorSpec:
+    import tensorflow as tf
+
+    shape = (
+        tf.TensorShape(None)
+        if info.tensor_shape.unknown_rank
+        else tf.TensorShape([None if d.size < 0 else d.size for d in info.tensor_shape.dim])
+    )
+    return TensorSpec(key, info.name, tf.dtypes.as_dtype(info.dtype), shape)
+
+
+def read_meta_graph(path: Path) -> Any:
+    """The ``serve`` MetaGraphDef of ``path/saved_model.pb``; ValueError when there is none."""
+    from tensorflow.core.protobuf import saved_model_pb2
+
+    saved = saved_model_pb2.SavedModel()
+    try:
+        saved.ParseFromString((path / "saved_model.pb").read_bytes())
+    except Exception as e:  # a damaged file
+        raise ValueError(f"{path / 'saved_model.pb'} is not a SavedModel: {e}") from None
+    for graph in saved.meta_graphs:
+        if SERVE_TAG in graph.meta_info_def.tags:
+            return graph
+    raise ValueError(f"{path} has no MetaGraph tagged '{SERVE_TAG}' (export with model.export())")
 
 
 class Signature:
-    def __init__(self, name: str, function: Any):
+    """A SignatureDef and how to run it: ``runner(tensors) -> outputs`` (numpy)."""
+
+    def __init__(self, name: str, info: Any, runner: Any, check_shapes: bool):
         self.name = name
-        self.function = function
-        _, kwargs = function.structured_input_signature
-        self.inputs: dict[str, Any] = dict(kwargs)
-        self.outputs: dict[str, Any] = dict(function.structured_outputs)
+        self.info = info
+        self.method_name = info.method_name or PREDICT_METHOD
+        self.inputs = {k: _spec(k, v) for k, v in sorted(info.inputs.items())}
+        self.outputs = {k: _spec(k, v) for k, v in sorted(info.outputs.items())}
+        self._runner = runner
+        self.check_shapes = check_shapes  # TF2 functions check; TF1 graphs take any shape
 
     def metadata(self) -> dict[str, Any]:
-        def describe(specs: dict[str, Any]) -> dict[str, Any]:
-            return {
-                k: {"dtype": _dtype_name(s.dtype), "tensor_shape": _shape(s), "name": k}
-                for k, s in specs.items()
-            }
+        from google.protobuf import json_format
 
-        return {
-            "inputs": describe(self.inputs),
-            "outputs": describe(self.outputs),
-            "method_name": "tensorflow/serving/predict",
-        }
+        return json_format.MessageToDict(
+            self.info, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+        )
 
     def tensor(self, name: str, value: Any) -> Any:
-        """A client value as a tensor of the input's dtype and shape, or BadRequest."""
+        """A client value as an array of the input's dtype (and shape, for TF2), or BadRequest."""
         import tensorflow as tf
 
         spec = self.inputs[name]
         if spec.dtype == tf.string:
-            value = _decode_b64(value)
-        try:
-            array = np.asarray(value, dtype=object if spec.dtype == tf.string else None)
-            tensor = tf.convert_to_tensor(array, dtype=spec.dtype)
-        except (ValueError, TypeError, tf.errors.InvalidArgumentError) as e:
-            raise BadRequest(f"Input '{name}' is not {_dtype_name(spec.dtype)}: {e}") from None
-        if not spec.shape.is_compatible_with(tensor.shape):
+            array = np.asarray(_decode_b64(value), dtype=object)
+            array = np.vectorize(_as_bytes, otypes=[object])(array) if array.size else array
+        else:
+            try:
+                raw = np.asarray(value)
+            except ValueError as e:  # ragged lists
+                raise BadRequest(f"Input '{name}' is not a rectangular tensor: {e}") from None
+            if raw.dtype.kind not in "biuf" or (raw.dtype.kind == "b") != (spec.dtype == tf.bool):
+                sample = raw.reshape(-1)[:1].tolist()
+                raise BadRequest(
+                    f"Input '{name}': JSON value {sample[0] if sample else value!r:.40} is not "
+                    f"of expected type: {_type_word(spec.dtype)}"
+                )
+            try:
+                array = raw.astype(spec.dtype.as_numpy_dtype)
+            except (ValueError, TypeError, OverflowError) as e:
+                raise BadRequest(
+                    f"Input '{name}' is not of expected type: {_type_word(spec.dtype)}: {e}"
+                ) from None
+        if self.check_shapes and not spec.shape.is_compatible_with(array.shape):
             raise BadRequest(
-                f"Input '{name}' has shape {list(tensor.shape)} but the model expects "
+                f"Input '{name}' has shape {list(array.shape)} but the model expects "
                 f"{[-1 if d is None else d for d in spec.shape]}"
             )
-        return tensor
+        return array
 
     def prepare(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Check names, dtypes and shapes; the request's tensors, or BadRequest."""
@@ -83,8 +138,12 @@ class Signature:
         return {k: self.tensor(k, v) for k, v in inputs.items()}
 
     def call(self, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
-        outputs = self.function(**tensors)
-        return {k: v.numpy() for k, v in outputs.items()}
+        import tensorflow as tf
+
+        try:
+            return self._runner(tensors)
+        except tf.errors.InvalidArgumentError as e:  # the values do not fit the graph
+            raise BadRequest(e.message.split("\n")[0]) from None
 
     def run(self, inputs: dict[str, Any]) -> dict[str, np.ndarray]:
         return self.call(self.prepare(inputs))
@@ -94,6 +153,10 @@ class Signature:
         """Every input and output has a leading batch dimension of unknown size."""
         specs = [*self.inputs.values(), *self.outputs.values()]
         return all(s.shape.rank and s.shape[0] is None for s in specs)
+
+
+def _as_bytes(value: Any) -> bytes:
+    return value if isinstance(value, bytes) else str(value).encode()
 
 
 def _decode_b64(value: Any) -> Any:
@@ -109,19 +172,93 @@ def _decode_b64(value: Any) -> Any:
     return value
 
 
+def _function_runner(function: Any) -> Any:
+    def run(tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+        outputs = function(**tensors)
+        return {k: v.numpy() for k, v in outputs.items()}
+
+    return run
+
+
+class _Graph:
+    """A TF1 SavedModel in its own graph and session; one callable per signature."""
+
+    def __init__(self, path: Path):
+        import tensorflow as tf
+
+        self.graph = tf.Graph()
+        self.session = tf.compat.v1.Session(graph=self.graph)
+        with self.graph.as_default():
+            tf.compat.v1.saved_model.loader.load(self.session, [SERVE_TAG], str(path))
+
+    def runner(self, info: Any) -> Any:
+        from tensorflow.core.protobuf import config_pb2
+
+        keys = sorted(info.inputs)
+        outs = sorted(info.outputs)
+        for name in [info.inputs[k].name for k in keys] + [info.outputs[k].name for k in outs]:
+            self.graph.get_tensor_by_name(name)  # KeyError/ValueError: not in this graph
+        # A callable made from options feeds values as they are (no Python-side shape check).
+        function = self.session._make_callable_from_options(
+            config_pb2.CallableOptions(
+                feed=[info.inputs[k].name for k in keys],
+                fetch=[info.outputs[k].name for k in outs],
+            )
+        )
+
+        def run(tensors: dict[str, Any]) -> dict[str, np.ndarray]:
+            values = function(*[np.asarray(tensors[k]) for k in keys])
+            return dict(zip(outs, values, strict=True))
+
+        return run
+
+
 class ModelVersion:
     """A SavedModel directory ``<base>/<version>/`` loaded with its signatures."""
 
     def __init__(self, path: str | Path, version: int):
-        import tensorflow as tf
-
         self.path = Path(path)
         self.version = version
-        self.loaded = tf.saved_model.load(str(self.path))
-        self.signatures = {n: Signature(n, f) for n, f in self.loaded.signatures.items()}
+        self.meta_graph = read_meta_graph(self.path)
+        self.skipped: dict[str, str] = {}  # signatures that cannot run, and why
+        self.signatures = self._load()
         if not self.signatures:
-            raise ValueError(f"{self.path} has no serving signatures: export with model.save()")
+            why = "; ".join(f"{n}: {e}" for n, e in self.skipped.items())
+            raise ValueError(
+                f"{self.path} has no signature that can serve"
+                + (f" ({why})" if why else ": export with model.export()")
+            )
         self.warm_up()
+
+    def _load(self) -> dict[str, Signature]:
+        import tensorflow as tf
+
+        infos = {
+            n: i for n, i in self.meta_graph.signature_def.items() if not n.startswith("__")
+        }  # __saved_model_init_op is TF's, not a serving signature
+        failure: Exception | None = None
+        if self.meta_graph.object_graph_def.nodes:  # TF2: its functions, shapes checked
+            try:
+                self.loaded = tf.saved_model.load(str(self.path))
+                return {
+                    n: Signature(n, infos[n], _function_runner(f), check_shapes=True)
+                    for n, f in self.loaded.signatures.items()
+                    if n in infos
+                }
+            except Exception as e:  # e.g. one inconsistent signature: run the graph instead
+                failure = e
+        try:
+            graph = _Graph(self.path)
+        except Exception as e:
+            raise (failure or e) from None
+        self.loaded = graph  # kept alive with the version
+        signatures = {}
+        for name, info in sorted(infos.items()):
+            try:
+                signatures[name] = Signature(name, info, graph.runner(info), check_shapes=False)
+            except Exception as e:  # TF Serving serves the other signatures
+                self.skipped[name] = str(e).split("\n")[0]
+        return signatures
 
     def warm_up(self) -> int:
         """Call the model before it serves: TF Serving's warm-up requests
@@ -142,17 +279,24 @@ class ModelVersion:
     def signature(self, name: str | None) -> Signature:
         name = name or DEFAULT_SIGNATURE
         if name not in self.signatures:
+            why = f" ({self.skipped[name]})" if name in self.skipped else ""
             raise BadRequest(
-                f"No signature '{name}'; this model has {', '.join(sorted(self.signatures))}"
+                f"No signature was found with the name: {name}{why}; this model has "
+                f"{', '.join(sorted(self.signatures))}"
             )
         return self.signatures[name]
 
     def metadata(self) -> dict[str, Any]:
-        return {
-            "signature_def": {
-                "signature_def": {n: s.metadata() for n, s in self.signatures.items()}
-            }
+        """TF Serving's ``SignatureDefMap`` of the version, every signature as exported."""
+        from google.protobuf import json_format
+
+        defs = {
+            n: json_format.MessageToDict(
+                i, preserving_proto_field_name=True, always_print_fields_with_no_presence=True
+            )
+            for n, i in self.meta_graph.signature_def.items()
         }
+        return {"signature_def": {"signature_def": defs}}
 
 
 WARMUP_FILE = "tf_serving_warmup_requests"

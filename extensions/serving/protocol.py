@@ -12,20 +12,39 @@ from .errors import BadRequest
 from .model import Signature
 
 
-def parse_body(raw: bytes) -> dict[str, Any]:
+def parse_json(raw: bytes) -> dict[str, Any]:
+    """A request body as TF Serving reads it (util/json_tensor.cc ParseJson, FillSignature):
+    a JSON object whose optional "signature_name" is a string; other keys are ignored."""
+    if not raw:
+        raise BadRequest("JSON Parse error: The document is empty")
     try:
-        body = json.loads(raw or b"")
+        body = json.loads(raw)
     except (ValueError, UnicodeDecodeError) as e:
-        raise BadRequest(f"Malformed JSON: {e}") from None
+        raise BadRequest(f"JSON Parse error: Invalid value ({e})") from None
     except RecursionError:
-        raise BadRequest("Malformed JSON: nested too deeply") from None
+        raise BadRequest("JSON Parse error: nested too deeply") from None
     if not isinstance(body, dict):
-        raise BadRequest('The body must be a JSON object with "instances" or "inputs"')
-    if ("instances" in body) == ("inputs" in body):
-        raise BadRequest('Send exactly one of "instances" (row format) or "inputs" (columnar)')
-    unknown = set(body) - {"instances", "inputs", "signature_name"}
-    if unknown:
-        raise BadRequest(f"Unknown field(s) {sorted(unknown)}")
+        raise BadRequest(
+            'JSON Value is not object: the body must be a JSON object with "instances" or '
+            '"inputs" (predict) or "examples" (classify, regress)'
+        )
+    if "signature_name" in body and not isinstance(body["signature_name"], str):
+        raise BadRequest("'signature_name' key must be a string value.")
+    return body
+
+
+def parse_body(raw: bytes) -> dict[str, Any]:
+    """A predict request: exactly one of "instances" (rows) or "inputs" (columns)."""
+    body = parse_json(raw)
+    if "instances" not in body and "inputs" not in body:
+        raise BadRequest(
+            "Missing 'inputs' or 'instances' key: send \"instances\" (row format) or "
+            '"inputs" (columnar)'
+        )
+    if "instances" in body and "inputs" in body:
+        raise BadRequest(
+            "Not formatted correctly expecting only one of 'inputs' or 'instances' keys exists"
+        )
     return body
 
 
@@ -55,7 +74,7 @@ def inputs_of(body: dict[str, Any], signature: Signature) -> tuple[dict[str, Any
 BYTES_SUFFIX = "_bytes"  # TF Serving: only outputs named *_bytes are binary ({"b64": ...})
 
 
-def _decimal(value: float, kind: type) -> float:
+def decimal(value: float, kind: type) -> float:
     """A float as TF Serving writes it (util/json_tensor.cc WriteDecimal): six significant
     digits when they give the same value back, else all of them: float32 2.05 is 2.05, not
     the 2.049999952316284 a double would show."""
@@ -72,7 +91,7 @@ def _jsonable(array: np.ndarray, name: str = "") -> Any:
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     if array.dtype in (np.float32, np.float16):
         kind = array.dtype.type
-        flat = [_decimal(v, kind) for v in array.reshape(-1).tolist()]
+        flat = [decimal(v, kind) for v in array.reshape(-1).tolist()]
         return np.array(flat, dtype=object).reshape(array.shape).tolist()
     return array.tolist()
 

@@ -1,14 +1,17 @@
 """A model's versions on disk (TF Serving layout), loaded and swapped without dropping requests.
 
-Served: the newest version plus every version a label (``labels.json``: {"stable": 1,
-"canary": 2}) points to. A request keeps the version object it started with, so a swap never
-fails it; replaced versions are dropped once nothing refers to them.
+Served by default: the newest version plus every version a label (``labels.json``:
+{"stable": 1, "canary": 2}) points to. With TF Serving's model config a ``VersionPolicy``
+chooses instead (the newest N, all, or specific versions) and the labels come from the config.
+A request keeps the version object it started with, so a swap never fails it; replaced
+versions are dropped once nothing refers to them.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +21,24 @@ from .model import ModelVersion, find_versions
 LABELS_FILE = "labels.json"
 
 
+@dataclass(frozen=True)
+class VersionPolicy:
+    """TF Serving's model_version_policy: ``latest`` (the newest ``num_versions``), ``all``,
+    or ``specific`` (``versions``)."""
+
+    kind: str = "latest"
+    num_versions: int = 1
+    versions: tuple[int, ...] = field(default=())
+
+    def choose(self, working: list[int]) -> list[int]:
+        """The versions to serve among those that load, newest first."""
+        if self.kind == "all":
+            return working
+        if self.kind == "specific":
+            return [v for v in working if v in self.versions]
+        return working[: self.num_versions]
+
+
 def _stamp(path: Path) -> tuple[float, ...]:
     """Changes when a version folder's SavedModel is replaced."""
     files = [path, path / "saved_model.pb", path / "variables"]
@@ -25,9 +46,17 @@ def _stamp(path: Path) -> tuple[float, ...]:
 
 
 class ModelRepository:
-    def __init__(self, name: str, base_path: str | Path):
+    def __init__(
+        self,
+        name: str,
+        base_path: str | Path,
+        policy: VersionPolicy | None = None,
+        labels: dict[str, int] | None = None,
+    ):
         self.name = name
         self.base_path = Path(base_path)
+        self.policy = policy  # None: the newest that works, plus labelled versions
+        self.fixed_labels = labels  # None: read labels.json
         self.versions: dict[int, ModelVersion] = {}
         self.labels: dict[str, int] = {}
         self.errors: dict[int, str] = {}
@@ -36,6 +65,8 @@ class ModelRepository:
         self._refreshing = threading.Lock()
 
     def read_labels(self) -> dict[str, int]:
+        if self.fixed_labels is not None:
+            return dict(self.fixed_labels)
         path = self.base_path / LABELS_FILE
         if not path.exists():
             return {}
@@ -79,16 +110,33 @@ class ModelRepository:
             self.errors.pop(gone, None)
             self._failed.pop(gone, None)
         loaded = {v: m for v, m in self.versions.items() if v in on_disk}
-        for version in sorted({v for v in labels.values() if v in on_disk} - set(loaded)):
-            if model := self._load(version, on_disk[version]):
-                loaded[version] = model
-        latest = None  # the newest version that works, newest first
-        for version in sorted(on_disk, reverse=True):
-            if version in loaded or (model := self._load(version, on_disk[version])):
-                loaded.setdefault(version, model)  # type: ignore[arg-type]
-                latest = version
-                break
-        wanted = {v for v in labels.values() if v in loaded} | ({latest} - {None})
+        if self.policy is not None:  # TF Serving's model config: the policy alone chooses
+            wanted_on_disk = self.policy.choose(sorted(on_disk, reverse=True))
+            if self.policy.kind == "latest":  # the newest N that work
+                working = []
+                for version in sorted(on_disk, reverse=True):
+                    if len(working) == self.policy.num_versions:
+                        break
+                    if version in loaded or (model := self._load(version, on_disk[version])):
+                        loaded.setdefault(version, model)  # type: ignore[arg-type]
+                        working.append(version)
+                wanted = set(working)
+            else:
+                for version in wanted_on_disk:
+                    if version not in loaded and (model := self._load(version, on_disk[version])):
+                        loaded[version] = model
+                wanted = {v for v in wanted_on_disk if v in loaded}
+        else:
+            for version in sorted({v for v in labels.values() if v in on_disk} - set(loaded)):
+                if model := self._load(version, on_disk[version]):
+                    loaded[version] = model
+            latest = None  # the newest version that works, newest first
+            for version in sorted(on_disk, reverse=True):
+                if version in loaded or (model := self._load(version, on_disk[version])):
+                    loaded.setdefault(version, model)  # type: ignore[arg-type]
+                    latest = version
+                    break
+            wanted = {v for v in labels.values() if v in loaded} | ({latest} - {None})
         with self._lock:
             self.versions = {v: m for v, m in loaded.items() if v in wanted}
             self.labels = labels
@@ -98,20 +146,23 @@ class ModelRepository:
         with self._lock:
             versions, labels = self.versions, self.labels
         if label is not None:
-            if label not in labels:
-                raise NotFound(
-                    f"Model {self.name} has no label '{label}'; labels: "
-                    f"{', '.join(sorted(labels)) or 'none'}"
+            if label not in labels:  # TF Serving: 400, not 404
+                raise BadRequest(
+                    f"Unrecognized servable version label: {label} (model {self.name} has "
+                    f"labels: {', '.join(sorted(labels)) or 'none'})"
                 )
             version = labels[label]
         if version is None:
             if not versions:
-                raise NotFound(f"Model {self.name} has no version loaded yet")
+                raise NotFound(
+                    f"Servable not found for request: Latest({self.name}) (no version loaded yet)"
+                )
             return versions[max(versions)]
         if version not in versions:
             raise NotFound(
-                f"Model {self.name} version {version} is not served; served: "
-                f"{', '.join(map(str, sorted(versions))) or 'none'}"
+                f"Servable not found for request: Specific({self.name}, {version}) (model "
+                f"{self.name} version {version} is not served; served: "
+                f"{', '.join(map(str, sorted(versions))) or 'none'})"
             )
         return versions[version]
 

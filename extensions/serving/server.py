@@ -1,11 +1,17 @@
-"""One endpoint process: TF Serving's REST API for one model.
+"""A model server: TF Serving's REST API for one or several models.
 
-Run as ``python -m hubforge.serving.server --model-name NAME --model-base-path DIR``.
+    python -m hubforge.serving.server --rest_api_port=8501 --model_name=NAME --model_base_path=DIR
+    hubforge-model-server --rest_api_port=8501 --model_config_file=models.config
+
+takes TF Serving's flags (and config files: models with version policies and labels, batching
+parameters, monitoring) and answers as TF Serving's REST API does:
 
 GET  /v1/models/{name}[/versions/{v}|/labels/{l}]            version status
 GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signatures
 POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar predict
-GET  /healthz, /metrics (Prometheus)
+POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   tf.Example classification
+POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    tf.Example regression
+GET  /healthz, /metrics (Prometheus; also at the monitoring config's path)
 """
 
 from __future__ import annotations
@@ -14,20 +20,39 @@ import argparse
 import asyncio
 import hmac
 import json
+import logging
 import os
+import sys
 import time
+from collections import defaultdict
+from pathlib import Path
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.metrics_core import Metric
 from tornado import web
 from tornado.ioloop import PeriodicCallback
 
 from .batching import Batcher
+from .config import (
+    ConfigError,
+    ModelSpec,
+    read_batching_parameters,
+    read_model_config,
+    read_monitoring_config,
+)
 from .errors import BadRequest, NotFound, ServingError, TooLarge
-from .protocol import format_outputs, inputs_of, parse_body
+from .examples import classify, regress
+from .protocol import format_outputs, inputs_of, parse_body, parse_json
 from .repository import ModelRepository
 
-ROUTE = r"/v1/models/([^/:]+)(?:/versions/([^/:]+)|/labels/([^/:]+))?(/metadata|:predict)?"
+log = logging.getLogger("hubforge.serving")
+
+ROUTE = (
+    r"/v1/models/([^/:]+)(?:/versions/([^/:]+)|/labels/([^/:]+))?"
+    r"(/metadata|:predict|:classify|:regress)?"
+)
+VERBS = (":predict", ":classify", ":regress")
 
 
 class Metrics:
@@ -43,12 +68,24 @@ class Metrics:
             registry=self.registry,
             buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 5),
         )
+        # TF Serving's own metric name, so its dashboards work (model_name, status)
+        self.tf_requests: dict[tuple[str, str], int] = defaultdict(int)
+        self.registry.register(self)
         self.batch_size = Histogram(
             "hubforge_serving_batch_size",
             "Instances per model call",
             registry=self.registry,
             buckets=(1, 2, 4, 8, 16, 32, 64, 128),
         )
+
+    def collect(self) -> Any:
+        """``:tensorflow:serving:request_count`` exactly as TF Serving names it (a Counter
+        here would be exposed with a ``_total`` suffix)."""
+        name = ":tensorflow:serving:request_count"
+        metric = Metric(name, "Requests by model and status (TF Serving's metric)", "untyped")
+        for (model, status), count in sorted(self.tf_requests.items()):
+            metric.add_sample(name, {"model_name": model, "status": status}, count)
+        yield metric
 
 
 KEY_HEADER = "X-Hubforge-Endpoint-Key"
@@ -76,13 +113,37 @@ class GatewayOnly(web.RequestHandler):
             )
 
 
+class Models:
+    """The models a server serves, by name (reloaded when the model config file changes)."""
+
+    def __init__(self, repos: dict[str, ModelRepository]):
+        self.repos = repos
+
+    def get(self, name: str, version: str | None) -> ModelRepository:
+        if name not in self.repos:
+            spec = f"Specific({name}, {version})" if version else f"Latest({name})"
+            raise NotFound(
+                f"Servable not found for request: {spec} (this server serves: "
+                f"{', '.join(sorted(self.repos))})"
+            )
+        return self.repos[name]
+
+    def refresh(self) -> None:
+        for repo in list(self.repos.values()):
+            try:
+                repo.refresh()
+            except ServingError as e:  # e.g. a base path that is gone: the others go on
+                log.warning("%s: %s", repo.name, e)
+
+
 class ModelHandler(GatewayOnly):
     def initialize(
-        self, repo: ModelRepository, metrics: Metrics, max_body: int, batcher: Batcher | None
+        self, models: Models, metrics: Metrics, max_body: int, batcher: Batcher | None
     ) -> None:
-        self.repo, self.metrics, self.max_body = repo, metrics, max_body
+        self.models, self.metrics, self.max_body = models, metrics, max_body
         self.batcher = batcher
         self.started = time.perf_counter()
+        self.verb = "get"
 
     def prepare(self) -> None:
         super().prepare()
@@ -98,24 +159,31 @@ class ModelHandler(GatewayOnly):
         self.finish(json.dumps({"error": str(error)}))
 
     def on_finish(self) -> None:
-        method = "predict" if self.request.method == "POST" else "get"
-        self.metrics.requests.labels(method, str(self.get_status())).inc()
-        self.metrics.latency.labels(method).observe(time.perf_counter() - self.started)
+        code = self.get_status()
+        self.metrics.requests.labels(self.verb, str(code)).inc()
+        self.metrics.latency.labels(self.verb).observe(time.perf_counter() - self.started)
+        status = {200: "OK", 400: "INVALID_ARGUMENT", 404: "NOT_FOUND"}.get(code, "UNKNOWN")
+        self.metrics.tf_requests[(self.path_args[0] if self.path_args else "", status)] += 1
 
     def target(self, name: str, version: str | None, label: str | None) -> tuple[Any, int | None]:
-        if name != self.repo.name:
-            raise NotFound(f"No model '{name}' here; this endpoint serves '{self.repo.name}'")
         if version is not None and not version.isdigit():
             raise BadRequest(f"Malformed request: version '{version}' is not a number")
         if version is not None and int(version) >= 2**63:  # TF Serving's int64 versions
             raise BadRequest(f"Failed to convert version: {version}")
-        return self.repo, int(version) if version else None
+        return self.models.get(name, version), int(version) if version else None
+
+    def malformed(self) -> BadRequest:
+        return BadRequest(
+            f"Malformed request: {self.request.method} {self.request.path} (GET "
+            ".../{name}[/versions/{v}|/labels/{l}][/metadata]; POST ...:predict, :classify "
+            "or :regress)"
+        )
 
     def get(self, name: str, version: str | None, label: str | None, suffix: str | None) -> None:
         try:
+            if suffix in VERBS:  # TF Serving: 400 "Malformed request" for GET ...:predict
+                raise self.malformed()
             repo, number = self.target(name, version, label)
-            if suffix == ":predict":
-                raise BadRequest("predict needs POST")
             if suffix == "/metadata":
                 model = repo.resolve(number, label)
                 self.write(
@@ -139,29 +207,34 @@ class ModelHandler(GatewayOnly):
         self, name: str, version: str | None, label: str | None, suffix: str | None
     ) -> None:
         try:
-            if suffix != ":predict":  # TF Serving: 400 "Malformed request" (not 404)
-                raise BadRequest(
-                    f"Malformed request: POST {self.request.path} (POST goes to "
-                    ".../{name}[/versions/{v}]:predict)"
-                )
+            if suffix not in VERBS:  # TF Serving: 400 "Malformed request" (not 404)
+                raise self.malformed()
+            self.verb = suffix[1:]
             repo, number = self.target(name, version, label)
-            body = parse_body(self.request.body)
-            model = repo.resolve(number, label)  # kept for the whole request: swaps are safe
-            signature = model.signature(body.get("signature_name"))
-            inputs, rows = inputs_of(body, signature)
-            tensors = signature.prepare(inputs)
-            if self.batcher and rows and signature.batchable:
-                outputs = await self.batcher.run(
-                    signature, tensors, self.metrics.batch_size.observe
-                )
+            if suffix == ":predict":
+                body = parse_body(self.request.body)
+                model = repo.resolve(number, label)  # kept for the whole request: swaps are safe
+                self.write(await self.predict(model, body))
             else:
-                outputs = await asyncio.to_thread(signature.call, tensors)
-                self.metrics.batch_size.observe(len(next(iter(outputs.values()))))
-            self.write(format_outputs(outputs, rows))
+                body = parse_json(self.request.body)
+                model = repo.resolve(number, label)
+                run = classify if suffix == ":classify" else regress
+                self.write(await asyncio.to_thread(run, model, body))
         except ServingError as e:
             self.fail(e)
         except RecursionError:  # rows nested deeper than any tensor: the client's mistake
             self.fail(BadRequest("The request nests its values too deeply"))
+
+    async def predict(self, model: Any, body: dict[str, Any]) -> dict[str, Any]:
+        signature = model.signature(body.get("signature_name"))
+        inputs, rows = inputs_of(body, signature)
+        tensors = signature.prepare(inputs)
+        if self.batcher and rows and signature.batchable:
+            outputs = await self.batcher.run(signature, tensors, self.metrics.batch_size.observe)
+        else:
+            outputs = await asyncio.to_thread(signature.call, tensors)
+            self.metrics.batch_size.observe(len(next(iter(outputs.values()))))
+        return format_outputs(outputs, rows)
 
 
 class MalformedHandler(GatewayOnly):
@@ -190,14 +263,21 @@ class MalformedHandler(GatewayOnly):
 
 
 class HealthHandler(GatewayOnly):
-    def initialize(self, repo: ModelRepository, **_: Any) -> None:
-        self.repo = repo
+    def initialize(self, models: Models, **_: Any) -> None:
+        self.models = models
 
     def get(self) -> None:
-        served = sorted(self.repo.versions)
-        self.set_status(200 if served else 503)
+        served = {name: sorted(repo.versions) for name, repo in self.models.repos.items()}
+        ready = all(served.values())
+        first = next(iter(served))
+        self.set_status(200 if ready else 503)
         self.write(
-            {"model": self.repo.name, "versions": served, "status": "ok" if served else "loading"}
+            {
+                "model": first,
+                "versions": served[first],
+                "models": served,
+                "status": "ok" if ready else "loading",
+            }
         )
 
 
@@ -211,21 +291,42 @@ class MetricsHandler(GatewayOnly):
 
 
 def make_app(
-    repo: ModelRepository,
+    models: Models | ModelRepository,
     max_body: int = 16 * 1024 * 1024,
     batcher: Batcher | None = None,
     key: str = "",
+    metrics_path: str | None = None,
 ) -> web.Application:
-    args = {"repo": repo, "metrics": Metrics(), "max_body": max_body, "batcher": batcher}
+    if isinstance(models, ModelRepository):
+        models = Models({models.name: models})
+    args = {"models": models, "metrics": Metrics(), "max_body": max_body, "batcher": batcher}
+    extra = [(metrics_path, MetricsHandler, args)] if metrics_path else []
     return web.Application(
         [
             (ROUTE, ModelHandler, args),
             (r"/healthz", HealthHandler, args),
             (r"/metrics", MetricsHandler, args),
+            *extra,
             (r"/.*", MalformedHandler),
         ],
         endpoint_key=key,
     )
+
+
+def repositories(specs: list[ModelSpec], old: dict[str, ModelRepository]) -> dict[str, Any]:
+    """One repository per model; unchanged models keep theirs (and their loaded versions)."""
+    repos = {}
+    for spec in specs:
+        repo = old.get(spec.name)
+        if (
+            repo is None
+            or str(repo.base_path) != spec.base_path
+            or repo.policy != spec.policy
+            or repo.fixed_labels != spec.labels
+        ):
+            repo = ModelRepository(spec.name, spec.base_path, spec.policy, spec.labels)
+        repos[spec.name] = repo
+    return repos
 
 
 async def serve(
@@ -236,50 +337,141 @@ async def serve(
     poll: float,
     max_batch_size: int = 0,
     batch_timeout_ms: float = 2.0,
+    config_file: str | None = None,
+    config_poll: float = 0,
+    metrics_path: str | None = None,
 ) -> None:
-    repo = ModelRepository(name, base_path)
-    await asyncio.to_thread(repo.refresh)
+    if config_file:
+        models = Models(repositories(read_model_config(config_file), {}))
+    else:  # one model: the newest version plus the labels.json ones
+        models = Models({name: ModelRepository(name, base_path)})
+    await asyncio.to_thread(models.refresh)
     batcher = Batcher(max_batch_size, batch_timeout_ms / 1000) if max_batch_size > 1 else None
     # the key comes in the environment, never argv: /proc/<pid>/cmdline is readable by all
-    app = make_app(repo, batcher=batcher, key=os.environ.pop(KEY_ENV, ""))
-    app.listen(port, host, max_body_size=64 * 1024 * 1024)
-    # New versions and label changes are picked up without a restart.
-    refresher = PeriodicCallback(
-        lambda: asyncio.ensure_future(asyncio.to_thread(repo.refresh)), poll * 1000
+    app = make_app(
+        models, batcher=batcher, key=os.environ.pop(KEY_ENV, ""), metrics_path=metrics_path
     )
-    refresher.start()
+    app.listen(port, host, max_body_size=64 * 1024 * 1024)
+    log.info("Serving %s on http://%s:%d", ", ".join(sorted(models.repos)), host, port)
+    # New versions and label changes are picked up without a restart.
+    PeriodicCallback(
+        lambda: asyncio.ensure_future(asyncio.to_thread(models.refresh)), poll * 1000
+    ).start()
+    if config_file and config_poll > 0:  # TF Serving's --model_config_file_poll_wait_seconds
+
+        def reload() -> None:
+            try:
+                specs = read_model_config(config_file)
+            except ConfigError as e:  # keep serving the last good config
+                log.warning("model config not reloaded: %s", e)
+                return
+            models.repos = repositories(specs, models.repos)
+            models.refresh()
+
+        PeriodicCallback(
+            lambda: asyncio.ensure_future(asyncio.to_thread(reload)), config_poll * 1000
+        ).start()
     await asyncio.Event().wait()
 
 
+def _flag_bool(value: str) -> bool:
+    if value.lower() in ("1", "true", "yes"):
+        return True
+    if value.lower() in ("0", "false", "no"):
+        return False
+    raise argparse.ArgumentTypeError(f"expected true or false, got {value!r}")
+
+
+def parser() -> argparse.ArgumentParser:
+    """TF Serving's flags (``--model_name`` spelling; ``--model-name`` works too)."""
+    p = argparse.ArgumentParser(
+        prog="hubforge-model-server",
+        description="Serve SavedModels with TF Serving's REST API (and its flags)",
+    )
+
+    def flag(name: str, **kw: Any) -> None:
+        p.add_argument(f"--{name}", *([f"--{name.replace('_', '-')}"] if "_" in name else []), **kw)
+
+    flag("rest_api_port", type=int, default=8501, help="REST port (default 8501)")
+    flag("port", type=int, default=None, help="TF Serving's gRPC port: accepted, not served")
+    flag("host", default="127.0.0.1", help="address to listen on (default loopback)")
+    flag("model_name", default="default", help="the model's name (default 'default')")
+    flag("model_base_path", default=None, help="folder with numbered version folders")
+    flag("model_config_file", default=None, help="ModelServerConfig text proto (several models)")
+    flag("model_config_file_poll_wait_seconds", type=float, default=0, help="0: read once")
+    flag("file_system_poll_wait_seconds", type=float, default=None, help="version scan period")
+    flag("poll", type=float, default=None, help=argparse.SUPPRESS)
+    flag("enable_batching", type=_flag_bool, nargs="?", const=True, default=False)
+    flag("batching_parameters_file", default=None, help="BatchingParameters text proto")
+    flag("max_batch_size", type=int, default=0, help="rows per model call (0: no batching)")
+    flag("batch_timeout_ms", type=float, default=2.0, help="longest wait for other requests")
+    flag("monitoring_config_file", default=None, help="MonitoringConfig text proto")
+    for accepted in (
+        "allow_version_labels_for_unavailable_models",
+        "rest_api_enable_cors_support",
+    ):
+        flag(
+            accepted,
+            type=_flag_bool,
+            nargs="?",
+            const=True,
+            default=False,
+            help="accepted for TF Serving compatibility",
+        )
+    for accepted in (
+        "rest_api_num_threads",
+        "rest_api_timeout_in_ms",
+        "tensorflow_intra_op_parallelism",
+        "tensorflow_inter_op_parallelism",
+    ):
+        flag(accepted, type=int, default=None, help="accepted for TF Serving compatibility")
+    flag("saved_model_tags", default="serve", help="only 'serve' is read")
+    return p
+
+
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description="Serve a model with TF Serving's REST API")
-    parser.add_argument("--model-name", required=True)
-    parser.add_argument("--model-base-path", required=True)
-    parser.add_argument("--port", type=int, default=8501)
-    parser.add_argument("--host", default="127.0.0.1")
-    parser.add_argument("--poll", type=float, default=2.0, help="seconds between version scans")
-    parser.add_argument(
-        "--max-batch-size",
-        type=int,
-        default=0,
-        help="rows per model call when batching concurrent requests (0: off)",
-    )
-    parser.add_argument(
-        "--batch-timeout-ms",
-        type=float,
-        default=2.0,
-        help="longest a request waits for others to batch with",
-    )
-    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    p = parser()
+    args = p.parse_args(argv)
+    if bool(args.model_config_file) == bool(args.model_base_path):
+        p.error("give --model_base_path (one model) or --model_config_file (several), not both")
+    if args.saved_model_tags != "serve":
+        p.error("--saved_model_tags: only 'serve' is supported")
+    if args.port is not None:
+        log.warning(
+            "gRPC (--port=%s) is not served; REST answers on %d", args.port, args.rest_api_port
+        )
+    max_batch, timeout_ms = args.max_batch_size, args.batch_timeout_ms
+    metrics_path = None
+    try:
+        if args.model_config_file:
+            read_model_config(args.model_config_file)  # refuse a bad file before listening
+        if args.batching_parameters_file:
+            if not args.enable_batching:
+                p.error("--batching_parameters_file needs --enable_batching")
+            max_batch, timeout_ms = read_batching_parameters(args.batching_parameters_file)
+        elif args.enable_batching and not max_batch:
+            max_batch, timeout_ms = 1000, 0.0  # TF Serving's defaults
+        if args.monitoring_config_file:
+            metrics_path = read_monitoring_config(args.monitoring_config_file)
+    except ConfigError as e:
+        print(f"hubforge-model-server: {e}", file=sys.stderr)
+        sys.exit(2)
+    if args.model_base_path and not Path(args.model_base_path).is_dir():
+        p.error(f"--model_base_path {args.model_base_path} is not a folder")
+    poll = args.file_system_poll_wait_seconds or args.poll or 1.0
     asyncio.run(
         serve(
             args.model_name,
             args.model_base_path,
-            args.port,
+            args.rest_api_port,
             args.host,
-            args.poll,
-            args.max_batch_size,
-            args.batch_timeout_ms,
+            poll,
+            max_batch,
+            timeout_ms,
+            config_file=args.model_config_file,
+            config_poll=args.model_config_file_poll_wait_seconds,
+            metrics_path=metrics_path,
         )
     )
 
