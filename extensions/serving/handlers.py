@@ -20,11 +20,15 @@ from tornado import web
 from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import ServingError
+from .oip import HEADER_LENGTH as BINARY_HEADER
 
 # The only paths the gateway forwards (TF Serving's REST API of one model), normalised.
 GATEWAY_PATH = re.compile(
-    r"^v1/models/(?P<model>[a-z0-9-]+)(/versions/[0-9]{1,19}|/labels/[A-Za-z0-9_-]{1,64})?"
-    r"(/metadata|:predict|:classify|:regress)?$"
+    r"^(?:v1/models/(?P<model>[a-z0-9-]+)(/versions/[0-9]{1,19}|/labels/[A-Za-z0-9_-]{1,64})?"
+    r"(/metadata|:predict|:classify|:regress)?"
+    # the Open Inference Protocol (KServe v2) on the same endpoint
+    r"|v2/models/(?P<v2model>[a-z0-9-]+)(/versions/[0-9]{1,19})?(/ready|/infer)?"
+    r"|v2/health/(?:live|ready)|v2)$"
 )
 
 
@@ -164,15 +168,19 @@ class GatewayHandler(EndpointsBase):
                 f"token, an admin's, or one with the scope {call_scope(user, name)}",
             )
         path = GATEWAY_PATH.match(rest)
-        if path is None or path["model"] != name:  # e.g. ..%2F..%2Fmetrics: never forwarded
+        model = path and (path["model"] or path["v2model"])
+        if path is None or model not in (name, None):  # e.g. ..%2F..%2Fmetrics: never forwarded
             raise web.HTTPError(
                 404,
                 f"No such endpoint path; {name} answers v1/models/{name}[/versions/N|"
-                "/labels/L][:predict|/metadata]",
+                "/labels/L][:predict|:classify|:regress|/metadata] and v2/models/"
+                f"{name}[/versions/N][/ready|/infer]",
             )
         try:
             target, extra = self.endpoints.route(user, name)
             headers = {"Content-Type": "application/json", **extra}
+            if BINARY_HEADER in self.request.headers:  # the v2 binary tensor extension
+                headers[BINARY_HEADER] = self.request.headers[BINARY_HEADER]
         except ServingError as e:
             self.serving_error(e)
         body = self.request.body if self.request.method == "POST" else None
@@ -185,6 +193,7 @@ class GatewayHandler(EndpointsBase):
             ) as response:
                 data = await response.read()
                 content_type = response.headers.get("Content-Type", "application/json")
+                binary = response.headers.get(BINARY_HEADER)
         except aiohttp.ClientConnectorError:  # not listening yet: just (re)started
             self.set_header("Retry-After", "2")
             raise web.HTTPError(
@@ -194,6 +203,8 @@ class GatewayHandler(EndpointsBase):
             raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
         self.set_status(response.status)
         self.set_header("Content-Type", content_type)
+        if binary is not None:
+            self.set_header(BINARY_HEADER, binary)
         self.finish(data)
 
     async def get(self, user: str, name: str, rest: str) -> None:
@@ -216,5 +227,5 @@ def routes(prefix: str, api: str, args: dict[str, Any]) -> list[tuple]:
     return [
         (api + "/endpoints", EndpointsHandler, args),
         (api + r"/endpoints/([^/]+)", EndpointHandler, args),
-        (prefix + r"endpoints/([^/]+)/([^/]+)/(v1/.+)", GatewayHandler, args),
+        (prefix + r"endpoints/([^/]+)/([^/]+)/(v[12](?:/.*)?)", GatewayHandler, args),
     ]

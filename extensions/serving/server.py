@@ -11,6 +11,7 @@ GET  /v1/models/{name}[/versions/{v}|/labels/{l}]/metadata   signatures
 POST /v1/models/{name}[/versions/{v}|/labels/{l}]:predict    row or columnar predict
 POST /v1/models/{name}[/versions/{v}|/labels/{l}]:classify   tf.Example classification
 POST /v1/models/{name}[/versions/{v}|/labels/{l}]:regress    tf.Example regression
+GET  /v2/..., POST /v2/models/{name}[/versions/{v}]/infer   the Open Inference Protocol
 GET  /healthz, /metrics (Prometheus; also at the monitoring config's path)
 """
 
@@ -43,6 +44,7 @@ from .config import (
 )
 from .errors import BadRequest, NotFound, ServingError, TooLarge
 from .examples import classify, regress
+from .oip import OipMixin, model_metadata
 from .protocol import format_outputs, inputs_of, parse_body, parse_json
 from .repository import ModelRepository
 
@@ -53,6 +55,7 @@ ROUTE = (
     r"(/metadata|:predict|:classify|:regress)?"
 )
 VERBS = (":predict", ":classify", ":regress")
+V2_ROUTE = r"/v2/models/([^/]+)(?:/versions/([^/]+))?(/ready|/infer)?"
 
 
 class Metrics:
@@ -237,6 +240,54 @@ class ModelHandler(GatewayOnly):
         return format_outputs(outputs, rows)
 
 
+class V2ModelHandler(OipMixin, ModelHandler):
+    """The Open Inference Protocol's model routes (see oip.py)."""
+
+    def get(self, name: str, version: str | None, suffix: str | None) -> None:  # type: ignore[override]
+        try:
+            repo, model = self.model(name, version)
+            if suffix == "/ready":
+                self.write({"name": name, "ready": True})
+            elif suffix is None:
+                self.write(model_metadata(name, sorted(repo.versions), model))
+            else:
+                raise self.malformed()
+        except ServingError as e:
+            self.fail(e)
+
+    async def post(self, name: str, version: str | None, suffix: str | None) -> None:  # type: ignore[override]
+        self.verb = "infer"
+        try:
+            if suffix != "/infer":
+                raise self.malformed()
+            await self.run_infer(name, version)
+        except ServingError as e:
+            self.fail(e)
+        except RecursionError:
+            self.fail(BadRequest("The request nests its values too deeply"))
+
+
+class V2ServerHandler(GatewayOnly):
+    def initialize(self, models: Models, **_: Any) -> None:
+        self.models = models
+
+    def get(self, kind: str | None = None) -> None:
+        ready = all(repo.versions for repo in self.models.repos.values())
+        if kind == "live":
+            self.write({"live": True})
+        elif kind == "ready":
+            self.set_status(200 if ready else 503)
+            self.write({"ready": ready})
+        else:
+            self.write(
+                {
+                    "name": "hubforge-model-server",
+                    "version": "0.1.0",
+                    "extensions": ["binary_tensor_data"],
+                }
+            )
+
+
 class MalformedHandler(GatewayOnly):
     """Any other path: JSON errors as TF Serving gives them (http_rest_api_handler.cc:75),
     never Tornado's HTML pages: 400 under /v1/, 404 elsewhere."""
@@ -304,6 +355,9 @@ def make_app(
     return web.Application(
         [
             (ROUTE, ModelHandler, args),
+            (V2_ROUTE, V2ModelHandler, args),
+            (r"/v2/?", V2ServerHandler, args),
+            (r"/v2/health/(live|ready)", V2ServerHandler, args),
             (r"/healthz", HealthHandler, args),
             (r"/metrics", MetricsHandler, args),
             *extra,

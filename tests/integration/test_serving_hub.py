@@ -9,6 +9,7 @@ import subprocess
 import threading
 import time
 
+import numpy as np
 import pytest
 import requests
 
@@ -156,6 +157,41 @@ def test_tokens_with_the_call_scope(workbench, sam, scorer):
     for escape in ("/..%2F..%2F..%2Fmetrics", "/../../../healthz", "/versions/1/..%2F..%2F"):
         r = workbench.api("GET", GATEWAY + escape, app)
         assert r.status_code in (400, 404) and "hubforge_serving" not in r.text, (escape, r.text)
+
+    # the Open Inference Protocol on the same endpoint, same token: JSON and binary tensors
+    v2 = "services/hubforge/endpoints/sam/scorer/v2/models/scorer"
+    meta = workbench.api("GET", v2, app).json()
+    (x,), (y,) = meta["inputs"], meta["outputs"]
+    assert meta["versions"] == ["2"] and x["datatype"] == "FP32" and x["shape"] == [-1, 4]
+    infer = {"inputs": [{**x, "shape": [1, 4], "data": [1, 1, 1, 1]}]}
+    r = workbench.api("POST", v2 + "/infer", app, json=infer)
+    assert r.status_code == 200, r.text
+    assert r.json()["outputs"][0]["data"] == [9.0] and r.json()["model_version"] == "2"
+    head = json.dumps(
+        {
+            "inputs": [
+                {**x, "shape": [1, 4], "parameters": {"binary_data_size": 16}},
+            ],
+            "outputs": [{"name": y["name"], "parameters": {"binary_data": True}}],
+        }
+    ).encode()
+    r = workbench.api(
+        "POST",
+        v2 + "/infer",
+        app,
+        data=head + np.ones(4, dtype=np.float32).tobytes(),
+        headers={"Inference-Header-Content-Length": str(len(head))},
+    )
+    assert r.status_code == 200, r.text
+    size = int(r.headers["Inference-Header-Content-Length"])
+    assert np.frombuffer(r.content[size:], dtype=np.float32).tolist() == [9.0]
+    assert workbench.api("GET", v2 + "/ready", app).json() == {"name": "scorer", "ready": True}
+    for escape in ("/..%2F..%2Fmetrics", "/versions/1/..%2F..%2F..%2Fhealthz"):
+        r = workbench.api("GET", v2 + escape, app)
+        assert r.status_code in (400, 404) and "hubforge_serving" not in r.text, (escape, r.text)
+    stranger = workbench.create_user("eve4")
+    r = workbench.api("POST", v2 + "/infer", stranger, json=infer)
+    assert r.status_code == 403 and "eve4 may not call sam's endpoint" in r.json()["error"]
 
     owner_wide = scoped_token(workbench, "sam", sam, f"{scope}!user=sam").json()["token"]
     assert workbench.api("POST", GATEWAY + ":predict", owner_wide, json=rows).status_code == 200

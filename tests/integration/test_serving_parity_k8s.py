@@ -1,0 +1,128 @@
+"""A local endpoint and the Kubernetes TF Serving Deployment answer a client identically.
+
+The Kubernetes builder's objects for an endpoint (its ConfigMap's model config and batching
+files, its container's TF Serving flags) are run here with our own model server, the volumes
+mapped to folders; the local backend deploys the same versions. One client script runs
+against both and must see the same answers, byte for byte once parsed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import requests
+
+from hubforge.processes import free_port
+from hubforge.serving import objects
+from hubforge.serving.base import check_batching
+from hubforge.serving.local import LocalEndpointBackend
+from hubforge.serving.repository import ModelRepository
+from tests.models import keras_model
+
+SCRIPT = Path(sys.executable).parent / "hubforge-model-server"
+
+
+def client(url: str, headers: dict[str, str]) -> list:
+    """What an application does with an endpoint; every answer recorded."""
+    calls = [
+        ("GET", "", None),
+        ("GET", "/versions/1", None),
+        ("GET", "/labels/stable", None),
+        ("GET", "/metadata", None),
+        ("GET", "/labels/stable/metadata", None),
+        ("POST", ":predict", {"instances": [[1, 2, 3, 4], [0.5, 0, 0, 0]]}),
+        ("POST", ":predict", {"inputs": [[1, 2, 3, 4]]}),
+        ("POST", "/versions/1:predict", {"instances": [[1, 2, 3, 4]]}),
+        ("POST", "/labels/stable:predict", {"instances": [[1, 1, 1, 1]]}),
+        ("POST", "/labels/nope:predict", {"instances": [[1, 1, 1, 1]]}),
+        ("POST", "/versions/9:predict", {"instances": [[1, 1, 1, 1]]}),
+        ("POST", ":predict", {"instances": [["a", "b", "c", "d"]]}),
+        ("POST", ":regress", {"examples": [{"x": 1.0}]}),
+    ]
+    answers = []
+    with requests.Session() as s:
+        s.headers.update(headers)
+        for method, suffix, body in calls:
+            r = s.request(method, url + suffix, json=body, timeout=30)
+            answers.append((method, suffix, r.status_code, r.json()))
+    return answers
+
+
+def kubernetes_server(tmp: Path, base: Path, labels: dict[str, int], batching: dict) -> tuple:
+    """The builder's Deployment for ann/clf, run with our server: its args and files as
+    TF Serving in the pod would read them, with the pod's paths mapped to folders here."""
+    s = objects.ServingSettings()
+    cm, deployment, _ = objects.endpoint_objects(
+        "ann", "clf", [1, 2], labels, 0, batching, s, kserve=False
+    )
+    (container,) = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["command"] == ["tensorflow_model_server"]
+    config = tmp / "config"
+    config.mkdir()
+    pod_model_path = objects.model_path("ann", "clf")
+    for name, text in cm["data"].items():
+        (config / name).write_text(text.replace(pod_model_path, str(base)))
+    port = free_port()
+    args = [
+        a.replace(objects.CONFIG_MOUNT, str(config)).replace(
+            f"--rest_api_port={objects.REST_PORT}", f"--rest_api_port={port}"
+        )
+        for a in container["args"]
+    ]
+    assert f"--rest_api_port={port}" in args and any("--model_config_file=" in a for a in args)
+    proc = subprocess.Popen(
+        [str(SCRIPT), *args],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 180
+    while time.monotonic() < deadline:
+        assert proc.poll() is None, "the model server exited with the builder's flags"
+        try:
+            if requests.get(url + "/healthz", timeout=2).status_code == 200:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.2)
+    proc.kill()
+    raise AssertionError("the model server did not become ready")
+
+
+def test_local_and_kubernetes_endpoints_answer_a_client_identically(tmp_path):
+    batching = {"max_batch_size": 8, "batch_timeout_ms": 2}  # the ConfigMap's batching file too
+    backend = LocalEndpointBackend(tmp_path / "hdfs", tmp_path / "state" / "endpoints.json")
+    exports = backend.area("ann") / "exports"
+    backend.deploy("ann", "clf", str(keras_model(exports, 1, bias=1.0)), None, batching)
+    backend.deploy("ann", "clf", str(keras_model(exports, 2, bias=2.0)))
+    base = backend.area("ann") / "models" / "clf"
+    ModelRepository("clf", base).set_label("stable", 1)
+    try:
+        local_url = backend.target("ann", "clf") + "/v1/models/clf"
+        headers = backend.gateway_headers("ann", "clf")
+        deadline = time.monotonic() + 60  # the endpoint rescans labels every second
+        while requests.get(local_url + "/labels/stable", headers=headers, timeout=10).ok is False:
+            assert time.monotonic() < deadline, "the local endpoint never served the label"
+            time.sleep(0.3)
+        local = client(local_url, headers)
+
+        proc, url = kubernetes_server(tmp_path, base, {"stable": 1}, check_batching(batching))
+        try:
+            remote = client(url + "/v1/models/clf", {})
+        finally:
+            proc.terminate()
+            proc.wait(timeout=30)
+    finally:
+        backend.undeploy("ann", "clf")
+
+    assert [a[2] for a in local] == [200] * 9 + [400, 404, 400, 400], json.dumps(local)[:2000]
+    assert local[5][3] == {"predictions": [[12.0], [2.5]]}  # version 2: sum + 2
+    assert local[7][3] == {"predictions": [[11.0]]}  # version 1 by number
+    assert local[8][3] == {"predictions": [[5.0]]}  # version 1 by label
+    assert remote == local
