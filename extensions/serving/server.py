@@ -484,7 +484,9 @@ def parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
+    # our own lines at INFO; Tornado's access log stays off (a line per request costs latency)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(message)s")
+    log.setLevel(logging.INFO)
     p = parser()
     args = p.parse_args(argv)
     if bool(args.model_config_file) == bool(args.model_base_path):
