@@ -30,13 +30,14 @@ class VersionPolicy:
     num_versions: int = 1
     versions: tuple[int, ...] = field(default=())
 
-    def choose(self, working: list[int]) -> list[int]:
-        """The versions to serve among those that load, newest first."""
+    def choose(self, on_disk: list[int]) -> list[int]:
+        """The versions to serve of those on disk (newest first); ``latest`` counts only
+        versions that load, which the repository decides as it loads them."""
         if self.kind == "all":
-            return working
+            return on_disk
         if self.kind == "specific":
-            return [v for v in working if v in self.versions]
-        return working[: self.num_versions]
+            return [v for v in on_disk if v in self.versions]
+        return on_disk[: self.num_versions]
 
 
 def _stamp(path: Path) -> tuple[float, ...]:
@@ -111,7 +112,6 @@ class ModelRepository:
             self._failed.pop(gone, None)
         loaded = {v: m for v, m in self.versions.items() if v in on_disk}
         if self.policy is not None:  # TF Serving's model config: the policy alone chooses
-            wanted_on_disk = self.policy.choose(sorted(on_disk, reverse=True))
             if self.policy.kind == "latest":  # the newest N that work
                 working = []
                 for version in sorted(on_disk, reverse=True):
@@ -122,6 +122,7 @@ class ModelRepository:
                         working.append(version)
                 wanted = set(working)
             else:
+                wanted_on_disk = self.policy.choose(sorted(on_disk, reverse=True))
                 for version in wanted_on_disk:
                     if version not in loaded and (model := self._load(version, on_disk[version])):
                         loaded[version] = model

@@ -48,6 +48,11 @@ model_config_list {{
     base_path: "{MODELS / "saved_model_half_plus_three"}"
   }}
   config {{
+    name: "two_latest"
+    base_path: "{MODELS / TWO}"
+    model_version_policy {{ latest {{ num_versions: 2 }} }}
+  }}
+  config {{
     name: "matrix_half_plus_two"
     base_path: "{MODELS / "matrix_half_plus_two"}"
     model_version_policy {{ all {{}} }}
@@ -285,7 +290,7 @@ def test_metadata_equals_tf_servings_reference_files(server):
     assert call(server, "GET", "/v1/models/default/metadata") == (200, expected)
 
 
-def test_all_policy_and_a_model_config_with_several_models(server):
+def test_version_policies_and_a_model_config_with_several_models(server):
     status, body = call(server, "GET", "/v1/models/matrix_half_plus_two")
     assert status == 200 and [s["version"] for s in body["model_version_status"]] == ["1"]
     health = requests.get(server + "/healthz", timeout=10).json()
@@ -294,7 +299,14 @@ def test_all_policy_and_a_model_config_with_several_models(server):
         "default": [123],
         "saved_model_half_plus_three": [123],
         "matrix_half_plus_two": [1],
+        "two_latest": [123, 124],
     }
+    status, body = call(server, "GET", "/v1/models/two_latest")
+    assert [s["version"] for s in body["model_version_status"]] == ["124", "123"]
+    status, body = call(
+        server, "POST", "/v1/models/two_latest/versions/123:predict", {"instances": [1.0]}
+    )
+    assert (status, body) == (200, {"predictions": [2.5]})
 
 
 # -- errors --------------------------------------------------------------------------------
