@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 import time
@@ -22,7 +23,7 @@ from hubforge.serving import objects
 from hubforge.serving.base import check_batching
 from hubforge.serving.local import LocalEndpointBackend
 from hubforge.serving.repository import ModelRepository
-from tests.models import keras_model
+from tests.integration.test_tfserving_parity import MODELS
 
 SCRIPT = Path(sys.executable).parent / "hubforge-model-server"
 
@@ -35,13 +36,18 @@ def client(url: str, headers: dict[str, str]) -> list:
         ("GET", "/labels/stable", None),
         ("GET", "/metadata", None),
         ("GET", "/labels/stable/metadata", None),
-        ("POST", ":predict", {"instances": [[1, 2, 3, 4], [0.5, 0, 0, 0]]}),
-        ("POST", ":predict", {"inputs": [[1, 2, 3, 4]]}),
-        ("POST", "/versions/1:predict", {"instances": [[1, 2, 3, 4]]}),
-        ("POST", "/labels/stable:predict", {"instances": [[1, 1, 1, 1]]}),
-        ("POST", "/labels/nope:predict", {"instances": [[1, 1, 1, 1]]}),
-        ("POST", "/versions/9:predict", {"instances": [[1, 1, 1, 1]]}),
-        ("POST", ":predict", {"instances": [["a", "b", "c", "d"]]}),
+        ("POST", ":predict", {"instances": [[1.0], [2.0]]}),
+        ("POST", ":predict", {"inputs": [[1.0]]}),
+        ("POST", "/versions/1:predict", {"instances": [[1.0]]}),
+        ("POST", "/labels/stable:predict", {"instances": [[4.0]]}),
+        (
+            "POST",
+            "/versions/1:regress",
+            {"signature_name": "regress_x_to_y", "examples": [{"x": 1.0}]},
+        ),
+        ("POST", "/labels/nope:predict", {"instances": [[1.0]]}),
+        ("POST", "/versions/9:predict", {"instances": [[1.0]]}),
+        ("POST", ":predict", {"instances": [["a"]]}),
         ("POST", ":regress", {"examples": [{"x": 1.0}]}),
     ]
     answers = []
@@ -99,8 +105,14 @@ def test_local_and_kubernetes_endpoints_answer_a_client_identically(tmp_path):
     batching = {"max_batch_size": 8, "batch_timeout_ms": 2}  # the ConfigMap's batching file too
     backend = LocalEndpointBackend(tmp_path / "hdfs", tmp_path / "state" / "endpoints.json")
     exports = backend.area("ann") / "exports"
-    backend.deploy("ann", "clf", str(keras_model(exports, 1, bias=1.0)), None, batching)
-    backend.deploy("ann", "clf", str(keras_model(exports, 2, bias=2.0)))
+    # TF Serving's test models as two versions: 1 is half_plus_two, 2 half_plus_three
+    for version, folder in (
+        ("1", "saved_model_half_plus_two_cpu"),
+        ("2", "saved_model_half_plus_three"),
+    ):
+        shutil.copytree(MODELS / folder / "00000123", exports / version)
+    backend.deploy("ann", "clf", str(exports / "1"), None, batching)
+    backend.deploy("ann", "clf", str(exports / "2"))
     base = backend.area("ann") / "models" / "clf"
     ModelRepository("clf", base).set_label("stable", 1)
     try:
@@ -121,8 +133,10 @@ def test_local_and_kubernetes_endpoints_answer_a_client_identically(tmp_path):
     finally:
         backend.undeploy("ann", "clf")
 
-    assert [a[2] for a in local] == [200] * 9 + [400, 404, 400, 400], json.dumps(local)[:2000]
-    assert local[5][3] == {"predictions": [[12.0], [2.5]]}  # version 2: sum + 2
-    assert local[7][3] == {"predictions": [[11.0]]}  # version 1 by number
-    assert local[8][3] == {"predictions": [[5.0]]}  # version 1 by label
+    assert [a[2] for a in local] == [200] * 10 + [400, 404, 400, 400], json.dumps(local)[:2000]
+    assert local[5][3] == {"predictions": [[3.5], [4.0]]}  # version 2
+    assert local[6][3] == {"outputs": [[3.5]]}
+    assert local[7][3] == {"predictions": [[2.5]]}  # version 1 by number
+    assert local[8][3] == {"predictions": [[4.0]]}  # version 1 by label
+    assert local[9][3] == {"results": [2.5]}
     assert remote == local
