@@ -98,13 +98,15 @@ class Signature:
 
         spec = self.inputs[name]
         if spec.dtype == tf.string:
+            _check_rectangular(name, value)  # numpy would make an array of lists
             array = np.asarray(_decode_b64(value), dtype=object)
             array = np.vectorize(_as_bytes, otypes=[object])(array) if array.size else array
         else:
             try:
                 raw = np.asarray(value)
-            except ValueError as e:  # ragged lists
-                raise BadRequest(f"Input '{name}' is not a rectangular tensor: {e}") from None
+            except ValueError:  # ragged lists: say where, as TF Serving does
+                _check_rectangular(name, value)
+                raise BadRequest(f"Input '{name}' is not a rectangular tensor") from None
             if raw.dtype.kind not in "biuf" or (raw.dtype.kind == "b") != (spec.dtype == tf.bool):
                 sample = raw.reshape(-1)[:1].tolist()
                 raise BadRequest(
@@ -153,6 +155,38 @@ class Signature:
         """Every input and output has a leading batch dimension of unknown size."""
         specs = [*self.inputs.values(), *self.outputs.values()]
         return all(s.shape.rank and s.shape[0] is None for s in specs)
+
+
+def _check_rectangular(name: str, value: Any) -> None:
+    """BadRequest with TF Serving's words when nested lists are ragged: "Expecting shape"
+    (a different depth) or "Expecting tensor size" (a different length)."""
+
+    def dims(item: Any) -> list[int]:
+        found = []
+        while isinstance(item, list):
+            found.append(len(item))
+            item = item[0] if item else None
+        return found
+
+    shape = dims(value)
+
+    def walk(item: Any, depth: int, path: str) -> None:
+        if len(dims(item)) != len(shape) - depth:  # nested deeper or shallower
+            raise BadRequest(
+                f"Input '{name}': Expecting shape {shape[depth:]} but {path or 'the value'} "
+                f"has shape {dims(item)}"
+            )
+        if depth == len(shape):
+            return
+        if len(item) != shape[depth]:
+            raise BadRequest(
+                f"Input '{name}': Expecting tensor size {shape[depth]} but got {len(item)} "
+                f"at {path or 'the top level'}"
+            )
+        for i, sub in enumerate(item):
+            walk(sub, depth + 1, f"{path}[{i}]")
+
+    walk(value, 0, "")
 
 
 def _as_bytes(value: Any) -> bytes:

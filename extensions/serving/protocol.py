@@ -48,23 +48,43 @@ def parse_body(raw: bytes) -> dict[str, Any]:
     return body
 
 
+def _is_b64(value: Any) -> bool:
+    return isinstance(value, dict) and set(value) == {"b64"}
+
+
 def inputs_of(body: dict[str, Any], signature: Signature) -> tuple[dict[str, Any], bool]:
-    """(named inputs, row_format) from a parsed request."""
+    """(named inputs, row_format) from a parsed request, read as TF Serving reads it
+    (util/json_tensor.cc FillTensorMapFromInstancesList): the first instance decides whether
+    instances are objects naming inputs or values/lists for the one input."""
     names = sorted(signature.inputs)
     if "instances" in body:
         rows = body["instances"]
         if not isinstance(rows, list) or not rows:
             raise BadRequest('"instances" must be a non-empty list')
-        if len(names) == 1 and not all(isinstance(r, dict) and set(r) == set(names) for r in rows):
-            return {names[0]: rows}, True
-        if not all(isinstance(r, dict) for r in rows):
-            raise BadRequest(f"With several inputs {names}, each instance is an object")
-        keys = set(rows[0])
-        if any(set(r) != keys for r in rows):
-            raise BadRequest("Every instance must name the same inputs")
-        return {k: [r[k] for r in rows] for k in keys}, True
+        if isinstance(rows[0], dict) and not _is_b64(rows[0]):
+            if not all(isinstance(r, dict) and not _is_b64(r) for r in rows):
+                raise BadRequest(
+                    "Expecting object but got list: the first instance names its inputs, so "
+                    'every instance must be an object like {"input": value}'
+                )
+            keys = set(rows[0])
+            if any(set(r) != keys for r in rows):
+                raise BadRequest("Every instance must name the same inputs")
+            return {k: [r[k] for r in rows] for k in keys}, True
+        if any(isinstance(r, dict) and not _is_b64(r) for r in rows):
+            raise BadRequest(
+                "Expecting value/list but got object: the first instance is a value, so every "
+                "instance must be a value or list (or all objects naming the inputs)"
+            )
+        if len(names) != 1:
+            raise BadRequest(f"With several inputs {names}, each instance is an object naming them")
+        return {names[0]: rows}, True
     columns = body["inputs"]
-    if isinstance(columns, dict) and (len(names) != 1 or set(columns) == set(names)):
+    if (
+        isinstance(columns, dict)
+        and not _is_b64(columns)
+        and (len(names) != 1 or set(columns) == set(names))
+    ):
         return columns, False
     if len(names) != 1:
         raise BadRequest(f'With several inputs {names}, "inputs" is an object naming them')
