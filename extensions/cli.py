@@ -10,6 +10,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -106,13 +107,20 @@ def _first_admin_hint(workbench: Workbench) -> str:
 
 
 def _wait_ready(
-    url: str, hub: subprocess.Popen, timeout: float = 300, first: tuple[str, ...] = ()
+    url: str,
+    hub: subprocess.Popen,
+    timeout: float = 300,
+    first: tuple[tuple[str, str], ...] = (),
+    say: Callable[[str], None] | None = None,
 ) -> bool:
-    """Until the hub answers through the proxy. ``first``: loopback URLs (the hub itself,
-    its services) that answer before the hub adds its proxy routes; waiting on them first
-    keeps the proxy from logging a 404 error for every early try."""
-    deadline = time.monotonic() + timeout
-    for target, pause in [*((f, 1.0) for f in first), (url + "hub/api/", 0.5)]:
+    """Until the hub answers through the proxy. ``first``: (component, loopback URL) pairs
+    (the hub itself, its services) that answer before the hub adds its proxy routes; waiting
+    on them first keeps the proxy from logging a 404 error for every early try. ``say``
+    gets one line per component as it becomes ready."""
+    start = time.monotonic()
+    deadline = start + timeout
+    steps = [*((name, f, 1.0) for name, f in first), ("proxy routes", url + "hub/api/", 0.5)]
+    for name, target, pause in steps:
         while True:
             if hub.poll() is not None or time.monotonic() > deadline:
                 return False
@@ -123,6 +131,8 @@ def _wait_ready(
             except requests.RequestException:
                 pass
             time.sleep(pause)
+        if say:
+            say(f"  {name:<14} ready  ({time.monotonic() - start:4.1f} s)")
     return True
 
 
@@ -194,14 +204,25 @@ def cmd_up(args: argparse.Namespace) -> int:
             record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
             write_json(_pid_file(workbench), record)
             path = urlsplit(workbench.public_url).path  # the base URL, quoted as in the URL
-            first = [f"http://127.0.0.1:{ports['HUBFORGE_HUB_PORT']}{path}hub/api/"]
+            loopback = "http://127.0.0.1:{}" + path
+            first = [("hub", loopback.format(ports["HUBFORGE_HUB_PORT"]) + "hub/api/")]
             first.append(
-                f"http://127.0.0.1:{ports['HUBFORGE_SERVICE_PORT']}{path}services/hubforge/"
+                (
+                    "jobs/serving",
+                    loopback.format(ports["HUBFORGE_SERVICE_PORT"]) + "services/hubforge/",
+                )
             )
             if workbench.label_studio_python:  # the hub routes nothing until it is up
-                ls = ports["HUBFORGE_LABEL_STUDIO_PORT"]
-                first.append(f"http://127.0.0.1:{ls}{path}services/label-studio/")
-            if _wait_ready(workbench.public_url, hub, first=tuple(first)):
+                ls = loopback.format(ports["HUBFORGE_LABEL_STUDIO_PORT"])
+                first.append(("Label Studio", ls + "services/label-studio/"))
+
+            def say(line: str) -> None:
+                print(line, flush=True)
+
+            ready = _wait_ready(
+                workbench.public_url, hub, first=tuple(first), say=say if len(hubs) == 1 else None
+            )
+            if ready:
                 if len(hubs) == 1 and new_admin:
                     creds = workbench.state_dir / "initial-admin.txt"
                     print("\n" + first_admin_box(new_admin, creds), flush=True)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from tests.workbench import isolated
@@ -25,6 +27,17 @@ def test_base_url_is_canonical(workbench):
     r = workbench.api("GET", "hub/login")
     assert r.status_code == 200
     assert "/hub@forge%20space/hub/login" in r.text
+
+
+def test_start_up_says_when_each_component_is_ready(workbench):
+    """One line per component as it becomes ready, in start-up order, then the URL."""
+    text = workbench.log.read_text()
+    at = []
+    for name in ("hub", "jobs/serving", "Label Studio", "proxy routes"):
+        found = re.search(rf"^  {re.escape(name)} +ready  \( *\d+\.\d s\)$", text, re.M)
+        assert found, f"no ready line for {name}"
+        at.append(found.start())
+    assert at == sorted(at) and at[-1] < text.index("Hubforge is running at")
 
 
 def test_extension_status_through_proxy(workbench, alice):
