@@ -130,12 +130,12 @@ def _input_array(item: Any, tail: bytes, offset: int) -> tuple[str, np.ndarray, 
         raise BadRequest(
             f"Input {name}: datatype {kind!r} is not one of {sorted([*NUMPY, 'BYTES'])}"
         )
-    if not isinstance(shape, list) or not all(isinstance(d, int) and d >= 0 for d in shape):
+    if not isinstance(shape, list) or not all(type(d) is int and d >= 0 for d in shape):
         raise BadRequest(f"Input {name}: shape must be a list of non-negative integers")
-    size = (item.get("parameters") or {}).get("binary_data_size")
+    size = _parameters(item, f"input {name}").get("binary_data_size")
     count = int(np.prod(shape)) if shape else 1
     if size is not None:
-        if not isinstance(size, int) or size < 0 or offset + size > len(tail):
+        if type(size) is not int or size < 0 or offset + size > len(tail):
             raise BadRequest(f"Input {name}: binary_data_size {size!r} exceeds the data sent")
         blob = tail[offset : offset + size]
         offset += size
@@ -168,6 +168,16 @@ def _input_array(item: Any, tail: bytes, offset: int) -> tuple[str, np.ndarray, 
     return name, values.reshape(shape), offset
 
 
+def _parameters(obj: dict[str, Any], where: str) -> dict[str, Any]:
+    """The protocol's optional ``"parameters"`` object of a request, input or output."""
+    parameters = obj.get("parameters")
+    if parameters is None:
+        return {}
+    if not isinstance(parameters, dict):
+        raise BadRequest(f'"parameters" of {where} must be an object, got {parameters!r:.40}')
+    return parameters
+
+
 def _as_bytes(value: Any) -> bytes:
     if isinstance(value, str):
         return value.encode()
@@ -175,7 +185,7 @@ def _as_bytes(value: Any) -> bytes:
 
 
 def _signature(model: ModelVersion, request: dict[str, Any]) -> Signature:
-    name = (request.get("parameters") or {}).get("signature_name")
+    name = _parameters(request, "the request").get("signature_name")
     if name is not None and not isinstance(name, str):
         raise BadRequest('"parameters": {"signature_name": ...} must be a string')
     return model.signature(name)
@@ -201,7 +211,7 @@ def infer(
         arrays[name] = values
     outputs = signature.call(signature.prepare(arrays))
     wanted = request.get("outputs")
-    binary_default = bool((request.get("parameters") or {}).get("binary_data_output"))
+    binary_default = bool(_parameters(request, "the request").get("binary_data_output"))
     if wanted is None:
         wanted = [{"name": k} for k in outputs]
     if not isinstance(wanted, list) or not all(
@@ -223,7 +233,7 @@ def infer(
         array = np.asarray(outputs[name])
         kind = datatype(signature.outputs[name])
         entry: dict[str, Any] = {"name": name, "datatype": kind, "shape": list(array.shape)}
-        binary = (want.get("parameters") or {}).get("binary_data", binary_default)
+        binary = _parameters(want, f"output {name}").get("binary_data", binary_default)
         if binary:
             blob = _binary(array, kind)
             entry["parameters"] = {"binary_data_size": len(blob)}

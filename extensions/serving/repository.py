@@ -104,6 +104,15 @@ class ModelRepository:
         self._failed.pop(version, None)
         return loaded
 
+    def _works(self, version: int, path: Path, loaded: dict[int, ModelVersion]) -> bool:
+        """Whether ``version`` is loaded, loading it into ``loaded`` when it is not yet."""
+        if version not in loaded:
+            model = self._load(version, path)
+            if model is None:
+                return False
+            loaded[version] = model
+        return True
+
     def _refresh(self) -> list[int]:
         on_disk = find_versions(self.base_path)
         labels = self.read_labels()
@@ -117,24 +126,20 @@ class ModelRepository:
                 for version in sorted(on_disk, reverse=True):
                     if len(working) == self.policy.num_versions:
                         break
-                    if version in loaded or (model := self._load(version, on_disk[version])):
-                        loaded.setdefault(version, model)  # type: ignore[arg-type]
+                    if self._works(version, on_disk[version], loaded):
                         working.append(version)
                 wanted = set(working)
             else:
                 wanted_on_disk = self.policy.choose(sorted(on_disk, reverse=True))
                 for version in wanted_on_disk:
-                    if version not in loaded and (model := self._load(version, on_disk[version])):
-                        loaded[version] = model
+                    self._works(version, on_disk[version], loaded)
                 wanted = {v for v in wanted_on_disk if v in loaded}
         else:
-            for version in sorted({v for v in labels.values() if v in on_disk} - set(loaded)):
-                if model := self._load(version, on_disk[version]):
-                    loaded[version] = model
+            for version in sorted({v for v in labels.values() if v in on_disk}):
+                self._works(version, on_disk[version], loaded)
             latest = None  # the newest version that works, newest first
             for version in sorted(on_disk, reverse=True):
-                if version in loaded or (model := self._load(version, on_disk[version])):
-                    loaded.setdefault(version, model)  # type: ignore[arg-type]
+                if self._works(version, on_disk[version], loaded):
                     latest = version
                     break
             wanted = {v for v in labels.values() if v in loaded} | ({latest} - {None})

@@ -22,6 +22,8 @@ from pathlib import Path
 
 import pytest
 import requests
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from hubforge.processes import free_port
 
@@ -496,3 +498,80 @@ def test_bad_flags_and_config_files_are_refused_with_what_to_do(tmp_path):
     assert r.returncode == 2 and "max_batch_size must be >= 1" in r.stderr
     r = run(f"--model_base_path={tmp_path}", "--no_such_flag=1")
     assert r.returncode == 2 and "unrecognized arguments: --no_such_flag=1" in r.stderr
+
+
+# -- fuzz: whatever a careless client sends, the answer is a 4xx with an error, never a 500 --
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=True, allow_infinity=True)
+    | st.text(max_size=6)
+    | st.builds(lambda s: {"b64": s}, st.text(max_size=8)),
+    lambda inner: (
+        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+    ),
+    max_leaves=10,
+)
+tensor_items = st.fixed_dictionaries(
+    {
+        "name": st.sampled_from(["x", "y", "inputs", ""]),
+        "datatype": st.sampled_from(["FP32", "INT64", "BYTES", "BOOL", "FP99"]),
+        "shape": st.lists(st.integers(min_value=-1, max_value=3), max_size=3),
+        "data": json_values,
+    },
+    optional={
+        "parameters": st.dictionaries(
+            st.sampled_from(["binary_data_size", "binary_data", "signature_name"]), json_values
+        )
+    },
+)
+FUZZ = {
+    "/v1/models/default:predict": st.fixed_dictionaries(
+        {},
+        optional={"instances": json_values, "inputs": json_values, "signature_name": json_values},
+    ),
+    "/v1/models/default:classify": st.fixed_dictionaries(
+        {},
+        optional={
+            "examples": json_values,
+            "context": json_values,
+            "signature_name": st.sampled_from(["classify_x_to_y", "serving_default"]),
+        },
+    ),
+    "/v1/models/default:regress": st.fixed_dictionaries(
+        {},
+        optional={
+            "examples": json_values,
+            "context": json_values,
+            "signature_name": st.sampled_from(["regress_x_to_y", "regress_x2_to_y3"]),
+        },
+    ),
+    "/v2/models/default/infer": st.fixed_dictionaries(
+        {},
+        optional={
+            "inputs": st.lists(tensor_items, max_size=2) | json_values,
+            "outputs": json_values,
+            "parameters": json_values,
+        },
+    ),
+}
+
+
+@pytest.mark.parametrize("path", sorted(FUZZ))
+def test_malformed_requests_never_become_a_500(server, path):
+    @settings(
+        max_examples=40,
+        deadline=None,
+        database=None,
+        suppress_health_check=[HealthCheck.function_scoped_fixture],
+    )
+    @given(body=FUZZ[path])
+    def attempt(body):
+        r = requests.post(server + path, data=json.dumps(body, allow_nan=True), timeout=30)
+        assert r.status_code < 500, (body, r.text[:300])
+        if r.status_code >= 400:
+            assert set(r.json()) == {"error"}, r.text[:300]
+
+    attempt()
