@@ -13,7 +13,7 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from traitlets import Dict, Integer, List, Unicode
+from traitlets import Dict, Enum, Integer, List, Unicode
 
 from ..kube import KubeAPI, incluster_configuration
 from ..podspec import DATA_MOUNT, KubernetesWorkloads, gpu_tolerations
@@ -35,6 +35,22 @@ class KubernetesEndpoints(KubernetesWorkloads):
     gpu_image = Unicode(
         "tensorflow/serving:2.19.0-gpu", config=True, help="TF Serving image for GPU endpoints."
     )
+    server = Enum(
+        ["tensorflow-serving", "hubforge"],
+        "tensorflow-serving",
+        config=True,
+        help="What runs endpoints: TF Serving (image, gpu_image) or Hubforge's model server "
+        "(hubforge_image, hubforge_gpu_image: TF Serving's API and flags plus the Open "
+        "Inference Protocol, as local endpoints).",
+    )
+    hubforge_image = Unicode(
+        "hubforge/singleuser:0.1.0", config=True, help="Image with hubforge-model-server (CPU)."
+    )
+    hubforge_gpu_image = Unicode(
+        "hubforge/singleuser-cuda:0.1.0",
+        config=True,
+        help="Image with hubforge-model-server for GPU endpoints.",
+    )
     gpu_node_selector = Dict(config=True, help="Extra nodeSelector of GPU serving pods.")
     gpu_tolerations = List(
         gpu_tolerations(),
@@ -48,8 +64,9 @@ class KubernetesEndpoints(KubernetesWorkloads):
     def settings(self) -> ServingSettings:
         return ServingSettings(
             namespace=self.namespace,
-            image=self.image,
-            gpu_image=self.gpu_image,
+            image=self.hubforge_image if self.server == "hubforge" else self.image,
+            gpu_image=self.hubforge_gpu_image if self.server == "hubforge" else self.gpu_image,
+            server=self.server,
             hdfs_volume=dict(self.hdfs_volume),
             node_selector=dict(self.node_selector),
             gpu_node_selector=dict(self.gpu_node_selector),

@@ -42,6 +42,7 @@ class ServingSettings:
     cpu: str = "1"
     memory: str = "2Gi"
     run_as_user: int = 1000
+    server: str = "tensorflow-serving"  # or "hubforge": hubforge-model-server, same flags
 
 
 def object_name(owner: str, name: str) -> str:
@@ -144,6 +145,9 @@ def container(
             "--enable_batching=true",
             f"--batching_parameters_file={CONFIG_MOUNT}/batching.config",
         ]
+    hubforge = s.server == "hubforge"
+    if hubforge:  # the same TF Serving flags; ours listens on loopback unless told
+        args.append("--host=0.0.0.0")
     resources: dict[str, Any] = {
         "requests": {"cpu": s.cpu, "memory": s.memory},
         "limits": {"memory": s.memory},
@@ -154,7 +158,7 @@ def container(
     return {
         "name": container_name,
         "image": s.gpu_image if gpus else s.image,
-        "command": ["tensorflow_model_server"],
+        "command": ["hubforge-model-server" if hubforge else "tensorflow_model_server"],
         "args": args,
         "ports": [
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},

@@ -72,14 +72,23 @@ def built() -> list[dict]:
         namespace="hf-workloads", image="hubforge/singleuser:0.1.0", hdfs_volume=PVC
     )
     serving = endpoint_builders.ServingSettings(namespace="hf-workloads", hdfs_volume=PVC)
+    # endpointServer: hubforge runs Hubforge's model server in the single-user images
+    ours = endpoint_builders.ServingSettings(
+        namespace="hf-workloads",
+        hdfs_volume=PVC,
+        server="hubforge",
+        image="hubforge/singleuser:0.1.0",
+        gpu_image="hubforge/singleuser-cuda:0.1.0",
+    )
     objects = []
     for tfjob in (True, False):
         spec = JobSpec(name="m", workers=2, gpus_per_worker=1)
         objects += job_builders.job_objects("alice", "m-abc123", spec, "x", jobs, tfjob)
     for kserve in (True, False):
-        objects += endpoint_builders.endpoint_objects(
-            "alice", "scorer", [1], {}, 1, {"max_batch_size": 0}, serving, kserve
-        )
+        for settings in (serving, ours):
+            objects += endpoint_builders.endpoint_objects(
+                "alice", "scorer", [1], {}, 1, {"max_batch_size": 0}, settings, kserve
+            )
     return [o for o in objects if pod_specs(o)]
 
 

@@ -7,6 +7,7 @@ zero-to-jupyterhub cannot be fetched here: a temporary copy of the chart gets a 
 from __future__ import annotations
 
 import ipaddress
+import json
 import shutil
 import subprocess
 import sys
@@ -149,6 +150,19 @@ def test_every_option(chart):
     egress = objs[("NetworkPolicy", "hubforge-singleuser-egress")]["spec"]["egress"]
     assert [b["ipBlock"]["cidr"] for b in egress[1]["to"]] == ["10.1.0.0/16", "10.2.0.0/16"]
     assert [p["port"] for p in egress[1]["ports"]] == [8020, 9866, 9867, 2049]  # HDFS only
+    # endpointServer: hubforge -> the service builds endpoints that run hubforge-model-server
+    # in the single-user images
+    from traitlets.config import Config
+
+    from hubforge.serving.kubernetes import KubernetesEndpoints
+
+    config = json.loads(objs[("ConfigMap", "hubforge-config")]["data"]["hubforge_config.json"])
+    settings = KubernetesEndpoints(config=Config(config)).settings()
+    assert (settings.server, settings.image, settings.gpu_image) == (
+        "hubforge",
+        "registry.example/singleuser:1.0",
+        "registry.example/singleuser-cuda:1.0",
+    )
 
 
 def test_host_path_mode_and_no_policies(chart):
@@ -179,6 +193,7 @@ def test_host_path_mode_and_no_policies(chart):
         (["--set", "hubforge.profiles[0].slug=cpu,hubforge.profiles[0].gpu=1"], "gpu"),
         (["--set", "hubforge.culling.gpuIdleTimeout=-1"], "gpuIdleTimeout"),
         (["--set", "hubforge.publicOrigin=hub.example.org"], "publicOrigin"),
+        (["--set", "hubforge.endpointServer=triton"], "endpointServer"),
     ],
 )
 def test_mistakes_fail_in_helm(chart, args, message):

@@ -25,11 +25,16 @@ from hubforge.serving.local import LocalEndpointBackend
 from hubforge.serving.repository import ModelRepository
 from tests.integration.test_tfserving_parity import MODELS
 
-SCRIPT = Path(sys.executable).parent / "hubforge-model-server"
+SCRIPT = Path(sys.executable).parent / "hubforge-model-server"  # the container's command
+
+
+V2_INFER = {"inputs": [{"name": "x", "shape": [2, 1], "datatype": "FP32", "data": [1, 2]}]}
 
 
 def client(url: str, headers: dict[str, str]) -> list:
-    """What an application does with an endpoint; every answer recorded."""
+    """What an application does with an endpoint (``url``: .../v1/models/clf); every answer
+    recorded."""
+    v2 = url.replace("/v1/models/clf", "/v2/models/clf")
     calls = [
         ("GET", "", None),
         ("GET", "/versions/1", None),
@@ -49,25 +54,37 @@ def client(url: str, headers: dict[str, str]) -> list:
         ("POST", "/versions/9:predict", {"instances": [[1.0]]}),
         ("POST", ":predict", {"instances": [["a"]]}),
         ("POST", ":regress", {"examples": [{"x": 1.0}]}),
+        # the Open Inference Protocol on the same endpoint
+        ("GET", v2, None),
+        ("POST", v2 + "/infer", V2_INFER),
+        ("POST", v2 + "/versions/1/infer", V2_INFER),
     ]
     answers = []
     with requests.Session() as s:
         s.headers.update(headers)
         for method, suffix, body in calls:
-            r = s.request(method, url + suffix, json=body, timeout=30)
-            answers.append((method, suffix, r.status_code, r.json()))
+            target = suffix if suffix.startswith("http") else url + suffix
+            r = s.request(method, target, json=body, timeout=30)
+            answers.append((method, target.split("/", 3)[3], r.status_code, r.json()))
     return answers
 
 
 def kubernetes_server(tmp: Path, base: Path, labels: dict[str, int], batching: dict) -> tuple:
-    """The builder's Deployment for ann/clf, run with our server: its args and files as
-    TF Serving in the pod would read them, with the pod's paths mapped to folders here."""
-    s = objects.ServingSettings()
+    """The builder's Deployment for ann/clf with ``endpointServer: hubforge``, run here: its
+    command, args and files as the pod would have them, the pod's paths mapped to folders
+    here. TF Serving's Deployment gets the very same flags (but the listening address)."""
+    s = objects.ServingSettings(server="hubforge")
     cm, deployment, _ = objects.endpoint_objects(
         "ann", "clf", [1, 2], labels, 0, batching, s, kserve=False
     )
     (container,) = deployment["spec"]["template"]["spec"]["containers"]
-    assert container["command"] == ["tensorflow_model_server"]
+    assert container["command"] == ["hubforge-model-server"]
+    _, tf_serving, _ = objects.endpoint_objects(
+        "ann", "clf", [1, 2], labels, 0, batching, objects.ServingSettings(), kserve=False
+    )
+    (theirs,) = tf_serving["spec"]["template"]["spec"]["containers"]
+    assert theirs["command"] == ["tensorflow_model_server"]
+    assert theirs["args"] == [a for a in container["args"] if a != "--host=0.0.0.0"]
     config = tmp / "config"
     config.mkdir()
     pod_model_path = objects.model_path("ann", "clf")
@@ -75,14 +92,14 @@ def kubernetes_server(tmp: Path, base: Path, labels: dict[str, int], batching: d
         (config / name).write_text(text.replace(pod_model_path, str(base)))
     port = free_port()
     args = [
-        a.replace(objects.CONFIG_MOUNT, str(config)).replace(
-            f"--rest_api_port={objects.REST_PORT}", f"--rest_api_port={port}"
-        )
+        a.replace(objects.CONFIG_MOUNT, str(config))
+        .replace(f"--rest_api_port={objects.REST_PORT}", f"--rest_api_port={port}")
+        .replace("--host=0.0.0.0", "--host=127.0.0.1")  # the pod's address, here
         for a in container["args"]
     ]
     assert f"--rest_api_port={port}" in args and any("--model_config_file=" in a for a in args)
     proc = subprocess.Popen(
-        [str(SCRIPT), *args],
+        [str(SCRIPT.parent / container["command"][0]), *args],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
         env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
@@ -133,10 +150,13 @@ def test_local_and_kubernetes_endpoints_answer_a_client_identically(tmp_path):
     finally:
         backend.undeploy("ann", "clf")
 
-    assert [a[2] for a in local] == [200] * 10 + [400, 404, 400, 400], json.dumps(local)[:2000]
+    statuses = [200] * 10 + [400, 404, 400, 400] + [200] * 3
+    assert [a[2] for a in local] == statuses, json.dumps(local)[:2000]
     assert local[5][3] == {"predictions": [[3.5], [4.0]]}  # version 2
     assert local[6][3] == {"outputs": [[3.5]]}
     assert local[7][3] == {"predictions": [[2.5]]}  # version 1 by number
     assert local[8][3] == {"predictions": [[4.0]]}  # version 1 by label
     assert local[9][3] == {"results": [2.5]}
+    assert local[15][3]["outputs"][0]["data"] == [3.5, 4.0]  # v2, version 2
+    assert local[16][3]["outputs"][0]["data"] == [2.5, 3.0]  # v2, version 1
     assert remote == local

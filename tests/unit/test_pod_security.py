@@ -68,10 +68,11 @@ def test_job_pods_are_restricted(tfjob, gpus):
         assert restricted_violations(pod) == []
 
 
+@pytest.mark.parametrize("server", ["tensorflow-serving", "hubforge"])
 @pytest.mark.parametrize("kserve", [True, False], ids=["InferenceService", "Deployment"])
 @pytest.mark.parametrize("gpus", [0, 1])
-def test_endpoint_pods_are_restricted(kserve, gpus):
-    settings = endpoint_builders.ServingSettings(namespace="w", hdfs_volume=PVC)
+def test_endpoint_pods_are_restricted(kserve, gpus, server):
+    settings = endpoint_builders.ServingSettings(namespace="w", hdfs_volume=PVC, server=server)
     built = endpoint_builders.endpoint_objects(
         "alice", "scorer", [1], {}, gpus, {"max_batch_size": 0}, settings, kserve
     )
