@@ -174,6 +174,7 @@ def container(
             "initialDelaySeconds": 30,
             "periodSeconds": 20,
         },
+        **({"env": [{"name": "HOME", "value": "/tmp"}]} if hubforge else {}),  # root is read-only
         "resources": resources,
         "volumeMounts": [
             {

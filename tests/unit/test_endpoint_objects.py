@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import dataclasses
+
 import kubernetes_validate
 import pytest
 from google.protobuf import text_format
@@ -143,6 +145,31 @@ def test_deployment_and_service(gpus):
     assert cm["metadata"] == meta and set(cm["data"]) == {"models.config", "batching.config"}
     for obj in (cm, deployment, service):
         validate(obj)
+
+
+@pytest.mark.parametrize("gpus", [0, 1])
+def test_hubforge_model_server_runs_with_the_same_flags(gpus):
+    """endpointServer: hubforge -> the single-user image runs hubforge-model-server with
+    TF Serving's flags (and listens on the pod's address); everything else is the same."""
+    ours = dataclasses.replace(
+        SETTINGS, server="hubforge", image="hf/singleuser:1", gpu_image="hf/singleuser-cuda:1"
+    )
+    theirs = objects.endpoint_objects(
+        "alice", "scorer", [1, 2], {}, gpus, BATCHING, SETTINGS, kserve=False
+    )[1]["spec"]["template"]["spec"]
+    pod = objects.endpoint_objects(
+        "alice", "scorer", [1, 2], {}, gpus, BATCHING, ours, kserve=False
+    )[1]["spec"]["template"]["spec"]
+    (mine,), (tf,) = pod["containers"], theirs["containers"]
+    assert mine["command"] == ["hubforge-model-server"]
+    assert mine["image"] == ("hf/singleuser-cuda:1" if gpus else "hf/singleuser:1")
+    assert mine["args"] == [*tf["args"], "--host=0.0.0.0"]
+    assert mine["env"] == [{"name": "HOME", "value": "/tmp"}]
+    rest = ("command", "args", "image", "env")
+    assert {k: v for k, v in mine.items() if k not in rest} == {
+        k: v for k, v in tf.items() if k not in rest
+    }
+    validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": pod})
 
 
 def test_inference_service_runs_the_same_container():
