@@ -54,30 +54,29 @@ def multi_io_model(base: Path) -> Path:
     return base / "1"
 
 
-def start_serving(name: str, base: Path, *extra: str) -> tuple[subprocess.Popen, str]:
-    """``python -m hubforge.serving.server`` on a free port; returns (process, base URL)
-    once /healthz answers 200."""
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubforge.serving.server",
-            "--model-name",
-            name,
-            "--model-base-path",
-            str(base),
-            "--rest_api_port",
-            str(port),
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
+def model_server(
+    command: list[str], port: int, log: Path | None = None
+) -> tuple[subprocess.Popen, str]:
+    """Run a model server ``command`` that listens on ``port``; (process, base URL) once
+    /healthz answers 200. The deadline is generous: a busy machine loads TensorFlow slowly.
+    Its output goes to ``log`` (shown if it exits before it is ready) or nowhere."""
+    out = log.open("wb") if log else subprocess.DEVNULL
+    try:
+        proc = subprocess.Popen(
+            command,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
+        )
+    finally:
+        if log:
+            out.close()  # the child keeps its own copy
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 120
+    deadline = time.monotonic() + 180
     while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            said = log.read_text()[-3000:] if log else ""
+            raise AssertionError(f"{command[0]} exited with {proc.returncode}: {said}")
         try:
             if requests.get(url + "/healthz", timeout=2).status_code == 200:
                 return proc, url
@@ -85,7 +84,15 @@ def start_serving(name: str, base: Path, *extra: str) -> tuple[subprocess.Popen,
             pass
         time.sleep(0.1)
     proc.kill()
-    raise RuntimeError("serving process did not start")
+    raise AssertionError(f"{command[0]} did not become ready within 180 s")
+
+
+def start_serving(name: str, base: Path, *extra: str) -> tuple[subprocess.Popen, str]:
+    """``python -m hubforge.serving.server`` for one model on a free port."""
+    port = free_port()
+    command = [sys.executable, "-m", "hubforge.serving.server", "--model-name", name]
+    command += ["--model-base-path", str(base), "--rest_api_port", str(port), *extra]
+    return model_server(command, port)
 
 
 CLASSIFIER = """

@@ -9,9 +9,7 @@ against both and must see the same answers, byte for byte once parsed.
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -24,6 +22,7 @@ from hubforge.serving.base import check_batching
 from hubforge.serving.local import LocalEndpointBackend
 from hubforge.serving.repository import ModelRepository
 from tests.integration.test_tfserving_parity import MODELS
+from tests.models import model_server
 
 SCRIPT = Path(sys.executable).parent / "hubforge-model-server"  # the container's command
 
@@ -98,24 +97,7 @@ def kubernetes_server(tmp: Path, base: Path, labels: dict[str, int], batching: d
         for a in container["args"]
     ]
     assert f"--rest_api_port={port}" in args and any("--model_config_file=" in a for a in args)
-    proc = subprocess.Popen(
-        [str(SCRIPT.parent / container["command"][0]), *args],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180
-    while time.monotonic() < deadline:
-        assert proc.poll() is None, "the model server exited with the builder's flags"
-        try:
-            if requests.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the model server did not become ready")
+    return model_server([str(SCRIPT.parent / container["command"][0]), *args], port)
 
 
 def test_local_and_kubernetes_endpoints_answer_a_client_identically(tmp_path):

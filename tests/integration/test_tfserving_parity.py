@@ -17,7 +17,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -26,6 +25,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from hubforge.processes import free_port
+from tests.models import model_server
 
 ROOT = Path(__file__).resolve().parents[2]
 MODELS = ROOT.parent / "shared" / "fixtures" / "tfserving"
@@ -64,27 +64,10 @@ model_config_list {{
 
 
 def start(tmp: Path, *flags: str) -> tuple[subprocess.Popen, str]:
+    """``hubforge-model-server`` with TF Serving's flags on a free port."""
     port = free_port()
-    with (tmp / f"server-{port}.log").open("wb") as log:  # the child keeps its own copy
-        proc = subprocess.Popen(
-            [str(SCRIPT), f"--rest_api_port={port}", *flags],
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            env=dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3"),
-        )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 180  # generous: a busy machine loads TensorFlow slowly
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise AssertionError((tmp / f"server-{port}.log").read_text()[-3000:])
-        try:
-            if requests.get(url + "/healthz", timeout=2).status_code == 200:
-                return proc, url
-        except requests.ConnectionError:
-            pass
-        time.sleep(0.2)
-    proc.kill()
-    raise AssertionError("the model server did not become ready")
+    command = [str(SCRIPT), f"--rest_api_port={port}", *flags]
+    return model_server(command, port, tmp / f"server-{port}.log")
 
 
 @pytest.fixture(scope="module")
