@@ -60,7 +60,10 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         # Run as job from the file browser's context menu: 2 workers, a parameter changed
         page.click(".jp-SideBar.jp-mod-left [data-id='filebrowser']")
         item = ".jp-DirListing-item[data-file-type='notebook']:has-text('train.ipynb')"
-        page.wait_for_selector(item)  # the file browser polls the folder by itself
+        # the file browser polls the folder by itself, slowly on a busy machine: refresh it
+        # as a user would
+        page.click(".jp-FileBrowser [data-command='filebrowser:refresh']")
+        page.wait_for_selector(item, timeout=120_000)
         page.click(item, button="right")
         page.click(".lm-Menu-item:has-text('Run as job')")
         dialog = page.wait_for_selector(".jp-Dialog .hf-RunAsJob-body")
