@@ -111,7 +111,7 @@ def test_cli_in_a_users_server(workbench):
     assert "RESULTS" in text, outputs
     results = json.loads(text.split("RESULTS", 1)[1].strip().splitlines()[0])
     for r in results:
-        assert r["rc"] == 0, r
+        assert r["rc"] == 0, json.dumps(r, indent=1)  # whole: a job's reason is in "out"
     out = [r["out"] for r in results]
     assert results[0]["err"].strip().endswith("(succeeded)")
     assert "gpus/worker=1" in out[1]
