@@ -19,6 +19,7 @@ from hubforge.processes import free_port
 from hubforge.service.handlers import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
 from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
 
+from .home import overview_var
 from .spawner import WORKBENCH_MARKER
 
 
@@ -147,9 +148,10 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
     c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "TZ"]
-    c.HubforgeLocalSpawner.service_url = (
-        f"{service_url}{workbench.base_url}services/{SERVICE_NAME}/api"
-    )
+    service_api = f"{service_url}{workbench.base_url}services/{SERVICE_NAME}/api"
+    c.HubforgeLocalSpawner.service_url = service_api
+    # the home page lists the signed-in user's jobs, endpoints and labeling projects
+    c.JupyterHub.template_vars = {"hubforge_overview": overview_var(service_api, token)}
     c.HubforgeLocalSpawner.service_token = token
     c.PasswordAuthenticator.password_file = str(state / "passwords.json")
 

@@ -9,6 +9,7 @@ and a home PVC; it runs as non-root with no service-account token.
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from traitlets import Dict, Unicode
@@ -143,13 +144,23 @@ def configure(c: Any, profiles: list[dict[str, Any]], workbench: Any = None) -> 
         **({"HUBFORGE_PUBLIC_ORIGIN": s.public_origin} if s.public_origin else {}),
         **({"KRB5_KTNAME": "/etc/security/keytab/keytab"} if s.kerberos_secret else {}),
     }
+    # ~/examples on the first start of a pod (the home PVC keeps the marker): the same series
+    # a local server gets; `|| true`: a failed copy never stops the server from starting
+    c.KubeSpawner.lifecycle_hooks = {
+        "postStart": {
+            "exec": {"command": ["sh", "-c", "python -m hubforge.examples /home/jovyan || true"]}
+        }
+    }
 
 
 def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json") -> None:
     """The chart's hub config (z2jh ``hub.extraConfig``): the Hubforge config file the chart
     renders (profiles, quotas, culling, cluster settings) becomes KubeSpawner settings, the
     hubforge service's role and the endpoint-call scope."""
+    from hubforge.service.handlers import SERVICE_NAME
+
     from .config import custom_scopes, roles
+    from .home import overview_var
 
     workbench = load_workbench(config_path)  # stops the hub on a bad key, naming it
     c.merge(load_config(config_path))
@@ -158,3 +169,13 @@ def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json
     existing = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
     names = {r["name"] for r in roles()}
     c.JupyterHub.load_roles = [r for r in existing if r["name"] not in names] + roles()
+    # Hubforge's pages: name and logo, profile cards, the home page's jobs/endpoints/projects
+    # (asked of the hubforge service with its z2jh-managed token, hub.services.hubforge)
+    here = Path(__file__).resolve().parent
+    c.JupyterHub.template_paths = [str(here / "templates")]
+    c.JupyterHub.logo_file = str(here / "static" / "hubforge-logo.svg")
+    services = list(c.JupyterHub.services) if "services" in c.JupyterHub else []
+    token = next((x.get("api_token") for x in services if x.get("name") == SERVICE_NAME), None)
+    if token:
+        service_api = KubernetesProfiles(config=c).service_url
+        c.JupyterHub.template_vars = {"hubforge_overview": overview_var(service_api, token)}

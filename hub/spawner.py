@@ -18,7 +18,7 @@ from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Instance, Unicode, default
 
-from hubforge import accounts
+from hubforge import accounts, examples
 from hubforge.accounts import Account
 from hubforge.processes import MARKER as WORKBENCH_MARKER
 from hubforge.profiles import ProfileError, find_profile
@@ -159,6 +159,10 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
     def prepare_folders(self) -> None:
         home = Path(self.home_dir)
         home.mkdir(parents=True, exist_ok=True)
+        # the example series (label -> train -> watch -> deploy -> pre-label), once per user
+        given = self.workbench.state_dir / "examples-copied"
+        given.mkdir(mode=0o700, exist_ok=True)
+        examples.install(home, given / self.user.name)
         area = self.workbench.user_area(self.user.name)
         for sub in ("jobs", "models", "labeling"):
             (area / sub).mkdir(parents=True, exist_ok=True)

@@ -2,10 +2,36 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import tempfile
+from pathlib import Path
+
+import psutil
 import pytest
 
 from tests.notebooks import training_notebook
-from tests.workbench import RunningWorkbench, start_workbench
+from tests.workbench import RunningWorkbench, isolated, start_workbench
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    """Each run's temporary folders in /tmp/hubforge-tests/run-<pid> (not pytest's
+    /tmp/pytest-of-<user>): workbenches with per-user accounts open the folders above their
+    data to every account, and any other pytest started meanwhile would close pytest's own
+    folder again (0700), locking the users of a running suite out of their homes. Folders of
+    runs that have ended are removed when the next run starts."""
+    if config.option.basetemp or not isolated():
+        return
+    root = Path(tempfile.gettempdir()) / "hubforge-tests"
+    root.mkdir(exist_ok=True)
+    root.chmod(0o711)
+    for old in root.glob("run-*"):
+        pid = old.name.removeprefix("run-")
+        if not (pid.isdigit() and psutil.pid_exists(int(pid))):
+            shutil.rmtree(old, ignore_errors=True)
+    config.option.basetemp = str(root / f"run-{os.getpid()}")
+
 
 # A fake inventory of two GPUs: allocation is real, the devices are not.
 SESSION_CONFIG = (

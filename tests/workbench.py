@@ -192,7 +192,7 @@ def passable(data_dir: Path) -> None:
     if not isolated():
         return
     for folder in [data_dir, *data_dir.parents]:
-        if str(folder).startswith(tempfile.gettempdir() + "/pytest-of-") and folder.exists():
+        if str(folder).startswith(tempfile.gettempdir() + "/") and folder.exists():
             folder.chmod(folder.stat().st_mode | 0o011)
 
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import random
 import re
 import time
 import uuid
@@ -241,8 +242,12 @@ class Project:
     def _keys(self) -> set[str]:
         return {t["data"].get("hubforge_key") for t in self._tasks("task_only")} - {None}
 
-    def import_items(self, source: Any) -> ImportReport:
-        """Add what ``source`` has that the project does not (re-running adds nothing)."""
+    def import_items(self, source: Any, shuffle: bool = True, seed: int = 0) -> ImportReport:
+        """Add what ``source`` has that the project does not (re-running adds nothing).
+
+        New items join Label Studio's queue in an order shuffled with ``seed`` (the same
+        items and seed, the same order), so labeling does not go through one class's
+        folder or file-name run at a time; ``shuffle=False`` keeps the source's order."""
         items, unsupported = _collect(source, self.task)
         if not items and not unsupported:
             raise LabelingError(f"{source!r} has nothing to label (an empty folder or list)")
@@ -254,6 +259,8 @@ class Project:
             else:
                 known.add(item["hubforge_key"])  # the same item twice in one source: once
                 new.append(item)
+        if shuffle:
+            random.Random(seed).shuffle(new)
         report = ImportReport(len(new), already, unsupported)
         if self.task != "text-classification":
             self._allow_folders({str(Path(item["hubforge_path"]).parent) for item in new})
@@ -835,10 +842,16 @@ def _find(ls: Any, name: str) -> Any | None:
 
 
 def create_project(
-    name: str, source: Any, labels: list[str], task: str = "image-classification"
+    name: str,
+    source: Any,
+    labels: list[str],
+    task: str = "image-classification",
+    shuffle: bool = True,
+    seed: int = 0,
 ) -> Project:
     """Create project ``name`` (or reuse it) and import every item of ``source``; re-running
-    adds only new items. ``project.last_import`` says what was added and skipped."""
+    adds only new items. ``project.last_import`` says what was added and skipped. Items are
+    queued in an order shuffled with ``seed`` (``shuffle=False``: the source's order)."""
     if not isinstance(name, str) or not 3 <= len(name.strip()) <= 50:
         raise LabelingError(f"name={name!r}: a project name of 3 to 50 characters")
     config = label_config(task, list(labels))
@@ -852,7 +865,7 @@ def create_project(
             f"{_labels_of(raw.label_config)}: open_project({name!r}) or choose another name"
         )
     project = Project(raw, ls)
-    project.last_import = project.import_items(source)
+    project.last_import = project.import_items(source, shuffle=shuffle, seed=seed)
     return project
 
 

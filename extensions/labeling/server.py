@@ -177,6 +177,13 @@ class Accounts:
             _teammate_key(user, owner), _teammate_email(user, owner), _email(owner)
         )
 
+    def existing(self, user: str) -> dict[str, Any] | None:
+        """``user``'s own account if one was made already (None: never labeled here)."""
+        known = (read_json(self.path, {}) or {}).get(user)
+        if known is None or known.get("email") != _email(user):
+            return None
+        return {**known, "api_url": self.api_url}
+
     def _account(self, key: str, email: str, organization_of: str | None = None) -> dict:
         with self._lock:
             known = read_json(self.path, {}) or {}

@@ -33,6 +33,7 @@ from .handlers import (
     UserHandler,
     UsersHandler,
 )
+from .overview import routes as overview_routes
 from .quotas import Quotas
 
 
@@ -130,6 +131,9 @@ class HubforgeService(Application):
             handlers=jobs_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})
             + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints, "jobs": jobs})
             + labeling_routes(api, {**args, "accounts": accounts})
+            + overview_routes(
+                api, {**args, "jobs": jobs, "endpoints": self.endpoints, "accounts": accounts}
+            )
             + [
                 (self.prefix, RootHandler),
                 (api + "/status", StatusHandler, args),

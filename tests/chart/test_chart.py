@@ -12,6 +12,7 @@ import shutil
 import subprocess
 import sys
 from pathlib import Path
+from types import SimpleNamespace
 
 import kubernetes_validate
 import pytest
@@ -290,7 +291,16 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
     config_file.write_text(objs[("ConfigMap", "hubforge-config")]["data"]["hubforge_config.json"])
     snippet = values()["jupyterhub"]["hub"]["extraConfig"]["hubforge"]
     c = Config()
+    # z2jh's own config has loaded hub.services (tokens from its Secret) before extraConfig
+    c.JupyterHub.services = [
+        {"name": "hubforge", "url": "http://hubforge-service:8000", "api_token": "from-secret"}
+    ]
     exec(snippet.replace("/etc/hubforge/hubforge_config.json", str(config_file)), {"c": c})
+    # Hubforge's pages; the home page asks the service with the service's token
+    assert Path(c.JupyterHub.template_paths[0], "home.html").is_file()
+    overview = c.JupyterHub.template_vars["hubforge_overview"](SimpleNamespace(name="ann"))
+    assert overview.token == "from-secret" and overview.user == "ann"
+    assert overview.service_api == "http://hubforge-service.hub.svc:8000/services/hubforge/api"
 
     role = next(r for r in c.JupyterHub.load_roles if r["name"] == "hubforge-service")
     assert "servers" in role["scopes"] and role["services"] == ["hubforge"]
@@ -312,6 +322,8 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
             "http://hubforge-service.hub.svc:8000/services/hubforge/api"
         )
         assert env["KRB5_KTNAME"] == "/etc/security/keytab/keytab"
+        hook = container["lifecycle"]["postStart"]["exec"]["command"]
+        assert "python -m hubforge.examples /home/jovyan" in hook[-1]  # ~/examples, once
         # the same environment as a local server (the extension adds TENSORBOARD_PROXY_URL)
         assert env["HUBFORGE_PROFILE"] == slug
         assert env["HUBFORGE_PROFILE_GPUS"] == {"cpu": "0", "gpu-1": "1", "a100-4": "4"}[slug]

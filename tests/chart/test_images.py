@@ -82,3 +82,14 @@ def test_the_scientific_stack_is_the_same_in_the_workbench_and_the_image():
     # installed where kernels and jobs run (the image's own versions may be older: it pins)
     for name in STACK:
         assert version(name), name
+
+
+@pytest.mark.parametrize("image", ["hub", "singleuser"])
+def test_the_image_copies_every_folder_the_package_is_built_from(image):
+    """`pip install /tmp/hubforge` in the image needs each folder pyproject maps a package to
+    (a folder left out fails the build, or ships a package without its files)."""
+    data = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    folders = {d.split("/")[0] for d in data["tool"]["setuptools"]["package-dir"].values()}
+    text = (ROOT / "images" / image / "Dockerfile").read_text()
+    copied = set(re.findall(r"^COPY \S+ (\S+) /tmp/hubforge/\1$", text, re.M))
+    assert folders <= copied, f"not copied into the {image} image: {sorted(folders - copied)}"

@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import numpy as np
 import psutil
@@ -173,6 +174,31 @@ def test_text_classification_from_strings(workbench, as_user):
         ).last_import.added
         == 1
     )
+
+
+def test_items_are_queued_shuffled_with_a_seed(workbench, as_user):
+    """A folder of one class after another is not labeled a class at a time: the queue
+    (what the widget shows next) is shuffled, the same way for the same seed."""
+    as_user("suri")
+    shapes_project(workbench, "order-a")  # datasets/shapes: 000.png ... 049.png
+
+    def queue(project) -> list[str]:
+        tasks = sorted(project.tasks(), key=lambda t: t["id"])  # Label Studio's queue order
+        return [Path(t["data"]["hubforge_path"]).name for t in tasks]
+
+    shuffled = queue(labeling.open_project("order-a"))
+    assert sorted(shuffled) == [f"{i:03d}.png" for i in range(50)]
+    assert shuffled != sorted(shuffled)
+    first = labeling.open_project("order-a").next_item()["data"]["hubforge_path"]
+    assert Path(first).name == shuffled[0]  # what the widget shows first
+    again = labeling.create_project("order-b", "datasets/shapes", ["circle", "square"])
+    assert queue(again) == shuffled  # same items, same seed: same order
+    other = labeling.create_project("order-c", "datasets/shapes", ["circle", "square"], seed=7)
+    assert queue(other) != shuffled and sorted(queue(other)) == sorted(shuffled)
+    kept = labeling.create_project(
+        "order-d", "datasets/shapes", ["circle", "square"], shuffle=False
+    )
+    assert queue(kept) == sorted(shuffled)
 
 
 def label_studio_process(workbench):
