@@ -31,6 +31,13 @@ NOISE = re.compile(
     r"|computation placer already registered"
     r"|TF-TRT Warning: Could not find TensorRT"
     r"|oneDNN custom operations are on"
+    # the TFLite converter reading a SavedModel (hubforge.serving.export_tflite)
+    r"|tf_tfl_flatbuffer_helpers\.cc:\d+\] Ignored"
+    r"|reader\.cc:\d+\] Reading (?:SavedModel|meta graph)"
+    r"|loader\.cc:\d+\] (?:Restoring SavedModel bundle|Running initialization op|SavedModel load)"
+    r"|mlir_graph_optimization_pass\.cc:\d+\] MLIR V1 optimization pass is not enabled"
+    r"|dump_mlir_util\.cc:\d+\] disabling MLIR crash reproducer"
+    r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU"
 )
 
 _installed: _Filter | None = None

@@ -21,14 +21,14 @@ from tests.kernel import execute
 pytestmark = pytest.mark.hub
 
 USER = "newcomer"
-RUN_ALL = """
+RUN = """
 import json, pathlib, time
 import nbclient, nbformat
 here = pathlib.Path.cwd()
 done = here / "examples-run"
 done.mkdir(exist_ok=True)
 results = {}
-for path in sorted((here / "examples").glob("0*.ipynb")):
+for path in sorted((here / "examples").glob("0[{first}-{last}]*.ipynb")):
     nb = nbformat.read(path, as_version=4)
     started = time.monotonic()
     client = nbclient.NotebookClient(
@@ -73,21 +73,40 @@ def test_the_example_series_runs_end_to_end(workbench):
     try:
         names = sorted(p.name for p in (home / "examples").glob("*.ipynb"))
         assert names == [p.name for p in examples.notebooks()]
-        outputs = execute(workbench, USER, token, RUN_ALL, timeout=1400)
-        printed = "".join(o.get("text", "") for o in outputs if o["type"] == "stream")
-        errors = [o for o in outputs if o["type"] == "error"]
-        assert not errors and "RESULTS" in printed, (errors, printed[-3000:])
-        results = json.loads(printed.split("RESULTS", 1)[1].splitlines()[0])
-        failed = {k: v for k, v in results.items() if v["status"] != "ok"}
-        assert not failed and len(results) == 5, results
+        results: dict = {}
+
+        def run_notebooks(first: int, last: int) -> None:
+            code = RUN.replace("{first}", str(first)).replace("{last}", str(last))
+            outputs = execute(workbench, USER, token, code, timeout=1400)
+            printed = "".join(o.get("text", "") for o in outputs if o["type"] == "stream")
+            errors = [o for o in outputs if o["type"] == "error"]
+            assert not errors and "RESULTS" in printed, (errors, printed[-3000:])
+            results.update(json.loads(printed.split("RESULTS", 1)[1].splitlines()[0]))
+            failed = {k: v for k, v in results.items() if v["status"] != "ok"}
+            assert not failed, results
+
+        def ran() -> dict:
+            done = (home / "examples-run").iterdir()
+            return {p.name[:2]: nbformat.read(p, as_version=4) for p in done}
+
+        # 1-3 first: the session workbench stops a TensorBoard after 15 s unused, so it is
+        # looked at before 4 and 5 run
+        run_notebooks(1, 3)
+        path = text_of(ran()["03"], r"/proxy/absolute/").strip().splitlines()[0]
+        runs = requests.get(
+            urljoin(workbench.url, path + "data/runs"),
+            headers={"Authorization": f"token {token}"},
+            timeout=60,
+        )
+        assert runs.status_code == 200, runs.text[:300]
+        run_notebooks(4, 5)
+        assert len(results) == 5, results
         print("seconds per notebook:", {k: v["seconds"] for k, v in results.items()})
-        run = {
-            p.name[:2]: nbformat.read(p, as_version=4) for p in (home / "examples-run").iterdir()
-        }
+        run = ran()
 
         # 1. label: 200 images in Label Studio, all but 40 labeled, the pairs saved
         assert "200 images in" in text_of(run["01"], r"images in")
-        assert "'labeled': 160, 'total': 200" in text_of(run["01"], r"'labeled': 160")
+        assert re.search(r"'labeled': 160,\s*'total': 200", text_of(run["01"], "'labeled': 160"))
         assert "160 labeled digits saved" in text_of(run["01"], "saved for training")
 
         # 2. train: one epoch in the kernel, then the 2-worker job succeeded and learned
@@ -97,14 +116,7 @@ def test_the_example_series_runs_end_to_end(workbench):
         job_accuracy = re.search(r"after 15 epoch\(s\): (\d+)%", text_of(run["02"], "after 15"))
         assert job_accuracy and int(job_accuracy.group(1)) > 40, job_line  # chance: 20%
 
-        # 3. watch: TensorBoard shows both runs through the hub; the accuracy plot was drawn
-        path = text_of(run["03"], r"/proxy/absolute/").strip().splitlines()[0]
-        runs = requests.get(
-            urljoin(workbench.url, path + "data/runs"),
-            headers={"Authorization": f"token {token}"},
-            timeout=60,
-        )
-        assert runs.status_code == 200, runs.text[:300]
+        # 3. watch: TensorBoard showed both runs through the hub; the accuracy plot was drawn
         job_id = job_line.split()[0]
         assert any(x.startswith(job_id) for x in runs.json()), runs.json()
         assert any(x.startswith("interactive") for x in runs.json()), runs.json()
@@ -135,6 +147,5 @@ def test_the_example_series_runs_end_to_end(workbench):
         assert agreement and int(agreement.group(1)) > 40
         assert images_in(run["05"]) >= 1
     finally:
-        workbench.api("DELETE", f"services/hubforge/endpoints/{USER}/digits", token)
         workbench.api("DELETE", "services/hubforge/api/endpoints/digits", token)
         workbench.ensure_stopped(USER)

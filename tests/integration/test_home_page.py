@@ -27,7 +27,7 @@ def password(workbench, name: str) -> str:
 def home(workbench, session) -> str:
     r = session.get(workbench.url + "hub/home", timeout=60)
     assert r.status_code == 200, r.text[:500]
-    return r.text
+    return r.content.decode("utf-8")  # as the page's <meta charset> says (no charset header)
 
 
 def test_home_lists_what_is_mine_and_nothing_of_anyone_else(workbench, monkeypatch):
@@ -71,7 +71,7 @@ def test_home_lists_what_is_mine_and_nothing_of_anyone_else(workbench, monkeypat
         row = re.search(rf'data-job="{job}">(.*?)</li>', page, re.S)
         assert row, page
         assert re.search(r"badge[^>]*>(pending|running|succeeded)<", row.group(1)), row.group(1)
-        assert "1 worker ·" in row.group(1)
+        assert "1 worker ·" in row.group(1), row.group(1)
         row = re.search(r'data-endpoint="home-ep">(.*?)</li>', page, re.S)
         assert row and ">serving<" in row.group(1) and "versions 1" in row.group(1), page
         assert (
