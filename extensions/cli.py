@@ -12,13 +12,15 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 
 from . import lifecycle
 from .atomic import DamagedStateFile, read_json, write_json, write_text
-from .processes import sweep
+from .processes import sweep, workbench_processes
+from .terminal import LogEcho
 from .workbench import ConfigError, Workbench, load_workbench
 
 FIRST_ADMIN = "admin"
@@ -151,6 +153,16 @@ def _stop_jobs(workbench: Workbench) -> None:
         print(f"Stopped job(s): {', '.join(stopped)}", file=sys.stderr)
 
 
+def _describe(proc: Any) -> str:
+    """'python -m ipykernel_launcher' style: what a leftover process is."""
+    try:
+        cmd = proc.cmdline()
+    except Exception:
+        return f"pid {proc.pid}"
+    words = [Path(cmd[0]).name] + [c for c in cmd[1:3] if not c.startswith("/")]
+    return f"{' '.join(words)} (pid {proc.pid})"
+
+
 def _stop_hub(hub: subprocess.Popen, workbench: Workbench, stop_jobs: bool = True) -> None:
     if hub.poll() is None:
         hub.terminate()
@@ -158,9 +170,13 @@ def _stop_hub(hub: subprocess.Popen, workbench: Workbench, stop_jobs: bool = Tru
             hub.wait(timeout=30)
         except subprocess.TimeoutExpired:
             hub.kill()
+    names = [_describe(p) for p in workbench_processes(workbench.data_dir)]
     left = sweep(workbench.data_dir)
     if left:
-        print(f"Stopped {left} leftover process(es).", file=sys.stderr)
+        print(
+            f"Stopped {left} process(es) the hub left running: {', '.join(names)}",
+            file=sys.stderr,
+        )
     if stop_jobs:
         _stop_jobs(workbench)
     _pid_file(workbench).unlink(missing_ok=True)
@@ -196,10 +212,21 @@ def cmd_up(args: argparse.Namespace) -> int:
     ports = lifecycle.fixed_ports()
     restarts = lifecycle.Restarts()
     print(f"Starting Hubforge on {workbench.data_dir}", flush=True)
+    hub_log = workbench.state_dir / "jupyterhub.log"
+    if hub_log.exists() and hub_log.stat().st_size > LOG_KEEP_BYTES:  # one old log is kept
+        hub_log.replace(hub_log.with_name("jupyterhub.log.1"))
+    echo = None
+    if not args.verbose:
+        print(f"The hub's log: {hub_log} (errors and warnings to act on show here)", flush=True)
+        if not args.quiet:
+            hub_log.touch()
+            echo = LogEcho(hub_log).start()
     code = 0
     try:
         while not stopping:
-            hub = lifecycle.start_hub(workbench.data_dir, workbench.state_dir, ports, args.quiet)
+            hub = lifecycle.start_hub(
+                workbench.data_dir, workbench.state_dir, ports, to_file=not args.verbose
+            )
             hubs.append(hub)
             record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}
             write_json(_pid_file(workbench), record)
@@ -259,7 +286,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         if hubs:
             _stop_hub(hubs[-1], workbench)
+        if echo is not None:
+            echo.stop()
     return 0 if stopping else (code or 1)
+
+
+LOG_KEEP_BYTES = 50 * 1024 * 1024
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -732,14 +764,24 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument("--ip", help="address to listen on (default 127.0.0.1)")
     up.add_argument("--port", type=int, help="public port (default 8000)")
     up.add_argument("--base-url", help="URL prefix (default /)")
-    up.add_argument(
-        "--quiet", action="store_true", help="send the hub's log to state/jupyterhub.log"
+    shown = up.add_mutually_exclusive_group()
+    shown.add_argument(
+        "--quiet",
+        action="store_true",
+        help="show only start-up and Hubforge's own messages (the hub's log: state/jupyterhub.log)",
+    )
+    shown.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show the hub's whole log here (default: its errors and warnings to act on; "
+        "the rest goes to state/jupyterhub.log)",
     )
     up.set_defaults(func=cmd_up)
     down = sub.add_parser("down", parents=[common], help="stop the workbench")
     for option in ("--ip", "--port", "--base-url"):  # `make down ARGS=...` with up's ARGS
         down.add_argument(option, help=argparse.SUPPRESS)
     down.add_argument("--quiet", action="store_true", help=argparse.SUPPRESS)
+    down.add_argument("--verbose", action="store_true", help=argparse.SUPPRESS)
     down.add_argument(
         "--keep-jobs",
         action="store_true",

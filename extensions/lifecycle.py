@@ -115,12 +115,13 @@ def _die_with_parent() -> None:
     os.setsid()  # Ctrl-C reaches only `up`, which stops the hub once
 
 
-def start_hub(data_dir: str, state_dir: Path, env: dict[str, str], quiet: bool) -> Any:
-    """JupyterHub in its own session, stopped by the kernel if `up` dies."""
+def start_hub(data_dir: str, state_dir: Path, env: dict[str, str], to_file: bool) -> Any:
+    """JupyterHub in its own session, stopped by the kernel if `up` dies; its log (and that
+    of everything it starts) goes to state/jupyterhub.log with ``to_file``."""
     from hubforge.hub.config import config_file_path
 
     env = dict(os.environ, **env, **{MARKER: data_dir, "HUBFORGE_DIR": data_dir})
-    output = (state_dir / "jupyterhub.log").open("ab") if quiet else None
+    output = (state_dir / "jupyterhub.log").open("ab") if to_file else None
     with output or contextlib.nullcontext():
         return subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],

@@ -47,6 +47,11 @@ class RunningWorkbench:
     admin_password: str
     _tokens: dict[str, str] = field(default_factory=dict)
 
+    def hub_log(self) -> str:
+        """What `up` printed and the hub's whole log (state/jupyterhub.log) together."""
+        hub = self.data_dir / "state" / "jupyterhub.log"
+        return self.log.read_text() + (hub.read_text(errors="replace") if hub.exists() else "")
+
     # -- auth ---------------------------------------------------------------------
     def login(self, user: str, password: str) -> requests.Session:
         """A browser-like session logged in through the hub's form."""
@@ -131,7 +136,7 @@ class RunningWorkbench:
         status = None
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"hubforge up exited:\n{self.log.read_text()}")
+                raise RuntimeError(f"hubforge up exited:\n{self.hub_log()[-20000:]}")
             try:
                 status = requests.get(self.url + "services/label-studio/health", timeout=10)
                 if status.status_code == 200:
@@ -139,7 +144,7 @@ class RunningWorkbench:
             except requests.RequestException as e:
                 status = e
             time.sleep(0.5)
-        raise RuntimeError(f"Label Studio did not start ({status}):\n{self.log.read_text()}")
+        raise RuntimeError(f"Label Studio did not start ({status}):\n{self.hub_log()[-20000:]}")
 
     def wait_gpus_free(self, timeout: float = 90) -> None:
         """Until every GPU of the inventory is free (an earlier test's job or server gives

@@ -48,4 +48,4 @@ def test_idle_gpu_server_is_stopped_and_its_gpu_freed(culling_workbench):
     assert status["free"] == 1 and status["allocations"] == {}
     carl = wb.api("GET", "hub/api/users/carl", admin).json()["servers"]
     assert carl[""]["ready"] is True
-    assert "Stopped gina's server (gpu-1 profile)" in wb.log.read_text()
+    assert "Stopped gina's server (gpu-1 profile)" in wb.hub_log()

@@ -62,7 +62,7 @@ def test_links_work_once_expire_soon_and_need_the_service_key(workbench):
     assert r.status_code == 302, "a short link signed with the service key works"
 
     time.sleep(0.5)  # the log line is written after the answer
-    log = workbench.log.read_text()
+    log = workbench.hub_log()
     assert "/hubforge/login?" in log or "/hubforge/login" in log
     assert query["sig"] not in log, "the signature never reaches a log"
 

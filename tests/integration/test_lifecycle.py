@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import signal
 import time
 
@@ -63,6 +64,15 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
     assert f"Hubforge stopped ({data})." in down.stdout
     assert workbench_processes(str(data)) == []
     assert not psutil.pid_exists(kernel.pid) or kernel.status() == psutil.STATUS_ZOMBIE
+    # a clean start, a day's kind of use and a stop: the terminal has no traceback and no error
+    # line, only Hubforge's own lines (the hub's log went to state/jupyterhub.log)
+    terminal = wb.log.read_text()
+    assert "Traceback" not in terminal and not re.search(r"^\[[EC] |ERROR", terminal, re.M), (
+        terminal
+    )
+    assert "JupyterHub app:" not in terminal and "ConfigProxy" not in terminal, terminal[-3000:]
+    assert len(terminal.splitlines()) < 40, terminal
+    assert "JupyterHub app:" in (data / "state" / "jupyterhub.log").read_text()
 
     # Restart on the same data folder: no new admin, the same users, the same files.
     wb = start_workbench(data, base_url="/")
