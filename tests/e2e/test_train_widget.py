@@ -36,4 +36,41 @@ def test_train_button_runs_a_job_through_the_service(workbench, page, tmp_path):
     # The service ran it: the job is the user's, listed by the service.
     jobs = json.loads(page.request.get(workbench.url + "user/tess/hubforge/api/jobs").text())
     assert [j["spec"]["workers"] for j in jobs["jobs"]] == [2]
+
+    # every other button, clicked as a user would, and what each one shows
+    train = ".hubforge-train"
+    page.click(f"{train} button:text-is('Logs') >> nth=0")
+    logs = page.wait_for_selector(f"{train} .hubforge-logs", state="visible")
+    assert "shell-command-ran" in logs.inner_text()  # worker-0's own output
+
+    page.click(f"{train} button:text-is('TensorBoard') >> nth=0")
+    board = page.wait_for_selector(f"{train} .hubforge-tensorboard-frame", timeout=120_000)
+    assert "/proxy/absolute/" in board.get_attribute("src")
+    frame = board.content_frame()
+    frame.wait_for_selector("text=TensorBoard", timeout=120_000)  # the dashboard, through the hub
+    page.click(f"{train} .hubforge-tensorboard button:text-is('Stop')")
+    page.wait_for_selector(f"{train} .hubforge-tensorboard >> text=TensorBoard stopped.")
+
+    page.click(f"{train} button:text-is('Deploy') >> nth=0")  # the job's Deploy: the widget
+    deploy = f"{train} .hubforge-deploy"
+    page.wait_for_selector(deploy)
+    page.click(f"{deploy} button:text-is('Deploy')")
+    page.wait_for_selector(f"{deploy} .hubforge-state:has-text('running')", timeout=120_000)
+    page.click(f"{deploy} button:text-is('Send')")
+    answer = page.wait_for_selector(f"{deploy} .hubforge-response", timeout=60_000)
+    rows = json.loads(answer.inner_text())
+    assert len(rows) == 1 and 0 <= rows[0][0] <= 1  # the sigmoid's answer for the example row
+    curl = page.inner_text(f"{deploy} .hubforge-copy-text")
+    assert curl.startswith('curl -H "Authorization: token $TOKEN"') and ":predict" in curl
+    page.click(f"{deploy} .hubforge-copy-button")
+    page.wait_for_selector(
+        f"{deploy} .hubforge-copy-button:text-matches('^(Copied|Select and copy)$')"
+    )
+    page.click(f"{deploy} button:text-is('Export to mobile')")
+    page.wait_for_selector(f"{deploy} table >> text=quantization", timeout=120_000)
+    assert ".tflite" in page.inner_text(f"{deploy} table")
+    page.click(f"{deploy} button:text-is('Undeploy')")
+    page.wait_for_selector(f"{deploy} >> text=undeployed")
+    listed = page.request.get(workbench.url + "user/tess/hubforge/api/endpoints")
+    assert json.loads(listed.text())["endpoints"] == [], listed.text()
     workbench.stop_server("tess", workbench.admin_token())
