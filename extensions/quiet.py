@@ -38,6 +38,8 @@ NOISE = re.compile(
     r"|mlir_graph_optimization_pass\.cc:\d+\] MLIR V1 optimization pass is not enabled"
     r"|dump_mlir_util\.cc:\d+\] disabling MLIR crash reproducer"
     r"|^INFO: Created TensorFlow Lite XNNPACK delegate for CPU"
+    # tf.keras saving a model (in jobs, where Python's stderr is fd 2 too)
+    r"|^INFO:tensorflow:Assets written to: "
 )
 
 _installed: _Filter | None = None

@@ -73,4 +73,14 @@ def test_train_button_runs_a_job_through_the_service(workbench, page, tmp_path):
     page.wait_for_selector(f"{deploy} >> text=undeployed")
     listed = page.request.get(workbench.url + "user/tess/hubforge/api/endpoints")
     assert json.loads(listed.text())["endpoints"] == [], listed.text()
+
+    # a slow run, cancelled from the widget: the job ends cancelled, Train is back
+    page.fill(f"{train} .widget-text:has(label:text-is('delay')) input", "2")
+    page.click(f"{train} button:text-is('Train') >> nth=0")
+    page.wait_for_selector(f"{train} .hubforge-state:has-text('running')", timeout=120_000)
+    page.click(f"{train} button:text-is('Cancel')")
+    page.wait_for_selector(f"{train} .hubforge-state:has-text('cancelled')", timeout=120_000)
+    assert page.is_enabled(f"{train} button:text-is('Train') >> nth=0")
+    jobs = json.loads(page.request.get(workbench.url + "user/tess/hubforge/api/jobs").text())
+    assert sorted(j["state"] for j in jobs["jobs"]) == ["cancelled", "succeeded"]
     workbench.stop_server("tess", workbench.admin_token())
