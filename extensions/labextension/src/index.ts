@@ -180,10 +180,9 @@ const plugin: JupyterFrontEndPlugin<void> = {
       newLabelingNotebook: async (project: IProject) => {
         const contents = app.serviceManager.contents;
         const path = `label-${project.name.replace(/[^A-Za-z0-9_-]+/g, '-')}.ipynb`;
-        const exists = await contents.get(path, { content: false }).then(
-          () => true,
-          () => false
-        );
+        // listed, not fetched: a missing file would be a 404 in the console
+        const listing = await contents.get('', { content: true });
+        const exists = (listing.content as Array<{ name: string }>).some(f => f.name === path);
         if (!exists) {
           const source = `from hubforge.widgets import label\n\nlabel(${JSON.stringify(project.name)})`;
           await contents.save(path, {
