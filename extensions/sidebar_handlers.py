@@ -120,6 +120,51 @@ class EndpointHandler(SidebarHandler):
         self.finish(json.dumps(_endpoint_view(endpoint)))
 
 
+class SavedRequestsHandler(SidebarHandler):
+    """Requests kept for one of your endpoints: GET lists, POST {"name", "request"} keeps
+    one (the same name replaces it), DELETE .../requests/<name> forgets one."""
+
+    async def _endpoint(self, name: str) -> None:
+        from .serving import api
+
+        await self.call(api.get, name)  # yours, or 404
+
+    @web.authenticated
+    @authorized
+    async def get(self, name: str, saved: str | None = None) -> None:
+        from .serving import saved_requests
+
+        await self._endpoint(name)
+        self.finish(json.dumps({"requests": await self.call(saved_requests.list_saved, name)}))
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str, saved: str | None = None) -> None:
+        from .serving import saved_requests
+
+        if saved is not None:
+            raise web.HTTPError(405, 'POST to .../requests with {"name", "request"}')
+        body = self.json_body()
+        await self._endpoint(name)
+        kept = await self.call(saved_requests.save, name, body.get("name"), body.get("request"))
+        self.set_status(201)
+        self.finish(json.dumps({"requests": kept}))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str, saved: str | None = None) -> None:
+        from .serving import saved_requests
+
+        if saved is None:
+            raise web.HTTPError(405, "DELETE .../requests/<name of the saved request>")
+        await self._endpoint(name)
+        try:
+            kept = await self.call(saved_requests.delete, name, saved)
+        except KeyError:
+            raise web.HTTPError(404, f"No saved request {saved!r} for {name}") from None
+        self.finish(json.dumps({"requests": kept}))
+
+
 class LabelingProjectsHandler(SidebarHandler):
     @web.authenticated
     @authorized
@@ -219,6 +264,8 @@ def routes(prefix: str) -> list[tuple]:
     return [
         (prefix + "/endpoints", EndpointsHandler),
         (prefix + r"/endpoints/([^/]+)", EndpointHandler),
+        (prefix + r"/endpoints/([^/]+)/requests", SavedRequestsHandler),
+        (prefix + r"/endpoints/([^/]+)/requests/([^/]+)", SavedRequestsHandler),
         (prefix + "/labeling/projects", LabelingProjectsHandler),
         (prefix + "/job-check", JobCheckHandler),
         (prefix + "/gpus", GpuStatusHandler),

@@ -134,6 +134,13 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         assert re.fullmatch(r"[\d.]+ ms", page.inner_text(".hf-Latency"))
         predictions = json.loads(page.inner_text(".hf-TryOutput"))["predictions"]
         assert len(predictions) == 1 and 0.0 <= predictions[0][0] <= 1.0  # a sigmoid
+        # keep this request under a name; pick it again after changing the text
+        page.fill(".hf-SaveName", "zeros")
+        page.click(".hf-TryIt button.hf-Save")
+        page.wait_for_selector(".hf-SavedNote:has-text('Saved as \"zeros\"')")
+        page.fill(".hf-TryInput", '{"instances": [[1, 1, 1, 1]]}')
+        page.select_option(".hf-Saved", "zeros")
+        assert json.loads(page.input_value(".hf-TryInput")) == {"instances": [[0, 0, 0, 0]]}
         shot("sidebar-try-it", ".jp-Dialog-content")
         page.click(".jp-Dialog button:has-text('Close')")
         shot("sidebar-endpoint")

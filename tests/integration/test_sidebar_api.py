@@ -14,7 +14,13 @@ from tests.notebooks import training_notebook
 
 pytestmark = pytest.mark.hub
 
-ROUTES = ["endpoints", "labeling/projects", "gpus", "job-check?path=train.ipynb"]
+ROUTES = [
+    "endpoints",
+    "endpoints/early/requests",
+    "labeling/projects",
+    "gpus",
+    "job-check?path=train.ipynb",
+]
 
 
 def put(workbench, user, token, name, nb):
@@ -151,6 +157,34 @@ def test_deploy_from_a_job_refuses_bad_bodies_and_other_users_jobs(workbench, tw
         "POST", "user/side-ana/hubforge/api/endpoints/early", ana, json={"rows": []}
     )
     assert bad.status_code == 400 and "instances" in bad.json()["message"]
+    # saved requests for Try it: kept newest first, replaced by name, bad ones refused with
+    # what to do, never reachable through bob's server, deleted one by one
+    base = "user/side-ana/hubforge/api/endpoints/early/requests"
+    assert workbench.api("GET", base, ana).json() == {"requests": []}
+    for name, row in (("zeros", [0, 0, 0, 0]), ("ones", [1, 1, 1, 1]), ("zeros", [2, 2, 2, 2])):
+        body = {"name": name, "request": {"instances": [row]}}
+        r = workbench.api("POST", base, ana, json=body)
+        assert r.status_code == 201, r.text
+    kept = r.json()["requests"]
+    assert [(x["name"], x["request"]["instances"]) for x in kept] == [
+        ("zeros", [[2, 2, 2, 2]]),
+        ("ones", [[1, 1, 1, 1]]),
+    ]
+    for body, says in (
+        ({"name": " ", "request": {"instances": []}}, "1 to 60 printable"),
+        ({"name": "x", "request": {"rows": []}}, '{"instances"'),
+        ({"name": "x"}, '{"instances"'),
+    ):
+        r = workbench.api("POST", base, ana, json=body)
+        assert r.status_code == 400 and says in r.json()["message"], r.text
+    bobs = "user/side-bob/hubforge/api/endpoints/early/requests"
+    assert workbench.api("GET", bobs, bob).status_code == 404  # not his endpoint
+    assert workbench.api("POST", bobs, bob, json=body).status_code == 404
+    saved = workbench.data_dir / "homes" / "side-ana" / ".hubforge" / "saved-requests"
+    assert oct((saved / "early.json").stat().st_mode & 0o777) == "0o600"
+    r = workbench.api("DELETE", f"{base}/ones", ana)
+    assert r.status_code == 200 and [x["name"] for x in r.json()["requests"]] == ["zeros"]
+    assert workbench.api("DELETE", f"{base}/ones", ana).status_code == 404
     gone = workbench.api("DELETE", "user/side-ana/hubforge/api/endpoints/early", ana)
     assert gone.status_code == 200 and gone.json()["running"] is False
 

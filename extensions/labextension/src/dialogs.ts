@@ -1,9 +1,9 @@
 /** Dialog bodies: Run as job (workers, GPUs, parameters, warnings) and an endpoint's Try it. */
 import { Widget } from '@lumino/widgets';
 
-import { postJSON, request } from './api';
+import { postJSON, remove, request } from './api';
 import { h } from './dom';
-import { IEndpoint, parseParameter } from './model';
+import { IEndpoint, ISavedRequest, parseParameter, savedRequestProblem } from './model';
 
 interface IParameter {
   name: string;
@@ -159,12 +159,33 @@ export class TryItBody extends Widget {
     this._latency = h('span', { className: 'hf-Latency' });
     const send = h('button', { className: 'jp-Button hf-Send', type: 'button' }, 'Send');
     send.addEventListener('click', () => void this._send());
+    // saved requests: pick one to fill the request, keep the current one under a name
+    this._saved = h('select', { className: 'hf-Saved', 'aria-label': 'Saved requests' });
+    this._saved.addEventListener('change', () => {
+      const chosen = this._requests.find(r => r.name === this._saved.value);
+      if (chosen) {
+        this._input.value = JSON.stringify(chosen.request);
+      }
+    });
+    this._name = h('input', {
+      className: 'hf-SaveName',
+      placeholder: 'name, e.g. two cats',
+      'aria-label': 'Name to save this request under'
+    });
+    const save = h('button', { className: 'jp-Button hf-Save', type: 'button' }, 'Save');
+    save.addEventListener('click', () => void this._save());
+    const forget = h('button', { className: 'jp-Button hf-Forget', type: 'button' }, 'Delete');
+    forget.addEventListener('click', () => void this._forget());
+    this._note = h('span', { className: 'hf-SavedNote', 'aria-live': 'polite' });
     this.node.append(
+      h('div', { className: 'hf-SavedRow' }, this._saved, forget),
       h('label', {}, 'Request (TF Serving predict JSON)'),
       this._input,
       h('div', { className: 'hf-Actions' }, send, this._latency),
+      h('div', { className: 'hf-SavedRow' }, this._name, save, this._note),
       this._output
     );
+    void this._loadSaved();
     void request<{ example: unknown }>(`endpoints/${encodeURIComponent(endpoint.name)}`)
       .then(view => {
         if (view.example) {
@@ -195,7 +216,69 @@ export class TryItBody extends Widget {
     }
   }
 
+  private get _base(): string {
+    return `endpoints/${encodeURIComponent(this.endpoint.name)}/requests`;
+  }
+
+  private _show(requests: ISavedRequest[], selected = ''): void {
+    this._requests = requests;
+    this._saved.replaceChildren(
+      h('option', { value: '' }, requests.length ? 'Saved requests…' : 'No saved requests'),
+      ...requests.map(r => h('option', { value: r.name }, r.name))
+    );
+    this._saved.value = selected;
+  }
+
+  private async _loadSaved(): Promise<void> {
+    try {
+      const { requests } = await request<{ requests: ISavedRequest[] }>(this._base);
+      this._show(requests);
+    } catch (error) {
+      this._note.textContent = `Saved requests: ${(error as Error).message}`;
+    }
+  }
+
+  private async _save(): Promise<void> {
+    const problem = savedRequestProblem(this._name.value, this._input.value);
+    if (problem) {
+      this._note.textContent = problem;
+      return;
+    }
+    const name = this._name.value.trim();
+    try {
+      const { requests } = await postJSON<{ requests: ISavedRequest[] }>(this._base, {
+        name,
+        request: JSON.parse(this._input.value)
+      });
+      this._show(requests, name);
+      this._note.textContent = `Saved as "${name}"`;
+    } catch (error) {
+      this._note.textContent = `Not saved: ${(error as Error).message}`;
+    }
+  }
+
+  private async _forget(): Promise<void> {
+    const name = this._saved.value;
+    if (!name) {
+      this._note.textContent = 'Pick a saved request to delete';
+      return;
+    }
+    try {
+      const { requests } = await remove<{ requests: ISavedRequest[] }>(
+        `${this._base}/${encodeURIComponent(name)}`
+      );
+      this._show(requests);
+      this._note.textContent = `Deleted "${name}"`;
+    } catch (error) {
+      this._note.textContent = `Not deleted: ${(error as Error).message}`;
+    }
+  }
+
   private _input: HTMLTextAreaElement;
   private _output: HTMLElement;
   private _latency: HTMLElement;
+  private _saved: HTMLSelectElement;
+  private _name: HTMLInputElement;
+  private _note: HTMLElement;
+  private _requests: ISavedRequest[] = [];
 }

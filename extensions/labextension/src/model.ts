@@ -266,3 +266,31 @@ export function parseParameter(
       }
   }
 }
+
+/** A request kept for an endpoint (GET/POST /hubforge/api/endpoints/<name>/requests). */
+export interface ISavedRequest {
+  name: string;
+  request: { instances: unknown[] };
+  saved: number;
+}
+
+/**
+ * What is wrong with saving the Try-it text as `name` (null: nothing), in the words the
+ * dialog shows; the server checks the same again.
+ */
+export function savedRequestProblem(name: string, text: string): string | null {
+  const trimmed = name.trim();
+  if (!trimmed || trimmed.length > 60) {
+    return 'Name the request (1 to 60 characters), e.g. "two cats"';
+  }
+  let body: unknown;
+  try {
+    body = JSON.parse(text);
+  } catch {
+    return 'The request is not valid JSON; e.g. {"instances": [[1.0, 2.0]]}';
+  }
+  if (typeof body !== 'object' || body === null || !Array.isArray((body as any).instances)) {
+    return 'Save a predict body: {"instances": [...]}';
+  }
+  return null;
+}

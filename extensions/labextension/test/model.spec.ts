@@ -6,6 +6,7 @@ import {
   parseParameter,
   progressFraction,
   progressText,
+  savedRequestProblem,
   statusText
 } from '../src/model';
 
@@ -112,5 +113,18 @@ describe('parseParameter', () => {
     expect(parseParameter('', 'float')).toMatchObject({ ok: false });
     expect(parseParameter('yes', 'bool')).toMatchObject({ ok: false });
     expect(parseParameter('[1,', 'list')).toMatchObject({ ok: false });
+  });
+});
+
+describe('savedRequestProblem', () => {
+  it('accepts a named predict body', () => {
+    expect(savedRequestProblem('two cats', '{"instances": [[1, 2]]}')).toBeNull();
+  });
+  it('says what is missing', () => {
+    expect(savedRequestProblem('  ', '{"instances": []}')).toMatch(/Name the request/);
+    expect(savedRequestProblem('x'.repeat(61), '{"instances": []}')).toMatch(/1 to 60/);
+    expect(savedRequestProblem('a', '{"instances": [')).toMatch(/not valid JSON/);
+    expect(savedRequestProblem('a', '{"inputs": [1]}')).toMatch(/\{"instances": \[\.\.\.\]\}/);
+    expect(savedRequestProblem('a', 'null')).toMatch(/predict body/);
   });
 });
