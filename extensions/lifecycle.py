@@ -117,11 +117,21 @@ def _die_with_parent() -> None:
 
 def start_hub(data_dir: str, state_dir: Path, env: dict[str, str], to_file: bool) -> Any:
     """JupyterHub in its own session, stopped by the kernel if `up` dies; its log (and that
-    of everything it starts) goes to state/jupyterhub.log with ``to_file``."""
+    of everything it starts) goes to state/jupyterhub.log with ``to_file``, through
+    :mod:`hubforge.logsink`."""
     from hubforge.hub.config import config_file_path
 
     env = dict(os.environ, **env, **{MARKER: data_dir, "HUBFORGE_DIR": data_dir})
-    output = (state_dir / "jupyterhub.log").open("ab") if to_file else None
+    sink = None
+    if to_file:  # through a pipe: a full disk must not stop the proxy (see hubforge.logsink)
+        sink = subprocess.Popen(
+            [sys.executable, "-m", "hubforge.logsink", str(state_dir / "jupyterhub.log")],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C stops the hub; this copies its last lines
+        )
+    output = sink.stdin if sink else None
     with output or contextlib.nullcontext():
         return subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],

@@ -40,7 +40,7 @@ def worth_showing(line: str) -> bool:
         if level == "W" and source == "JupyterHub":
             return not NOT_ACTIONABLE.search(line) and not HUB_ACCESS_4XX.match(line)
         return False
-    if line.startswith("[hubforge keeper]"):
+    if line.startswith(("[hubforge keeper]", "[hubforge log]")):
         return True
     return bool(re.match(r"^\[HubforgeService\] (WARNING|ERROR|CRITICAL)", line))
 
@@ -95,5 +95,8 @@ class LogEcho:
             if self._showing:
                 shown.append(line)
         if shown:
-            self.out.write("\n".join(shown) + "\n")
-            self.out.flush()
+            try:
+                self.out.write("\n".join(shown) + "\n")
+                self.out.flush()
+            except OSError:  # `up`'s output redirected to a full disk: the log has them
+                pass

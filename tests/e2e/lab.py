@@ -62,3 +62,13 @@ def code_notebook(source: str) -> dict:
             "nbformat_minor": 5,
         },
     }
+
+
+def tab_walk(page, first: str, steps: int) -> list[str]:
+    """The labels Tab reaches, from the element ``first`` on (``steps`` of them)."""
+    page.focus(first)
+    reached = []
+    for _ in range(steps):
+        reached.append(page.evaluate("document.activeElement.textContent"))
+        page.keyboard.press("Tab")
+    return reached

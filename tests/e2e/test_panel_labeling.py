@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from hubforge import labeling
-from tests.e2e.lab import login_and_start
+from tests.e2e.lab import login_and_start, tab_walk
 from tests.integration.test_labeling import as_user  # noqa: F401 (fixture)
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
@@ -34,7 +34,11 @@ def test_label_here_launcher_card_and_toolbar_button(workbench, page, as_user): 
         row = "#hubforge-panel .hf-Project:has-text('panel-texts')"
         page.wait_for_selector(row, timeout=60_000)
         assert "0/2" in page.inner_text(row)
-        page.click(f"{row} button:has-text('Label here')")
+        # keyboard: Tab reaches the project's actions, Enter on Label here
+        reached = tab_walk(page, f"{row} button:has-text('Label here')", 2)
+        assert reached == ["Label here", "Label Studio"], reached
+        page.focus(f"{row} button:has-text('Label here')")
+        page.keyboard.press("Enter")
         page.wait_for_selector(".jp-NotebookPanel .jp-Cell:has-text('label(\"panel-texts\")')")
         assert page.locator(".lm-TabBar-tab:has-text('label-panel-texts.ipynb')").count() == 1
         page.wait_for_selector("text=Python 3 (ipykernel) | Idle", timeout=120_000)

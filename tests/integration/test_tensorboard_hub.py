@@ -50,6 +50,11 @@ def test_open_serves_index_runs_and_scalars_through_the_hub(workbench, tina):
     assert re.fullmatch(re.escape(prefix) + r"[\w-]{32}/", tb["url"]), tb["url"]
     index = through_proxy(workbench, tb["url"], tina)
     assert index.status_code == 200 and "<tb-webapp>" in index.text
+    # its fonts, asked for beside the page (TensorBoard's own page asks at the site's root)
+    fonts = re.findall(r"url\(([^)]*\.woff2)\)", index.text)
+    assert fonts and not [f for f in fonts if f.startswith("/")], fonts[:3]
+    font = through_proxy(workbench, tb["url"] + fonts[0], tina)
+    assert font.status_code == 200 and font.content[:4] == b"wOF2", font.status_code
     runs = through_proxy(workbench, tb["url"] + "data/runs", tina)
     assert runs.json() == ["train"]
     scalars = through_proxy(

@@ -4,6 +4,7 @@ The lines below are real ones from a workbench's log (a test session's)."""
 
 from __future__ import annotations
 
+import contextlib
 import io
 
 import pytest
@@ -44,6 +45,7 @@ SHOWN = [
     "[W 2026-12-03 00:20:00.000 JupyterHub app:2100] Not a valid admin user name: 'x y'",
     "[C 2026-12-03 00:20:00.000 JupyterHub app:3000] Failed to bind hub to http://127.0.0.1:1",
     "[hubforge keeper] -m hubforge.service.app exited with -9; starting it again in 0.5 s",
+    "[hubforge log] 8192 bytes of this log were lost: the disk was full",
     "[HubforgeService] WARNING | Stopped gina's server: the hub did not answer",
 ]
 
@@ -81,3 +83,20 @@ def test_the_echo_follows_the_file_with_tracebacks_under_what_it_shows(tmp_path)
         f.write(SHOWN[4][30:] + "\n")
     echo.poll()
     assert out.getvalue().splitlines()[-1] == SHOWN[4]
+
+
+def test_the_echo_goes_on_when_the_terminal_output_cannot_be_written(tmp_path):
+    log = tmp_path / "jupyterhub.log"
+    log.write_text("")
+    full = open("/dev/full", "w")  # noqa: SIM115  `up > up.log` on a full disk
+    echo = LogEcho(log, full, interval=3600)
+    log.write_text(SHOWN[0] + "\n")
+    echo.poll()  # no error
+    with contextlib.suppress(OSError):  # what is still in its buffer cannot be written
+        full.close()
+    out = io.StringIO()
+    echo.out = out
+    with log.open("a") as f:
+        f.write(SHOWN[1] + "\n")
+    echo.poll()
+    assert out.getvalue() == SHOWN[1] + "\n", "later lines still shown, earlier not repeated"
