@@ -158,6 +158,16 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         page.wait_for_selector(endpoint, state="detached", timeout=60_000)  # gone from the list
         page.wait_for_selector("#hubforge-panel >> text=No endpoints")
         assert "0 jobs running" in page.inner_text(".hf-Status")
+        # the status bar item opens the panel: Enter from the keyboard, and a click
+        page.click(".jp-SideBar.jp-mod-left [data-id='filebrowser']")
+        page.wait_for_selector("#hubforge-panel", state="hidden")
+        page.focus(".hf-Status")
+        page.keyboard.press("Enter")
+        page.wait_for_selector("#hubforge-panel", state="visible")
+        page.click(".jp-SideBar.jp-mod-left [data-id='filebrowser']")
+        page.wait_for_selector("#hubforge-panel", state="hidden")
+        page.click(".hf-Status")
+        page.wait_for_selector("#hubforge-panel", state="visible")
         assert not problems, problems  # TensorBoard's fonts too (beside its page)
     finally:
         workbench.ensure_stopped(user)
