@@ -13,7 +13,7 @@ import shutil
 from pathlib import Path
 
 from hubforge.atomic import write_text
-from hubforge.confined import UnsafeEntry, open_beneath
+from hubforge.confined import UnsafeEntry, make_folders_beneath, open_beneath
 
 FOLDER = "examples"
 
@@ -23,25 +23,29 @@ def notebooks() -> list[Path]:
     return sorted(Path(__file__).parent.glob("[0-9][0-9]-*.ipynb"))
 
 
-def install(home: Path, marker: Path) -> list[Path]:
+def install(home: Path, marker: Path, owner: tuple[int, int] | None = None) -> list[Path]:
     """Copy the examples into ``home/examples`` the first time only (``marker`` remembers):
     a file already there is never replaced, and examples a user deleted do not come back.
-    Nothing is written through a link. Returns the files copied."""
+    Nothing is written through a link (every folder opened O_NOFOLLOW from ``home``); with
+    ``owner`` (uid, gid) what is made here is theirs. Returns the files copied."""
     if marker.exists():
         return []
     target = home / FOLDER
     try:
-        target.mkdir(parents=True)
+        make_folders_beneath(home, FOLDER, owner, 0o755, exist_ok=False)
     except FileExistsError:
-        if target.is_symlink() or not target.is_dir():
-            return []  # the user's own 'examples' (a file or a link): left alone
+        pass  # theirs already: only missing files are added
+    except (UnsafeEntry, NotADirectoryError):
+        return []  # the user's own 'examples' (a file or a link): left alone
     copied = []
     for source in notebooks():
         flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL
         try:
             fd = open_beneath(home, Path(FOLDER) / source.name, flags, 0o644)
-        except (FileExistsError, UnsafeEntry):
+        except (FileExistsError, UnsafeEntry, NotADirectoryError):
             continue
+        if owner is not None:
+            os.fchown(fd, *owner)
         with os.fdopen(fd, "wb") as out, source.open("rb") as src:
             shutil.copyfileobj(src, out)
         copied.append(target / source.name)

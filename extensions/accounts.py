@@ -1,7 +1,9 @@
 """One OS account per hub user when the workbench runs as root (the shared-server case).
 
-Each user's server, kernels, terminals and TensorBoards run as ``hubforge-<name>``; homes and
-user areas belong to that account, mode 0700; ``datasets/`` is the one folder all users
+Each user's server, kernels, terminals and TensorBoards run as ``hf<wb>-<name>``, where
+``<wb>`` names the workbench (six hex digits of a hash of its state folder: the same user
+name on two workbenches of one machine is two accounts); homes and user areas belong to that
+account, mode 0700; ``datasets/`` is the one folder all users
 share (sticky: each may add, and change only what they added). Modelled on The Littlest
 JupyterHub's ``jupyter-<name>`` system users; written for this project.
 """
@@ -24,10 +26,18 @@ from typing import Any
 
 from .atomic import file_lock
 
-PREFIX = "hubforge-"
-HASHED_PREFIX = "hubforge_"  # '_' never appears in a plain mapping: the two never collide
-GROUP = "hubforge-users"
 _PLAIN = re.compile(r"[a-z0-9][a-z0-9-]{0,22}")  # 9 + 23 = 32, the longest name useradd takes
+
+
+def workbench_tag(state_dir: str | os.PathLike) -> str:
+    """``hf`` and six hex digits naming the workbench whose state folder is ``state_dir``."""
+    digest = hashlib.sha256(os.path.realpath(state_dir).encode()).hexdigest()
+    return "hf" + digest[:6]
+
+
+def group_name(state_dir: str | os.PathLike) -> str:
+    """The group of one workbench's user accounts (``datasets/`` belongs to it)."""
+    return workbench_tag(state_dir) + "-users"
 
 
 class AccountError(RuntimeError):
@@ -40,22 +50,26 @@ class Account:
     uid: int
     gid: int
     home: Path
+    shared_gid: int  # the workbench's group (datasets/)
 
     def popen_kwargs(self) -> dict:
         """Popen arguments that start a process as this account (no root left)."""
         return {
             "user": self.uid,
             "group": self.gid,
-            "extra_groups": [grp.getgrnam(GROUP).gr_gid],
+            "extra_groups": [self.shared_gid],
             "umask": 0o022,
         }
 
 
-def account_name(user: str) -> str:
-    """The OS account of hub user ``user``: injective, always a valid Linux user name."""
+def account_name(user: str, state_dir: str | os.PathLike) -> str:
+    """The OS account of hub user ``user`` on the workbench whose state folder is
+    ``state_dir``: injective per workbench ('-' for plain names, '_' + a hash for the rest:
+    the two never collide), always a valid Linux user name."""
+    tag = workbench_tag(state_dir)
     if _PLAIN.fullmatch(user):
-        return PREFIX + user
-    return HASHED_PREFIX + hashlib.sha256(user.encode()).hexdigest()[:23]
+        return f"{tag}-{user}"
+    return f"{tag}_" + hashlib.sha256(user.encode()).hexdigest()[:23]
 
 
 def available() -> bool:
@@ -105,21 +119,24 @@ def _run(*cmd: str) -> None:
         raise AccountError(f"`{' '.join(cmd)}` failed: {result.stderr.strip()}")
 
 
-def ensure_group(lock_dir: Path) -> None:
-    """The group every user account is in (datasets/ belongs to it)."""
-    with file_lock(lock_dir / "accounts.lock", timeout=60):
+def ensure_group(state_dir: Path) -> int:
+    """The group every user account of the workbench is in; returns its gid."""
+    name = group_name(state_dir)
+    with file_lock(state_dir / "accounts.lock", timeout=60):
         try:
-            grp.getgrnam(GROUP)
+            return grp.getgrnam(name).gr_gid
         except KeyError:
-            _run(_tool("groupadd") or "groupadd", "--system", GROUP)
+            _run(_tool("groupadd") or "groupadd", "--system", name)
+            return grp.getgrnam(name).gr_gid
 
 
-def ensure_account(user: str, home: Path, lock_dir: Path) -> Account:
-    """The account of ``user``, created on first use (a system account without a password:
-    nobody logs in to it, the hub starts processes as it)."""
-    name = account_name(user)
-    ensure_group(lock_dir)
-    with file_lock(lock_dir / "accounts.lock", timeout=60):
+def ensure_account(user: str, home: Path, state_dir: Path) -> Account:
+    """The account of ``user`` on this workbench, created on first use (a system account
+    without a password: nobody logs in to it, the hub starts processes as it). An existing
+    account of that name whose home is elsewhere is refused, never adopted."""
+    name = account_name(user, state_dir)
+    shared_gid = ensure_group(state_dir)
+    with file_lock(state_dir / "accounts.lock", timeout=60):
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
@@ -133,39 +150,85 @@ def ensure_account(user: str, home: Path, lock_dir: Path) -> Account:
                 "/bin/bash",
                 "--user-group",
                 "--groups",
-                GROUP,
+                group_name(state_dir),
                 "--comment",
                 f"Hubforge user {user}",
                 name,
             )
             entry = pwd.getpwnam(name)
-    return Account(name, entry.pw_uid, entry.pw_gid, home)
+    if os.path.realpath(entry.pw_dir) != os.path.realpath(home):
+        raise AccountError(
+            f"the OS account {name} exists already with the home {entry.pw_dir}, not this "
+            f"workbench's {home}: it is not this workbench's to use. Remove it "
+            f"(`userdel {name}`) if nothing of it is needed any more"
+        )
+    return Account(name, entry.pw_uid, entry.pw_gid, home, shared_gid)
 
 
-def own_tree(path: Path, account: Account, mode: int = 0o700, force: bool = False) -> None:
-    """``path`` and what is in it belong to ``account`` (never following links); ``path``
-    itself gets ``mode``. Files made before accounts existed (by root) become the user's.
-    Without ``force`` a folder that already has the right owner and mode is left as it is
-    (spawns stay fast)."""
-    path.mkdir(parents=True, exist_ok=True)
-    top = os.lstat(path)
-    if stat.S_ISLNK(top.st_mode):
-        raise AccountError(f"{path} is a link; refusing to hand over where it points")
-    same = (top.st_uid, top.st_gid) == (account.uid, account.gid)
-    if same and stat.S_IMODE(top.st_mode) == mode and not force:
-        return
-    for root, dirs, files in os.walk(path):
-        for entry in [*dirs, *files]:
-            with contextlib.suppress(FileNotFoundError):
-                os.lchown(os.path.join(root, entry), account.uid, account.gid)
-    os.lchown(path, account.uid, account.gid)
-    os.chmod(path, mode)
+_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+
+
+def own_folder(path: Path, account: Account, mode: int = 0o700) -> None:
+    """``path`` (a home or a user area: a folder in a folder only root may change) exists and
+    belongs to ``account`` with ``mode``. Root never walks a tree the user controls: a folder
+    the account already owns keeps its contents as they are. Only a folder still root's (made
+    before accounts existed) has its contents handed over, by ``_hand_over``."""
+    parent = os.lstat(path.parent)
+    if parent.st_uid != 0 or parent.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
+        raise AccountError(
+            f"{path.parent} must belong to root and be writable by root alone "
+            f"(owner uid {parent.st_uid}, mode {oct(stat.S_IMODE(parent.st_mode))})"
+        )
+    with contextlib.suppress(FileExistsError):
+        os.mkdir(path, 0o700)
+    try:
+        fd = os.open(path, _DIR)
+    except OSError as e:
+        raise AccountError(f"{path} is a link or not a folder; refusing to hand it over") from e
+    try:
+        info = os.fstat(fd)
+        if info.st_uid not in (0, account.uid):
+            raise AccountError(
+                f"{path} belongs to uid {info.st_uid}, not to {account.name}: another "
+                "account's folder is never handed over (move it aside first)"
+            )
+        if info.st_uid == 0:  # still root's: nobody but root could change it so far
+            _hand_over(fd, account)
+        if (info.st_uid, info.st_gid) != (account.uid, account.gid):
+            os.fchown(fd, account.uid, account.gid)
+        if stat.S_IMODE(info.st_mode) != mode:
+            os.fchmod(fd, mode)
+    finally:
+        os.close(fd)
+
+
+def _hand_over(fd: int, account: Account) -> None:
+    """Give what is in the folder ``fd`` to ``account``: each folder opened O_NOFOLLOW
+    relative to the one above, each entry changed by name relative to its folder's fd without
+    following it, so a folder swapped for a link on the way is skipped, never followed; a file
+    with more than one name (a hard link from elsewhere) is left as it is."""
+    for name in os.listdir(fd):
+        with contextlib.suppress(FileNotFoundError):
+            info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+            if stat.S_ISDIR(info.st_mode):
+                try:
+                    inner = os.open(name, _DIR, dir_fd=fd)
+                except OSError:
+                    continue  # became a link or vanished: not ours to follow
+                try:
+                    if os.path.samestat(info, os.fstat(inner)):
+                        _hand_over(inner, account)
+                        os.fchown(inner, account.uid, account.gid)
+                finally:
+                    os.close(inner)
+            elif not (stat.S_ISREG(info.st_mode) and info.st_nlink > 1):
+                os.chown(name, account.uid, account.gid, dir_fd=fd, follow_symlinks=False)
 
 
 def prepare_shared(data_dir: Path, shared: Path, homes: Path, state: Path) -> None:
     """Modes of the folders every account passes through: the data folder and its parents
     traversable, homes/ and users/ not listable, state/ root's alone, datasets/ shared."""
-    gid = grp.getgrnam(GROUP).gr_gid
+    gid = grp.getgrnam(group_name(state)).gr_gid
     for folder, mode in ((data_dir, 0o755), (shared, 0o755), (homes, 0o711)):
         folder.mkdir(parents=True, exist_ok=True)
         os.chmod(folder, mode)
@@ -185,7 +248,7 @@ def prepare_shared(data_dir: Path, shared: Path, homes: Path, state: Path) -> No
 def unreachable(path: Path, account: Account) -> Path | None:
     """The first folder on the way to ``path`` that ``account`` cannot pass (no x for it),
     or None. Checked from the modes, as the kernel would."""
-    groups = {account.gid, grp.getgrnam(GROUP).gr_gid}
+    groups = {account.gid, account.shared_gid}
     current = Path("/")
     for part in Path(os.path.realpath(path)).parts[1:]:
         info = os.stat(current)
@@ -201,13 +264,29 @@ def unreachable(path: Path, account: Account) -> Path | None:
     return None
 
 
-def account_lookup(workbench: Any) -> Callable[[str], Account] | None:
+def account_lookup(workbench: Any, create: bool = True) -> Callable[[str], Account] | None:
     """For backends that start a user's workloads (jobs, endpoints): owner -> their account
-    (made if the user never spawned a server); None unless isolation is 'accounts'."""
+    (made if the user never spawned a server, unless ``create`` is False: AccountError then);
+    None unless isolation is 'accounts'."""
     if getattr(workbench, "isolation", "none") != "accounts":
         return None
 
     def lookup(owner: str) -> Account:
-        return ensure_account(owner, workbench.home_of(owner), workbench.state_dir)
+        if create:
+            return ensure_account(owner, workbench.home_of(owner), workbench.state_dir)
+        return existing_account(owner, workbench.home_of(owner), workbench.state_dir)
 
     return lookup
+
+
+def existing_account(user: str, home: Path, state_dir: Path) -> Account:
+    """The account of ``user`` on this workbench if it exists (AccountError otherwise);
+    never makes one."""
+    try:
+        entry = pwd.getpwnam(account_name(user, state_dir))
+        shared_gid = grp.getgrnam(group_name(state_dir)).gr_gid
+    except KeyError:
+        raise AccountError(f"{user} has no OS account on this workbench") from None
+    if os.path.realpath(entry.pw_dir) != os.path.realpath(home):
+        raise AccountError(f"{entry.pw_name} is not this workbench's account of {user}")
+    return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, home, shared_gid)

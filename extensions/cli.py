@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import re
@@ -145,12 +146,39 @@ def _stop_jobs(workbench: Workbench) -> None:
     keep = workbench.state_dir / "keep-jobs"
     if keep.exists():
         keep.unlink()
+        _stop_accounts(workbench, keep_jobs=True)
         return
-    stopped = LocalJobBackend(workbench.shared_data).stop_all(
+    from .accounts import account_lookup
+
+    # signals go only to processes of each job's owner (job.json is the owner's to write)
+    backend = LocalJobBackend(
+        workbench.shared_data, account_of=account_lookup(workbench, create=False)
+    )
+    stopped = backend.stop_all(
         "stopped with the workbench (hubforge down); `hubforge down --keep-jobs` keeps jobs"
     )
     if stopped:
         print(f"Stopped job(s): {', '.join(stopped)}", file=sys.stderr)
+    _stop_accounts(workbench, keep_jobs=False)
+
+
+def _stop_accounts(workbench: Workbench, keep_jobs: bool) -> None:
+    """Every process of the workbench's user accounts stops with it, whether it carries the
+    workbench's marker or not (a job's too, unless `--keep-jobs`)."""
+    from .accounts import AccountError, existing_account
+    from .processes import sweep_accounts
+
+    if workbench.isolation != "accounts":
+        return
+    uids = set()
+    for folder in (workbench.homes_dir, workbench.shared_data / "users"):
+        for user in sorted(p.name for p in folder.iterdir()) if folder.is_dir() else []:
+            with contextlib.suppress(AccountError):
+                uids.add(existing_account(user, workbench.home_of(user), workbench.state_dir).uid)
+    uids.discard(0)
+    left = sweep_accounts(uids, keep_jobs=keep_jobs)
+    if left:
+        print(f"Stopped {left} process(es) of the workbench's user accounts", file=sys.stderr)
 
 
 def _describe(proc: Any) -> str:

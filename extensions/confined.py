@@ -24,50 +24,6 @@ class UnsafeEntry(ValueError):
     """An entry of the folder the copy will not follow; the message names it."""
 
 
-def _copy_file(source: Path, target: Path) -> None:
-    fd = os.open(source, os.O_RDONLY | os.O_NOFOLLOW)
-    try:
-        if not stat.S_ISREG(os.fstat(fd).st_mode):
-            raise UnsafeEntry(f"{source} is not a regular file")
-        with os.fdopen(fd, "rb", closefd=False) as src, open(target, "xb") as dst:
-            while chunk := src.read(1 << 20):
-                dst.write(chunk)
-    except OSError as e:
-        if e.errno == 40:  # ELOOP: it became a symlink after the check
-            raise UnsafeEntry(f"{source} changed into a link while it was copied") from None
-        raise
-    finally:
-        os.close(fd)
-
-
-def copy_tree(source: Path, target: Path) -> None:
-    """Copy ``source`` (a folder) to ``target`` (which must not exist) without following
-    links out of ``source``; UnsafeEntry names the first entry it refuses."""
-    root = source.resolve()
-    for dirpath, dirnames, filenames in os.walk(root, followlinks=False):
-        here = Path(dirpath)
-        (target / here.relative_to(root)).mkdir(parents=True, exist_ok=here != root)
-        for name in [*dirnames, *filenames]:
-            path = here / name
-            mode = os.lstat(path).st_mode
-            if stat.S_ISDIR(mode):
-                continue  # os.walk descends into it
-            if stat.S_ISLNK(mode):
-                real = path.resolve()
-                if real != root and root not in real.parents:
-                    raise UnsafeEntry(
-                        f"{path} links outside the folder (to {real}): copy the file itself "
-                        "into the folder instead"
-                    )
-                if not real.is_file():
-                    raise UnsafeEntry(f"{path} links to a folder: copy the folder itself")
-                _copy_file(real, target / path.relative_to(root))
-            elif stat.S_ISREG(mode):
-                _copy_file(path, target / path.relative_to(root))
-            else:
-                raise UnsafeEntry(f"{path} is not a regular file (a device, socket or pipe)")
-
-
 # -- files of a user's area, opened by a process with more rights than the user ---------------
 # The service (root with per-user accounts) reads and writes job records and logs inside
 # users/<owner>/, a folder the owner controls: any part of the path may have been swapped for a
@@ -77,6 +33,103 @@ def copy_tree(source: Path, target: Path) -> None:
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 # no link, and a pipe or device in the way answers at once instead of blocking the caller
 _NEVER_WAIT = os.O_NOFOLLOW | os.O_CLOEXEC | os.O_NONBLOCK
+
+
+def copy_tree(source: Path, target: Path) -> None:
+    """Copy ``source`` (a folder) to ``target`` (which must not exist) without following
+    links out of ``source``; UnsafeEntry names the first entry it refuses.
+
+    Every folder is opened with O_NOFOLLOW|O_DIRECTORY relative to the one above it and every
+    file relative to its folder's fd, so a folder swapped for a link while the copy runs is
+    refused, never followed (the service copies on Kubernetes, as itself)."""
+    root = source.resolve()
+    top = os.open(root, _DIR)
+    try:
+        if os.readlink(f"/proc/self/fd/{top}") != str(root):
+            raise UnsafeEntry(f"{source} changed while it was copied; deploy again")
+        target.mkdir(parents=True, exist_ok=False)
+        _copy_folder(top, root, Path(), target)
+    finally:
+        os.close(top)
+
+
+def _copy_folder(fd: int, root: Path, relative: Path, target: Path) -> None:
+    for name in sorted(os.listdir(fd)):
+        here = root / relative / name
+        info = os.stat(name, dir_fd=fd, follow_symlinks=False)
+        if stat.S_ISDIR(info.st_mode):
+            inner = _open_folder(name, fd, here)
+            try:
+                if not os.path.samestat(info, os.fstat(inner)):
+                    raise UnsafeEntry(f"{here} changed while it was copied; deploy again")
+                (target / relative / name).mkdir()
+                _copy_folder(inner, root, relative / name, target)
+            finally:
+                os.close(inner)
+        elif stat.S_ISLNK(info.st_mode):
+            inside = _inside_link(os.readlink(name, dir_fd=fd), root, relative, here)
+            _copy_file(_open_file_beneath(root, inside), here, target / relative / name)
+        elif stat.S_ISREG(info.st_mode):
+            try:
+                src = os.open(name, os.O_RDONLY | _NEVER_WAIT, dir_fd=fd)
+            except OSError as e:
+                if e.errno in (errno.ELOOP, errno.ENXIO):
+                    raise UnsafeEntry(f"{here} changed into a link while it was copied") from None
+                raise
+            _copy_file(src, here, target / relative / name)
+        else:
+            raise UnsafeEntry(f"{here} is not a regular file (a device, socket or pipe)")
+
+
+def _open_folder(name: str, fd: int, here: Path) -> int:
+    try:
+        return os.open(name, _DIR, dir_fd=fd)
+    except OSError as e:
+        if e.errno in (errno.ELOOP, errno.ENOTDIR):
+            raise UnsafeEntry(f"{here} changed into a link while it was copied") from None
+        raise
+
+
+def _inside_link(text: str, root: Path, relative: Path, here: Path) -> Path:
+    """Where the link ``here`` points, as a path inside ``root`` (UnsafeEntry otherwise)."""
+    pointed = Path(os.path.normpath(root / relative / text))  # absolute text replaces the rest
+    if pointed != root and root not in pointed.parents:
+        raise UnsafeEntry(
+            f"{here} links outside the folder (to {pointed}): copy the file itself into the "
+            "folder instead"
+        )
+    if pointed == root:
+        raise UnsafeEntry(f"{here} links to a folder: copy the folder itself")
+    return pointed.relative_to(root)
+
+
+def _open_file_beneath(root: Path, relative: Path) -> int:
+    try:
+        return open_beneath(root, relative)
+    except IsADirectoryError:
+        raise UnsafeEntry(
+            f"{root / relative} is a folder a link points to: copy the folder itself"
+        ) from None
+    except UnsafeEntry as e:
+        if "not a regular file" in str(e):
+            raise UnsafeEntry(
+                f"{root / relative}: a link points to a folder or a special file; copy the "
+                "file itself"
+            ) from None
+        raise
+
+
+def _copy_file(fd: int, source: Path, target: Path) -> None:
+    """Copy the open regular file ``fd`` (closed here) to the new file ``target``."""
+    try:
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise UnsafeEntry(f"{source} is not a regular file")
+        os.set_blocking(fd, True)
+        with os.fdopen(fd, "rb", closefd=False) as src, open(target, "xb") as dst:
+            while chunk := src.read(1 << 20):
+                dst.write(chunk)
+    finally:
+        os.close(fd)
 
 
 def _parts(relative: str | os.PathLike) -> list[str]:
@@ -147,20 +200,29 @@ def list_beneath(root: Path, relative: str | os.PathLike) -> list[str]:
         os.close(fd)
 
 
-def read_beneath(root: Path, relative: str | os.PathLike, offset: int = 0) -> bytes | None:
-    """The bytes of root/relative from ``offset`` (None when it does not exist)."""
+def read_beneath(
+    root: Path, relative: str | os.PathLike, offset: int = 0, limit: int | None = None
+) -> bytes | None:
+    """The bytes of root/relative from ``offset``, at most ``limit`` of them (None when it
+    does not exist)."""
     try:
         fd = open_beneath(root, relative)
     except FileNotFoundError:
         return None
     with os.fdopen(fd, "rb") as f:
         f.seek(offset)
-        return f.read()
+        return f.read() if limit is None else f.read(limit)
 
 
-def write_beneath(root: Path, relative: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
+def write_beneath(
+    root: Path,
+    relative: str | os.PathLike,
+    data: bytes,
+    mode: int = 0o644,
+    owner: tuple[int, int] | None = None,
+) -> None:
     """Replace root/relative with ``data`` atomically (a new file renamed over it), without
-    following a link on the way or at the temporary name."""
+    following a link on the way or at the temporary name; ``owner`` (uid, gid) gets it."""
     *folders, name = _parts(relative)
     parent = _folder_beneath(root, folders)
     try:
@@ -172,7 +234,9 @@ def write_beneath(root: Path, relative: str | os.PathLike, data: bytes, mode: in
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-            os.chmod(tmp, mode, dir_fd=parent, follow_symlinks=False)
+                os.fchmod(f.fileno(), mode)
+                if owner is not None:
+                    os.fchown(f.fileno(), *owner)
             os.replace(tmp, name, src_dir_fd=parent, dst_dir_fd=parent)
         except BaseException:
             with contextlib.suppress(OSError):
@@ -182,14 +246,71 @@ def write_beneath(root: Path, relative: str | os.PathLike, data: bytes, mode: in
         os.close(parent)
 
 
-def open_log(path: Path, owner: tuple[int, int] | None = None) -> int:
+def make_folders_beneath(
+    root: Path,
+    relative: str | os.PathLike,
+    owner: tuple[int, int] | None = None,
+    mode: int = 0o755,
+    exist_ok: bool = True,
+) -> None:
+    """Make root/relative and the folders on the way (each made relative to an fd of the one
+    above, never through a link; the ones made here get ``mode`` and ``owner``)."""
+    parts = _parts(relative)
+    fd = os.open(os.path.realpath(root), _DIR)
+    try:
+        for i, part in enumerate(parts):
+            made = False
+            try:
+                os.mkdir(part, mode, dir_fd=fd)
+                made = True
+            except FileExistsError:
+                if i == len(parts) - 1 and not exist_ok:
+                    raise
+            inner = _open_folder(part, fd, root / Path(*parts[: i + 1]))
+            os.close(fd)
+            fd = inner
+            if made:
+                os.fchmod(fd, mode)
+                if owner is not None:
+                    os.fchown(fd, *owner)
+    finally:
+        os.close(fd)
+
+
+def make_link_beneath(
+    root: Path, relative: str | os.PathLike, target: Path, owner: tuple[int, int] | None = None
+) -> None:
+    """The symlink root/relative -> ``target`` (made unless something is there already), in
+    a folder reached without following links; ``owner`` gets the link itself."""
+    *folders, name = _parts(relative)
+    parent = _folder_beneath(root, folders)
+    try:
+        try:
+            os.symlink(target, name, target_is_directory=True, dir_fd=parent)
+        except FileExistsError:
+            return
+        if owner is not None:
+            os.chown(name, *owner, dir_fd=parent, follow_symlinks=False)
+    finally:
+        os.close(parent)
+
+
+def open_log(path: Path, owner: tuple[int, int] | None = None, root: Path | None = None) -> int:
     """An fd appending to the log file ``path`` (created if missing, given to ``owner``
     (uid, gid) then); UnsafeEntry when ``path`` is a link or not a regular file, so a
-    process writing as root never appends to where a user's link points."""
-    path.parent.mkdir(parents=True, exist_ok=True)
+    process writing as root never appends to where a user's link points. With ``root`` (the
+    user's area ``path`` is in) every folder on the way from ``root`` is opened without
+    following links, and the missing ones are made for ``owner``."""
     flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | _NEVER_WAIT
     try:
-        fd = os.open(path, flags, 0o644)
+        if root is not None:
+            relative = path.relative_to(root)
+            if len(relative.parts) > 1:
+                make_folders_beneath(root, relative.parent, owner)
+            fd = open_beneath(root, relative, flags, 0o644)
+        else:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, flags, 0o644)
     except OSError as e:
         if e.errno == errno.ENXIO:  # a pipe nobody reads
             raise UnsafeEntry(f"{path} is not a regular file") from None

@@ -48,3 +48,21 @@ class ExpectedErrors:
             exc_info = (type(mapped), mapped, None)
             self.send_error(mapped.status_code, exc_info=exc_info)  # type: ignore[attr-defined]
         return None
+
+
+MAX_OFFSET = 1 << 50  # a petabyte: no log is longer; larger numbers are mistakes
+
+
+def parse_offset(text: str) -> int:
+    """The ``offset`` query argument: a byte offset from 0 to MAX_OFFSET (HTTP 400 else)."""
+    try:
+        offset = int(text)
+    except ValueError:
+        offset = -1
+    if not 0 <= offset <= MAX_OFFSET:
+        raise web.HTTPError(
+            400,
+            f"'offset' must be a byte offset from 0 to {MAX_OFFSET}: the offset the "
+            "previous call returned, or 0 for the start of the log",
+        )
+    return offset

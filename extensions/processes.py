@@ -74,6 +74,30 @@ def sweep(data_dir: str, grace: float = 5.0) -> int:
     return len(procs)
 
 
+def sweep_accounts(uids: set[int], keep_jobs: bool = False, grace: float = 5.0) -> int:
+    """Stop every process running as one of the workbench's user accounts (``uids``), marked
+    or not (a user may start anything without the workbench's marker); with ``keep_jobs``
+    the processes of jobs (JOBS_MARKER) are left running. Returns how many were stopped."""
+    procs = []
+    for proc in psutil.process_iter(["uids"]):
+        try:
+            if proc.info["uids"] is None or proc.info["uids"].real not in uids:
+                continue
+            if keep_jobs and JOBS_MARKER in proc.environ():
+                continue
+        except (psutil.Error, OSError):
+            continue
+        procs.append(proc)
+    for proc in procs:
+        with contextlib.suppress(psutil.Error):
+            proc.terminate()
+    _, alive_ = psutil.wait_procs(procs, timeout=grace)
+    for proc in alive_:
+        with contextlib.suppress(psutil.Error):
+            proc.kill()
+    return len(procs)
+
+
 def identity(pid: int) -> dict[str, Any]:
     """What identifies a process across PID reuse: its PID and start time."""
     return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
@@ -117,15 +141,17 @@ def spawn_detached(
     env: dict[str, str] | None = None,
     cwd: Path | None = None,
     popen: dict[str, Any] | None = None,
+    log_root: Path | None = None,
 ) -> dict[str, Any]:
     """Start ``cmd`` in its own session (it outlives the caller), output appended to
     ``log_file``; returns its ``identity``. A thread reaps it when it ends, so long-lived
     callers (kernels, the service) collect no zombies. ``popen``: more Popen arguments
     (``user``/``group`` of the account it runs as, who then owns a new log). A log that is
-    a link is refused (UnsafeEntry), never followed."""
+    a link is refused (UnsafeEntry), never followed; with ``log_root`` (the user's area the
+    log is in) no folder on the way from it is followed either."""
     popen = popen or {}
     owner = (popen["user"], popen["group"]) if "user" in popen else None
-    with os.fdopen(open_log(log_file, owner), "ab") as out:  # maybe in a user's folder
+    with os.fdopen(open_log(log_file, owner, log_root), "ab") as out:  # maybe in a user's folder
         proc = subprocess.Popen(
             cmd,
             stdin=subprocess.DEVNULL,

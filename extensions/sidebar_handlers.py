@@ -45,7 +45,18 @@ class SidebarHandler(HubforgeAPIHandler):
     def notebook_path(self, relative: Any) -> Path:
         if not isinstance(relative, str) or not relative:
             raise web.HTTPError(400, "Give the notebook's path, relative to your home folder")
+        if Path(relative).is_absolute() or ".." in Path(relative).parts:
+            raise web.HTTPError(
+                400, f"{relative}: give a notebook inside your home folder (a path relative to it)"
+            )
         return Path(self.settings["server_root_dir"]).expanduser() / relative
+
+
+def _readable_file(path: Path) -> bool:
+    try:
+        return path.is_file() and os.access(path, os.R_OK)
+    except OSError:
+        return False
 
 
 def _endpoint_view(endpoint: Any) -> dict[str, Any]:
@@ -192,7 +203,7 @@ class JobCheckHandler(SidebarHandler):
             workers = int(self.get_argument("workers", "1"))
         except ValueError:
             raise web.HTTPError(400, "'workers' must be a whole number, e.g. 2") from None
-        if path.suffix != ".ipynb" or not path.is_file():
+        if path.suffix != ".ipynb" or not await self.call(_readable_file, path):
             raise web.HTTPError(400, f"{path.name}: give a notebook (.ipynb) in your home folder")
         warnings = await self.call(jobs.check, path, workers)
         params = await self.call(lambda: parameters_of(read_notebook(path)))

@@ -30,6 +30,12 @@ NORMAL_STOP = re.compile(r"Received signal SIG(?:TERM|INT), initiating shutdown"
 HUB_ACCESS_4XX = re.compile(r"^\[W [^\]]* log:\d+\] 4\d\d ")
 
 
+def printable(line: str) -> str:
+    """``line`` without control characters (escape sequences a user's process wrote into
+    the log would otherwise move the cursor, recolour or retitle the admin's terminal)."""
+    return "".join(c if c.isprintable() or c == "\t" else "?" for c in line)
+
+
 def worth_showing(line: str) -> bool:
     """Whether a line of the hub's log goes to the terminal."""
     found = JUPYTER_LINE.match(line)
@@ -96,7 +102,7 @@ class LogEcho:
                 shown.append(line)
         if shown:
             try:
-                self.out.write("\n".join(shown) + "\n")
+                self.out.write("\n".join(map(printable, shown)) + "\n")
                 self.out.flush()
             except OSError:  # `up`'s output redirected to a full disk: the log has them
                 pass

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 from typing import Any
 
 from jupyterhub.auth import Authenticator
 from tornado import web
-from traitlets import Integer, Unicode, default
+from traitlets import Float, Integer, Unicode, default
 
 from hubforge.atomic import DamagedStateFile
 
@@ -48,6 +49,14 @@ class PasswordAuthenticator(Authenticator):
     failure_window = Integer(
         300, config=True, help="Seconds a failed login counts towards the limits."
     )
+    failure_delay = Float(
+        1.0,
+        config=True,
+        help="Past failures_per_name, each try for that name waits this long (doubling with "
+        "each further failure, up to failure_delay_max) before its password is checked.",
+    )
+    failure_delay_max = Float(16.0, config=True, help="The longest wait of one try (seconds).")
+    _name_locks: dict = {}
 
     _failed: FailedLogins | None = None
 
@@ -67,7 +76,7 @@ class PasswordAuthenticator(Authenticator):
         name = self.normalize_username(data.get("username", ""))
         address = handler.request.remote_ip if handler is not None else ""
         try:
-            self.failed_logins.check(name, address)
+            self.failed_logins.check_address(address)
         except TooManyFailures as e:
             self.log.warning("Login of %r from %s refused: %s", name, address, e)
             raise web.HTTPError(
@@ -76,8 +85,30 @@ class PasswordAuthenticator(Authenticator):
                 f"{e}. If you forgot your password, an admin can set a new one "
                 "(`hubforge users reset-password <name>`).",
             ) from None
+        delay = self.failed_logins.delay(name, base=self.failure_delay, most=self.failure_delay_max)
+        if delay:  # past the name's limit: one try at a time, each after a wait
+            lock = self._name_locks.setdefault(name, asyncio.Lock())
+            try:
+                async with lock:
+                    await asyncio.sleep(delay)
+                    record = self._verify(name, data.get("password", ""), address)
+            finally:
+                if not lock.locked():
+                    self._name_locks.pop(name, None)
+            if record is None:
+                raise web.HTTPError(
+                    429,
+                    "%s",
+                    f"Too many failed logins for the user name {name}: each try now waits "
+                    f"{delay:.0f} s. The right password still signs in; if you forgot it, an "
+                    "admin can set a new one (`hubforge users reset-password <name>`).",
+                )
+            return record
+        return self._verify(name, data.get("password", ""), address)
+
+    def _verify(self, name: str, password: str, address: str) -> dict | None:
         try:
-            record = self.store.verify(name, data.get("password", ""))
+            record = self.store.verify(name, password)
         except DamagedStateFile as e:
             self.log.error("Logins refused: %s", e)
             raise web.HTTPError(

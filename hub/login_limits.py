@@ -1,8 +1,10 @@
 """Limits on failed logins, per user name and per client address.
 
-A guesser gets a few tries, then waits; others are not locked out: a name's limit stops
-guessing one password, an address's limit stops one client guessing many. Both forget
-failures older than the window, so a wait is never longer than the window.
+A guesser gets a few tries, then waits; others are not locked out. Past a name's limit every
+try for that name is delayed (a doubling delay, one try at a time): guessing one password
+slows to a crawl, yet the right password still signs its owner in, so nobody can lock a user
+out by failing on purpose. An address's limit refuses one client guessing many names. Both
+forget failures older than the window.
 """
 
 from __future__ import annotations
@@ -52,6 +54,27 @@ class FailedLogins:
                 if limit and len(times) >= limit:
                     # the oldest failure that keeps the count at the limit must leave the window
                     raise TooManyFailures(what, times[len(times) - limit] + self.window - now)
+
+    def check_address(self, address: str, now: float | None = None) -> None:
+        """Raise TooManyFailures when the address has reached its limit."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            times = self._recent(("address", address), now)
+            if self.per_address and len(times) >= self.per_address:
+                wait = times[len(times) - self.per_address] + self.window - now
+                raise TooManyFailures("from your address", wait)
+
+    def delay(
+        self, name: str, now: float | None = None, base: float = 1.0, most: float = 16.0
+    ) -> float:
+        """Seconds a try for ``name`` waits before its password is checked: 0 below the
+        name's limit, then ``base`` doubling with each further failure, at most ``most``."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            over = len(self._recent(("name", name), now)) - self.per_name
+        if not self.per_name or over < 0:
+            return 0.0
+        return min(most, base * 2 ** min(over, 30))
 
     def failed(self, name: str, address: str, now: float | None = None) -> None:
         now = time.monotonic() if now is None else now

@@ -47,6 +47,11 @@ class RunningWorkbench:
     admin_password: str
     _tokens: dict[str, str] = field(default_factory=dict)
 
+    @property
+    def state_dir(self) -> Path:
+        """The workbench's state folder (its per-user OS accounts are named after it)."""
+        return self.data_dir / "state"
+
     def hub_log(self) -> str:
         """What `up` printed and the hub's whole log (state/jupyterhub.log) together."""
         hub = self.data_dir / "state" / "jupyterhub.log"

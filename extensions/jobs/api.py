@@ -95,16 +95,24 @@ class Job:
     def logs(self, replica: str = "worker-0", follow: bool = False) -> str | Iterator[str]:
         """The replica's log text; with ``follow``, an iterator of new text until the job ends."""
         if not follow:
-            return self._backend.logs(self.owner, self.id, replica)[0]
+            return "".join(self._pages(replica, 0)[0])
         return self._follow(replica)
+
+    def _pages(self, replica: str, offset: int) -> tuple[list[str], int]:
+        """Every page of the log from ``offset`` as it is now (a call returns one page)."""
+        pages = []
+        while True:
+            text, offset = self._backend.logs(self.owner, self.id, replica, offset)
+            if not text:
+                return pages, offset
+            pages.append(text)
 
     def _follow(self, replica: str) -> Iterator[str]:
         offset = 0
         while True:
             done = self.status in TERMINAL
-            text, offset = self._backend.logs(self.owner, self.id, replica, offset)
-            if text:
-                yield text
+            pages, offset = self._pages(replica, offset)
+            yield from pages
             if done:
                 return
             time.sleep(0.5)

@@ -7,6 +7,27 @@ from typing import Any
 
 from .spec import JobSpec
 
+# One call returns at most this much of a log: a huge log never sits whole in the service's
+# memory (callers page with the offset they get back).
+LOG_PAGE = 1 << 20
+
+
+def whole_characters(data: bytes, limit: int) -> bytes:
+    """``data`` without a UTF-8 character cut at its end when it is a full page (the next
+    page starts with the whole character)."""
+    if len(data) < limit:
+        return data
+    for back in range(1, 4):
+        if len(data) <= back:
+            break
+        byte = data[-back]
+        if byte & 0xC0 == 0xC0:  # the lead byte of a sequence that needs more than ``back``
+            needed = 2 if byte & 0xE0 == 0xC0 else 3 if byte & 0xF0 == 0xE0 else 4
+            return data[:-back] if needed > back else data
+        if byte & 0x80 == 0:
+            return data
+    return data
+
 
 class JobBackend(ABC):
     """Runs jobs for owners; records are JSON-able dicts (see LocalJobBackend for fields)."""
@@ -40,7 +61,8 @@ class JobBackend(ABC):
 
     @abstractmethod
     def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
-        """Log text of one replica from byte ``offset``; returns (text, next offset)."""
+        """Log text of one replica from byte ``offset``, at most LOG_PAGE bytes of it (read
+        on until the text is empty); returns (text, next offset)."""
 
     @abstractmethod
     def progress(self, owner: str, job_id: str) -> dict[str, Any]:

@@ -15,6 +15,7 @@ from tornado import web
 
 from ..app_base import HubforgeAPIHandler
 from ..client import ServiceError
+from ..httperrors import parse_offset
 from . import api
 from .errors import JobError, JobNotFound
 
@@ -85,10 +86,7 @@ class JobLogsHandler(JobsAPIHandler):
     @web.authenticated
     @authorized
     async def get(self, job_id: str, replica: str) -> None:
-        try:
-            offset = int(self.get_argument("offset", "0"))
-        except ValueError:
-            raise web.HTTPError(400, "'offset' must be an integer") from None
+        offset = parse_offset(self.get_argument("offset", "0"))
         backend = api.default_backend()
         text, offset = await self.call(backend.logs, api.current_user(), job_id, replica, offset)
         self.finish(json.dumps({"text": text, "offset": offset}))

@@ -11,7 +11,7 @@ from typing import Any
 from tornado import web
 
 from ..gpus import NotEnoughGpus
-from ..httperrors import as_http_error
+from ..httperrors import as_http_error, parse_offset
 from ..service.handlers import ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import JobError, JobNotFound
@@ -40,7 +40,10 @@ class JobsBaseHandler(ServiceHandler):
 
 class JobsHandler(JobsBaseHandler):
     def get(self) -> None:
-        self.write_json({"jobs": self.jobs.list(self.owner)})
+        try:
+            self.write_json({"jobs": self.jobs.list(self.owner)})
+        except JobError as e:
+            self.fail(e)
 
     def post(self) -> None:
         owner, body = self.owner, self.json_body()
@@ -51,6 +54,10 @@ class JobsHandler(JobsBaseHandler):
             raise web.HTTPError(413, "The script is larger than 5 MB; keep data out of it")
         try:
             spec = JobSpec.from_dict(body.get("spec") or {})
+            if spec.devices:
+                raise JobError(
+                    "'devices' is chosen by the workbench: ask for GPUs with gpus_per_worker"
+                )
             # no worker may ask for more GPUs than the largest profile offers
             largest = max(p["gpus"] for p in self.workbench.profiles)
             spec.validate(self.workbench.max_job_workers, largest, "the largest profile offers")
@@ -95,15 +102,12 @@ class JobHandler(JobsBaseHandler):
 
 
 class JobLogsHandler(JobsBaseHandler):
-    def get(self, job_id: str, replica: str) -> None:
-        try:
-            offset = int(self.get_argument("offset", "0"))
-            if offset > 2**62:
-                raise ValueError(offset)
-        except ValueError:
-            raise web.HTTPError(400, "'offset' must be an integer byte offset") from None
-        try:
-            text, offset = self.jobs.logs(self.owner, job_id, replica, max(0, offset))
+    async def get(self, job_id: str, replica: str) -> None:
+        offset = parse_offset(self.get_argument("offset", "0"))
+        try:  # one bounded page, read off the event loop (other users' calls go on)
+            text, offset = await asyncio.to_thread(
+                self.jobs.logs, self.owner, job_id, replica, offset
+            )
         except (JobError, JobNotFound) as e:
             self.fail(e)
         self.write_json({"text": text, "offset": offset})

@@ -18,7 +18,7 @@ from traitlets import Unicode
 
 from ..kube import KubeAPI, incluster_configuration
 from ..podspec import DATA_MOUNT, KubernetesWorkloads
-from .base import JobBackend
+from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
 from .local import new_job_id
 from .objects import ClusterSettings, job_dir, job_objects, object_name
@@ -214,7 +214,8 @@ class KubernetesJobBackend(JobBackend):
         pod = record["replicas"][replica]["pod"]
         text = await self._call("GET", self._path("Pod", pod) + "/log")
         data = str(text).encode()
-        return data[offset:].decode("utf-8", errors="replace"), len(data)
+        page = whole_characters(data[offset : offset + LOG_PAGE], LOG_PAGE)
+        return page.decode("utf-8", errors="replace"), offset + len(page)
 
     def progress(self, owner: str, job_id: str) -> dict[str, Any]:
         self.get(owner, job_id)  # ownership check

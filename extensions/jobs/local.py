@@ -15,11 +15,11 @@ from typing import Any
 
 import psutil
 
-from ..accounts import Account, account_lookup, own_tree
+from ..accounts import Account, AccountError, account_lookup, own_folder
 from ..atomic import DamagedStateFile
-from ..confined import UnsafeEntry
+from ..confined import UnsafeEntry, list_beneath
 from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached, workload_env
-from .base import JobBackend
+from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
 from .spec import JobSpec
 from .store import TERMINAL, JobStore, summarize_progress
@@ -78,24 +78,24 @@ class LocalJobBackend(JobBackend):
             "supervisor": None,
             "backend": "local",
         }
+        account = self._account(owner)
         try:
-            store.create(record, script)
+            store.create(record, script, (account.uid, account.gid) if account else None)
+        except UnsafeEntry as e:
+            raise JobError(f"Not submitted: {e}", 409) from None
         except OSError:  # a full disk: leave no half-made job folder behind
             shutil.rmtree(store.path, ignore_errors=True)
             raise
-        account = self._account(owner, store)
         self._start_supervisor(store, account)
         return self.get(owner, job_id)
 
-    def _account(self, owner: str, store: JobStore) -> Account | None:
-        """The owner's OS account, owning the job's folder (its supervisor and workers run as
-        it and write there); None without per-user accounts."""
+    def _account(self, owner: str) -> Account | None:
+        """The owner's OS account, owning their area (the job's folder is made for it: its
+        supervisor and workers run as it and write there); None without per-user accounts."""
         if self.account_of is None:
             return None
         account = self.account_of(owner)
-        own_tree(self.data_root / "users" / owner, account)
-        own_tree(self.jobs_dir(owner), account)  # made just now by root when it was the first
-        own_tree(store.path, account)
+        own_folder(self.data_root / "users" / owner, account)
         return account
 
     def _start_supervisor(self, store: JobStore, account: Account | None = None) -> None:
@@ -112,6 +112,7 @@ class LocalJobBackend(JobBackend):
         supervisor = spawn_detached(
             [sys.executable, "-m", "hubforge.jobs.supervisor", str(store.path)],
             store.path / "supervisor.log",
+            log_root=store.area,
             env=env,
             cwd=store.path,
             popen=account.popen_kwargs() if account else None,
@@ -135,15 +136,23 @@ class LocalJobBackend(JobBackend):
 
     def list(self, owner: str) -> list[dict[str, Any]]:
         folder = self.jobs_dir(owner)
-        if not folder.is_dir():
-            return []
+        area = folder.parent
+        try:  # never through a link: jobs/ and each job folder are opened O_NOFOLLOW
+            names = list_beneath(area, "jobs")
+        except (UnsafeEntry, NotADirectoryError) as e:
+            raise JobError(f"Your jobs folder cannot be read: {e}", 409) from None
         records = []
-        for path in folder.iterdir():
-            if (path / "job.json").exists():
-                try:
-                    records.append(self.get(owner, path.name))
-                except JobError as e:  # one damaged job.json: list it as such, list the rest
-                    records.append(JobStore(path).damaged_record(owner, e))
+        for name in names:
+            try:
+                if "job.json" not in list_beneath(area, f"jobs/{name}"):
+                    continue  # being made right now, or not a job
+            except (UnsafeEntry, NotADirectoryError) as e:
+                records.append(JobStore(folder / name).damaged_record(owner, e))
+                continue
+            try:
+                records.append(self.get(owner, name))
+            except JobError as e:  # one damaged job.json: list it as such, list the rest
+                records.append(JobStore(folder / name).damaged_record(owner, e))
         return sorted(records, key=lambda r: r["created"], reverse=True)
 
     def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
@@ -175,7 +184,11 @@ class LocalJobBackend(JobBackend):
             uid = psutil.Process(pid).uids().real
         except psutil.Error:
             return  # gone already: nothing will be signalled
-        if uid != self.account_of(owner).uid:
+        try:
+            expected = self.account_of(owner).uid
+        except AccountError:
+            expected = None  # no account: no process can be the owner's
+        if uid != expected:
             raise JobError(
                 f"The supervisor recorded for this job (pid {pid}) is not {owner}'s process; "
                 "job.json was changed by hand. Nothing was stopped",
@@ -187,10 +200,17 @@ class LocalJobBackend(JobBackend):
         stopped = []
         users = self.data_root / "users"
         for owner in sorted(p.name for p in users.iterdir()) if users.is_dir() else []:
-            for record in self.list(owner):
+            try:
+                records = self.list(owner)
+            except JobError:
+                continue  # a jobs folder that is a link: nothing of this owner's is followed
+            for record in records:
                 if record["state"] not in TERMINAL:
-                    self.cancel(owner, record["id"])
-                    self.store(owner, record["id"]).update(reason=reason)
+                    try:  # signals only the owner's own processes (see _check_owns)
+                        self.cancel(owner, record["id"])
+                        self.store(owner, record["id"]).update(reason=reason)
+                    except (JobError, UnsafeEntry, DamagedStateFile):
+                        continue
                     stopped.append(record["id"])
         return stopped
 
@@ -201,9 +221,10 @@ class LocalJobBackend(JobBackend):
             valid = [f"worker-{i}" for i in range(replicas)]
             if replica not in valid:
                 raise JobError(f"No replica {replica!r}; this job has {', '.join(valid)}")
-            data = store.read_file(f"replicas/{replica}.log", offset)
+            data = store.read_file(f"replicas/{replica}.log", offset, LOG_PAGE)
         if data is None:
             return "", offset
+        data = whole_characters(data, LOG_PAGE)
         return data.decode("utf-8", errors="replace"), offset + len(data)
 
     def progress(self, owner: str, job_id: str) -> dict[str, Any]:

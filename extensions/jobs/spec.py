@@ -75,7 +75,7 @@ class JobSpec:
         ):
             problems.append(f"cpu={self.cpu!r}: cores as a number > 0, e.g. 4 or 0.5")
         if self.memory is not None and (
-            not isinstance(self.memory, str) or not MEMORY.match(self.memory)
+            not isinstance(self.memory, str) or not MEMORY.fullmatch(self.memory)
         ):
             problems.append(
                 f"memory={self.memory!r}: a Kubernetes quantity such as '16Gi' or '512M'"

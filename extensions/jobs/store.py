@@ -12,12 +12,19 @@ users/<owner>/jobs/<id>/
 from __future__ import annotations
 
 import json
+import os
 import time
 from pathlib import Path
 from typing import Any
 
-from ..atomic import DamagedStateFile, write_text
-from ..confined import UnsafeEntry, list_beneath, read_beneath, write_beneath
+from ..atomic import DamagedStateFile
+from ..confined import (
+    UnsafeEntry,
+    list_beneath,
+    make_folders_beneath,
+    read_beneath,
+    write_beneath,
+)
 from ..distribute import PROGRESS_FILE
 
 # "damaged": job.json is not readable (listed with the file and what to do, never rewritten)
@@ -35,13 +42,14 @@ class JobStore:
     def _relative(self, name: str) -> Path:
         return Path(self.path.parent.name, self.path.name, name)
 
-    def read_file(self, name: str, offset: int = 0) -> bytes | None:
-        """The bytes of the job's file ``name`` (None when missing); UnsafeEntry for a link."""
-        return read_beneath(self.area, self._relative(name), offset)
+    def read_file(self, name: str, offset: int = 0, limit: int | None = None) -> bytes | None:
+        """The bytes of the job's file ``name`` from ``offset``, at most ``limit`` of them
+        (None when missing); UnsafeEntry for a link."""
+        return read_beneath(self.area, self._relative(name), offset, limit)
 
-    def _write_json(self, record: dict[str, Any]) -> None:
+    def _write_json(self, record: dict[str, Any], owner: tuple[int, int] | None = None) -> None:
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-        write_beneath(self.area, self._relative("job.json"), text.encode(), mode=0o644)
+        write_beneath(self.area, self._relative("job.json"), text.encode(), 0o644, owner)
 
     @property
     def id(self) -> str:
@@ -58,11 +66,20 @@ class JobStore:
     def replica_log(self, replica: str) -> Path:
         return self.path / "replicas" / f"{replica}.log"
 
-    def create(self, record: dict[str, Any], script: str) -> None:
-        (self.path / "replicas").mkdir(parents=True, exist_ok=False)
-        (self.path / "logs").mkdir()  # TensorBoard can open it before the first step
-        write_text(self.script_file, script, mode=0o644)
-        self._write_json(record)
+    def create(
+        self, record: dict[str, Any], script: str, owner: tuple[int, int] | None = None
+    ) -> None:
+        """Make the job's folder (``owner``: the (uid, gid) it is made for, with per-user
+        accounts), every folder made relative to the one above, never through a link."""
+        if owner is None:
+            self.area.mkdir(parents=True, exist_ok=True)
+        mode = 0o700 if owner is not None else 0o755
+        make_folders_beneath(self.area, self.path.parent.name, owner, mode)
+        make_folders_beneath(self.area, self._relative(""), owner, mode, exist_ok=False)
+        for sub in ("replicas", "logs"):  # TensorBoard can open logs/ before the first step
+            make_folders_beneath(self.area, self._relative(sub), owner)
+        write_beneath(self.area, self._relative("script.py"), script.encode(), 0o644, owner)
+        self._write_json(record, owner)
 
     def read(self) -> dict[str, Any]:
         data = self.read_file("job.json")
@@ -75,7 +92,7 @@ class JobStore:
 
     def damaged_record(self, owner: str, error: Exception) -> dict[str, Any]:
         """What a job list shows for a job whose job.json cannot be read."""
-        when = self.path.stat().st_mtime
+        when = os.lstat(self.path).st_mtime  # never where a link points
         return {
             "id": self.id,
             "owner": owner,

@@ -23,6 +23,7 @@ from ..labeling import server as label_studio
 from ..labeling.handlers import routes as labeling_routes
 from ..serving.handlers import routes as serving_routes
 from ..workbench import Workbench, load_workbench
+from .accesslog import log_request
 from .culler import IdleCuller
 from .handlers import (
     SERVICE_NAME,
@@ -126,6 +127,7 @@ class HubforgeService(Application):
                 workbench.state_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], service_key
             )
         return web.Application(
+            log_function=log_request,
             service_prefix=self.prefix,
             hub_prefix=hub_prefix,
             handlers=jobs_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})

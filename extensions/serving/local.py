@@ -20,7 +20,7 @@ from typing import Any
 
 import requests
 
-from ..accounts import Account, account_lookup, own_tree
+from ..accounts import Account, account_lookup, own_folder
 from ..atomic import DamagedStateFile, read_json, write_json
 from ..confined import UnsafeEntry, remove_as
 from ..processes import MARKER, alive, free_port, spawn_detached, terminate_group, workload_env
@@ -103,7 +103,7 @@ class LocalEndpointBackend(EndpointBackend):
         popen = None
         if self.account_of is not None:  # copied as the owner, served by the owner's process
             account = self.account_of(owner)
-            own_tree(self.data_root / "users" / owner, account)
+            own_folder(self.data_root / "users" / owner, account)
             popen = account.popen_kwargs()
         base, version = self.add_version(owner, name, model_dir, version, popen)
         added = Path(model_dir).resolve() != (base / str(version)).resolve()
@@ -182,7 +182,11 @@ class LocalEndpointBackend(EndpointBackend):
             env[MARKER] = os.environ[MARKER]
         account = self.account_of(owner) if self.account_of else None
         process = spawn_detached(
-            cmd, base / "server.log", env=env, popen=account.popen_kwargs() if account else None
+            cmd,
+            base / "server.log",
+            env=env,
+            popen=account.popen_kwargs() if account else None,
+            log_root=self.data_root / "users" / owner if account else None,
         )
         return {
             "owner": owner,

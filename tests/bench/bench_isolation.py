@@ -56,6 +56,7 @@ def measure(mode: str, runs: int) -> dict[str, list[float]]:
     try:
         config = f'c.Workbench.isolation = "{mode}"\nc.Workbench.label_studio_python = ""\n'
         wb = start_workbench(folder / "wb", base_url="/", config=config, label_studio=False)
+        state = wb.state_dir
         try:
             token = wb.create_user(user)
             first = spawn(wb, user, token)
@@ -65,7 +66,9 @@ def measure(mode: str, runs: int) -> dict[str, list[float]]:
         finally:
             wb.down()
     finally:
-        subprocess.run(["userdel", accounts.account_name(user)], capture_output=True)
+        if mode == "accounts":
+            subprocess.run(["userdel", accounts.account_name(user, state)], capture_output=True)
+            subprocess.run(["groupdel", accounts.group_name(state)], capture_output=True)
         shutil.rmtree(folder, ignore_errors=True)
     return {"first spawn": [first], "spawn-to-ready": spawns, "job submit-to-succeeded": jobs}
 

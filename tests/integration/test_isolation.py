@@ -66,7 +66,10 @@ def iso():
             wb.ensure_stopped(user)
         wb.down()
         for user in USERS:
-            subprocess.run(["userdel", accounts.account_name(user)], capture_output=True)
+            subprocess.run(
+                ["userdel", accounts.account_name(user, wb.state_dir)], capture_output=True
+            )
+        subprocess.run(["groupdel", accounts.group_name(wb.state_dir)], capture_output=True)
         shutil.rmtree(data, ignore_errors=True)
 
 
@@ -90,7 +93,8 @@ def test_each_server_and_kernel_runs_as_its_users_own_account(iso):
     for user in USERS:
         me = run(wb, tokens, user, WHOAMI)
         uid, name, home = me
-        assert uid != 0 and name == accounts.account_name(user) == f"hubforge-{user}"
+        tag = accounts.workbench_tag(wb.state_dir)
+        assert uid != 0 and name == accounts.account_name(user, wb.state_dir) == f"{tag}-{user}"
         assert home == str(wb.data_dir / "homes" / user)
         servers = [
             p
@@ -104,7 +108,9 @@ def test_each_server_and_kernel_runs_as_its_users_own_account(iso):
     assert (view / "users" / "iso-ana").resolve() == wb.data_dir / "hdfs" / "users" / "iso-ana"
     for folder in (wb.data_dir / "homes" / "iso-ana", wb.data_dir / "hdfs" / "users" / "iso-ana"):
         info = folder.stat()
-        assert pwd.getpwuid(info.st_uid).pw_name == "hubforge-iso-ana", folder
+        assert pwd.getpwuid(info.st_uid).pw_name == accounts.account_name(
+            "iso-ana", wb.state_dir
+        ), folder
         assert stat.S_IMODE(info.st_mode) == 0o700, (folder, oct(info.st_mode))
 
 
@@ -214,12 +220,16 @@ def test_datasets_are_shared_each_changes_only_their_own(iso):
 
 def test_account_names_are_injective_and_valid():
     names = ["ana", "ana.b", "ana_b", "ana-b", "x" * 23, "x" * 24, "a" * 64, "0x"]
-    mapped = [accounts.account_name(n) for n in names]
+    mapped = [accounts.account_name(n, "/srv/team-a/state") for n in names]
     assert len(set(mapped)) == len(names)
     for account in mapped:
         assert len(account) <= 32 and account.replace("-", "").replace("_", "").isalnum()
-    assert accounts.account_name("ana") == "hubforge-ana"
-    assert accounts.account_name("ana.b").startswith("hubforge_")
+    tag = accounts.workbench_tag("/srv/team-a/state")
+    assert accounts.account_name("ana", "/srv/team-a/state") == f"{tag}-ana"
+    assert accounts.account_name("ana.b", "/srv/team-a/state").startswith(f"{tag}_")
+    # the same user name on another workbench of the machine is another account and group
+    assert accounts.account_name("ana", "/srv/team-b/state") != f"{tag}-ana"
+    assert accounts.group_name("/srv/team-b/state") != accounts.group_name("/srv/team-a/state")
 
 
 JOB = """
@@ -252,9 +262,15 @@ def test_a_job_runs_as_its_owner_and_reads_only_what_they_may(iso):
     assert state["state"] == "succeeded", state
     log = wb.api("GET", f"{api}/{job}/logs/worker-0", tokens["iso-ana"]).json()["text"]
     seen = json.loads(log.split("SEEN", 1)[1].splitlines()[0])
-    assert seen == {"account": "hubforge-iso-ana", "bo's area": "denied", "state": "denied"}
+    assert seen == {
+        "account": accounts.account_name("iso-ana", wb.state_dir),
+        "bo's area": "denied",
+        "state": "denied",
+    }
     folder = wb.data_dir / "hdfs" / "users" / "iso-ana" / "jobs" / job
-    assert pwd.getpwuid(folder.stat().st_uid).pw_name == "hubforge-iso-ana"
+    assert pwd.getpwuid(folder.stat().st_uid).pw_name == accounts.account_name(
+        "iso-ana", wb.state_dir
+    )
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
     # bob cannot read it through the service either
     assert wb.api("GET", f"{api}/{job}", tokens["iso-bo"]).status_code == 404
@@ -276,7 +292,9 @@ def test_an_endpoint_runs_as_its_owner(iso):
             if "hubforge.serving.server" in (p.info["cmdline"] or [])
             and "mine" in (p.info["cmdline"] or [])
         ]
-        assert pwd.getpwuid(proc.info["uids"].real).pw_name == "hubforge-iso-ana"
+        assert pwd.getpwuid(proc.info["uids"].real).pw_name == accounts.account_name(
+            "iso-ana", wb.state_dir
+        )
         rows = {"instances": [[1, 1, 1, 1]]}
         gateway = "services/hubforge/endpoints/iso-ana/mine/v1/models/mine:predict"
         r = wb.api("POST", gateway, tokens["iso-ana"], json=rows)
@@ -326,7 +344,7 @@ def test_nothing_of_one_user_or_of_the_workbench_is_readable_by_another_account(
     r = wb.api("POST", "services/hubforge/api/endpoints", tokens["iso-ana"], json=body)
     assert r.status_code == 201, r.text
     wb.api("DELETE", "services/hubforge/api/endpoints/walked", tokens["iso-ana"])
-    bo = pwd.getpwnam(accounts.account_name("iso-bo"))
+    bo = pwd.getpwnam(accounts.account_name("iso-bo", wb.state_dir))
     gids = {bo.pw_gid, *os.getgrouplist(bo.pw_name, bo.pw_gid)}
     root = wb.data_dir
     own = (root / "homes" / "iso-bo", root / "hdfs" / "users" / "iso-bo")
@@ -450,7 +468,7 @@ def test_bobs_job_record_cannot_make_the_service_stop_anas_server(iso):
     (anas,) = [
         p
         for p in psutil.process_iter(["username", "cmdline"])
-        if p.info["username"] == "hubforge-iso-ana"
+        if p.info["username"] == accounts.account_name("iso-ana", wb.state_dir)
         and "jupyterhub.singleuser" in (p.info["cmdline"] or [])
     ] or [None]
     assert anas is not None, "Ana's server process was not found"
@@ -517,6 +535,103 @@ def test_a_deploy_never_writes_through_bobs_links(iso):
     try:
         assert r.status_code == 201, r.text
         copied = area / "models" / "logged" / "1" / "saved_model.pb"
-        assert pwd.getpwuid(copied.stat().st_uid).pw_name == "hubforge-iso-bo"
+        assert pwd.getpwuid(copied.stat().st_uid).pw_name == accounts.account_name(
+            "iso-bo", wb.state_dir
+        )
     finally:
         wb.api("DELETE", f"{api}/logged", tokens["iso-bo"])
+
+
+def test_bobs_jobs_folder_as_a_link_makes_nothing_where_it_points(iso):
+    """N9: root made job folders through bob's links; now each folder is made relative to
+    an O_NOFOLLOW fd: 409 with what to do, and root's folder stays empty."""
+    wb, tokens = iso
+    victim = wb.data_dir / "victim-jobs"
+    victim.mkdir(mode=0o755, exist_ok=True)
+    code = (
+        "import os, pathlib, shutil\n"
+        "jobs = pathlib.Path(os.environ['HUBFORGE_USER_AREA']) / 'jobs'\n"
+        "shutil.move(str(jobs), str(jobs) + '.mine') if jobs.is_dir() else None\n"
+        f"jobs.symlink_to({str(victim)!r})\n"
+        "print('\"ok\"')\n"
+    )
+    assert run(wb, tokens, "iso-bo", code) == "ok"
+    api = "services/hubforge/api/jobs"
+    try:
+        body = {"script": "print('planted')", "spec": {"name": "planted"}}
+        r = wb.api("POST", api, tokens["iso-bo"], json=body)
+        assert r.status_code == 409 and "link" in r.json()["message"], r.text
+        assert list(victim.iterdir()) == []
+        r = wb.api("GET", api, tokens["iso-bo"])  # the list does not follow it either
+        assert r.status_code == 409 and "link" in r.json()["message"], r.text
+    finally:
+        undo = (
+            "import os, pathlib\n"
+            "jobs = pathlib.Path(os.environ['HUBFORGE_USER_AREA']) / 'jobs'\n"
+            "jobs.unlink()\n"
+            "mine = pathlib.Path(str(jobs) + '.mine')\n"
+            "mine.rename(jobs) if mine.is_dir() else jobs.mkdir()\n"
+            "print('\"ok\"')\n"
+        )
+        assert run(wb, tokens, "iso-bo", undo) == "ok"
+
+
+def test_bobs_tensorboard_records_make_the_hub_signal_nothing_of_others(iso):
+    """N5: the hub stopped the pids in ~/.hubforge/tensorboards.json (bob's to write) when
+    bob's server stopped. Now a process of bob's own account sends those signals: a root
+    process and Ana's server named there keep running."""
+    wb, tokens = iso
+    root_sleep = subprocess.Popen(["sleep", "600"], start_new_session=True)
+    (anas,) = [
+        p
+        for p in psutil.process_iter(["username", "cmdline"])
+        if p.info["username"] == accounts.account_name("iso-ana", wb.state_dir)
+        and "jupyterhub.singleuser" in (p.info["cmdline"] or [])
+    ] or [None]
+    assert anas is not None, "Ana's server process was not found"
+    records = {
+        f"v{i}": {
+            "name": f"v{i}",
+            "pid": proc.pid,
+            "create_time": psutil.Process(proc.pid).create_time(),
+            "port": 6006 + i,
+            "logdirs": {"x": "/tmp"},
+        }
+        for i, proc in enumerate((root_sleep, anas))
+    }
+    code = (
+        "import json, os, pathlib\n"
+        "path = pathlib.Path.home() / '.hubforge' / 'tensorboards.json'\n"
+        "path.parent.mkdir(exist_ok=True)\n"
+        f"path.write_text(json.dumps({{'instances': {records!r}}}))\n"
+        "print('\"ok\"')\n"
+    )
+    try:
+        assert run(wb, tokens, "iso-bo", code) == "ok"
+        wb.ensure_stopped("iso-bo")
+        time.sleep(1)
+        assert root_sleep.poll() is None, "root's process was signalled"
+        assert anas.is_running() and anas.status() != psutil.STATUS_ZOMBIE
+    finally:
+        root_sleep.kill()
+        root_sleep.wait()
+        forged = wb.data_dir / "homes" / "iso-bo" / ".hubforge" / "tensorboards.json"
+        forged.unlink(missing_ok=True)  # the next server would restore these records
+        assert wb.spawn("iso-bo", tokens["iso-bo"]).status_code in (201, 202)
+
+
+def test_the_two_inputs_that_answered_500_answer_400(iso):
+    """F15 residual: a log offset of 2**62 and a job-check path out of the home."""
+    wb, tokens = iso
+    r = wb.api(
+        "GET",
+        "services/hubforge/api/jobs/nojob/logs/worker-0?offset=4611686018427387904",
+        tokens["iso-bo"],
+    )
+    assert r.status_code == 400 and "offset" in r.json()["message"], r.text
+    r = wb.api(
+        "GET",
+        "user/iso-bo/hubforge/api/job-check?path=../iso-ana/examples/02-train.ipynb",
+        tokens["iso-bo"],
+    )
+    assert r.status_code == 400 and "inside your home folder" in r.text, r.text

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -35,17 +36,54 @@ def auth(tmp_path):
     )
 
 
-def test_a_guessed_name_waits_others_do_not(auth):
+def test_a_guessed_name_slows_down_but_its_owner_still_signs_in(auth):
+    """N14 of the 2026-12-04 review: failing on purpose must not lock a user out. Past the
+    name's limit every try waits (doubling), a wrong one is refused, the right one passes."""
+    auth.failure_delay, auth.failure_delay_max = 0.2, 0.4
     for _ in range(3):
         assert _login(auth, "alice", "guess", "10.0.0.9") is None
+    started = time.monotonic()
     with pytest.raises(web.HTTPError) as refused:
-        _login(auth, "alice", "alice's password", "10.0.0.9")  # even the right one, for now
+        _login(auth, "alice", "guess", "10.0.0.8")
+    assert time.monotonic() - started >= 0.2  # the try waited
     assert refused.value.status_code == 429
     message = refused.value.log_message % refused.value.args
-    assert "Too many failed logins for the user name 'alice'" in message
-    assert "try again in" in message and "reset-password" in message
-    # bob, from the same address, is not locked out
+    assert "Too many failed logins for the user name alice: each try now waits" in message
+    assert "right password still signs in" in message and "reset-password" in message
+    started = time.monotonic()
+    assert _login(auth, "alice", "alice's password", "10.0.0.7") == {
+        "name": "alice",
+        "admin": False,
+    }
+    assert time.monotonic() - started >= 0.4  # the wait doubled with the 4th failure
+    # signed in: her count is cleared, her next try waits no more
+    started = time.monotonic()
+    assert _login(auth, "alice", "alice's password", "10.0.0.7")
+    assert time.monotonic() - started < 0.2
+    # bob, from the same address, was never slowed down
     assert _login(auth, "bob", "bob's password", "10.0.0.9") == {"name": "bob", "admin": False}
+
+
+def test_tries_past_the_limit_go_one_at_a_time(auth):
+    """Parallel guesses for one name do not share a wait: each waits its own turn."""
+    auth.failure_delay, auth.failure_delay_max = 0.3, 0.3
+    for _ in range(3):
+        _login(auth, "alice", "guess", "10.0.0.9")
+
+    async def guesses() -> list:
+        async def one():
+            handler = SimpleNamespace(request=SimpleNamespace(remote_ip="10.0.0.5"))
+            try:
+                await auth.authenticate(handler, {"username": "alice", "password": "g"})
+            except web.HTTPError as e:
+                return e.status_code
+
+        return await asyncio.gather(*(one() for _ in range(3)))
+
+    started = time.monotonic()
+    with ThreadPoolExecutor(1) as pool:
+        assert pool.submit(asyncio.run, guesses()).result() == [429, 429, 429]
+    assert time.monotonic() - started >= 0.85
 
 
 def test_unknown_names_are_limited_like_known_ones(auth):
