@@ -6,7 +6,20 @@
 # each user's server runs as their own account, and a pyenv Python under /root (0700) is
 # closed to them. Debian's /usr/bin/python3.11 when there is one, else python3 on PATH.
 PYTHON ?= $(or $(wildcard /usr/bin/python3.11),python3)
+# Run as root in a clone other accounts cannot reach (a clone under /root, 0700), the
+# environment goes to /opt/hubforge/venv (as TLJH uses /opt/tljh) with Hubforge installed from
+# the clone, not editable (reinstalled when its sources change): every user's server, job and
+# endpoint runs from it, so users are kept apart by default. Elsewhere: .venv in the clone.
+CLOSED_CLONE := $(shell [ "$$(id -u)" = 0 ] && $(PYTHON) -c 'import os, stat, sys; p = os.path.realpath(sys.argv[1]).split("/"); print(any(not os.stat("/".join(p[:i]) or "/").st_mode & stat.S_IXOTH for i in range(1, len(p) + 1)))' "$(CURDIR)")
+ifeq ($(CLOSED_CLONE),True)
+VENV   ?= /opt/hubforge/venv
+INSTALL := .
+INSTALL_SOURCES := $(shell git ls-files extensions hub widgets examples 2>/dev/null | grep -v '^extensions/labextension/')
+else
 VENV   ?= .venv
+INSTALL := -e .
+INSTALL_SOURCES :=
+endif
 PY     := $(VENV)/bin/python
 STAMPS := .stamps
 ARGS   ?=
@@ -27,13 +40,13 @@ down:
 setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/labextension
 
 $(STAMPS)/venv:
-	@mkdir -p $(STAMPS)
+	@mkdir -p $(STAMPS) $(dir $(VENV))
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	@touch $@
 
-$(STAMPS)/python: $(STAMPS)/venv pyproject.toml
-	$(PY) -m pip install --quiet -e .
+$(STAMPS)/python: $(STAMPS)/venv pyproject.toml $(INSTALL_SOURCES)
+	$(PY) -m pip install --quiet $(INSTALL)
 	@touch $@
 
 # configurable-http-proxy goes into ./node_modules, never globally.
@@ -90,7 +103,7 @@ $(STAMPS)/helm: helm/fetch_helm.py
 	@touch $@
 
 $(STAMPS)/test-python: $(STAMPS)/python
-	$(PY) -m pip install --quiet -e '.[test]'
+	$(PY) -m pip install --quiet $(if $(filter -e .,$(INSTALL)),-e '.[test]','.[test]')
 	@touch $@
 
 # Debian's Chromium; Playwright drives it (never a browser download).

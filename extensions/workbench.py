@@ -53,19 +53,34 @@ def normalize_base_url(value: str) -> str:
     return value if value.endswith("/") else value + "/"
 
 
+ROOT_DATA_DIR = "/var/lib/hubforge"
+
+
+def default_data_dir() -> str:
+    """$HUBFORGE_DIR, else /var/lib/hubforge for root (root's home is closed to the users'
+    accounts: a workbench there could not keep users apart), else ~/.hubforge."""
+    if os.environ.get("HUBFORGE_DIR"):
+        return os.environ["HUBFORGE_DIR"]
+    if os.geteuid() == 0:
+        return ROOT_DATA_DIR
+    return str(Path.home() / ".hubforge")
+
+
 class Workbench(Configurable):
     """Where the local workbench lives and what it offers."""
 
     data_dir = Unicode(
         config=True,
         help="""Folder holding all workbench state: hub database, passwords, user homes and
-        the shared data folder that plays the HDFS mount. Default: $HUBFORGE_DIR or
-        ~/.hubforge. Must not be inside the Hubforge source tree.""",
+        the shared data folder that plays the HDFS mount. Default: $HUBFORGE_DIR, else
+        /var/lib/hubforge when run as root (a place every user account can pass, so users
+        are kept apart by default), else ~/.hubforge. Must not be inside the Hubforge source
+        tree.""",
     )
 
     @default("data_dir")
     def _default_data_dir(self) -> str:
-        return os.environ.get("HUBFORGE_DIR") or str(Path.home() / ".hubforge")
+        return default_data_dir()
 
     @validate("data_dir")
     def _check_data_dir(self, proposal: Any) -> str:

@@ -28,7 +28,9 @@ def data_root() -> Path:
     """$HUBFORGE_DATA, or the local workbench's default data folder."""
     if os.environ.get("HUBFORGE_DATA"):
         return Path(os.environ["HUBFORGE_DATA"])
-    return Path(os.environ.get("HUBFORGE_DIR") or Path.home() / ".hubforge") / "hdfs"
+    from ..workbench import default_data_dir
+
+    return Path(default_data_dir()) / "hdfs"
 
 
 def current_user() -> str:

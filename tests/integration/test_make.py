@@ -4,8 +4,11 @@ workbench, `make down` with the same ARGS stops it."""
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
+import tempfile
 import time
+from pathlib import Path
 
 import pytest
 import requests
@@ -51,3 +54,38 @@ def test_make_up_then_make_down_with_the_same_args(tmp_path):
     assert down.returncode == 0, down.stderr
     assert f"Hubforge stopped ({data})." in down.stdout
     assert workbench_processes(str(data)) == []
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="where the environment goes only changes for root")
+def test_as_root_a_clone_closed_to_other_accounts_sets_up_in_opt():
+    """The README's first command run as root in a clone under a 0700 folder (root's home):
+    the environment goes where every user's account can run it, so users are kept apart by
+    default; a clone others can pass keeps its .venv. (Make's plan, not a 10-minute set-up.)"""
+    base = Path(tempfile.mkdtemp(prefix="hubforge-make-", dir="/tmp"))
+    base.chmod(0o755)  # pytest's own folders are 0700: this one only closes where we say
+    try:
+        _plans(base)
+    finally:
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def _plans(base: Path) -> None:
+    closed = base / "closed"
+    closed.mkdir(mode=0o700)
+    clone = closed / "hubforge"
+    subprocess.run(["git", "clone", "-q", str(SOURCE_TREE), str(clone)], check=True)
+    (clone / "Makefile").write_bytes((SOURCE_TREE / "Makefile").read_bytes())
+
+    def plan(where: os.PathLike) -> str:
+        out = subprocess.run(
+            ["make", "-C", str(where), "-n", "setup"], capture_output=True, text=True, check=True
+        )
+        return out.stdout
+
+    planned = plan(clone)
+    assert "-m venv /opt/hubforge/venv" in planned
+    assert "/opt/hubforge/venv/bin/python -m pip install --quiet ." in planned
+    assert " -e ." not in planned
+    closed.chmod(0o755)
+    planned = plan(clone)
+    assert "-m venv .venv" in planned and "pip install --quiet -e ." in planned

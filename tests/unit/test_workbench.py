@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import os
 import stat
+from pathlib import Path
 
 import pytest
 from traitlets import TraitError
@@ -146,3 +147,21 @@ def test_root_keeps_users_apart_by_default_and_says_when_it_cannot(tmp_path, mon
     assert "NOT kept apart" in warning and str(closed) in warning and "/srv" in warning
     monkeypatch.setenv("HUBFORGE_ISOLATION", "none")
     assert Workbench(data_dir=str(open_dir / "data")).isolation == "none"
+
+
+def test_root_keeps_users_apart_by_default(monkeypatch):
+    """The README's first command as root: no --data-dir, no $HUBFORGE_DIR. The data folder
+    is not under root's home (closed to the users' accounts), so isolation is 'accounts'
+    with no extra flag wherever accounts can be made (security review 2026-12-04)."""
+    from hubforge import accounts
+
+    monkeypatch.delenv("HUBFORGE_DIR")
+    monkeypatch.delenv("HUBFORGE_ISOLATION", raising=False)
+    wb = Workbench()
+    if os.geteuid() != 0:
+        assert wb.data_dir == str(Path.home() / ".hubforge") and wb.isolation == "none"
+        return
+    assert wb.data_dir == "/var/lib/hubforge"
+    assert accounts.closed_folder(wb.data_dir) is None
+    if accounts.refusal(wb.data_dir) is None:
+        assert wb.isolation == "accounts" and wb.isolation_warning() is None
