@@ -13,9 +13,9 @@ inline, so the widget needs no Label Studio session.
 from __future__ import annotations
 
 import base64
-import html
 import io
 import mimetypes
+import os
 import queue
 import threading
 import time
@@ -30,72 +30,91 @@ from hubforge import labeling
 from hubforge.labeling.api import data_root
 
 ESM = """
+// Everything that comes from Label Studio or the project (labels, pre-labels, box labels,
+// names, texts, status) goes into the page as text (textContent), never as HTML.
+const h = (tag, attrs = {}, ...children) => {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs)) {
+    if (v === null || v === undefined || v === false) continue;
+    if (k === "class") e.className = v;
+    else if (k === "style") Object.assign(e.style, v);
+    else e.setAttribute(k, v === true ? "" : String(v));
+  }
+  for (const c of children.flat())
+    if (c !== null && c !== undefined && c !== false)
+      e.append(c instanceof Node ? c : String(c));
+  return e;
+};
+const pct = (v) => `${Math.min(100, Math.max(0, Number(v) || 0))}%`;
+const safeLink = (url) => (typeof url === "string" &&
+  (url.startsWith("/") || url.startsWith("http://") || url.startsWith("https://")) ? url : null);
+const safeImage = (src) => (typeof src === "string" && src.startsWith("data:image/") ? src : null);
 function render({ model, el }) {
   el.classList.add("hubforge-label");
   el.tabIndex = 0;
   const draw = () => {
     const item = model.get("item") || {};
-    const labels = model.get("labels");
+    const labels = model.get("labels") || [];
     const progress = model.get("progress") || {};
     const boxes = model.get("boxes") || [];
     const detect = model.get("detection");
     const preboxes = item.preboxes || [];
     const sure = item.score != null ? ` (${Math.round(item.score * 100)}%)` : "";
-    let pre = item.prelabel ? `<div class="hf-pre">model: <b>${item.prelabel}</b>${sure}` +
-      " — Enter accepts</div>" : "";
+    let pre = item.prelabel ? h("div", { class: "hf-pre" }, "model: ",
+      h("b", {}, String(item.prelabel)), sure, " — Enter accepts") : null;
     if (detect && preboxes.length && !boxes.length)
-      pre = `<div class="hf-pre">model: <b>${preboxes.length} box` +
-        `${preboxes.length === 1 ? "" : "es"}</b>${sure} — Enter accepts, or draw your own</div>`;
-    let body = "<div class='hf-done'>All items are labeled.</div>";
+      pre = h("div", { class: "hf-pre" }, "model: ",
+        h("b", {}, `${preboxes.length} box${preboxes.length === 1 ? "" : "es"}`), sure,
+        " — Enter accepts, or draw your own");
+    let body = h("div", { class: "hf-done" }, "All items are labeled.");
     const zoom = model.get("zoom");
-    if (item.kind === "image" && !detect)
-      body = `<img class="hf-item${zoom ? " hf-zoomed" : ""}" src="${item.src}" ` +
-        `title="click or z: zoom">`;
+    const image = (extra) => h("img", { class: `hf-item${zoom ? " hf-zoomed" : ""}`,
+      src: safeImage(item.src), ...extra });
+    if (item.kind === "image" && !detect) body = image({ title: "click or z: zoom" });
     if (item.kind === "image" && detect) {
-      const box = (b, cls, text) => `<div class="hf-box ${cls}" style="left:${b.x}%;` +
-        `top:${b.y}%;width:${b.width}%;height:${b.height}%"><span>${text}</span></div>`;
+      const box = (b, cls, text) => h("div", { class: `hf-box ${cls}`.trim(),
+        style: { left: pct(b.x), top: pct(b.y), width: pct(b.width), height: pct(b.height) } },
+        h("span", {}, text));
       const shown = boxes.map((b, i) => box(b, "", `${i + 1} ${b.label}`));
-      const guessed = boxes.length ? [] : preboxes.map((b) => box(b, "hf-guess", b.label));
-      body = `<div class="hf-canvas"><img class="hf-item${zoom ? " hf-zoomed" : ""}" ` +
-        `src="${item.src}" draggable="false">` +
-        `${shown.join("")}${guessed.join("")}<div class="hf-box hf-drawing" hidden></div></div>`;
+      const guessed = boxes.length ? [] : preboxes.map((b) => box(b, "hf-guess", String(b.label)));
+      body = h("div", { class: "hf-canvas" }, image({ draggable: "false" }), shown, guessed,
+        h("div", { class: "hf-box hf-drawing", hidden: true }));
     }
-    if (item.kind === "text") {
-      const div = document.createElement("div");
-      div.textContent = item.text;
-      body = `<div class="hf-item hf-text">${div.innerHTML}</div>`;
-    }
+    if (item.kind === "text") body = h("div", { class: "hf-item hf-text" }, String(item.text));
     const total = progress.total || 0, done = progress.labeled || 0;
-    const name = document.createElement("span");
-    name.textContent = item.name || "";
-    const help = model.get("help") ? `<div class="hf-help" role="dialog"><b>Shortcuts</b><ul>
-      <li><kbd>1</kbd>…<kbd>9</kbd> ${detect ? "pick the label of new boxes" : "label"}</li>
-      <li><kbd>Enter</kbd> ${detect ? "save the boxes (or the model's)" :
-        "accept the model's label"}</li>
-      ${detect ? "<li><kbd>Backspace</kbd> remove the last box</li>" : ""}
-      <li><kbd>s</kbd> skip · <kbd>b</kbd> or <kbd>Ctrl+Z</kbd> back</li>
-      <li><kbd>z</kbd> or a click on the image: zoom · <kbd>?</kbd> this card</li></ul></div>` : "";
-    el.innerHTML = `
-      <div class="hf-bar"><div style="width:${total ? (100 * done / total) : 0}%"></div></div>
-      <div class="hf-tools">
-        <button class="hf-zoom-button" data-a="zoom" title="Zoom (z)">
-          ${zoom ? "&minus;" : "+"}</button>
-        <button class="hf-help-button" data-a="help" title="Keyboard shortcuts (?)">?</button>
-      </div>
-      <div class="hf-count">${done} / ${total} labeled
-        <span class="hf-name">${name.innerHTML}</span></div>${help}
-      ${body}${pre}
-      <div class="hf-buttons">${labels.map((l, i) =>
-        `<button data-i="${i}" ${item.id ? "" : "disabled"}` +
-        `${detect && model.get("current") === l ? " class='hf-current'" : ""}>` +
-        `${i < 9 ? (i + 1) + " " : ""}${l}</button>`).join("")}
-        ${detect ? `<button data-a="submit" ${boxes.length || preboxes.length ? "" :
-          "disabled"}>Save ` +
-          `${boxes.length} box${boxes.length === 1 ? "" : "es"} (Enter)</button>` +
-          `<button data-a="remove_box">Remove last (Backspace)</button>` : ""}
-        <button data-a="skip">Skip (s)</button><button data-a="back">Back (b)</button></div>
-      <div class="hf-status">${model.get("status")}</div>
-      <a class="hf-link" href="${model.get("link")}" target="_blank">Open in Label Studio</a>`;
+    const key = (k) => h("kbd", {}, k);
+    const help = model.get("help") ? h("div", { class: "hf-help", role: "dialog" },
+      h("b", {}, "Shortcuts"), h("ul", {},
+        h("li", {}, key("1"), "…", key("9"), detect ? " pick the label of new boxes" : " label"),
+        h("li", {}, key("Enter"), detect ? " save the boxes (or the model's)" :
+          " accept the model's label"),
+        detect ? h("li", {}, key("Backspace"), " remove the last box") : null,
+        h("li", {}, key("s"), " skip · ", key("b"), " or ", key("Ctrl+Z"), " back"),
+        h("li", {}, key("z"), " or a click on the image: zoom · ", key("?"), " this card"))) : null;
+    const buttons = labels.map((l, i) => h("button", { "data-i": i, disabled: !item.id,
+      class: detect && model.get("current") === l ? "hf-current" : null },
+      `${i < 9 ? (i + 1) + " " : ""}${l}`));
+    if (detect) buttons.push(
+      h("button", { "data-a": "submit", disabled: !(boxes.length || preboxes.length) },
+        `Save ${boxes.length} box${boxes.length === 1 ? "" : "es"} (Enter)`),
+      h("button", { "data-a": "remove_box" }, "Remove last (Backspace)"));
+    buttons.push(h("button", { "data-a": "skip" }, "Skip (s)"),
+      h("button", { "data-a": "back" }, "Back (b)"));
+    el.replaceChildren(
+      h("div", { class: "hf-bar" },
+        h("div", { style: { width: pct(total ? 100 * done / total : 0) } })),
+      h("div", { class: "hf-tools" },
+        h("button", { class: "hf-zoom-button", "data-a": "zoom", title: "Zoom (z)" },
+          zoom ? "\u2212" : "+"),
+        h("button", { class: "hf-help-button", "data-a": "help", title: "Keyboard shortcuts (?)" },
+          "?")),
+      h("div", { class: "hf-count" }, `${done} / ${total} labeled `,
+        h("span", { class: "hf-name" }, String(item.name || ""))),
+      help, body, pre,
+      h("div", { class: "hf-buttons" }, buttons),
+      h("div", { class: "hf-status" }, String(model.get("status") || "")),
+      h("a", { class: "hf-link", href: safeLink(model.get("link")), target: "_blank" },
+        "Open in Label Studio"));
     el.querySelectorAll("button[data-i]").forEach((b) =>
       b.addEventListener("click", () => model.send({ action: "label", index: +b.dataset.i })));
     el.querySelectorAll("button[data-a]").forEach((b) =>
@@ -226,6 +245,7 @@ class LabelWidget(anywidget.AnyWidget):
         self.project = project
         self.order = order
         self.task: dict[str, Any] | None = None
+        self._folders: list[list[str]] | None = None  # the project's storage folders
         self.confirmed = False  # Label Studio has locked the shown item for this user
         self.history: list[tuple[dict[str, Any], str]] = []  # (task, journal uid)
         self.skipped: set[int] = set()
@@ -256,7 +276,7 @@ class LabelWidget(anywidget.AnyWidget):
             elif action in ("accept", "skip", "back", "submit", "remove_box"):
                 getattr(self, action)()
         except labeling.LabelingError as e:
-            self.status = html.escape(str(e))
+            self.status = str(e)  # shown as text
 
     # -- actions (the same methods scripts and tests call) --------------------------------
     def label(self, label: str) -> dict[str, Any] | None:
@@ -266,7 +286,7 @@ class LabelWidget(anywidget.AnyWidget):
             raise labeling.LabelingError(
                 "This is a detection project: draw boxes (add_box), then submit()"
             )
-        return self._record(label, f"Saved {html.escape(label)}")
+        return self._record(label, f"Saved {label}")
 
     def add_box(self, label: str, x: float, y: float, width: float, height: float) -> None:
         """Add a box (percent of the image: left, top, width, height) to the current item."""
@@ -335,7 +355,7 @@ class LabelWidget(anywidget.AnyWidget):
                         continue
                 self.confirmed = True
             except Exception as e:  # keep the widget alive; say what went wrong
-                self.status = html.escape(f"Could not reach Label Studio: {e}")
+                self.status = f"Could not reach Label Studio: {e}"
             finally:
                 self._jobs.task_done()
 
@@ -422,9 +442,11 @@ class LabelWidget(anywidget.AnyWidget):
         data = task["data"]
         if "text" in data:
             return {"kind": "text", "text": data["text"], "name": f"item {task['id']}"}
-        path = data_root() / data["hubforge_path"]
-        mime = mimetypes.guess_type(path.name)[0] or "image/png"
-        raw = Path(path).read_bytes()
+        parts = self._checked_path(data.get("hubforge_path"))
+        raw = _read_beneath(data_root(), parts)
+        mime = mimetypes.guess_type(parts[-1])[0] or "image/png"
+        if not mime.startswith("image/"):
+            raise labeling.LabelingError(f"{parts[-1]} is not an image")
         with Image.open(io.BytesIO(raw)) as image:
             width, height = image.size
         encoded = base64.b64encode(raw).decode()
@@ -434,8 +456,49 @@ class LabelWidget(anywidget.AnyWidget):
             "src": src,
             "width": width,
             "height": height,
-            "name": path.name,  # the file, shown above the image
+            "name": parts[-1],  # the file, shown above the image
         }
+
+    def _checked_path(self, relative: Any) -> list[str]:
+        """A task's ``hubforge_path`` (the project owner writes it) as components below the
+        data area: relative, no '..', inside one of the project's storage folders."""
+        if not isinstance(relative, str) or not relative or relative.startswith("/"):
+            raise labeling.LabelingError(f"{relative!r}: not a path inside the project's folders")
+        parts = [p for p in relative.split("/") if p not in ("", ".")]
+        if ".." in parts or "\x00" in relative or not parts:
+            raise labeling.LabelingError(f"{relative!r}: not a path inside the project's folders")
+        for attempt in range(2):
+            if self._folders is None or attempt:
+                self._folders = [
+                    [p for p in f.split("/") if p not in ("", ".")]
+                    for f in self.project.storage_folders()
+                ]
+            if any(f and len(parts) > len(f) and parts[: len(f)] == f for f in self._folders):
+                return parts
+        raise labeling.LabelingError(f"{relative!r} is not in one of this project's folders")
+
+
+def _read_beneath(root: Path, parts: list[str]) -> bytes:
+    """The bytes of the regular file root/parts, no component a link (each opened
+    relative to the one above with O_NOFOLLOW)."""
+    import stat
+
+    nofollow = getattr(os, "O_NOFOLLOW", 0)
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        for part in parts[:-1]:
+            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fds[-1]))
+        fd = os.open(parts[-1], os.O_RDONLY | os.O_NONBLOCK | nofollow, dir_fd=fds[-1])
+        fds.append(fd)
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            raise labeling.LabelingError(f"{parts[-1]} is not a file")
+        with os.fdopen(os.dup(fd), "rb") as f:
+            return f.read()
+    except OSError as e:
+        raise labeling.LabelingError(f"{'/'.join(parts)}: cannot read it ({e.strerror})") from e
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _best(task: dict[str, Any], pick: Any) -> tuple[Any, float] | None:

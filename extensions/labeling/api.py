@@ -242,6 +242,23 @@ class Project:
     def _keys(self) -> set[str]:
         return {t["data"].get("hubforge_key") for t in self._tasks("task_only")} - {None}
 
+    def storage_folders(self) -> list[str]:
+        """The project's local-files storage folders, relative to the data area (folders
+        Label Studio serves from outside it are left out)."""
+        response = self._ls._client_wrapper.httpx_client.request(
+            "api/storages/localfiles", method="GET", params={"project": self.id}
+        )
+        response.raise_for_status()
+        rows = response.json()
+        rows = rows.get("results", []) if isinstance(rows, dict) else rows
+        root = os.path.realpath(data_root())
+        out = []
+        for row in rows:
+            path = os.path.normpath(str(row.get("path", "")))
+            if path.startswith(root + os.sep):
+                out.append(path[len(root) + 1 :])
+        return out
+
     def import_items(self, source: Any, shuffle: bool = True, seed: int = 0) -> ImportReport:
         """Add what ``source`` has that the project does not (re-running adds nothing).
 

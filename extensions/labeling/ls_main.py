@@ -39,23 +39,40 @@ def _setup() -> None:
         settings.LOGIN_URL = settings.FORCE_SCRIPT_NAME + settings.LOGIN_URL
 
 
+MADE_BY_HUBFORGE = "hubforge-accounts"  # the Django group of the accounts Hubforge made
+
+
+class NotHubforges(LookupError):
+    """An account with that e-mail exists, made by someone else (Label Studio's API or UI)."""
+
+
 def _user_and_org(
     email: str,
     password: str | None,
     token: str | None,
     staff: bool,
     organization_of: str | None = None,
+    adopt: bool = False,
 ) -> dict:
     """The account ``email`` (created once) in an organisation of its own, or, with
     ``organization_of``, a member of that user's organisation (a teammate labeling their
-    projects)."""
+    projects). Accounts made here join the MADE_BY_HUBFORGE group (nothing in Label
+    Studio's API can change groups); an existing account outside it is refused
+    (NotHubforges), unless ``adopt`` (the configured admin)."""
+    from django.contrib.auth.models import Group
     from django.db import transaction
     from organizations.functions import create_organization
     from rest_framework.authtoken.models import Token
     from users.models import User
 
     with transaction.atomic():
+        made_here = Group.objects.get_or_create(name=MADE_BY_HUBFORGE)[0]
         user = User.objects.filter(email=email).first()
+        if user is not None and not adopt and not user.groups.filter(pk=made_here.pk).exists():
+            raise NotHubforges(
+                f"a Label Studio account {email} exists that Hubforge did not make: an "
+                "administrator must remove it before this hub user can label"
+            )
         if organization_of is not None:
             owner = User.objects.filter(email=organization_of).first()
             if owner is None or owner.active_organization is None:
@@ -68,6 +85,7 @@ def _user_and_org(
         elif password:
             user.set_password(password)
             user.save()
+        user.groups.add(made_here)
         if not user.is_active:  # shared again after a revoke
             user.is_active = True
             user.save(update_fields=["is_active"])
@@ -118,7 +136,7 @@ def create_annotation_once(app, environ, start_response, task_id: int):
     """POST /api/tasks/<id>/annotations/ carrying Hubforge result ids, exactly once: creates
     on one task run one at a time, and a create whose ids are already saved (a retry after
     a lost answer, or one sent while the first was still being served) answers the saved
-    annotation instead of adding a second."""
+    annotation instead of adding a second (PolicyMiddleware answers it, after the policy)."""
     import io
 
     size = int(environ.get("CONTENT_LENGTH") or 0)
@@ -130,21 +148,17 @@ def create_annotation_once(app, environ, start_response, task_id: int):
         ids = set()
     if not ids:
         return app(environ, start_response)
-    refusal = policy_refusal(environ)  # a saved annotation is answered only to its project
-    if refusal:
-        return _reply(start_response, "403 Forbidden", {"detail": refusal})
     with _task_locks_guard:
         lock = _task_locks.setdefault(task_id, threading.Lock())
     with lock:
         from tasks.models import Annotation
-        from tasks.serializers import AnnotationSerializer
 
         for annotation in Annotation.objects.filter(task_id=task_id):
             saved = {r.get("id") for r in annotation.result or [] if isinstance(r, dict)}
             if ids & saved:
-                data = json.dumps(AnnotationSerializer(annotation).data, default=str).encode()
-                start_response("201 Created", [("Content-Type", "application/json")])
-                return [data]
+                # answered by PolicyMiddleware, only to an account the policy lets through
+                environ["hubforge.saved_annotation"] = (task_id, annotation.id)
+                break
         response = app(environ, start_response)
         try:
             return [b"".join(response)]  # served completely while the lock is held
@@ -373,19 +387,14 @@ def provision(environ, start_response):
 
 # -- the policy layer -----------------------------------------------------------------------
 # Label Studio Community runs one organisation and lets any account reach any project's tasks,
-# annotations and files. Every request passes here first: an account reaches only the projects
-# of its own organisation (a hub user's own, or, for a teammate's account, the owner's that
-# shared with them); the Hubforge admin (staff: the hubforge service) reaches everything.
+# annotations and files. The policy is Django middleware (PolicyMiddleware, last in
+# settings.MIDDLEWARE): it decides in process_view, on the view Django resolved for the
+# request (never on the path's text) and on every account the view could act as (the
+# session's user and an `Authorization: Token` header's, authenticated as DRF would). An
+# account reaches only the projects of its own organisation (a hub user's own, or, for a
+# teammate's account, the owner's that shared with them); the Hubforge admin (staff: the
+# hubforge service) reaches everything. A view the policy does not know is refused.
 
-PROJECT_ROUTES = [
-    (re.compile(r"^/(?:api/)?projects/(\d+)(?:/|$)"), "project"),
-    (re.compile(r"^/api/tasks/(\d+)(?:/|$)"), "task"),
-    (re.compile(r"^/api/annotations/(\d+)(?:/|$)"), "annotation"),
-    (re.compile(r"^/api/predictions/(\d+)(?:/|$)"), "prediction"),
-    (re.compile(r"^/api/drafts/(\d+)(?:/|$)"), "draft"),
-    (re.compile(r"^/api/dm/views/(\d+)(?:/|$)"), "view"),
-    (re.compile(r"^/api/import/file-upload/(\d+)(?:/|$)"), "upload"),
-]
 QUERY_KEYS = {
     "project": "project",
     "task": "task",
@@ -394,12 +403,194 @@ QUERY_KEYS = {
     "annotation": "annotation",
 }
 BODY_KEYS = {"project": "project", "task": "task", "view": "view"}
-# list routes that answer across projects unless narrowed to one
-NEEDS_PROJECT = re.compile(
-    r"^/api/(?:tasks|annotations|predictions|dm/views|storages(?:/(?!types)[a-z-]+)?)/?$"
-)
-ANY_ID = re.compile(r"^/api/[a-z_-]+(?:/[a-z_-]+)*/\d+(?:/|$)")
-KNOWN_ID_ROUTES = re.compile(r"^/api/(?:users|organizations)/\d+(?:/|$)")
+READ = frozenset({"GET", "HEAD", "OPTIONS"})
+USER_FIELDS = {
+    "first_name",
+    "last_name",
+    "username",
+    "phone",
+    "allow_newsletters",
+    "custom_hotkeys",
+}
+STORAGES_BY_HUBFORGE = "storages are made by Hubforge (labeling.import_items), not by accounts"
+
+
+class Rule(NamedTuple):
+    """What an account may do with one view. ``kind``: "public" (anyone, credentials not
+    looked at), "account" (the account's own things, or nothing of a project), "objects"
+    (the URL's ``objects`` kwargs name objects of the account's projects), "list" (must be
+    narrowed to one of its projects), "user"/"org" (the URL names the account itself / its
+    organisation), "upload", "storage-data", "local-files", "storages" (accounts never
+    write them). ``methods``: the only ones allowed (None: any)."""
+
+    kind: str
+    methods: frozenset | None = None
+    objects: tuple[tuple[str, str], ...] = ()
+    why: str = ""
+
+
+def _rules() -> dict[str, Rule]:
+    public = Rule("public")
+    account = Rule("account")
+    read_only = Rule("account", READ)
+    project = Rule("objects", objects=(("pk", "project"),))
+    task = Rule("objects", objects=(("pk", "task"),))
+    rules = {
+        # pages and files that hold nothing of a project
+        "main": public,
+        "django.views.static.serve": public,
+        "core.views.serve_file": public,
+        "core.utils.static_serve.serve": public,
+        "django.views.generic.base.RedirectView": public,
+        "version": public,
+        "api-version": public,
+        "health": public,
+        "static_time_series": public,
+        "samples_paragraphs": public,
+        "user-login": public,
+        "user-signup": public,
+        "logout": public,
+        "rest_framework:login": public,
+        "rest_framework:logout": public,
+        "schema": public,
+        "swagger-ui": public,
+        "redoc": public,
+        "schema-json": public,
+        "schema-yaml": public,
+        "schema-swagger-ui": public,
+        "docs-api": public,
+        "docs-redirect": public,
+        "feature_flags": public,
+        "heidi_tips": public,
+        "collect_metrics": public,
+        "webhooks:api:webhook-info": public,
+        "projects:api:label-config-validate": public,
+        "projects:api-templates:template-list": Rule("public", READ),
+        "api-root": Rule("public", READ),
+        "data_manager:api:api-root": Rule("public", READ),
+        "tasks:api-predictions:api-root": Rule("public", READ),
+        "labels_manager:api-labels:api-root": Rule("public", READ),
+        "organizations:organization-simple": account,
+        "organizations:organization-simple-webhooks": account,
+        "organizations:organization-index": account,
+        "organizations:models": account,
+        "projects:project-index": account,
+        "user-account": account,
+        "user-account-anything": account,
+        # the account itself
+        "current-user-reset-token": account,
+        "current-user-token": account,
+        "current-user-whoami": account,
+        "product-tour": account,
+        "current-user-hotkeys": account,
+        "jwt_auth:token_manage": account,
+        "jwt_auth:token_refresh": account,
+        "jwt_auth:token_blacklist": account,
+        "jwt_auth:token_rotate": account,
+        "user-detail": Rule("user"),
+        "user-avatar": Rule("user"),
+        # lists Label Studio keeps to the account's organisation itself; nobody writes them
+        "user-list": Rule("account", READ, why="accounts are made by Hubforge, not by accounts"),
+        "organizations:api:organization-list": read_only,
+        "organizations:api:organization-detail": Rule("org", READ),
+        "organizations:api:organization-memberships-list": Rule("org", READ),
+        "organizations:api:organization-membership-detail": Rule("org", READ),
+        "jwt_auth:api-jwt-settings": Rule("account", READ),
+        "session_policy:session-policy": Rule("account", READ),
+        "projects:api:project-list": account,
+        "projects:api:project-counts-list": read_only,
+        # one project
+        "projects:project-settings": project,
+        "projects:project-settings-anything": project,
+        "projects:api:project-detail": project,
+        "projects:api:project-next": project,
+        "projects:api:label-stream-history": project,
+        "projects:api:project-label-config-validate": project,
+        "projects:api:project-summary": project,
+        "projects:api:project-summary-reset": project,
+        "projects:api:project-imports": project,
+        "projects:api:project-reimports": project,
+        "projects:api:project-tasks-list": project,
+        "projects:api:project-sample-task": project,
+        "projects:api:project-model-versions": project,
+        "projects:api:project-annotators": project,
+        "data_import:api-projects:project-tasks-bulk-upload": project,
+        "data_import:api-projects:project-import": project,
+        "data_import:api-projects:project-import-predictions": project,
+        "data_import:api-projects:project-reimport": project,
+        "data_import:api-projects:project-file-upload-list": project,
+        "data_manager:project-data": project,
+        "data_manager:project-import": project,
+        "data_manager:project-export": project,
+        "data_export:api-projects:project-export": project,
+        "data_export:api-projects:project-export-formats": project,
+        "data_export:api-projects:project-export-files": project,
+        "data_export:api-projects:project-exports-list": project,
+        "data_export:api-projects:project-exports-detail": project,
+        "data_export:api-projects:project-exports-download": project,
+        "data_export:api-projects:project-exports-convert": project,
+        "storages:project-storage-data-resolve": Rule(
+            "objects", objects=(("project_id", "project"),)
+        ),
+        "storages:project-storage-data-presign": Rule(
+            "objects", objects=(("project_id", "project"),)
+        ),
+        # objects of a project
+        "tasks:api:task-detail": task,
+        "tasks:api:task-annotations": task,
+        "tasks:api:task-drafts": task,
+        "tasks:api:task-annotations-drafts": Rule(
+            "objects", objects=(("pk", "task"), ("annotation_id", "annotation"))
+        ),
+        "tasks:api:task-agreement": task,
+        "storages:task-storage-data-resolve": Rule("objects", objects=(("task_id", "task"),)),
+        "storages:task-storage-data-presign": Rule("objects", objects=(("task_id", "task"),)),
+        "tasks:api-annotations:annotation-detail": Rule("objects", objects=(("pk", "annotation"),)),
+        "tasks:api-annotations:annotation-convert-to-draft": Rule(
+            "objects", objects=(("pk", "annotation"),)
+        ),
+        "tasks:api-drafts:draft-detail": Rule("objects", objects=(("pk", "draft"),)),
+        "tasks:api-predictions:prediction-detail": Rule("objects", objects=(("pk", "prediction"),)),
+        "data_manager:api:view-detail": Rule("objects", objects=(("pk", "view"),)),
+        "data_import:api:file-upload-detail": Rule("objects", objects=(("pk", "upload"),)),
+        # lists across projects: narrowed to one of the account's
+        "tasks:api:task-list": Rule("list"),
+        "tasks:api-predictions:prediction-list": Rule("list"),
+        "data_manager:api:view-list": Rule("list"),
+        "ml:api:ml-list": Rule("list", READ),
+        "webhooks:api:webhook-list": Rule("list", READ),
+        # the data manager names its project in the query or the body
+        "data_manager:api:view-reset": account,
+        "data_manager:api:view-update-order": account,
+        "data_manager:dm-columns": account,
+        "data_manager:dm-project": account,
+        "data_manager:dm-actions": account,
+        "data_manager:dm-actions-form": account,
+        # files
+        "data_import:data-upload": Rule("upload", READ),
+        "data_import:storage-data-upload": Rule("storage-data", READ),
+        "storages:localfiles_data": Rule("local-files", READ),
+    }
+    return rules
+
+
+RULES: dict[str, Rule] = _rules()
+# storage routes: accounts may read the lists of their projects' storages and the forms
+STORAGE_LIST = re.compile(r"^storages:api:(?:export-)?storage(?:-[a-z]+)?-list$")
+STORAGE_FORM = re.compile(r"^storages:api:(?:export-)?storage(?:-[a-z]+-form|-types)$")
+
+
+def rule_for(view_name: str) -> Rule | None:
+    """The policy's rule for a resolved view (None: not one accounts may use)."""
+    if view_name in RULES:
+        return RULES[view_name]
+    if STORAGE_FORM.match(view_name):
+        return Rule("public", READ)
+    if STORAGE_LIST.match(view_name):
+        return Rule("list", READ, why=STORAGES_BY_HUBFORGE)
+    if view_name.startswith("storages:api:"):
+        return Rule("storages", frozenset(), why=STORAGES_BY_HUBFORGE)
+    return None
 
 
 # What the policy looks up for every request, kept in memory: objects never change project
@@ -416,6 +607,10 @@ class Caller(NamedTuple):
     id: int
     org: int | None
     staff: bool
+
+
+class Refused(Exception):
+    """The request may not pass: 403 with why."""
 
 
 def _remember(cache: dict, key: Any, value: Any) -> Any:
@@ -473,50 +668,101 @@ def _look_up_project_of(kind: str, pk: int):
     return lookups[kind]()
 
 
-def _requester(environ):
-    """The Label Studio account a request comes from: (user, None), (None, None) when it
-    carries no credentials (Label Studio refuses it itself), or (None, error)."""
-    import time
+def _cookie_refusal(request) -> str | None:
+    """Why the session cookie cannot be read unambiguously (None: it can): Django and the
+    standard library must find the same session, and the header must name it once."""
     from http.cookies import CookieError, SimpleCookie
-    from importlib import import_module
 
     from django.conf import settings
-    from rest_framework.authtoken.models import Token
-    from users.models import User
 
-    auth = environ.get("HTTP_AUTHORIZATION", "")
-    if auth:
-        scheme, _, key = auth.partition(" ")
-        if scheme.lower() != "token":
-            return None, "only legacy tokens (Authorization: Token ...) are accepted here"
-        cached = _CALLERS.get("token " + key.strip())
-        if cached and cached[0] > time.monotonic():
-            return cached[1], None
-        token = Token.objects.select_related("user").filter(key=key.strip()).first()
-        return _caller("token " + key.strip(), token.user if token else None), None
+    header = request.META.get("HTTP_COOKIE", "")
+    name = settings.SESSION_COOKIE_NAME
+    if name not in header:
+        return None
+    named = [p for p in header.split(";") if p.partition("=")[0].strip() == name]
+    stdlib = SimpleCookie()
     try:
-        cookies = SimpleCookie(environ.get("HTTP_COOKIE", ""))
+        stdlib.load(header)
     except CookieError:
-        return None, None
-    morsel = cookies.get(settings.SESSION_COOKIE_NAME)
-    if morsel is None:
-        return None, None
-    cached = _CALLERS.get("session " + morsel.value)
+        stdlib = SimpleCookie()
+    theirs = stdlib[name].value if name in stdlib else None
+    if len(named) > 1 or theirs != request.COOKIES.get(name):
+        return (
+            "this request's Cookie header cannot be read unambiguously (a malformed item or "
+            f"two {name} cookies): clear this site's cookies and sign in again from the hub"
+        )
+    return None
+
+
+def _token_caller(header: str) -> Caller | None:
+    """The account of an `Authorization: Token <key>` header, authenticated as Label
+    Studio's DRF TokenAuthentication does (None: no such active account, which Label Studio
+    answers with 401 itself). Refused: any other scheme, or a header DRF cannot read."""
+    import time
+
+    from rest_framework.authtoken.models import Token
+
+    parts = header.encode("iso-8859-1", "replace").split()
+    if not parts or parts[0].lower() != b"token":
+        raise Refused("only legacy tokens (Authorization: Token ...) are accepted here")
+    if len(parts) != 2:
+        raise Refused("malformed Authorization header: send 'Authorization: Token <key>'")
+    try:
+        key = parts[1].decode()
+    except UnicodeError:
+        raise Refused("malformed Authorization header: the token is not text") from None
+    cached = _CALLERS.get("token " + key)
     if cached and cached[0] > time.monotonic():
-        return cached[1], None
-    session = import_module(settings.SESSION_ENGINE).SessionStore(morsel.value)
-    uid = session.get("_auth_user_id")
-    user = User.objects.filter(pk=uid).first() if uid else None
-    return _caller("session " + morsel.value, user), None
+        return cached[1]
+    token = Token.objects.select_related("user").filter(key=key).first()
+    user = token.user if token is not None and token.user.is_active else None
+    if user is not None and user.active_organization_id is not None:
+        with contextlib.suppress(Exception):  # legacy tokens turned off: Label Studio's 401
+            if not user.active_organization.jwt.legacy_api_tokens_enabled:
+                user = None
+    return _caller("token " + key, user)
+
+
+def _callers(request) -> list[Caller]:
+    """Every account the resolved view could act as: an `Authorization: Token` header's
+    (DRF views) and the session's or JWT middleware's ``request.user`` (every view)."""
+    import time
+
+    refusal = _cookie_refusal(request)
+    if refusal:
+        raise Refused(refusal)
+    callers = []
+    header = request.META.get("HTTP_AUTHORIZATION")
+    if header is not None:
+        found = _token_caller(header)
+        if found is not None:
+            callers.append(found)
+    user = getattr(request, "user", None)
+    if user is not None and user.is_authenticated:
+        cached = _CALLERS.get(f"user {user.id}")
+        if cached and cached[0] > time.monotonic():
+            callers.append(cached[1])
+        else:
+            callers.append(_caller(f"user {user.id}", user))
+    return callers
 
 
 def _caller(key: str, user) -> Caller | None:
-    """The policy's view of ``user`` (None: unknown credentials, not kept)."""
+    """The policy's view of ``user`` (None: unknown credentials, not kept): its active
+    organisation only while it is a member of it."""
     import time
+
+    from organizations.models import OrganizationMember
 
     if user is None:
         return None
-    caller = Caller(user.id, user.active_organization_id, user.is_staff or user.is_superuser)
+    org = user.active_organization_id
+    if org is not None:
+        member = OrganizationMember.objects.filter(
+            user_id=user.id, organization_id=org, deleted_at__isnull=True
+        )
+        org = org if member.exists() else None
+    caller = Caller(user.id, org, user.is_staff or user.is_superuser)
     _remember(_CALLERS, key, (time.monotonic() + CALLER_TTL, caller))
     return caller
 
@@ -532,102 +778,316 @@ def _ids(values) -> list[int]:
     return out
 
 
-def _local_file_allowed(user, relative: str) -> bool:
-    """A file under a storage root of one of the account's projects, also after every
-    symlink is resolved (a link out of the root serves nothing)."""
-    import posixpath
-
-    from django.conf import settings
-    from io_storages.localfiles.models import LocalFilesImportStorage
-
-    root = os.path.realpath(settings.LOCAL_FILES_DOCUMENT_ROOT)
-    wanted = os.path.realpath(os.path.join(root, posixpath.normpath(relative).lstrip("/")))
-    if not (wanted == root or wanted.startswith(root + os.sep)):
-        return False
-    roots = LocalFilesImportStorage.objects.filter(project__organization_id=user.org).values_list(
-        "path", flat=True
-    )
-    for storage in roots:
-        base = os.path.realpath(storage)
-        if wanted.startswith(base.rstrip(os.sep) + os.sep):
-            return True
-    return False
-
-
-def policy_refusal(environ) -> str | None:
-    """Why this request may not pass (None: it may). Reads, and puts back, a JSON body."""
-    import io
-    from urllib.parse import parse_qs
-
-    path = environ.get("PATH_INFO", "")
-    if not (path.startswith(("/api/", "/projects/", "/data/")) or path == "/projects"):
-        return None  # pages, static files, login: nothing of a project
-    user, error = _requester(environ)
-    if error:
-        return error
-    if user is None:
-        return None  # no or bad credentials: Label Studio answers 401 / the login page
-    if user.staff:
+def _json_body(request):
+    """The request's JSON object, when it sends one (Django keeps the bytes for the view)."""
+    if request.method not in ("POST", "PUT", "PATCH") or "json" not in request.content_type:
         return None
-    org = user.org
+    try:
+        return json.loads(request.body) if request.body else None
+    except (ValueError, RecursionError):
+        return None  # Label Studio answers the bad body itself
+
+
+def view_refusal(request, view_name: str, kwargs: dict, caller: Caller) -> str | None:
+    """Why ``caller`` may not use this view (None: it may)."""
+    if caller.staff:
+        return None
+    rule = rule_for(view_name)
+    method = request.method
+    if rule is None:
+        return f"{request.path_info} is not a route Hubforge lets accounts use"
+    if rule.methods is not None and method not in rule.methods:
+        return (
+            rule.why or f"{method} {request.path_info} is not for accounts (Hubforge's admin only)"
+        )
+    org = caller.org
 
     def mine(project_id) -> bool:
         return project_id is not None and org is not None and _org_of(project_id) == org
 
-    method = environ.get("REQUEST_METHOD", "GET")
-    if path.startswith("/api/storages") and method != "GET":
-        return "storages are made by Hubforge (labeling.import_items), not by accounts"
-    if path.startswith("/data/local-files"):
-        d = parse_qs(environ.get("QUERY_STRING", "")).get("d", [""])[0]
-        return None if d and _local_file_allowed(user, d) else "no such file in your projects"
-    if path.startswith("/data/upload/"):
+    if rule.kind == "public":
+        return None
+    if rule.kind == "local-files":
+        return None  # served by local_file() below, which checks the file itself
+    if rule.kind == "upload":
         from data_import.models import FileUpload
 
-        name = "upload/" + path[len("/data/upload/") :]
+        name = "upload/" + str(kwargs.get("filename", ""))
         owner = FileUpload.objects.filter(file=name).values_list("project_id", flat=True).first()
         return None if mine(owner) else "no such upload in your projects"
-    for pattern, kind in PROJECT_ROUTES:
-        match = pattern.match(path)
-        if match:
-            if not mine(_project_of(kind, int(match.group(1)))):
-                return f"{kind} {match.group(1)} is not in your projects"
-            break
-    else:
-        match = KNOWN_ID_ROUTES.match(path)
-        if match:
-            kind, pk = path.split("/")[2], int(path.split("/")[3])
-            if pk != (org if kind == "organizations" else user.id):
-                return f"not your {kind[:-1]}"
-        elif ANY_ID.match(path):
-            return f"{path} is not a route Hubforge lets accounts use"
-    query = parse_qs(environ.get("QUERY_STRING", ""))
+    if rule.kind == "storage-data":
+        from django.conf import settings
+
+        path = request.GET.get("filepath", "")
+        if path.startswith(settings.AVATAR_PATH + "/") and ".." not in path.split("/"):
+            return None  # Label Studio shows avatars of the account's organisation only
+        from data_import.models import FileUpload
+
+        owner = FileUpload.objects.filter(file=path).values_list("project_id", flat=True).last()
+        return None if mine(owner) else "no such upload in your projects"
+    if rule.kind == "user":
+        if str(kwargs.get("pk")) != str(caller.id):
+            return "not your user"
+        if method not in READ:  # not active_organization: that would join any organisation
+            body = _json_body(request)
+            if not isinstance(body, dict) or set(body) - USER_FIELDS:
+                return f"send JSON with only {', '.join(sorted(USER_FIELDS))}"
+    if rule.kind == "org" and str(kwargs.get("pk")) != str(org):
+        return "not your organization"
+    for name, kind in rule.objects:
+        value = str(kwargs.get(name, ""))
+        if not value.isdigit() or not mine(_project_of(kind, int(value))):
+            return f"{kind} {value} is not in your projects"
     try:
         narrowed = False
         for key, kind in QUERY_KEYS.items():
-            for pk in _ids(query.get(key, [])):
+            for pk in _ids(request.GET.getlist(key)):
                 narrowed = True
                 if not mine(_project_of(kind, pk)):
                     return f"{kind} {pk} is not in your projects"
-        if method in ("POST", "PUT", "PATCH") and "json" in environ.get("CONTENT_TYPE", ""):
-            size = int(environ.get("CONTENT_LENGTH") or 0)
-            raw = environ["wsgi.input"].read(size) if size else b""
-            environ["wsgi.input"] = io.BytesIO(raw)
-            try:
-                body = json.loads(raw) if raw else None
-            except (ValueError, RecursionError):
-                body = None  # Label Studio answers the bad body itself
-            if isinstance(body, dict):
-                for key, kind in BODY_KEYS.items():
-                    if key in body and body[key] is not None:
-                        for pk in _ids(body[key]):
-                            narrowed = True
-                            if not mine(_project_of(kind, pk)):
-                                return f"{kind} {pk} is not in your projects"
+        body = _json_body(request)
+        if isinstance(body, dict):
+            for key, kind in BODY_KEYS.items():
+                if key in body and body[key] is not None:
+                    for pk in _ids(body[key]):
+                        narrowed = True
+                        if not mine(_project_of(kind, pk)):
+                            return f"{kind} {pk} is not in your projects"
     except ValueError:
         return "project, task and view must be numbers"
-    if NEEDS_PROJECT.match(path) and not narrowed:
+    if rule.kind == "list" and not narrowed:
         return "name one of your projects (?project=ID)"
     return None
+
+
+# -- local files ----------------------------------------------------------------------------
+# Label Studio's own view compares the path's text with a storage and then follows links as
+# the (root) server. Hubforge serves them itself: only a file inside a local-files storage of
+# a project every caller may reach, opened one component at a time relative to the one above
+# with O_NOFOLLOW (no link at any level, below the configured document root), a regular file
+# only, and, when Label Studio runs as root on Linux, with the file-system identity of the
+# account owning the storage's area (users/<name>), in this serving thread only.
+
+_DIRECTORY = os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC | getattr(os, "O_NOFOLLOW", 0)
+_FILE = os.O_RDONLY | os.O_CLOEXEC | os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+NO_FILE = "no such file in your projects"
+
+
+def _parts(relative: str) -> list[str] | None:
+    """The components of a relative path; None for one that climbs ('..') or holds NUL."""
+    if "\x00" in relative:
+        return None
+    parts = [p for p in relative.split("/") if p not in ("", ".")]
+    return None if ".." in parts else parts
+
+
+def _storage_parts(caller_orgs: list[int | None], root: str) -> list[list[str]]:
+    """The storage roots (components below ``root``) of the projects every caller reaches."""
+    from io_storages.localfiles.models import LocalFilesImportStorage
+
+    storages = LocalFilesImportStorage.objects.all()
+    for org in caller_orgs:
+        storages = storages.filter(project__organization_id=org)
+    out = []
+    for path in storages.values_list("path", flat=True):
+        path = os.path.normpath(path)
+        if path.startswith(root + os.sep):
+            parts = _parts(path[len(root) + 1 :])
+            if parts:
+                out.append(parts)
+    return out
+
+
+class _FsIdentity:
+    """setfsuid/setfsgid (and no supplementary groups) for the calling thread only, as long
+    as the ``with`` lasts; a no-op unless this process runs as root on Linux. The kernel
+    clears the file-access capabilities while the fsuid is not 0."""
+
+    SETGROUPS = {"x86_64": 116, "aarch64": 159, "ppc64le": 81, "s390x": 206}
+
+    def __init__(self, uid: int, gid: int):
+        self.uid, self.gid = uid, gid
+        self.active = sys.platform.startswith("linux") and os.geteuid() == 0 and uid != 0
+
+    def _libc(self):
+        import ctypes
+        import ctypes.util
+        import platform
+
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or None, use_errno=True)
+        libc.setfsuid.argtypes = [ctypes.c_uint32]
+        libc.setfsgid.argtypes = [ctypes.c_uint32]
+        number = self.SETGROUPS.get(platform.machine())
+        if number is None:
+            raise OSError(f"setgroups: unknown syscall number on {platform.machine()}")
+        return ctypes, libc, number
+
+    def _setgroups(self, groups: list[int]) -> None:
+        ctypes, libc, number = self._libc()
+        array = (ctypes.c_uint32 * max(len(groups), 1))(*groups)
+        # the raw syscall changes this thread only (glibc's setgroups() changes every thread)
+        if libc.syscall(ctypes.c_long(number), ctypes.c_long(len(groups)), array) != 0:
+            raise OSError(ctypes.get_errno(), "setgroups")
+
+    def __enter__(self):
+        if not self.active:
+            return self
+        _, libc, _ = self._libc()
+        self.groups = os.getgroups()
+        self._setgroups([])
+        libc.setfsgid(self.gid)
+        libc.setfsuid(self.uid)
+        # both return the previous value; asking with an invalid id reads the current one
+        if libc.setfsuid(0xFFFFFFFF) != self.uid or libc.setfsgid(0xFFFFFFFF) != self.gid:
+            self.__exit__()
+            raise OSError("could not take the storage owner's file-system identity")
+        return self
+
+    def __exit__(self, *exc):
+        if not self.active:
+            return
+        _, libc, _ = self._libc()
+        libc.setfsuid(0)
+        libc.setfsgid(os.getegid())
+        self._setgroups(self.groups)
+        if libc.setfsuid(0xFFFFFFFF) != 0:  # never serve the next request as someone else
+            os._exit(70)
+
+
+def open_beneath(root: str, parts: list[str], area: int) -> int:
+    """A descriptor of the regular file ``root``/``parts``, every component opened relative
+    to the one above without following a link; the first ``area`` components (users/<name>,
+    or datasets) as this process, the rest as the owner of that area folder."""
+    import stat
+
+    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    try:
+        for part in parts[:area]:
+            fds.append(os.open(part, _DIRECTORY, dir_fd=fds[-1]))
+        owner = os.fstat(fds[-1])
+        with _FsIdentity(owner.st_uid, owner.st_gid):
+            for part in parts[area:-1]:
+                fds.append(os.open(part, _DIRECTORY, dir_fd=fds[-1]))
+            fd = os.open(parts[-1], _FILE, dir_fd=fds[-1])
+        if not stat.S_ISREG(os.fstat(fd).st_mode):
+            os.close(fd)
+            raise IsADirectoryError(parts[-1])
+        return fd
+    finally:
+        for fd in fds:
+            os.close(fd)
+
+
+def local_file(request, callers: list[Caller]):
+    """Label Studio's /data/local-files/?d=<path below the document root>, served safely."""
+    import mimetypes
+
+    from django.conf import settings
+    from django.http import HttpResponseNotModified, JsonResponse
+    from ranged_fileresponse import RangedFileResponse
+
+    def refuse(why: str = NO_FILE):
+        return JsonResponse({"detail": why}, status=403)
+
+    if not settings.LOCAL_FILES_SERVING_ENABLED:
+        return refuse("local files are not served here")
+    if not callers:
+        return refuse("sign in first")
+    parts = _parts(request.GET.get("d", ""))
+    if not parts:
+        return refuse()
+    root = os.path.realpath(settings.LOCAL_FILES_DOCUMENT_ROOT)
+    orgs = [c.org for c in callers if not c.staff]  # staff: every storage
+    inside = [s for s in _storage_parts(orgs, root) if len(parts) > len(s) and parts[: len(s)] == s]
+    if not inside:
+        return refuse()
+    area = 2 if parts[0] == "users" else 1  # users/<name>, datasets, ...
+    try:
+        fd = open_beneath(root, parts, min(area, len(parts) - 1))
+    except OSError:
+        return refuse()
+    handle = os.fdopen(fd, "rb")
+    info = os.fstat(fd)
+    etag = f'W/"{info.st_mtime_ns:x}-{info.st_size:x}"'
+    wanted = [e.strip() for e in request.META.get("HTTP_IF_NONE_MATCH", "").split(",")]
+    if etag in wanted or "*" in wanted:
+        handle.close()
+        response = HttpResponseNotModified()
+        response["ETag"] = etag
+        return response
+    kind = mimetypes.guess_type(parts[-1])[0] or "application/octet-stream"
+    response = RangedFileResponse(request, handle, content_type=kind)
+    response["ETag"] = etag
+    response["X-Content-Type-Options"] = "nosniff"
+    response["Content-Security-Policy"] = "sandbox"  # a stored page runs nothing in our origin
+    return response
+
+
+def _saved_annotation(annotation_id: int):
+    from django.http import HttpResponse
+    from tasks.models import Annotation
+    from tasks.serializers import AnnotationSerializer
+
+    annotation = Annotation.objects.get(pk=annotation_id)
+    data = json.dumps(AnnotationSerializer(annotation).data, default=str)
+    return HttpResponse(data, status=201, content_type="application/json")
+
+
+POLICY = "hubforge_ls_policy.PolicyMiddleware"
+
+
+class PolicyMiddleware:
+    """Django middleware (last in settings.MIDDLEWARE): every resolved view past the
+    policy, or 403 with why. Adds `Server-Timing: hubforge-policy;dur=<ms>` to every answer
+    (tests/bench/bench_labeling.py reads it)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        request.hubforge_policy_ms = 0.0
+        response = self.get_response(request)
+        response["Server-Timing"] = f"hubforge-policy;dur={request.hubforge_policy_ms:.3f}"
+        return response
+
+    def process_view(self, request, view_func, view_args, view_kwargs):
+        import time
+
+        from django.http import JsonResponse
+
+        started = time.perf_counter()
+        try:
+            match = request.resolver_match
+            rule = rule_for(match.view_name)
+            if (
+                rule is not None
+                and rule.kind == "public"
+                and (rule.methods is None or request.method in rule.methods)
+            ):
+                return None
+            try:
+                callers = _callers(request)
+                for caller in callers:
+                    refusal = view_refusal(request, match.view_name, match.kwargs, caller)
+                    if refusal:
+                        raise Refused(refusal)
+                if not callers and rule is None:
+                    raise Refused(f"{request.path_info} is not a route Hubforge lets accounts use")
+            except Refused as e:
+                return JsonResponse({"detail": str(e)}, status=403)
+            if rule is not None and rule.kind == "local-files":
+                return local_file(request, callers)
+            saved = request.META.get("hubforge.saved_annotation")
+            if (
+                saved is not None
+                and match.view_name == "tasks:api:task-annotations"
+                and request.method == "POST"
+                and str(match.kwargs.get("pk")) == str(saved[0])
+            ):
+                return _saved_annotation(saved[1])
+            return None  # no account: Label Studio answers 401 or its login page itself
+        finally:
+            request.hubforge_policy_ms = (time.perf_counter() - started) * 1e3
 
 
 def _enforce_organisations() -> None:
@@ -645,31 +1105,6 @@ def _enforce_organisations() -> None:
         return self.organization_id == getattr(user, "active_organization_id", None)
 
     ProjectMixin.has_permission = has_permission
-
-
-class Policy:
-    """WSGI middleware: every request past the policy, or 403 with why."""
-
-    def __init__(self, app):
-        self.app = app
-
-    def __call__(self, environ, start_response):
-        import time
-
-        started = time.perf_counter()
-        refusal = policy_refusal(environ)
-        # what the policy costs this request (tests/bench/bench_labeling.py reads it)
-        timing = (
-            "Server-Timing",
-            f"hubforge-policy;dur={(time.perf_counter() - started) * 1e3:.3f}",
-        )
-
-        def respond(status, headers, exc_info=None):
-            return start_response(status, [*headers, timing], exc_info)
-
-        if refusal:
-            return _reply(respond, "403 Forbidden", {"detail": refusal})
-        return self.app(environ, respond)
 
 
 class Gate:
@@ -737,12 +1172,19 @@ def serve(args: argparse.Namespace, gate: Gate) -> None:
         os.environ["HUBFORGE_LS_ADMIN_PASSWORD"],
         os.environ["HUBFORGE_LS_ADMIN_TOKEN"],
         staff=True,
+        adopt=True,
     )
     print(f"label studio: admin {admin['email']} ready", flush=True)
     from django.core.wsgi import get_wsgi_application
 
     _enforce_organisations()
-    gate.app = StripPrefix(Policy(get_wsgi_application()), args.prefix)
+    from django.conf import settings
+
+    # the policy sees the view Django resolved and the account it authenticated
+    sys.modules.setdefault("hubforge_ls_policy", sys.modules[__name__])
+    if POLICY not in settings.MIDDLEWARE:
+        settings.MIDDLEWARE = [*settings.MIDDLEWARE, POLICY]
+    gate.app = StripPrefix(get_wsgi_application(), args.prefix)
     print(f"label studio: ready on {args.host}:{args.port}{args.prefix}/", flush=True)
 
 

@@ -4,6 +4,7 @@ alice's own work goes on."""
 
 from __future__ import annotations
 
+import json
 import os
 
 import pytest
@@ -176,3 +177,175 @@ def test_an_annotation_sent_twice_at_once_is_saved_once(workbench, alice_and_bob
     assert len({a.json()["id"] for a in answers}) == 1
     saved = ls(workbench, alice["token"], "GET", f"api/tasks/{task}/").json()["annotations"]
     assert [r["id"] for a in saved for r in a["result"]].count(uid) == 1
+
+
+# -- the policy inside Django (N1, N4, N16) -------------------------------------------------
+def _bob_storage(workbench, as_user):  # noqa: F811
+    """Bob's own project over his own folder, which holds links out of it, as bob's kernel
+    could make them: a folder link to the workbench's state, a file link to its secrets."""
+    state = workbench.data_dir / "state"
+    as_user("pol-bob")
+    folder = workbench.data_dir / "hdfs" / "users" / "pol-bob" / "bimgs"
+    if not (folder / "000.png").exists():
+        shapes(folder, 2)
+    for name, target in (("s", state), ("leak.png", state / "label-studio-admin.json")):
+        if not (folder / name).is_symlink():
+            os.symlink(target, folder / name)
+    project = labeling.create_project("bob images", str(folder), ["circle", "square"])
+    secret = json.loads((state / "label-studio-admin.json").read_text())["service_key"]
+    return project, folder.relative_to(workbench.data_dir / "hdfs"), secret
+
+
+def test_no_route_to_local_files_follows_a_link(workbench, alice_and_bob, as_user):  # noqa: F811
+    """N1: the unanchored route (…/x/data/local-files/) reached Label Studio's own view past
+    the policy, which followed bob's link (as root) to any file."""
+    _, alice, bob, item, _ = alice_and_bob
+    _, mine, secret = _bob_storage(workbench, as_user)
+    b = bob["token"]
+    wanted = [
+        f"{mine}/s/label-studio-admin.json",  # a folder link inside his storage
+        f"{mine}/leak.png",  # a file link inside his storage
+        f"{mine}/../../../state/label-studio-admin.json",
+        f"{mine}/./s/../s/label-studio-admin.json",
+    ]
+    for route in ("data/local-files/", "x/data/local-files/", "api/x/data/local-files/"):
+        for d in wanted:
+            r = ls(workbench, b, "GET", f"{route}?d={d}")
+            assert r.status_code in (403, 404), (route, d, r.status_code)
+            assert secret not in r.text and "service_key" not in r.text, (route, d)
+        # alice's image through any route: not bob's
+        theirs = item["data"]["image"].split("?d=", 1)[1]
+        r = ls(workbench, b, "GET", f"{route}?d={theirs}")
+        assert r.status_code in (403, 404) and r.content[:4] != b"\x89PNG", route
+        # his own image still comes, whatever the route
+        r = ls(workbench, b, "GET", f"{route}?d={mine}/000.png")
+        assert r.status_code == 200 and r.content[:4] == b"\x89PNG", (route, r.text[:200])
+    # alice's own image as before
+    image = item["data"]["image"].split("?d=", 1)[1]
+    r = ls(workbench, alice["token"], "GET", f"x/data/local-files/?d={image}")
+    assert r.status_code == 200 and r.content[:4] == b"\x89PNG"
+
+
+def _session_of(workbench, email: str) -> str:
+    """A Label Studio session of ``email``, through a sign-in link (the browser flow)."""
+    import hashlib
+
+    from hubforge.labeling.server import BIND_COOKIE, sign_login
+
+    key = json.loads((workbench.data_dir / "state" / "label-studio-admin.json").read_text())
+    nonce = "policy-test-nonce"
+    bind = hashlib.sha256(nonce.encode()).hexdigest()
+    prefix = "services/label-studio"
+    url = f"{workbench.url}{prefix}/hubforge/login?" + sign_login(
+        key["service_key"], email, "/projects/", ttl=30, bind=bind
+    )
+    r = requests.get(
+        url, headers={"Cookie": f"{BIND_COOKIE}={nonce}"}, allow_redirects=False, timeout=60
+    )
+    assert r.status_code == 302, r.text
+    return r.cookies["sessionid"]
+
+
+def test_a_malformed_cookie_header_is_refused(workbench, alice_and_bob):
+    """N4: `Cookie: junk; sessionid=…` made the policy see no credentials while Django
+    still signed bob in."""
+    project, alice, bob, item, _ = alice_and_bob
+    session = _session_of(workbench, bob["email"])
+    url = workbench.url + "services/label-studio/"
+    good = requests.get(
+        url + "api/current-user/whoami", headers={"Cookie": f"sessionid={session}"}, timeout=60
+    )
+    assert good.status_code == 200 and good.json()["email"] == bob["email"]
+    for cookie in (
+        f"junk; sessionid={session}",
+        f"sessionid=nothing; sessionid={session}",
+    ):
+        headers = {"Cookie": cookie, "X-CSRFToken": "a" * 32}
+        r = requests.get(url + f"api/tasks/?project={project.id}", headers=headers, timeout=60)
+        assert r.status_code == 403 and "Cookie header" in r.json()["detail"], (cookie, r.text)
+        assert "circle" not in r.text and "pictures" not in r.text
+        body = {"project": project.id, "path": str(workbench.data_dir / "hdfs" / "users")}
+        r = requests.post(url + "api/storages/localfiles", json=body, headers=headers, timeout=60)
+        assert r.status_code == 403, (cookie, r.status_code, r.text[:200])
+    # nothing was made: alice's project has only the storage the service made
+    storages = ls(workbench, alice["token"], "GET", f"api/storages/localfiles?project={project.id}")
+    assert [s["path"] for s in storages.json()] == [
+        str(workbench.data_dir / "hdfs" / "users" / "pol-alice" / "pictures")
+    ]
+    # a token header Label Studio would read differently: refused too
+    for header in (f"Token {bob['token']} extra", "Token", f"Bearer {bob['token']}"):
+        r = requests.get(
+            url + f"api/tasks/?project={project.id}",
+            headers={"Authorization": header},
+            timeout=60,
+        )
+        assert r.status_code == 403, (header, r.status_code)
+    # the key Label Studio copies into Authorization (X-Api-Key) is the policy's too
+    r = requests.get(
+        url + f"api/tasks/{item['id']}/", headers={"X-Api-Key": bob["token"]}, timeout=60
+    )
+    assert r.status_code == 403 and "not in your projects" in r.text, r.text[:200]
+
+
+def _db(workbench, query: str, *args) -> list:
+    import sqlite3
+
+    (database,) = (workbench.data_dir / "label-studio").rglob("label_studio.sqlite3")
+    with sqlite3.connect(database) as db:
+        return db.execute(query, args).fetchall()
+
+
+def test_accounts_cannot_change_organisations_users_or_tokens(workbench, alice_and_bob):
+    """N16: a non-staff account may not rename its organisation, read or reset its invite
+    link, turn legacy tokens off, or make Label Studio users."""
+    bob = alice_and_bob[2]
+    b = bob["token"]
+    me = ls(workbench, b, "GET", "api/current-user/whoami").json()
+    org = me["active_organization"]
+    title = _db(workbench, "select title from organization where id=?", org)[0][0]
+    attacks = [
+        ("PATCH", f"api/organizations/{org}", {"json": {"title": "renamed by teammate"}}),
+        ("PUT", f"api/organizations/{org}", {"json": {"title": "renamed by teammate"}}),
+        ("GET", "api/invite", {}),
+        ("POST", "api/invite/reset-token", {}),
+        ("POST", "api/jwt/settings", {"json": {"legacy_api_tokens_enabled": False}}),
+        ("POST", "api/users/", {"json": {"email": "spy-pol@evil.example", "password": "x1"}}),
+        ("POST", "api/users/", {"json": {"email": "n16-new@hubforge.local"}}),
+        ("PATCH", f"api/users/{me['id']}/", {"json": {"active_organization": org + 1}}),
+        ("GET", "admin/", {}),
+        ("GET", "api/fsm/entities/task/1/history", {}),
+    ]
+    for method, path, kw in attacks:
+        r = ls(workbench, b, method, path, **kw)
+        assert r.status_code == 403, (method, path, r.status_code, r.text[:200])
+    assert _db(workbench, "select title from organization where id=?", org)[0][0] == title
+    made = _db(
+        workbench,
+        "select email from htx_user where email in (?, ?)",
+        "spy-pol@evil.example",
+        "n16-new@hubforge.local",
+    )
+    assert made == []
+    assert ls(workbench, b, "GET", "api/current-user/whoami").status_code == 200  # tokens on
+    assert ls(workbench, b, "GET", "api/jwt/settings").status_code == 200  # reading is fine
+    # his own name he may change
+    r = ls(workbench, b, "PATCH", f"api/users/{me['id']}/", json={"first_name": "Bob"})
+    assert r.status_code == 200, r.text
+
+
+def test_an_account_hubforge_did_not_make_is_not_adopted(workbench):
+    """N16: an account made through Label Studio's API (before a hub user ever labeled) is
+    not handed to that hub user as theirs."""
+    admin = json.loads((workbench.data_dir / "state" / "label-studio-admin.json").read_text())
+    r = ls(
+        workbench,
+        admin["token"],
+        "POST",
+        "api/users/",
+        json={"email": "eve16@hubforge.local", "username": "eve16"},
+    )
+    assert r.status_code == 201, r.text
+    token = workbench.create_user("eve16")
+    r = workbench.api("GET", "services/hubforge/api/labeling/credentials", token)
+    assert r.status_code != 200 and "token" not in r.json(), r.text
+    assert "did not make" in r.text
