@@ -13,12 +13,9 @@ PYTHON ?= $(or $(wildcard /usr/bin/python3.11),python3)
 CLOSED_CLONE := $(shell [ "$$(id -u)" = 0 ] && $(PYTHON) -c 'import os, stat, sys; p = os.path.realpath(sys.argv[1]).split("/"); print(any(not os.stat("/".join(p[:i]) or "/").st_mode & stat.S_IXOTH for i in range(1, len(p) + 1)))' "$(CURDIR)")
 ifeq ($(CLOSED_CLONE),True)
 VENV   ?= /opt/hubforge/venv
-INSTALL := .
 INSTALL_SOURCES := $(shell git ls-files extensions hub widgets examples 2>/dev/null | grep -v '^extensions/labextension/')
 else
 VENV   ?= .venv
-INSTALL := -e .
-INSTALL_SOURCES :=
 endif
 PY     := $(VENV)/bin/python
 STAMPS := .stamps
@@ -37,7 +34,7 @@ up: setup
 down:
 	$(VENV)/bin/hubforge down $(ARGS)
 
-setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/labextension
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/labextension $(STAMPS)/installed
 
 $(STAMPS)/venv:
 	@mkdir -p $(STAMPS) $(dir $(VENV))
@@ -45,8 +42,16 @@ $(STAMPS)/venv:
 	$(PY) -m pip install --quiet --upgrade pip
 	@touch $@
 
-$(STAMPS)/python: $(STAMPS)/venv pyproject.toml $(INSTALL_SOURCES)
-	$(PY) -m pip install --quiet $(INSTALL)
+$(STAMPS)/python: $(STAMPS)/venv pyproject.toml
+	$(PY) -m pip install --quiet -e .
+	@touch $@
+
+# A closed clone: once the JupyterLab extension is built (the wheel carries it), Hubforge is
+# installed from the clone as a copy, replacing the editable install the build needed.
+$(STAMPS)/installed: $(STAMPS)/python $(STAMPS)/labextension $(INSTALL_SOURCES)
+ifeq ($(CLOSED_CLONE),True)
+	$(PY) -m pip install --quiet --no-deps .
+endif
 	@touch $@
 
 # configurable-http-proxy goes into ./node_modules, never globally.
@@ -69,10 +74,10 @@ $(STAMPS)/server-config: $(STAMPS)/python $(wildcard extensions/jupyter-config/*
 LAB := extensions/labextension
 LAB_BUILT := $(VENV)/share/jupyter/labextensions/@hubforge/lab
 $(STAMPS)/labextension: $(STAMPS)/python $(LAB)/package.json $(LAB)/yarn.lock $(LAB)/tsconfig.json $(wildcard $(LAB)/src/*.ts $(LAB)/style/*)
-	cd $(LAB) && ../../$(VENV)/bin/jlpm install --immutable > /dev/null
-	cd $(LAB) && ../../$(VENV)/bin/jlpm run build:lib
+	cd $(LAB) && $(abspath $(VENV))/bin/jlpm install --immutable > /dev/null
+	cd $(LAB) && $(abspath $(VENV))/bin/jlpm run build:lib
 	cd $(LAB) && node node_modules/@jupyterlab/builder/lib/build-labextension.js \
-		--core-path "$$(../../$(PY) -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')" . > /dev/null
+		--core-path "$$($(abspath $(PY)) -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')" . > /dev/null
 	rm -rf $(LAB_BUILT) && mkdir -p $(dir $(LAB_BUILT)) && cp -r $(LAB)/prebuilt $(LAB_BUILT)
 	@touch $@
 
@@ -102,8 +107,8 @@ $(STAMPS)/helm: helm/fetch_helm.py
 	$(PY) helm/fetch_helm.py
 	@touch $@
 
-$(STAMPS)/test-python: $(STAMPS)/python
-	$(PY) -m pip install --quiet $(if $(filter -e .,$(INSTALL)),-e '.[test]','.[test]')
+$(STAMPS)/test-python: $(STAMPS)/installed
+	$(PY) -m pip install --quiet $(if $(filter True,$(CLOSED_CLONE)),'.[test]',-e '.[test]')
 	@touch $@
 
 # Debian's Chromium; Playwright drives it (never a browser download).
@@ -120,7 +125,7 @@ lint: setup-test
 	$(PY) -m ruff format --check .
 
 test: lint
-	cd $(LAB) && ../../$(VENV)/bin/jlpm test --silent
+	cd $(LAB) && $(abspath $(VENV))/bin/jlpm test --silent
 	$(PY) -m pytest $(SEED_ARG) --durations=25 $(PYTEST_ARGS)
 
 # The same suite with two CPU-bound processes beside it: it must pass on a busy machine too.

