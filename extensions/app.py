@@ -16,7 +16,7 @@ from jupyter_server.utils import url_path_join
 from tornado import web
 from traitlets import Float, default
 
-from . import __version__
+from . import __version__, channels
 from .app_base import HubforgeAPIHandler
 from .client import ServiceClient, ServiceError
 from .labeling.server import BIND_COOKIE
@@ -97,17 +97,25 @@ class HubforgeExtension(ExtensionApp):
         return float(os.environ.get("HUBFORGE_TENSORBOARD_IDLE_TIMEOUT", "3600"))
 
     def initialize_settings(self) -> None:
+        # Started by the local spawner: TMPDIR -> this server's private folder, before any
+        # kernel, terminal or TensorBoard starts (per-user channels, see hubforge.channels)
+        temp = channels.activate()
+        if temp is not None:
+            self.log.info("Temp files of this server and what it starts: %s", temp)
         # %tensorboard renders its iframe through this server's proxy, in both modes (the
         # local spawner sets it too; on Kubernetes only the server knows its own prefix)
         prefix = os.environ.get("JUPYTERHUB_SERVICE_PREFIX") or self.serverapp.base_url
         os.environ.setdefault("TENSORBOARD_PROXY_URL", url_path_join(prefix, "proxy/%PORT%/"))
 
     def initialize_handlers(self) -> None:
+        from . import proxy_guard
         from .jobs.extension_handlers import routes as job_routes
         from .sidebar_handlers import routes as sidebar_routes
         from .tensorboard.handlers import Lifecycle
         from .tensorboard.handlers import routes as tensorboard_routes
 
+        # before jupyter_server_proxy's own: its generic /proxy/ routes, own ports only
+        self.handlers.extend(proxy_guard.routes(self.serverapp))
         prefix = "/hubforge/api"
         self.handlers.append((url_path_join(prefix, "status"), StatusHandler))
         self.handlers.extend(job_routes(prefix))

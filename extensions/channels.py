@@ -1,0 +1,127 @@
+"""Per-user channels of a user's server on a machine that several accounts share (local mode).
+
+Every account on one machine shares loopback and ``/tmp``. A user's server keeps its
+channels to itself:
+
+* **a private folder** ``<system temp>/hubforge-<uid>-<pid>-XXXXXXXX`` (0700), made by the
+  server itself with ``mkdtemp`` (a new random name: nobody can make it first or put a link
+  there), removed when the server exits;
+* **temp files**: ``TMPDIR`` is its ``tmp/``, so kernels, terminals and TensorBoards started
+  from the server write their temp files there (TensorBoard's info files, which hold an
+  instance's path key, included);
+* **kernels over IPC**: ZMQ channels are Unix sockets in its ``k/`` (``PrivateKernelManager``),
+  not TCP ports on loopback, where any account could subscribe to a kernel's iopub; so is
+  ipykernel's pipe for forked subprocesses' output (``hubforge.kernel_launcher``).
+
+The local spawner turns this on (``HUBFORGE_PRIVATE_CHANNELS=1`` and ``--KernelManager.
+transport=ipc``); a Jupyter server started otherwise (a laptop's ``jupyter lab``, a pod) keeps
+Jupyter's defaults. The folder is short on purpose: a Unix socket's path holds at most 107
+bytes, which a home folder's ``.local/share/jupyter/runtime`` often exceeds.
+"""
+
+from __future__ import annotations
+
+import atexit
+import os
+import shutil
+import stat
+import sys
+import tempfile
+import threading
+import uuid
+from pathlib import Path
+
+import psutil
+from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
+
+ENV = "HUBFORGE_PRIVATE_CHANNELS"
+KERNELS = "k"
+TEMP = "tmp"
+
+_lock = threading.Lock()
+_private: Path | None = None
+
+
+def _prefix() -> str:
+    return f"hubforge-{os.getuid()}-"
+
+
+def _remove_stale(base: Path) -> None:
+    """Private folders of this account's servers that died without removing theirs."""
+    for entry in base.glob(_prefix() + "*"):
+        pid = entry.name.removeprefix(_prefix()).split("-", 1)[0]
+        try:
+            info = entry.lstat()
+        except OSError:
+            continue
+        if not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and pid.isdigit()):
+            continue
+        if int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _base() -> Path:
+    """Where the private folder is made: the system's temp folder (short paths), unless
+    anyone could rename entries there (world-writable without the sticky bit): then the
+    user's own ``~/.cache``."""
+    base = Path(tempfile.gettempdir())  # read before TMPDIR points into the new folder
+    mode = base.stat().st_mode
+    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
+        base = Path.home() / ".cache"
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    return base
+
+
+def private_dir() -> Path:
+    """This process's private folder (made on first use; see the module's doc)."""
+    global _private
+    with _lock:
+        if _private is None:
+            base = _base()
+            _remove_stale(base)
+            made = Path(tempfile.mkdtemp(prefix=f"{_prefix()}{os.getpid()}-", dir=base))
+            for sub in (KERNELS, TEMP):
+                (made / sub).mkdir(mode=0o700)
+            atexit.register(_remove, made, os.getpid())
+            _private = made
+        return _private
+
+
+def _remove(folder: Path, owner: int) -> None:
+    if os.getpid() == owner:  # not in a forked child
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+def activate() -> Path | None:
+    """In a user's server started by the local spawner: ``TMPDIR`` -> the private ``tmp/``
+    (for this process and all it starts from now on). Returns it; None when not asked to."""
+    if os.environ.get(ENV) != "1":
+        return None
+    temp = private_dir() / TEMP
+    os.environ["TMPDIR"] = str(temp)
+    tempfile.tempdir = None  # gettempdir() reads TMPDIR again
+    return temp
+
+
+class PrivateKernelManager(ServerKernelManager):
+    """A kernel whose ZMQ channels (with ``transport = "ipc"``) are Unix sockets in the
+    server's private folder: ``<private>/k/<kernel id>-<n>``, reachable by its account only.
+    Every kernel has its own name, so kernels starting at once never pick the same sockets."""
+
+    def _ip_default(self) -> str:
+        if self.transport != "ipc":
+            return super()._ip_default()
+        name = Path(self.connection_file).stem if self.connection_file else ""
+        name = name.removeprefix("kernel-") or uuid.uuid4().hex
+        return str(private_dir() / KERNELS / name)
+
+    def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:
+        """This Python's ipykernel over IPC: through ``hubforge.kernel_launcher``, which puts
+        ipykernel's pipe for forked subprocesses' output beside the channels (not on TCP)."""
+        cmd = super().format_kernel_cmd(extra_arguments)
+        if self.transport == "ipc" and cmd[:1] == [sys.executable]:
+            for i in range(1, len(cmd) - 1):
+                if cmd[i] == "-m" and cmd[i + 1] == "ipykernel_launcher":
+                    cmd[i + 1] = "hubforge.kernel_launcher"
+                    break
+        return cmd

@@ -1,0 +1,300 @@
+"""Per-user channels without a hub: the private folder (TMPDIR, kernels' Unix sockets) and
+the proxy guard, in a real Jupyter server started the way the local spawner starts one."""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import pytest
+import requests
+
+from hubforge import channels, proxy_guard
+
+
+@pytest.fixture
+def fresh(monkeypatch, tmp_path):
+    """A process without a private folder yet, its temp folder ``tmp_path/t``."""
+    base = tmp_path / "t"
+    base.mkdir(mode=0o700)
+    monkeypatch.setattr(channels, "_private", None)
+    monkeypatch.setattr(tempfile, "tempdir", None)
+    monkeypatch.setenv("TMPDIR", str(base))
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    return base
+
+
+def test_activate_points_tmpdir_into_a_new_0700_folder(fresh, monkeypatch):
+    monkeypatch.delenv(channels.ENV, raising=False)
+    assert channels.activate() is None and os.environ["TMPDIR"] == str(fresh)
+    monkeypatch.setenv(channels.ENV, "1")
+    temp = channels.activate()
+    assert os.environ["TMPDIR"] == str(temp) == tempfile.gettempdir()
+    private = temp.parent
+    assert private.parent == fresh and private.name.startswith(f"hubforge-{os.getuid()}-")
+    for folder in (private, temp, private / channels.KERNELS):
+        info = folder.lstat()
+        assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700, folder
+    assert channels.private_dir() == private  # one per process
+    channels._remove(private, os.getpid())
+    assert not private.exists()
+
+
+def test_folders_of_dead_servers_are_removed_live_ones_kept(fresh):
+    dead = subprocess.Popen([sys.executable, "-c", "pass"])
+    dead.wait()
+    stale = fresh / f"hubforge-{os.getuid()}-{dead.pid}-abcdefgh"
+    live = fresh / f"hubforge-{os.getuid()}-{os.getppid()}-abcdefgh"
+    other = fresh / f"hubforge-{os.getuid() + 1}-{dead.pid}-abcdefgh"
+    for folder in (stale, live, other):
+        (folder / "k").mkdir(parents=True)
+    made = channels.private_dir()
+    assert not stale.exists() and live.exists() and other.exists() and made.exists()
+
+
+def test_a_temp_folder_anyone_can_rename_in_is_not_used(fresh, tmp_path, monkeypatch):
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    shared.chmod(0o777)  # world-writable, not sticky
+    monkeypatch.setenv("TMPDIR", str(shared))
+    made = channels.private_dir()
+    assert made.parent == tmp_path / "home" / ".cache"
+
+
+def test_kernel_ipc_paths_are_short_and_in_the_private_folder(fresh):
+    km = channels.PrivateKernelManager(
+        transport="ipc", connection_file=str(Path("/x" * 60) / "kernel-1234-abcd.json")
+    )
+    assert km.ip == str(channels.private_dir() / channels.KERNELS / "1234-abcd")
+    assert channels.PrivateKernelManager().ip in ("127.0.0.1", "localhost")  # tcp: unchanged
+
+
+# --- the proxy guard ------------------------------------------------------------------------
+
+
+def test_listening_uids_and_refusals():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        assert proxy_guard.refusal("localhost", port).startswith("Nothing listens")
+        s.listen()
+        assert proxy_guard.listening_uids(port) == {os.getuid()}
+        assert proxy_guard.refusal("localhost", port) is None
+        assert proxy_guard.refusal("127.0.0.1", port) is None
+        assert "not example.org" in proxy_guard.refusal("example.org", port)
+
+
+def test_tensorboard_ports_come_from_own_info_files(fresh, tmp_path):
+    info = fresh / ".tensorboard-info"
+    info.mkdir()
+    (info / "pid-1.info").write_text(json.dumps({"port": 6006}))
+    (info / "pid-2.info").write_text("not json")
+    (tmp_path / "elsewhere.info").write_text(json.dumps({"port": 7007}))
+    (info / "pid-3.info").symlink_to(tmp_path / "elsewhere.info")  # a link is not followed
+    assert proxy_guard.tensorboard_ports() == {6006}
+
+
+# --- a real server, as the local spawner starts it ---------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _listener(port: int, body: bytes, user: int | None = None) -> subprocess.Popen:
+    code = (
+        "import http.server, sys\n"
+        "class H(http.server.BaseHTTPRequestHandler):\n"
+        "    def do_GET(self):\n"
+        "        self.send_response(200)\n"
+        "        self.end_headers()\n"
+        "        self.wfile.write(sys.argv[2].encode())\n"
+        "    def log_message(self, *a): pass\n"
+        "http.server.HTTPServer(('127.0.0.1', int(sys.argv[1])), H).serve_forever()\n"
+    )
+    proc = subprocess.Popen(
+        [sys.executable, "-c", code, str(port), body.decode()],
+        user=user,
+        cwd="/",
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if proxy_guard.listening_uids(port):
+            return proc
+        time.sleep(0.05)
+    proc.kill()
+    proc.wait()
+    raise AssertionError(f"nothing listens on {port}")
+
+
+def home_of(server: subprocess.Popen) -> Path:
+    return Path(server.args[server.args.index("--ServerApp.root_dir") + 1])
+
+
+def private_of(server: subprocess.Popen) -> Path:
+    """The server's private folder (it made it in its TMPDIR, named with its pid)."""
+    (folder,) = home_of(server).glob(f"hubforge-{os.getuid()}-{server.pid}-*")
+    return folder
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory):
+    home = tmp_path_factory.mktemp("home")
+    port, token = _free_port(), "channels-test-token"
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBFORGE_"))}
+    env.update(HOME=str(home), TMPDIR=str(home), **{channels.ENV: "1"})
+    args = [
+        sys.executable,
+        "-m",
+        "jupyter_server",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        f"--IdentityProvider.token={token}",
+        "--ServerApp.root_dir",
+        str(home),
+        "--ServerApp.open_browser=False",
+        "--KernelManager.transport=ipc",
+        "--MultiKernelManager.kernel_manager_class=hubforge.channels.PrivateKernelManager",
+    ]
+    if os.geteuid() == 0:
+        args.append("--allow-root")
+    log = open(home / "server.log", "wb")  # noqa: SIM115
+    proc = subprocess.Popen(args, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=home)
+    url = f"http://127.0.0.1:{port}/"
+    headers = {"Authorization": f"token {token}"}
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if requests.get(url + "api/status", headers=headers, timeout=5).ok:
+                break
+        except requests.ConnectionError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, (
+            home / "server.log"
+        ).read_text()[-3000:]
+        time.sleep(0.2)
+    yield url, headers, proc
+    proc.terminate()
+    proc.wait(30)
+    log.close()
+
+
+FORKED = """
+import multiprocessing as mp
+def child():
+    print("FROM-A-FORKED-CHILD", flush=True)
+p = mp.get_context("fork").Process(target=child)
+p.start(); p.join()
+print("PARENT-DONE", flush=True)
+"""
+
+
+def test_the_server_starts_kernels_over_unix_sockets(server):
+    import psutil
+    from jupyter_client import BlockingKernelClient
+
+    url, headers, proc = server
+    r = requests.post(url + "api/kernels", headers=headers, json={"name": "python3"}, timeout=60)
+    assert r.status_code == 201, r.text
+    kernel = r.json()["id"]
+    try:
+        (launched,) = [
+            p for p in psutil.Process(proc.pid).children() if kernel in " ".join(p.cmdline())
+        ]
+        assert "hubforge.kernel_launcher" in launched.cmdline()
+        names = {f"{kernel}-{n}" for n in (1, 2, 3, 4, 5, "pipe")}  # 5 channels, fork pipe
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            sockets = {c.laddr for c in launched.net_connections(kind="unix") if c.laddr}
+            if {Path(s).name for s in sockets} >= names:
+                break
+            time.sleep(0.2)
+        assert {Path(s).name for s in sockets} == names, sockets
+        assert all(len(s) < 107 for s in sockets)
+        folder = Path(next(iter(sockets))).parent.parent
+        assert folder == private_of(proc)
+        assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+        assert launched.environ()["TMPDIR"] == str(folder / channels.TEMP)
+        assert launched.net_connections(kind="tcp") == []  # nothing on loopback at all
+        # a client reaches it over the sockets; a forked child's output comes through the pipe
+        client = BlockingKernelClient()
+        (connection,) = home_of(proc).rglob(f"kernel-{kernel}.json")  # Jupyter's runtime dir
+        client.load_connection_file(connection)
+        assert client.transport == "ipc"
+        client.start_channels()
+        try:
+            for restart in (False, True):  # and again after a restart (same sockets' names)
+                if restart:
+                    r = requests.post(url + f"api/kernels/{kernel}/restart", headers=headers)
+                    assert r.status_code == 200, r.text
+                client.wait_for_ready(timeout=60)
+                client.execute(FORKED)
+                text, deadline = "", time.monotonic() + 60
+                while "PARENT-DONE" not in text and time.monotonic() < deadline:
+                    msg = client.get_iopub_msg(timeout=60)
+                    if msg["msg_type"] == "stream":
+                        text += msg["content"]["text"]
+                assert "FROM-A-FORKED-CHILD" in text and "PARENT-DONE" in text, (restart, text)
+        finally:
+            client.stop_channels()
+    finally:
+        requests.delete(url + f"api/kernels/{kernel}", headers=headers, timeout=60)
+
+
+def test_the_proxy_serves_own_ports_sandboxed_and_tensorboards_as_they_are(server):
+    url, headers, proc = server
+    own_port, board_port = _free_port(), _free_port()
+    own = _listener(own_port, b"OWN-PAGE")
+    board = _listener(board_port, b"A-TENSORBOARD")
+    info = private_of(proc) / channels.TEMP / ".tensorboard-info"
+    info.mkdir(exist_ok=True)
+    (info / f"pid-{board.pid}.info").write_text(json.dumps({"port": board_port}))
+    try:
+        for path in (
+            f"proxy/{own_port}/",
+            f"proxy/absolute/{own_port}/",
+            f"proxy/localhost:{own_port}/",
+        ):
+            r = requests.get(url + path, headers=headers, timeout=30)
+            assert r.status_code == 200 and r.text == "OWN-PAGE", (path, r.status_code)
+            csp = r.headers["Content-Security-Policy"]
+            assert "sandbox" in csp and "allow-same-origin" not in csp, csp
+        r = requests.get(url + f"proxy/{board_port}/", headers=headers, timeout=30)
+        assert r.status_code == 200 and r.text == "A-TENSORBOARD"
+        assert "sandbox" not in r.headers.get("Content-Security-Policy", "")
+        r = requests.get(url + f"proxy/{_free_port()}/", headers=headers, timeout=30)
+        assert r.status_code == 403 and "Nothing listens" in r.text
+        r = requests.get(url + f"proxy/{own_port}/", timeout=30, allow_redirects=False)
+        assert r.status_code in (302, 403) and "OWN-PAGE" not in r.text  # no token
+    finally:
+        for listener in (own, board):
+            listener.kill()
+            listener.wait()
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a listener of another account needs root")
+def test_the_proxy_refuses_another_accounts_port(server):
+    import pwd
+
+    url, headers, _ = server
+    port = _free_port()
+    other = _listener(port, b"SOMEONE-ELSES", user=pwd.getpwnam("nobody").pw_uid)
+    try:
+        for path in (f"proxy/{port}/", f"proxy/absolute/{port}/", f"proxy/127.0.0.1:{port}/"):
+            r = requests.get(url + path, headers=headers, timeout=30)
+            assert r.status_code == 403, (path, r.status_code)
+            assert "another account" in r.text and "SOMEONE-ELSES" not in r.text
+    finally:
+        other.kill()
+        other.wait()
