@@ -11,12 +11,17 @@ PYTHON ?= $(or $(wildcard /usr/bin/python3.11),python3)
 # the clone, not editable (reinstalled when its sources change): every user's server, job and
 # endpoint runs from it, so users are kept apart by default. Elsewhere: .venv in the clone.
 CLOSED_CLONE := $(shell [ "$$(id -u)" = 0 ] && $(PYTHON) -c 'import os, stat, sys; p = os.path.realpath(sys.argv[1]).split("/"); print(any(not os.stat("/".join(p[:i]) or "/").st_mode & stat.S_IXOTH for i in range(1, len(p) + 1)))' "$(CURDIR)")
+# The proxy (node_modules) and Label Studio's venv sit beside the venv (RUNTIME): Hubforge finds
+# them next to the environment it runs in.
 ifeq ($(CLOSED_CLONE),True)
+RUNTIME := /opt/hubforge
 VENV   ?= /opt/hubforge/venv
 INSTALL_SOURCES := $(shell git ls-files extensions hub widgets examples 2>/dev/null | grep -v '^extensions/labextension/')
 else
+RUNTIME := .
 VENV   ?= .venv
 endif
+LS_VENV := $(RUNTIME)/.venvs/label-studio
 PY     := $(VENV)/bin/python
 STAMPS := .stamps
 ARGS   ?=
@@ -54,10 +59,13 @@ ifeq ($(CLOSED_CLONE),True)
 endif
 	@touch $@
 
-# configurable-http-proxy goes into ./node_modules, never globally.
+# configurable-http-proxy goes into $(RUNTIME)/node_modules, never globally.
 $(STAMPS)/node: package.json package-lock.json
-	@mkdir -p $(STAMPS)
-	npm ci --no-audit --no-fund --loglevel=error
+	@mkdir -p $(STAMPS) $(RUNTIME)
+ifeq ($(CLOSED_CLONE),True)
+	cp package.json package-lock.json $(RUNTIME)/
+endif
+	npm ci --prefix $(RUNTIME) --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Editable installs do not install data files: enable the server extension in the venv.
@@ -85,9 +93,9 @@ $(STAMPS)/labextension: $(STAMPS)/python $(LAB)/package.json $(LAB)/yarn.lock $(
 LABEL_STUDIO_VERSION ?= 1.23.2
 $(STAMPS)/label-studio:
 	@mkdir -p $(STAMPS)
-	$(PYTHON) -m venv .venvs/label-studio
-	.venvs/label-studio/bin/python -m pip install --quiet --upgrade pip
-	.venvs/label-studio/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
+	$(PYTHON) -m venv $(LS_VENV)
+	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
 	@touch $@
 
 setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm $(STAMPS)/triton

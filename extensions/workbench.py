@@ -12,6 +12,7 @@ import difflib
 import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
@@ -306,10 +307,15 @@ class Workbench(Configurable):
     def _default_label_studio_python(self) -> str:
         if os.environ.get("HUBFORGE_LABEL_STUDIO_PYTHON"):
             return os.environ["HUBFORGE_LABEL_STUDIO_PYTHON"]
-        candidate = Path(__file__).resolve().parents[1] / ".venvs/label-studio/bin/python"
-        # os.access, not exists(): a Python this account may not reach (a venv of root's
-        # pyenv) raises PermissionError in exists(); it is as good as absent here
-        return str(candidate) if os.access(candidate, os.X_OK) else ""
+        # in the source tree, or beside the environment Hubforge runs in (/opt/hubforge for
+        # a clone closed to other accounts: see the Makefile)
+        for root in (Path(__file__).resolve().parents[1], Path(sys.prefix).parent):
+            candidate = root / ".venvs/label-studio/bin/python"
+            # os.access, not exists(): a Python this account may not reach (a venv of root's
+            # pyenv) raises PermissionError in exists(); it is as good as absent here
+            if os.access(candidate, os.X_OK):
+                return str(candidate)
+        return ""
 
     @validate("label_studio_python")
     def _check_label_studio_python(self, proposal: Any) -> str:

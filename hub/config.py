@@ -28,6 +28,8 @@ def find_proxy() -> str:
     candidates = [
         os.environ.get("HUBFORGE_CHP", ""),
         str(SOURCE_TREE / "node_modules" / ".bin" / "configurable-http-proxy"),
+        # beside the environment Hubforge runs in (/opt/hubforge for a clone closed to others)
+        str(Path(sys.prefix).parent / "node_modules" / ".bin" / "configurable-http-proxy"),
         shutil.which("configurable-http-proxy") or "",
     ]
     for path in candidates:

@@ -89,6 +89,9 @@ def _plans(base: Path) -> None:
     build = planned.index("/opt/hubforge/venv/bin/jlpm run build:lib")
     copy = planned.index("/opt/hubforge/venv/bin/python -m pip install --quiet --no-deps .")
     assert build < copy and "../../" not in planned
+    # the proxy and Label Studio beside it, where Hubforge looks for them (sys.prefix/..)
+    assert "npm ci --prefix /opt/hubforge " in planned
+    assert "-m venv /opt/hubforge/.venvs/label-studio" in planned
     closed.chmod(0o755)
     planned = plan(clone)
     assert "-m venv .venv" in planned and "pip install --quiet -e ." in planned

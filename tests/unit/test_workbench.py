@@ -165,3 +165,27 @@ def test_root_keeps_users_apart_by_default(monkeypatch):
     assert accounts.closed_folder(wb.data_dir) is None
     if accounts.refusal(wb.data_dir) is None:
         assert wb.isolation == "accounts" and wb.isolation_warning() is None
+
+
+def test_the_proxy_and_label_studio_are_found_beside_an_installed_copy(monkeypatch, tmp_path):
+    """A clone closed to other accounts installs into /opt/hubforge: the package then sits
+    in site-packages, and the proxy and Label Studio's venv beside the environment."""
+    import sys
+
+    from hubforge.hub import config
+
+    runtime = tmp_path / "opt-hubforge"
+    for tool in ("node_modules/.bin/configurable-http-proxy", ".venvs/label-studio/bin/python"):
+        (runtime / tool).parent.mkdir(parents=True)
+        (runtime / tool).write_text("#!/bin/sh\n")
+        (runtime / tool).chmod(0o755)
+    monkeypatch.setattr(sys, "prefix", str(runtime / "venv"))
+    monkeypatch.setattr(config, "SOURCE_TREE", tmp_path / "site-packages")
+    monkeypatch.delenv("HUBFORGE_CHP", raising=False)
+    monkeypatch.delenv("HUBFORGE_LABEL_STUDIO_PYTHON", raising=False)
+    monkeypatch.setenv("PATH", str(tmp_path / "empty"))
+    assert config.find_proxy() == str(runtime / "node_modules/.bin/configurable-http-proxy")
+    import hubforge.workbench as module
+
+    monkeypatch.setattr(module, "__file__", str(tmp_path / "site-packages/hubforge/workbench.py"))
+    assert Workbench().label_studio_python == str(runtime / ".venvs/label-studio/bin/python")
