@@ -104,6 +104,7 @@ class LocalJobBackend(JobBackend):
             HUBFORGE_DATA=str(self.data_root),
             HUBFORGE_USER_AREA=str(self.data_root / "users" / owner),
             HOME=str(store.path),
+            TMPDIR=str(store.path / "tmp"),  # the owner's folder: no shared /tmp
             **self.env,
         )
         if os.environ.get(MARKER):  # not swept with the workbench's processes; see stop_all()

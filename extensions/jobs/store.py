@@ -76,7 +76,8 @@ class JobStore:
         mode = 0o700 if owner is not None else 0o755
         make_folders_beneath(self.area, self.path.parent.name, owner, mode)
         make_folders_beneath(self.area, self._relative(""), owner, mode, exist_ok=False)
-        for sub in ("replicas", "logs"):  # TensorBoard can open logs/ before the first step
+        # TensorBoard can open logs/ before the first step; tmp/ is the job's private TMPDIR
+        for sub in ("replicas", "logs", "tmp"):
             make_folders_beneath(self.area, self._relative(sub), owner)
         write_beneath(self.area, self._relative("script.py"), script.encode(), 0o644, owner)
         self._write_json(record, owner)

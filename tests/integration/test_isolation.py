@@ -235,7 +235,8 @@ def test_account_names_are_injective_and_valid():
 JOB = """
 import json, os, pathlib, pwd
 data = pathlib.Path(os.environ["HUBFORGE_DATA"])
-seen = {"account": pwd.getpwuid(os.getuid()).pw_name}
+import tempfile
+seen = {"account": pwd.getpwuid(os.getuid()).pw_name, "tmp": tempfile.gettempdir()}
 for name, path in (("bo's area", data / "users" / "iso-bo"), ("state", data.parent / "state")):
     try:
         os.listdir(path)
@@ -262,6 +263,8 @@ def test_a_job_runs_as_its_owner_and_reads_only_what_they_may(iso):
     assert state["state"] == "succeeded", state
     log = wb.api("GET", f"{api}/{job}/logs/worker-0", tokens["iso-ana"]).json()["text"]
     seen = json.loads(log.split("SEEN", 1)[1].splitlines()[0])
+    folder = wb.data_dir / "hdfs" / "users" / "iso-ana" / "jobs" / job
+    assert seen.pop("tmp") == str(folder / "tmp")  # her own temp folder, not the shared /tmp
     assert seen == {
         "account": accounts.account_name("iso-ana", wb.state_dir),
         "bo's area": "denied",
