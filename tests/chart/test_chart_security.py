@@ -186,3 +186,67 @@ def test_the_service_pod_holds_a_short_lived_token_only(chart):  # noqa: F811
         and d["metadata"]["name"].startswith("hubforge")
     ]
     assert others and all(p.get("automountServiceAccountToken") is False for p in others)
+
+
+@pytest.mark.parametrize(
+    ("host", "database"),
+    [
+        ("", None),  # SQLite on its volume: no database to reach
+        ("10.3.0.5", {"labels": {}, "ip": "10.3.0.5", "namespace": "-"}),
+        ("postgres.db.svc", {"labels": {"app": "postgres"}, "ip": "10.4.9.9", "namespace": "db"}),
+        ("db.example.org", {"labels": {}, "ip": "198.51.100.7", "namespace": "-"}),
+    ],
+    ids=["sqlite", "postgres by address", "postgres in the cluster", "postgres by name"],
+)
+def test_label_studio_reaches_only_its_database(chart, host, database):  # noqa: F811
+    """N12: only ingress policies selected Label Studio; docs/kubernetes.md says it 'may reach
+    nothing but its database'. Now an egress policy says so too: its ML backends, webhooks
+    and cloud storages (requests it makes on a user's behalf) reach nothing."""
+    from tests.chart.test_chart import _allowed
+
+    args = []
+    if host:
+        args = ["--set", f"hubforge.labelStudio.postgres.host={host}"]
+        args += ["--set", "hubforge.labelStudio.postgres.passwordSecret=ls-db"]
+    docs = render(chart, *args)
+    policies = [d for d in docs if d["kind"] == "NetworkPolicy"]
+    (ls,) = [
+        d
+        for d in docs
+        if d["kind"] == "Deployment" and d["metadata"]["name"] == "hubforge-label-studio"
+    ]
+    pod = {"labels": ls["spec"]["template"]["metadata"]["labels"], "ip": "10.4.0.11"}
+    others = {
+        "the API server": ({"labels": {}, "ip": "10.96.0.1", "namespace": "default"}, 443),
+        "cloud metadata": ({"labels": {}, "ip": "169.254.169.254", "namespace": "-"}, 80),
+        "the internet": ({"labels": {}, "ip": "151.101.0.223", "namespace": "-"}, 443),
+        "the hub": ({"labels": {"component": "hub"}, "ip": "10.4.0.14"}, 8081),
+        "the hubforge service": (
+            {"labels": {"app.kubernetes.io/name": "hubforge-service"}, "ip": "10.4.0.10"},
+            8000,
+        ),
+        "a notebook": (
+            {"labels": {"component": "singleuser-server"}, "ip": "10.4.0.15"},
+            8888,
+        ),
+        "a job's TensorFlow port": (
+            {"labels": {"hubforge.io/job": "m-1"}, "ip": "10.4.1.1", "namespace": "hf-workloads"},
+            2222,
+        ),
+        "another pod of the database's namespace": (
+            {"labels": {}, "ip": "10.4.9.8", "namespace": "db"},
+            6379,
+        ),
+    }
+    for what, (peer, port) in others.items():
+        assert _allowed(policies, "Egress", pod, peer, port) is False, what
+    dns = {"labels": {}, "ip": "10.96.0.10", "namespace": "kube-system"}
+    if database is None:
+        assert _allowed(policies, "Egress", pod, dns, 53, "UDP") is False
+    else:
+        assert _allowed(policies, "Egress", pod, database, 5432) is True
+        assert _allowed(policies, "Egress", pod, database, 22) is False
+        assert _allowed(policies, "Egress", pod, dns, 53, "UDP") is True
+    # and it is still reached by the proxy, the service and notebooks (its ingress policy)
+    proxy = {"labels": {"component": "proxy"}, "ip": "10.4.0.13"}
+    assert _allowed(policies, "Ingress", pod, proxy, 8080, named={"http": 8080}) is True
