@@ -442,8 +442,9 @@ def _rules() -> dict[str, Rule]:
         "core.views.serve_file": public,
         "core.utils.static_serve.serve": public,
         "django.views.generic.base.RedirectView": public,
-        "version": public,
-        "api-version": public,
+        # versions (and the git commit of the folder it runs in) only for signed-in accounts
+        "version": Rule("signed-in"),
+        "api-version": Rule("signed-in"),
         "health": public,
         "static_time_series": public,
         "samples_paragraphs": public,
@@ -1073,6 +1074,8 @@ class PolicyMiddleware:
                         raise Refused(refusal)
                 if not callers and rule is None:
                     raise Refused(f"{request.path_info} is not a route Hubforge lets accounts use")
+                if not callers and rule.kind == "signed-in":
+                    raise Refused(f"{request.path_info} is for signed-in accounts")
             except Refused as e:
                 return JsonResponse({"detail": str(e)}, status=403)
             if rule is not None and rule.kind == "local-files":

@@ -68,6 +68,10 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
         "LABEL_STUDIO_DISABLE_SIGNUP_WITHOUT_LINK": "true",
         "LABEL_STUDIO_LOCAL_FILES_SERVING_ENABLED": "true",
         "LABEL_STUDIO_LOCAL_FILES_DOCUMENT_ROOT": str(workbench.shared_data),
+        # Label Studio asks git for its version in its package folder, which finds the
+        # repository around its venv (Hubforge's clone): its version page then told
+        # Hubforge's commit and message. No repository for it.
+        "GIT_DIR": os.devnull,
         "COLLECT_ANALYTICS": "false",
         "LATEST_VERSION_CHECK": "false",  # no call to the package index at every start
         "SENTRY_DSN": "",  # no error reports to the internet
@@ -88,6 +92,9 @@ def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, 
         "url": f"http://127.0.0.1:{port}",
         "command": cmd + ["--prefix", path],
         "environment": environment(workbench, path, marker),
+        # its own data folder, not the folder `hubforge up` ran in: Label Studio's version
+        # page reports the git commit and message of its working folder
+        "cwd": str(workbench.root / "label-studio"),
         "display": True,
         "info": {"description": "Label data sets (Hubforge)"},
         # ls_main.py binds its port within a second and answers 503 "starting" while it

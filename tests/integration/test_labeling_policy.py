@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
 
 import pytest
 import requests
@@ -349,3 +350,17 @@ def test_an_account_hubforge_did_not_make_is_not_adopted(workbench):
     r = workbench.api("GET", "services/hubforge/api/labeling/credentials", token)
     assert r.status_code != 200 and "token" not in r.json(), r.text
     assert "did not make" in r.text
+
+
+def test_versions_are_for_signed_in_accounts_and_name_no_hubforge_commit(workbench, alice_and_bob):
+    """N17: Label Studio's version page told anyone Hubforge's git commit and message (the
+    folder it ran in). Now an outsider gets 403, and an account sees no Hubforge commit."""
+    _, _, bob, _, _ = alice_and_bob
+    for path in ("version/", "api/version"):
+        r = ls(workbench, None, "GET", path)
+        assert r.status_code in (401, 403), (path, r.status_code, r.text[:200])
+    r = ls(workbench, bob["token"], "GET", "version/")
+    assert r.status_code == 200, r.text[:300]
+    git = ["git", "-C", os.path.dirname(__file__), "rev-parse", "HEAD"]
+    head = subprocess.run(git, capture_output=True, text=True).stdout.strip()
+    assert head and head not in r.text and head[:7] not in r.text
