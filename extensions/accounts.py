@@ -165,6 +165,43 @@ def ensure_account(user: str, home: Path, state_dir: Path) -> Account:
     return Account(name, entry.pw_uid, entry.pw_gid, home, shared_gid)
 
 
+def service_account_name(role: str, state_dir: str | os.PathLike) -> str:
+    """The system account a shared component of the workbench runs as (``role``: 'ls' for
+    Label Studio): ``hf<wb>_<role>``, never a user's account ('-' + a plain name, or '_' and
+    23 hex digits)."""
+    return f"{workbench_tag(state_dir)}_{role}"
+
+
+def ensure_service_account(role: str, home: Path, state_dir: Path) -> Account:
+    """The system account of a shared component (made once, no login, in no user's group);
+    an existing account of that name with another home is refused."""
+    name = service_account_name(role, state_dir)
+    with file_lock(state_dir / "accounts.lock", timeout=60):
+        try:
+            entry = pwd.getpwnam(name)
+        except KeyError:
+            _run(
+                _tool("useradd") or "useradd",
+                "--system",
+                "--no-create-home",
+                "--home-dir",
+                str(home),
+                "--shell",
+                "/usr/sbin/nologin",
+                "--user-group",
+                "--comment",
+                f"Hubforge {role} of {state_dir.parent}",
+                name,
+            )
+            entry = pwd.getpwnam(name)
+    if os.path.realpath(entry.pw_dir) != os.path.realpath(home):
+        raise AccountError(
+            f"the OS account {name} exists already with the home {entry.pw_dir}, not "
+            f"{home}: remove it (`userdel {name}`) if nothing of it is needed any more"
+        )
+    return Account(name, entry.pw_uid, entry.pw_gid, home, entry.pw_gid)
+
+
 _DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 

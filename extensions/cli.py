@@ -210,6 +210,52 @@ def _stop_hub(hub: subprocess.Popen, workbench: Workbench, stop_jobs: bool = Tru
     _pid_file(workbench).unlink(missing_ok=True)
 
 
+def _start_helper(workbench: Workbench) -> subprocess.Popen | None:
+    """With per-user accounts, Label Studio runs as its own system account and the
+    privileged helper (hubforge.privileged, root) opens users' files for it as their
+    owners. Started before the hub, stopped after it, dies with `up` (not swept with the
+    hub's services: a restarted hub finds it still there)."""
+    if workbench.isolation != "accounts" or not workbench.label_studio_python:
+        return None
+    from .accounts import AccountError, ensure_service_account, own_folder
+    from .labeling.server import helper_socket
+
+    folder = workbench.root / "label-studio"
+    try:
+        account = ensure_service_account("ls", folder, workbench.state_dir)
+        own_folder(folder, account, 0o700)
+    except AccountError as e:
+        raise SystemExit(f"error: Label Studio's account: {e}") from None
+    run = helper_socket(workbench).parent
+    run.mkdir(exist_ok=True)
+    os.chmod(run, 0o755)
+    helper_socket(workbench).unlink(missing_ok=True)  # a socket of an earlier start
+    helper = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "hubforge.privileged",
+            "--socket",
+            str(helper_socket(workbench)),
+            "--data",
+            str(workbench.shared_data),
+            "--state",
+            str(workbench.state_dir),
+            "--client-uid",
+            str(account.uid),
+        ],
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        env={"PATH": os.environ.get("PATH", ""), "LANG": os.environ.get("LANG", "C.UTF-8")},
+    )
+    deadline = time.monotonic() + 30
+    while not helper_socket(workbench).exists() and helper.poll() is None:
+        if time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    return helper
+
+
 def cmd_up(args: argparse.Namespace) -> int:
     from hubforge.hub.config import find_proxy
 
@@ -224,6 +270,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         # users' servers, jobs and endpoints set their own umask (022) as they start
         os.umask(0o077)
     find_proxy()  # fail now, with the fix, rather than inside the hub
+    helper = _start_helper(workbench)
     new_admin = _ensure_first_admin(workbench)
     lifecycle.remember(workbench.data_dir)
     stopping: list[int] = []
@@ -316,6 +363,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             _stop_hub(hubs[-1], workbench)
         if echo is not None:
             echo.stop()
+        if helper is not None:
+            helper.terminate()
+            helper.wait(timeout=10)
     return 0 if stopping else (code or 1)
 
 

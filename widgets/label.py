@@ -484,10 +484,12 @@ def _read_beneath(root: Path, parts: list[str]) -> bytes:
     import stat
 
     nofollow = getattr(os, "O_NOFOLLOW", 0)
-    fds = [os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)]
+    # O_PATH: a folder the account may pass but not list (users/, 0711) can be walked through
+    folder = getattr(os, "O_PATH", os.O_RDONLY) | os.O_DIRECTORY | os.O_CLOEXEC
+    fds = [os.open(root, folder)]
     try:
         for part in parts[:-1]:
-            fds.append(os.open(part, os.O_RDONLY | os.O_DIRECTORY | nofollow, dir_fd=fds[-1]))
+            fds.append(os.open(part, folder | nofollow, dir_fd=fds[-1]))
         fd = os.open(parts[-1], os.O_RDONLY | os.O_NONBLOCK | nofollow, dir_fd=fds[-1])
         fds.append(fd)
         if not stat.S_ISREG(os.fstat(fd).st_mode):

@@ -72,6 +72,17 @@ class LoginLinkHandler(CredentialsHandler):
         self.write_json({"url": url})
 
 
+def _own_area(workbench: Any, owner: str) -> None:
+    """With per-user accounts Label Studio reads a user's files through the privileged
+    helper, as the account owning the area: the area must be that account's (as a spawn,
+    a job or a deploy makes it) before its folders become a storage."""
+    from ..accounts import account_lookup, own_folder
+
+    lookup = account_lookup(workbench)
+    if lookup is not None:
+        own_folder(workbench.user_area(owner), lookup(owner))
+
+
 class StoragesHandler(CredentialsHandler):
     """POST {"project", "folders": [...], "owner"?}: Label Studio may serve these folders to
     the project (the caller's, or a teammate's shared one); only inside the project owner's
@@ -90,6 +101,7 @@ class StoragesHandler(CredentialsHandler):
             raise web.HTTPError(400, '"owner" must be a hub user name')
         wb = self.workbench
         roots = [wb.user_area(owner or user), wb.shared_data / "datasets"]
+        await self.engine(_own_area, wb, owner or user)
         added = await self.engine(self.accounts.add_storages, user, owner, project, folders, roots)
         self.write_json({"storages": added}, status=201)
 

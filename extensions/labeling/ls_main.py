@@ -340,7 +340,12 @@ def storage(environ, start_response):
     if not isinstance(project, int) or not isinstance(path, str):
         return _reply(start_response, "400 Bad Request", {"error": 'send {"project", "path"}'})
     real = os.path.realpath(path)
-    if real != path or not real.startswith(root + os.sep) or not os.path.isdir(real):
+    # a user's area is closed to Label Studio's own account (the hubforge service, root,
+    # checked that folder for the caller); anything else must be a folder it sees
+    theirs = os.environ.get("HUBFORGE_HELPER_SOCKET") and real.startswith(
+        os.path.join(root, "users") + os.sep
+    )
+    if real != path or not real.startswith(root + os.sep) or not (theirs or os.path.isdir(real)):
         return _reply(
             start_response, "400 Bad Request", {"error": f"{path}: not a folder in {root}"}
         )
@@ -979,6 +984,36 @@ def open_beneath(root: str, parts: list[str], area: int) -> int:
             os.close(fd)
 
 
+def open_storage_file(root: str, parts: list[str], area: int) -> int:
+    """A descriptor of the storage file ``root``/``parts``. With per-user accounts Label
+    Studio runs as its own unprivileged account: a file of a user's area comes from the
+    workbench's privileged helper (HUBFORGE_HELPER_SOCKET), opened by a process running as
+    that user, without following links; everything else is opened here (open_beneath)."""
+    helper = os.environ.get("HUBFORGE_HELPER_SOCKET")
+    if helper and parts[0] == "users":
+        return _open_through_helper(helper, "/".join(parts))
+    return open_beneath(root, parts, area)
+
+
+def _open_through_helper(path: str, relative: str) -> int:
+    import socket
+
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+        conn.settimeout(30)
+        conn.connect(path)
+        conn.sendall((json.dumps({"open": relative}) + "\n").encode())
+        message, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+    try:
+        reply = json.loads(message or b"{}")
+    except ValueError:
+        reply = {}
+    if not reply.get("ok") or not fds:
+        for fd in fds:
+            os.close(fd)
+        raise PermissionError(reply.get("error") or "the helper did not answer")
+    return fds[0]
+
+
 def local_file(request, callers: list[Caller]):
     """Label Studio's /data/local-files/?d=<path below the document root>, served safely."""
     import mimetypes
@@ -1004,7 +1039,7 @@ def local_file(request, callers: list[Caller]):
         return refuse()
     area = 2 if parts[0] == "users" else 1  # users/<name>, datasets, ...
     try:
-        fd = open_beneath(root, parts, min(area, len(parts) - 1))
+        fd = open_storage_file(root, parts, min(area, len(parts) - 1))
     except OSError:
         return refuse()
     handle = os.fdopen(fd, "rb")

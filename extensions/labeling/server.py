@@ -72,6 +72,7 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
         # repository around its venv (Hubforge's clone): its version page then told
         # Hubforge's commit and message. No repository for it.
         "GIT_DIR": os.devnull,
+        "HOME": str(data),
         "COLLECT_ANALYTICS": "false",
         "LATEST_VERSION_CHECK": "false",  # no call to the package index at every start
         "SENTRY_DSN": "",  # no error reports to the internet
@@ -80,6 +81,11 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
         "HUBFORGE_LS_ADMIN_PASSWORD": admin["password"],
         "HUBFORGE_LS_ADMIN_TOKEN": admin["token"],
         "HUBFORGE_LS_SERVICE_KEY": admin["service_key"],
+        **(
+            {"HUBFORGE_HELPER_SOCKET": str(helper_socket(workbench))}
+            if getattr(workbench, "isolation", "none") == "accounts"
+            else {}
+        ),
     }
 
 
@@ -95,12 +101,28 @@ def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, 
         # its own data folder, not the folder `hubforge up` ran in: Label Studio's version
         # page reports the git commit and message of its working folder
         "cwd": str(workbench.root / "label-studio"),
+        **_unprivileged(workbench),
         "display": True,
         "info": {"description": "Label data sets (Hubforge)"},
         # ls_main.py binds its port within a second and answers 503 "starting" while it
         # migrates; this only covers a slow interpreter start on a busy machine
         "timeout": 120,
     }
+
+
+def helper_socket(workbench: Any) -> Path:
+    """Where the workbench's privileged helper answers Label Studio (hubforge.privileged)."""
+    return workbench.root / "run" / "helper.sock"
+
+
+def _unprivileged(workbench: Any) -> dict[str, Any]:
+    """With per-user accounts Label Studio runs as its own system account (``hf<wb>_ls``,
+    made by `hubforge up`), never root; users' files reach it through the helper."""
+    if getattr(workbench, "isolation", "none") != "accounts":
+        return {}
+    from ..accounts import service_account_name
+
+    return {"user": service_account_name("ls", workbench.state_dir)}
 
 
 BIND_COOKIE = "hubforge-ls-bind"  # the browser's half of a sign-in link (see ls_main.login)

@@ -364,3 +364,46 @@ def test_versions_are_for_signed_in_accounts_and_name_no_hubforge_commit(workben
     git = ["git", "-C", os.path.dirname(__file__), "rev-parse", "HEAD"]
     head = subprocess.run(git, capture_output=True, text=True).stdout.strip()
     assert head and head not in r.text and head[:7] not in r.text
+
+
+def test_label_studio_runs_as_its_own_account_and_cannot_read_the_state(workbench):
+    """Privilege separation: with per-user accounts Label Studio is no root process. It runs
+    as the workbench's ``hf<wb>_ls`` account, which cannot read state/ nor a user's area (the
+    privileged helper opens a user's file as that user, see tests/unit/test_privileged.py)."""
+    import psutil
+
+    from hubforge import accounts
+    from tests.workbench import isolated
+
+    if not isolated():
+        pytest.skip("this run keeps no per-user accounts (HUBFORGE_ISOLATION=none or not root)")
+    mine = [
+        p
+        for p in psutil.process_iter(["cmdline", "uids", "username"])
+        if "ls_main.py" in " ".join(p.info["cmdline"] or [])
+        and str(workbench.data_dir) in (p.environ().get("LABEL_STUDIO_BASE_DATA_DIR") or "")
+    ]
+    assert mine, "Label Studio's process was not found"
+    expected = accounts.service_account_name("ls", workbench.state_dir)
+    assert {p.info["username"] for p in mine} == {expected}
+    uid = mine[0].info["uids"].real
+    assert uid != 0
+    probe = subprocess.run(
+        [
+            "python3",
+            "-c",
+            "import sys\n"
+            "for path in sys.argv[1:]:\n"
+            "    try:\n"
+            "        open(path, 'rb').read(); print('READ', path)\n"
+            "    except PermissionError:\n"
+            "        print('denied')\n",
+            str(workbench.state_dir / "service-token"),
+            str(workbench.state_dir / "passwords.json"),
+        ],
+        capture_output=True,
+        text=True,
+        user=uid,
+        cwd="/",
+    )
+    assert probe.stdout.split() == ["denied", "denied"], probe.stdout + probe.stderr

@@ -22,7 +22,10 @@ def kernel_processes(data_dir):
     return [
         p
         for p in workbench_processes(str(data_dir))
-        if "ipykernel_launcher" in " ".join(p.cmdline())
+        # ipykernel's launcher, or Hubforge's around it (kernels over private Unix sockets)
+        if any(
+            m in " ".join(p.cmdline()) for m in ("ipykernel_launcher", "hubforge.kernel_launcher")
+        )
     ]
 
 
