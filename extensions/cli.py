@@ -210,6 +210,22 @@ def _stop_hub(hub: subprocess.Popen, workbench: Workbench, stop_jobs: bool = Tru
     _pid_file(workbench).unlink(missing_ok=True)
 
 
+def _proxy_account(workbench: Workbench) -> None:
+    """With per-user accounts the hub starts its proxy as ``hf<wb>_proxy`` (see
+    hubforge.hub.config.proxy_command); the account is made here, by root, before the hub."""
+    if workbench.isolation != "accounts" or workbench.port < 1024:
+        return
+    from .accounts import AccountError, ensure_service_account
+
+    run = workbench.root / "run"
+    run.mkdir(exist_ok=True)
+    os.chmod(run, 0o755)
+    try:
+        ensure_service_account("proxy", run, workbench.state_dir)
+    except AccountError as e:
+        raise SystemExit(f"error: the proxy's account: {e}") from None
+
+
 def _start_helper(workbench: Workbench) -> subprocess.Popen | None:
     """With per-user accounts, Label Studio runs as its own system account and the
     privileged helper (hubforge.privileged, root) opens users' files for it as their
@@ -270,6 +286,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         # users' servers, jobs and endpoints set their own umask (022) as they start
         os.umask(0o077)
     find_proxy()  # fail now, with the fix, rather than inside the hub
+    _proxy_account(workbench)
     helper = _start_helper(workbench)
     new_admin = _ensure_first_admin(workbench)
     lifecycle.remember(workbench.data_dir)

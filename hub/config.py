@@ -41,6 +41,19 @@ def find_proxy() -> str:
     )
 
 
+def proxy_command(workbench: Workbench) -> list[str]:
+    """configurable-http-proxy, as the workbench's own ``hf<wb>_proxy`` account when users
+    have accounts (made by `hubforge up`): no shared component keeps root it does not need.
+    A port below 1024 needs root to bind: the proxy keeps root then (say so in the docs)."""
+    from hubforge.accounts import service_account_name
+
+    proxy = find_proxy()
+    name = service_account_name("proxy", workbench.state_dir)
+    if workbench.isolation != "accounts" or workbench.port < 1024:
+        return [proxy]
+    return [sys.executable, "-m", "hubforge.runas", name, "--", proxy]
+
+
 def service_token(workbench: Workbench) -> str:
     """The hub<->service token, generated once and kept 0600 in the state folder."""
     path = workbench.state_dir / "service-token"
@@ -142,7 +155,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
         service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + label_studio.prefix(
             workbench.base_url
         )
-    c.ConfigurableHTTPProxy.command = [find_proxy()]
+    c.ConfigurableHTTPProxy.command = proxy_command(workbench)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{fixed_port('proxy_api')}"
     c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
     c.ConfigurableHTTPProxy.should_start = True
