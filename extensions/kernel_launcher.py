@@ -66,12 +66,24 @@ def _pipe_over_ipc() -> None:
     thread._setup_pipe_out = setup_pipe_out
 
 
+def _no_debugger() -> None:
+    """The kernel offers no debugger: debugpy can only listen on TCP, and on a machine shared
+    by per-user accounts any account may connect to a loopback port (and run code in this
+    kernel). JupyterLab then shows no debug button for it."""
+    with contextlib.suppress(ImportError):
+        from ipykernel import debugger
+
+        debugger._is_debugpy_available = False
+
+
 def main() -> None:
     # as ipykernel_launcher: not the working folder on sys.path while the kernel loads
     if sys.path and (sys.path[0] == "" or Path(sys.path[0]) == Path.cwd()):
         del sys.path[0]
     with contextlib.suppress(ImportError):
         _pipe_over_ipc()
+    if os.environ.get("HUBFORGE_KERNEL_DEBUGGER") == "off":
+        _no_debugger()
     from ipykernel import kernelapp
 
     kernelapp.launch_new_instance()

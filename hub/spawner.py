@@ -258,6 +258,11 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 # Terminals, `!` commands and %tensorboard use the workbench's environment.
                 "PATH": os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")]),
                 "TF_USE_LEGACY_KERAS": "1",
+                # debugpy listens on a loopback TCP port every account could reach: with
+                # per-user accounts kernels offer no debugger (hubforge.kernel_launcher)
+                "HUBFORGE_KERNEL_DEBUGGER": (
+                    "off" if self.workbench.isolation == "accounts" else "on"
+                ),
                 # %tensorboard renders its iframe through the server's proxy.
                 "TENSORBOARD_PROXY_URL": env["JUPYTERHUB_SERVICE_PREFIX"] + "proxy/%PORT%/",
                 "HUBFORGE_TENSORBOARD_IDLE_TIMEOUT": str(self.workbench.tensorboard_idle_timeout),

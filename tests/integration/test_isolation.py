@@ -700,3 +700,17 @@ def test_a_census_of_the_workbench_finds_no_unexpected_root_process(iso):
     assert unexpected == [], unexpected
     proxy = [user for user, command in census if "configurable-http-proxy" in command]
     assert proxy == [accounts.service_account_name("proxy", wb.state_dir)], census
+
+
+def test_kernels_offer_no_debugger_that_would_listen_on_loopback(iso):
+    """debugpy can only listen on TCP, which every account reaches on one machine: with
+    per-user accounts the kernel tells JupyterLab it has no debugger."""
+    wb, tokens = iso
+    code = (
+        "import json\n"
+        "info = get_ipython().kernel.kernel_info\n"
+        "features = info.get('supported_features', [])\n"
+        "print(json.dumps(features + (['debugger'] if info.get('debugger') else [])))\n"
+    )
+    features = run(wb, tokens, "iso-ana", code)
+    assert "debugger" not in features, features
