@@ -37,7 +37,7 @@ def workbench_tag(state_dir: str | os.PathLike) -> str:
 
 def group_name(state_dir: str | os.PathLike) -> str:
     """The group of one workbench's user accounts (``datasets/`` belongs to it)."""
-    return workbench_tag(state_dir) + "-users"
+    return workbench_tag(state_dir) + "_users"  # '_': never a user's own group (hf<wb>-<name>)
 
 
 class AccountError(RuntimeError):

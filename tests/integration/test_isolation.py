@@ -230,6 +230,13 @@ def test_account_names_are_injective_and_valid():
     # the same user name on another workbench of the machine is another account and group
     assert accounts.account_name("ana", "/srv/team-b/state") != f"{tag}-ana"
     assert accounts.group_name("/srv/team-b/state") != accounts.group_name("/srv/team-a/state")
+    # a hub user called 'users', 'ls' or 'proxy' is never the group or a service account
+    for name in ("users", "ls", "proxy"):
+        assert accounts.account_name(name, "/srv/team-a/state") not in (
+            accounts.group_name("/srv/team-a/state"),
+            accounts.service_account_name("ls", "/srv/team-a/state"),
+            accounts.service_account_name("proxy", "/srv/team-a/state"),
+        )
 
 
 JOB = """
