@@ -324,6 +324,12 @@ def open_log(path: Path, owner: tuple[int, int] | None = None, root: Path | None
     if not stat.S_ISREG(info.st_mode):
         os.close(fd)
         raise UnsafeEntry(f"{path} is not a regular file")
+    if owner is not None and info.st_nlink > 1:  # a second name of a file from elsewhere
+        os.close(fd)
+        raise UnsafeEntry(
+            f"{path} has another name (a hard link); the workbench never writes to it or hands "
+            "it over (remove it)"
+        )
     os.set_blocking(fd, True)  # a regular file: children inherit an ordinary descriptor
     if owner is not None and (info.st_uid, info.st_gid) != owner:
         os.fchown(fd, *owner)

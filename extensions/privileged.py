@@ -128,7 +128,10 @@ def serve(path: Path, data_root: Path, state_dir: Path, client_uid: int) -> None
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
-    os.chmod(path, 0o666)  # who may talk is decided by SO_PEERCRED, not by the file's mode
+    # only root and the client's own group may connect at all (a flood of connections by
+    # another account would fill the backlog); SO_PEERCRED then checks the client's uid
+    os.chown(path, 0, pwd.getpwuid(client_uid).pw_gid)
+    os.chmod(path, 0o660)
     server.listen(64)
     print(f"hubforge helper listening on {path} for uid {client_uid}", flush=True)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # counted and reaped below

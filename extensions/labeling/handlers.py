@@ -85,8 +85,9 @@ def _own_area(workbench: Any, owner: str) -> None:
 
 class StoragesHandler(CredentialsHandler):
     """POST {"project", "folders": [...], "owner"?}: Label Studio may serve these folders to
-    the project (the caller's, or a teammate's shared one); only inside the project owner's
-    area or datasets/."""
+    the project: the owner's folders inside their own area or datasets/; a teammate labeling a
+    shared project, folders of datasets/ only (sharing a project lets a teammate label it,
+    not read the rest of the owner's area)."""
 
     async def post(self) -> None:
         user = self.labeling_user()
@@ -100,8 +101,10 @@ class StoragesHandler(CredentialsHandler):
         if owner is not None and not isinstance(owner, str):
             raise web.HTTPError(400, '"owner" must be a hub user name')
         wb = self.workbench
-        roots = [wb.user_area(owner or user), wb.shared_data / "datasets"]
-        await self.engine(_own_area, wb, owner or user)
+        roots = [wb.shared_data / "datasets"]
+        if owner is None or owner == user:
+            roots.insert(0, wb.user_area(user))
+            await self.engine(_own_area, wb, user)
         added = await self.engine(self.accounts.add_storages, user, owner, project, folders, roots)
         self.write_json({"storages": added}, status=201)
 

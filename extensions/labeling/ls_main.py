@@ -794,6 +794,33 @@ def _json_body(request):
         return None  # Label Studio answers the bad body itself
 
 
+FORM = "application/x-www-form-urlencoded"
+MULTIPART = "multipart/form-data"
+
+
+def _body_fields(request) -> list[dict] | None:
+    """The fields of every object the body sends, read as Label Studio's parsers read it
+    (JSON: an object or a list of them; a form; multipart form data): [] without a body,
+    None for a body DRF would parse but this policy cannot (refused)."""
+    if request.method not in ("POST", "PUT", "PATCH"):
+        return []
+    kind = request.content_type or ""
+    if "json" in kind:
+        body = _json_body(request)
+        items = body if isinstance(body, list) else [body]
+        return [item for item in items if isinstance(item, dict)]
+    if kind == FORM:
+        from django.http import QueryDict
+
+        form = request.POST if request.method == "POST" else QueryDict(request.body)
+        return [{key: form.getlist(key) for key in form}]
+    if kind == MULTIPART:
+        if request.method != "POST":
+            return None  # Django parses multipart for POST only: not read here, refused
+        return [{key: request.POST.getlist(key) for key in request.POST}]
+    return []  # Label Studio's parsers refuse any other type (415)
+
+
 def view_refusal(request, view_name: str, kwargs: dict, caller: Caller) -> str | None:
     """Why ``caller`` may not use this view (None: it may)."""
     if caller.staff:
@@ -851,8 +878,10 @@ def view_refusal(request, view_name: str, kwargs: dict, caller: Caller) -> str |
                 narrowed = True
                 if not mine(_project_of(kind, pk)):
                     return f"{kind} {pk} is not in your projects"
-        body = _json_body(request)
-        if isinstance(body, dict):
+        fields = _body_fields(request)
+        if fields is None:
+            return "send JSON, a form or multipart form data this policy can read"
+        for body in fields:
             for key, kind in BODY_KEYS.items():
                 if key in body and body[key] is not None:
                     for pk in _ids(body[key]):
@@ -997,12 +1026,20 @@ def open_storage_file(root: str, parts: list[str], area: int) -> int:
 
 def _open_through_helper(path: str, relative: str) -> int:
     import socket
+    import time
 
-    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
-        conn.settimeout(30)
-        conn.connect(path)
-        conn.sendall((json.dumps({"open": relative}) + "\n").encode())
-        message, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+    for attempt in range(20):  # a busy helper (its backlog full) is asked again shortly
+        try:
+            with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
+                conn.settimeout(30)
+                conn.connect(path)
+                conn.sendall((json.dumps({"open": relative}) + "\n").encode())
+                message, fds, _, _ = socket.recv_fds(conn, 65536, 1)
+            break
+        except (BlockingIOError, ConnectionRefusedError):
+            if attempt == 19:
+                raise
+            time.sleep(0.05 * (attempt + 1))
     try:
         reply = json.loads(message or b"{}")
     except ValueError:

@@ -407,3 +407,59 @@ def test_label_studio_runs_as_its_own_account_and_cannot_read_the_state(workbenc
         cwd="/",
     )
     assert probe.stdout.split() == ["denied", "denied"], probe.stdout + probe.stderr
+
+
+def test_form_and_multipart_bodies_are_checked_like_json(workbench, alice_and_bob, as_user):  # noqa: F811
+    """A later review (R1): the policy read only JSON bodies, so bob, naming his own project
+    in the query, put a prediction on alice's task and a task into her project with a form or
+    multipart body. Every body Label Studio parses is checked now."""
+    project, alice, bob, item, _ = alice_and_bob
+    as_user("pol-bob")
+    mine = labeling.create_project("bob form probe", ["a text"], ["x", "y"], "text-classification")
+    result = json.dumps(
+        [{"from_name": "label", "to_name": "image", "type": "choices", "value": {"choices": ["x"]}}]
+    )
+    b = bob["token"]
+    url = workbench.url + "services/label-studio/"
+    attempts = [
+        ("predictions form", "api/predictions/", {"data": {"task": item["id"], "result": result}}),
+        (
+            "predictions multipart",
+            "api/predictions/",
+            {"files": {"task": (None, str(item["id"])), "result": (None, result)}},
+        ),
+        ("task form", "api/tasks/", {"data": {"project": project.id, "data": '{"text": "x"}'}}),
+    ]
+    for what, path, body in attempts:
+        r = requests.post(
+            f"{url}{path}?project={mine.id}",
+            headers={"Authorization": f"Token {b}"},
+            timeout=60,
+            **body,
+        )
+        assert r.status_code == 403 and "not in your projects" in r.text, (what, r.text[:300])
+    task = ls(workbench, alice["token"], "GET", f"api/tasks/{item['id']}/").json()
+    assert task.get("predictions", []) == [] or all(
+        p.get("model_version") != "bob" for p in task["predictions"]
+    )
+    listed = ls(workbench, alice["token"], "GET", f"api/tasks/?project={project.id}").json()
+    tasks = listed.get("tasks", listed) if isinstance(listed, dict) else listed
+    assert all(t["data"].get("text") != "x" for t in tasks)
+
+
+def test_a_teammate_cannot_make_a_storage_over_the_owners_area(workbench, alice_and_bob, as_user):  # noqa: F811
+    """A later review (R3): sharing a project let the teammate make a storage of the owner's
+    whole area and read any file of it through Label Studio. A teammate may add datasets/
+    folders only; the owner's area is the owner's to expose."""
+    project, _, _, _, _ = alice_and_bob
+    as_user("pol-alice")
+    labeling.share("pol-bob")
+    area = workbench.data_dir / "hdfs" / "users" / "pol-alice"
+    bob_token = as_user("pol-bob")
+    r = workbench.api(
+        "POST",
+        "services/hubforge/api/labeling/storages",
+        bob_token,
+        json={"project": project.id, "owner": "pol-alice", "folders": [str(area)]},
+    )
+    assert r.status_code in (400, 403) and "outside" in r.text, r.text

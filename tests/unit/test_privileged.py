@@ -165,3 +165,12 @@ def test_only_its_client_account_is_answered(helper):
     )
     assert "PNG-ana" not in done.stdout and done.returncode != 0, (done.stdout, done.stderr)
     assert ask(sock, {"open": "users/ana/labeling/cat.png"})["content"] == "PNG-ana"
+
+
+def test_only_root_and_the_clients_group_may_connect_at_all(helper):
+    """A later review (R2): the socket was 0666, and another account's flood of connections
+    filled the helper's backlog (images stopped loading for everyone). Now only the client's
+    group may connect."""
+    sock, _, _ = helper
+    info = os.stat(sock)
+    assert oct(info.st_mode & 0o777) == "0o660" and info.st_gid == CLIENT and info.st_uid == 0

@@ -234,3 +234,17 @@ def test_the_data_view_and_examples_are_never_made_through_links(place: Path):
     copied = examples.install(home, place / "marker2", (NOBODY, NOBODY))
     assert copied and all(os.lstat(p).st_uid == NOBODY for p in copied)
     assert os.lstat(home / "examples").st_uid == NOBODY
+
+
+def test_a_log_that_is_a_second_name_of_another_file_is_never_written_or_handed_over(place: Path):
+    """A later review (R4): bob replaced his server.log with a hard link to a file of root's
+    (possible for any file where fs.protected_hardlinks=0); root appended to it and handed
+    it to bob. A log with a second name is refused now."""
+    area, victim = place / "users" / "bob", place / "victim"
+    (victim / "ww").write_text("ROOT-WW")
+    (victim / "ww").chmod(0o666)
+    (area / "server.log").hardlink_to(victim / "ww")
+    with pytest.raises(UnsafeEntry, match="hard link"):
+        confined.open_log(area / "server.log", (NOBODY, NOBODY), area)
+    info = os.lstat(victim / "ww")
+    assert (info.st_uid, info.st_gid) == (0, 0) and (victim / "ww").read_text() == "ROOT-WW"
