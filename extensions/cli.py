@@ -219,7 +219,7 @@ def _proxy_account(workbench: Workbench) -> None:
 
     run = workbench.root / "run"
     run.mkdir(exist_ok=True)
-    os.chmod(run, 0o755)
+    os.chmod(run, 0o711)  # passable (the helper's socket), not listable
     try:
         ensure_service_account("proxy", run, workbench.state_dir)
     except AccountError as e:
@@ -244,7 +244,7 @@ def _start_helper(workbench: Workbench) -> subprocess.Popen | None:
         raise SystemExit(f"error: Label Studio's account: {e}") from None
     run = helper_socket(workbench).parent
     run.mkdir(exist_ok=True)
-    os.chmod(run, 0o755)
+    os.chmod(run, 0o711)  # passable (the helper's socket), not listable
     helper_socket(workbench).unlink(missing_ok=True)  # a socket of an earlier start
     helper = subprocess.Popen(
         [

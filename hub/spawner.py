@@ -263,6 +263,8 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 "HUBFORGE_KERNEL_DEBUGGER": (
                     "off" if self.workbench.isolation == "accounts" else "on"
                 ),
+                # ... and JupyterLab shows no debugger (its page config, see _lab_config_path)
+                **self._lab_config_path(env),
                 # %tensorboard renders its iframe through the server's proxy.
                 "TENSORBOARD_PROXY_URL": env["JUPYTERHUB_SERVICE_PREFIX"] + "proxy/%PORT%/",
                 "HUBFORGE_TENSORBOARD_IDLE_TIMEOUT": str(self.workbench.tensorboard_idle_timeout),
@@ -273,6 +275,15 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
             }
         )
         return env
+
+    def _lab_config_path(self, env: dict[str, str]) -> dict[str, str]:
+        """With per-user accounts: JupyterLab's debugger extension off (the kernels offer
+        none), through a Jupyter config folder of Hubforge's ahead of the others."""
+        if self.workbench.isolation != "accounts":
+            return {}
+        ours = str(Path(__file__).parent / "jupyter-accounts")
+        rest = env.get("JUPYTER_CONFIG_PATH") or os.environ.get("JUPYTER_CONFIG_PATH", "")
+        return {"JUPYTER_CONFIG_PATH": os.pathsep.join(p for p in (ours, rest) if p)}
 
     def get_args(self) -> list[str]:
         args = super().get_args()
