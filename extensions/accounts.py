@@ -137,6 +137,13 @@ def ensure_account(user: str, home: Path, state_dir: Path) -> Account:
     name = account_name(user, state_dir)
     shared_gid = ensure_group(state_dir)
     with file_lock(state_dir / "accounts.lock", timeout=60):
+        legacy = _legacy_account(user, home)
+        if legacy is not None:  # made by an earlier version for this very home: kept
+            if shared_gid not in os.getgrouplist(legacy.pw_name, legacy.pw_gid):
+                _run(
+                    _tool("usermod") or "usermod", "-a", "-G", group_name(state_dir), legacy.pw_name
+                )
+            return Account(legacy.pw_name, legacy.pw_uid, legacy.pw_gid, home, shared_gid)
         try:
             entry = pwd.getpwnam(name)
         except KeyError:
@@ -163,6 +170,26 @@ def ensure_account(user: str, home: Path, state_dir: Path) -> Account:
             f"(`userdel {name}`) if nothing of it is needed any more"
         )
     return Account(name, entry.pw_uid, entry.pw_gid, home, shared_gid)
+
+
+def _legacy_account(user: str, home: Path) -> pwd.struct_passwd | None:
+    """The account an earlier version made for ``user`` (``hubforge-<name>`` or
+    ``hubforge_<hash>``), if its home is exactly ``home``: that account was made for this
+    workbench (a home is one workbench's), so its files stay its own after an upgrade. One
+    whose home is elsewhere belongs to another workbench and is never used."""
+    plain = re.fullmatch(r"[a-z0-9][a-z0-9-]{0,22}", user)
+    old = (
+        "hubforge-" + user
+        if plain
+        else "hubforge_" + hashlib.sha256(user.encode()).hexdigest()[:23]
+    )
+    try:
+        entry = pwd.getpwnam(old)
+    except KeyError:
+        return None
+    if entry.pw_uid == 0 or os.path.realpath(entry.pw_dir) != os.path.realpath(home):
+        return None
+    return entry
 
 
 def service_account_name(role: str, state_dir: str | os.PathLike) -> str:
@@ -320,8 +347,8 @@ def existing_account(user: str, home: Path, state_dir: Path) -> Account:
     """The account of ``user`` on this workbench if it exists (AccountError otherwise);
     never makes one."""
     try:
-        entry = pwd.getpwnam(account_name(user, state_dir))
         shared_gid = grp.getgrnam(group_name(state_dir)).gr_gid
+        entry = _legacy_account(user, home) or pwd.getpwnam(account_name(user, state_dir))
     except KeyError:
         raise AccountError(f"{user} has no OS account on this workbench") from None
     if os.path.realpath(entry.pw_dir) != os.path.realpath(home):

@@ -8,6 +8,7 @@ from __future__ import annotations
 import io
 import logging
 import os
+import shutil
 import subprocess
 import tempfile
 from pathlib import Path
@@ -101,3 +102,31 @@ def test_an_account_of_that_name_with_another_home_is_refused_not_adopted():
     finally:
         subprocess.run(["userdel", name], capture_output=True)
         subprocess.run(["groupdel", accounts.group_name(state)], capture_output=True)
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="making OS accounts needs root")
+def test_an_upgraded_workbench_keeps_the_accounts_an_earlier_version_made_for_it():
+    """Accounts were `hubforge-<name>` before they were named per workbench. The one whose
+    home is this workbench's is kept (its files stay its own, it joins the workbench's
+    group); one whose home is elsewhere is another workbench's and is never used."""
+    base = Path(tempfile.mkdtemp(prefix="hubforge-upgrade-", dir="/tmp"))
+    state, home = base / "state", base / "homes" / "legacy-u"
+    state.mkdir()
+    home.mkdir(parents=True)
+    old = "hubforge-legacy-u"
+    subprocess.run(["userdel", old], capture_output=True)
+    subprocess.run(["useradd", "--system", "--home-dir", str(home), old], check=True)
+    try:
+        account = accounts.ensure_account("legacy-u", home, state)
+        assert account.name == old
+        assert account.shared_gid in os.getgrouplist(old, account.gid)
+        accounts.own_folder(home, account)  # no "belongs to another account" after an upgrade
+        assert accounts.existing_account("legacy-u", home, state).name == old
+        elsewhere = accounts.ensure_account("legacy-u", base / "homes" / "other", state / "x")
+        assert elsewhere.name != old  # (state/x: another workbench, another home)
+    finally:
+        for name in (old, accounts.account_name("legacy-u", state / "x")):
+            subprocess.run(["userdel", name], capture_output=True)
+        for folder in (state, state / "x"):
+            subprocess.run(["groupdel", accounts.group_name(folder)], capture_output=True)
+        shutil.rmtree(base, ignore_errors=True)
