@@ -227,45 +227,45 @@ def _proxy_account(workbench: Workbench) -> None:
 
 
 def _start_helper(workbench: Workbench) -> subprocess.Popen | None:
-    """With per-user accounts, Label Studio runs as its own system account and the
-    privileged helper (hubforge.privileged, root) opens users' files for it as their
-    owners. Started before the hub, stopped after it, dies with `up` (not swept with the
-    hub's services: a restarted hub finds it still there)."""
-    if workbench.isolation != "accounts" or not workbench.label_studio_python:
+    """With per-user accounts the privileged helper (hubforge.privileged, root) does for
+    the hub's spawner what needs root (a user's account and folders, their server started
+    and signalled as their account), and opens users' files as their owners for Label
+    Studio, which runs as its own system account. Started before the hub, stopped after it,
+    dies with `up` (not swept with the hub's services: a restarted hub finds it there)."""
+    if workbench.isolation != "accounts":
         return None
     from .accounts import AccountError, ensure_service_account, own_folder
+    from .helper_client import hub_socket
     from .labeling.server import helper_socket
 
-    folder = workbench.root / "label-studio"
-    try:
-        account = ensure_service_account("ls", folder, workbench.state_dir)
-        own_folder(folder, account, 0o700)
-    except AccountError as e:
-        raise SystemExit(f"error: Label Studio's account: {e}") from None
-    run = helper_socket(workbench).parent
+    run = hub_socket(workbench.root).parent
     run.mkdir(exist_ok=True)
-    os.chmod(run, 0o711)  # passable (the helper's socket), not listable
-    helper_socket(workbench).unlink(missing_ok=True)  # a socket of an earlier start
+    os.chmod(run, 0o711)  # passable (the helper's sockets), not listable
+    sockets = [hub_socket(workbench.root)]
+    command = [
+        *(sys.executable, "-m", "hubforge.privileged"),
+        *("--data", str(workbench.shared_data), "--state", str(workbench.state_dir)),
+        *("--hub-socket", str(sockets[0]), "--hub-uid", str(os.geteuid())),
+    ]
+    if workbench.label_studio_python:
+        folder = workbench.root / "label-studio"
+        try:
+            account = ensure_service_account("ls", folder, workbench.state_dir)
+            own_folder(folder, account, 0o700)
+        except AccountError as e:
+            raise SystemExit(f"error: Label Studio's account: {e}") from None
+        sockets.append(helper_socket(workbench))
+        command += ["--socket", str(sockets[1]), "--client-uid", str(account.uid)]
+    for sock in sockets:
+        sock.unlink(missing_ok=True)  # a socket of an earlier start
     helper = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "hubforge.privileged",
-            "--socket",
-            str(helper_socket(workbench)),
-            "--data",
-            str(workbench.shared_data),
-            "--state",
-            str(workbench.state_dir),
-            "--client-uid",
-            str(account.uid),
-        ],
+        command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         env={"PATH": os.environ.get("PATH", ""), "LANG": os.environ.get("LANG", "C.UTF-8")},
     )
     deadline = time.monotonic() + 30
-    while not helper_socket(workbench).exists() and helper.poll() is None:
+    while not all(s.exists() for s in sockets) and helper.poll() is None:
         if time.monotonic() > deadline:
             break
         time.sleep(0.05)

@@ -2,14 +2,23 @@
 unprivileged parts of a workbench with per-user accounts ask for what only root can do, the
 way JupyterHub's sudospawner mediates for an unprivileged hub.
 
-Today its one client is Label Studio, which runs as the system account ``hf<wb>_ls``
-and must show users' own images: ``open`` hands it a file of a user's area, opened by a
-process that has dropped to that user's account (so it never reads with root's rights) and
-reached without following any link. The helper never opens a user's path as root.
+It has two clients, each on a socket of its own that only that client's account may use:
 
-Protocol: a Unix socket; the client sends one JSON line and gets one JSON line back, with
-the file descriptor attached (SCM_RIGHTS) when it asked to open a file. Only the configured
-client account is answered (SO_PEERCRED).
+* Label Studio, which runs as the system account ``hf<wb>_ls`` and must show users' own
+  images: ``{"open": "users/<name>/<path>"}`` hands it a file of a user's area, opened by a
+  process that has dropped to that user's account (so it never reads with root's rights) and
+  reached without following any link.
+* the hub's spawner: ``{"command": C, "user": NAME, ...}`` with C one of ``prepare`` (the
+  user's account and folders), ``start`` (``argv``, ``env``: their server, as their account),
+  ``signal`` (``pid``, ``signum``, ``group``: sent by a process that has become their account,
+  so only their own processes can be reached) and ``stop-tensorboards`` (as their account).
+  See :mod:`hubforge.user_setup`.
+
+The helper never opens a user's path as root except relative to fds opened O_NOFOLLOW, and
+never walks a user's tree. Protocol: the client sends one JSON line and gets one JSON line
+back, with the file descriptor attached (SCM_RIGHTS) when it asked to open a file. Only the
+socket's configured client account is answered (SO_PEERCRED); each request is served by a
+child process of its own.
 """
 
 from __future__ import annotations
@@ -19,15 +28,19 @@ import contextlib
 import json
 import os
 import pwd
+import selectors
 import signal
 import socket
 import stat
 import struct
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
+from . import user_setup
 from .accounts import account_name
 from .confined import UnsafeEntry, open_beneath
+from .user_setup import Layout, SetupError
 
 MAX_REQUEST = 64 * 1024
 MAX_CHILDREN = 64
@@ -104,13 +117,14 @@ def _answer(conn: socket.socket, reply: dict, fds: list[int] | None = None) -> N
         conn.sendall(line)
 
 
-def handle(conn: socket.socket, data_root: Path, state_dir: Path) -> None:
-    """One request, in a child process of the helper (it may drop its rights for good)."""
+def handle(conn: socket.socket, layout: Layout) -> None:
+    """One request of Label Studio's, in a child process of the helper (it may drop its
+    rights for good)."""
     try:
         request = _read_request(conn)
         if set(request) != {"open"}:
             raise Refused("the only command is {'open': 'users/<name>/<path>'}")
-        area, rest, uid, gid = _user_area(data_root, state_dir, request["open"])
+        area, rest, uid, gid = _user_area(layout.shared, layout.state, request["open"])
         os.setgroups([])
         os.setgid(gid)
         os.setuid(uid)  # from here on: the owner's rights, and no way back
@@ -122,8 +136,51 @@ def handle(conn: socket.socket, data_root: Path, state_dir: Path) -> None:
         _answer(conn, {"error": f"{e.strerror or e}"})
 
 
-def serve(path: Path, data_root: Path, state_dir: Path, client_uid: int) -> None:
-    """Answer clients of ``client_uid`` on the Unix socket ``path`` until terminated."""
+HUB_COMMANDS = {
+    "prepare": {"command", "user"},
+    "start": {"command", "user", "argv", "env"},
+    "signal": {"command", "user", "pid", "signum", "group"},
+    "stop-tensorboards": {"command", "user"},
+}
+
+
+def handle_hub(conn: socket.socket, layout: Layout) -> None:
+    """One request of the hub's spawner, in a child process of the helper."""
+    try:
+        request = _read_request(conn)
+        command = request.get("command")
+        if command not in HUB_COMMANDS or not set(request) <= HUB_COMMANDS[command]:
+            raise Refused(
+                "send {'command': 'prepare'|'start'|'signal'|'stop-tensorboards', "
+                "'user': <name>, ...} with the fields of that command only"
+            )
+        user = user_setup.checked_name(request.get("user"))
+        if command == "prepare":
+            account = user_setup.prepare_user(layout, user)
+            _answer(conn, {"ok": True, "account": account.name, "uid": account.uid})
+        elif command == "start":
+            pid = user_setup.start_server(layout, user, request.get("argv"), request.get("env"))
+            _answer(conn, {"ok": True, "pid": pid})
+        else:
+            user_setup.drop_to(user_setup.existing(layout, user))  # no way back
+            if command == "signal":
+                alive = user_setup.send_signal(
+                    request.get("pid"), request.get("signum"), request.get("group", False)
+                )
+                _answer(conn, {"ok": True, "alive": alive})
+            else:
+                user_setup.stop_tensorboards(layout, user)
+                _answer(conn, {"ok": True})
+    except (Refused, SetupError, UnsafeEntry) as e:
+        _answer(conn, {"error": str(e)})
+    except OSError as e:
+        _answer(conn, {"error": f"{e.strerror or e}"})
+
+
+Handler = Callable[[socket.socket, Layout], None]
+
+
+def _listen(path: Path, client_uid: int) -> socket.socket:
     with contextlib.suppress(FileNotFoundError):
         os.unlink(path)
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
@@ -134,44 +191,92 @@ def serve(path: Path, data_root: Path, state_dir: Path, client_uid: int) -> None
     os.chmod(path, 0o660)
     server.listen(64)
     print(f"hubforge helper listening on {path} for uid {client_uid}", flush=True)
+    return server
+
+
+def _reap_all(children: set[int]) -> None:
+    """Collect every ended child: the requests' own, and (as the subreaper) the servers
+    they started, which are reparented here when their request ends."""
+    while True:
+        try:
+            pid, _ = os.waitpid(-1, os.WNOHANG)
+        except ChildProcessError:
+            return
+        if not pid:
+            return
+        children.discard(pid)
+
+
+def serve(clients: list[tuple[Path, int, Handler]], layout: Layout) -> None:
+    """Answer each (socket path, client uid, handler) until terminated."""
+    selector = selectors.DefaultSelector()
+    for path, uid, handler in clients:
+        selector.register(_listen(path, uid), selectors.EVENT_READ, (uid, handler))
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # counted and reaped below
     children: set[int] = set()
     while True:
-        conn, _ = server.accept()
-        children -= _reaped(children)
-        try:
-            # another account gets the connection closed, unread; the client gets at most
-            # MAX_CHILDREN requests at once (each in its own short-lived child)
-            if peer_uid(conn) != client_uid or len(children) >= MAX_CHILDREN:
-                continue
-            pid = os.fork()
-            if pid:
-                children.add(pid)
-            else:
-                try:
-                    server.close()
-                    handle(conn, data_root, state_dir)
-                finally:
-                    os._exit(0)
-        except OSError:
-            pass
-        finally:
-            conn.close()
+        ready = selector.select(timeout=1.0)
+        _reap_all(children)
+        for key, _ in ready:
+            client_uid, handler = key.data
+            conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+            try:
+                # another account gets the connection closed, unread; a client gets at most
+                # MAX_CHILDREN requests at once (each in its own short-lived child)
+                if peer_uid(conn) != client_uid or len(children) >= MAX_CHILDREN:
+                    continue
+                pid = os.fork()
+                if pid:
+                    children.add(pid)
+                else:
+                    try:
+                        for listener in list(selector.get_map().values()):
+                            listener.fileobj.close()  # type: ignore[union-attr]
+                        selector.close()
+                        handler(conn, layout)
+                    finally:
+                        os._exit(0)
+            except OSError:
+                pass
+            finally:
+                conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m hubforge.privileged", description=__doc__)
-    parser.add_argument("--socket", required=True, type=Path)
     parser.add_argument("--data", required=True, type=Path, help="the shared data root")
     parser.add_argument("--state", required=True, type=Path, help="the workbench's state folder")
-    parser.add_argument("--client-uid", required=True, type=int)
+    parser.add_argument("--socket", type=Path, help="Label Studio's socket")
+    parser.add_argument("--client-uid", type=int, help="Label Studio's account")
+    parser.add_argument("--hub-socket", type=Path, help="the hub's socket")
+    parser.add_argument("--hub-uid", type=int, help="the hub's account")
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("the helper runs as root (it starts file reads as users' accounts)", file=sys.stderr)
         return 2
+    clients: list[tuple[Path, int, Handler]] = []
+    if args.socket is not None and args.client_uid is not None:
+        clients.append((args.socket, args.client_uid, handle))
+    if args.hub_socket is not None and args.hub_uid is not None:
+        clients.append((args.hub_socket, args.hub_uid, handle_hub))
+    if not clients:
+        parser.error("name a client: --socket and --client-uid, or --hub-socket and --hub-uid")
     _die_with_parent()
-    serve(args.socket, args.data.resolve(), args.state, args.client_uid)
+    _become_subreaper()
+    if args.state.name != "state":
+        parser.error("--state is the workbench's state folder, <data dir>/state")
+    layout = Layout(root=args.state.parent, shared=args.data.resolve())
+    serve(clients, layout)
     return 0
+
+
+def _become_subreaper() -> None:
+    """Servers the helper starts outlive the request that started them: they are reparented
+    to the helper (PR_SET_CHILD_SUBREAPER), which collects them when they end."""
+    import ctypes
+
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1)
 
 
 def _die_with_parent() -> None:

@@ -7,22 +7,21 @@ import contextlib
 import html
 import json
 import os
+import shlex
 import signal
-import stat
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
+import psutil
 from jupyterhub.spawner import SimpleLocalProcessSpawner
+from jupyterhub.utils import random_port
 from tornado import web
 from tornado.httpclient import AsyncHTTPClient, HTTPClientError, HTTPRequest
 from traitlets import Instance, Unicode, default
 
-from hubforge import accounts, examples
-from hubforge.accounts import Account
-from hubforge.confined import UnsafeEntry, make_folders_beneath, make_link_beneath, open_log
+from hubforge import accounts, helper_client, user_setup
 from hubforge.processes import MARKER as WORKBENCH_MARKER
 from hubforge.profiles import ProfileError, find_profile
 from hubforge.service.culler import idle_note, idle_timeout
@@ -159,84 +158,36 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         return json.loads(response.body)
 
     # Lifecycle ------------------------------------------------------------------------
-    def prepare_folders(self, account: Account | None = None) -> None:
-        """The home's and the area's folders, the examples and ~/hdfs. With per-user accounts
-        (``account``) the home and the area are already the account's: everything in them is
-        made relative to fds opened O_NOFOLLOW (never through a link the user put there) and
-        given to the account as it is made; nothing of the user's is walked or re-owned."""
-        home = Path(self.home_dir)
-        home.mkdir(parents=True, exist_ok=True)
-        owner = (account.uid, account.gid) if account is not None else None
-        # the example series (label -> train -> watch -> deploy -> pre-label), once per user
-        given = self.workbench.state_dir / "examples-copied"
-        given.mkdir(mode=0o700, exist_ok=True)
-        examples.install(home, given / self.user.name, owner)
-        area = self.workbench.user_area(self.user.name)
-        if account is None:
-            area.mkdir(parents=True, exist_ok=True)
-        for sub in ("jobs", "models", "labeling"):
-            with contextlib.suppress(UnsafeEntry, NotADirectoryError):  # theirs to fix
-                make_folders_beneath(area, sub, owner, 0o755)
-        link = home / "hdfs"
-        if account is not None:
-            self._own_view_of_the_data(home, area, owner)
-        elif not link.is_symlink() and not link.exists():
-            link.symlink_to(self.workbench.shared_data, target_is_directory=True)
+    @property
+    def with_accounts(self) -> bool:
+        """Per-user OS accounts: the privileged helper prepares, starts and signals."""
+        return self.workbench.isolation == "accounts"
 
-    def _own_view_of_the_data(self, home: Path, area: Path, owner: tuple[int, int]) -> None:
-        """~/hdfs with per-user accounts: the user's own area and datasets/, nothing else
-        (same paths as the whole mount: ~/hdfs/users/<me>/..., ~/hdfs/datasets/...). Made
-        relative to O_NOFOLLOW fds of the home: a link the user put on the way is refused."""
-        with contextlib.suppress(FileNotFoundError):
-            if stat.S_ISLNK(os.lstat(home / "hdfs").st_mode):  # the whole area, from before
-                os.unlink(home / "hdfs")  # homes/<name> is root's to trust: not a link
+    def _helper(self, command: str, **fields: Any) -> dict[str, Any]:
+        """Ask the workbench's privileged helper (hubforge.privileged) to do ``command``
+        for this user: the hub itself never needs root for a user's account or files."""
+        request = {"command": command, "user": self.user.name, **fields}
         try:
-            make_folders_beneath(home, "hdfs/users", owner, 0o755)
-            links = {
-                "hdfs/datasets": self.workbench.shared_data / "datasets",
-                f"hdfs/users/{self.user.name}": area,
-            }
-            for relative, target in links.items():
-                make_link_beneath(home, relative, target, owner)
-        except (UnsafeEntry, NotADirectoryError) as e:
-            self.log.warning("~/hdfs of %s left as it is: %s", self.user.name, e)
+            return helper_client.ask(helper_client.hub_socket(self.workbench.root), request)
+        except helper_client.HelperError as e:
+            raise web.HTTPError(500, f"{self.user.name}'s server ({command}): {e}") from None
 
-    def prepare_account(self) -> Account | None:
-        """With Workbench.isolation='accounts': the user's OS account (made on first spawn),
-        owning the home and the user area (0700); the server then starts as it."""
-        if self.workbench.isolation != "accounts":
+    async def _ask_helper(self, command: str, **fields: Any) -> dict[str, Any]:
+        return await asyncio.to_thread(self._helper, command, **fields)
+
+    def _account_uid(self) -> int | None:
+        """The uid of the user's account (looked up, never made), or None."""
+        try:
+            home = Path(self.home_dir)
+            return accounts.existing_account(self.user.name, home, self.workbench.state_dir).uid
+        except accounts.AccountError:
             return None
-        wb = self.workbench
-        try:
-            account = accounts.ensure_account(self.user.name, Path(self.home_dir), wb.state_dir)
-        except accounts.AccountError as e:
-            raise web.HTTPError(
-                500, f"Could not make the OS account of {self.user.name}: {e}"
-            ) from None
-        accounts.prepare_shared(wb.root, wb.shared_data, wb.homes_dir, wb.state_dir)
-        try:
-            accounts.own_folder(Path(self.home_dir), account)
-            accounts.own_folder(wb.user_area(self.user.name), account)
-        except accounts.AccountError as e:
-            raise web.HTTPError(
-                500, f"Could not prepare the folders of {self.user.name}: {e}"
-            ) from None
-        for needed in (Path(sys.executable), Path(self.home_dir), wb.user_area(self.user.name)):
-            closed = accounts.unreachable(needed, account)
-            if closed is not None:
-                raise web.HTTPError(
-                    500,
-                    f"The OS account {account.name} cannot reach {needed}: the folder {closed} "
-                    "is closed to other accounts. Put the workbench's data folder and Python "
-                    f"where every account can pass (e.g. /srv, /opt), or `chmod o+x {closed}`.",
-                )
-        return account
 
     def user_env(self, env: dict[str, str]) -> dict[str, str]:
         env = super().user_env(env)
-        account = getattr(self, "_account", None)
+        account = getattr(self, "_account_name", None)
         if account is not None:
-            env["USER"] = env["LOGNAME"] = account.name
+            env["USER"] = env["LOGNAME"] = account
         return env
 
     def get_env(self) -> dict[str, str]:
@@ -312,44 +263,50 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         else:
             self._devices = []
         try:
-            self._account = await asyncio.to_thread(self.prepare_account)
-            await asyncio.to_thread(self.prepare_folders, self._account)
-            if self._account is not None:
-                log = self._own_log(self._account)
-                self.popen_kwargs = {
-                    **self._account.popen_kwargs(),
-                    "cwd": self.home_dir,
-                    "stdout": log,
-                    "stderr": log,
-                }
-            try:
+            if self.with_accounts:
+                prepared = await self._ask_helper("prepare")
+                self._account_name = prepared["account"]
+                ip, port = await self._start_as_account()
+            else:
+                layout = user_setup.Layout.of(self.workbench)
+                await asyncio.to_thread(user_setup.prepare_folders, layout, self.user.name)
                 ip, port = await super().start()
-            finally:
-                if self._account is not None:
-                    os.close(self.popen_kwargs.pop("stdout"))
-                    self.popen_kwargs.pop("stderr")
             await self._wait_listening(ip, port)
         except BaseException:
             await self._release_gpus()
             raise
         return ip, port
 
-    SERVER_LOG = ".hubforge/server.log"
-    SERVER_LOG_KEEP = 20 * 1024 * 1024
+    async def _start_as_account(self) -> tuple[str, int]:
+        """The server as the user's account, started by the privileged helper; what it and
+        its kernels print goes to the user's own ~/.hubforge/server.log, not the hub's log."""
+        if self.port == 0:
+            self.port = random_port()
+        env = self.get_env()
+        cmd = [*self.cmd, *self.get_args()]
+        self.log.info("Spawning %s as %s", shlex.join(cmd), self._account_name)
+        self.pid = (await self._ask_helper("start", argv=cmd, env=env))["pid"]
+        return (self.ip or "127.0.0.1", self.port)
 
-    def _own_log(self, account: Account) -> int:
-        """With per-user accounts the server and its kernels write to the user's own log
-        (~/.hubforge/server.log, the user's file), not into the hub's log: what a user's code
-        prints never reaches the admin's terminal or another user's view. Opened relative to
-        O_NOFOLLOW fds of the home; started afresh past SERVER_LOG_KEEP bytes."""
-        home = Path(self.home_dir)
+    async def _signal(self, sig: int) -> bool:
+        """With per-user accounts the hub needs no right over the user's processes: whether
+        the server runs is read from /proc (the user's uid, not a zombie), and signals are
+        sent by the helper as the user's account (only their own processes can be reached)."""
+        if not self.with_accounts:
+            return await super()._signal(sig)
+        if sig != 0:
+            try:
+                await self._ask_helper("signal", pid=self.pid, signum=int(sig), group=False)
+            except web.HTTPError as e:
+                self.log.warning("%s", e.log_message)
+        return self._running()
+
+    def _running(self) -> bool:
         try:
-            fd = open_log(home / self.SERVER_LOG, (account.uid, account.gid), root=home)
-        except (UnsafeEntry, NotADirectoryError) as e:
-            raise web.HTTPError(500, f"Your server's log cannot be opened: {e}") from None
-        if os.fstat(fd).st_size > self.SERVER_LOG_KEEP:
-            os.ftruncate(fd, 0)
-        return fd
+            proc = psutil.Process(self.pid)
+            return proc.status() != psutil.STATUS_ZOMBIE and proc.uids().real == self._account_uid()
+        except psutil.Error:
+            return False
 
     async def _wait_listening(self, ip: str, port: int) -> None:
         """Return as soon as the server accepts connections.
@@ -374,43 +331,30 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
         await super().stop(now=now)
         if pid:
             # The server runs in its own session: take its kernels and helpers with it.
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(pid, signal.SIGKILL)
+            if self.with_accounts:
+                with contextlib.suppress(web.HTTPError):
+                    await self._ask_helper("signal", pid=pid, signum=signal.SIGKILL, group=True)
+            else:
+                with contextlib.suppress(ProcessLookupError, PermissionError):
+                    os.killpg(pid, signal.SIGKILL)
         # TensorBoards run detached from the server; they stop with it (and come back with it).
-        await asyncio.to_thread(self._stop_tensorboards)
+        await self._stop_tensorboards()
         await self._release_gpus()
 
-    def _stop_tensorboards(self) -> None:
+    async def _stop_tensorboards(self) -> None:
         """Stop the user's TensorBoards. Their records are in the user's home, the user's to
-        write: with per-user accounts a process of the user's own account reads them and
-        sends the signals, so a pid the user wrote there reaches only the user's processes."""
-        records = Path(self.home_dir) / ".hubforge" / "tensorboards.json"
-        if self.workbench.isolation != "accounts":
-            stop_processes(InstanceStore(records))
+        write: with per-user accounts the helper reads them and sends the signals as the
+        user's own account, so a pid the user wrote there reaches only the user's processes."""
+        if not self.with_accounts:
+            records = Path(self.home_dir) / ".hubforge" / "tensorboards.json"
+            await asyncio.to_thread(stop_processes, InstanceStore(records))
             return
-        try:
-            account = accounts.existing_account(
-                self.user.name, Path(self.home_dir), self.workbench.state_dir
-            )
-        except accounts.AccountError:
+        if self._account_uid() is None:
             return  # never spawned as an account: nothing of theirs runs
-        code = (
-            "import sys, pathlib\n"
-            "from hubforge.tensorboard.api import stop_processes\n"
-            "from hubforge.tensorboard.store import InstanceStore\n"
-            "stop_processes(InstanceStore(pathlib.Path(sys.argv[1])))\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code, str(records)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-            cwd="/",
-            env={"PATH": os.environ.get("PATH", ""), "HOME": self.home_dir},
-            **account.popen_kwargs(),
-        )
-        if done.returncode:
-            self.log.warning("TensorBoards of %s: %s", self.user.name, done.stderr[-500:])
+        try:
+            await self._ask_helper("stop-tensorboards")
+        except web.HTTPError as e:
+            self.log.warning("TensorBoards of %s: %s", self.user.name, e.log_message)
 
     async def _release_gpus(self) -> None:
         if self.workbench.gpus:
