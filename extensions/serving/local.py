@@ -25,8 +25,9 @@ from ..atomic import DamagedStateFile, read_json, write_json
 from ..confined import UnsafeEntry, remove_as
 from ..processes import MARKER, alive, free_port, spawn_detached, terminate_group, workload_env
 from .base import EndpointBackend, check_batching
-from .errors import BadRequest, NotFound, ServingError, Unavailable
+from .errors import BadRequest, NotFound, ServingError
 from .model import find_versions
+from .recovery import keep_aside, newest_by_endpoint, running_endpoints
 from .server import KEY_ENV, KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -42,6 +43,7 @@ class LocalEndpointBackend(EndpointBackend):
         self.data_root = Path(data_root)
         self.state_file = Path(state_file)
         self._lock = threading.Lock()
+        self._rebuild_lock = threading.Lock()  # one rebuild of damaged records at a time
         self.account_of = account_of  # isolation='accounts': endpoints run as their owner
 
     @classmethod
@@ -54,13 +56,40 @@ class LocalEndpointBackend(EndpointBackend):
 
     # -- records ------------------------------------------------------------------------
     def _records(self) -> dict[str, dict[str, Any]]:
+        """The endpoint records; damaged ones are rebuilt from what runs (see _rebuild)."""
         try:
-            return read_json(self.state_file, {}) or {}
-        except DamagedStateFile as e:
-            raise Unavailable(
-                f"Endpoints are unavailable until an admin repairs the workbench's endpoint "
-                f"records: {e}"
-            ) from None
+            records = read_json(self.state_file, {}) or {}
+        except DamagedStateFile:
+            return self._rebuild()
+        return records if isinstance(records, dict) else self._rebuild()
+
+    def _rebuild(self) -> dict[str, dict[str, Any]]:
+        """Damaged records: keep the file aside (``endpoints.json.damaged-<time>``) and write
+        records rebuilt from the running endpoint processes and the model folders they serve,
+        so every running endpoint keeps answering and stays listed and undeployable."""
+        with self._rebuild_lock:
+            try:  # another thread may have rebuilt them while this one waited
+                records = read_json(self.state_file, {}) or {}
+                if isinstance(records, dict):
+                    return records
+            except DamagedStateFile:
+                pass
+            kept = keep_aside(self.state_file)
+            starting = {s["pid"] for s in self._starting()}
+            found = running_endpoints(self.data_root, self.account_of)
+            records = newest_by_endpoint([r for r in found if r["pid"] not in starting])
+            self._save(records)  # readers see the damaged file or the rebuilt one, never none
+            log.error(
+                "%s was damaged; it was kept as %s and the endpoint records were rebuilt from "
+                "the %d running endpoint processes: %s. An endpoint that was not running then "
+                "is deployed again with `hubforge serve deploy` (its versions are still in "
+                "the owner's models/ folder)",
+                self.state_file,
+                kept,
+                len(records),
+                ", ".join(sorted(records)) or "none",
+            )
+            return records
 
     def _save(self, records: dict[str, dict[str, Any]]) -> None:
         write_json(self.state_file, records)
@@ -237,9 +266,17 @@ class LocalEndpointBackend(EndpointBackend):
     def _starting(
         self, add: dict[str, Any] | None = None, remove: dict[str, Any] | None = None
     ) -> list[dict[str, Any]]:
-        """Endpoint processes started by a deploy that has not finished (kept on disk)."""
+        """Endpoint processes started by a deploy that has not finished (kept on disk). A
+        damaged list is kept aside and starts empty: restore() finds what it listed by the
+        processes' arguments."""
         path = self.state_file.with_name("endpoints-starting.json")
-        starting = read_json(path, []) if path.exists() else []
+        try:
+            starting = read_json(path, []) or []
+        except DamagedStateFile:
+            kept = keep_aside(path)
+            log.error("%s was damaged (kept as %s); it starts empty", path, kept)
+            write_json(path, [])
+            starting = []
         if add is not None:
             starting.append(add)
         if remove is not None:
@@ -250,23 +287,16 @@ class LocalEndpointBackend(EndpointBackend):
 
     def restore(self) -> list[str]:
         """Restart endpoints whose process is gone (after a service or hub restart); stop
-        processes of deploys the service died in the middle of (nothing else lists them)."""
+        processes of deploys the service died in the middle of (nothing else lists them);
+        adopt or stop endpoint processes no record names."""
         restarted = []
-        try:
-            orphans = self._starting()
-        except DamagedStateFile as e:
-            log.error("%s", e)
-            orphans = []
-        for orphan in orphans:
+        for orphan in self._starting():
             log.info("Stopping endpoint process %s of a deploy that never finished", orphan)
             terminate_group(orphan)
             self._starting(remove=orphan)
         with self._lock:
-            try:
-                records = self._records()
-            except Unavailable as e:  # the service starts anyway; endpoint calls say why
-                log.error("%s", e)
-                return []
+            records = self._records()
+            self._adopt_or_stop(records)
             for key, record in records.items():
                 if not alive(record) and find_versions(record["base_path"]):
                     try:
@@ -282,6 +312,22 @@ class LocalEndpointBackend(EndpointBackend):
                     restarted.append(key)
             self._save(records)
         return restarted
+
+    def _adopt_or_stop(self, records: dict[str, dict[str, Any]]) -> None:
+        """Endpoint processes no record names (records lost or moved aside by hand, a
+        hand-over the service died in): the newest one of an endpoint without a running
+        process becomes its record; the others are stopped, so none is left orphaned."""
+        for found in reversed(running_endpoints(self.data_root, self.account_of)):
+            key = f"{found['owner']}/{found['name']}"
+            record = records.get(key)
+            if record is not None and record.get("pid") == found["pid"] and alive(record):
+                continue
+            if record is None or not alive(record):
+                log.warning("Endpoint %s: adopting its running process %s", key, found["pid"])
+                records[key] = found
+            else:
+                log.warning("Endpoint %s: stopping stray process %s", key, found["pid"])
+                terminate_group(found)
 
     def target(self, owner: str, name: str) -> str:
         """Where the gateway forwards requests for an endpoint."""

@@ -1,0 +1,128 @@
+"""Rebuild the records of local endpoints from what runs: the endpoint processes (their
+arguments and environment say which model folder they serve, on which port, with which key)
+and the model folders in the owners' areas. Used when ``endpoints.json`` is damaged or lost,
+so no endpoint is dropped and no endpoint process is left running unrecorded."""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import psutil
+
+from ..processes import MARKER
+from .base import NAME, check_batching
+from .errors import ServingError
+from .server import KEY_ENV, parser
+
+log = logging.getLogger(__name__)
+
+MODULE = "hubforge.serving.server"
+
+
+def keep_aside(path: Path) -> Path:
+    """Copy a damaged state file to ``<name>.damaged-<unix time>`` (never over another
+    kept copy) for a person to look at; the original is then replaced atomically."""
+    stamp = int(time.time())
+    kept = path.with_name(f"{path.name}.damaged-{stamp}")
+    n = 1
+    while True:
+        try:
+            fd = os.open(kept, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+            break
+        except FileExistsError:
+            kept = path.with_name(f"{path.name}.damaged-{stamp}-{n}")
+            n += 1
+    with os.fdopen(fd, "wb") as out:
+        out.write(path.read_bytes())
+    return kept
+
+
+def _flags(cmdline: list[str]) -> Any:
+    """The server's parsed flags when ``cmdline`` runs ``python -m hubforge.serving.server``."""
+    for i in range(len(cmdline) - 1):
+        if cmdline[i] == "-m" and cmdline[i + 1] == MODULE:
+            try:
+                args, _ = parser().parse_known_args(cmdline[i + 2 :])
+            except SystemExit:  # not arguments the service ever gives
+                return None
+            return args
+    return None
+
+
+def _endpoint_of(base: str | None, name: str, data_root: Path) -> tuple[str, str] | None:
+    """(owner, name) when ``base`` is ``<data_root>/users/<owner>/models/<name>``, a folder."""
+    if not base:
+        return None
+    try:
+        parts = Path(base).relative_to(data_root / "users").parts
+    except ValueError:
+        return None
+    if len(parts) != 3 or parts[1] != "models" or parts[2] != name or not NAME.match(name):
+        return None
+    return (parts[0], name) if Path(base).is_dir() else None
+
+
+def record_of(
+    proc: psutil.Process,
+    data_root: Path,
+    account_of: Callable[[str], Any] | None = None,
+) -> dict[str, Any] | None:
+    """The record the service wrote when it started ``proc``, rebuilt from the process; None
+    when ``proc`` is not an endpoint the service started for this data root."""
+    try:
+        args = _flags(proc.cmdline())
+        if args is None or args.model_config_file:
+            return None
+        endpoint = _endpoint_of(args.model_base_path, args.model_name, data_root)
+        if endpoint is None:
+            return None
+        env = proc.environ()
+        marker = os.environ.get(MARKER)
+        if not env.get(KEY_ENV) or (marker and env.get(MARKER) != marker):
+            return None  # started by hand or by another workbench
+        if account_of is not None and proc.uids().real != account_of(endpoint[0]).uid:
+            return None  # not running as the owner of that model folder
+        created = proc.create_time()
+        batching = check_batching(
+            {"max_batch_size": args.max_batch_size, "batch_timeout_ms": args.batch_timeout_ms}
+        )
+    except (psutil.Error, OSError, ServingError, KeyError, RuntimeError):
+        return None
+    return {
+        "owner": endpoint[0],
+        "name": endpoint[1],
+        "base_path": args.model_base_path,
+        "port": args.rest_api_port,
+        "key": env[KEY_ENV],
+        "batching": batching,
+        "pid": proc.pid,
+        "create_time": created,
+        "created": created,
+    }
+
+
+def running_endpoints(
+    data_root: Path, account_of: Callable[[str], Any] | None = None
+) -> list[dict[str, Any]]:
+    """A record for each endpoint process of this data root that runs now, oldest first."""
+    found = []
+    for proc in psutil.process_iter():
+        if proc.pid == os.getpid():
+            continue
+        record = record_of(proc, data_root, account_of)
+        if record is not None:
+            found.append(record)
+    return sorted(found, key=lambda r: r["create_time"])
+
+
+def newest_by_endpoint(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """``owner/name`` -> the newest process's record (the one a finished deploy handed to)."""
+    records: dict[str, dict[str, Any]] = {}
+    for record in sorted(found, key=lambda r: r["create_time"]):
+        records[f"{record['owner']}/{record['name']}"] = record
+    return records
