@@ -302,11 +302,33 @@ def prepare_shared(data_dir: Path, shared: Path, homes: Path, state: Path) -> No
     datasets.mkdir(exist_ok=True)
     os.chown(datasets, 0, gid)
     os.chmod(datasets, 0o3775)  # group members add; sticky: only the owner renames/deletes
-    os.chmod(state, 0o700)
+    close_state(state)
     # Label Studio's database holds every labeling account's token
     label_studio = data_dir / "label-studio"
     if label_studio.is_dir():
         os.chmod(label_studio, 0o700)
+
+
+# state/ files the hub's account reads (its password hashes, its token for the service);
+# they are written 0640 and take state/'s group (set-gid folder): the hub's
+HUB_READS = ("passwords.json", "service-token")
+
+
+def close_state(state: Path) -> None:
+    """state/ is root's: with the hub's own account (``hf<wb>_hub``) it may pass, not list,
+    and read only the files made 0640 for it (HUB_READS); its own files are in state/hub/."""
+    try:
+        gid = grp.getgrnam(service_account_name("hub", state)).gr_gid
+    except KeyError:
+        os.chmod(state, 0o700)
+        return
+    os.chown(state, 0, gid)
+    os.chmod(state, 0o2710)
+    for name in HUB_READS:
+        with contextlib.suppress(FileNotFoundError):
+            os.chown(state / name, 0, gid, follow_symlinks=False)
+            if not (state / name).is_symlink():
+                os.chmod(state / name, 0o640)
 
 
 def unreachable(path: Path, account: Account) -> Path | None:

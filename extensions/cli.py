@@ -226,12 +226,42 @@ def _proxy_account(workbench: Workbench) -> None:
         raise SystemExit(f"error: the proxy's account: {e}") from None
 
 
-def _start_helper(workbench: Workbench) -> subprocess.Popen | None:
+def _hub_account(workbench: Workbench) -> Any:
+    """With per-user accounts the hub runs as the workbench's ``hf<wb>_hub`` account, made
+    here by root: its own files in state/hub (0700, moved there from state/ by an upgrade),
+    and state/ passable for it, with only its password hashes and service token readable."""
+    if workbench.isolation != "accounts":
+        return None
+    from hubforge.hub.config import service_token
+
+    from .accounts import AccountError, close_state, ensure_service_account, own_folder
+
+    folder = workbench.hub_dir
+    try:
+        account = ensure_service_account("hub", folder, workbench.state_dir)
+        own_folder(folder, account, 0o700)
+    except AccountError as e:
+        raise SystemExit(f"error: the hub's account: {e}") from None
+    for name in ("jupyterhub.sqlite", "jupyterhub_cookie_secret"):
+        old, new = workbench.state_dir / name, folder / name
+        if old.is_file() and not old.is_symlink() and not os.path.lexists(new):
+            os.rename(old, new)  # state/ is root's alone: nobody swapped these
+            os.chown(new, account.uid, account.gid, follow_symlinks=False)
+    service_token(workbench)  # made by root; the hub may only read it
+    close_state(workbench.state_dir)
+    return account
+
+
+def _start_helper(
+    workbench: Workbench, ports: dict[str, str], hub: Any = None
+) -> subprocess.Popen | None:
     """With per-user accounts the privileged helper (hubforge.privileged, root) does for
     the hub's spawner what needs root (a user's account and folders, their server started
     and signalled as their account), and opens users' files as their owners for Label
-    Studio, which runs as its own system account. Started before the hub, stopped after it,
-    dies with `up` (not swept with the hub's services: a restarted hub finds it there)."""
+    Studio, which runs as its own system account. It also starts the hub's services and
+    proxy, each as its account, when the hub asks (hubforge.hub_services): it knows the
+    workbench (``HUBFORGE_DIR``, ``HUBFORGE_CONFIG``, the options of `up`) and its ports.
+    Started before the hub, stopped after it, dies with `up` (a restarted hub finds it)."""
     if workbench.isolation != "accounts":
         return None
     from .accounts import AccountError, ensure_service_account, own_folder
@@ -245,7 +275,8 @@ def _start_helper(workbench: Workbench) -> subprocess.Popen | None:
     command = [
         *(sys.executable, "-m", "hubforge.privileged"),
         *("--data", str(workbench.shared_data), "--state", str(workbench.state_dir)),
-        *("--hub-socket", str(sockets[0]), "--hub-uid", str(os.geteuid())),
+        *("--hub-socket", str(sockets[0])),
+        *("--hub-uid", str(hub.uid if hub is not None else os.geteuid())),
     ]
     if workbench.label_studio_python:
         folder = workbench.root / "label-studio"
@@ -262,7 +293,14 @@ def _start_helper(workbench: Workbench) -> subprocess.Popen | None:
         command,
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
-        env={"PATH": os.environ.get("PATH", ""), "LANG": os.environ.get("LANG", "C.UTF-8")},
+        env={
+            "PATH": os.environ.get("PATH", ""),
+            "LANG": os.environ.get("LANG", "C.UTF-8"),
+            # the workbench as `up` knows it: --config, --port, --base-url... (HUBFORGE_*)
+            **{k: v for k, v in os.environ.items() if k.startswith("HUBFORGE_")},
+            "HUBFORGE_DIR": workbench.data_dir,
+            **ports,
+        },
     )
     deadline = time.monotonic() + 30
     while not all(s.exists() for s in sockets) and helper.poll() is None:
@@ -287,7 +325,9 @@ def cmd_up(args: argparse.Namespace) -> int:
         os.umask(0o077)
     find_proxy()  # fail now, with the fix, rather than inside the hub
     _proxy_account(workbench)
-    helper = _start_helper(workbench)
+    hub_account = _hub_account(workbench)
+    ports = lifecycle.fixed_ports()
+    helper = _start_helper(workbench, ports, hub_account)
     new_admin = _ensure_first_admin(workbench)
     lifecycle.remember(workbench.data_dir)
     stopping: list[int] = []
@@ -301,7 +341,6 @@ def cmd_up(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    ports = lifecycle.fixed_ports()
     restarts = lifecycle.Restarts()
     print(f"Starting Hubforge on {workbench.data_dir}", flush=True)
     hub_log = workbench.state_dir / "jupyterhub.log"
@@ -317,7 +356,11 @@ def cmd_up(args: argparse.Namespace) -> int:
     try:
         while not stopping:
             hub = lifecycle.start_hub(
-                workbench.data_dir, workbench.state_dir, ports, to_file=not args.verbose
+                workbench.data_dir,
+                workbench.state_dir,
+                ports,
+                to_file=not args.verbose,
+                account=hub_account,
             )
             hubs.append(hub)
             record = {"pid": os.getpid(), "hub_pid": hub.pid, "url": workbench.public_url}

@@ -115,13 +115,22 @@ def _die_with_parent() -> None:
     os.setsid()  # Ctrl-C reaches only `up`, which stops the hub once
 
 
-def start_hub(data_dir: str, state_dir: Path, env: dict[str, str], to_file: bool) -> Any:
+def start_hub(
+    data_dir: str, state_dir: Path, env: dict[str, str], to_file: bool, account: Any = None
+) -> Any:
     """JupyterHub in its own session, stopped by the kernel if `up` dies; its log (and that
     of everything it starts) goes to state/jupyterhub.log with ``to_file``, through
-    :mod:`hubforge.logsink`."""
+    :mod:`hubforge.logsink`. With ``account`` (per-user accounts: ``hf<wb>_hub``) it runs
+    as that account, in its own folder; the privileged helper does what needs root."""
     from hubforge.hub.config import config_file_path
 
     env = dict(os.environ, **env, **{MARKER: data_dir, "HUBFORGE_DIR": data_dir})
+    cwd, as_account = state_dir, {}
+    if account is not None:
+        cwd = account.home
+        env.update(HOME=str(account.home), HUBFORGE_ISOLATION="accounts")
+        env.update(USER=account.name, LOGNAME=account.name)
+        as_account = {"user": account.uid, "group": account.gid, "extra_groups": []}
     sink = None
     if to_file:  # through a pipe: a full disk must not stop the proxy (see hubforge.logsink)
         sink = subprocess.Popen(
@@ -135,11 +144,12 @@ def start_hub(data_dir: str, state_dir: Path, env: dict[str, str], to_file: bool
     with output or contextlib.nullcontext():
         return subprocess.Popen(
             [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],
-            cwd=state_dir,
+            cwd=cwd,
             env=env,
-            preexec_fn=_die_with_parent,
+            preexec_fn=_die_with_parent,  # after the switch to the account: kept
             stdout=output,
             stderr=output,
+            **as_account,
         )
 
 

@@ -37,7 +37,7 @@ import sys
 from collections.abc import Callable
 from pathlib import Path
 
-from . import user_setup
+from . import hub_services, user_setup
 from .accounts import account_name
 from .confined import UnsafeEntry, open_beneath
 from .user_setup import Layout, SetupError
@@ -69,22 +69,36 @@ def peer_uid(conn: socket.socket) -> int:
 
 
 def _read_request(conn: socket.socket) -> dict:
+    """One JSON line; any file descriptors sent with it are closed."""
+    request, fds = _read_with_fds(conn)
+    for fd in fds:
+        os.close(fd)
+    return request
+
+
+def _read_with_fds(conn: socket.socket, most: int = 2) -> tuple[dict, list[int]]:
+    """One JSON line, and up to ``most`` file descriptors sent with it (SCM_RIGHTS)."""
     conn.settimeout(10)
-    data = b""
+    data, fds = b"", []
     while not data.endswith(b"\n"):
-        chunk = conn.recv(4096)
+        chunk, got, _, _ = socket.recv_fds(conn, 4096, most)
+        fds += got
         if not chunk:
             break
         data += chunk
-        if len(data) > MAX_REQUEST:
+        if len(data) > MAX_REQUEST or len(fds) > most:
+            for fd in fds:
+                os.close(fd)
             raise Refused("request too large")
     try:
         request = json.loads(data)
     except ValueError:
-        raise Refused("send one JSON object on one line") from None
+        request = None
     if not isinstance(request, dict):
+        for fd in fds:
+            os.close(fd)
         raise Refused("send one JSON object on one line")
-    return request
+    return request, fds
 
 
 def _user_area(
@@ -137,6 +151,7 @@ def handle(conn: socket.socket, layout: Layout) -> None:
 
 
 HUB_COMMANDS = {
+    "service": {"command", "name", "argv", "env"},
     "prepare": {"command", "user"},
     "start": {"command", "user", "argv", "env"},
     "signal": {"command", "user", "pid", "signum", "group"},
@@ -146,14 +161,19 @@ HUB_COMMANDS = {
 
 def handle_hub(conn: socket.socket, layout: Layout) -> None:
     """One request of the hub's spawner, in a child process of the helper."""
+    fds: list[int] = []
     try:
-        request = _read_request(conn)
+        request, fds = _read_with_fds(conn)
         command = request.get("command")
         if command not in HUB_COMMANDS or not set(request) <= HUB_COMMANDS[command]:
             raise Refused(
                 "send {'command': 'prepare'|'start'|'signal'|'stop-tensorboards', "
-                "'user': <name>, ...} with the fields of that command only"
+                "'user': <name>, ...} or {'command': 'service', 'name': <name>, ...} "
+                "with the fields of that command only"
             )
+        if command == "service":
+            hub_services.run(conn, request, fds)
+            return
         user = user_setup.checked_name(request.get("user"))
         if command == "prepare":
             account = user_setup.prepare_user(layout, user)
@@ -171,10 +191,14 @@ def handle_hub(conn: socket.socket, layout: Layout) -> None:
             else:
                 user_setup.stop_tensorboards(layout, user)
                 _answer(conn, {"ok": True})
-    except (Refused, SetupError, UnsafeEntry) as e:
+    except (Refused, SetupError, UnsafeEntry, hub_services.ServiceRefused) as e:
         _answer(conn, {"error": str(e)})
     except OSError as e:
         _answer(conn, {"error": f"{e.strerror or e}"})
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 Handler = Callable[[socket.socket, Layout], None]

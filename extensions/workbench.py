@@ -197,12 +197,30 @@ class Workbench(Configurable):
         value = proposal["value"]
         if value not in ("none", "accounts"):
             raise TraitError(f"Workbench.isolation={value!r}: choose 'none' or 'accounts'")
-        if value == "accounts" and os.geteuid() != 0:
+        if value == "accounts" and os.geteuid() != 0 and not self.is_hub_account():
             raise TraitError(
                 "Workbench.isolation='accounts' needs root (it creates one OS account per "
                 "user): run `hubforge up` as root, or use 'none' on a one-person machine"
             )
         return value
+
+    def is_hub_account(self) -> bool:
+        """Whether this process runs as the workbench's hub account (``hf<wb>_hub``)."""
+        import pwd
+
+        from .accounts import service_account_name
+
+        try:
+            me = pwd.getpwuid(os.geteuid()).pw_name
+        except KeyError:
+            return False
+        return me == service_account_name("hub", self.state_dir)
+
+    @property
+    def hub_dir(self) -> Path:
+        """The hub's own files (database, cookie secret): state/hub, its account's, with
+        per-user accounts; state/ itself otherwise."""
+        return self.state_dir / "hub" if self.isolation == "accounts" else self.state_dir
 
     trusted_team = Bool(
         False,
@@ -391,6 +409,8 @@ class Workbench(Configurable):
 
     def prepare(self) -> None:
         """Create the folder layout with private state."""
+        if self.isolation == "accounts" and os.geteuid() != 0:
+            return  # the hub's own account: `hubforge up` (root) made all of it
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.state_dir.chmod(0o700)
         for folder in (self.homes_dir, self.shared_data / "datasets", self.shared_data / "users"):

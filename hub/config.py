@@ -42,23 +42,29 @@ def find_proxy() -> str:
 
 
 def proxy_command(workbench: Workbench) -> list[str]:
-    """configurable-http-proxy, as the workbench's own ``hf<wb>_proxy`` account when users
-    have accounts (made by `hubforge up`): no shared component keeps root it does not need.
+    """configurable-http-proxy; with per-user accounts started by the privileged helper as
+    the workbench's own ``hf<wb>_proxy`` account (made by `hubforge up`) through a relay of
+    the hub's (see :func:`proxy_entry`): no shared component keeps root it does not need.
     A port below 1024 needs root to bind: the proxy keeps root then (say so in the docs)."""
+    if workbench.isolation != "accounts":
+        return [find_proxy()]
+    return [*relay_command(workbench), "proxy", "--"]
+
+
+def proxy_entry(workbench: Workbench) -> dict[str, Any]:
+    """How the helper starts the proxy: its command and account (args come from the hub)."""
     from hubforge.accounts import service_account_name
 
-    proxy = find_proxy()
     name = service_account_name("proxy", workbench.state_dir)
-    if workbench.isolation != "accounts" or workbench.port < 1024:
-        return [proxy]
-    return [sys.executable, "-m", "hubforge.runas", name, "--", proxy]
+    user = None if workbench.port < 1024 else name
+    return {"name": "proxy", "command": [find_proxy()], "user": user}
 
 
 def service_token(workbench: Workbench) -> str:
     """The hub<->service token, generated once and kept 0600 in the state folder."""
     path = workbench.state_dir / "service-token"
     if not path.exists():
-        write_text(path, secrets.token_hex(32), mode=0o600)
+        write_text(path, secrets.token_hex(32), mode=0o640)  # group: see accounts.HUB_READS
     return path.read_text().strip()
 
 
@@ -103,26 +109,80 @@ def fixed_port(name: str) -> int:
 FIXED_PORTS = ("hub", "proxy_api", "service", "label_studio")
 
 
+def marker_env(workbench: Workbench) -> dict[str, str]:
+    """What marks a process as this workbench's (and tells it which one it is)."""
+    marker = {WORKBENCH_MARKER: workbench.data_dir, "HUBFORGE_DIR": workbench.data_dir}
+    if os.environ.get("HUBFORGE_CONFIG"):
+        marker["HUBFORGE_CONFIG"] = os.environ["HUBFORGE_CONFIG"]
+    return marker
+
+
+def services(workbench: Workbench, bare: bool = False) -> list[dict[str, Any]]:
+    """The hub's managed services as JupyterHub service entries (command, environment and
+    the account each runs as). With per-user accounts the hub runs none of them itself: the
+    privileged helper builds the very same entries and starts them (hubforge.privileged);
+    the hub's own (``bare``) then leaves out what only the helper may read."""
+    marker = marker_env(workbench)
+    service_url = f"http://127.0.0.1:{fixed_port('service')}"
+    # the hub starts services with this environment only: settings that may come from the
+    # hub's own environment travel explicitly (the service runs jobs and endpoints as owners)
+    service_env = {**marker, "HUBFORGE_ISOLATION": workbench.isolation}
+    entries = [
+        {
+            "name": SERVICE_NAME,
+            "url": service_url,
+            "api_token": service_token(workbench),
+            # the keeper restarts a crashed service within a second (gateway back in seconds)
+            "command": [*keeper(), sys.executable, "-m", "hubforge.service.app"],
+            "environment": service_env,
+            "display": False,
+            "timeout": 120,  # a busy machine imports slowly; the hub routes nothing until then
+        }
+    ]
+    if workbench.label_studio_python:
+        port = fixed_port("label_studio")
+        ls = label_studio.hub_service(workbench, port, marker, environment_too=not bare)
+        ls["command"] = [*keeper(), *ls["command"]]
+        entries.append(ls)
+        # the hubforge service provisions accounts and talks to it on loopback
+        service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + label_studio.prefix(
+            workbench.base_url
+        )
+    return entries
+
+
+def through_helper(workbench: Workbench, entry: dict[str, Any]) -> dict[str, Any]:
+    """The hub's entry for a service the helper starts: a relay of the hub's own account
+    (``python -m hubforge.helper_client service NAME``) that lives as long as the service."""
+    hidden = {"command", "environment", "cwd", "user"}
+    relay = [*relay_command(workbench), entry["name"]]
+    return {**{k: v for k, v in entry.items() if k not in hidden}, "command": relay}
+
+
+def relay_command(workbench: Workbench) -> list[str]:
+    from hubforge.helper_client import hub_socket
+
+    socket = str(hub_socket(workbench.root))
+    return [sys.executable, "-m", "hubforge.helper_client", "service", "--socket", socket]
+
+
 def configure(c: Any, config_path: str | None = None) -> Workbench:
     """Fill JupyterHub config ``c`` for the local workbench."""
     workbench = load_workbench(config_path)
     workbench.prepare()
     state = workbench.state_dir
     token = service_token(workbench)
-    service_port = fixed_port("service")
-    service_url = f"http://127.0.0.1:{service_port}"
-    marker = {WORKBENCH_MARKER: workbench.data_dir, "HUBFORGE_DIR": workbench.data_dir}
-    if os.environ.get("HUBFORGE_CONFIG"):
-        marker["HUBFORGE_CONFIG"] = os.environ["HUBFORGE_CONFIG"]
+    service_url = f"http://127.0.0.1:{fixed_port('service')}"
 
     c.JupyterHub.ip = workbench.ip
     c.JupyterHub.port = workbench.port
     c.JupyterHub.base_url = workbench.base_url
     c.JupyterHub.hub_ip = "127.0.0.1"
     c.JupyterHub.hub_port = fixed_port("hub")
-    c.JupyterHub.db_url = f"sqlite:///{state / 'jupyterhub.sqlite'}"
-    c.JupyterHub.cookie_secret_file = str(state / "jupyterhub_cookie_secret")
-    c.JupyterHub.pid_file = str(state / "jupyterhub.pid")
+    own = workbench.hub_dir  # state/hub with per-user accounts: the hub account's
+    c.JupyterHub.db_url = f"sqlite:///{own / 'jupyterhub.sqlite'}"
+    c.JupyterHub.cookie_secret_file = str(own / "jupyterhub_cookie_secret")
+    c.JupyterHub.pid_file = str(own / "jupyterhub.pid")
     c.JupyterHub.cleanup_servers = True
     c.JupyterHub.authenticator_class = "hubforge-password"
     c.JupyterHub.spawner_class = "hubforge-local"
@@ -132,32 +192,14 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.JupyterHub.template_paths = [str(here / "templates")]
     c.JupyterHub.logo_file = str(here / "static" / "hubforge-logo.svg")
     c.JupyterHub.load_roles = roles()
-    # the hub starts services with this environment only: settings that may come from the
-    # hub's own environment travel explicitly (the service runs jobs and endpoints as owners)
-    service_env = {**marker, "HUBFORGE_ISOLATION": workbench.isolation}
-    c.JupyterHub.services = [
-        {
-            "name": SERVICE_NAME,
-            "url": service_url,
-            "api_token": token,
-            # the keeper restarts a crashed service within a second (gateway back in seconds)
-            "command": [*keeper(), sys.executable, "-m", "hubforge.service.app"],
-            "environment": service_env,
-            "display": False,
-            "timeout": 120,  # a busy machine imports slowly; the hub routes nothing until then
-        }
-    ]
-    if workbench.label_studio_python:
-        ls = label_studio.hub_service(workbench, fixed_port("label_studio"), marker)
-        ls["command"] = [*keeper(), *ls["command"]]
-        c.JupyterHub.services.append(ls)
-        # the hubforge service provisions accounts and talks to it on loopback
-        service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + label_studio.prefix(
-            workbench.base_url
-        )
+    if workbench.isolation == "accounts":
+        entries = [through_helper(workbench, e) for e in services(workbench, bare=True)]
+    else:
+        entries = services(workbench)
+    c.JupyterHub.services = entries
     c.ConfigurableHTTPProxy.command = proxy_command(workbench)
     c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{fixed_port('proxy_api')}"
-    c.ConfigurableHTTPProxy.pid_file = str(state / "proxy.pid")
+    c.ConfigurableHTTPProxy.pid_file = str(own / "proxy.pid")
     c.ConfigurableHTTPProxy.should_start = True
     c.ConfigurableHTTPProxy.debug = False
     c.Spawner.start_timeout = 120

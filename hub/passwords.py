@@ -62,7 +62,8 @@ class PasswordStore:
         return (read_json(self.path, {}) or {}).get("users", {})
 
     def _save(self, users: dict[str, dict]) -> None:
-        write_json(self.path, {"users": users}, mode=0o600)
+        # 0640: the group is state/'s, the hub's own account with per-user accounts
+        write_json(self.path, {"users": users}, mode=0o640)
 
     def users(self) -> dict[str, dict]:
         """name -> {"admin": bool}, without hashes."""

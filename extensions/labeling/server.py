@@ -89,15 +89,19 @@ def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str
     }
 
 
-def hub_service(workbench: Any, port: int, marker: dict[str, str]) -> dict[str, Any]:
-    """The JupyterHub service entry: started and stopped with the hub, routed by its proxy."""
+def hub_service(
+    workbench: Any, port: int, marker: dict[str, str], environment_too: bool = True
+) -> dict[str, Any]:
+    """The JupyterHub service entry: started and stopped with the hub, routed by its proxy.
+    Without ``environment_too`` (the hub's own account, which may not read Label Studio's
+    secrets: the privileged helper starts it) the entry has no environment."""
     path = prefix(workbench.base_url)
     cmd = [workbench.label_studio_python, str(LAUNCHER), "serve", "--port", str(port)]
     return {
         "name": SERVICE,
         "url": f"http://127.0.0.1:{port}",
         "command": cmd + ["--prefix", path],
-        "environment": environment(workbench, path, marker),
+        "environment": environment(workbench, path, marker) if environment_too else {},
         # its own data folder, not the folder `hubforge up` ran in: Label Studio's version
         # page reports the git commit and message of its working folder
         "cwd": str(workbench.root / "label-studio"),

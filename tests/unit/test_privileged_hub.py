@@ -228,6 +228,10 @@ def _raw_start(helper: Helper, user: str) -> dict:
         {"command": "signal", "user": "ana", "pid": "1", "signum": 9},
         {"command": "signal", "user": "ana", "pid": 12345, "signum": 999},
         {"command": "run", "user": "ana"},
+        {"command": "service", "name": "sh", "argv": [], "env": {}},
+        {"command": "service", "name": "hubforge", "argv": ["--debug"], "env": {}},
+        {"command": "service", "name": "hubforge", "argv": [], "env": {"X": 1}},
+        {"command": "service", "name": "proxy", "user": "ana"},
         {"open": "users/ana/examples"},
     ],
 )
