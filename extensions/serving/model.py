@@ -9,7 +9,6 @@ a shape check (TF Serving feeds ``[2.0, 3.0]`` to a ``[-1, 1]`` input).
 
 from __future__ import annotations
 
-import base64
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from .errors import BadRequest, NotFound
+from .tensors import InputSpec, prepare, to_array
 
 DEFAULT_SIGNATURE = "serving_default"
 SERVE_TAG = "serve"
@@ -58,6 +58,25 @@ def _spec(key: str, info: Any) -> TensorSpec:
     return TensorSpec(key, info.name, tf.dtypes.as_dtype(info.dtype), shape)
 
 
+def plain_spec(spec: TensorSpec) -> InputSpec:
+    """What converting client values for ``spec`` needs, without TensorFlow objects."""
+    import tensorflow as tf
+
+    try:
+        dtype = np.dtype(spec.dtype.as_numpy_dtype)
+    except (KeyError, TypeError):  # resource, variant: nothing JSON can carry
+        dtype = None
+    shape = None if spec.shape.rank is None else tuple(spec.shape.as_list())
+    return InputSpec(
+        spec.key,
+        spec.dtype == tf.string,
+        spec.dtype == tf.bool,
+        dtype,
+        shape,
+        _type_word(spec.dtype),
+    )
+
+
 def read_meta_graph(path: Path) -> Any:
     """The ``serve`` MetaGraphDef of ``path/saved_model.pb``; ValueError when there is none."""
     from tensorflow.core.protobuf import saved_model_pb2
@@ -82,6 +101,7 @@ class Signature:
         self.method_name = info.method_name or PREDICT_METHOD
         self.inputs = {k: _spec(k, v) for k, v in sorted(info.inputs.items())}
         self.outputs = {k: _spec(k, v) for k, v in sorted(info.outputs.items())}
+        self.plain = {k: plain_spec(v) for k, v in self.inputs.items()}  # for codec.py too
         self._runner = runner
         self.check_shapes = check_shapes  # TF2 functions check; TF1 graphs take any shape
 
@@ -94,50 +114,11 @@ class Signature:
 
     def tensor(self, name: str, value: Any) -> Any:
         """A client value as an array of the input's dtype (and shape, for TF2), or BadRequest."""
-        import tensorflow as tf
-
-        spec = self.inputs[name]
-        if spec.dtype == tf.string:
-            _check_rectangular(name, value)  # numpy would make an array of lists
-            array = np.asarray(_decode_b64(value), dtype=object)
-            array = np.vectorize(_as_bytes, otypes=[object])(array) if array.size else array
-        else:
-            try:
-                raw = np.asarray(value)
-            except ValueError:  # ragged lists: say where, as TF Serving does
-                _check_rectangular(name, value)
-                raise BadRequest(f"Input '{name}' is not a rectangular tensor") from None
-            if raw.dtype.kind not in "biuf" or (raw.dtype.kind == "b") != (spec.dtype == tf.bool):
-                sample = raw.reshape(-1)[:1].tolist()
-                raise BadRequest(
-                    f"Input '{name}': JSON value {sample[0] if sample else value!r:.40} is not "
-                    f"of expected type: {_type_word(spec.dtype)}"
-                )
-            try:
-                array = raw.astype(spec.dtype.as_numpy_dtype)
-            except (ValueError, TypeError, OverflowError) as e:
-                raise BadRequest(
-                    f"Input '{name}' is not of expected type: {_type_word(spec.dtype)}: {e}"
-                ) from None
-        if self.check_shapes and not spec.shape.is_compatible_with(array.shape):
-            raise BadRequest(
-                f"Input '{name}' has shape {list(array.shape)} but the model expects "
-                f"{[-1 if d is None else d for d in spec.shape]}"
-            )
-        return array
+        return to_array(self.plain[name], value, self.check_shapes)
 
     def prepare(self, inputs: dict[str, Any]) -> dict[str, Any]:
         """Check names, dtypes and shapes; the request's tensors, or BadRequest."""
-        missing = sorted(set(self.inputs) - set(inputs))
-        extra = sorted(set(inputs) - set(self.inputs))
-        if missing or extra:
-            raise BadRequest(
-                f"Signature '{self.name}' takes inputs {sorted(self.inputs)}; "
-                + (f"missing {missing}" if missing else "")
-                + ("; " if missing and extra else "")
-                + (f"unknown {extra}" if extra else "")
-            )
-        return {k: self.tensor(k, v) for k, v in inputs.items()}
+        return prepare(self.name, self.plain, inputs, self.check_shapes)
 
     def call(self, tensors: dict[str, Any]) -> dict[str, np.ndarray]:
         import tensorflow as tf
@@ -155,55 +136,6 @@ class Signature:
         """Every input and output has a leading batch dimension of unknown size."""
         specs = [*self.inputs.values(), *self.outputs.values()]
         return all(s.shape.rank and s.shape[0] is None for s in specs)
-
-
-def _check_rectangular(name: str, value: Any) -> None:
-    """BadRequest with TF Serving's words when nested lists are ragged: "Expecting shape"
-    (a different depth) or "Expecting tensor size" (a different length)."""
-
-    def dims(item: Any) -> list[int]:
-        found = []
-        while isinstance(item, list):
-            found.append(len(item))
-            item = item[0] if item else None
-        return found
-
-    shape = dims(value)
-
-    def walk(item: Any, depth: int, path: str) -> None:
-        if len(dims(item)) != len(shape) - depth:  # nested deeper or shallower
-            raise BadRequest(
-                f"Input '{name}': Expecting shape {shape[depth:]} but {path or 'the value'} "
-                f"has shape {dims(item)}"
-            )
-        if depth == len(shape):
-            return
-        if len(item) != shape[depth]:
-            raise BadRequest(
-                f"Input '{name}': Expecting tensor size {shape[depth]} but got {len(item)} "
-                f"at {path or 'the top level'}"
-            )
-        for i, sub in enumerate(item):
-            walk(sub, depth + 1, f"{path}[{i}]")
-
-    walk(value, 0, "")
-
-
-def _as_bytes(value: Any) -> bytes:
-    return value if isinstance(value, bytes) else str(value).encode()
-
-
-def _decode_b64(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) != {"b64"}:
-            raise BadRequest('Binary values are written {"b64": "<base64>"}')
-        try:
-            return base64.b64decode(value["b64"], validate=True)
-        except (ValueError, TypeError):
-            raise BadRequest('Invalid base64 in a {"b64": ...} value') from None
-    if isinstance(value, list):
-        return [_decode_b64(v) for v in value]
-    return value
 
 
 def _function_runner(function: Any) -> Any:

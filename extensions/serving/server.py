@@ -35,6 +35,15 @@ from tornado import web
 from tornado.ioloop import PeriodicCallback
 
 from .batching import Batcher
+from .codec import (
+    LARGE_BODY,
+    Codec,
+    check_body,
+    decode_predict,
+    encode_outputs,
+    inputs_for,
+    large_outputs,
+)
 from .config import (
     ConfigError,
     ModelSpec,
@@ -141,10 +150,15 @@ class Models:
 
 class ModelHandler(GatewayOnly):
     def initialize(
-        self, models: Models, metrics: Metrics, max_body: int, batcher: Batcher | None
+        self,
+        models: Models,
+        metrics: Metrics,
+        max_body: int,
+        batcher: Batcher | None,
+        codec: Codec,
     ) -> None:
         self.models, self.metrics, self.max_body = models, metrics, max_body
-        self.batcher = batcher
+        self.batcher, self.codec = batcher, codec
         self.started = time.perf_counter()
         self.verb = "get"
 
@@ -215,9 +229,7 @@ class ModelHandler(GatewayOnly):
             self.verb = suffix[1:]
             repo, number = self.target(name, version, label)
             if suffix == ":predict":
-                body = parse_body(self.request.body)
-                model = repo.resolve(number, label)  # kept for the whole request: swaps are safe
-                self.write(await self.predict(model, body))
+                await self.predict_request(repo, number, label)
             else:
                 body = parse_json(self.request.body)
                 model = repo.resolve(number, label)
@@ -228,16 +240,37 @@ class ModelHandler(GatewayOnly):
         except RecursionError:  # rows nested deeper than any tensor: the client's mistake
             self.fail(BadRequest("The request nests its values too deeply"))
 
-    async def predict(self, model: Any, body: dict[str, Any]) -> dict[str, Any]:
-        signature = model.signature(body.get("signature_name"))
-        inputs, rows = inputs_of(body, signature)
-        tensors = signature.prepare(inputs)
-        if self.batcher and rows and signature.batchable:
-            outputs = await self.batcher.run(signature, tensors, self.metrics.batch_size.observe)
+    async def predict_request(self, repo: Any, number: int | None, label: str | None) -> None:
+        """A predict; a large body is decoded (and a large answer encoded) in the codec
+        process, so other callers of this endpoint are answered meanwhile."""
+        raw = self.request.body
+        if len(raw) < LARGE_BODY:
+            body = parse_body(raw)
+            model = repo.resolve(number, label)  # kept for the whole request: swaps are safe
+            signature = model.signature(body.get("signature_name"))
+            inputs, rows = inputs_of(body, signature)
+            tensors = signature.prepare(inputs)
         else:
-            outputs = await asyncio.to_thread(signature.call, tensors)
-            self.metrics.batch_size.observe(len(next(iter(outputs.values()))))
-        return format_outputs(outputs, rows)
+            try:
+                model = repo.resolve(number, label)
+            except ServingError:  # a malformed body is said first, as for small ones
+                await self.codec.run(check_body, raw)
+                raise
+            name, tensors, rows = await self.codec.run(decode_predict, raw, inputs_for(model))
+            signature = model.signature(name)  # no such signature: BadRequest, as above
+        outputs = await self.call(signature, tensors, rows)
+        if large_outputs(outputs):  # the bytes Tornado would write for the dict
+            self.set_header("Content-Type", "application/json; charset=UTF-8")
+            self.write(await self.codec.run(encode_outputs, outputs, rows))
+        else:
+            self.write(format_outputs(outputs, rows))
+
+    async def call(self, signature: Any, tensors: dict[str, Any], rows: bool) -> dict[str, Any]:
+        if self.batcher and rows and signature.batchable:
+            return await self.batcher.run(signature, tensors, self.metrics.batch_size.observe)
+        outputs = await asyncio.to_thread(signature.call, tensors)
+        self.metrics.batch_size.observe(len(next(iter(outputs.values()))))
+        return outputs
 
 
 class V2ModelHandler(OipMixin, ModelHandler):
@@ -350,7 +383,13 @@ def make_app(
 ) -> web.Application:
     if isinstance(models, ModelRepository):
         models = Models({models.name: models})
-    args = {"models": models, "metrics": Metrics(), "max_body": max_body, "batcher": batcher}
+    args = {
+        "models": models,
+        "metrics": Metrics(),
+        "max_body": max_body,
+        "batcher": batcher,
+        "codec": Codec(),
+    }
     extra = [(metrics_path, MetricsHandler, args)] if metrics_path else []
     return web.Application(
         [
