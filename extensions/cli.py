@@ -402,6 +402,9 @@ def cmd_up(args: argparse.Namespace) -> int:
             code = hub.wait()
             if stopping:
                 break
+            if code == HUB_DATABASE_DAMAGED:
+                _say_database_damaged(workbench)
+                break
             left = lifecycle.stop_leftovers(workbench.data_dir)
             if not restarts.allow():
                 print(
@@ -430,6 +433,51 @@ def cmd_up(args: argparse.Namespace) -> int:
 
 
 LOG_KEEP_BYTES = 50 * 1024 * 1024
+HUB_DATABASE_DAMAGED = 78  # hubforge.hub.database.DAMAGED (not imported: jupyterhub is slow)
+
+
+def _say_database_damaged(workbench: Workbench) -> None:
+    from hubforge.hub import database
+
+    path = workbench.hub_dir / "jupyterhub.sqlite"
+    newest = next((b for b in database.backups(path) if database.check(b) is None), None)
+    if newest is None:
+        print(
+            f"The hub's database {path} is damaged and has no backup: move it aside and "
+            "start again (users and passwords are kept; API tokens are not).",
+            file=sys.stderr,
+        )
+        return
+    print(
+        f"The hub's database {path} is damaged. Its backup of {database.when(newest)} keeps "
+        "users, servers and tokens as they were then: run `hubforge restore-database"
+        f"{_data_dir_flag(workbench)}`, then `hubforge up` again.",
+        file=sys.stderr,
+    )
+
+
+def _data_dir_flag(workbench: Workbench) -> str:
+    if lifecycle.remembered() == workbench.data_dir:
+        return ""
+    return f" --data-dir {workbench.data_dir}"
+
+
+def cmd_restore_database(args: argparse.Namespace) -> int:
+    """Put back the newest sound backup of the hub's database (as the account that owns it)."""
+    workbench = load_workbench(args.config)
+    if running(workbench) or lifecycle.is_locked(workbench.state_dir):
+        raise SystemExit("error: stop the workbench first (`hubforge down`); the hub uses it")
+    path = workbench.hub_dir / "jupyterhub.sqlite"
+    owner = {}
+    if workbench.isolation == "accounts":
+        info = os.lstat(workbench.hub_dir)  # the hub's own folder: restored as the hub
+        owner = {"user": info.st_uid, "group": info.st_gid, "extra_groups": []}
+    done = subprocess.run(
+        [sys.executable, "-m", "hubforge.hub.database", "restore", str(path)],
+        cwd="/",
+        **owner,
+    )
+    return done.returncode
 
 
 def cmd_down(args: argparse.Namespace) -> int:
@@ -927,6 +975,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.set_defaults(func=cmd_down)
     sub.add_parser("status", parents=[common], help="is it running?").set_defaults(func=cmd_status)
+    sub.add_parser(
+        "restore-database", parents=[common], help="put back the hub database's last good backup"
+    ).set_defaults(func=cmd_restore_database)
 
     users = sub.add_parser("users", help="manage workbench users")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")

@@ -6,6 +6,7 @@ the user's hubforge_config.py are merged last, so they win over these defaults.
 
 from __future__ import annotations
 
+import atexit
 import os
 import secrets
 import shutil
@@ -19,6 +20,7 @@ from hubforge.processes import free_port
 from hubforge.service.handlers import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
 from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
 
+from . import database
 from .home import overview_var
 from .spawner import WORKBENCH_MARKER
 
@@ -213,6 +215,10 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.PasswordAuthenticator.password_file = str(state / "passwords.json")
 
     c.merge(load_config(config_path))
+    # a damaged database stops the hub here, named, with what to do (no traceback loop);
+    # a sound one is backed up now and when the hub stops cleanly (with the tokens of today)
+    database.at_start(own / "jupyterhub.sqlite")
+    atexit.register(database.at_exit, own / "jupyterhub.sqlite")
     return workbench
 
 
