@@ -27,7 +27,7 @@ from ..processes import MARKER, alive, free_port, spawn_detached, terminate_grou
 from .base import EndpointBackend, check_batching
 from .errors import BadRequest, NotFound, ServingError
 from .model import find_versions
-from .recovery import keep_aside, newest_by_endpoint, running_endpoints
+from .recovery import keep_aside, mentioned, newest_by_endpoint, running_endpoints
 from .server import KEY_ENV, KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -78,18 +78,35 @@ class LocalEndpointBackend(EndpointBackend):
             starting = {s["pid"] for s in self._starting()}
             found = running_endpoints(self.data_root, self.account_of)
             records = newest_by_endpoint([r for r in found if r["pid"] not in starting])
+            restarted = self._restart_lost(records, kept.read_bytes())
             self._save(records)  # readers see the damaged file or the rebuilt one, never none
             log.error(
-                "%s was damaged; it was kept as %s and the endpoint records were rebuilt from "
-                "the %d running endpoint processes: %s. An endpoint that was not running then "
-                "is deployed again with `hubforge serve deploy` (its versions are still in "
-                "the owner's models/ folder)",
+                "%s was damaged; it was kept as %s and the endpoint records were rebuilt: "
+                "%s from their running processes, %s restarted from their model folders. An "
+                "endpoint missing from both is deployed again with `hubforge serve deploy` "
+                "(its versions are still in the owner's models/ folder)",
                 self.state_file,
                 kept,
-                len(records),
-                ", ".join(sorted(records)) or "none",
+                ", ".join(sorted(set(records) - set(restarted))) or "none",
+                ", ".join(restarted) or "none",
             )
             return records
+
+    def _restart_lost(self, records: dict[str, dict[str, Any]], damaged: bytes) -> list[str]:
+        """Start the endpoints the damaged file still names whose process is gone and whose
+        model folder has versions (as restore() does after a restart); their keys."""
+        restarted = []
+        for owner, name in mentioned(damaged):
+            key, base = f"{owner}/{name}", self.area(owner) / "models" / name
+            if key in records or not base.is_dir() or not find_versions(base):
+                continue
+            try:
+                records[key] = self._start(owner, name, base)
+            except (UnsafeEntry, ServingError, OSError, RuntimeError) as e:
+                log.error("Endpoint %s not restarted: %s", key, e)
+                continue
+            restarted.append(key)
+        return restarted
 
     def _save(self, records: dict[str, dict[str, Any]]) -> None:
         write_json(self.state_file, records)

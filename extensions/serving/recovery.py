@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -22,6 +23,8 @@ from .server import KEY_ENV, parser
 log = logging.getLogger(__name__)
 
 MODULE = "hubforge.serving.server"
+# a record's key in endpoints.json, '"<owner>/<name>": {', readable in a truncated file too
+MENTION = re.compile(rb'"([^"/\\]+)/([a-z0-9][a-z0-9-]{0,38})"\s*:\s*\{')
 
 
 def keep_aside(path: Path) -> Path:
@@ -126,3 +129,16 @@ def newest_by_endpoint(found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]
     for record in sorted(found, key=lambda r: r["create_time"]):
         records[f"{record['owner']}/{record['name']}"] = record
     return records
+
+
+def mentioned(damaged: bytes) -> list[tuple[str, str]]:
+    """(owner, name) of every record a damaged ``endpoints.json`` still names."""
+    found = []
+    for match in MENTION.finditer(damaged):
+        try:
+            owner, name = match[1].decode(), match[2].decode()
+        except UnicodeDecodeError:
+            continue
+        if owner not in (".", "..") and NAME.match(name) and (owner, name) not in found:
+            found.append((owner, name))
+    return found

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import time
 from pathlib import Path
 
 import psutil
@@ -96,6 +97,32 @@ def test_truncated_records_are_rebuilt_and_every_endpoint_keeps_answering(deploy
     assert predict(backend, "ann").json() == {"predictions": [[11.0]]}
     backend.undeploy("ann", "clf")
     assert endpoint_processes(root) == {}
+
+
+def test_an_endpoint_whose_process_died_is_restarted_from_its_model_folder(deployed):
+    """bob's endpoint process is gone when the records are damaged: the damaged file still
+    names it and its model folder has its versions, so it is started again."""
+    root = deployed.data_root
+    (bob,) = [p for p, base in endpoint_processes(root).items() if "/bob/" in base]
+    psutil.Process(bob).kill()
+    psutil.Process(bob).wait(timeout=10)
+    text = deployed.state_file.read_text()
+    cut = text.index('"bob/clf"') + len('"bob/clf": {') + 5
+    deployed.state_file.write_text(text[:cut])
+
+    assert predict(deployed, "ann").json() == {"predictions": [[11.0]]}
+    deadline = time.monotonic() + 180
+    while True:  # bob's endpoint loads its model again
+        try:
+            if predict(deployed, "bob").status_code == 200:
+                break
+        except requests.ConnectionError:
+            pass
+        assert time.monotonic() < deadline, "bob's endpoint did not come back"
+        time.sleep(0.2)
+    assert predict(deployed, "bob").json() == {"predictions": [[12.0]]}
+    assert [(e["name"], e["running"]) for e in deployed.list("bob")] == [("clf", True)]
+    assert bob not in endpoint_processes(root) and len(endpoint_processes(root)) == 2
 
 
 def test_records_moved_aside_are_rebuilt_at_the_next_start(deployed):
