@@ -39,12 +39,15 @@ class LocalEndpointBackend(EndpointBackend):
         data_root: str | Path,
         state_file: str | Path,
         account_of: Callable[[str], Account] | None = None,
+        existing_account_of: Callable[[str], Account] | None = None,
     ):
         self.data_root = Path(data_root)
         self.state_file = Path(state_file)
         self._lock = threading.Lock()
         self._rebuild_lock = threading.Lock()  # one rebuild of damaged records at a time
         self.account_of = account_of  # isolation='accounts': endpoints run as their owner
+        # an owner's account if it exists (never made): whom a found endpoint process runs as
+        self.existing_account_of = existing_account_of or account_of
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> LocalEndpointBackend:
@@ -52,6 +55,7 @@ class LocalEndpointBackend(EndpointBackend):
             workbench.shared_data,
             workbench.state_dir / "endpoints.json",
             account_of=account_lookup(workbench),
+            existing_account_of=account_lookup(workbench, create=False),
         )
 
     # -- records ------------------------------------------------------------------------
@@ -76,7 +80,7 @@ class LocalEndpointBackend(EndpointBackend):
                 pass
             kept = keep_aside(self.state_file)
             starting = {s["pid"] for s in self._starting()}
-            found = running_endpoints(self.data_root, self.account_of)
+            found = running_endpoints(self.data_root, self.existing_account_of)
             records = newest_by_endpoint([r for r in found if r["pid"] not in starting])
             restarted = self._restart_lost(records, kept.read_bytes())
             self._save(records)  # readers see the damaged file or the rebuilt one, never none
@@ -334,7 +338,7 @@ class LocalEndpointBackend(EndpointBackend):
         """Endpoint processes no record names (records lost or moved aside by hand, a
         hand-over the service died in): the newest one of an endpoint without a running
         process becomes its record; the others are stopped, so none is left orphaned."""
-        for found in reversed(running_endpoints(self.data_root, self.account_of)):
+        for found in reversed(running_endpoints(self.data_root, self.existing_account_of)):
             key = f"{found['owner']}/{found['name']}"
             record = records.get(key)
             if record is not None and record.get("pid") == found["pid"] and alive(record):
