@@ -463,17 +463,23 @@ def _data_dir_flag(workbench: Workbench) -> str:
 
 
 def cmd_restore_database(args: argparse.Namespace) -> int:
-    """Put back the newest sound backup of the hub's database (as the account that owns it)."""
+    """Put back the newest sound backup of the hub's (or Label Studio's) database, as the
+    account that owns its folder (the hub's, Label Studio's: never root in theirs)."""
     workbench = load_workbench(args.config)
     if running(workbench) or lifecycle.is_locked(workbench.state_dir):
-        raise SystemExit("error: stop the workbench first (`hubforge down`); the hub uses it")
-    path = workbench.hub_dir / "jupyterhub.sqlite"
+        raise SystemExit("error: stop the workbench first (`hubforge down`): it uses it")
+    if args.label_studio:
+        folder, name = workbench.root / "label-studio", "label_studio.sqlite3"
+    else:
+        folder, name = workbench.hub_dir, "jupyterhub.sqlite"
+    if not (folder / name).exists():
+        raise SystemExit(f"error: there is no database {folder / name} to restore")
+    info = os.lstat(folder)
     owner = {}
-    if workbench.isolation == "accounts":
-        info = os.lstat(workbench.hub_dir)  # the hub's own folder: restored as the hub
+    if info.st_uid != os.geteuid():
         owner = {"user": info.st_uid, "group": info.st_gid, "extra_groups": []}
     done = subprocess.run(
-        [sys.executable, "-m", "hubforge.hub.database", "restore", str(path)],
+        [sys.executable, "-m", "hubforge.sqlite_backup", "restore", str(folder / name)],
         cwd="/",
         **owner,
     )
@@ -975,9 +981,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     down.set_defaults(func=cmd_down)
     sub.add_parser("status", parents=[common], help="is it running?").set_defaults(func=cmd_status)
-    sub.add_parser(
+    restore = sub.add_parser(
         "restore-database", parents=[common], help="put back the hub database's last good backup"
-    ).set_defaults(func=cmd_restore_database)
+    )
+    restore.add_argument(
+        "--label-studio", action="store_true", help="Label Studio's database instead"
+    )
+    restore.set_defaults(func=cmd_restore_database)
 
     users = sub.add_parser("users", help="manage workbench users")
     users_sub = users.add_subparsers(dest="users_command", required=True, metavar="ACTION")

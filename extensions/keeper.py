@@ -4,7 +4,8 @@ The hub starts this small process as the managed service (the hubforge service, 
 Studio); it runs COMMAND as its child and starts it again within a second when it dies, so the
 endpoint gateway, the REST API and Label Studio are back in seconds (the hub itself notices a
 dead service only at its next poll, up to 30 s later). Crashes within 10 s of a start back
-off up to 10 s.
+off up to 10 s; after GIVE_UP_AFTER such starts in a row the keeper stops trying and says so
+(a crash loop helps nobody: what it printed says why).
 SIGTERM/SIGINT stop the child and then the keeper; if the keeper dies, the kernel stops the
 child (PR_SET_PDEATHSIG) and the hub restarts the keeper.
 """
@@ -19,6 +20,8 @@ import time
 from pathlib import Path
 
 HEALTHY_AFTER = 10  # seconds of running that reset the back-off to 0.5 s
+FIRST_DELAY, MAX_DELAY = 0.5, 10.0  # seconds before a start again: doubling, at most MAX
+GIVE_UP_AFTER = 8  # failed starts in a row (each within HEALTHY_AFTER): it will not get better
 
 
 def _die_with_keeper() -> None:
@@ -41,14 +44,25 @@ def main() -> int:
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    delay = 0.5
+    delay, failed = FIRST_DELAY, 0
     while not stopping:
         started = time.monotonic()
         child.append(subprocess.Popen(command, preexec_fn=_die_with_keeper))
         code = child[-1].wait()
         if stopping:
             break
-        delay = 0.5 if time.monotonic() - started > HEALTHY_AFTER else min(delay * 2, 10)
+        healthy = time.monotonic() - started > HEALTHY_AFTER
+        failed = 0 if healthy else failed + 1
+        if failed >= GIVE_UP_AFTER:
+            print(
+                f"[hubforge keeper] {name} failed {failed} times in a row, each within "
+                f"{HEALTHY_AFTER} s of its start (last exit status {code}): not starting it "
+                "again. Its own lines above say why; fix that and restart the workbench.",
+                file=sys.stderr,
+                flush=True,
+            )
+            return 1
+        delay = FIRST_DELAY if healthy else min(delay * 2, MAX_DELAY)
         print(
             f"[hubforge keeper] {name} exited with {code}; starting it again in {delay:.1f} s",
             file=sys.stderr,

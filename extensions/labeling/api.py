@@ -44,6 +44,10 @@ class LabelingError(Exception):
     """A mistake the user can fix (unknown label, empty folder, unknown task type...)."""
 
 
+class LabelStudioDown(LabelingError):
+    """Label Studio answers that it is starting, or cannot start (what to do is said)."""
+
+
 @dataclass
 class ImportReport:
     added: int = 0
@@ -108,8 +112,34 @@ def client(owner: str | None = None) -> Any:
     creds = credentials(owner)
     key = (creds["api_url"], creds["token"])
     if key not in _clients:
-        _clients[key] = LabelStudio(base_url=key[0], api_key=key[1], timeout=120)
+        connection = httpx.Client(timeout=120, event_hooks={"response": [_unavailable]})
+        _connections.append(connection)
+        _clients[key] = LabelStudio(base_url=key[0], api_key=key[1], httpx_client=connection)
     return _clients[key]
+
+
+_connections: list[httpx.Client] = []
+
+
+def close_clients() -> None:
+    """Close every SDK client's connections (a long-lived process switching users)."""
+    _clients.clear()
+    while _connections:
+        _connections.pop().close()
+
+
+def _unavailable(response: httpx.Response) -> None:
+    """Label Studio answering that it is starting or cannot start (its database damaged):
+    its own words, not the SDK's raw error with every header."""
+    if response.status_code != 503:
+        return
+    response.read()
+    try:
+        body = response.json()
+    except ValueError:
+        return
+    if isinstance(body, dict) and body.get("status") in ("starting", "damaged"):
+        raise LabelStudioDown(str(body.get("error") or "Label Studio is not available"))
 
 
 def _account(ls: Any) -> str:
@@ -698,7 +728,7 @@ class Journal:
                     ls.annotations.create(
                         id=entry["task"], result=entry["result"], request_options=options
                     )
-            except (httpx.TransportError, OSError):
+            except (httpx.TransportError, OSError, LabelStudioDown):
                 break  # unreachable: keep the rest in order for the next try
             except ApiError as e:
                 if e.status_code is not None and e.status_code >= 500:

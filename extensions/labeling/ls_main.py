@@ -15,11 +15,15 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import html
 import json
 import os
 import re
+import signal
+import sqlite3
 import sys
 import threading
+from pathlib import Path
 from typing import Any, NamedTuple
 from urllib.parse import unquote
 
@@ -1196,6 +1200,7 @@ class Gate:
     def __init__(self, prefix: str) -> None:
         self.app = None
         self.prefix = prefix
+        self.damaged: str | None = None  # why Label Studio will not start, and the fix
 
     def __call__(self, environ, start_response):
         if self.app is not None:
@@ -1203,6 +1208,8 @@ class Gate:
         headers = [("Retry-After", "5"), ("Cache-Control", "no-store")]
         # the prefix as the hub writes it (a base URL may be quoted: /hub%20x/) or decoded
         path = unquote(environ.get("PATH_INFO", "/")).rstrip("/")
+        if self.damaged:
+            return self._damaged(path, start_response)
         if path == unquote(self.prefix):
             body = (
                 "<!doctype html><meta http-equiv='refresh' content='5'>"
@@ -1214,6 +1221,66 @@ class Gate:
         body = json.dumps({"status": "starting", "error": self.MESSAGE}).encode()
         start_response("503 Service Unavailable", [("Content-Type", "application/json"), *headers])
         return [body]
+
+    def _damaged(self, path: str, start_response):
+        """The front page says what is wrong and what to do; everything else answers 503
+        with the same message as JSON (the labeling API shows it as it is)."""
+        headers = [("Cache-Control", "no-store")]
+        if path == unquote(self.prefix):
+            text = html.escape(self.damaged or "")
+            body = f"<!doctype html><title>Label Studio cannot start</title><p>{text}</p>"
+            start_response("200 OK", [("Content-Type", "text/html"), *headers])
+            return [body.encode()]
+        body = json.dumps({"status": "damaged", "error": self.damaged}).encode()
+        start_response("503 Service Unavailable", [("Content-Type", "application/json"), *headers])
+        return [body]
+
+
+def _sqlite_backup():
+    """hubforge/sqlite_backup.py, loaded by its path (Hubforge is not installed in Label
+    Studio's environment; the file uses the standard library only)."""
+    import importlib.util
+
+    path = Path(__file__).resolve().parent.parent / "sqlite_backup.py"
+    spec = importlib.util.spec_from_file_location("hubforge_sqlite_backup", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _database() -> Path:
+    base = Path(os.environ.get("LABEL_STUDIO_BASE_DATA_DIR", "."))
+    return Path(os.environ.get("DATABASE_NAME") or base / "label_studio.sqlite3")
+
+
+def back_up_and_exit(signum: int, frame: object) -> None:
+    """A clean stop (SIGTERM from its keeper): the database backed up as it is now."""
+    with contextlib.suppress(Exception):  # stopping matters more than the copy
+        health = _sqlite_backup()
+        if health.check(_database()) is None:
+            health.backup(_database())
+    sys.exit(0)
+
+
+def database_problem() -> str | None:
+    """Label Studio's database checked before Django opens it: None (and a backup made)
+    when it is sound, else what is wrong with it and what to do."""
+    health = _sqlite_backup()
+    path = _database()
+    problem = health.check(path)
+    if problem is None:
+        with contextlib.suppress(OSError, sqlite3.Error):  # a full disk: start anyway
+            health.backup(path)
+        return None
+    newest = next((b for b in health.backups(path) if health.check(b) is None), None)
+    fix = (
+        "stop the workbench and run `hubforge restore-database --label-studio`: it puts "
+        f"back its backup of {health.when(newest)} (projects and labels as they were then)"
+        if newest
+        else "there is no backup of it: stop the workbench and move it aside (a new, empty "
+        "one is made at the next start; projects and labels in it are lost)"
+    )
+    return f"Label Studio's database {path} is damaged ({problem}): {fix}"
 
 
 def listen(host: str, port: int, app) -> object:
@@ -1276,8 +1343,15 @@ def main() -> None:
     listen(args.host, args.port, gate)
     where = f"{args.host}:{args.port}{args.prefix}/"
     print(f"label studio: listening on {where} (starting)", flush=True)
+    gate.damaged = database_problem()
+    if gate.damaged:  # no crash loop: it stays up and says what to do
+        print(f"label studio: {gate.damaged}", file=sys.stderr, flush=True)
+        with contextlib.suppress(KeyboardInterrupt):
+            threading.Event().wait()
+        return
     _setup()
     serve(args, gate)
+    signal.signal(signal.SIGTERM, back_up_and_exit)
     with contextlib.suppress(KeyboardInterrupt):
         threading.Event().wait()  # the server thread serves until the process is stopped
 
