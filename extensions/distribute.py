@@ -50,16 +50,26 @@ def is_chief() -> bool:
     return kind == "chief" or (not has_chief and kind == "worker" and index == 0)
 
 
+_made: Any = None  # the one strategy of this program, once made
+
+
 def strategy():
     """MultiWorkerMirroredStrategy across the job's workers, MirroredStrategy over several
-    local GPUs, else TensorFlow's default strategy."""
+    local GPUs, else TensorFlow's default strategy. Made once per program: in a job the
+    runner makes it before the notebook's first line (collective ops must be configured at
+    program start), so it may be asked for after the data pipeline is built, in any cell."""
+    global _made
+    if _made is not None:
+        return _made
     import tensorflow as tf
 
     if num_workers() > 1:
-        return tf.distribute.MultiWorkerMirroredStrategy()
-    if len(tf.config.list_physical_devices("GPU")) > 1:
-        return tf.distribute.MirroredStrategy()
-    return tf.distribute.get_strategy()
+        _made = tf.distribute.MultiWorkerMirroredStrategy()
+    elif len(tf.config.list_physical_devices("GPU")) > 1:
+        _made = tf.distribute.MirroredStrategy()
+    else:
+        return tf.distribute.get_strategy()
+    return _made
 
 
 def global_batch_size(per_replica: int) -> int:

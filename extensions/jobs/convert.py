@@ -12,6 +12,7 @@ import jsonschema
 import nbformat
 
 from .errors import JobError
+from .runner import CELL_MARK
 
 SKIP_TAG = "skip-job"
 PARAMETERS_TAG = "parameters"
@@ -105,6 +106,7 @@ def to_script(nb: nbformat.NotebookNode, params: dict[str, Any] | None = None) -
         if cell.cell_type != "code" or SKIP_TAG in tags:
             continue
         problems += _refused_magics(index, cell.source)
+        cell.source = f"{CELL_MARK}{index}\n{cell.source}"  # a job's traceback names it
         kept.append(cell)
         if PARAMETERS_TAG in tags and params:
             lines = [f"{name} = {value!r}" for name, value in params.items()]
@@ -155,7 +157,7 @@ def lint(nb: nbformat.NotebookNode, workers: int = 1, areas: tuple[str, ...] = (
         if cell.cell_type == "code" and SKIP_TAG not in cell.get("metadata", {}).get("tags", [])
     ]
     warnings: list[str] = []
-    strategy_cell = next((i for i, src in cells if re.search(r"[Ss]trategy\(", src)), None)
+    made_at = _own_strategy(cells)  # (cell, line) of a MultiWorkerMirroredStrategy() it makes
     for index, source in cells:
         for name in re.findall(r"^\s*%matplotlib\s+(\w+)", source, re.MULTILINE):
             if name.lower() in GUI_BACKENDS:
@@ -181,15 +183,17 @@ def lint(nb: nbformat.NotebookNode, workers: int = 1, areas: tuple[str, ...] = (
                     )
                 elif (
                     workers > 1
-                    and strategy_cell is not None
-                    and index < strategy_cell
+                    and made_at is not None
+                    and (index, node.lineno) < made_at
                     and called.startswith("tf.")
+                    and not called.endswith("MultiWorkerMirroredStrategy")
                 ):
                     warnings.append(
-                        f"cell {index}: {called}() runs TensorFlow before the strategy is made "
-                        f"(cell {strategy_cell}); with {workers} workers every worker fails "
-                        "with 'Collective ops must be configured at program startup': move it "
-                        f"after cell {strategy_cell}"
+                        f"cell {index}: {called}() runs TensorFlow before the notebook makes its "
+                        f"MultiWorkerMirroredStrategy (cell {made_at[0]}); with {workers} workers "
+                        "every worker fails with 'Collective ops must be configured at program "
+                        "startup': use hubforge.distribute.strategy() (made at the job's start, "
+                        f"so any order works), or move it after that line"
                     )
             elif isinstance(node, ast.Constant) and isinstance(node.value, str):
                 path = node.value
@@ -203,6 +207,22 @@ def lint(nb: nbformat.NotebookNode, workers: int = 1, areas: tuple[str, ...] = (
                         "a job's workers may not see it (use a path under your home or ~/hdfs)"
                     )
     return list(dict.fromkeys(warnings))  # each once, in cell order
+
+
+def _own_strategy(cells: list[tuple[int, str]]) -> tuple[int, int] | None:
+    """Where the notebook makes its own MultiWorkerMirroredStrategy (cell, line), if it does:
+    hubforge.distribute.strategy() is made at the job's start, before any cell."""
+    for index, source in cells:
+        tree = _parse(source)
+        lines = [
+            node.lineno
+            for node in (ast.walk(tree) if tree is not None else ())
+            if isinstance(node, ast.Call)
+            and _dotted(node.func).endswith("MultiWorkerMirroredStrategy")
+        ]
+        if lines:
+            return index, min(lines)
+    return None
 
 
 def _parse(source: str) -> ast.AST | None:

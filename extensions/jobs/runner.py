@@ -7,10 +7,13 @@ import contextlib
 import functools
 import json
 import os
+import re
 import sys
 import traceback
 
 from hubforge.quiet import filter_stderr
+
+CELL_MARK = "# notebook cell "  # each cell of a converted notebook starts with it
 
 
 def one_task_needs_no_cluster() -> None:
@@ -27,14 +30,41 @@ def one_task_needs_no_cluster() -> None:
         del os.environ["TF_CONFIG"]
 
 
-def record_error(error: BaseException) -> None:
+def strategy_first(source: str) -> None:
+    """A multi-worker job whose notebook uses hubforge.distribute.strategy() gets it made
+    here, before the notebook's first line: TensorFlow's collective ops must be configured
+    at program start, and notebooks build their data pipeline before asking for it."""
+    from hubforge import distribute
+
+    asks = re.search(r"\bstrategy\(\s*\)", source) and "hubforge" in source
+    if asks and distribute.num_workers() > 1 and "MultiWorkerMirroredStrategy(" not in source:
+        distribute.strategy()
+
+
+def where_in_notebook(error: BaseException, path: str, source: str) -> str | None:
+    """'notebook cell 3, line 2' for the deepest frame of the converted notebook in the
+    error's traceback (each converted cell starts with a '# notebook cell N' line)."""
+    lines = [f.lineno for f in traceback.extract_tb(error.__traceback__) if f.filename == path]
+    if not lines or not lines[-1]:
+        return None
+    script = source.splitlines()
+    for number in range(lines[-1] - 1, -1, -1):
+        if number < len(script) and script[number].startswith(CELL_MARK):
+            cell = script[number].removeprefix(CELL_MARK).strip()
+            return f"notebook cell {cell}, line {lines[-1] - number - 1}"
+    return None
+
+
+def record_error(error: BaseException, where: str | None = None) -> None:
     """The failing line of a Python error, for the supervisor (it restarts only what a
     restart can fix): replicas/<replica>.error.json in the job's folder."""
     job_dir, replica = os.environ.get("HUBFORGE_JOB_DIR"), os.environ.get("HUBFORGE_REPLICA")
     if not job_dir or not replica:
         return
     text = "".join(traceback.format_exception_only(type(error), error)).strip()
-    record = {"error": text.splitlines()[-1][:500], "attempt": os.environ.get("HUBFORGE_ATTEMPT")}
+    last = text.splitlines()[-1]
+    last = f"{where}: {last}" if where else last
+    record = {"error": last[:500], "attempt": os.environ.get("HUBFORGE_ATTEMPT")}
     path = os.path.join(job_dir, "replicas", f"{replica}.error.json")
     with contextlib.suppress(OSError):
         with open(path + ".tmp", "w", encoding="utf-8") as f:
@@ -124,6 +154,7 @@ def main() -> None:
         shell.register_magic_function(lambda line="": None, "line", "matplotlib")
         namespace["get_ipython"] = shell.get_ipython
     try:
+        strategy_first(source)
         exec(compile(source, path, "exec"), namespace)
         figures.finish()
     except SystemExit as e:
@@ -131,7 +162,10 @@ def main() -> None:
             record_error(e)
         raise
     except Exception as e:  # recorded, then it propagates: exit non-zero
-        record_error(e)
+        where = where_in_notebook(e, path, source)
+        record_error(e, where)
+        if where:
+            print(f"The job failed in {where} (the traceback follows):", file=sys.stderr)
         raise
 
 

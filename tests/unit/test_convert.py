@@ -136,7 +136,7 @@ def test_lint_names_the_cell_of_each_problem_a_job_would_meet():
     from hubforge.jobs.convert import lint
 
     nb = _nb(
-        "import tensorflow as tf\nx = tf.constant([1.0])",  # TF before the strategy
+        "import tensorflow as tf\nx = tf.constant([1.0])",  # fine: strategy made at start
         "from hubforge import distribute\nstrategy = distribute.strategy()",
         "name = input('your name? ')",
         "%matplotlib qt\nimport matplotlib\nmatplotlib.use('TkAgg')",
@@ -146,17 +146,35 @@ def test_lint_names_the_cell_of_each_problem_a_job_would_meet():
     )
     warnings = lint(nb, workers=2, areas=("/srv/mine",))
     assert [w.split(":")[0] for w in warnings] == [
-        "cell 1",
         "cell 3",
         "cell 4",
         "cell 4",
         "cell 5",
     ], warnings
-    assert "tf.constant() runs TensorFlow before the strategy is made (cell 2)" in warnings[0]
-    assert "move it after cell 2" in warnings[0]
-    assert "input()" in warnings[1] and "parameter" in warnings[1]
-    assert "%matplotlib qt" in warnings[2] and "matplotlib.use('TkAgg')" in warnings[3]
-    assert "/home/jovyan/data.csv" in warnings[4] and "/srv/mine" not in warnings[4]
+    assert "input()" in warnings[0] and "parameter" in warnings[0]
+    assert "%matplotlib qt" in warnings[1] and "matplotlib.use('TkAgg')" in warnings[2]
+    assert "/home/jovyan/data.csv" in warnings[3] and "/srv/mine" not in warnings[3]
+
+
+def test_a_notebook_making_its_own_strategy_is_warned_in_the_same_cell_too():
+    """Its own MultiWorkerMirroredStrategy after TensorFlow ran (earlier cell or earlier
+    line of the same cell) fails every worker: the warning names the cell."""
+    from hubforge.jobs.convert import lint
+
+    same_cell = _nb(
+        "import tensorflow as tf\n"
+        "data = tf.data.Dataset.range(8)\n"
+        "strategy = tf.distribute.MultiWorkerMirroredStrategy()",
+    )
+    (warning,) = lint(same_cell, workers=2)
+    assert warning.startswith("cell 1: tf.data.Dataset.range() runs TensorFlow before"), warning
+    assert "hubforge.distribute.strategy()" in warning
+    earlier = _nb(
+        "import tensorflow as tf\nx = tf.constant(1)",
+        "s = tf.distribute.MultiWorkerMirroredStrategy()",
+    )
+    assert [w.split(":")[0] for w in lint(earlier, workers=2)] == ["cell 1"]
+    assert lint(earlier, workers=1) == []
 
 
 def test_lint_is_quiet_for_a_notebook_that_runs_as_a_job():
