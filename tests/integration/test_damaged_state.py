@@ -97,7 +97,9 @@ def test_cli_names_a_damaged_password_file_and_leaves_it(tmp_path):
 
 
 @pytest.mark.hub
-def test_service_starts_with_damaged_endpoint_records_and_says_why(tmp_path):
+def test_service_starts_with_damaged_endpoint_records_and_keeps_them_aside(tmp_path):
+    """Damaged endpoint records are kept aside and rebuilt from what runs (nothing here):
+    the service answers, nobody gets a 503 (see test_endpoint_records.py for live ones)."""
     data = tmp_path / "wb"
     (data / "state").mkdir(parents=True)
     endpoints = data / "state" / "endpoints.json"
@@ -108,15 +110,15 @@ def test_service_starts_with_damaged_endpoint_records_and_says_why(tmp_path):
         status = wb.api("GET", "services/hubforge/api/status", token)
         assert status.status_code == 200, status.text
         r = wb.api("GET", "services/hubforge/api/endpoints", token)
-        assert r.status_code == 503
-        assert f"{endpoints} is damaged" in r.json()["message"]
+        assert r.status_code == 200 and r.json() == {"endpoints": []}, r.text
+        (aside,) = (data / "state").glob("endpoints.json.damaged-*")
+        assert aside.read_text() == '{"ann/clf": {"owner": "ann", "na'
         r = wb.api(
             "POST",
             "services/hubforge/endpoints/ann/clf/v1/models/clf:predict",
             token,
             json={"instances": [[1]]},
         )
-        assert r.status_code == 503 and "endpoint records" in r.json()["error"]
-        assert endpoints.read_text() == '{"ann/clf": {"owner": "ann", "na'
+        assert r.status_code == 404 and "error" in r.json(), r.text
     finally:
         wb.down()
