@@ -27,18 +27,23 @@ from .workbench import ConfigError, Workbench, load_workbench
 FIRST_ADMIN = "admin"
 
 
+# commands that act on a whole workbench: with several running they never guess
+WORKBENCH_COMMANDS = {"down", "status", "users", "restore-database"}
+
+
 def _apply_options(args: argparse.Namespace) -> None:
     """CLI options become the environment the Workbench defaults read (hub and service too).
 
-    Without --data-dir or $HUBFORGE_DIR, commands other than `up` act on the data folder of
-    the last `hubforge up` (they say which)."""
+    Without --data-dir or $HUBFORGE_DIR, commands other than `up` act on the one workbench of
+    this account that runs now (found through the locks of their `up`s; with several the
+    workbench commands refuse and list them), else on the data folder of the last
+    `hubforge up` (they say which)."""
     if (
         getattr(args, "data_dir", None) is None
         and not os.environ.get("HUBFORGE_DIR")
         and args.command != "up"
-        and (last := lifecycle.remembered())
     ):
-        args.data_dir = last
+        args.data_dir = _the_workbench(args.command)
     for option, env in (
         ("data_dir", "HUBFORGE_DIR"),
         ("ip", "HUBFORGE_IP"),
@@ -52,6 +57,18 @@ def _apply_options(args: argparse.Namespace) -> None:
             )
     if getattr(args, "config", None):
         os.environ["HUBFORGE_CONFIG"] = str(Path(args.config).expanduser().resolve())
+
+
+def _the_workbench(command: str) -> str | None:
+    running = lifecycle.running()
+    if len(running) == 1:
+        return running[0]
+    if len(running) > 1 and command in WORKBENCH_COMMANDS:
+        listed = "\n".join(f"  hubforge {command} --data-dir {d}" for d in running)
+        raise SystemExit(
+            f"error: {len(running)} workbenches are running here; say which one:\n{listed}"
+        )
+    return lifecycle.remembered()
 
 
 def _store(workbench: Workbench):
@@ -330,6 +347,7 @@ def cmd_up(args: argparse.Namespace) -> int:
     helper = _start_helper(workbench, ports, hub_account)
     new_admin = _ensure_first_admin(workbench)
     lifecycle.remember(workbench.data_dir)
+    registered = lifecycle.register(workbench.data_dir)  # found by other commands while it runs
     stopping: list[int] = []
     hubs: list[subprocess.Popen] = []
 
@@ -429,6 +447,8 @@ def cmd_up(args: argparse.Namespace) -> int:
         if helper is not None:
             helper.terminate()
             helper.wait(timeout=10)
+        if registered is not None:
+            registered.unlink(missing_ok=True)
     return 0 if stopping else (code or 1)
 
 
@@ -522,6 +542,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(f"Hubforge is not running (data folder {workbench.data_dir}).")
         return 1
     print(f"Hubforge is running at {record['url']} (pid {record['pid']})")
+    print(f"  data folder: {workbench.data_dir}")
     try:
         status = ServiceClient(
             record["url"] + "services/hubforge/api", service_token(workbench)

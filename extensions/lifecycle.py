@@ -62,6 +62,40 @@ def remember(data_dir: str) -> None:
         write_text(remembered_file(), data_dir + "\n", mode=0o600)
 
 
+def _running_dir() -> Path:
+    return remembered_file().parent / "running"
+
+
+def register(data_dir: str) -> Path | None:
+    """Note that a `hubforge up` of this account runs on ``data_dir`` (see running())."""
+    import hashlib
+
+    entry = _running_dir() / hashlib.sha256(data_dir.encode()).hexdigest()[:16]
+    try:
+        write_text(entry, data_dir + "\n", mode=0o600)
+    except OSError:
+        return None
+    return entry
+
+
+def running() -> list[str]:
+    """The data folders of this account's workbenches that run now: registered by their
+    `up`, and confirmed by the lock it holds (an entry left by a killed `up` is dropped)."""
+    found = []
+    folder = _running_dir()
+    for entry in sorted(folder.iterdir()) if folder.is_dir() else []:
+        try:
+            data_dir = entry.read_text().strip()
+            alive = bool(data_dir) and is_locked(Path(data_dir) / "state")
+        except OSError:
+            alive = False
+        if alive:
+            found.append(data_dir)
+        else:
+            entry.unlink(missing_ok=True)
+    return found
+
+
 def remembered() -> str | None:
     """The data folder of the last `hubforge up`, if it still exists."""
     try:

@@ -412,7 +412,8 @@ class Workbench(Configurable):
         if self.isolation == "accounts" and os.geteuid() != 0:
             return  # the hub's own account: `hubforge up` (root) made all of it
         self.state_dir.mkdir(parents=True, exist_ok=True)
-        self.state_dir.chmod(0o700)
+        if self.isolation != "accounts":  # with accounts: prepare_shared sets its mode
+            self.state_dir.chmod(0o700)
         for folder in (self.homes_dir, self.shared_data / "datasets", self.shared_data / "users"):
             folder.mkdir(parents=True, exist_ok=True)
         if self.isolation == "accounts":

@@ -212,10 +212,12 @@ def start_workbench(
     config: str = "",
     timeout: float = 300,
     label_studio: bool | None = None,
+    xdg: Path | None = None,
 ) -> RunningWorkbench:
     """`hubforge up` as a subprocess; returns once the hub answers through the proxy and,
     with ``label_studio``, once Label Studio has finished its first start (a database
-    migration: ~35 s on an idle machine, minutes on a busy one)."""
+    migration: ~35 s on an idle machine, minutes on a busy one). ``xdg``: where `up` notes
+    that it runs (default: a folder of this workbench's own)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     passable(data_dir)
     config_file = data_dir / "hubforge_config.py"
@@ -240,7 +242,9 @@ def start_workbench(
             stdout=out,
             stderr=subprocess.STDOUT,
             # `up` remembers its data folder there (not in the real home)
-            env=dict(os.environ, PYTHONUNBUFFERED="1", XDG_STATE_HOME=str(xdg_state(data_dir))),
+            env=dict(
+                os.environ, PYTHONUNBUFFERED="1", XDG_STATE_HOME=str(xdg or xdg_state(data_dir))
+            ),
         )
     from hubforge.workbench import normalize_base_url
 
