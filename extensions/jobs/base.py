@@ -6,6 +6,7 @@ from abc import ABC, abstractmethod
 from typing import Any
 
 from .spec import JobSpec
+from .store import TERMINAL
 
 # One call returns at most this much of a log: a huge log never sits whole in the service's
 # memory (callers page with the offset they get back).
@@ -54,6 +55,11 @@ class JobBackend(ABC):
     @abstractmethod
     def list(self, owner: str) -> list[dict[str, Any]]:
         """The owner's jobs, newest first."""
+
+    def active(self, owner: str) -> list[str]:
+        """Ids of the owner's jobs that have not ended (pending, running, restarting; one
+        whose record is damaged while it runs), for the per-user limit."""
+        return [j["id"] for j in self.list(owner) if j["state"] not in TERMINAL or j.get("running")]
 
     @abstractmethod
     def cancel(self, owner: str, job_id: str) -> dict[str, Any]:

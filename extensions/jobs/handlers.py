@@ -6,6 +6,8 @@ The owner is always the caller's identity from its JupyterHub token.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+from collections.abc import AsyncIterator
 from typing import Any
 
 from tornado import web
@@ -38,15 +40,43 @@ class JobsBaseHandler(ServiceHandler):
         raise web.HTTPError(getattr(error, "status", 400), str(error))
 
 
+class _Submits:
+    """One owner's submits: how many are waiting or in progress, and the lock that lets one
+    run at a time (their quota check counts the jobs the ones before recorded)."""
+
+    def __init__(self) -> None:
+        self.waiting = 0
+        self.lock = asyncio.Lock()
+
+
+_SUBMITS: dict[str, _Submits] = {}  # owner -> their submits (the service's one event loop)
+
+
 class JobsHandler(JobsBaseHandler):
-    def get(self) -> None:
-        try:
-            self.write_json({"jobs": self.jobs.list(self.owner)})
+    async def get(self) -> None:
+        try:  # every job.json of the owner is read: off the loop every user shares
+            self.write_json({"jobs": await asyncio.to_thread(self.jobs.list, self.owner)})
         except JobError as e:
             self.fail(e)
 
-    def post(self) -> None:
-        owner, body = self.owner, self.json_body()
+    async def post(self) -> None:
+        owner = self.owner
+        spec, script = self._request()
+        job_id = new_job_id(spec.name)
+        count = spec.workers * spec.gpus_per_worker
+        async with self._one_at_a_time(owner):
+            try:  # reads the owner's jobs: off the loop
+                await asyncio.to_thread(
+                    self.quotas.check_job, owner, count, self.jobs, self.endpoints
+                )
+            except QuotaExceeded as e:
+                raise web.HTTPError(e.status, str(e)) from None
+            record = await self._submit(owner, spec, script, job_id, count)
+        self.write_json(record, status=201)
+
+    def _request(self) -> tuple[JobSpec, str]:
+        """The spec and script of the body, checked (400 with what to change)."""
+        body = self.json_body()
         script = body.get("script")
         if not isinstance(script, str) or not script.strip():
             raise web.HTTPError(400, "'script' must be the job's Python source")
@@ -63,31 +93,51 @@ class JobsHandler(JobsBaseHandler):
             spec.validate(self.workbench.max_job_workers, largest, "the largest profile offers")
         except JobError as e:
             self.fail(e)
-        job_id = new_job_id(spec.name)
-        count = spec.workers * spec.gpus_per_worker
+        return spec, script
+
+    @contextlib.asynccontextmanager
+    async def _one_at_a_time(self, owner: str) -> AsyncIterator[None]:
+        """The owner's submits run one after the other, off the loop; more waiting than the
+        owner may have active jobs are refused at once (429)."""
+        submits = _SUBMITS.setdefault(owner, _Submits())
+        limit = self.quotas.jobs
+        if limit and submits.waiting >= limit:
+            refusal = self.quotas.jobs_refusal(submits.waiting, [], "jobs being submitted")
+            raise web.HTTPError(429, refusal)
+        submits.waiting += 1
         try:
-            self.quotas.check_job(owner, count, self.jobs, self.endpoints)
-        except QuotaExceeded as e:
-            raise web.HTTPError(e.status, str(e)) from None
+            async with submits.lock:
+                yield
+        finally:
+            submits.waiting -= 1
+            if not submits.waiting:
+                _SUBMITS.pop(owner, None)
+
+    async def _submit(
+        self, owner: str, spec: JobSpec, script: str, job_id: str, count: int
+    ) -> dict[str, Any]:
+        """GPUs handed out on the loop (the allocator is the loop's), the job started off it."""
         if count and self.jobs.local_devices:
             try:
                 spec.devices = self.allocator.allocate(gpu_owner(owner, job_id), count)
             except NotEnoughGpus as e:
                 raise web.HTTPError(409, str(e)) from None
         try:
-            record = self.jobs.submit(owner, spec, script, job_id=job_id)
+            return await asyncio.to_thread(self.jobs.submit, owner, spec, script, job_id=job_id)
         except (JobError, OSError) as e:
             self.allocator.release(gpu_owner(owner, job_id))
             if as_http_error(e) is not None:  # a full disk: 507 naming the path
                 raise
             raise web.HTTPError(400, f"Could not start the job: {e}") from None
-        self.write_json(record, status=201)
+        except BaseException:
+            self.allocator.release(gpu_owner(owner, job_id))
+            raise
 
 
 class JobHandler(JobsBaseHandler):
-    def get(self, job_id: str) -> None:
+    async def get(self, job_id: str) -> None:
         try:
-            self.write_json(self.jobs.get(self.owner, job_id))
+            self.write_json(await asyncio.to_thread(self.jobs.get, self.owner, job_id))
         except JobNotFound as e:
             self.fail(e)
 
@@ -114,9 +164,9 @@ class JobLogsHandler(JobsBaseHandler):
 
 
 class JobProgressHandler(JobsBaseHandler):
-    def get(self, job_id: str) -> None:
+    async def get(self, job_id: str) -> None:
         try:
-            self.write_json(self.jobs.progress(self.owner, job_id))
+            self.write_json(await asyncio.to_thread(self.jobs.progress, self.owner, job_id))
         except JobNotFound as e:
             self.fail(e)
 

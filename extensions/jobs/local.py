@@ -21,6 +21,7 @@ from ..confined import UnsafeEntry, list_beneath
 from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached, workload_env
 from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
+from .index import SupervisorIndex
 from .spec import JobSpec
 from .store import TERMINAL, JobStore, summarize_progress
 
@@ -41,6 +42,7 @@ class LocalJobBackend(JobBackend):
         self.data_root = Path(data_root)
         self.env = dict(env or {})
         self.account_of = account_of  # isolation='accounts': jobs run as their owner
+        self.index = SupervisorIndex(self.data_root)  # job.json is the owner's: not trusted
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> LocalJobBackend:
@@ -118,20 +120,25 @@ class LocalJobBackend(JobBackend):
             cwd=store.path,
             popen=account.popen_kwargs() if account else None,
         )
+        owner_uid = account.uid if account else None
+        self.index.add(owner, store.id, supervisor, owner_uid)  # before the owner's record
         store.update(supervisor=supervisor)
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
         store = self.store(owner, job_id)
+        known = self.index.get(owner, job_id)
         try:
             record = store.read()
         except (DamagedStateFile, UnsafeEntry) as e:
-            raise JobError(f"Job {job_id}: {e}", 409) from None
-        if record["state"] not in TERMINAL and not _supervisor_alive(record):
+            raise JobError(f"Job {job_id}: {e}{_still_runs(job_id, known)}", 409) from None
+        if record["state"] not in TERMINAL and not _supervisor_alive(record, known):
             # The supervisor always records how the job ended; gone without it: it was killed.
             time.sleep(0.2)  # it may be writing its last words right now
             record = store.read()
-            if record["state"] not in TERMINAL and not _supervisor_alive(record):
+            if record["state"] not in TERMINAL and not _supervisor_alive(record, known):
                 record = store.update(state="failed", reason="the job's supervisor was killed")
+        if known is not None and record["state"] in TERMINAL and not alive(known):
+            self.index.remove(owner, job_id)
         record["artifacts"] = store.artifacts()
         return record
 
@@ -153,27 +160,81 @@ class LocalJobBackend(JobBackend):
             try:
                 records.append(self.get(owner, name))
             except JobError as e:  # one damaged job.json: list it as such, list the rest
-                records.append(JobStore(folder / name).damaged_record(owner, e))
+                record = JobStore(folder / name).damaged_record(owner, e)
+                known = self.index.get(owner, name)
+                record["running"] = known is not None and alive(known)  # counts for limits
+                records.append(record)
         return sorted(records, key=lambda r: r["created"], reverse=True)
 
+    def active(self, owner: str) -> list[str]:
+        """The owner's jobs whose supervisor runs, from the index: no file of the owner's is
+        read (a submit's limit check stays cheap however many jobs they ran before)."""
+        return sorted(
+            e["id"] for e in self.index.entries(owner) if e.get("owner") == owner and alive(e)
+        )
+
     def cancel(self, owner: str, job_id: str) -> dict[str, Any]:
-        record = self.get(owner, job_id)
-        if record["state"] in TERMINAL:
+        return self._cancel(owner, job_id, "cancelled by the user")
+
+    def _cancel(self, owner: str, job_id: str, reason: str) -> dict[str, Any]:
+        """Stop the job's processes, found in the service's own index (job.json only for
+        jobs started before it, and then only the owner's processes are signalled), even
+        when job.json is damaged or gone. A job.json naming another supervisor than the
+        index: the job is stopped, the pid named there is not signalled, and the answer is
+        409 (job.json was changed by hand)."""
+        known = self.index.get(owner, job_id)
+        try:
+            record: dict[str, Any] | None = self.get(owner, job_id)
+        except (JobError, JobNotFound):
+            if known is None or not alive(known):
+                raise
+            record = None
+        if record is not None and record["state"] in TERMINAL:
             raise JobError(f"Job {job_id} already {record['state']}; nothing to cancel", 409)
-        pid = record["supervisor"]["pid"]
+        named = (record or {}).get("supervisor")
+        supervisor = known or named
+        if supervisor:
+            self._stop(owner, supervisor)
+        self.index.remove(owner, job_id)
+        cancelled = self._cancelled(owner, job_id, reason)
+        if known and named and not _same_process(known, named):
+            raise JobError(
+                f"Job {job_id} was cancelled, but its job.json names pid {named.get('pid')} as "
+                f"its supervisor, not the job's own (pid {known['pid']}): job.json was changed "
+                f"by hand. Pid {named.get('pid')} was not signalled",
+                409,
+            )
+        return cancelled
+
+    def _stop(self, owner: str, supervisor: dict[str, Any]) -> None:
+        """SIGTERM the supervisor (it stops its workers and records it), SIGKILL its
+        process group after 30 s; whatever is left in the group goes too."""
+        pid = supervisor["pid"]
         self._check_owns(owner, pid)
-        os.kill(pid, signal.SIGTERM)  # the supervisor stops its workers, then records it
+        if not alive(supervisor):
+            return  # ended (or the pid is another process's now): nothing of the job's
+        os.kill(pid, signal.SIGTERM)
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and _supervisor_alive(record):
+        while time.monotonic() < deadline and alive(supervisor):
             time.sleep(0.1)
-        if _supervisor_alive(record):
+        with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pid, signal.SIGKILL)
-        # Whatever is left in the job's process group goes too.
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(pid, signal.SIGKILL)
-        store = self.store(owner, job_id)
-        if store.read()["state"] not in TERMINAL:
-            store.update(state="cancelled", reason="cancelled by the user")
+
+    def _cancelled(self, owner: str, job_id: str, reason: str) -> dict[str, Any]:
+        """The job's record once stopped; a job.json the supervisor could not rewrite is
+        left as it is and answered with what the service knows."""
+        store = JobStore(self.jobs_dir(owner) / job_id)
+        try:
+            record = store.read()
+        except (FileNotFoundError, DamagedStateFile, UnsafeEntry) as e:
+            gone = {"id": job_id, "owner": owner, "state": "cancelled", "reason": reason}
+            try:
+                record = store.damaged_record(owner, e)
+            except FileNotFoundError:
+                return {**gone, "reason": f"{reason}; its folder {store.path} is gone"}
+            return {**record, **gone, "reason": f"{reason}. {e}"}
+        if record["state"] not in TERMINAL or record["state"] == "cancelled":
+            store.update(state="cancelled", reason=reason)
         return self.get(owner, job_id)
 
     def _check_owns(self, owner: str, pid: int) -> None:
@@ -197,23 +258,27 @@ class LocalJobBackend(JobBackend):
             )
 
     def stop_all(self, reason: str) -> list[str]:
-        """Cancel every active job of every user (the workbench is stopping)."""
+        """Cancel every active job of every user (the workbench is stopping): those the
+        index knows to run, whatever their job.json says, and those job.json calls active."""
         stopped = []
+        for owner, job_id in self._active():
+            try:  # signals only the owner's own processes (see _check_owns)
+                self._cancel(owner, job_id, reason)
+            except (JobError, JobNotFound, UnsafeEntry, DamagedStateFile):
+                continue
+            stopped.append(job_id)
+        return stopped
+
+    def _active(self) -> list[tuple[str, str]]:
+        found = {(e["owner"], e["id"]) for e in self.index.entries() if alive(e)}
         users = self.data_root / "users"
         for owner in sorted(p.name for p in users.iterdir()) if users.is_dir() else []:
             try:
                 records = self.list(owner)
             except JobError:
                 continue  # a jobs folder that is a link: nothing of this owner's is followed
-            for record in records:
-                if record["state"] not in TERMINAL:
-                    try:  # signals only the owner's own processes (see _check_owns)
-                        self.cancel(owner, record["id"])
-                        self.store(owner, record["id"]).update(reason=reason)
-                    except (JobError, UnsafeEntry, DamagedStateFile):
-                        continue
-                    stopped.append(record["id"])
-        return stopped
+            found |= {(owner, r["id"]) for r in records if r["state"] not in TERMINAL}
+        return sorted(found)
 
     def logs(self, owner: str, job_id: str, replica: str, offset: int = 0) -> tuple[str, int]:
         store = self.store(owner, job_id)
@@ -242,8 +307,24 @@ def _readable(job_id: str) -> Iterator[None]:
         raise JobError(f"Job {job_id}: {e}", 409) from None
 
 
-def _supervisor_alive(record: dict[str, Any]) -> bool:
-    supervisor = record.get("supervisor")
+def _supervisor_alive(record: dict[str, Any], known: dict[str, Any] | None = None) -> bool:
+    """Whether the job's supervisor runs: the one the index knows (``known``), else the one
+    job.json names."""
+    supervisor = known or record.get("supervisor")
     if not supervisor:
         return record["state"] == "pending"
     return alive(supervisor)
+
+
+def _same_process(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    try:
+        return a["pid"] == b["pid"] and abs(a["create_time"] - b["create_time"]) < 1
+    except (KeyError, TypeError):
+        return False
+
+
+def _still_runs(job_id: str, known: dict[str, Any] | None) -> str:
+    """What a damaged job's answer adds when its processes still run."""
+    if known is None or not alive(known):
+        return ""
+    return f". The job still runs: `hubforge job cancel {job_id}` stops it"

@@ -115,6 +115,10 @@ class JobStore:
         self._write_json(record)
         return record
 
+    def replace(self, record: dict[str, Any]) -> None:
+        """Write ``record`` as the whole of job.json (its supervisor, when it was damaged)."""
+        self._write_json(record)
+
     def progress_records(self) -> list[dict[str, Any]]:
         data = self.read_file(PROGRESS_FILE)
         if data is None:

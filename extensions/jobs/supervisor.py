@@ -17,6 +17,8 @@ import sys
 import time
 from pathlib import Path
 
+from ..atomic import DamagedStateFile
+from ..processes import identity
 from .store import JobStore
 
 GRACE_SECONDS = 10
@@ -68,11 +70,15 @@ class Supervisor:
 
     def update(self, **changes: object) -> dict:
         """Record a change in job.json; on a full disk, keep the workers going and retry
-        until there is space again (the job's state is never lost or guessed)."""
+        until there is space again (the job's state is never lost or guessed). A damaged
+        job.json is written afresh from the supervisor's own record."""
         warned = False
         while True:
             try:
-                return self.store.update(**changes)
+                try:
+                    return self.store.update(**changes)
+                except (DamagedStateFile, FileNotFoundError) as e:
+                    return self.rewrite(changes, e)
             except OSError as e:
                 if e.errno not in (errno.ENOSPC, errno.EDQUOT):
                     raise
@@ -80,6 +86,14 @@ class Supervisor:
                     print(f"supervisor: disk full ({e}); will retry", file=sys.stderr, flush=True)
                     warned = True
                 time.sleep(2)
+
+    def rewrite(self, changes: dict, problem: Exception) -> dict:
+        """job.json from what this supervisor knows (it is the job's only writer)."""
+        record = {**self.record, **changes, "updated": time.time()}
+        record["supervisor"] = record.get("supervisor") or identity(os.getpid())
+        self.store.replace(record)
+        print(f"supervisor: {problem}; rewrote it from the supervisor's record", file=sys.stderr)
+        return record
 
     def start_group(self, attempt: int) -> None:
         ports = free_ports(self.spec["workers"])
@@ -154,6 +168,14 @@ class Supervisor:
 
     def run(self) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        try:
+            return self.attempts()
+        except BaseException:
+            self.stop_group()  # whatever went wrong, no worker outlives its supervisor
+            raise
+
+    def attempts(self) -> int:
+        """Run the group until it succeeds, is stopped, or a restart would not help."""
         restarts = self.record.get("restarts", 0)
         previous: str | None = None  # the Python error that ended the attempt before
         while True:

@@ -1,5 +1,6 @@
 """Per-user quotas the hubforge service keeps: concurrent jobs, GPUs (jobs and endpoints),
-endpoints. A refusal says what is in use and what to stop. 0 means no limit."""
+endpoints. A refusal says what is in use and what to stop. 0 means no limit, except for
+jobs: ``Workbench.max_jobs_per_user`` = 0 (its default) means DEFAULT_JOBS_PER_USER."""
 
 from __future__ import annotations
 
@@ -7,9 +8,19 @@ from typing import Any
 
 from ..jobs.store import TERMINAL
 
+# Active jobs (pending, running, restarting) one user may have when the workbench sets no
+# limit: 20 submits at once must not start 20 jobs on a shared machine.
+DEFAULT_JOBS_PER_USER = 8
+
 
 class QuotaExceeded(Exception):
     status = 403
+
+
+class TooManyJobs(QuotaExceeded):
+    """The owner's active jobs are at their limit: wait for one or cancel one."""
+
+    status = 429
 
 
 class Quotas:
@@ -19,14 +30,32 @@ class Quotas:
     @classmethod
     def from_workbench(cls, workbench: Any) -> Quotas:
         return cls(
-            workbench.max_jobs_per_user,
+            workbench.max_jobs_per_user or DEFAULT_JOBS_PER_USER,
             workbench.max_gpus_per_user,
             workbench.max_endpoints_per_user,
         )
 
     @staticmethod
     def _active_jobs(owner: str, jobs: Any) -> list[dict[str, Any]]:
-        return [j for j in jobs.list(owner) if j["state"] not in TERMINAL]
+        """Jobs not ended; one whose job.json is damaged counts while its processes run."""
+        return [j for j in jobs.list(owner) if j["state"] not in TERMINAL or j.get("running")]
+
+    @classmethod
+    def _active_ids(cls, owner: str, jobs: Any) -> list[str]:
+        """The backend's own count when it keeps one (JobBackend.active), else from its list."""
+        if callable(getattr(jobs, "active", None)):
+            return jobs.active(owner)
+        return [j["id"] for j in cls._active_jobs(owner, jobs)]
+
+    def jobs_refusal(self, count: int, names: list[str], what: str = "jobs running") -> str:
+        """What a refused submit says: how many are active, the limit, what to do."""
+        yours = f"; yours: {', '.join(names)}" if names else ""
+        return (
+            f"You have {count} {what} (limit {self.jobs}), counting pending ones and submits "
+            f"in progress: wait for one to finish or cancel one (`hubforge job cancel ID`"
+            f"{yours}), then submit again. An admin can change the limit "
+            "(c.Workbench.max_jobs_per_user)"
+        )
 
     def gpus_in_use(self, owner: str, jobs: Any, endpoints: Any) -> int:
         used = 0
@@ -40,13 +69,9 @@ class Quotas:
 
     def check_job(self, owner: str, gpus: int, jobs: Any, endpoints: Any) -> None:
         if self.jobs:
-            active = self._active_jobs(owner, jobs)
+            active = self._active_ids(owner, jobs)
             if len(active) >= self.jobs:
-                names = ", ".join(j["id"] for j in active[:5])
-                raise QuotaExceeded(
-                    f"You have {len(active)} jobs running (limit {self.jobs}): wait for one to "
-                    f"finish or cancel one (`hubforge job cancel ID`; running: {names})"
-                )
+                raise TooManyJobs(self.jobs_refusal(len(active), active[:5]))
         self._check_gpus(owner, gpus, jobs, endpoints)
 
     def check_endpoint(self, owner: str, name: str, gpus: int, jobs: Any, endpoints: Any) -> None:

@@ -1,0 +1,143 @@
+"""A running job whose job.json is damaged is still cancelled, and stopped by `hubforge down`:
+the backend finds its processes in its own index, not in the owner's file. Real supervisor
+and worker processes, job.json truncated as the fault review did."""
+
+from __future__ import annotations
+
+import contextlib
+import getpass
+import os
+import signal
+import time
+from pathlib import Path
+
+import psutil
+import pytest
+
+from hubforge.jobs.errors import JobError
+from hubforge.jobs.local import LocalJobBackend
+from hubforge.jobs.spec import JobSpec
+from tests.workbench import hubforge
+
+SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
+
+
+def wait_for(predicate, timeout: float = 60, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def alive(pid: int) -> bool:
+    try:
+        return psutil.Process(pid).status() != psutil.STATUS_ZOMBIE
+    except psutil.NoSuchProcess:
+        return False
+
+
+def kill_leftovers(pids: list[int]) -> None:
+    """What a failed test left running: the job's process groups (cleanup)."""
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pid, signal.SIGKILL)
+
+
+def running_job(backend: LocalJobBackend, owner: str, started: list[int]) -> tuple[str, list[int]]:
+    """A one-worker job that sleeps; (its id, its supervisor's and worker's pids)."""
+    job_id = backend.submit(owner, JobSpec(name="sleeper"), SLEEPER)["id"]
+    started.append(backend.get(owner, job_id)["supervisor"]["pid"])
+
+    def worker() -> int | None:
+        record = backend.get(owner, job_id)
+        pid = record["replicas"].get("worker-0", {}).get("pid")
+        return pid if record["state"] == "running" and pid else None
+
+    pids = [backend.get(owner, job_id)["supervisor"]["pid"], wait_for(worker, what="running")]
+    assert all(alive(p) for p in pids)
+    return job_id, pids
+
+
+def truncate(path: Path) -> bytes:
+    text = path.read_bytes()
+    with open(path, "r+b") as f:  # in place: the owner's file stays the owner's
+        f.truncate(len(text) // 2)
+    return path.read_bytes()
+
+
+@pytest.fixture
+def data(tmp_path, monkeypatch) -> Path:
+    """No hub around: the local backend in this process, as the fault review ran it."""
+    monkeypatch.setenv("HUBFORGE_DATA", str(tmp_path / "wb" / "hdfs"))
+    monkeypatch.setenv("HUBFORGE_ISOLATION", "none")
+    for var in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN", "HUBFORGE_USER_AREA"):
+        monkeypatch.delenv(var, raising=False)
+    return tmp_path / "wb" / "hdfs"
+
+
+@pytest.fixture
+def started() -> list[int]:
+    """Supervisors the test started; their groups are killed if the test left them."""
+    pids: list[int] = []
+    yield pids
+    kill_leftovers(pids)
+
+
+def test_a_running_job_with_a_damaged_record_is_cancelled(data, started):
+    backend, owner = LocalJobBackend(data), getpass.getuser()
+    job_id, pids = running_job(backend, owner, started)
+    record_file = data / "users" / owner / "jobs" / job_id / "job.json"
+    truncate(record_file)
+
+    listed = {r["id"]: r for r in backend.list(owner)}[job_id]
+    assert listed["state"] == "damaged" and listed["running"] is True
+    assert f"`hubforge job cancel {job_id}` stops it" in listed["reason"]
+    with pytest.raises(JobError, match=r"job\.json is damaged.*The job still runs"):
+        backend.get(owner, job_id)
+
+    cancelled = backend.cancel(owner, job_id)
+    assert cancelled["state"] == "cancelled", cancelled
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="processes to exit")
+    # its supervisor wrote the record afresh from its own: the job reads as cancelled again
+    record = backend.get(owner, job_id)
+    assert record["state"] == "cancelled" and record["reason"] == "cancelled by the user"
+    with pytest.raises(JobError, match="already cancelled"):
+        backend.cancel(owner, job_id)
+
+
+def test_down_stops_a_running_job_whose_record_is_damaged(data, started):
+    backend, owner = LocalJobBackend(data), getpass.getuser()
+    job_id, pids = running_job(backend, owner, started)
+    truncate(data / "users" / owner / "jobs" / job_id / "job.json")
+
+    result = hubforge("down", data_dir=data.parent)
+    assert result.returncode == 0, result.stderr
+    assert f"Stopped job(s): {job_id}" in result.stderr, result.stderr
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="processes to exit")
+    record = backend.get(owner, job_id)
+    assert record["state"] == "cancelled" and "hubforge down" in record["reason"]
+
+
+def test_a_forged_supervisor_in_job_json_is_not_what_cancel_signals(data, started):
+    """job.json naming another process: cancel stops the job's own supervisor, found in the
+    index, leaves the named one alone and says job.json was changed by hand."""
+    backend, owner = LocalJobBackend(data), getpass.getuser()
+    job_id, pids = running_job(backend, owner, started)
+    bystander = psutil.Popen(["sleep", "300"], start_new_session=True)
+    try:
+        store = backend.store(owner, job_id)
+        forged = {"pid": bystander.pid, "create_time": bystander.create_time()}
+        store.update(supervisor=forged)
+        with pytest.raises(JobError, match="changed by hand") as refused:
+            backend.cancel(owner, job_id)
+        assert refused.value.status == 409 and f"Pid {bystander.pid} was not" in str(refused.value)
+        assert backend.get(owner, job_id)["state"] == "cancelled"
+        wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="processes to exit")
+        assert alive(bystander.pid)
+    finally:
+        bystander.kill()
+        bystander.wait()
+    assert not os.listdir(data / ".job-supervisors" / owner), "a cancelled job is forgotten"
