@@ -16,13 +16,10 @@ from typing import Any
 
 from ..processes import free_port
 from . import process
+from .errors import StateNotWritable, TensorBoardError, writing
 from .store import InstanceStore
 
 DEFAULT_MAX_INSTANCES = 3
-
-
-class TensorBoardError(ValueError):
-    """Bad log dir, too many instances, or an instance that would not start."""
 
 
 def server_prefix() -> str | None:
@@ -128,22 +125,26 @@ def open(
         raise TensorBoardError("Give at least one log dir or job")
     logdirs = dict(resolve(item) for item in items)
     logdirs = {k: str(v) for k, v in logdirs.items()}
-    with store.edit() as instances:
-        for record in list(instances.values()):
-            if not process.alive(record):
-                continue
-            if record["logdirs"] == logdirs:
-                return TensorBoard(record, store)
-        running = [r for r in instances.values() if process.alive(r)]
-        if len(running) >= max_instances():
-            names = ", ".join(r["name"] for r in running)
-            raise TensorBoardError(
-                f"You already run {len(running)} TensorBoards (the maximum): {names}. "
-                "Stop one with hubforge.tensorboard.stop(NAME) or `hubforge tensorboard stop`"
-            )
-        record = _start(_unique_name(name or "-".join(logdirs), instances), logdirs, key)
-        instances[record["name"]] = record
-    return TensorBoard(record, store)
+    started: dict[str, Any] | None = None
+    try:
+        with store.edit() as instances:
+            for record in list(instances.values()):
+                if process.alive(record) and record["logdirs"] == logdirs:
+                    return TensorBoard(record, store)
+            running = [r for r in instances.values() if process.alive(r)]
+            if len(running) >= max_instances():
+                names = ", ".join(r["name"] for r in running)
+                raise TensorBoardError(
+                    f"You already run {len(running)} TensorBoards (the maximum): {names}. "
+                    "Stop one with hubforge.tensorboard.stop(NAME) or `hubforge tensorboard stop`"
+                )
+            started = _start(_unique_name(name or "-".join(logdirs), instances), logdirs, key)
+            instances[started["name"]] = started
+    except StateNotWritable:
+        if started is not None:  # not recorded: it would be nobody's to stop
+            process.terminate(started)
+        raise
+    return TensorBoard(started, store)
 
 
 def _unique_name(base: str, instances: dict[str, Any]) -> str:
@@ -162,6 +163,9 @@ def _start(name: str, logdirs: dict[str, str], key: str | None = None) -> dict[s
     key = key or secrets.token_urlsafe(24)
     prefix = f"{base.rstrip('/')}/proxy/absolute/{port}/{key}" if base else f"/{key}"
     log_file = InstanceStore().path.parent / "tensorboard-logs" / f"{name}.log"
+    with writing(log_file):
+        log_file.parent.mkdir(parents=True, exist_ok=True)
+        launched = process.launch(_logdir_args(logdirs), port, prefix, log_file)
     record = {
         "name": name,
         "logdirs": logdirs,
@@ -170,7 +174,7 @@ def _start(name: str, logdirs: dict[str, str], key: str | None = None) -> dict[s
         "key": key,
         "started": time.time(),
         "last_activity": time.time(),
-        **process.launch(_logdir_args(logdirs), port, prefix, log_file),
+        **launched,
     }
     if not process.wait_listening(port, record):
         process.terminate(record)

@@ -24,8 +24,8 @@ class TensorBoardsHandler(HubforgeAPIHandler):
     async def call(self, func: Any, *args: Any) -> Any:
         try:
             return await asyncio.to_thread(func, *args)
-        except api.TensorBoardError as e:
-            raise web.HTTPError(400, str(e)) from None
+        except api.TensorBoardError as e:  # an unwritable home: 403 or 507, naming it
+            raise web.HTTPError(e.status, str(e)) from None
 
     @web.authenticated
     @authorized
@@ -91,9 +91,9 @@ class Lifecycle:
         for name, record in store.read().items():
             if process.alive(record):
                 continue
-            with store.edit() as instances:
-                instances.pop(name, None)
-            try:
+            try:  # an unwritable home: said in the log, the server starts
+                with store.edit() as instances:
+                    instances.pop(name, None)
                 api.open(list(record["logdirs"].values()), name=name, key=record.get("key"))
                 self.log.info("Restored TensorBoard %s", name)
             except api.TensorBoardError as e:

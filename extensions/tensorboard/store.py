@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from ..atomic import read_json, write_json
+from .errors import writing
 
 
 def default_state_file() -> Path:
@@ -26,10 +27,14 @@ class InstanceStore:
 
     @contextlib.contextmanager
     def edit(self) -> Iterator[dict[str, dict[str, Any]]]:
-        """Read-modify-write under an exclusive lock."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.path.with_suffix(".lock"), "w") as lock:
+        """Read-modify-write under an exclusive lock; StateNotWritable when the folder or
+        the file cannot be written (an unwritable home, a full disk)."""
+        with writing(self.path):
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            lock = open(self.path.with_suffix(".lock"), "w")  # noqa: SIM115 (closed below)
+        with lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             instances = self.read()
             yield instances
-            write_json(self.path, {"instances": instances}, mode=0o600)
+            with writing(self.path):
+                write_json(self.path, {"instances": instances}, mode=0o600)
