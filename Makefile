@@ -39,7 +39,7 @@ up: setup
 down:
 	$(VENV)/bin/hubforge down $(ARGS)
 
-setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/labextension $(STAMPS)/installed
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/label-studio-template $(STAMPS)/labextension $(STAMPS)/installed
 
 $(STAMPS)/venv:
 	@mkdir -p $(STAMPS) $(dir $(VENV))
@@ -96,6 +96,13 @@ $(STAMPS)/label-studio:
 	$(PYTHON) -m venv $(LS_VENV)
 	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
 	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
+	@touch $@
+
+# Label Studio's database migrated once, here (about a minute): every workbench's first start
+# copies it and is ready in seconds (see ls_main.seed_from_template).
+$(STAMPS)/label-studio-template: $(STAMPS)/label-studio
+	@echo "Preparing Label Studio's database (once, about a minute)..."
+	@$(LS_VENV)/bin/python extensions/labeling/ls_main.py template > /dev/null
 	@touch $@
 
 setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm $(STAMPS)/triton
