@@ -10,6 +10,7 @@ import re
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -151,9 +152,32 @@ def _wait_ready(
             except requests.RequestException:
                 pass
             time.sleep(pause)
-        if say:
-            say(f"  {name:<14} ready  ({time.monotonic() - start:4.1f} s)")
+        if say:  # Label Studio answers "starting" first: its API is announced when ready
+            state = "listening" if name == "Label Studio" else "ready"
+            say(f"  {name:<14} {state}  ({time.monotonic() - start:4.1f} s)")
     return True
+
+
+def _announce_label_studio(health: str, start: float, timeout: float = 900) -> None:
+    """One line when Label Studio answers its API (the real time), or why it will not."""
+
+    def watch() -> None:
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            try:
+                r = requests.get(health, timeout=5)
+                if r.status_code == 200:
+                    took = time.monotonic() - start
+                    print(f"  Label Studio   ready  ({took:4.1f} s)", flush=True)
+                    return
+                if r.status_code == 503 and r.json().get("status") == "damaged":
+                    print(f"Label Studio cannot start: {r.json()['error']}", file=sys.stderr)
+                    return
+            except (requests.RequestException, ValueError):
+                pass
+            time.sleep(1)
+
+    threading.Thread(target=watch, name="label-studio-ready", daemon=True).start()
 
 
 def _stop_jobs(workbench: Workbench) -> None:
@@ -399,9 +423,12 @@ def cmd_up(args: argparse.Namespace) -> int:
             def say(line: str) -> None:
                 print(line, flush=True)
 
+            started = time.monotonic()
             ready = _wait_ready(
                 workbench.public_url, hub, first=tuple(first), say=say if len(hubs) == 1 else None
             )
+            if ready and len(hubs) == 1 and workbench.label_studio_python:
+                _announce_label_studio(ls + "services/label-studio/health", started)
             if ready:
                 if len(hubs) == 1 and new_admin:
                     creds = workbench.state_dir / "initial-admin.txt"

@@ -257,7 +257,9 @@ class Workbench(Configurable):
         return proposal["value"]
 
     max_jobs_per_user = Integer(
-        0, config=True, help="Training jobs one user may run at once (0: no limit)."
+        0,
+        config=True,
+        help="Training jobs one user may have pending or running at once (0: the default, 8).",
     )
     max_gpus_per_user = Integer(
         0, config=True, help="GPUs one user's jobs and endpoints may hold at once (0: no limit)."

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import time
 
 import pytest
 import requests
@@ -29,6 +30,13 @@ def _damage(path) -> None:
             f.write(os.urandom(PAGE))
 
 
+def _eventually(check, wb, timeout: float = 60) -> None:
+    deadline = time.monotonic() + timeout
+    while not check():
+        assert time.monotonic() < deadline, wb.log.read_text()[-3000:]
+        time.sleep(0.2)
+
+
 def _as(wb, name: str, monkeypatch) -> None:
     token = wb.create_user(name)
     monkeypatch.setenv("HUBFORGE_SERVICE_URL", wb.url + "services/hubforge/api")
@@ -46,6 +54,9 @@ def test_a_damaged_label_studio_database_says_so_and_is_restored(tmp_path, monke
     try:
         # set-up migrated Label Studio's database once: a first start copies it (#31)
         assert "first start, from the migrated template" in wb.hub_log()
+        # the terminal says when its API answers, not when its "starting" page does
+        _eventually(lambda: "Label Studio   ready" in wb.log.read_text(), wb)
+        assert "Label Studio   listening" in wb.log.read_text()
         _as(wb, "lena", monkeypatch)
         shapes(data / "hdfs" / "datasets" / "shapes", n=6)
         label_all(labeling.create_project("shapes", "datasets/shapes", ["circle", "square"]))
@@ -65,6 +76,7 @@ def test_a_damaged_label_studio_database_says_so_and_is_restored(tmp_path, monke
         assert f"Label Studio's database {db} is damaged" in said, said
         assert "headers" not in said.lower() and "ApiError" not in said, said
         assert "failed 8 times" not in wb.hub_log()  # it stays up: no crash loop
+        _eventually(lambda: "Label Studio cannot start: " in wb.log.read_text(), wb)
     finally:
         wb.down()
 
