@@ -48,14 +48,7 @@ def backup(path: Path, keep: int = KEEP) -> Path | None:
     folder.mkdir(mode=0o700, exist_ok=True)
     stamp = time.strftime("%Y%m%d-%H%M%S", time.gmtime())
     target = folder / f"{path.stem}-{stamp}.sqlite"
-    partial = target.with_suffix(".partial")
-    with (
-        contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as source,
-        contextlib.closing(sqlite3.connect(partial)) as copy,
-    ):
-        source.backup(copy)
-    os.chmod(partial, 0o600)
-    os.replace(partial, target)
+    _copy(path, target)
     for old in backups(path)[keep:]:
         old.unlink(missing_ok=True)
     return target
@@ -80,22 +73,28 @@ def restore(path: Path) -> tuple[Path, Path]:
     else:
         raise FileNotFoundError(
             f"no sound backup of {path} in {path.parent / BACKUPS}: move the damaged file "
-            "aside and start again (users and their passwords are kept; tokens are not)"
+            "aside and start again (a new, empty database is made)"
         )
     aside = path.with_name(f"{path.name}.damaged-{time.strftime('%Y%m%d-%H%M%S')}")
     if path.exists():
         os.replace(path, aside)
     for extra in ("-journal", "-wal", "-shm"):  # belonged to the damaged file
         Path(f"{path}{extra}").unlink(missing_ok=True)
-    partial = path.with_suffix(".restoring")
+    _copy(candidate, path)
+    return candidate, aside
+
+
+def _copy(source_path: Path, target: Path) -> None:
+    """SQLite's online backup of ``source_path`` into ``target`` (0600), which appears
+    whole or not at all."""
+    partial = target.with_name(target.name + ".partial")
     with (
-        contextlib.closing(sqlite3.connect(f"file:{candidate}?mode=ro", uri=True)) as source,
+        contextlib.closing(sqlite3.connect(f"file:{source_path}?mode=ro", uri=True)) as source,
         contextlib.closing(sqlite3.connect(partial)) as copy,
     ):
         source.backup(copy)
     os.chmod(partial, 0o600)
-    os.replace(partial, path)
-    return candidate, aside
+    os.replace(partial, target)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -5,27 +5,17 @@ file and the backup to restore, and `hubforge restore-database` brings the token
 
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
 
 import pytest
 
 from hubforge.hub import database
+from tests.faults import damage_sqlite
 from tests.workbench import hubforge, isolated, start_workbench
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
 CONFIG = 'c.Workbench.label_studio_python = ""\n'
-PAGE = 4096
-
-
-def _damage(path) -> None:
-    """16 pages after the header overwritten, as the review did."""
-    size = path.stat().st_size
-    with path.open("r+b") as f:
-        for page in range(1, min(17, size // PAGE)):
-            f.seek(page * PAGE)
-            f.write(os.urandom(PAGE))
 
 
 def test_a_damaged_hub_database_is_named_and_restored_with_its_tokens(tmp_path):
@@ -40,7 +30,7 @@ def test_a_damaged_hub_database_is_named_and_restored_with_its_tokens(tmp_path):
     assert database.check(db) is None
     saved = database.backups(db)
     assert saved and database.check(saved[0]) is None  # made as the hub stopped
-    _damage(db)
+    damage_sqlite(db)
     assert database.check(db) is not None
 
     with pytest.raises(RuntimeError) as failed:

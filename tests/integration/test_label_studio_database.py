@@ -5,7 +5,6 @@ says the same, and `hubforge restore-database --label-studio` brings the labels 
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 
@@ -14,20 +13,11 @@ import requests
 
 from hubforge import labeling
 from hubforge.labeling import api
+from tests.faults import damage_sqlite
 from tests.integration.test_labeling import label_all, shapes
 from tests.workbench import hubforge, start_workbench
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(1500)]
-PAGE = 4096
-
-
-def _damage(path) -> None:
-    """16 pages after the header overwritten, as the review did."""
-    size = path.stat().st_size
-    with path.open("r+b") as f:
-        for page in range(1, min(17, size // PAGE)):
-            f.seek(page * PAGE)
-            f.write(os.urandom(PAGE))
 
 
 def _eventually(check, wb, timeout: float = 60) -> None:
@@ -63,7 +53,7 @@ def test_a_damaged_label_studio_database_says_so_and_is_restored(tmp_path, monke
     finally:
         wb.down()
     db = data / "label-studio" / "label_studio.sqlite3"
-    _damage(db)
+    damage_sqlite(db)
 
     wb = start_workbench(data, label_studio=False)
     try:
