@@ -17,6 +17,7 @@ import json
 import os
 import random
 import re
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -96,9 +97,32 @@ def _service(method: str, path: str, body: Any = None) -> Any:
             "HUBFORGE_LABEL_STUDIO_URL and HUBFORGE_LABEL_STUDIO_TOKEN"
         )
     try:
-        return ServiceClient().request(method, path, **({} if body is None else {"json": body}))
+        extra = {} if body is None else {"json": body}
+        return _waiting_for_label_studio(lambda: ServiceClient().request(method, path, **extra))
     except ServiceError as e:
         raise LabelingError(f"Labeling: {e}") from None
+
+
+STARTING_WAIT = 300  # seconds a call waits for a Label Studio that is starting
+
+
+def _waiting_for_label_studio(call: Any) -> Any:
+    """``call()``; while the service answers that Label Studio is finishing its start, say
+    so once and try again (a first call right after the workbench starts then succeeds)."""
+    from .server import STARTING
+
+    deadline = time.monotonic() + STARTING_WAIT
+    said = False
+    while True:
+        try:
+            return call()
+        except ServiceError as e:
+            if e.status != 503 or STARTING not in str(e) or time.monotonic() > deadline:
+                raise
+        if not said:
+            print("Label Studio is finishing its start…", file=sys.stderr, flush=True)
+            said = True
+        time.sleep(2)
 
 
 _clients: dict[tuple[str, str], Any] = {}

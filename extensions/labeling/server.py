@@ -35,6 +35,9 @@ class LabelingUnavailable(RuntimeError):
     """Label Studio is not installed or not running."""
 
 
+STARTING = "Label Studio is finishing its start: try again in a few seconds"
+
+
 def admin_credentials(state_dir: Path) -> dict[str, str]:
     """The Label Studio admin (used only by Hubforge), generated once, and the service key:
     the secret that signs sign-in links and authorises account provisioning. Unlike the
@@ -253,19 +256,24 @@ class Accounts:
                 write_json(self.path, known, mode=0o600)
         return members
 
-    def wait_ready(self, timeout: float = 180) -> None:
-        """Label Studio migrates its database on first start (~35 s): wait for it."""
+    def wait_ready(self, timeout: float = 15) -> None:
+        """Label Studio answers its API within seconds of a start (its database comes
+        migrated): wait that long, then say it is starting (callers try again), well before
+        a client's own timeout would call the service unreachable."""
         deadline = time.monotonic() + timeout
+        said = STARTING
         while time.monotonic() < deadline:
             try:
-                if requests.get(self.api_url + "/health", timeout=5).status_code == 200:
+                r = requests.get(self.api_url + "/health", timeout=5)
+                if r.status_code == 200:
                     return
-            except requests.RequestException:
+                if r.status_code == 503 and r.json().get("status") == "damaged":
+                    said = r.json()["error"]
+                    break
+            except (requests.RequestException, ValueError):
                 pass
-            time.sleep(1)
-        raise LabelingUnavailable(
-            f"Label Studio did not answer within {timeout:.0f} s; see the hub's log"
-        )
+            time.sleep(0.5)
+        raise LabelingUnavailable(said)
 
     def _provision(self, email: str, organization_of: str | None = None) -> dict[str, Any]:
         self.wait_ready()
