@@ -314,6 +314,16 @@ def prepare_shared(data_dir: Path, shared: Path, homes: Path, state: Path) -> No
 HUB_READS = ("passwords.json", "service-token")
 
 
+def state_file_mode(path: Path) -> int:
+    """0640 for a HUB_READS file in a state/ that is the hub's group's (set-gid, see
+    close_state), else 0600: never readable by a group that is not the hub's alone."""
+    try:
+        shared = os.stat(path.parent).st_mode & stat.S_ISGID
+    except OSError:
+        shared = 0
+    return 0o640 if shared and path.name in HUB_READS else 0o600
+
+
 def close_state(state: Path) -> None:
     """state/ is root's: with the hub's own account (``hf<wb>_hub``) it may pass, not list,
     and read only the files made 0640 for it (HUB_READS); its own files are in state/hub/."""

@@ -14,6 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from hubforge.accounts import state_file_mode
 from hubforge.atomic import write_text
 from hubforge.labeling import server as label_studio
 from hubforge.processes import free_port
@@ -66,7 +67,7 @@ def service_token(workbench: Workbench) -> str:
     """The hub<->service token, generated once and kept 0600 in the state folder."""
     path = workbench.state_dir / "service-token"
     if not path.exists():
-        write_text(path, secrets.token_hex(32), mode=0o640)  # group: see accounts.HUB_READS
+        write_text(path, secrets.token_hex(32), mode=state_file_mode(path))
     return path.read_text().strip()
 
 

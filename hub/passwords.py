@@ -8,6 +8,7 @@ import re
 import secrets
 from pathlib import Path
 
+from hubforge.accounts import state_file_mode
 from hubforge.atomic import file_lock, read_json, write_json
 
 USERNAME = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
@@ -62,8 +63,8 @@ class PasswordStore:
         return (read_json(self.path, {}) or {}).get("users", {})
 
     def _save(self, users: dict[str, dict]) -> None:
-        # 0640: the group is state/'s, the hub's own account with per-user accounts
-        write_json(self.path, {"users": users}, mode=0o640)
+        # 0640 only where state/ is the hub's group's (per-user accounts), else 0600
+        write_json(self.path, {"users": users}, mode=state_file_mode(self.path))
 
     def users(self) -> dict[str, dict]:
         """name -> {"admin": bool}, without hashes."""
