@@ -314,7 +314,8 @@ def _start_helper(
     os.chmod(run, 0o711)  # passable (the helper's sockets), not listable
     sockets = [hub_socket(workbench.root)]
     command = [
-        *(sys.executable, "-m", "hubforge.privileged"),
+        # -I: nothing of the folder `up` runs in (or of PYTHON* variables) is imported as root
+        *(sys.executable, "-I", "-m", "hubforge.privileged"),
         *("--data", str(workbench.shared_data), "--state", str(workbench.state_dir)),
         *("--hub-socket", str(sockets[0])),
         *("--hub-uid", str(hub.uid if hub is not None else os.geteuid())),
@@ -332,6 +333,7 @@ def _start_helper(
         sock.unlink(missing_ok=True)  # a socket of an earlier start
     helper = subprocess.Popen(
         command,
+        cwd="/",
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
         env={

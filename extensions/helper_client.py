@@ -26,6 +26,13 @@ def hub_socket(root: str | Path) -> Path:
     return Path(root) / "run" / "hub.sock"
 
 
+def _unanswered(path: Path) -> dict[str, Any]:
+    raise HelperError(
+        f"the privileged helper closed the connection unanswered ({path}): this process "
+        "is not the account it serves there, or it is busy with too many requests"
+    )
+
+
 def ask(path: Path, request: dict[str, Any], timeout: float = 120) -> dict[str, Any]:
     """Send ``request``; return the reply, or raise HelperError with the helper's reason."""
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
@@ -42,21 +49,25 @@ def ask(path: Path, request: dict[str, Any], timeout: float = 120) -> dict[str, 
                 f"this account may not use the privileged helper ({path}): only the "
                 "workbench's own account for that socket may"
             ) from None
-        conn.sendall(json.dumps(request).encode() + b"\n")
         data = b""
+        try:
+            conn.sendall(json.dumps(request).encode() + b"\n")
+        except (BrokenPipeError, ConnectionResetError):  # closed unread: see below
+            return _unanswered(path)
         while not data.endswith(b"\n") and len(data) < MAX_REPLY:
             try:
                 chunk = conn.recv(65536)
             except ConnectionResetError:  # closed with our request unread
                 chunk = b""
+            except TimeoutError:
+                raise HelperError(
+                    f"the privileged helper did not answer within {timeout:.0f} s ({path})"
+                ) from None
             if not chunk:
                 break
             data += chunk
     if not data:
-        raise HelperError(
-            f"the privileged helper closed the connection unanswered ({path}): this process "
-            "is not the account it serves there, or it is busy with too many requests"
-        )
+        return _unanswered(path)
     try:
         reply = json.loads(data)
     except ValueError:

@@ -57,6 +57,28 @@ def _die_with_helper() -> None:
 NAMES = ("hubforge", "label-studio", "proxy")
 
 
+# The flags JupyterHub starts configurable-http-proxy with, each with one plain value; any
+# other (--storage-backend loads a file of JavaScript, --pid-file writes anywhere) is refused.
+PROXY_FLAGS = {"--ip", "--port", "--api-ip", "--api-port", "--error-target", "--log-level"}
+PROXY_SWITCHES = {"--host-routing"}
+
+
+def proxy_flags(args: list[str]) -> None:
+    """Refuse proxy arguments other than PROXY_FLAGS (each with a value) and PROXY_SWITCHES."""
+    i = 0
+    while i < len(args):
+        flag = args[i]
+        if flag in PROXY_SWITCHES:
+            i += 1
+            continue
+        if flag not in PROXY_FLAGS or i + 1 >= len(args) or args[i + 1].startswith("-"):
+            allowed = ", ".join(sorted(PROXY_FLAGS | PROXY_SWITCHES))
+            raise ServiceRefused(f"the proxy takes only {allowed} from the hub, not {flag!r}")
+        if flag.endswith("port") and not args[i + 1].isdigit():
+            raise ServiceRefused(f"{flag} takes a port number")
+        i += 2
+
+
 def start(request: dict[str, Any], fds: list[int]) -> subprocess.Popen:
     name = request.get("name")
     if name not in NAMES:
@@ -66,6 +88,7 @@ def start(request: dict[str, Any], fds: list[int]) -> subprocess.Popen:
         raise ServiceRefused("'argv' is a list of strings")
     if args and name != "proxy":
         raise ServiceRefused(f"{name} takes no arguments from the hub")
+    proxy_flags(args)
     given = request.get("env") or {}
     if not isinstance(given, dict) or not all(isinstance(v, str) for v in given.values()):
         raise ServiceRefused("'env' maps names to strings")

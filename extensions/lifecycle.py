@@ -167,8 +167,9 @@ def start_hub(
         as_account = {"user": account.uid, "group": account.gid, "extra_groups": []}
     sink = None
     if to_file:  # through a pipe: a full disk must not stop the proxy (see hubforge.logsink)
-        sink = subprocess.Popen(
-            [sys.executable, "-m", "hubforge.logsink", str(state_dir / "jupyterhub.log")],
+        sink = subprocess.Popen(  # root's: -I and / (nothing imported from `up`'s folder)
+            [sys.executable, "-I", "-m", "hubforge.logsink", str(state_dir / "jupyterhub.log")],
+            cwd="/",
             stdin=subprocess.PIPE,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,

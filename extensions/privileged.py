@@ -34,6 +34,7 @@ import socket
 import stat
 import struct
 import sys
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -43,7 +44,9 @@ from .confined import UnsafeEntry, open_beneath
 from .user_setup import Layout, SetupError
 
 MAX_REQUEST = 64 * 1024
-MAX_CHILDREN = 64
+MAX_CHILDREN = 64  # requests served at once (services the helper runs are not counted)
+CHILD_DEADLINE = 90  # seconds a request's child may take (killed after: a user's FIFO, SIGSTOP)
+_long_lived_fd = -1  # a child that stays with a service it started says so here (its pid)
 
 
 def _reaped(children: set[int]) -> set[int]:
@@ -172,6 +175,7 @@ def handle_hub(conn: socket.socket, layout: Layout) -> None:
                 "with the fields of that command only"
             )
         if command == "service":
+            os.write(_long_lived_fd, f"{os.getpid()}\n".encode())  # no deadline for it
             hub_services.run(conn, request, fds)
             return
         user = user_setup.checked_name(request.get("user"))
@@ -218,7 +222,7 @@ def _listen(path: Path, client_uid: int) -> socket.socket:
     return server
 
 
-def _reap_all(children: set[int]) -> None:
+def _reap_all(children: dict[int, float], services: set[int]) -> None:
     """Collect every ended child: the requests' own, and (as the subreaper) the servers
     they started, which are reparented here when their request ends."""
     while True:
@@ -228,42 +232,75 @@ def _reap_all(children: set[int]) -> None:
             return
         if not pid:
             return
-        children.discard(pid)
+        children.pop(pid, None)
+        services.discard(pid)
 
 
-def serve(clients: list[tuple[Path, int, Handler]], layout: Layout) -> None:
+def _past_deadline(children: dict[int, float], services: set[int], deadline: float) -> None:
+    """A request's child still there after ``deadline`` seconds is killed: it may be
+    stuck on something a user made (a FIFO for a file, a SIGSTOP to the child that became
+    their account), and a stuck child must not count against everyone's requests."""
+    now = time.monotonic()
+    for pid, started in list(children.items()):
+        if pid not in services and now - started > deadline:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
+
+
+def serve(
+    clients: list[tuple[Path, int, Handler]], layout: Layout, deadline: float = CHILD_DEADLINE
+) -> None:
     """Answer each (socket path, client uid, handler) until terminated."""
+    global _long_lived_fd
     selector = selectors.DefaultSelector()
     for path, uid, handler in clients:
         selector.register(_listen(path, uid), selectors.EVENT_READ, (uid, handler))
+    announced, _long_lived_fd = os.pipe()
+    selector.register(announced, selectors.EVENT_READ, None)
     signal.signal(signal.SIGCHLD, signal.SIG_DFL)  # counted and reaped below
-    children: set[int] = set()
+    children: dict[int, float] = {}  # pid -> when its request came
+    services: set[int] = set()  # children that stay with a service they started
     while True:
         ready = selector.select(timeout=1.0)
-        _reap_all(children)
+        _reap_all(children, services)
+        _past_deadline(children, services, deadline)
         for key, _ in ready:
-            client_uid, handler = key.data
-            conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
-            try:
-                # another account gets the connection closed, unread; a client gets at most
-                # MAX_CHILDREN requests at once (each in its own short-lived child)
-                if peer_uid(conn) != client_uid or len(children) >= MAX_CHILDREN:
-                    continue
-                pid = os.fork()
-                if pid:
-                    children.add(pid)
-                else:
-                    try:
-                        for listener in list(selector.get_map().values()):
-                            listener.fileobj.close()  # type: ignore[union-attr]
-                        selector.close()
-                        handler(conn, layout)
-                    finally:
-                        os._exit(0)
-            except OSError:
-                pass
-            finally:
-                conn.close()
+            if key.data is None:
+                services.update(int(p) for p in os.read(announced, 4096).split() if p.isdigit())
+                continue
+            _accept(key, children, services, selector, layout)
+
+
+def _accept(
+    key: selectors.SelectorKey,
+    children: dict[int, float],
+    services: set[int],
+    selector: selectors.BaseSelector,
+    layout: Layout,
+) -> None:
+    client_uid, handler = key.data
+    conn, _ = key.fileobj.accept()  # type: ignore[union-attr]
+    try:
+        # another account gets the connection closed, unread; a client gets at most
+        # MAX_CHILDREN requests at once (each in its own short-lived child)
+        if peer_uid(conn) != client_uid or len(children) - len(services) >= MAX_CHILDREN:
+            return
+        pid = os.fork()
+        if pid:
+            children[pid] = time.monotonic()
+            return
+        try:
+            for other in list(selector.get_map().values()):
+                if other.data is not None:
+                    other.fileobj.close()  # type: ignore[union-attr]
+            selector.close()
+            handler(conn, layout)
+        finally:
+            os._exit(0)
+    except OSError:
+        pass
+    finally:
+        conn.close()
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -274,6 +311,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-uid", type=int, help="Label Studio's account")
     parser.add_argument("--hub-socket", type=Path, help="the hub's socket")
     parser.add_argument("--hub-uid", type=int, help="the hub's account")
+    parser.add_argument(
+        "--deadline",
+        type=float,
+        default=CHILD_DEADLINE,
+        help="seconds one request may take (its child is killed after)",
+    )
     args = parser.parse_args(argv)
     if os.geteuid() != 0:
         print("the helper runs as root (it starts file reads as users' accounts)", file=sys.stderr)
@@ -290,7 +333,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.state.name != "state":
         parser.error("--state is the workbench's state folder, <data dir>/state")
     layout = Layout(root=args.state.parent, shared=args.data.resolve())
-    serve(clients, layout)
+    serve(clients, layout, args.deadline)
     return 0
 
 

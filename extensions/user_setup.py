@@ -217,4 +217,8 @@ def stop_tensorboards(layout: Layout, user: str) -> None:
     from .tensorboard.api import stop_processes
     from .tensorboard.store import InstanceStore
 
-    stop_processes(InstanceStore(layout.home_of(user) / ".hubforge" / "tensorboards.json"))
+    records = layout.home_of(user) / ".hubforge" / "tensorboards.json"
+    with contextlib.suppress(FileNotFoundError):
+        if not stat.S_ISREG(os.lstat(records).st_mode):  # a FIFO would block the read
+            raise SetupError(f"{records} is not a file: no TensorBoard of yours was stopped")
+    stop_processes(InstanceStore(records))

@@ -15,6 +15,16 @@ from tests.workbench import RunningWorkbench, isolated, start_workbench
 
 
 @pytest.hookimpl(tryfirst=True)
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The OS accounts the suite's workbenches made go with it (see remove_accounts)."""
+    import os
+
+    from tests.workbench import STARTED, remove_accounts
+
+    if os.geteuid() == 0 and STARTED:
+        remove_accounts(STARTED)
+
+
 def pytest_configure(config: pytest.Config) -> None:
     """Each run's temporary folders in /tmp/hubforge-tests/run-<pid> (not pytest's
     /tmp/pytest-of-<user>): workbenches with per-user accounts open the folders above their

@@ -195,6 +195,30 @@ def isolated() -> bool:
     return accounts.refusal(tempfile.gettempdir()) is None
 
 
+STARTED: list[Path] = []  # every data folder a test started a workbench on
+
+
+def remove_accounts(data_dirs: list[Path]) -> int:
+    """Delete the OS accounts and groups the workbenches on ``data_dirs`` made (each
+    workbench's own: hf<tag>-<user>, hf<tag>_<role>, hf<tag>_users), so runs of the suite on
+    one machine do not use up its system uids and gids. Returns how many went."""
+    import grp
+    import pwd
+
+    from hubforge.accounts import workbench_tag
+
+    tags = {workbench_tag(d / "state") for d in data_dirs}
+    gone = 0
+    for entry in pwd.getpwall():
+        if entry.pw_name[:8] in tags:
+            done = subprocess.run(["userdel", entry.pw_name], capture_output=True)
+            gone += done.returncode == 0
+    for group in grp.getgrall():
+        if group.gr_name[:8] in tags:
+            subprocess.run(["groupdel", group.gr_name], capture_output=True)
+    return gone
+
+
 def passable(data_dir: Path) -> None:
     """With per-user accounts (see isolated()): let every account pass through the folders
     above ``data_dir`` that pytest made 0700 (x only: they cannot list them). The paths stay
@@ -220,6 +244,7 @@ def start_workbench(
     that it runs (default: a folder of this workbench's own)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     passable(data_dir)
+    STARTED.append(data_dir)
     config_file = data_dir / "hubforge_config.py"
     config_file.write_text(config)
     port = free_port()

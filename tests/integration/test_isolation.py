@@ -681,6 +681,12 @@ STILL_ROOT = (
 )
 
 
+def _imports_nothing_a_user_wrote(proc: psutil.Process) -> None:
+    """A root process works in a folder only root may write (Python puts it on the path)."""
+    info = os.stat(proc.cwd())
+    assert info.st_uid == 0 and not info.st_mode & 0o022, (proc.cmdline(), proc.cwd())
+
+
 def test_a_census_of_the_workbench_finds_no_unexpected_root_process(iso):
     """Every process of the running workbench with its uid: users' servers and kernels, the
     proxy and Label Studio run as accounts; only the components named in STILL_ROOT keep
@@ -688,13 +694,23 @@ def test_a_census_of_the_workbench_finds_no_unexpected_root_process(iso):
     wb, tokens = iso
     assert run(wb, tokens, "iso-ana", WHOAMI)  # a kernel is running too
     census = []
+    helpers = []
     for proc in psutil.process_iter(["pid", "uids", "cmdline", "username"]):
+        command = " ".join(proc.info["cmdline"] or [])
         try:
             ours = proc.environ().get("HUBFORGE_WORKBENCH") == str(wb.data_dir)
         except (psutil.Error, OSError):
             continue
+        if str(wb.data_dir) in command and "hubforge.privileged" in command:
+            helpers.append(proc)
         if ours or proc.pid == wb.proc.pid:
-            census.append((proc.info["username"], " ".join(proc.info["cmdline"] or [])))
+            census.append((proc.info["username"], command))
+            if proc.info["username"] == "root":
+                _imports_nothing_a_user_wrote(proc)
+    assert helpers, "the privileged helper was not found"
+    for proc in helpers:  # (the review: it ran `up`'s folder first on its import path)
+        _imports_nothing_a_user_wrote(proc)
+        assert proc.cwd() == "/" and "-I" in proc.cmdline(), proc.cmdline()
     commands = [c for _, c in census]
     assert any("configurable-http-proxy" in c for c in commands), commands
     assert any("jupyterhub.singleuser" in c for c in commands), commands

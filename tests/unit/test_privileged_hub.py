@@ -232,6 +232,12 @@ def _raw_start(helper: Helper, user: str) -> dict:
         {"command": "service", "name": "hubforge", "argv": ["--debug"], "env": {}},
         {"command": "service", "name": "hubforge", "argv": [], "env": {"X": 1}},
         {"command": "service", "name": "proxy", "user": "ana"},
+        # the review's route from the hub to code as the proxy's account (or root below
+        # port 1024): configurable-http-proxy require()s a --storage-backend file
+        {"command": "service", "name": "proxy", "argv": ["--storage-backend", "/tmp/x.js"]},
+        {"command": "service", "name": "proxy", "argv": ["--pid-file", "/etc/x"], "env": {}},
+        {"command": "service", "name": "proxy", "argv": ["--port", "--pid-file"], "env": {}},
+        {"command": "service", "name": "proxy", "argv": ["--ip", "127.0.0.1", "--port"]},
         {"open": "users/ana/examples"},
     ],
 )
@@ -257,3 +263,70 @@ def test_only_the_hubs_account_is_answered(helper):
 def test_a_missing_helper_says_what_to_do(tmp_path):
     with pytest.raises(HelperError, match="hubforge up"):
         ask(tmp_path / "run" / "hub.sock", {"command": "prepare", "user": "ana"})
+
+
+def test_a_fifo_for_the_tensorboard_records_does_not_hold_the_helper(helper):
+    """The review's denial of service: ~/.hubforge/tensorboards.json made a FIFO blocked
+    the helper's child for ever (64 such stops locked every user out)."""
+    ana = helper.account("ana")
+    records = helper.root / "homes" / "ana" / ".hubforge" / "tensorboards.json"
+    records.parent.mkdir(exist_ok=True)
+    os.chown(records.parent, ana.uid, ana.gid)
+    records.unlink(missing_ok=True)
+    os.mkfifo(records)
+    os.chown(records, ana.uid, ana.gid)
+    try:
+        started = time.monotonic()
+        reply = helper.ask({"command": "stop-tensorboards", "user": "ana"})
+        assert "is not a file" in reply.get("error", ""), reply
+        assert time.monotonic() - started < 30
+    finally:
+        records.unlink()
+
+
+HOLD = """
+import socket, sys, time
+held = []
+for _ in range(70):  # more than the helper serves at once, none of them saying anything
+    s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    s.connect(sys.argv[1])
+    held.append(s)
+print("held", flush=True)
+time.sleep(60)
+"""
+
+
+def test_requests_that_never_finish_are_killed_and_lock_nobody_out(helper):
+    """Children stuck past the deadline (here: requests that never arrive) are killed, so
+    the next request is served instead of refused at the 64-request cap."""
+    sock = helper.root / "run" / "hub-deadline.sock"
+    proc = subprocess.Popen(
+        [
+            *(sys.executable, "-m", "hubforge.privileged"),
+            *("--data", str(helper.data), "--state", str(helper.state)),
+            *("--hub-socket", str(sock), "--hub-uid", str(HUB), "--deadline", "2"),
+        ],
+        stdout=subprocess.DEVNULL,
+    )
+    holder = None
+    try:
+        _wait_for(sock.exists)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(sock)],
+            stdout=subprocess.PIPE,
+            text=True,
+            user=HUB,
+            group=HUB,
+        )
+        assert holder.stdout.readline().strip() == "held"
+        time.sleep(4)  # past the deadline (a stuck read would last 10 s)
+        other = Helper(helper.base)
+        other.sock = sock
+        reply = other.ask({"command": "signal", "user": "ana", "pid": 2**22 - 1, "signum": 0})
+        assert reply == {"ok": True, "alive": False}, reply
+    finally:
+        if holder is not None:
+            holder.kill()
+            holder.communicate()
+        proc.terminate()
+        proc.wait()
