@@ -56,11 +56,13 @@ def test_job_check_gives_the_parameters_with_types_and_the_warnings(workbench, t
         {"name": "delay", "value": 0.0, "type": "float"},
     ]
     assert body["warnings"] == []
-    # TensorFlow before the strategy: fine for one worker, a warning with the cell for two
+    # TensorFlow before the notebook's own MultiWorkerMirroredStrategy: fine for one worker,
+    # a warning with the cell for two; with hubforge.distribute.strategy() (made at the
+    # job's start) no warning in any order
     early = new_notebook(
         cells=[
             new_code_cell("import tensorflow as tf\nx = tf.constant(1.0)"),
-            new_code_cell("from hubforge import distribute\nstrategy = distribute.strategy()"),
+            new_code_cell("strategy = tf.distribute.MultiWorkerMirroredStrategy()"),
         ]
     )
     put(workbench, "side-ana", ana, "early.ipynb", early)
@@ -71,6 +73,17 @@ def test_job_check_gives_the_parameters_with_types_and_the_warnings(workbench, t
     assert one.json()["warnings"] == []
     (warning,) = two.json()["warnings"]
     assert "cell 1" in warning and "strategy" in warning, warning
+    ours = new_notebook(
+        cells=[
+            new_code_cell("import tensorflow as tf\nx = tf.constant(1.0)"),
+            new_code_cell("from hubforge import distribute\nstrategy = distribute.strategy()"),
+        ]
+    )
+    put(workbench, "side-ana", ana, "ours.ipynb", ours)
+    two = workbench.api(
+        "GET", "user/side-ana/hubforge/api/job-check?path=ours.ipynb&workers=2", ana
+    )
+    assert two.json()["warnings"] == [], two.text
 
 
 @pytest.mark.parametrize(
