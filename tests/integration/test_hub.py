@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 
 import pytest
 
@@ -30,14 +31,27 @@ def test_base_url_is_canonical(workbench):
 
 
 def test_start_up_says_when_each_component_is_ready(workbench):
-    """One line per component as it becomes ready, in start-up order, then the URL."""
+    """One line per component as it becomes ready, in start-up order, then the URL; Label
+    Studio's port first ("listening"), and its API when it answers ("ready", #31: it said
+    ready ~40 s before it stopped answering "starting")."""
     text = workbench.log.read_text()
     at = []
-    for name in ("hub", "jobs/serving", "Label Studio", "proxy routes"):
-        found = re.search(rf"^  {re.escape(name)} +ready  \( *\d+\.\d s\)$", text, re.M)
-        assert found, f"no ready line for {name}"
+    for name, state in (
+        ("hub", "ready"),
+        ("jobs/serving", "ready"),
+        ("Label Studio", "listening"),
+        ("proxy routes", "ready"),
+    ):
+        found = re.search(rf"^  {re.escape(name)} +{state}  \( *\d+\.\d s\)$", text, re.M)
+        assert found, f"no {state} line for {name}"
         at.append(found.start())
     assert at == sorted(at) and at[-1] < text.index("Hubforge is running at")
+    deadline = time.monotonic() + 60
+    ready = r"^  Label Studio +ready  \( *\d+\.\d s\)$"
+    while not re.search(ready, workbench.log.read_text(), re.M):
+        assert time.monotonic() < deadline, "no line says Label Studio's API answers"
+        time.sleep(0.5)
+    assert re.search(ready, workbench.log.read_text(), re.M).start() > at[2]
 
 
 def test_extension_status_through_proxy(workbench, alice):
