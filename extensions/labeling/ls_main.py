@@ -1348,6 +1348,9 @@ def make_template() -> Path:
     with tempfile.TemporaryDirectory(prefix="hubforge-ls-template-") as scratch:
         os.environ["LABEL_STUDIO_BASE_DATA_DIR"] = scratch
         os.environ.pop("DATABASE_NAME", None)
+        # as when it serves: Label Studio asks git for its version around its package and
+        # would write the clone's commit into its own version file (shown on /version)
+        os.environ["GIT_DIR"] = os.devnull
         _setup()
         from django.core.management import call_command
         from django.db import connections

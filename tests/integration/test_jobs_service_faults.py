@@ -121,15 +121,27 @@ def test_a_burst_of_submits_is_limited_and_never_holds_up_other_users(hub):
     assert submit(hub, other).status_code == 201  # the limit is per user
 
 
-def test_every_job_of_the_burst_stops_with_down(hub):
-    """Nothing is left running: `down` stops the jobs the tests above started."""
-    jobs = Path(hub.data_dir / "hdfs" / "users")
-    supervisors = [
-        p
-        for p in psutil.process_iter(["cmdline"])
-        if "hubforge.jobs.supervisor" in (p.info["cmdline"] or [])
-        and str(jobs) in " ".join(p.info["cmdline"])
-    ]
-    assert supervisors
-    hub.down()
-    wait_for(lambda: not any(alive(p.pid) for p in supervisors), timeout=60, what="jobs to stop")
+def test_down_stops_every_running_job(tmp_path):
+    """Nothing is left running: `down` stops the jobs of a burst (its own workbench: the
+    tests above share one and run in any order)."""
+    wb = start_workbench(
+        tmp_path / "wb", base_url="/", config='c.Workbench.label_studio_python = ""\n'
+    )
+    users = Path(wb.data_dir / "hdfs" / "users")
+
+    def supervisors() -> list[psutil.Process]:
+        return [
+            p
+            for p in psutil.process_iter(["cmdline"])
+            if "hubforge.jobs.supervisor" in (p.info["cmdline"] or [])
+            and str(users) in " ".join(p.info["cmdline"])
+        ]
+
+    try:
+        token = wb.create_user("dana")
+        for _ in range(3):
+            assert submit(wb, token).status_code == 201
+        started = wait_for(lambda: len(supervisors()) == 3 and supervisors(), what="3 jobs")
+    finally:
+        wb.down()
+    wait_for(lambda: not any(alive(p.pid) for p in started), timeout=60, what="jobs to stop")
