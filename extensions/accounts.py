@@ -386,3 +386,44 @@ def existing_account(user: str, home: Path, state_dir: Path) -> Account:
     if os.path.realpath(entry.pw_dir) != os.path.realpath(home):
         raise AccountError(f"{entry.pw_name} is not this workbench's account of {user}")
     return Account(entry.pw_name, entry.pw_uid, entry.pw_gid, home, shared_gid)
+
+
+def as_account(account: Account, fn: Callable[..., Any], *args: Any) -> Any:
+    """``fn(*args)`` in a child process that has become ``account`` (root working in a
+    folder that account owns never does it with root's rights); its result, or the
+    exception it raised, raised here again. Output goes where this process's goes."""
+    import pickle
+    import sys
+
+    read_end, write_end = os.pipe()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    pid = os.fork()
+    if pid == 0:  # the child: becomes the account for good, answers, ends
+        os.close(read_end)
+        try:
+            os.setgroups([])
+            os.setgid(account.gid)
+            os.setuid(account.uid)
+            outcome: tuple[str, Any] = ("ok", fn(*args))
+        except BaseException as e:  # handed to the parent, raised there
+            outcome = ("error", e)
+        try:
+            data = pickle.dumps(outcome)
+        except Exception as e:
+            data = pickle.dumps(("error", RuntimeError(f"{type(e).__name__}: {e}")))
+        with os.fdopen(write_end, "wb") as out:
+            out.write(data)
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as answer:
+        data = answer.read()
+    os.waitpid(pid, 0)
+    if not data:
+        raise AccountError(f"the process run as {account.name} ended without an answer")
+    kind, value = pickle.loads(data)  # from our own child, never from a user
+    if kind == "error":
+        raise value
+    return value

@@ -39,12 +39,15 @@ class DamagedStateFile(ValueError):
     """A state file that is not the JSON Hubforge wrote (truncated, overwritten by hand)."""
 
     def __init__(self, path: str | os.PathLike, problem: str):
-        self.path = Path(path)
+        self.path, self.problem = Path(path), problem
         super().__init__(
             f"{self.path} is damaged ({problem}). Nothing was changed: it is left as it is. "
             f"Restore it from a backup, or move it aside (mv {self.path} {self.path}.damaged) "
             "to start that record afresh"
         )
+
+    def __reduce__(self) -> tuple:  # raised again where a child process found it
+        return (type(self), (self.path, self.problem))
 
 
 def read_json(path: str | os.PathLike, default: Any = None) -> Any:

@@ -75,7 +75,7 @@ def _the_workbench(command: str) -> str | None:
 def _store(workbench: Workbench):
     from hubforge.hub.passwords import PasswordStore
 
-    return PasswordStore(workbench.state_dir / "passwords.json", workbench.sharing_refusal())
+    return PasswordStore(workbench.passwords_file, workbench.sharing_refusal())
 
 
 def _pid_file(workbench: Workbench) -> Path:
@@ -103,9 +103,20 @@ def _ensure_first_admin(workbench: Workbench) -> str | None:
     if store.users():
         return None
     password = store.add(FIRST_ADMIN, admin=True)
-    creds = workbench.state_dir / "initial-admin.txt"
+    creds = workbench.initial_admin_file
     write_text(creds, f"user: {FIRST_ADMIN}\npassword: {password}\n", mode=0o600)
     return password
+
+
+def _as_service(workbench: Workbench, fn: Any, *args: Any) -> Any:
+    """``fn(*args)`` as the hubforge service's account when its files are the service's
+    (per-user accounts; root never writes in a folder another account owns), else here."""
+    if workbench.isolation != "accounts" or os.geteuid() != 0:
+        return fn(*args)
+    from .accounts import as_account
+
+    service = _service_account(workbench, _hub_account(workbench))
+    return as_account(service, fn, *args)
 
 
 def first_admin_box(password: str, creds: Path) -> str:
@@ -123,7 +134,7 @@ def first_admin_box(password: str, creds: Path) -> str:
 
 
 def _first_admin_hint(workbench: Workbench) -> str:
-    creds = workbench.state_dir / "initial-admin.txt"
+    creds = workbench.initial_admin_file
     return f" (first admin: see {creds})" if creds.exists() else ""
 
 
@@ -189,12 +200,8 @@ def _stop_jobs(workbench: Workbench) -> None:
         keep.unlink()
         _stop_accounts(workbench, keep_jobs=True)
         return
-    from .accounts import account_lookup
-
     # signals go only to processes of each job's owner (job.json is the owner's to write)
-    backend = LocalJobBackend(
-        workbench.shared_data, account_of=account_lookup(workbench, create=False)
-    )
+    backend = LocalJobBackend.from_workbench(workbench, create_accounts=False)
     stopped = backend.stop_all(
         "stopped with the workbench (hubforge down); `hubforge down --keep-jobs` keeps jobs"
     )
@@ -293,8 +300,45 @@ def _hub_account(workbench: Workbench) -> Any:
     return account
 
 
+# the service's own files, moved from state/ into <data dir>/service by an upgrade
+SERVICE_FILES = (
+    "passwords.json",
+    "gpus.json",
+    "endpoints.json",
+    "endpoints-starting.json",
+    "label-studio-users.json",
+    "label-studio-shares.json",
+)
+
+
+def _service_account(workbench: Workbench, hub: Any) -> Any:
+    """With per-user accounts the hubforge service runs as ``hf<wb>_svc``, made here by
+    root, with its own files in <data dir>/service (its account's; the hub's group may read
+    the password hashes there, nothing else: files are 0600 but passwords.json, 0640).
+    Users' areas it reaches only through the privileged helper, as their owners."""
+    if workbench.isolation != "accounts":
+        return None
+    from dataclasses import replace
+
+    from .accounts import AccountError, ensure_service_account, own_folder
+
+    folder = workbench.service_dir
+    try:
+        account = ensure_service_account("svc", folder, workbench.state_dir)
+        # group: the hub's (it reads passwords.json); set-gid, so new files get it too
+        own_folder(folder, replace(account, gid=hub.gid), 0o2750)
+    except AccountError as e:
+        raise SystemExit(f"error: the hubforge service's account: {e}") from None
+    for name in SERVICE_FILES:
+        old, new = workbench.state_dir / name, folder / name
+        if old.is_file() and not old.is_symlink() and not os.path.lexists(new):
+            os.rename(old, new)  # state/ is root's alone: nobody swapped these
+            os.chown(new, account.uid, hub.gid, follow_symlinks=False)
+    return account
+
+
 def _start_helper(
-    workbench: Workbench, ports: dict[str, str], hub: Any = None
+    workbench: Workbench, ports: dict[str, str], hub: Any = None, service: Any = None
 ) -> subprocess.Popen | None:
     """With per-user accounts the privileged helper (hubforge.privileged, root) does for
     the hub's spawner what needs root (a user's account and folders, their server started
@@ -308,6 +352,7 @@ def _start_helper(
     from .accounts import AccountError, ensure_service_account, own_folder
     from .helper_client import hub_socket
     from .labeling.server import helper_socket
+    from .owner_files import service_socket
 
     run = hub_socket(workbench.root).parent
     run.mkdir(exist_ok=True)
@@ -320,6 +365,9 @@ def _start_helper(
         *("--hub-socket", str(sockets[0])),
         *("--hub-uid", str(hub.uid if hub is not None else os.geteuid())),
     ]
+    if service is not None:
+        sockets.append(service_socket(workbench.root))
+        command += ["--service-socket", str(sockets[-1]), "--service-uid", str(service.uid)]
     if workbench.label_studio_python:
         folder = workbench.root / "label-studio"
         try:
@@ -328,7 +376,7 @@ def _start_helper(
         except AccountError as e:
             raise SystemExit(f"error: Label Studio's account: {e}") from None
         sockets.append(helper_socket(workbench))
-        command += ["--socket", str(sockets[1]), "--client-uid", str(account.uid)]
+        command += ["--socket", str(sockets[-1]), "--client-uid", str(account.uid)]
     for sock in sockets:
         sock.unlink(missing_ok=True)  # a socket of an earlier start
     helper = subprocess.Popen(
@@ -369,9 +417,15 @@ def cmd_up(args: argparse.Namespace) -> int:
     find_proxy()  # fail now, with the fix, rather than inside the hub
     _proxy_account(workbench)
     hub_account = _hub_account(workbench)
+    service_account = _service_account(workbench, hub_account)
     ports = lifecycle.fixed_ports()
-    helper = _start_helper(workbench, ports, hub_account)
-    new_admin = _ensure_first_admin(workbench)
+    helper = _start_helper(workbench, ports, hub_account, service_account)
+    if service_account is not None:  # the password hashes are the service's files
+        from .accounts import as_account
+
+        new_admin = as_account(service_account, _ensure_first_admin, workbench)
+    else:
+        new_admin = _ensure_first_admin(workbench)
     lifecycle.remember(workbench.data_dir)
     registered = lifecycle.register(workbench.data_dir)  # found by other commands while it runs
     stopping: list[int] = []
@@ -433,7 +487,7 @@ def cmd_up(args: argparse.Namespace) -> int:
                 _announce_label_studio(ls + "services/label-studio/health", started)
             if ready:
                 if len(hubs) == 1 and new_admin:
-                    creds = workbench.state_dir / "initial-admin.txt"
+                    creds = workbench.initial_admin_file
                     print("\n" + first_admin_box(new_admin, creds), flush=True)
                     new_admin = None
                 print(
@@ -588,15 +642,19 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_users(args: argparse.Namespace) -> int:
-    from hubforge.hub.passwords import UserError
-
     workbench = load_workbench(args.config)
     workbench.prepare()
     print(f"Workbench: {workbench.data_dir}", file=sys.stderr)
-    store = _store(workbench)
     password = None
     if getattr(args, "password_stdin", False):
         password = sys.stdin.readline().rstrip("\n")
+    return _as_service(workbench, _users, workbench, args, password)
+
+
+def _users(workbench: Workbench, args: argparse.Namespace, password: str | None) -> int:
+    from hubforge.hub.passwords import UserError
+
+    store = _store(workbench)
     try:
         if args.users_command == "add":
             password = store.add(args.name, password, admin=args.admin)

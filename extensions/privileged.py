@@ -2,7 +2,7 @@
 unprivileged parts of a workbench with per-user accounts ask for what only root can do, the
 way JupyterHub's sudospawner mediates for an unprivileged hub.
 
-It has two clients, each on a socket of its own that only that client's account may use:
+It has three clients, each on a socket of its own that only that client's account may use:
 
 * Label Studio, which runs as the system account ``hf<wb>_ls`` and must show users' own
   images: ``{"open": "users/<name>/<path>"}`` hands it a file of a user's area, opened by a
@@ -13,6 +13,9 @@ It has two clients, each on a socket of its own that only that client's account 
   ``signal`` (``pid``, ``signum``, ``group``: sent by a process that has become their account,
   so only their own processes can be reached) and ``stop-tensorboards`` (as their account).
   See :mod:`hubforge.user_setup`.
+* the hubforge service (``hf<wb>_svc``): ``prepare`` a user, and ``files`` operations on a
+  user's area done as that user (:mod:`hubforge.owner_files`): its jobs' and endpoints'
+  files, and their processes started and signalled as the user.
 
 The helper never opens a user's path as root except relative to fds opened O_NOFOLLOW, and
 never walks a user's tree. Protocol: the client sends one JSON line and gets one JSON line
@@ -205,6 +208,48 @@ def handle_hub(conn: socket.socket, layout: Layout) -> None:
                 os.close(fd)
 
 
+SERVICE_COMMANDS = {
+    "prepare": {"command", "user"},
+    "files": {"command", "user", "op", "args"},
+}
+
+
+def handle_service(conn: socket.socket, layout: Layout) -> None:
+    """One request of the hubforge service (its own system account), in a child process of
+    the helper: ``prepare`` a user's account and folders, or a ``files`` operation on their
+    area (read, write, list, make folders, copy a model in, start or signal a workload of
+    theirs: :func:`hubforge.owner_files.serve`), done after this child became the owner."""
+    from . import owner_files
+
+    try:
+        request = _read_request(conn)
+        command = request.get("command")
+        if command not in SERVICE_COMMANDS or not set(request) <= SERVICE_COMMANDS[command]:
+            raise Refused(
+                "send {'command': 'prepare', 'user': <name>} or {'command': 'files', "
+                "'user': <name>, 'op': <operation>, 'args': {...}}"
+            )
+        user = user_setup.checked_name(request.get("user"))
+        if command == "prepare":
+            account = user_setup.prepare_user(layout, user)
+            _answer(conn, {"ok": True, "uid": account.uid, "gid": account.gid})
+            return
+        account = user_setup.existing(layout, user)
+        user_setup.drop_to(account)  # no way back: the owner's rights from here on
+        os.chdir("/")
+        try:
+            reply, fds = owner_files.serve(layout.area_of(user), request["op"], request["args"])
+        except UnsafeEntry:
+            raise
+        except (KeyError, TypeError, ValueError) as e:
+            raise Refused(f"the arguments of {request.get('op')!r} are incomplete: {e}") from None
+        _answer(conn, reply, fds)
+    except (Refused, SetupError) as e:
+        _answer(conn, {"error": str(e)})
+    except (UnsafeEntry, OSError) as e:
+        _answer(conn, owner_files.error_reply(e))
+
+
 Handler = Callable[[socket.socket, Layout], None]
 
 
@@ -311,6 +356,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--client-uid", type=int, help="Label Studio's account")
     parser.add_argument("--hub-socket", type=Path, help="the hub's socket")
     parser.add_argument("--hub-uid", type=int, help="the hub's account")
+    parser.add_argument("--service-socket", type=Path, help="the hubforge service's socket")
+    parser.add_argument("--service-uid", type=int, help="the hubforge service's account")
     parser.add_argument(
         "--deadline",
         type=float,
@@ -326,6 +373,8 @@ def main(argv: list[str] | None = None) -> int:
         clients.append((args.socket, args.client_uid, handle))
     if args.hub_socket is not None and args.hub_uid is not None:
         clients.append((args.hub_socket, args.hub_uid, handle_hub))
+    if args.service_socket is not None and args.service_uid is not None:
+        clients.append((args.service_socket, args.service_uid, handle_service))
     if not clients:
         parser.error("name a client: --socket and --client-uid, or --hub-socket and --hub-uid")
     _die_with_parent()

@@ -197,15 +197,16 @@ class Workbench(Configurable):
         value = proposal["value"]
         if value not in ("none", "accounts"):
             raise TraitError(f"Workbench.isolation={value!r}: choose 'none' or 'accounts'")
-        if value == "accounts" and os.geteuid() != 0 and not self.is_hub_account():
+        if value == "accounts" and os.geteuid() != 0 and not self.is_own_account():
             raise TraitError(
                 "Workbench.isolation='accounts' needs root (it creates one OS account per "
                 "user): run `hubforge up` as root, or use 'none' on a one-person machine"
             )
         return value
 
-    def is_hub_account(self) -> bool:
-        """Whether this process runs as the workbench's hub account (``hf<wb>_hub``)."""
+    def is_own_account(self, roles: tuple[str, ...] = ("hub", "svc")) -> bool:
+        """Whether this process runs as one of the workbench's system accounts
+        (``hf<wb>_hub``: the hub; ``hf<wb>_svc``: the hubforge service)."""
         import pwd
 
         from .accounts import service_account_name
@@ -214,7 +215,25 @@ class Workbench(Configurable):
             me = pwd.getpwuid(os.geteuid()).pw_name
         except KeyError:
             return False
-        return me == service_account_name("hub", self.state_dir)
+        return me in {service_account_name(role, self.state_dir) for role in roles}
+
+    @property
+    def service_dir(self) -> Path:
+        """The hubforge service's own state (GPU claims, endpoint records, Label Studio
+        accounts, password hashes, its jobs' supervisor index): <data dir>/service, its
+        account's (the hub's group may read it), with per-user accounts; state/ otherwise."""
+        return self.root / "service" if self.isolation == "accounts" else self.state_dir
+
+    @property
+    def passwords_file(self) -> Path:
+        """The hub's password hashes (written by `hubforge user` and the service's users
+        API, read by the hub)."""
+        return self.service_dir / "passwords.json"
+
+    @property
+    def initial_admin_file(self) -> Path:
+        """The first admin's password, kept (0600) until it is changed."""
+        return self.service_dir / "initial-admin.txt"
 
     @property
     def hub_dir(self) -> Path:

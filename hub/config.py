@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from hubforge.accounts import state_file_mode
+from hubforge.accounts import service_account_name, state_file_mode
 from hubforge.atomic import write_text
 from hubforge.labeling import server as label_studio
 from hubforge.processes import free_port
@@ -142,6 +142,10 @@ def services(workbench: Workbench, bare: bool = False) -> list[dict[str, Any]]:
             "timeout": 120,  # a busy machine imports slowly; the hub routes nothing until then
         }
     ]
+    if workbench.isolation == "accounts":
+        # its own system account, never root: users' files and workloads through the helper
+        entries[0]["user"] = service_account_name("svc", workbench.state_dir)
+        entries[0]["cwd"] = str(workbench.service_dir)
     if workbench.label_studio_python:
         port = fixed_port("label_studio")
         ls = label_studio.hub_service(workbench, port, marker, environment_too=not bare)
@@ -151,6 +155,10 @@ def services(workbench: Workbench, bare: bool = False) -> list[dict[str, Any]]:
         service_env["HUBFORGE_LABEL_STUDIO_URL"] = ls["url"] + label_studio.prefix(
             workbench.base_url
         )
+        if workbench.isolation == "accounts" and not bare:
+            # the service may not read state/ (root's): the helper hands it the key it needs
+            key = label_studio.admin_credentials(workbench.state_dir)["service_key"]
+            service_env["HUBFORGE_LS_SERVICE_KEY"] = key
     return entries
 
 
@@ -173,7 +181,6 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     """Fill JupyterHub config ``c`` for the local workbench."""
     workbench = load_workbench(config_path)
     workbench.prepare()
-    state = workbench.state_dir
     token = service_token(workbench)
     service_url = f"http://127.0.0.1:{fixed_port('service')}"
 
@@ -213,7 +220,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     # the home page lists the signed-in user's jobs, endpoints and labeling projects
     c.JupyterHub.template_vars = {"hubforge_overview": overview_var(service_api, token)}
     c.HubforgeLocalSpawner.service_token = token
-    c.PasswordAuthenticator.password_file = str(state / "passwords.json")
+    c.PasswordAuthenticator.password_file = str(workbench.passwords_file)
 
     c.merge(load_config(config_path))
     # a damaged database stops the hub here, named, with what to do (no traceback loop);

@@ -52,6 +52,11 @@ class RunningWorkbench:
         """The workbench's state folder (its per-user OS accounts are named after it)."""
         return self.data_dir / "state"
 
+    @property
+    def service_dir(self) -> Path:
+        """The hubforge service's own files (see Workbench.service_dir)."""
+        return service_dir(self.data_dir)
+
     def hub_log(self) -> str:
         """What `up` printed and the hub's whole log (state/jupyterhub.log) together."""
         hub = self.data_dir / "state" / "jupyterhub.log"
@@ -195,6 +200,12 @@ def isolated() -> bool:
     return accounts.refusal(tempfile.gettempdir()) is None
 
 
+def service_dir(data_dir: Path) -> Path:
+    """Where a workbench on ``data_dir`` keeps the service's files (password hashes, endpoint
+    records...): <data>/service with per-user accounts, <data>/state otherwise."""
+    return Path(data_dir) / ("service" if isolated() else "state")
+
+
 STARTED: list[Path] = []  # every data folder a test started a workbench on
 
 
@@ -284,7 +295,7 @@ def start_workbench(
     else:
         proc.kill()
         raise RuntimeError(f"hubforge up did not start:\n{log.read_text()}")
-    creds = (data_dir / "state" / "initial-admin.txt").read_text()
+    creds = (service_dir(data_dir) / "initial-admin.txt").read_text()
     password = creds.split("password:")[1].split()[0]
     wb = RunningWorkbench(data_dir, url, proc, log, password)
     if label_studio is None:  # tests that turn it off say so in their config

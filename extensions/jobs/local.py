@@ -5,20 +5,18 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
-import shutil
 import signal
-import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from ..accounts import Account, AccountError, account_lookup, own_folder
 from ..atomic import DamagedStateFile
-from ..confined import UnsafeEntry, list_beneath
-from ..processes import JOBS_MARKER, MARKER, alive, spawn_detached, workload_env
+from ..confined import UnsafeEntry
+from ..owner_files import Areas
+from ..processes import JOBS_MARKER, MARKER, alive, workload_env
 from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
 from .index import SupervisorIndex
@@ -37,25 +35,36 @@ class LocalJobBackend(JobBackend):
         self,
         data_root: str | Path,
         env: dict[str, str] | None = None,
-        account_of: Callable[[str], Account] | None = None,
+        areas: Areas | None = None,
+        index_root: str | Path | None = None,
     ):
         self.data_root = Path(data_root)
         self.env = dict(env or {})
-        self.account_of = account_of  # isolation='accounts': jobs run as their owner
-        self.index = SupervisorIndex(self.data_root)  # job.json is the owner's: not trusted
+        # users' areas: with per-user accounts jobs run as their owner, and the service
+        # reaches their files as the owner (through the privileged helper)
+        self.areas = areas or Areas(self.data_root)
+        # job.json is the owner's: not trusted; the index is the service's own
+        self.index = SupervisorIndex(index_root or self.data_root)
 
     @classmethod
-    def from_workbench(cls, workbench: Any) -> LocalJobBackend:
-        return cls(workbench.shared_data, account_of=account_lookup(workbench))
+    def from_workbench(cls, workbench: Any, create_accounts: bool = True) -> LocalJobBackend:
+        areas = Areas(workbench.shared_data, workbench, create_accounts)
+        # with per-user accounts the index is the service's own (<data dir>/service), else it
+        # is beside the users' areas, where a kernel that runs jobs itself keeps it too
+        index = workbench.service_dir if areas.separate else workbench.shared_data
+        return cls(workbench.shared_data, areas=areas, index_root=index)
 
     def jobs_dir(self, owner: str) -> Path:
         return self.data_root / "users" / owner / "jobs"
 
+    def _store(self, owner: str, job_id: str) -> JobStore:
+        return JobStore(self.jobs_dir(owner) / job_id, self.areas.of(owner))
+
     def store(self, owner: str, job_id: str) -> JobStore:
         if "/" in job_id or job_id.startswith("."):
             raise JobNotFound(f"No job {job_id!r}")
-        store = JobStore(self.jobs_dir(owner) / job_id)
-        if not store.record_file.exists():
+        store = self._store(owner, job_id)
+        if not store.exists():
             raise JobNotFound(f"No job {job_id!r} for {owner}; `hubforge job list` shows yours")
         return store
 
@@ -65,7 +74,10 @@ class LocalJobBackend(JobBackend):
     ) -> dict[str, Any]:
         spec.validate()
         job_id = job_id or new_job_id(spec.name)
-        store = JobStore(self.jobs_dir(owner) / job_id)
+        # the owner's account (made on first use) owns their area: the job's folder is made
+        # as it, its supervisor and workers run as it and write there
+        uid = self.areas.prepare(owner)
+        store = self._store(owner, job_id)
         now = time.time()
         record = {
             "id": job_id,
@@ -80,27 +92,18 @@ class LocalJobBackend(JobBackend):
             "supervisor": None,
             "backend": "local",
         }
-        account = self._account(owner)
         try:
-            store.create(record, script, (account.uid, account.gid) if account else None)
+            store.create(record, script, private=uid is not None)
         except UnsafeEntry as e:
             raise JobError(f"Not submitted: {e}", 409) from None
         except OSError:  # a full disk: leave no half-made job folder behind
-            shutil.rmtree(store.path, ignore_errors=True)
+            with contextlib.suppress(OSError, UnsafeEntry):
+                store.files.remove(store._relative(""))
             raise
-        self._start_supervisor(store, account)
+        self._start_supervisor(store, uid)
         return self.get(owner, job_id)
 
-    def _account(self, owner: str) -> Account | None:
-        """The owner's OS account, owning their area (the job's folder is made for it: its
-        supervisor and workers run as it and write there); None without per-user accounts."""
-        if self.account_of is None:
-            return None
-        account = self.account_of(owner)
-        own_folder(self.data_root / "users" / owner, account)
-        return account
-
-    def _start_supervisor(self, store: JobStore, account: Account | None = None) -> None:
+    def _start_supervisor(self, store: JobStore, uid: int | None = None) -> None:
         owner = store.path.parent.parent.name
         env = workload_env(
             HUBFORGE_DATA=str(self.data_root),
@@ -112,16 +115,14 @@ class LocalJobBackend(JobBackend):
         if os.environ.get(MARKER):  # not swept with the workbench's processes; see stop_all()
             env[JOBS_MARKER] = os.environ[MARKER]
         # Detached: the job outlives the kernel, the user's server and the hub.
-        supervisor = spawn_detached(
-            [sys.executable, "-m", "hubforge.jobs.supervisor", str(store.path)],
-            store.path / "supervisor.log",
-            log_root=store.area,
+        supervisor = store.files.spawn(
+            "job-supervisor",
+            [str(store.path)],
+            store._relative("supervisor.log"),
             env=env,
             cwd=store.path,
-            popen=account.popen_kwargs() if account else None,
         )
-        owner_uid = account.uid if account else None
-        self.index.add(owner, store.id, supervisor, owner_uid)  # before the owner's record
+        self.index.add(owner, store.id, supervisor, uid)  # before the owner's record
         store.update(supervisor=supervisor)
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
@@ -144,23 +145,23 @@ class LocalJobBackend(JobBackend):
 
     def list(self, owner: str) -> list[dict[str, Any]]:
         folder = self.jobs_dir(owner)
-        area = folder.parent
+        files = self.areas.of(owner)
         try:  # never through a link: jobs/ and each job folder are opened O_NOFOLLOW
-            names = list_beneath(area, "jobs")
+            names = files.listdir("jobs")
         except (UnsafeEntry, NotADirectoryError) as e:
             raise JobError(f"Your jobs folder cannot be read: {e}", 409) from None
         records = []
         for name in names:
             try:
-                if "job.json" not in list_beneath(area, f"jobs/{name}"):
+                if "job.json" not in files.listdir(f"jobs/{name}"):
                     continue  # being made right now, or not a job
             except (UnsafeEntry, NotADirectoryError) as e:
-                records.append(JobStore(folder / name).damaged_record(owner, e))
+                records.append(JobStore(folder / name, files).damaged_record(owner, e))
                 continue
             try:
                 records.append(self.get(owner, name))
             except JobError as e:  # one damaged job.json: list it as such, list the rest
-                record = JobStore(folder / name).damaged_record(owner, e)
+                record = JobStore(folder / name, files).damaged_record(owner, e)
                 known = self.index.get(owner, name)
                 record["running"] = known is not None and alive(known)  # counts for limits
                 records.append(record)
@@ -208,22 +209,31 @@ class LocalJobBackend(JobBackend):
 
     def _stop(self, owner: str, supervisor: dict[str, Any]) -> None:
         """SIGTERM the supervisor (it stops its workers and records it), SIGKILL its
-        process group after 30 s; whatever is left in the group goes too."""
+        process group after 30 s; whatever is left in the group goes too. Signals are sent
+        with the owner's rights (their process only: job.json is theirs to write)."""
         pid = supervisor["pid"]
         self._check_owns(owner, pid)
         if not alive(supervisor):
             return  # ended (or the pid is another process's now): nothing of the job's
-        os.kill(pid, signal.SIGTERM)
+        files = self.areas.of(owner)
+        try:
+            files.signal(pid, signal.SIGTERM)
+        except PermissionError:
+            raise JobError(
+                f"The supervisor recorded for this job (pid {pid}) is not {owner}'s process; "
+                "job.json was changed by hand. Nothing was stopped",
+                409,
+            ) from None
         deadline = time.monotonic() + 30
         while time.monotonic() < deadline and alive(supervisor):
             time.sleep(0.1)
-        with contextlib.suppress(ProcessLookupError, PermissionError):
-            os.killpg(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, UnsafeEntry):
+            files.signal(pid, signal.SIGKILL, group=True)
 
     def _cancelled(self, owner: str, job_id: str, reason: str) -> dict[str, Any]:
         """The job's record once stopped; a job.json the supervisor could not rewrite is
         left as it is and answered with what the service knows."""
-        store = JobStore(self.jobs_dir(owner) / job_id)
+        store = self._store(owner, job_id)
         try:
             record = store.read()
         except (FileNotFoundError, DamagedStateFile, UnsafeEntry) as e:
@@ -240,17 +250,13 @@ class LocalJobBackend(JobBackend):
     def _check_owns(self, owner: str, pid: int) -> None:
         """With per-user accounts job.json is the owner's to write: the pid it names is
         signalled only when that process runs as the owner's account."""
-        if self.account_of is None:
+        if not self.areas.separate:
             return
         try:
             uid = psutil.Process(pid).uids().real
         except psutil.Error:
             return  # gone already: nothing will be signalled
-        try:
-            expected = self.account_of(owner).uid
-        except AccountError:
-            expected = None  # no account: no process can be the owner's
-        if uid != expected:
+        if uid != self.areas.uid_of(owner):
             raise JobError(
                 f"The supervisor recorded for this job (pid {pid}) is not {owner}'s process; "
                 "job.json was changed by hand. Nothing was stopped",
@@ -272,7 +278,11 @@ class LocalJobBackend(JobBackend):
     def _active(self) -> list[tuple[str, str]]:
         found = {(e["owner"], e["id"]) for e in self.index.entries() if alive(e)}
         users = self.data_root / "users"
-        for owner in sorted(p.name for p in users.iterdir()) if users.is_dir() else []:
+        try:  # users/ is not listable for the service's own account: the index is its list
+            owners = sorted(p.name for p in users.iterdir()) if users.is_dir() else []
+        except PermissionError:
+            owners = []
+        for owner in owners:
             try:
                 records = self.list(owner)
             except JobError:

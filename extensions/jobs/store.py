@@ -12,20 +12,14 @@ users/<owner>/jobs/<id>/
 from __future__ import annotations
 
 import json
-import os
 import time
 from pathlib import Path
 from typing import Any
 
 from ..atomic import DamagedStateFile
-from ..confined import (
-    UnsafeEntry,
-    list_beneath,
-    make_folders_beneath,
-    read_beneath,
-    write_beneath,
-)
+from ..confined import UnsafeEntry
 from ..distribute import PROGRESS_FILE
+from ..owner_files import Local, OwnerFiles
 
 # "damaged": job.json is not readable (listed with the file and what to do, never rewritten)
 TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
@@ -33,11 +27,13 @@ TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 
 class JobStore:
     """Reads and writes never follow a link below the owner's area (``users/<owner>``, two
-    folders up): with per-user accounts the service is root and the folder is the owner's."""
+    folders up): they go through ``files`` (the area as this process may reach it: itself,
+    or, for the service with per-user accounts, a helper process that became the owner)."""
 
-    def __init__(self, path: str | Path):
+    def __init__(self, path: str | Path, files: OwnerFiles | None = None):
         self.path = Path(path)
         self.area = self.path.parent.parent
+        self.files = files if files is not None else Local(self.area)
 
     def _relative(self, name: str) -> Path:
         return Path(self.path.parent.name, self.path.name, name)
@@ -45,11 +41,21 @@ class JobStore:
     def read_file(self, name: str, offset: int = 0, limit: int | None = None) -> bytes | None:
         """The bytes of the job's file ``name`` from ``offset``, at most ``limit`` of them
         (None when missing); UnsafeEntry for a link."""
-        return read_beneath(self.area, self._relative(name), offset, limit)
+        return self.files.read(self._relative(name), offset, limit)
 
-    def _write_json(self, record: dict[str, Any], owner: tuple[int, int] | None = None) -> None:
+    def _write_json(self, record: dict[str, Any]) -> None:
         text = json.dumps(record, indent=2, sort_keys=True) + "\n"
-        write_beneath(self.area, self._relative("job.json"), text.encode(), 0o644, owner)
+        self.files.write(self._relative("job.json"), text.encode(), 0o644)
+
+    def exists(self) -> bool:
+        """Whether the job's record is there; a link on the way counts (reading the job
+        then says it is a link, never follows it)."""
+        try:
+            return self.files.lstat(self._relative("job.json")) is not None
+        except UnsafeEntry:
+            return True
+        except NotADirectoryError:
+            return False
 
     @property
     def id(self) -> str:
@@ -66,21 +72,17 @@ class JobStore:
     def replica_log(self, replica: str) -> Path:
         return self.path / "replicas" / f"{replica}.log"
 
-    def create(
-        self, record: dict[str, Any], script: str, owner: tuple[int, int] | None = None
-    ) -> None:
-        """Make the job's folder (``owner``: the (uid, gid) it is made for, with per-user
-        accounts), every folder made relative to the one above, never through a link."""
-        if owner is None:
-            self.area.mkdir(parents=True, exist_ok=True)
-        mode = 0o700 if owner is not None else 0o755
-        make_folders_beneath(self.area, self.path.parent.name, owner, mode)
-        make_folders_beneath(self.area, self._relative(""), owner, mode, exist_ok=False)
+    def create(self, record: dict[str, Any], script: str, private: bool = False) -> None:
+        """Make the job's folder (``private``: 0700, its owner has an account of their own),
+        every folder made relative to the one above, never through a link."""
+        mode = 0o700 if private else 0o755
+        self.files.mkdirs(self.path.parent.name, mode)
+        self.files.mkdirs(self._relative(""), mode, exist_ok=False)
         # TensorBoard can open logs/ before the first step; tmp/ is the job's private TMPDIR
         for sub in ("replicas", "logs", "tmp"):
-            make_folders_beneath(self.area, self._relative(sub), owner)
-        write_beneath(self.area, self._relative("script.py"), script.encode(), 0o644, owner)
-        self._write_json(record, owner)
+            self.files.mkdirs(self._relative(sub))
+        self.files.write(self._relative("script.py"), script.encode(), 0o644)
+        self._write_json(record)
 
     def read(self) -> dict[str, Any]:
         data = self.read_file("job.json")
@@ -93,7 +95,10 @@ class JobStore:
 
     def damaged_record(self, owner: str, error: Exception) -> dict[str, Any]:
         """What a job list shows for a job whose job.json cannot be read."""
-        when = os.lstat(self.path).st_mtime  # never where a link points
+        info = self.files.lstat(self._relative(""))  # never where a link points
+        if info is None:
+            raise FileNotFoundError(self.path)
+        when = info["mtime"]
         return {
             "id": self.id,
             "owner": owner,
@@ -143,7 +148,7 @@ class JobStore:
     def figures(self) -> list[str]:
         """The PNGs the job drew (plt.show() and figures left open), in order."""
         try:
-            names = list_beneath(self.area, self._relative("figures"))
+            names = self.files.listdir(self._relative("figures"))
         except (UnsafeEntry, OSError):
             return []
         numbers = [n[len("figure-") : -len(".png")] for n in names if n.endswith(".png")]

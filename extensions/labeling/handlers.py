@@ -76,11 +76,11 @@ def _own_area(workbench: Any, owner: str) -> None:
     """With per-user accounts Label Studio reads a user's files through the privileged
     helper, as the account owning the area: the area must be that account's (as a spawn,
     a job or a deploy makes it) before its folders become a storage."""
-    from ..accounts import account_lookup, own_folder
+    from ..owner_files import Areas
 
-    lookup = account_lookup(workbench)
-    if lookup is not None:
-        own_folder(workbench.user_area(owner), lookup(owner))
+    areas = Areas(workbench.shared_data, workbench)
+    if areas.separate:
+        areas.prepare(owner)
 
 
 class StoragesHandler(CredentialsHandler):

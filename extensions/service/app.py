@@ -93,7 +93,7 @@ class HubforgeService(Application):
             access_scopes={f"access:services!service={SERVICE_NAME}"},
             cache_max_age=60,
         )
-        allocator = GpuAllocator(workbench.gpus, workbench.state_dir / "gpus.json")
+        allocator = GpuAllocator(workbench.gpus, workbench.service_dir / "gpus.json")
         args = {
             "hub_auth": hub_auth,
             "allocator": allocator,
@@ -124,7 +124,7 @@ class HubforgeService(Application):
                 or label_studio.admin_credentials(workbench.state_dir)["service_key"]
             )
             accounts = label_studio.Accounts(
-                workbench.state_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], service_key
+                workbench.service_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], service_key
             )
         return web.Application(
             log_function=log_request,

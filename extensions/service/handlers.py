@@ -69,9 +69,7 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
 
     @property
     def passwords(self) -> PasswordStore:
-        return PasswordStore(
-            self.workbench.state_dir / "passwords.json", self.workbench.sharing_refusal()
-        )
+        return PasswordStore(self.workbench.passwords_file, self.workbench.sharing_refusal())
 
     def require_admin(self) -> None:
         if not self.identity["admin"]:

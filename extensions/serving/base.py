@@ -10,7 +10,8 @@ from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
 
-from ..confined import UnsafeEntry, copy_as, copy_tree
+from ..confined import UnsafeEntry, copy_tree
+from ..owner_files import OwnerFiles
 from .errors import BadRequest
 from .model import find_versions
 
@@ -37,6 +38,26 @@ def check_batching(batching: Any) -> dict[str, Any]:
     return {"max_batch_size": size, "batch_timeout_ms": float(wait)}
 
 
+def _no_space(error: OSError, where: Path) -> None:
+    if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error):
+        raise OSError(errno.ENOSPC, "No space left on device", str(where)) from None
+
+
+def versions_of(files: OwnerFiles, relative: str | Path) -> dict[int, Path]:
+    """find_versions() of the owner's models/<name>, looked at as the owner: version ->
+    its folder (numeric names with a saved_model.pb); empty when there is none."""
+    found = {}
+    for name in files.listdir(relative):
+        if name.isdigit():
+            try:
+                pb = files.lstat(Path(relative, name, "saved_model.pb"))
+            except (UnsafeEntry, OSError):
+                continue
+            if pb and pb["kind"] == "file":
+                found[int(name)] = files.area / relative / name
+    return found
+
+
 class EndpointBackend(ABC):
     """Runs endpoints for owners; records are JSON-able dicts with at least owner, name,
     versions, running, created, base_path and batching."""
@@ -52,17 +73,24 @@ class EndpointBackend(ABC):
         name: str,
         model_dir: str,
         version: int | None,
-        popen: dict[str, Any] | None = None,
+        files: OwnerFiles | None = None,
     ) -> tuple[Path, int]:
         """Copy the SavedModel at ``model_dir`` (in the owner's area) in as a version of
         ``models/<name>/``; returns (base path, version). A server only ever sees complete
-        versions (copied aside, then renamed). ``popen`` (the owner's account): the copy runs
-        as the owner, reading and writing only what they may."""
+        versions (copied aside, then renamed). ``files``: the owner's area as the service
+        reaches it (with per-user accounts: as the owner, reading and writing only what they
+        may); None: this process copies (Kubernetes, where the service owns the data)."""
         if not isinstance(name, str) or not NAME.match(name):
             raise BadRequest(
                 f"Endpoint name {name!r}: 1-40 lowercase letters, digits and '-' "
                 "(starting and ending with a letter or digit)"
             )
+        if version is not None and (
+            not isinstance(version, int) or isinstance(version, bool) or version < 1
+        ):
+            raise BadRequest(f"version={version!r}: a positive integer")
+        if files is not None:
+            return self._add_version_as_owner(files, name, model_dir, version)
         path = Path(model_dir).resolve()
         area = self.area(owner).resolve()
         if area not in path.parents:
@@ -75,10 +103,6 @@ class EndpointBackend(ABC):
                 f"{model_dir} is not a SavedModel (no saved_model.pb): pass the "
                 "folder model.save() wrote"
             )
-        if version is not None and (
-            not isinstance(version, int) or isinstance(version, bool) or version < 1
-        ):
-            raise BadRequest(f"version={version!r}: a positive integer")
         base = area / "models" / name
         real = Path(os.path.realpath(base))
         if real != area / "models" / name and area not in real.parents:
@@ -86,8 +110,7 @@ class EndpointBackend(ABC):
                 f"{area / 'models'} or {base} is a link out of your data area; endpoints "
                 "keep their versions in your area: remove the link"
             )
-        if popen is None:
-            base.mkdir(parents=True, exist_ok=True)
+        base.mkdir(parents=True, exist_ok=True)
         existing = find_versions(base) if base.is_dir() else {}
         version = version or (max(existing) + 1 if existing else 1)
         if version in existing and existing[version].resolve() != path:
@@ -96,17 +119,64 @@ class EndpointBackend(ABC):
             )
         if path != base / str(version):
             try:
-                if popen is not None:
-                    copy_as(popen, path, base / str(version))
-                else:
-                    self._copy(path, base, version)
+                self._copy(path, base, version)
             except UnsafeEntry as e:
                 raise BadRequest(f"Not deployed: {e}") from None
             except OSError as e:
-                if getattr(e, "errno", None) == errno.ENOSPC or "No space left" in str(e):
-                    raise OSError(errno.ENOSPC, "No space left on device", str(base)) from None
+                _no_space(e, base)
                 raise
         return base, version
+
+    def _add_version_as_owner(
+        self, files: OwnerFiles, name: str, model_dir: str, version: int | None
+    ) -> tuple[Path, int]:
+        """add_version where every look and the copy are the owner's own (links followed
+        only with their rights, never out of their area)."""
+        area = files.area
+        try:
+            path = files.resolve(os.path.abspath(model_dir))
+        except (UnsafeEntry, OSError) as e:
+            raise BadRequest(f"{model_dir}: {e}") from None
+        if area not in path.parents:
+            raise BadRequest(
+                f"{model_dir} is outside your data area {area}: deploy what a job "
+                "exported (its model folder) or copy the model there"
+            )
+        inside = path.relative_to(area)
+        try:
+            found = files.lstat(inside / "saved_model.pb")
+        except (UnsafeEntry, OSError):
+            found = None
+        if not found or found["kind"] != "file":
+            raise BadRequest(
+                f"{model_dir} is not a SavedModel (no saved_model.pb): pass the "
+                "folder model.save() wrote"
+            )
+        relative = Path("models", name)
+        try:
+            files.mkdirs(relative)
+            existing = versions_of(files, relative)
+        except UnsafeEntry:
+            raise BadRequest(
+                f"{area / 'models'} or {area / relative} is a link out of your data area; "
+                "endpoints keep their versions in your area: remove the link"
+            ) from None
+        version = version or (max(existing) + 1 if existing else 1)
+        if version in existing and inside != relative / str(version):
+            raise BadRequest(
+                f"Version {version} of {name} exists already; omit version= to add the next one"
+            )
+        if inside != relative / str(version):
+            try:
+                files.copy(path, relative / str(version))
+            except UnsafeEntry as e:
+                raise BadRequest(f"Not deployed: {e}") from None
+            except PermissionError as e:
+                raise BadRequest(f"Not deployed: your account may not read it: {e}") from None
+            except OSError as e:
+                _no_space(e, area / relative)
+                raise
+        return area / relative, version
 
     @staticmethod
     def _copy(path: Path, base: Path, version: int) -> None:

@@ -7,11 +7,13 @@ service's state folder, so a service or hub restart brings every endpoint back.
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
+import hmac
 import logging
 import os
 import secrets
-import shutil
-import sys
+import signal
 import threading
 import time
 from collections.abc import Callable
@@ -20,13 +22,12 @@ from typing import Any
 
 import requests
 
-from ..accounts import Account, account_lookup, own_folder
-from ..atomic import DamagedStateFile, read_json, write_json
-from ..confined import UnsafeEntry, remove_as
-from ..processes import MARKER, alive, free_port, spawn_detached, terminate_group, workload_env
-from .base import EndpointBackend, check_batching
+from ..atomic import DamagedStateFile, read_json, write_json, write_text
+from ..confined import UnsafeEntry
+from ..owner_files import Areas
+from ..processes import MARKER, alive, free_port, workload_env
+from .base import EndpointBackend, check_batching, versions_of
 from .errors import BadRequest, NotFound, ServingError
-from .model import find_versions
 from .recovery import keep_aside, mentioned, newest_by_endpoint, running_endpoints
 from .server import KEY_ENV, KEY_HEADER
 
@@ -38,25 +39,68 @@ class LocalEndpointBackend(EndpointBackend):
         self,
         data_root: str | Path,
         state_file: str | Path,
-        account_of: Callable[[str], Account] | None = None,
-        existing_account_of: Callable[[str], Account] | None = None,
+        areas: Areas | None = None,
     ):
         self.data_root = Path(data_root)
         self.state_file = Path(state_file)
         self._lock = threading.Lock()
         self._rebuild_lock = threading.Lock()  # one rebuild of damaged records at a time
-        self.account_of = account_of  # isolation='accounts': endpoints run as their owner
-        # an owner's account if it exists (never made): whom a found endpoint process runs as
-        self.existing_account_of = existing_account_of or account_of
+        self._secret_lock, self._secret = threading.Lock(), b""
+        # users' areas: with per-user accounts endpoints run as their owner, and the service
+        # reaches their models as the owner (through the privileged helper)
+        self.areas = areas or Areas(self.data_root)
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> LocalEndpointBackend:
         return cls(
             workbench.shared_data,
-            workbench.state_dir / "endpoints.json",
-            account_of=account_lookup(workbench),
-            existing_account_of=account_lookup(workbench, create=False),
+            workbench.service_dir / "endpoints.json",
+            areas=Areas(workbench.shared_data, workbench),
         )
+
+    # -- the owners' side ------------------------------------------------------------------
+    def _owners_uid(self) -> Callable[[str], int | None] | None:
+        """owner -> the uid their endpoint processes run as (None without accounts)."""
+        return self.areas.uid_of if self.areas.separate else None
+
+    def _versions(self, owner: str, base: str | Path) -> dict[int, Path]:
+        """The versions in an endpoint's model folder, looked at as its owner."""
+        files = self.areas.of(owner)
+        try:
+            return versions_of(files, Path(base).relative_to(files.area))
+        except (ValueError, UnsafeEntry, OSError):
+            return {}
+
+    def _key(self, base: str, name: str, port: int) -> str:
+        """The key the gateway sends to the endpoint process serving ``base`` on ``port``:
+        an HMAC under the service's own secret (<data dir>/service, never in a user's reach)."""
+        with self._secret_lock:
+            if not self._secret:
+                path = self.state_file.with_name("endpoints.secret")
+                with contextlib.suppress(FileNotFoundError):
+                    self._secret = path.read_bytes()
+                if len(self._secret) < 32:  # missing or cut short: a new one
+                    write_text(path, secrets.token_hex(32), mode=0o600)
+                    self._secret = path.read_bytes()
+            secret = self._secret
+        message = f"{base}\n{name}\n{port}".encode()
+        return hmac.new(secret, message, hashlib.sha256).hexdigest()
+
+    def _terminate(self, record: dict[str, Any], grace: float = 10) -> None:
+        """SIGTERM the endpoint's process group, SIGKILL it after ``grace`` seconds; sent
+        with its owner's rights (only their processes can be reached)."""
+        if not alive(record):
+            return
+        files = self.areas.of(record["owner"])
+        try:
+            files.signal(record["pid"], signal.SIGTERM, group=True)
+            deadline = time.monotonic() + grace
+            while time.monotonic() < deadline and alive(record):
+                time.sleep(0.05)
+            if alive(record):
+                files.signal(record["pid"], signal.SIGKILL, group=True)
+        except (OSError, UnsafeEntry) as e:
+            log.error("Endpoint process %s not stopped: %s", record.get("pid"), e)
 
     # -- records ------------------------------------------------------------------------
     def _records(self) -> dict[str, dict[str, Any]]:
@@ -80,7 +124,7 @@ class LocalEndpointBackend(EndpointBackend):
                 pass
             kept = keep_aside(self.state_file)
             starting = {s["pid"] for s in self._starting()}
-            found = running_endpoints(self.data_root, self.existing_account_of)
+            found = running_endpoints(self.data_root, self._owners_uid(), self._key)
             records = newest_by_endpoint([r for r in found if r["pid"] not in starting])
             restarted = self._restart_lost(records, kept.read_bytes())
             self._save(records)  # readers see the damaged file or the rebuilt one, never none
@@ -102,7 +146,7 @@ class LocalEndpointBackend(EndpointBackend):
         restarted = []
         for owner, name in mentioned(damaged):
             key, base = f"{owner}/{name}", self.area(owner) / "models" / name
-            if key in records or not base.is_dir() or not find_versions(base):
+            if key in records or not self._versions(owner, base):
                 continue
             try:
                 records[key] = self._start(owner, name, base)
@@ -123,7 +167,7 @@ class LocalEndpointBackend(EndpointBackend):
             "batching": check_batching(None),
             **_public(record),
             "running": alive(record),
-            "versions": sorted(find_versions(record["base_path"])),
+            "versions": sorted(self._versions(owner, record["base_path"])),
         }
 
     def list(self, owner: str) -> list[dict[str, Any]]:
@@ -150,13 +194,11 @@ class LocalEndpointBackend(EndpointBackend):
                 "deploy with gpus=0"
             )
         settings = check_batching(batching) if batching is not None else None
-        popen = None
-        if self.account_of is not None:  # copied as the owner, served by the owner's process
-            account = self.account_of(owner)
-            own_folder(self.data_root / "users" / owner, account)
-            popen = account.popen_kwargs()
-        base, version = self.add_version(owner, name, model_dir, version, popen)
-        added = Path(model_dir).resolve() != (base / str(version)).resolve()
+        # copied as the owner (their account made on first use), served by their process
+        self.areas.prepare(owner)
+        files = self.areas.of(owner)
+        base, version = self.add_version(owner, name, model_dir, version, files)
+        added = files.resolve(os.path.abspath(model_dir)) != base / str(version)
         try:
             try:
                 return self._deploy(owner, name, base, version, settings)
@@ -164,10 +206,8 @@ class LocalEndpointBackend(EndpointBackend):
                 raise BadRequest(f"Not deployed: {e}") from None
         except ServingError:
             if added:  # the deploy changed nothing: the version it copied in goes again
-                if popen is not None:
-                    remove_as(popen, base / str(version))
-                else:
-                    shutil.rmtree(base / str(version), ignore_errors=True)
+                with contextlib.suppress(OSError, UnsafeEntry):
+                    files.remove(Path("models", name, str(version)))
             raise
 
     def _deploy(
@@ -191,7 +231,7 @@ class LocalEndpointBackend(EndpointBackend):
             try:
                 self._wait_version(new, version)
             except ServingError:
-                terminate_group(new)
+                self._terminate(new)
                 raise
             finally:
                 self._starting(remove=new)
@@ -199,7 +239,7 @@ class LocalEndpointBackend(EndpointBackend):
             records[f"{owner}/{name}"] = new
             self._save(records)
         if running:  # hand over: let requests in flight on the old process finish
-            timer = threading.Timer(10, terminate_group, args=(record,))
+            timer = threading.Timer(10, self._terminate, args=(record,))
             timer.daemon = True
             timer.start()
         return self.get(owner, name)
@@ -209,10 +249,7 @@ class LocalEndpointBackend(EndpointBackend):
     ) -> dict[str, Any]:
         batching = check_batching(batching)
         port = free_port()
-        cmd = [
-            sys.executable,
-            "-m",
-            "hubforge.serving.server",
+        args = [
             "--model-name",
             name,
             "--model-base-path",
@@ -226,17 +263,15 @@ class LocalEndpointBackend(EndpointBackend):
             "--batch-timeout-ms",
             str(batching["batch_timeout_ms"]),
         ]
-        key = secrets.token_urlsafe(32)  # only the gateway sends it (see server.GatewayOnly)
+        # only the gateway sends it (see server.GatewayOnly); derived from the service's
+        # secret, so records rebuilt from the processes' arguments have it too
+        key = self._key(str(base), name, port)
         env = workload_env(TF_CPP_MIN_LOG_LEVEL="2", HOME=str(base), **{KEY_ENV: key})
         if os.environ.get(MARKER):  # stopped with the workbench (hubforge down)
             env[MARKER] = os.environ[MARKER]
-        account = self.account_of(owner) if self.account_of else None
-        process = spawn_detached(
-            cmd,
-            base / "server.log",
-            env=env,
-            popen=account.popen_kwargs() if account else None,
-            log_root=self.data_root / "users" / owner if account else None,
+        files = self.areas.of(owner)
+        process = files.spawn(
+            "endpoint", args, Path(base).relative_to(files.area) / "server.log", env=env
         )
         return {
             "owner": owner,
@@ -281,7 +316,7 @@ class LocalEndpointBackend(EndpointBackend):
             if record is None:
                 raise NotFound(f"No endpoint {name!r} for {owner}")
             self._save(records)
-        terminate_group(record)
+        self._terminate(record)
         return {**_public(record), "running": False}
 
     def _starting(
@@ -313,13 +348,13 @@ class LocalEndpointBackend(EndpointBackend):
         restarted = []
         for orphan in self._starting():
             log.info("Stopping endpoint process %s of a deploy that never finished", orphan)
-            terminate_group(orphan)
+            self._terminate(orphan)
             self._starting(remove=orphan)
         with self._lock:
             records = self._records()
             self._adopt_or_stop(records)
             for key, record in records.items():
-                if not alive(record) and find_versions(record["base_path"]):
+                if not alive(record) and self._versions(record["owner"], record["base_path"]):
                     try:
                         records[key] = self._start(
                             record["owner"],
@@ -338,7 +373,7 @@ class LocalEndpointBackend(EndpointBackend):
         """Endpoint processes no record names (records lost or moved aside by hand, a
         hand-over the service died in): the newest one of an endpoint without a running
         process becomes its record; the others are stopped, so none is left orphaned."""
-        for found in reversed(running_endpoints(self.data_root, self.existing_account_of)):
+        for found in reversed(running_endpoints(self.data_root, self._owners_uid(), self._key)):
             key = f"{found['owner']}/{found['name']}"
             record = records.get(key)
             if record is not None and record.get("pid") == found["pid"] and alive(record):
@@ -348,7 +383,7 @@ class LocalEndpointBackend(EndpointBackend):
                 records[key] = found
             else:
                 log.warning("Endpoint %s: stopping stray process %s", key, found["pid"])
-                terminate_group(found)
+                self._terminate(found)
 
     def target(self, owner: str, name: str) -> str:
         """Where the gateway forwards requests for an endpoint."""

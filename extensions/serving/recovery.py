@@ -8,6 +8,7 @@ from __future__ import annotations
 import logging
 import os
 import re
+import stat
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -67,16 +68,26 @@ def _endpoint_of(base: str | None, name: str, data_root: Path) -> tuple[str, str
         return None
     if len(parts) != 3 or parts[1] != "models" or parts[2] != name or not NAME.match(name):
         return None
-    return (parts[0], name) if Path(base).is_dir() else None
+    try:  # another account's area may not be looked into: the process's uid then decides
+        if not stat.S_ISDIR(os.stat(base).st_mode):
+            return None
+    except PermissionError:
+        pass
+    except OSError:
+        return None
+    return parts[0], name
 
 
 def record_of(
     proc: psutil.Process,
     data_root: Path,
-    account_of: Callable[[str], Any] | None = None,
+    uid_of: Callable[[str], int | None] | None = None,
+    key_of: Callable[[str, str, int], str] | None = None,
 ) -> dict[str, Any] | None:
     """The record the service wrote when it started ``proc``, rebuilt from the process; None
-    when ``proc`` is not an endpoint the service started for this data root."""
+    when ``proc`` is not an endpoint the service started for this data root. ``uid_of``:
+    owner -> the uid their endpoints run as (with per-user accounts); ``key_of``: the
+    gateway's key of (base path, name, port), else the one in the process's environment."""
     try:
         args = _flags(proc.cmdline())
         if args is None or args.model_config_file:
@@ -84,12 +95,20 @@ def record_of(
         endpoint = _endpoint_of(args.model_base_path, args.model_name, data_root)
         if endpoint is None:
             return None
-        env = proc.environ()
-        marker = os.environ.get(MARKER)
-        if not env.get(KEY_ENV) or (marker and env.get(MARKER) != marker):
-            return None  # started by hand or by another workbench
-        if account_of is not None and proc.uids().real != account_of(endpoint[0]).uid:
+        if uid_of is not None and proc.uids().real != uid_of(endpoint[0]):
             return None  # not running as the owner of that model folder
+        try:
+            env = proc.environ()
+        except psutil.AccessDenied:  # another account's: its arguments and uid must do
+            env = None
+        marker = os.environ.get(MARKER)
+        if env is not None and (not env.get(KEY_ENV) or (marker and env.get(MARKER) != marker)):
+            return None  # started by hand or by another workbench
+        key = (env or {}).get(KEY_ENV) or ""
+        if key_of is not None:
+            key = key_of(args.model_base_path, args.model_name, args.rest_api_port)
+        if not key:
+            return None
         created = proc.create_time()
         batching = check_batching(
             {"max_batch_size": args.max_batch_size, "batch_timeout_ms": args.batch_timeout_ms}
@@ -101,7 +120,7 @@ def record_of(
         "name": endpoint[1],
         "base_path": args.model_base_path,
         "port": args.rest_api_port,
-        "key": env[KEY_ENV],
+        "key": key,
         "batching": batching,
         "pid": proc.pid,
         "create_time": created,
@@ -110,14 +129,16 @@ def record_of(
 
 
 def running_endpoints(
-    data_root: Path, account_of: Callable[[str], Any] | None = None
+    data_root: Path,
+    uid_of: Callable[[str], int | None] | None = None,
+    key_of: Callable[[str, str, int], str] | None = None,
 ) -> list[dict[str, Any]]:
     """A record for each endpoint process of this data root that runs now, oldest first."""
     found = []
     for proc in psutil.process_iter():
         if proc.pid == os.getpid():
             continue
-        record = record_of(proc, data_root, account_of)
+        record = record_of(proc, data_root, uid_of, key_of)
         if record is not None:
             found.append(record)
     return sorted(found, key=lambda r: r["create_time"])

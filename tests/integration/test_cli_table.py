@@ -16,7 +16,7 @@ from hubforge.processes import free_port
 from hubforge.workbench import SOURCE_TREE
 from tests.kernel import execute
 from tests.notebooks import training_notebook
-from tests.workbench import HUBFORGE, hubforge
+from tests.workbench import HUBFORGE, hubforge, service_dir
 
 TESTS = Path(__file__).resolve().parents[1]
 
@@ -171,7 +171,7 @@ def test_reset_password_then_log_in_with_it(tmp_path):
         "users", "reset-password", "ola", "--password-stdin", data_dir=data, input="new-pass-42\n"
     )
     assert r.returncode == 0 and "New password for ola: new-pass-42" in r.stdout
-    store = PasswordStore(data / "state" / "passwords.json")
+    store = PasswordStore(service_dir(data) / "passwords.json")
     assert store.verify("ola", "new-pass-42") == {"name": "ola", "admin": False}
     r = hubforge("users", "list", data_dir=data)
     assert r.stdout.splitlines() == ["ola"]

@@ -10,7 +10,7 @@ import subprocess
 
 import pytest
 
-from tests.workbench import HUBFORGE, start_workbench
+from tests.workbench import HUBFORGE, service_dir, start_workbench
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
 CONFIG = 'c.Workbench.label_studio_python = ""\n'
@@ -41,14 +41,14 @@ def test_with_two_running_the_cli_refuses_to_guess_and_with_one_uses_it(tmp_path
         # nothing was done to either: both still run, nobody was added
         assert first.proc.poll() is None and second.proc.poll() is None
         for wb in (first, second):
-            assert "carol" not in (wb.data_dir / "state" / "passwords.json").read_text()
+            assert "carol" not in (service_dir(wb.data_dir) / "passwords.json").read_text()
         # the last `up` (second) stops: commands act on the one still running, not on it
         second.down()
         added = cli("users", "add", "carol", xdg=xdg)
         assert added.returncode == 0, added.stderr
         assert f"Workbench: {tmp_path / 'first'}" in added.stderr
-        assert "carol" in (first.data_dir / "state" / "passwords.json").read_text()
-        assert "carol" not in (second.data_dir / "state" / "passwords.json").read_text()
+        assert "carol" in (service_dir(first.data_dir) / "passwords.json").read_text()
+        assert "carol" not in (service_dir(second.data_dir) / "passwords.json").read_text()
         status = cli("status", xdg=xdg)
         assert status.returncode == 0 and str(tmp_path / "first") in status.stdout, status
     finally:

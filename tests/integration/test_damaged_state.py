@@ -13,7 +13,7 @@ from hubforge.gpus import GpuAllocator
 from hubforge.jobs.errors import JobError
 from hubforge.jobs.local import LocalJobBackend
 from hubforge.jobs.store import JobStore
-from tests.workbench import hubforge, start_workbench
+from tests.workbench import hubforge, service_dir, start_workbench
 
 
 def finished_job(root, owner: str, job_id: str, created: float) -> JobStore:
@@ -86,7 +86,7 @@ def test_damaged_gpu_allocations_are_kept_aside_and_start_empty(tmp_path):
 def test_cli_names_a_damaged_password_file_and_leaves_it(tmp_path):
     data = tmp_path / "wb"
     assert hubforge("users", "add", "ann", data_dir=data).returncode == 0
-    passwords = data / "state" / "passwords.json"
+    passwords = service_dir(data) / "passwords.json"
     damaged = truncate(passwords)
     for args in (["users", "list"], ["users", "add", "bob"], ["up", "--port", "1"]):
         r = hubforge(*args, data_dir=data)
@@ -111,7 +111,7 @@ def test_service_starts_with_damaged_endpoint_records_and_keeps_them_aside(tmp_p
         assert status.status_code == 200, status.text
         r = wb.api("GET", "services/hubforge/api/endpoints", token)
         assert r.status_code == 200 and r.json() == {"endpoints": []}, r.text
-        (aside,) = (data / "state").glob("endpoints.json.damaged-*")
+        (aside,) = service_dir(data).glob("endpoints.json.damaged-*")
         assert aside.read_text() == '{"ann/clf": {"owner": "ann", "na'
         r = wb.api(
             "POST",

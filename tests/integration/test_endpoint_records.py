@@ -15,7 +15,7 @@ import requests
 
 from hubforge.serving.local import LocalEndpointBackend
 from tests.models import keras_model
-from tests.workbench import start_workbench
+from tests.workbench import service_dir, start_workbench
 
 ROW = {"instances": [[1, 2, 3, 4]]}
 
@@ -166,7 +166,7 @@ def test_gateway_keeps_serving_every_user_with_truncated_records(tmp_path, expor
             shutil.copytree(export, mine)
             r = wb.api("POST", api, tokens[owner], json={"name": "clf", "model_dir": str(mine)})
             assert r.status_code == 201, r.text
-        records = data / "state" / "endpoints.json"
+        records = service_dir(data) / "endpoints.json"
         truncate(records)
 
         for owner, answer in (("ann", 11.0), ("bob", 12.0)):

@@ -126,7 +126,9 @@ def attempt(name, action):
     except Exception as e:
         results[name] = f"{type(e).__name__}: {e}"
 data = pathlib.Path(%(data)r)
-attempt("read passwords", lambda: (data / "state" / "passwords.json").read_text())
+attempt("read passwords", lambda: (data / "service" / "passwords.json").read_text())
+attempt("list the service's files", lambda: os.listdir(data / "service"))
+attempt("read the endpoint keys", lambda: (data / "service" / "endpoints.secret").read_text())
 attempt("read service token", lambda: (data / "state" / "service-token").read_text())
 attempt("read hub database", lambda: (data / "state" / "hub" / "jupyterhub.sqlite").read_bytes())
 attempt("list ana's home", lambda: os.listdir(data / "homes" / "iso-ana"))
@@ -672,8 +674,6 @@ def test_what_a_users_code_prints_stays_in_their_own_log(iso):
 # What still runs as root, by design for now (issue #29 moves the service to an account of
 # its own next; the hub runs as hf<wb>_hub): anything else found as root fails the test.
 STILL_ROOT = (
-    "hubforge.service.app",
-    "hubforge.keeper",
     "hubforge.logsink",
     "hubforge.privileged",
     "hubforge up",
@@ -727,6 +727,10 @@ def test_a_census_of_the_workbench_finds_no_unexpected_root_process(iso):
     hubs = {user for user, command in census if "-m jupyterhub " in command + " "}
     relays = {user for user, command in census if "hubforge.helper_client" in command}
     assert hubs == {hub} and relays == {hub}, census
+    # the hubforge service and its keeper run as the service's own account
+    service = accounts.service_account_name("svc", wb.state_dir)
+    services = {user for user, command in census if "hubforge.service.app" in command}
+    assert services == {service}, census
 
 
 def test_kernels_offer_no_debugger_that_would_listen_on_loopback(iso):

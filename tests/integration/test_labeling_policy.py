@@ -399,7 +399,7 @@ def test_label_studio_runs_as_its_own_account_and_cannot_read_the_state(workbenc
             "    except PermissionError:\n"
             "        print('denied')\n",
             str(workbench.state_dir / "service-token"),
-            str(workbench.state_dir / "passwords.json"),
+            str(workbench.service_dir / "passwords.json"),
         ],
         capture_output=True,
         text=True,

@@ -101,7 +101,7 @@ def test_other_users_cannot_reach_the_endpoint_process_on_loopback(workbench, sa
     assert "key" not in record and all(
         "key" not in e for e in workbench.api("GET", API, sam).json()["endpoints"]
     )
-    state = json.loads((workbench.data_dir / "state" / "endpoints.json").read_text())
+    state = json.loads((workbench.service_dir / "endpoints.json").read_text())
     port = state["sam/scorer"]["port"]
     rows = {"instances": [[1, 1, 1, 1]]}
     for method, path, body in (

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from hubforge.workbench import SOURCE_TREE
-from tests.workbench import hubforge
+from tests.workbench import hubforge, service_dir
 
 
 @pytest.fixture
@@ -84,7 +84,7 @@ def test_users_commands(data):
     assert r.returncode == 0, r.stderr
     r = hubforge("users", "list", data_dir=data)
     assert r.stdout.split("\n")[:2] == ["alice", "bob  (admin)"]
-    passwords = data / "state" / "passwords.json"
+    passwords = service_dir(data) / "passwords.json"
     assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
     assert "a-long-secret" not in passwords.read_text()
 

@@ -21,6 +21,7 @@ from hubforge import accounts, confined, examples
 from hubforge.accounts import Account
 from hubforge.confined import UnsafeEntry
 from hubforge.jobs.store import JobStore
+from hubforge.owner_files import Local
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0, reason="root's own handling of users' folders is what is tested: run as root"
@@ -149,12 +150,12 @@ def test_a_job_folder_is_never_made_through_a_link(place: Path):
     """N9: bob's jobs/ is a link to root's folder: submitting makes nothing there."""
     area, victim = place / "users" / "bob", place / "victim"
     (area / "jobs").symlink_to(victim)
-    store = JobStore(area / "jobs" / "planted-1")
+    store = JobStore(area / "jobs" / "planted-1", Local(area, bob()))
     with pytest.raises(UnsafeEntry, match="link"):
-        store.create({"id": "planted-1"}, "print('planted')", (NOBODY, NOBODY))
+        store.create({"id": "planted-1"}, "print('planted')", private=True)
     untouched(victim)
     (area / "jobs").unlink()
-    store.create({"id": "planted-1"}, "print('mine')", (NOBODY, NOBODY))
+    store.create({"id": "planted-1"}, "print('mine')", private=True)
     for name in ("jobs", "jobs/planted-1", "jobs/planted-1/logs", "jobs/planted-1/script.py"):
         assert os.lstat(area / name).st_uid == NOBODY, name
     assert stat.S_IMODE(os.lstat(area / "jobs" / "planted-1").st_mode) == 0o700
