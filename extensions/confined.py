@@ -86,7 +86,10 @@ def _open_folder(name: str, fd: int, here: Path) -> int:
         return os.open(name, _DIR, dir_fd=fd)
     except OSError as e:
         if e.errno in (errno.ELOOP, errno.ENOTDIR):
-            raise UnsafeEntry(f"{here} changed into a link while it was copied") from None
+            raise UnsafeEntry(
+                f"{here} is a link or not a folder (it may have just changed into one); the "
+                "workbench never follows links in your area (remove the link)"
+            ) from None
         raise
 
 

@@ -2,7 +2,8 @@
 
 A handler that lets one of these escape answers with its status and message, never a 500
 with a traceback: a damaged state file (503, naming the file), a full disk (507, naming the
-path), the engines' own errors (their status)."""
+path), the engines' own errors (their status), a link in the user's folder (409), the
+privileged helper out of reach (503)."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def as_http_error(error: BaseException) -> web.HTTPError | None:
         )
     if isinstance(error, JobError):
         return web.HTTPError(error.status, str(error))
+    from .confined import UnsafeEntry
+    from .helper_client import HelperError
+
+    if isinstance(error, UnsafeEntry):  # a link in the user's own folder: theirs to remove
+        return web.HTTPError(409, str(error))
+    if isinstance(error, HelperError):  # the privileged helper is not there (being restarted)
+        return web.HTTPError(503, f"{error}. Try again in a moment")
     if isinstance(error, ServingError):
         return web.HTTPError(error.status if error.status != 500 else 502, str(error))
     return None

@@ -100,7 +100,10 @@ class LocalJobBackend(JobBackend):
             with contextlib.suppress(OSError, UnsafeEntry):
                 store.files.remove(store._relative(""))
             raise
-        self._start_supervisor(store, uid)
+        try:
+            self._start_supervisor(store, uid)
+        except UnsafeEntry as e:  # its log became a link: nothing was started
+            raise JobError(f"Not submitted: {e}", 409) from None
         return self.get(owner, job_id)
 
     def _start_supervisor(self, store: JobStore, uid: int | None = None) -> None:
@@ -123,7 +126,10 @@ class LocalJobBackend(JobBackend):
             cwd=store.path,
         )
         self.index.add(owner, store.id, supervisor, uid)  # before the owner's record
-        store.update(supervisor=supervisor)
+        # job.json is the owner's: if it cannot be rewritten (a link swapped in), the
+        # supervisor still runs the job and the index still finds it
+        with contextlib.suppress(UnsafeEntry, DamagedStateFile, FileNotFoundError):
+            store.update(supervisor=supervisor)
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
         store = self.store(owner, job_id)
@@ -156,12 +162,18 @@ class LocalJobBackend(JobBackend):
                 if "job.json" not in files.listdir(f"jobs/{name}"):
                     continue  # being made right now, or not a job
             except (UnsafeEntry, NotADirectoryError) as e:
-                records.append(JobStore(folder / name, files).damaged_record(owner, e))
+                with contextlib.suppress(FileNotFoundError, UnsafeEntry):  # gone meanwhile
+                    records.append(JobStore(folder / name, files).damaged_record(owner, e))
                 continue
             try:
                 records.append(self.get(owner, name))
+            except JobNotFound:
+                continue  # removed while the list was made
             except JobError as e:  # one damaged job.json: list it as such, list the rest
-                record = JobStore(folder / name, files).damaged_record(owner, e)
+                try:
+                    record = JobStore(folder / name, files).damaged_record(owner, e)
+                except (FileNotFoundError, UnsafeEntry):
+                    continue
                 known = self.index.get(owner, name)
                 record["running"] = known is not None and alive(known)  # counts for limits
                 records.append(record)

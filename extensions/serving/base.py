@@ -135,14 +135,15 @@ class EndpointBackend(ABC):
         area = files.area
         try:
             path = files.resolve(os.path.abspath(model_dir))
+            real_area = files.resolve(area)  # the data folder may be reached through a link
         except (UnsafeEntry, OSError) as e:
             raise BadRequest(f"{model_dir}: {e}") from None
-        if area not in path.parents:
+        if real_area not in path.parents:
             raise BadRequest(
                 f"{model_dir} is outside your data area {area}: deploy what a job "
                 "exported (its model folder) or copy the model there"
             )
-        inside = path.relative_to(area)
+        inside = path.relative_to(real_area)
         try:
             found = files.lstat(inside / "saved_model.pb")
         except (UnsafeEntry, OSError):

@@ -198,7 +198,7 @@ class LocalEndpointBackend(EndpointBackend):
         self.areas.prepare(owner)
         files = self.areas.of(owner)
         base, version = self.add_version(owner, name, model_dir, version, files)
-        added = files.resolve(os.path.abspath(model_dir)) != base / str(version)
+        added = files.resolve(os.path.abspath(model_dir)) != files.resolve(base / str(version))
         try:
             try:
                 return self._deploy(owner, name, base, version, settings)

@@ -190,7 +190,7 @@ def test_files_are_written_and_read_as_their_owner(helper):
         assert os.lstat(path).st_uid == helper.uid("ana"), path
     assert stat.S_IMODE(os.lstat(record.parent).st_mode) == 0o700
     assert helper.call("ana", "read", "jobs/j-1/job.json", 10)["result"] == '"pending"}'
-    assert helper.call("ana", "listdir", "jobs")["result"] == ["j-1"]
+    assert "j-1" in helper.call("ana", "listdir", "jobs")["result"]
     assert helper.call("ana", "lstat", "jobs/j-1")["result"]["kind"] == "folder"
     assert helper.call("ana", "read", "jobs/none.json")["result"] is None
     assert helper.call("ana", "remove", "jobs/j-1")["ok"]
