@@ -261,7 +261,7 @@ def _stop_hub(hub: subprocess.Popen, workbench: Workbench, stop_jobs: bool = Tru
 def _proxy_account(workbench: Workbench) -> None:
     """With per-user accounts the hub starts its proxy as ``hf<wb>_proxy`` (see
     hubforge.hub.config.proxy_command); the account is made here, by root, before the hub."""
-    if workbench.isolation != "accounts" or workbench.port < 1024:
+    if workbench.isolation != "accounts":
         return
     from .accounts import AccountError, ensure_service_account
 

@@ -17,6 +17,7 @@ import json
 import os
 import pwd
 import select
+import shutil
 import signal
 import socket
 import subprocess
@@ -48,6 +49,21 @@ def _popen_account(user: str | None) -> dict[str, Any]:
         return {}
     entry = pwd.getpwnam(user)
     return {"user": entry.pw_uid, "group": entry.pw_gid, "extra_groups": []}
+
+
+def low_port_prefix(user: str) -> list[str]:
+    """What starts a command as ``user`` with only the capability to bind ports below 1024
+    (an ambient CAP_NET_BIND_SERVICE, nothing else of root's): the proxy of a workbench on
+    port 80 or 443 never runs as root (util-linux's setpriv, on every Debian)."""
+    entry = pwd.getpwnam(user)
+    caps = "-all,+net_bind_service"
+    return [
+        shutil.which("setpriv") or "setpriv",
+        *(f"--reuid={entry.pw_uid}", f"--regid={entry.pw_gid}", "--clear-groups"),
+        *(f"--inh-caps={caps}", f"--ambient-caps={caps}", f"--bounding-set={caps}"),
+        "--pdeathsig=TERM",  # a change of uid clears the one set before: set it again
+        "--",
+    ]
 
 
 def _die_with_helper() -> None:
@@ -107,8 +123,11 @@ def start(request: dict[str, Any], fds: list[int]) -> subprocess.Popen:
     env.update({k: v for k, v in given.items() if k.startswith(PASSED_ON) or k in PASSED_ON_NAMES})
     out = fds[0] if fds else subprocess.DEVNULL
     err = fds[1] if len(fds) > 1 else out
+    command, account = [*entry["command"], *args], _popen_account(entry.get("user"))
+    if entry.get("bind_below_1024") and entry.get("user"):
+        command, account = [*low_port_prefix(entry["user"]), *command], {}
     return subprocess.Popen(
-        [*entry["command"], *args],
+        command,
         env=env,
         cwd=entry.get("cwd") or "/",
         stdin=subprocess.DEVNULL,
@@ -116,7 +135,7 @@ def start(request: dict[str, Any], fds: list[int]) -> subprocess.Popen:
         stderr=err,
         start_new_session=True,
         preexec_fn=_die_with_helper,
-        **_popen_account(entry.get("user")),
+        **account,
     )
 
 

@@ -48,7 +48,8 @@ def proxy_command(workbench: Workbench) -> list[str]:
     """configurable-http-proxy; with per-user accounts started by the privileged helper as
     the workbench's own ``hf<wb>_proxy`` account (made by `hubforge up`) through a relay of
     the hub's (see :func:`proxy_entry`): no shared component keeps root it does not need.
-    A port below 1024 needs root to bind: the proxy keeps root then (say so in the docs)."""
+    A port below 1024 is bound with that one capability (CAP_NET_BIND_SERVICE), never as
+    root (see :func:`hubforge.hub_services.low_port_prefix`)."""
     if workbench.isolation != "accounts":
         return [find_proxy()]
     return [*relay_command(workbench), "proxy", "--"]
@@ -59,8 +60,10 @@ def proxy_entry(workbench: Workbench) -> dict[str, Any]:
     from hubforge.accounts import service_account_name
 
     name = service_account_name("proxy", workbench.state_dir)
-    user = None if workbench.port < 1024 else name
-    return {"name": "proxy", "command": [find_proxy()], "user": user}
+    entry = {"name": "proxy", "command": [find_proxy()], "user": name}
+    if workbench.port < 1024:
+        entry["bind_below_1024"] = True
+    return entry
 
 
 def service_token(workbench: Workbench) -> str:

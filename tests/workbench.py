@@ -248,6 +248,7 @@ def start_workbench(
     timeout: float = 300,
     label_studio: bool | None = None,
     xdg: Path | None = None,
+    port: int | None = None,
 ) -> RunningWorkbench:
     """`hubforge up` as a subprocess; returns once the hub answers through the proxy and,
     with ``label_studio``, once Label Studio has finished its first start (a database
@@ -258,7 +259,7 @@ def start_workbench(
     STARTED.append(data_dir)
     config_file = data_dir / "hubforge_config.py"
     config_file.write_text(config)
-    port = free_port()
+    port = port or free_port()
     log = data_dir / "up.log"
     with log.open("wb") as out:
         log.chmod(0o600)  # the hub's log: for the tests' eyes only, as a terminal would be
