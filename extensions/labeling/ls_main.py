@@ -243,6 +243,14 @@ def _first_use(signature: str, expires: int) -> bool:
         return True
 
 
+def cookie_path(prefix: str) -> str:
+    """Label Studio's own path on the hub's origin: its session and CSRF cookies go there
+    and nowhere else (users' servers share the origin and would be sent them)."""
+    from urllib.parse import quote
+
+    return quote(prefix.rstrip("/"), safe="/@%") + "/"
+
+
 def login(environ, start_response, prefix: str):
     """Signed one-minute links from the hubforge service log a user into the UI."""
     import hashlib
@@ -290,15 +298,15 @@ def login(environ, start_response, prefix: str):
     django_login(request, user, backend="django.contrib.auth.backends.ModelBackend")
     request.session["last_login"] = time.time()  # its inactivity check logs out without it
     request.session.save()
+    name = settings.SESSION_COOKIE_NAME
     cookie = (
-        f"{settings.SESSION_COOKIE_NAME}={request.session.session_key}; Path=/; HttpOnly; "
-        "SameSite=Lax"
+        f"{name}={request.session.session_key}; Path={cookie_path(prefix)}; HttpOnly; SameSite=Lax"
     )
     location = quote(prefix + next_path, safe="/?=&%@")
     used = f"{BIND_COOKIE}=; Path={quote(prefix, safe='/@%')}/hubforge/login; Max-Age=0"
-    start_response(
-        "302 Found", [("Location", location), ("Set-Cookie", cookie), ("Set-Cookie", used)]
-    )
+    old = f"{name}=; Path=/; Max-Age=0"  # one of an earlier version, sent to every path
+    headers = [("Location", location), ("Set-Cookie", old), ("Set-Cookie", cookie)]
+    start_response("302 Found", [*headers, ("Set-Cookie", used)])
     return [b""]
 
 
@@ -1326,6 +1334,8 @@ def serve(args: argparse.Namespace, gate: Gate) -> None:
     sys.modules.setdefault("hubforge_ls_policy", sys.modules[__name__])
     if POLICY not in settings.MIDDLEWARE:
         settings.MIDDLEWARE = [*settings.MIDDLEWARE, POLICY]
+    # its cookies go to Label Studio only, never to users' servers on the same origin
+    settings.SESSION_COOKIE_PATH = settings.CSRF_COOKIE_PATH = cookie_path(args.prefix)
     gate.app = StripPrefix(get_wsgi_application(), args.prefix)
     print(f"label studio: ready on {args.host}:{args.port}{args.prefix}/", flush=True)
 

@@ -35,6 +35,11 @@ def test_links_work_once_expire_soon_and_need_the_service_key(workbench):
     browser = _browser(origin, link)
     first = browser.get(origin + link, allow_redirects=False, timeout=30)
     assert first.status_code == 302 and "sessionid" in first.headers.get("Set-Cookie", "")
+    # the session goes to Label Studio's path only, never to users' servers on the origin
+    session = [c for c in first.cookies if c.name == "sessionid"]
+    label_studio = link.split("/hubforge/login")[0] + "/"
+    assert [c.path for c in session] == [label_studio], first.headers
+    assert not browser.cookies.get("sessionid", path="/"), "a session cookie for every path"
     again = _browser(origin, link).get(origin + link, allow_redirects=False, timeout=30)
     assert again.status_code == 403 and "expired or is not valid" in again.text
 
