@@ -396,7 +396,10 @@ def provision(environ, start_response):
         Token.objects.filter(user__email=email).delete()
         return _reply(start_response, "200 OK", {"email": email, "revoked": True})
     try:
-        account = _user_and_org(email, None, None, False, body.get("organization_of"))
+        # "made_by_hubforge": the service's own records name this account as one it made
+        # (an account of an earlier version, before MADE_BY_HUBFORGE existed)
+        vouched = body.get("made_by_hubforge") is True
+        account = _user_and_org(email, None, None, False, body.get("organization_of"), vouched)
     except LookupError as e:
         return _reply(start_response, "409 Conflict", {"error": str(e)})
     return _reply(start_response, "200 OK", account)

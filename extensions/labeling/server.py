@@ -224,8 +224,11 @@ class Accounts:
         with self._lock:
             known = read_json(self.path, {}) or {}
             # an entry made under another e-mail (the old, lossy encoding) is not this user's
-            if key not in known or known[key].get("email") != email:
-                known[key] = self._provision(email, organization_of)
+            if key not in known or known[key].get("email") != email or known[key].get("revoked"):
+                # an account this service made before (revoked when sharing ended) is its
+                # own to take back, even one made before Label Studio recorded who made it
+                vouch = key in known and known[key].get("email") == email
+                known[key] = self._provision(email, organization_of, vouch)
                 write_json(self.path, known, mode=0o600)
             return {**known[key], "api_url": self.api_url}
 
@@ -251,8 +254,11 @@ class Accounts:
             shares["by_owner"][owner] = members
             write_json(self.shares_path, shares, mode=0o600)
             known = read_json(self.path, {}) or {}
-            if known.pop(_teammate_key(member, owner), None) is not None:
+            key = _teammate_key(member, owner)
+            if key in known and not known[key].get("revoked"):
                 self._post({"email": _teammate_email(member, owner), "revoke": True})
+                # kept, marked: this service made the account and may take it back
+                known[key] = {"email": known[key].get("email"), "revoked": True}
                 write_json(self.path, known, mode=0o600)
         return members
 
@@ -275,11 +281,18 @@ class Accounts:
             time.sleep(0.5)
         raise LabelingUnavailable(said)
 
-    def _provision(self, email: str, organization_of: str | None = None) -> dict[str, Any]:
+    def _provision(
+        self, email: str, organization_of: str | None = None, vouch: bool = False
+    ) -> dict[str, Any]:
+        """The account ``email`` from Label Studio (made once); ``vouch``: this service
+        made it before (its own records say so), so Label Studio takes it back as Hubforge's
+        even if it was made before it recorded that."""
         self.wait_ready()
-        body = {"email": email}
+        body: dict[str, Any] = {"email": email}
         if organization_of:
             body["organization_of"] = organization_of
+        if vouch:
+            body["made_by_hubforge"] = True
         return self._post(body)
 
     def add_storages(

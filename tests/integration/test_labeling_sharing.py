@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
+import sqlite3
 import subprocess
 import sys
 from concurrent.futures import ThreadPoolExecutor
@@ -111,6 +113,21 @@ def test_teammates_share_a_project_and_never_get_the_same_item(
     with pytest.raises(httpx.HTTPStatusError) as refused:
         sam_view.next_item()
     assert refused.value.response.status_code == 401
+
+    # sharing again gives sam back his account, even one made before Label Studio recorded
+    # which accounts Hubforge made (an earlier version's: outside the hubforge-accounts
+    # group); the service's own records vouch for it
+    database = workbench.data_dir / "label-studio" / "label_studio.sqlite3"
+    with contextlib.closing(sqlite3.connect(database, timeout=30)) as db, db:
+        removed = db.execute(
+            "DELETE FROM htx_user_groups WHERE user_id = ?", (sam_account["id"],)
+        ).rowcount
+    assert removed == 1
+    as_user("sally")
+    assert labeling.share("sam") == ["sam"]
+    as_user("sam")
+    again = labeling.open_project("team reviews", owner="sally")
+    assert again.progress["total"] == 16
 
 
 def test_account_provisioning_refuses_everyone_but_the_service(workbench):
