@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import os
 import secrets
 import signal
@@ -22,6 +23,8 @@ from .errors import JobError, JobNotFound
 from .index import SupervisorIndex
 from .spec import JobSpec
 from .store import TERMINAL, JobStore, summarize_progress
+
+log = logging.getLogger(__name__)
 
 
 def new_job_id(name: str) -> str:
@@ -106,7 +109,36 @@ class LocalJobBackend(JobBackend):
             raise JobError(f"Not submitted: {e}", 409) from None
         return self.get(owner, job_id)
 
-    def _start_supervisor(self, store: JobStore, uid: int | None = None) -> None:
+    def resume_interrupted(self) -> list[str]:
+        """Start again the jobs whose supervisor was stopped mid-run by a crash of the whole
+        workbench (kill -9, a power cut): those the service's own index lists, not ended,
+        with no supervisor running. Each resumes from its last checkpoint, counted as a
+        restart with the reason in its history. Run as the service starts; their ids."""
+        resumed = []
+        for entry in self.index.entries():
+            owner, job_id = entry.get("owner"), entry.get("id")
+            if not isinstance(owner, str) or not isinstance(job_id, str) or alive(entry):
+                continue
+            try:
+                store = self.store(owner, job_id)
+                record = store.read()
+            except (JobNotFound, JobError, DamagedStateFile, UnsafeEntry, OSError):
+                continue  # its folder is gone or damaged: get() says so when asked
+            if record.get("state") in TERMINAL:
+                self.index.remove(owner, job_id)
+                continue
+            try:
+                uid = self.areas.uid_of(owner) if self.areas.separate else None
+                self._start_supervisor(store, uid, resume="the workbench stopped while the job ran")
+            except (UnsafeEntry, OSError) as e:
+                log.error("Job %s of %s not resumed: %s", job_id, owner, e)
+                continue
+            resumed.append(job_id)
+        return resumed
+
+    def _start_supervisor(
+        self, store: JobStore, uid: int | None = None, resume: str | None = None
+    ) -> None:
         owner = store.path.parent.parent.name
         env = workload_env(
             HUBFORGE_DATA=str(self.data_root),
@@ -120,7 +152,7 @@ class LocalJobBackend(JobBackend):
         # Detached: the job outlives the kernel, the user's server and the hub.
         supervisor = store.files.spawn(
             "job-supervisor",
-            [str(store.path)],
+            [str(store.path), *(["--resume", resume] if resume else [])],
             store._relative("supervisor.log"),
             env=env,
             cwd=store.path,

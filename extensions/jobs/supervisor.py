@@ -166,13 +166,58 @@ class Supervisor:
             replicas[name] = {"state": state, "pid": proc.pid, "exit_code": code}
         self.record = self.update(replicas=replicas, last_outcome=outcome)
 
-    def run(self) -> int:
+    def run(self, resume: str | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         try:
+            if resume is not None and not self.resume(resume):
+                return 1
             return self.attempts()
         except BaseException:
             self.stop_group()  # whatever went wrong, no worker outlives its supervisor
             raise
+
+    def resume(self, why: str) -> bool:
+        """Take over a job whose supervisor was stopped mid-run (``why``: by what): its
+        workers left over are stopped, the next attempt counts as a restart and resumes
+        from the last checkpoint (BackupAndRestore); False when no restart is left."""
+        self.stop_leftovers()
+        restarts = self.record.get("restarts", 0)
+        history = [*self.record.get("history", []), {"time": time.time(), "event": why}]
+        if restarts >= self.spec["max_restarts"]:
+            self.update(
+                state="failed",
+                history=history,
+                reason=f"{why}, after {restarts} restart(s): no restart left "
+                f"(max_restarts={self.spec['max_restarts']})",
+            )
+            return False
+        self.record = self.update(
+            state="restarting",
+            restarts=restarts + 1,
+            history=history,
+            reason=f"{why}; resuming from its last checkpoint ({restarts + 1}/"
+            f"{self.spec['max_restarts']})",
+        )
+        return True
+
+    def stop_leftovers(self) -> None:
+        """Workers of this job still running from before (their supervisor was killed
+        alone): stopped, so no two attempts train at once. Only this account's processes
+        running this job's script are touched."""
+        import psutil
+
+        script = str(self.store.script_file)
+        for proc in psutil.process_iter(["uids", "cmdline"]):
+            try:
+                cmdline = proc.info["cmdline"] or []
+                if (
+                    proc.info["uids"].real == os.getuid()
+                    and "hubforge.jobs.runner" in cmdline
+                    and script in cmdline
+                ):
+                    proc.kill()
+            except (psutil.Error, TypeError):
+                continue
 
     def attempts(self) -> int:
         """Run the group until it succeeds, is stopped, or a restart would not help."""
@@ -222,7 +267,15 @@ class Supervisor:
 
 
 def main() -> None:
-    sys.exit(Supervisor(sys.argv[1]).run())
+    import argparse
+
+    parser = argparse.ArgumentParser(prog="python -m hubforge.jobs.supervisor")
+    parser.add_argument("job_dir")
+    parser.add_argument(
+        "--resume", metavar="WHY", help="take over a job whose supervisor was stopped mid-run"
+    )
+    args = parser.parse_args()
+    sys.exit(Supervisor(args.job_dir).run(resume=args.resume))
 
 
 if __name__ == "__main__":

@@ -106,6 +106,7 @@ class HubforgeService(Application):
         self.endpoints = backend_class(
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
+        self.jobs = jobs
         self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
         self.culler = IdleCuller.from_workbench(
             workbench,
@@ -153,6 +154,12 @@ class HubforgeService(Application):
 
     async def _serve(self, workbench: Workbench) -> None:
         app = self.make_app(workbench)
+        # jobs a crash of the whole workbench interrupted resume before anyone asks for them
+        # (a job asked about with no supervisor running is reported killed)
+        resume = getattr(self.jobs, "resume_interrupted", None)
+        resumed = await asyncio.to_thread(resume) if resume else []
+        if resumed:
+            self.log.info("Resumed jobs the workbench's stop interrupted: %s", ", ".join(resumed))
         url = urlparse(self.service_url)
         app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.reconcile.start()
