@@ -182,6 +182,9 @@ def relay_command(workbench: Workbench) -> list[str]:
 
 def configure(c: Any, config_path: str | None = None) -> Workbench:
     """Fill JupyterHub config ``c`` for the local workbench."""
+    from hubforge.hub import full_disk
+
+    full_disk.install()  # a full disk never turns a valid token away
     workbench = load_workbench(config_path)
     workbench.prepare()
     token = service_token(workbench)

@@ -216,8 +216,12 @@ def test_disk_full_answers_507_and_recovers_at_once(wb, user, small_disk):
         pytest.skip("filling a disk safely needs a tmpfs of its own, which needs root")
     filler = wb.data_dir / "filler"
     export = wb.data_dir / "hdfs" / "users" / "fay" / "exports" / "1"
+    cold = wb.create_user("cole")  # a token neither the hub nor the service saw in use yet
     try:
         fill(filler)
+        # token checks do not need the disk: the cold token is who it says (it got 403)
+        r = wb.api("GET", "services/hubforge/api/status", cold)
+        assert r.status_code == 200 and r.json()["identity"]["name"] == "cole", r.text
         r = wb.api(
             "POST",
             "services/hubforge/api/jobs",
