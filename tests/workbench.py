@@ -29,6 +29,8 @@ def xdg_state(data_dir: Path) -> Path:
 def hubforge(*args: str, data_dir: Path, input: str | None = None, timeout: float = 120):
     """Run the hubforge CLI; returns the CompletedProcess."""
     passable(data_dir)
+    if data_dir not in STARTED:  # it may make the workbench's accounts (removed at the end)
+        STARTED.append(data_dir)
     return subprocess.run(
         [*HUBFORGE, *args, "--data-dir", str(data_dir)],
         capture_output=True,

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import grp
 import os
+import pwd
 import stat
 import subprocess
 import sys
@@ -10,7 +12,7 @@ import sys
 import pytest
 
 from hubforge.workbench import SOURCE_TREE
-from tests.workbench import hubforge, service_dir
+from tests.workbench import hubforge, isolated, service_dir
 
 
 @pytest.fixture
@@ -85,7 +87,18 @@ def test_users_commands(data):
     r = hubforge("users", "list", data_dir=data)
     assert r.stdout.split("\n")[:2] == ["alice", "bob  (admin)"]
     passwords = service_dir(data) / "passwords.json"
-    assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
+    if isolated():  # the service's file; the hub's group (and no one else) may read it
+        from hubforge import accounts
+
+        info = passwords.stat()
+        assert stat.S_IMODE(info.st_mode) == 0o640
+        hub, svc = (accounts.service_account_name(r, data / "state") for r in ("hub", "svc"))
+        assert (pwd.getpwuid(info.st_uid).pw_name, grp.getgrgid(info.st_gid).gr_name) == (
+            svc,
+            hub,
+        )
+    else:
+        assert stat.S_IMODE(passwords.stat().st_mode) == 0o600
     assert "a-long-secret" not in passwords.read_text()
 
     r = hubforge("users", "add", "alice", data_dir=data)
