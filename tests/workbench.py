@@ -298,7 +298,9 @@ def start_workbench(
     else:
         proc.kill()
         raise RuntimeError(f"hubforge up did not start:\n{log.read_text()}")
-    creds = (service_dir(data_dir) / "initial-admin.txt").read_text()
+    # where this workbench keeps the service's files (its config may set the isolation)
+    kept = [d / "initial-admin.txt" for d in (data_dir / "service", data_dir / "state")]
+    creds = next(p for p in kept if p.exists()).read_text()
     password = creds.split("password:")[1].split()[0]
     wb = RunningWorkbench(data_dir, url, proc, log, password)
     if label_studio is None:  # tests that turn it off say so in their config
