@@ -41,18 +41,20 @@ def _kind(value: Any, feature: str) -> tuple[str, Any]:
     raise BadRequest(f"Feature: {feature} has element with unexpected JSON type: {kind}")
 
 
-def example_from_json(value: Any) -> Any:
-    """One ``tf.train.Example`` from a JSON object of features, or BadRequest."""
-    from tensorflow.core.example import example_pb2
+Features = dict[str, tuple[str | None, list[Any]]]  # name -> (kind, values)
 
+
+def features_from_json(value: Any) -> Features:
+    """The features of one example from a JSON object (name -> (kind, values)), or
+    BadRequest with TF Serving's message."""
     if not isinstance(value, dict):
         kind = {list: "Array", str: "String", type(None): "Null"}.get(type(value), "Number")
         raise BadRequest(f"Example must be JSON object but got JSON {kind}")
-    example = example_pb2.Example()
+    features: Features = {}
     for name, content in value.items():
         values = content if isinstance(content, list) else [content]
-        feature = example.features.feature[name]
-        kind = None
+        kind: str | None = None
+        items = []
         for item in values:
             item_kind, item_value = _kind(item, name)
             if kind not in (None, item_kind):
@@ -61,13 +63,64 @@ def example_from_json(value: Any) -> Any:
                     f"{kind.removesuffix('_list')}"
                 )
             kind = item_kind
-            getattr(feature, item_kind).value.append(item_value)
-    return example
+            items.append(item_value)
+        features[name] = (kind, items)
+    return features
+
+
+# tf.train.Example on the wire (tensorflow/core/example/{example,feature}.proto), written
+# here so that decoding a request never needs TensorFlow (the codec process has none):
+# Example{features=1: Features{feature=1: map<string, Feature>}}, Feature{bytes_list=1 |
+# float_list=2 | int64_list=3}, each list {value=1} (floats and ints packed).
+_FIELD = {"bytes_list": 1, "float_list": 2, "int64_list": 3}
+
+
+def _varint(n: int) -> bytes:
+    n &= 0xFFFFFFFFFFFFFFFF  # negative int64: two's complement, ten bytes
+    out = bytearray()
+    while True:
+        byte = n & 0x7F
+        n >>= 7
+        if n:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _field(number: int, payload: bytes) -> bytes:
+    """A length-delimited field (wire type 2)."""
+    return _varint(number << 3 | 2) + _varint(len(payload)) + payload
+
+
+def _feature(kind: str | None, values: list[Any]) -> bytes:
+    if kind is None:
+        return b""  # an empty list: a Feature with no kind
+    if kind == "bytes_list":
+        inner = b"".join(_field(1, v) for v in values)
+    elif kind == "float_list":
+        with np.errstate(over="ignore"):  # beyond float32: inf, as protobuf stores it
+            inner = _field(1, np.asarray(values, dtype="<f4").tobytes())
+    else:
+        inner = _field(1, b"".join(_varint(v) for v in values))
+    return _field(_FIELD[kind], inner)
+
+
+def serialize_example(features: Features) -> bytes:
+    """The serialized tf.train.Example of ``features``."""
+    entries = b"".join(
+        _field(1, _field(1, name.encode()) + _field(2, _feature(kind, values)))
+        for name, (kind, values) in features.items()
+    )
+    return _field(1, entries) if entries else b""
 
 
 def examples_from_json(body: dict[str, Any], method: str) -> list[bytes]:
-    """The serialized examples of a classify/regress request body (context merged in)."""
-    context = example_from_json(body["context"]) if "context" in body else None
+    """The serialized examples of a classify/regress request body (context merged in: the
+    example's own value of a feature wins)."""
+    if not isinstance(body, dict):
+        raise BadRequest("The request body must be a JSON object")
+    context = features_from_json(body["context"]) if "context" in body else {}
     examples = body.get("examples")
     if examples is None:
         raise BadRequest(f"When method is {method}, key 'examples' is expected and was not found")
@@ -75,16 +128,16 @@ def examples_from_json(body: dict[str, Any], method: str) -> list[bytes]:
         raise BadRequest("Expecting 'examples' value to be an list/array")
     if not examples:
         raise BadRequest("'examples' value is an empty array")
-    serialized = []
-    for value in examples:
-        example = example_from_json(value)
-        if context is not None:
-            merged = type(example)()
-            merged.CopyFrom(context)
-            merged.MergeFrom(example)
-            example = merged
-        serialized.append(example.SerializeToString())
-    return serialized
+    return [serialize_example({**context, **features_from_json(v)}) for v in examples]
+
+
+def decode_examples(raw: bytes, method: str) -> tuple[str | None, list[bytes]]:
+    """In the codec process: (signature name, serialized examples) of a large body."""
+    from .protocol import parse_json
+
+    body = parse_json(raw)
+    name = body.get("signature_name") if isinstance(body, dict) else None
+    return name, examples_from_json(body, method)
 
 
 def _checked(version: ModelVersion, name: str | None, method: str, kind: str) -> Signature:
@@ -109,7 +162,14 @@ def _run(signature: Signature, serialized: list[bytes]) -> dict[str, np.ndarray]
 def classify(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
     """``{"results": [[[label, score], ...], ...]}``, one list per example."""
     serialized = examples_from_json(body, "classify")
-    signature = _checked(version, body.get("signature_name"), CLASSIFY_METHOD, "classification")
+    return classify_examples(version, body.get("signature_name"), serialized)
+
+
+def classify_examples(
+    version: ModelVersion, name: str | None, serialized: list[bytes]
+) -> dict[str, Any]:
+    """classify() of examples already serialized (a large body, decoded in the codec)."""
+    signature = _checked(version, name, CLASSIFY_METHOD, "classification")
     if not {"classes", "scores"} & set(signature.outputs):
         raise BadRequest(
             'Expected classification signature outputs to contain at least one of "classes" '
@@ -150,7 +210,14 @@ def classify(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
 def regress(version: ModelVersion, body: dict[str, Any]) -> dict[str, Any]:
     """``{"results": [value, ...]}``, one value per example."""
     serialized = examples_from_json(body, "regress")
-    signature = _checked(version, body.get("signature_name"), REGRESS_METHOD, "regression")
+    return regress_examples(version, body.get("signature_name"), serialized)
+
+
+def regress_examples(
+    version: ModelVersion, name: str | None, serialized: list[bytes]
+) -> dict[str, Any]:
+    """regress() of examples already serialized (a large body, decoded in the codec)."""
+    signature = _checked(version, name, REGRESS_METHOD, "regression")
     if list(signature.outputs) != ["outputs"]:
         raise BadRequest(
             f"Signature '{signature.name}' has outputs {sorted(signature.outputs)}; a "

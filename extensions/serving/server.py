@@ -52,7 +52,13 @@ from .config import (
     read_monitoring_config,
 )
 from .errors import BadRequest, NotFound, ServingError, TooLarge
-from .examples import classify, regress
+from .examples import (
+    classify,
+    classify_examples,
+    decode_examples,
+    regress,
+    regress_examples,
+)
 from .oip import OipMixin, model_metadata
 from .protocol import format_outputs, inputs_of, parse_body, parse_json
 from .repository import ModelRepository
@@ -231,14 +237,27 @@ class ModelHandler(GatewayOnly):
             if suffix == ":predict":
                 await self.predict_request(repo, number, label)
             else:
-                body = parse_json(self.request.body)
-                model = repo.resolve(number, label)
-                run = classify if suffix == ":classify" else regress
-                self.write(await asyncio.to_thread(run, model, body))
+                await self.examples_request(repo, number, label, suffix[1:])
         except ServingError as e:
             self.fail(e)
         except RecursionError:  # rows nested deeper than any tensor: the client's mistake
             self.fail(BadRequest("The request nests its values too deeply"))
+
+    async def examples_request(
+        self, repo: Any, number: int | None, label: str | None, method: str
+    ) -> None:
+        """A classify or regress; a large body's examples are decoded in the codec process
+        (other callers of this endpoint are answered meanwhile), the model runs here."""
+        raw = self.request.body
+        model = repo.resolve(number, label)
+        if len(raw) < LARGE_BODY:
+            body = parse_json(raw)
+            run = classify if method == "classify" else regress
+            self.write(await asyncio.to_thread(run, model, body))
+            return
+        name, serialized = await self.codec.run(decode_examples, raw, method)
+        run_examples = classify_examples if method == "classify" else regress_examples
+        self.write(await asyncio.to_thread(run_examples, model, name, serialized))
 
     async def predict_request(self, repo: Any, number: int | None, label: str | None) -> None:
         """A predict; a large body is decoded (and a large answer encoded) in the codec

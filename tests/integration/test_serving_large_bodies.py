@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import threading
 import time
+from pathlib import Path
 
 import psutil
 import pytest
@@ -157,3 +158,41 @@ def test_a_killed_endpoint_leaves_no_decoding_process(models):
         proc.wait(timeout=30)
     _, running = psutil.wait_procs(helpers, timeout=10)
     assert running == [], f"left running: {running}"
+
+
+# -- classify and regress: big bodies decoded off the endpoint's loop ----------------------
+HALF_PLUS_TWO = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "tfserving"
+
+
+@pytest.fixture(scope="module")
+def half_plus_two():
+    base = HALF_PLUS_TWO / "saved_model_half_plus_two_cpu"
+    assert base.is_dir(), f"{base} is missing (../shared/fixtures)"
+    proc, url = start_serving("hp2", base, "--poll", "0.5")
+    yield url + "/v1/models/hp2"
+    proc.terminate()
+    proc.wait(timeout=30)
+
+
+@pytest.mark.parametrize(
+    ("verb", "signature", "one"),
+    [("classify", "classify_x_to_y", [["", 3.0]]), ("regress", "regress_x_to_y", 3.0)],
+)
+def test_big_classify_and_regress_bodies_get_the_small_answers(half_plus_two, verb, signature, one):
+    """TF Serving's own model (y = x/2 + 2): 40,000 examples (~0.5 MB, decoded in the codec
+    process) answer exactly as one example does, 40,000 times; a bad example among them is
+    refused with the message a small body gets."""
+    small = {"signature_name": signature, "examples": [{"x": 2.0}]}
+    r = requests.post(f"{half_plus_two}:{verb}", json=small, timeout=60)
+    assert r.status_code == 200 and r.json() == {"results": [one]}, r.text
+    big = {"signature_name": signature, "examples": [{"x": 2.0}] * 40_000}
+    raw = json.dumps(big).encode()
+    assert len(raw) > 256 * 1024
+    r = requests.post(f"{half_plus_two}:{verb}", data=raw, timeout=300)
+    assert r.status_code == 200 and r.json() == {"results": [one] * 40_000}
+    bad = {"signature_name": signature, "examples": [{"x": 2.0}] * 30_000 + [{"x": [1, "a"]}]}
+    refused = requests.post(f"{half_plus_two}:{verb}", data=json.dumps(bad), timeout=300)
+    alone = {"signature_name": signature, "examples": [{"x": [1, "a"]}]}
+    expected = requests.post(f"{half_plus_two}:{verb}", json=alone, timeout=60)
+    assert refused.status_code == expected.status_code == 400
+    assert refused.json() == expected.json()
