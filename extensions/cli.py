@@ -201,13 +201,15 @@ def _stop_jobs(workbench: Workbench) -> None:
         _stop_accounts(workbench, keep_jobs=True)
         return
     # signals go only to processes of each job's owner (job.json is the owner's to write)
-    backend = LocalJobBackend.from_workbench(workbench, create_accounts=False)
-    stopped = backend.stop_all(
-        "stopped with the workbench (hubforge down); `hubforge down --keep-jobs` keeps jobs"
-    )
-    if stopped:
-        print(f"Stopped job(s): {', '.join(stopped)}", file=sys.stderr)
-    _stop_accounts(workbench, keep_jobs=False)
+    try:
+        backend = LocalJobBackend.from_workbench(workbench, create_accounts=False)
+        stopped = backend.stop_all(
+            "stopped with the workbench (hubforge down); `hubforge down --keep-jobs` keeps jobs"
+        )
+        if stopped:
+            print(f"Stopped job(s): {', '.join(stopped)}", file=sys.stderr)
+    finally:  # whatever a user's files hold, every process of the accounts is stopped
+        _stop_accounts(workbench, keep_jobs=False)
 
 
 def _stop_accounts(workbench: Workbench, keep_jobs: bool) -> None:

@@ -37,6 +37,10 @@ def as_http_error(error: BaseException) -> web.HTTPError | None:
 
     if isinstance(error, UnsafeEntry):  # a link in the user's own folder: theirs to remove
         return web.HTTPError(409, str(error))
+    from .owner_files import OwnerBusy
+
+    if isinstance(error, OwnerBusy):
+        return web.HTTPError(429, str(error))
     if isinstance(error, HelperError):  # the privileged helper is not there (being restarted)
         return web.HTTPError(503, f"{error}. Try again in a moment")
     if isinstance(error, ServingError):

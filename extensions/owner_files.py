@@ -25,6 +25,7 @@ import shutil
 import socket
 import stat
 import sys
+import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
 from typing import Any
@@ -46,6 +47,10 @@ PROGRAMS = {
 # never passed to a workload (they change what the interpreter loads)
 _UNSAFE_ENV = ("LD_", "PYTHON", "BASH_FUNC")
 _SAFE_PYTHON = {"PYTHONUNBUFFERED", "PYTHONIOENCODING"}
+
+
+class OwnerBusy(RuntimeError):
+    """The owner has as many requests in flight as they may (HTTP 429)."""
 
 
 class OwnerFiles(ABC):
@@ -284,9 +289,25 @@ class Local(OwnerFiles):
 OPS = {"open", "write", "list", "mkdirs", "lstat", "resolve", "copy", "remove", "spawn", "signal"}
 
 
-def serve(area: Path, op: object, args: object) -> tuple[dict[str, Any], list[int]]:
+MAX_WRITE = 64 * 1024 * 1024  # bytes of one write (a job's script is at most 5 MB)
+
+
+def _sent_bytes(fds: list[int], size: object) -> bytes:
+    """The ``size`` bytes of the memory file sent with a write (read from its start)."""
+    if len(fds) != 1 or not isinstance(size, int) or not 0 <= size <= MAX_WRITE:
+        raise UnsafeEntry("a write sends its bytes as one file descriptor and their 'size'")
+    data = os.pread(fds[0], size + 1, 0) if size else b""
+    if len(data) != size:
+        raise UnsafeEntry(f"the write sent {len(data)} bytes, not the {size} it said")
+    return data
+
+
+def serve(
+    area: Path, op: object, args: object, fds: list[int] | None = None
+) -> tuple[dict[str, Any], list[int]]:
     """Do ``op`` with ``args`` on ``area`` with this process's rights (the helper's child,
-    which has become the owner); the JSON reply and the fds to send with it."""
+    which has become the owner); the JSON reply and the fds to send with it. ``fds``: the
+    descriptors sent with the request (a write's bytes)."""
     if op not in OPS or not isinstance(args, dict):
         raise UnsafeEntry(f"'op' is one of {', '.join(sorted(OPS))}, 'args' an object")
     files = Local(area)
@@ -294,7 +315,7 @@ def serve(area: Path, op: object, args: object) -> tuple[dict[str, Any], list[in
     if op == "open":
         return {"ok": True}, [files.open(a["path"])]
     if op == "write":
-        data = bytes.fromhex(a["data"])
+        data = _sent_bytes(fds or [], a["size"])
         files.write(a["path"], data, _mode(a.get("mode", 0o644)))
         return {"ok": True}, []
     if op == "list":
@@ -348,9 +369,34 @@ class ThroughHelper(OwnerFiles):
         self.socket_path = Path(socket_path)
         self.timeout = timeout
 
-    def _ask(self, op: str, **args: Any) -> tuple[dict[str, Any], list[int]]:
+    # requests one owner may have at the helper at once: what a user makes slow (a huge
+    # folder, their helper child stopped with SIGSTOP) holds up their own calls, never the
+    # service's threads that serve everyone else
+    PER_OWNER = 4
+    _owners: dict[str, threading.BoundedSemaphore] = {}
+    _owners_lock = threading.Lock()
+
+    def _slot(self) -> threading.BoundedSemaphore:
+        with self._owners_lock:
+            if self.user not in self._owners:
+                self._owners[self.user] = threading.BoundedSemaphore(self.PER_OWNER)
+            return self._owners[self.user]
+
+    def _ask(
+        self, op: str, fds: list[int] | None = None, **args: Any
+    ) -> tuple[dict[str, Any], list[int]]:
         request = {"command": "files", "user": self.user, "op": op, "args": args}
-        return ask(self.socket_path, request, self.timeout)
+        slot = self._slot()
+        if not slot.acquire(timeout=5):
+            raise OwnerBusy(
+                f"{self.user}'s earlier requests are still being worked on (at most "
+                f"{self.PER_OWNER} at once): try again when they are done"
+            )
+        try:
+            timeout = self.timeout if op in ("copy", "spawn") else min(self.timeout, 30)
+            return ask(self.socket_path, request, timeout, fds or [])
+        finally:
+            slot.release()
 
     def open(self, relative: str | os.PathLike) -> int:
         _, fds = self._ask("open", path=_relative(relative))
@@ -361,7 +407,18 @@ class ThroughHelper(OwnerFiles):
         return fds[0]
 
     def write(self, relative: str | os.PathLike, data: bytes, mode: int = 0o644) -> None:
-        self._ask("write", path=_relative(relative), data=data.hex(), mode=mode)
+        if len(data) > MAX_WRITE:
+            raise OSError(errno.EFBIG, f"more than {MAX_WRITE} bytes", str(relative))
+        # the bytes travel in a memory file whose descriptor goes with the request (a
+        # request line stays small, whatever the size of a job's script)
+        fd = os.memfd_create("hubforge-write", os.MFD_CLOEXEC)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view) :]
+            self._ask("write", [fd], path=_relative(relative), size=len(data), mode=mode)
+        finally:
+            os.close(fd)
 
     def listdir(self, relative: str | os.PathLike) -> list[str]:
         return list(self._ask("list", path=_relative(relative))[0]["names"])
@@ -421,15 +478,23 @@ def error_reply(error: BaseException) -> dict[str, Any]:
     return {"error": str(error), "kind": type(error).__name__}
 
 
-def ask(path: Path, request: dict[str, Any], timeout: float) -> tuple[dict[str, Any], list[int]]:
-    """One request on the service's socket of the helper; the reply and the fds sent."""
+def ask(
+    path: Path, request: dict[str, Any], timeout: float, send: list[int] | None = None
+) -> tuple[dict[str, Any], list[int]]:
+    """One request on the service's socket of the helper (``send``: descriptors to pass
+    with it); the reply and the fds sent back."""
     from .helper_client import HelperError
 
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         conn.settimeout(timeout)
         try:
             conn.connect(str(path))
-            conn.sendall(json.dumps(request).encode() + b"\n")
+            line = json.dumps(request).encode() + b"\n"
+            if send:
+                sent = socket.send_fds(conn, [line], send)
+                conn.sendall(line[sent:])
+            else:
+                conn.sendall(line)
         except (FileNotFoundError, ConnectionRefusedError):
             raise HelperError(
                 f"the workbench's privileged helper is not running ({path}): restart the "

@@ -221,8 +221,9 @@ def handle_service(conn: socket.socket, layout: Layout) -> None:
     theirs: :func:`hubforge.owner_files.serve`), done after this child became the owner."""
     from . import owner_files
 
+    fds: list[int] = []
     try:
-        request = _read_request(conn)
+        request, fds = _read_with_fds(conn, most=1)  # a write's bytes come as a memory file
         command = request.get("command")
         if command not in SERVICE_COMMANDS or not set(request) <= SERVICE_COMMANDS[command]:
             raise Refused(
@@ -238,16 +239,22 @@ def handle_service(conn: socket.socket, layout: Layout) -> None:
         user_setup.drop_to(account)  # no way back: the owner's rights from here on
         os.chdir("/")
         try:
-            reply, fds = owner_files.serve(layout.area_of(user), request["op"], request["args"])
+            reply, out = owner_files.serve(
+                layout.area_of(user), request["op"], request["args"], fds
+            )
         except UnsafeEntry:
             raise
         except (KeyError, TypeError, ValueError) as e:
             raise Refused(f"the arguments of {request.get('op')!r} are incomplete: {e}") from None
-        _answer(conn, reply, fds)
+        _answer(conn, reply, out)
     except (Refused, SetupError) as e:
         _answer(conn, {"error": str(e)})
     except (UnsafeEntry, OSError) as e:
         _answer(conn, owner_files.error_reply(e))
+    finally:
+        for fd in fds:
+            with contextlib.suppress(OSError):
+                os.close(fd)
 
 
 Handler = Callable[[socket.socket, Layout], None]

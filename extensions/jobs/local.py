@@ -97,11 +97,12 @@ class LocalJobBackend(JobBackend):
         }
         try:
             store.create(record, script, private=uid is not None)
-        except UnsafeEntry as e:
-            raise JobError(f"Not submitted: {e}", 409) from None
-        except OSError:  # a full disk: leave no half-made job folder behind
-            with contextlib.suppress(OSError, UnsafeEntry):
-                store.files.remove(store._relative(""))
+        except BaseException as e:  # a full disk, a link: leave no half-made job folder
+            if not isinstance(e, FileExistsError):  # (another job's folder is not ours)
+                with contextlib.suppress(Exception):
+                    store.files.remove(store._relative(""))
+            if isinstance(e, UnsafeEntry):
+                raise JobError(f"Not submitted: {e}", 409) from None
             raise
         try:
             self._start_supervisor(store, uid)
@@ -209,7 +210,7 @@ class LocalJobBackend(JobBackend):
                 known = self.index.get(owner, name)
                 record["running"] = known is not None and alive(known)  # counts for limits
                 records.append(record)
-        return sorted(records, key=lambda r: r["created"], reverse=True)
+        return sorted(records, key=lambda r: r.get("created") or 0, reverse=True)
 
     def active(self, owner: str) -> list[str]:
         """The owner's jobs whose supervisor runs, from the index: no file of the owner's is
@@ -314,7 +315,8 @@ class LocalJobBackend(JobBackend):
         for owner, job_id in self._active():
             try:  # signals only the owner's own processes (see _check_owns)
                 self._cancel(owner, job_id, reason)
-            except (JobError, JobNotFound, UnsafeEntry, DamagedStateFile):
+            except Exception as e:  # one owner's files never keep the others' jobs running
+                log.warning("Job %s of %s not stopped: %s", job_id, owner, e)
                 continue
             stopped.append(job_id)
         return stopped
@@ -329,8 +331,8 @@ class LocalJobBackend(JobBackend):
         for owner in owners:
             try:
                 records = self.list(owner)
-            except JobError:
-                continue  # a jobs folder that is a link: nothing of this owner's is followed
+            except Exception:  # a jobs folder that is a link, a damaged record: skipped
+                continue
             found |= {(owner, r["id"]) for r in records if r["state"] not in TERMINAL}
         return sorted(found)
 

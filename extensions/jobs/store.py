@@ -25,6 +25,40 @@ from ..owner_files import Local, OwnerFiles
 TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 
 
+MAX_RECORD = 1024 * 1024  # bytes of job.json (a real one is a few KB)
+MAX_PROGRESS = 8 * 1024 * 1024  # bytes of progress.jsonl read (its newest records)
+_SHAPE = {
+    "state": str,
+    "spec": dict,
+    "restarts": int,
+    "replicas": dict,
+    "created": (int, float),
+    "updated": (int, float),
+}
+
+
+def record_problem(record: Any) -> str | None:
+    """What makes ``record`` (job.json, the owner's to write) not a job's record, or None."""
+    if not isinstance(record, dict):
+        return "not a JSON object"
+    for key, kind in _SHAPE.items():
+        if key in record and not isinstance(record[key], kind):
+            return f"{key!r} is not a {getattr(kind, '__name__', 'number')}"
+    if not isinstance(record.get("state"), str) or not isinstance(record.get("spec"), dict):
+        return "no 'state' or 'spec'"
+    workers = record["spec"].get("workers", 1)
+    if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= 1024:
+        return "spec.workers is not a number of workers"
+    supervisor = record.get("supervisor")
+    if supervisor is not None and not (
+        isinstance(supervisor, dict)
+        and isinstance(supervisor.get("pid"), int)
+        and isinstance(supervisor.get("create_time"), int | float)
+    ):
+        return "'supervisor' is not a process record"
+    return None
+
+
 class JobStore:
     """Reads and writes never follow a link below the owner's area (``users/<owner>``, two
     folders up): they go through ``files`` (the area as this process may reach it: itself,
@@ -85,13 +119,21 @@ class JobStore:
         self._write_json(record)
 
     def read(self) -> dict[str, Any]:
-        data = self.read_file("job.json")
+        """job.json, checked: the owner may have written anything there (DamagedStateFile
+        for what is not a job's record; only its first MAX_RECORD bytes are ever read)."""
+        data = self.read_file("job.json", 0, MAX_RECORD + 1)
         if data is None:
             raise FileNotFoundError(self.record_file)
+        if len(data) > MAX_RECORD:
+            raise DamagedStateFile(self.record_file, f"larger than {MAX_RECORD} bytes")
         try:
-            return json.loads(data)
-        except (ValueError, UnicodeDecodeError) as e:
+            record = json.loads(data)
+        except (ValueError, UnicodeDecodeError, RecursionError) as e:
             raise DamagedStateFile(self.record_file, str(e) or type(e).__name__) from None
+        problem = record_problem(record)
+        if problem:
+            raise DamagedStateFile(self.record_file, problem)
+        return record
 
     def damaged_record(self, owner: str, error: Exception) -> dict[str, Any]:
         """What a job list shows for a job whose job.json cannot be read."""
@@ -125,9 +167,17 @@ class JobStore:
         self._write_json(record)
 
     def progress_records(self) -> list[dict[str, Any]]:
-        data = self.read_file(PROGRESS_FILE)
+        """The progress records, from the last MAX_PROGRESS bytes of the file at most."""
+        try:
+            info = self.files.lstat(self._relative(PROGRESS_FILE))
+        except (UnsafeEntry, NotADirectoryError):
+            info = None
+        start = max(0, int(info["size"]) - MAX_PROGRESS) if info else 0
+        data = self.read_file(PROGRESS_FILE, start, MAX_PROGRESS)
         if data is None:
             return []
+        if start:  # the first line is cut: not a record
+            data = data[data.find(b"\n") + 1 :]
         records = []
         for line in data.decode("utf-8", errors="replace").splitlines():
             try:

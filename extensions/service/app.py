@@ -153,6 +153,13 @@ class HubforgeService(Application):
         asyncio.run(self._serve(workbench))
 
     async def _serve(self, workbench: Workbench) -> None:
+        from concurrent.futures import ThreadPoolExecutor
+
+        # engines run in threads (asyncio.to_thread): enough that a few slow calls of one
+        # user (each owner has at most 4 at the helper) leave room for everyone else's
+        asyncio.get_running_loop().set_default_executor(
+            ThreadPoolExecutor(max_workers=32, thread_name_prefix="engine")
+        )
         app = self.make_app(workbench)
         # jobs a crash of the whole workbench interrupted resume before anyone asks for them
         # (a job asked about with no supervisor running is reported killed)

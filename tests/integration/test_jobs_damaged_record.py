@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import contextlib
 import getpass
+import json
 import os
 import signal
 import time
@@ -141,3 +142,56 @@ def test_a_forged_supervisor_in_job_json_is_not_what_cancel_signals(data, starte
         bystander.kill()
         bystander.wait()
     assert not os.listdir(data / ".job-supervisors" / owner), "a cancelled job is forgotten"
+
+
+def test_another_users_odd_records_never_stop_down_or_fill_memory(data, started):
+    """Security review of the service's own account (2026-12-05, F2-F5): a job.json of the
+    wrong shape answered 500 and made `down` leave every user's jobs running; a 1 GiB sparse
+    job.json or progress.jsonl (no disk used) was read whole into the service's memory; a
+    huge spec.workers made reading logs cost minutes. Now each is a damaged record of its
+    owner's, read in bounded pieces, and `down` stops everyone's jobs all the same."""
+    backend, owner = LocalJobBackend(data), getpass.getuser()
+    job_id, pids = running_job(backend, owner, started)
+    jobs = data / "users" / "mallory" / "jobs"
+    odd = {
+        "empty": "{}",
+        "list": "[]",
+        "nostate": '{"spec": {}}',
+        "workers": '{"state": "running", "spec": {"workers": 3000000000}, "replicas": {}}',
+        "supervisor": '{"state": "running", "spec": {}, "supervisor": "x", "restarts": 0}',
+        "huge": "",
+    }
+    for name, text in odd.items():
+        (jobs / name).mkdir(parents=True)
+        (jobs / name / "job.json").write_text(text)
+    with open(jobs / "huge" / "job.json", "wb") as f:
+        f.truncate(1 << 30)  # sparse: a gigabyte that costs no disk
+    fine = {
+        "id": "fine",
+        "owner": "mallory",
+        "state": "succeeded",
+        "spec": {"workers": 1},
+        "replicas": {},
+        "restarts": 0,
+        "created": 1.0,
+        "updated": 1.0,
+    }
+    (jobs / "fine").mkdir()
+    (jobs / "fine" / "job.json").write_text(json.dumps(fine))
+    with open(jobs / "fine" / "progress.jsonl", "wb") as f:
+        f.truncate(1 << 30)
+
+    me = psutil.Process()
+    before = me.memory_info().rss
+    listed = {r["id"]: r["state"] for r in backend.list("mallory")}
+    assert listed == {**{name: "damaged" for name in odd}, "fine": "succeeded"}, listed
+    assert backend.progress("mallory", "fine")["history"] == []
+    with pytest.raises(JobError) as refused:
+        backend.logs("mallory", "workers", "worker-0")
+    assert refused.value.status == 409
+    assert me.memory_info().rss - before < 200 * 1024 * 1024, "a sparse file was read whole"
+
+    result = hubforge("down", data_dir=data.parent)
+    assert result.returncode == 0, result.stderr
+    assert f"Stopped job(s): {job_id}" in result.stderr, result.stderr
+    wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="processes to exit")

@@ -314,3 +314,34 @@ def test_only_the_services_account_is_answered(helper):
     assert "error" in reply, reply
     reply = helper.call("bo", "listdir", ".", uid=ana)  # ana asking for bo's area
     assert "error" in reply and "bo" not in json.dumps(reply.get("result")), reply
+
+
+def test_a_big_write_travels_as_a_file_not_in_the_request_line(helper):
+    """A job's script may be megabytes (the API takes up to 5 MB): its bytes go to the
+    helper as a memory file, so the request stays small; a size that does not match what
+    was sent is refused."""
+    data = bytes(range(256)) * 12_000  # 3 MB
+    made = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pathlib import Path; from hubforge.owner_files import "
+            "ThroughHelper as T; T(Path(sys.argv[1]), 'ana', Path(sys.argv[2]))"
+            ".write('big.bin', sys.stdin.buffer.read(), 0o600)",
+            str(helper.area("ana")),
+            str(helper.sock),
+        ],
+        input=data,
+        capture_output=True,
+        user=SERVICE,
+        group=SERVICE,
+        cwd="/",
+    )
+    assert made.returncode == 0, made.stderr
+    written = helper.area("ana") / "big.bin"
+    assert written.read_bytes() == data and os.lstat(written).st_uid == helper.uid("ana")
+    lying = {"command": "files", "user": "ana", "op": "write"}
+    reply = _as_service(helper, {**lying, "args": {"path": "lie.bin", "size": 10}})
+    assert "one file descriptor" in reply.get("error", ""), reply
+    assert not (helper.area("ana") / "lie.bin").exists()
+    written.unlink()
