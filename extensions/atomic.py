@@ -38,6 +38,8 @@ def write_json(path: str | os.PathLike, data: Any, mode: int = 0o600) -> None:
 class DamagedStateFile(ValueError):
     """A state file that is not the JSON Hubforge wrote (truncated, overwritten by hand)."""
 
+    http_status = 503
+
     def __init__(self, path: str | os.PathLike, problem: str):
         self.path, self.problem = Path(path), problem
         super().__init__(

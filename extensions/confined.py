@@ -23,6 +23,8 @@ from pathlib import Path
 class UnsafeEntry(ValueError):
     """An entry of the folder the copy will not follow; the message names it."""
 
+    http_status = 409  # a link in the user's own folder: theirs to remove
+
 
 # -- files of a user's area, opened by a process with more rights than the user ---------------
 # The service (root with per-user accounts) reads and writes job records and logs inside

@@ -20,6 +20,8 @@ MAX_REPLY = 1024 * 1024
 class HelperError(RuntimeError):
     """The helper refused, or could not be reached; the message says why."""
 
+    http_status = 503
+
 
 def hub_socket(root: str | Path) -> Path:
     """Where the helper answers the hub of the workbench whose data folder is ``root``."""

@@ -1,9 +1,10 @@
 """Expected failures of the engines as HTTP answers, in one place for every REST view.
 
 A handler that lets one of these escape answers with its status and message, never a 500
-with a traceback: a damaged state file (503, naming the file), a full disk (507, naming the
-path), the engines' own errors (their status), a link in the user's folder (409), the
-privileged helper out of reach (503)."""
+with a traceback: a full disk (507, naming the path), and every error that carries its own
+``http_status``: a damaged state file (503, naming the file), the engines' own errors, a link
+in the user's folder (409), the privileged helper out of reach (503), an owner with too many
+requests in flight (429)."""
 
 from __future__ import annotations
 
@@ -11,18 +12,12 @@ import errno
 
 from tornado import web
 
-from .atomic import DamagedStateFile
-
 
 def as_http_error(error: BaseException) -> web.HTTPError | None:
-    """The HTTP answer for an expected failure, or None for a bug (a real 500)."""
-    from .jobs.errors import JobError
-    from .serving.errors import ServingError
-
+    """The HTTP answer for an expected failure, or None for a bug (a real 500). Each engine's
+    errors say their own status (``http_status``): this module imports none of them."""
     if isinstance(error, web.HTTPError):
         return None
-    if isinstance(error, DamagedStateFile):
-        return web.HTTPError(503, str(error))
     if isinstance(error, OSError) and error.errno in (errno.ENOSPC, errno.EDQUOT):
         where = f" ({error.filename})" if error.filename else ""
         return web.HTTPError(
@@ -30,21 +25,9 @@ def as_http_error(error: BaseException) -> web.HTTPError | None:
             f"The disk is full{where}: nothing was changed. Free some space (or ask an admin "
             "to), then try again",
         )
-    if isinstance(error, JobError):
-        return web.HTTPError(error.status, str(error))
-    from .confined import UnsafeEntry
-    from .helper_client import HelperError
-
-    if isinstance(error, UnsafeEntry):  # a link in the user's own folder: theirs to remove
-        return web.HTTPError(409, str(error))
-    from .owner_files import OwnerBusy
-
-    if isinstance(error, OwnerBusy):
-        return web.HTTPError(429, str(error))
-    if isinstance(error, HelperError):  # the privileged helper is not there (being restarted)
-        return web.HTTPError(503, f"{error}. Try again in a moment")
-    if isinstance(error, ServingError):
-        return web.HTTPError(error.status if error.status != 500 else 502, str(error))
+    status = getattr(error, "http_status", None)
+    if isinstance(status, int) and 400 <= status < 600:
+        return web.HTTPError(status, str(error))
     return None
 
 

@@ -50,7 +50,9 @@ _SAFE_PYTHON = {"PYTHONUNBUFFERED", "PYTHONIOENCODING"}
 
 
 class OwnerBusy(RuntimeError):
-    """The owner has as many requests in flight as they may (HTTP 429)."""
+    """The owner has as many requests in flight as they may."""
+
+    http_status = 429
 
 
 class OwnerFiles(ABC):

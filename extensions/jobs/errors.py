@@ -11,6 +11,10 @@ class JobError(ValueError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def http_status(self) -> int:
+        return self.status
+
 
 class JobNotFound(KeyError):
     """No such job for this user."""

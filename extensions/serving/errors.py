@@ -4,6 +4,11 @@
 class ServingError(Exception):
     status = 500
 
+    @property
+    def http_status(self) -> int:
+        """A failure of the endpoint process itself is the gateway's 502."""
+        return self.status if self.status != 500 else 502
+
 
 class BadRequest(ServingError):
     """The client's mistake: malformed JSON, wrong shape or dtype, missing input."""

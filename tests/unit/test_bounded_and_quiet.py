@@ -29,7 +29,7 @@ from hubforge.terminal import LogEcho
 def test_a_huge_log_is_read_in_pages_that_add_up_to_the_file(tmp_path: Path):
     backend = LocalJobBackend(tmp_path)
     store = JobStore(backend.jobs_dir("ana") / "big-1")
-    store.create({"id": "big-1", "spec": {"workers": 1}}, "print(1)")
+    store.create({"id": "big-1", "state": "running", "spec": {"workers": 1}}, "print(1)")
     # 2.4 pages, with 3-byte characters across every page boundary
     text = ("line é € 漢字 " * 9000 + "\n") * 15
     data = text.encode()
