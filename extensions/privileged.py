@@ -232,6 +232,8 @@ def handle_service(conn: socket.socket, layout: Layout) -> None:
             )
         user = user_setup.checked_name(request.get("user"))
         if command == "prepare":
+            if not hub_user_exists(layout, user):  # no account is made for any other name
+                raise Refused(f"{user!r} is not a user of this hub")
             account = user_setup.prepare_user(layout, user)
             _answer(conn, {"ok": True, "uid": account.uid, "gid": account.gid})
             return
@@ -255,6 +257,23 @@ def handle_service(conn: socket.socket, layout: Layout) -> None:
         for fd in fds:
             with contextlib.suppress(OSError):
                 os.close(fd)
+
+
+def hub_user_exists(layout: Layout, user: str) -> bool:
+    """Whether the hub knows ``user`` (its database, read-only): the service makes accounts
+    only for the hub's users, so even a service that misbehaves cannot fill the machine with
+    system accounts."""
+    import sqlite3
+
+    database = layout.state / "hub" / "jupyterhub.sqlite"
+    try:
+        if not stat.S_ISREG(os.lstat(database).st_mode):
+            return False
+        uri = f"file:{database}?mode=ro"
+        with contextlib.closing(sqlite3.connect(uri, uri=True, timeout=10)) as db:
+            return db.execute("SELECT 1 FROM users WHERE name = ?", (user,)).fetchone() is not None
+    except (OSError, sqlite3.Error):
+        return False
 
 
 Handler = Callable[[socket.socket, Layout], None]

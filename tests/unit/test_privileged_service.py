@@ -6,11 +6,13 @@ user's files and processes stay out of reach, and only the service's account is 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import pwd
 import shutil
 import signal
+import sqlite3
 import stat
 import subprocess
 import sys
@@ -89,6 +91,10 @@ def helper() -> Iterator[Helper]:
     (h.data / "users").mkdir(parents=True)
     (h.root / "run").mkdir(mode=0o711)
     accounts.ensure_group(h.state)
+    (h.state / "hub").mkdir()
+    with contextlib.closing(sqlite3.connect(h.state / "hub" / "jupyterhub.sqlite")) as db, db:
+        db.execute("CREATE TABLE users (id INTEGER PRIMARY KEY, name TEXT UNIQUE)")
+        db.executemany("INSERT INTO users (name) VALUES (?)", [(u,) for u in USERS])
     proc = subprocess.Popen(
         [
             *(sys.executable, "-m", "hubforge.privileged"),
@@ -345,3 +351,13 @@ def test_a_big_write_travels_as_a_file_not_in_the_request_line(helper):
     assert "one file descriptor" in reply.get("error", ""), reply
     assert not (helper.area("ana") / "lie.bin").exists()
     written.unlink()
+
+
+def test_accounts_are_made_only_for_the_hubs_users(helper):
+    """Even a service that misbehaves cannot have root make system accounts for any name it
+    likes (review 2026-12-05, F7): prepare answers only for users the hub's database has."""
+    for name in ("mallory", "-rf x", "hf", "a" * 200):
+        reply = _as_service(helper, {"command": "prepare", "user": name})
+        assert "not a user of this hub" in reply.get("error", ""), (name, reply)
+        with pytest.raises(KeyError):
+            pwd.getpwnam(accounts.account_name(name, helper.state))
