@@ -26,6 +26,7 @@ from ..workbench import Workbench, load_workbench
 from .accesslog import log_request
 from .culler import IdleCuller
 from .handlers import (
+    CHANGING,
     SERVICE_NAME,
     GpuHandler,
     PasswordHandler,
@@ -36,6 +37,8 @@ from .handlers import (
 )
 from .overview import routes as overview_routes
 from .quotas import Quotas
+
+STOP_GRACE = 25  # seconds a stopping service gives requests in flight (its keeper: 30)
 
 
 class FreshRefusals(HubAuth):
@@ -168,7 +171,7 @@ class HubforgeService(Application):
         if resumed:
             self.log.info("Resumed jobs the workbench's stop interrupted: %s", ", ".join(resumed))
         url = urlparse(self.service_url)
-        app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
+        server = app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.reconcile.start()
         self.cull.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)
@@ -180,6 +183,12 @@ class HubforgeService(Application):
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, stop.set)
         await stop.wait()
+        # stopping (`hubforge down`, a restart): no new requests; those that change something
+        # (a deploy, a submit) finish and answer what they did, within the keeper's 30 s
+        server.stop()
+        deadline = loop.time() + STOP_GRACE
+        while CHANGING["requests"] > 0 and loop.time() < deadline:
+            await asyncio.sleep(0.1)
 
 
 def main() -> None:

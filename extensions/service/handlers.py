@@ -20,8 +20,18 @@ SERVICE_NAME = "hubforge"
 CALL_ENDPOINTS_SCOPE = "custom:hubforge:endpoints:call"
 
 
+CHANGING = {"requests": 0}  # requests that change something, in flight (see app._serve)
+
+
 class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
     """JSON handler that refuses any caller without a valid JupyterHub token."""
+
+    _counted = False
+
+    def on_finish(self) -> None:
+        if self._counted:
+            CHANGING["requests"] -= 1
+            self._counted = False
 
     def initialize(
         self,
@@ -43,6 +53,9 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         self.accounts = accounts
 
     def prepare(self) -> None:
+        if self.request.method not in ("GET", "HEAD", "OPTIONS") and not self._counted:
+            CHANGING["requests"] += 1  # a stopping service lets it finish (a deploy, a submit)
+            self._counted = True
         if self.current_user is None:
             raise web.HTTPError(
                 403, "A valid JupyterHub token with access to the hubforge service is required"
