@@ -28,6 +28,8 @@ def gpu_owner(user: str, job_id: str) -> str:
 
 
 class JobsBaseHandler(ServiceHandler):
+    takes_turns = True  # jobs' records are read in their owners' areas
+
     @property
     def owner(self) -> str:
         if self.identity["kind"] != "user":
@@ -181,6 +183,8 @@ def release_finished(jobs: Any, allocator: Any) -> None:
             state = jobs.get(user, job_id)["state"]
         except JobNotFound:
             state = "gone"
+        except Exception:  # unreadable right now (damaged, its owner busy): next time
+            continue
         if state in ("succeeded", "failed", "cancelled", "gone"):
             allocator.release(owner)
 

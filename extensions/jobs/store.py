@@ -26,7 +26,7 @@ TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 
 
 MAX_RECORD = 1024 * 1024  # bytes of job.json (a real one is a few KB)
-MAX_PROGRESS = 8 * 1024 * 1024  # bytes of progress.jsonl read (its newest records)
+MAX_PROGRESS = 2 * 1024 * 1024  # bytes of progress.jsonl read (its newest records)
 _SHAPE = {
     "state": str,
     "spec": dict,
@@ -53,6 +53,8 @@ def record_problem(record: Any) -> str | None:
     if supervisor is not None and not (
         isinstance(supervisor, dict)
         and isinstance(supervisor.get("pid"), int)
+        and not isinstance(supervisor.get("pid"), bool)
+        and 0 < supervisor["pid"] < 2**22
         and isinstance(supervisor.get("create_time"), int | float)
     ):
         return "'supervisor' is not a process record"
@@ -181,9 +183,11 @@ class JobStore:
         records = []
         for line in data.decode("utf-8", errors="replace").splitlines():
             try:
-                records.append(json.loads(line))
-            except ValueError:
-                continue  # a line being written right now
+                record = json.loads(line)
+            except (ValueError, RecursionError):
+                continue  # a line being written right now, or not a record
+            if _progress_record(record):  # the owner's file: only well-formed records count
+                records.append(record)
         return records
 
     def artifacts(self) -> dict[str, Any]:
@@ -204,6 +208,31 @@ class JobStore:
         numbers = [n[len("figure-") : -len(".png")] for n in names if n.endswith(".png")]
         pngs = [f"figure-{n}.png" for n in sorted(int(x) for x in numbers if x.isdigit())]
         return [str(self.path / "figures" / n) for n in pngs]
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def _progress_record(record: Any) -> bool:
+    """Whether ``record`` is one the progress callback writes (the owner may write others)."""
+    if not isinstance(record, dict) or record.get("event") not in PROGRESS_EVENTS:
+        return False
+    for key in ("epoch", "step", "epochs", "steps", "attempt"):
+        value = record.get(key)
+        if value is not None and (not isinstance(value, int) or isinstance(value, bool)):
+            return False
+    if record["event"] in ("epoch_begin", "step", "epoch_end") and record.get("epoch") is None:
+        return False
+    if record["event"] == "step" and record.get("step") is None:
+        return False
+    metrics = record.get("metrics", {})
+    return isinstance(metrics, dict) and all(
+        isinstance(k, str) and _number(v) for k, v in metrics.items()
+    )
+
+
+PROGRESS_EVENTS = {"train_begin", "epoch_begin", "step", "epoch_end", "train_end"}
 
 
 def summarize_progress(records: list[dict[str, Any]]) -> dict[str, Any]:

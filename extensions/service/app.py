@@ -110,7 +110,7 @@ class HubforgeService(Application):
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
         self.jobs = jobs
-        self.reconcile = PeriodicCallback(lambda: release_finished(jobs, allocator), 2000)
+        self.reconcile = PeriodicCallback(self._releasing(jobs, allocator), 2000)
         self.culler = IdleCuller.from_workbench(
             workbench,
             os.environ["JUPYTERHUB_API_URL"],
@@ -150,6 +150,21 @@ class HubforgeService(Application):
                 (api + r"/users/([^/]+)/password", PasswordHandler, args),
             ],
         )
+
+    @staticmethod
+    def _releasing(jobs: object, allocator: GpuAllocator) -> object:
+        """The periodic GPU release, in a thread (it reads jobs' records, through the helper
+        with per-user accounts: never on the loop); one at a time."""
+        running: list[asyncio.Future] = []
+
+        def tick() -> None:
+            if running and not running[0].done():
+                return
+            running[:] = [
+                asyncio.ensure_future(asyncio.to_thread(release_finished, jobs, allocator))
+            ]
+
+        return tick
 
     def start(self) -> None:
         workbench = load_workbench(self.config_file or None)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from typing import Any
 
@@ -23,15 +24,28 @@ CALL_ENDPOINTS_SCOPE = "custom:hubforge:endpoints:call"
 CHANGING = {"requests": 0}  # requests that change something, in flight (see app._serve)
 
 
+PER_USER = 8  # requests of one user worked on at once by views that reach users' files
+PER_USER_WAIT = 60  # seconds a request waits for its turn (without a thread) before 429
+_turns: dict[str, asyncio.Semaphore] = {}
+
+
 class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
     """JSON handler that refuses any caller without a valid JupyterHub token."""
 
     _counted = False
+    # views whose work reaches the caller's files (through the privileged helper): a user's
+    # requests take turns, waiting without holding a thread, so what one user makes slow
+    # (a huge folder, their helper children stopped) never holds up everyone else's
+    takes_turns = False
+    _turn: asyncio.Semaphore | None = None
 
     def on_finish(self) -> None:
         if self._counted:
             CHANGING["requests"] -= 1
             self._counted = False
+        if self._turn is not None:
+            self._turn.release()
+            self._turn = None
 
     def initialize(
         self,
@@ -52,7 +66,7 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         self.endpoints = endpoints
         self.accounts = accounts
 
-    def prepare(self) -> None:
+    async def prepare(self) -> None:
         if self.request.method not in ("GET", "HEAD", "OPTIONS") and not self._counted:
             CHANGING["requests"] += 1  # a stopping service lets it finish (a deploy, a submit)
             self._counted = True
@@ -60,6 +74,18 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
             raise web.HTTPError(
                 403, "A valid JupyterHub token with access to the hubforge service is required"
             )
+        if self.takes_turns:
+            name = self.current_user["name"]
+            turn = _turns.setdefault(name, asyncio.Semaphore(PER_USER))
+            try:
+                await asyncio.wait_for(turn.acquire(), PER_USER_WAIT)
+            except TimeoutError:
+                raise web.HTTPError(
+                    429,
+                    f"{name} has {PER_USER} requests being worked on and more waiting: try "
+                    "again when they are done",
+                ) from None
+            self._turn = turn
 
     def check_xsrf_cookie(self) -> None:
         # Token-authenticated API: browsers' cookies are not accepted, so no XSRF risk.

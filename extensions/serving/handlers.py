@@ -54,6 +54,8 @@ class EndpointsBase(ServiceHandler):
 
 
 class EndpointsHandler(EndpointsBase):
+    takes_turns = True  # endpoints' models are in their owners' areas
+
     def get(self) -> None:
         self.write_json({"endpoints": [self.public(r) for r in self.endpoints.list(self.owner)]})
 
@@ -101,6 +103,8 @@ class EndpointsHandler(EndpointsBase):
 
 
 class EndpointHandler(EndpointsBase):
+    takes_turns = True  # endpoints' models are in their owners' areas
+
     def get(self, name: str) -> None:
         try:
             self.write_json(self.public(self.endpoints.get(self.owner, name)))

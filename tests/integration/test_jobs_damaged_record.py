@@ -159,6 +159,7 @@ def test_another_users_odd_records_never_stop_down_or_fill_memory(data, started)
         "nostate": '{"spec": {}}',
         "workers": '{"state": "running", "spec": {"workers": 3000000000}, "replicas": {}}',
         "supervisor": '{"state": "running", "spec": {}, "supervisor": "x", "restarts": 0}',
+        "pid": '{"state": "running", "spec": {}, "supervisor": {"pid": -1, "create_time": 1}}',
         "huge": "",
     }
     for name, text in odd.items():
@@ -180,12 +181,23 @@ def test_another_users_odd_records_never_stop_down_or_fill_memory(data, started)
     (jobs / "fine" / "job.json").write_text(json.dumps(fine))
     with open(jobs / "fine" / "progress.jsonl", "wb") as f:
         f.truncate(1 << 30)
+    # records the progress callback never writes, after the gigabyte (the tail is read)
+    odd_lines = [
+        "1",
+        '{"event": "step"}',
+        '{"event": "epoch_end", "epoch": [1]}',
+        '{"event": "step", "epoch": 0, "step": 1, "metrics": {"loss": [1]}}',
+        "[" * 100_000,
+        '{"event": "epoch_end", "epoch": 0, "metrics": {"loss": 0.5}}',
+    ]
+    with open(jobs / "fine" / "progress.jsonl", "ab") as f:
+        f.write(("\n" + "\n".join(odd_lines) + "\n").encode())
 
     me = psutil.Process()
     before = me.memory_info().rss
     listed = {r["id"]: r["state"] for r in backend.list("mallory")}
     assert listed == {**{name: "damaged" for name in odd}, "fine": "succeeded"}, listed
-    assert backend.progress("mallory", "fine")["history"] == []
+    assert backend.progress("mallory", "fine")["history"] == [{"epoch": 0, "loss": 0.5}]
     with pytest.raises(JobError) as refused:
         backend.logs("mallory", "workers", "worker-0")
     assert refused.value.status == 409
