@@ -167,14 +167,7 @@ def start_hub(
         as_account = {"user": account.uid, "group": account.gid, "extra_groups": []}
     sink = None
     if to_file:  # through a pipe: a full disk must not stop the proxy (see hubforge.logsink)
-        sink = subprocess.Popen(  # root's: -I and / (nothing imported from `up`'s folder)
-            [sys.executable, "-I", "-m", "hubforge.logsink", str(state_dir / "jupyterhub.log")],
-            cwd="/",
-            stdin=subprocess.PIPE,
-            stdout=subprocess.DEVNULL,
-            stderr=subprocess.DEVNULL,
-            start_new_session=True,  # Ctrl-C stops the hub; this copies its last lines
-        )
+        sink = _start_log_sink(state_dir / "jupyterhub.log", env, as_account)
     output = sink.stdin if sink else None
     with output or contextlib.nullcontext():
         return subprocess.Popen(
@@ -186,6 +179,28 @@ def start_hub(
             stderr=output,
             **as_account,
         )
+
+
+def _start_log_sink(log: Path, env: dict[str, str], as_account: dict[str, Any]) -> subprocess.Popen:
+    """The sink that copies the hub's output into ``log``: `up` opens the file (in its own
+    state folder, never through a link) and hands it over as the sink's standard output, so
+    the sink runs as the hub's account, not root; -I and / (nothing imported from `up`'s
+    folder)."""
+    flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC
+    target = os.open(log, flags, 0o600)
+    try:
+        return subprocess.Popen(
+            [sys.executable, "-I", "-m", "hubforge.logsink", "-"],
+            cwd="/",
+            env=env,
+            stdin=subprocess.PIPE,
+            stdout=target,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C stops the hub; this copies its last lines
+            **as_account,
+        )
+    finally:
+        os.close(target)
 
 
 def stop_leftovers(data_dir: str, grace: float = 10) -> int:

@@ -6,7 +6,9 @@ configurable-http-proxy (Node) dies on its next log line when that line cannot b
 and a proxy that dies on a full disk takes every route with it. What cannot be written is
 dropped and counted; the first line that fits again says how much was lost.
 
-Run as ``python -m hubforge.logsink FILE`` with the pipe as standard input; it ends when
+Run as ``python -m hubforge.logsink FILE`` with the pipe as standard input (``-`` for FILE:
+standard output, a log file opened by whoever starts it, so the sink itself needs no right to
+open it: `hubforge up` runs it as the hub's account); it ends when
 the last process holding the pipe's other end has closed it (so it outlives `hubforge up`
 while the hub stops). It imports nothing of Hubforge's and never exits on a write error.
 """
@@ -54,9 +56,15 @@ def copy(source: int, target: int, chunk_size: int = 1 << 16) -> int:
 
 def main(argv: list[str]) -> int:
     if len(argv) != 1:
-        print("usage: python -m hubforge.logsink LOG_FILE  (the output to copy on stdin)")
+        print(
+            "usage: python -m hubforge.logsink LOG_FILE  (the output to copy on stdin;"
+            " - for standard output)"
+        )
         return 2
-    target = os.open(argv[0], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+    if argv[0] == "-":
+        target = sys.stdout.fileno()
+    else:
+        target = os.open(argv[0], os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
     copy(sys.stdin.fileno(), target)
     return 0
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import hashlib
+import json
 import os
+import shutil
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -42,15 +46,55 @@ def _run(script: str, *args: str) -> None:
     )
 
 
+# Exports are cached per machine: starting TensorFlow to export the same tiny model costs
+# seconds each time, and ~30 tests want one. The key is the script, its arguments and the
+# TensorFlow installed, so a changed script or TensorFlow makes new ones; the copy a test gets
+# is its own (tests change, damage and chown what they get).
+CACHE = Path(tempfile.gettempdir()) / "hubforge-tests" / "models"
+
+
+def _tensorflow_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("tensorflow")
+    except PackageNotFoundError:
+        return version("tensorflow-cpu")
+
+
+def _cached_export(script: str, args: list[str], made: str, target: Path) -> None:
+    """Copy the export ``script`` makes (``made`` in the folder its first argument names) to
+    ``target``; exported once per machine and key."""
+    key = hashlib.sha256(
+        json.dumps([script, args, _tensorflow_version(), sys.executable]).encode()
+    ).hexdigest()[:20]
+    entry = CACHE / key
+    if not entry.is_dir():
+        CACHE.parent.mkdir(mode=0o711, exist_ok=True)
+        CACHE.mkdir(exist_ok=True)
+        fresh = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=CACHE))
+        fresh.chmod(0o755)
+        _run(script, str(fresh), *args)
+        try:
+            (fresh / made).rename(entry)  # several processes: the first one kept
+        except OSError:
+            if not entry.is_dir():
+                raise
+        finally:
+            shutil.rmtree(fresh, ignore_errors=True)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copytree(entry, target, dirs_exist_ok=True)
+
+
 def keras_model(base: Path, version: int, bias: float = 0.0) -> Path:
     """y = sum(x) + bias, as a Keras SavedModel at ``base/version``."""
-    _run(KERAS, str(base), str(version), str(bias))
+    _cached_export(KERAS, ["v", str(bias)], "v", base / str(version))
     return base / str(version)
 
 
 def multi_io_model(base: Path) -> Path:
     """Two named inputs (a string and a float), two outputs."""
-    _run(MULTI, str(base))
+    _cached_export(MULTI, [], "1", base / "1")
     return base / "1"
 
 

@@ -4,11 +4,15 @@ from __future__ import annotations
 
 import errno
 import os
+import pwd
 import subprocess
 import sys
 import threading
 
-from hubforge import logsink
+import psutil
+import pytest
+
+from hubforge import lifecycle, logsink
 
 
 def feed(chunks: list[bytes]) -> int:
@@ -87,3 +91,33 @@ def test_the_sink_says_how_it_is_used():
         stdin=subprocess.DEVNULL,
     )
     assert r.returncode == 2 and "usage: python -m hubforge.logsink LOG_FILE" in r.stdout
+
+
+def test_up_opens_the_log_and_the_sink_runs_without_root(tmp_path):
+    """`up` opens the hub's log in its own folder and hands it to the sink, which runs as
+    the account it is given (the hub's): it copies into a root-only 0600 file it could not
+    open itself, and never follows a link put where the log goes."""
+    if os.geteuid() != 0:
+        pytest.skip("the sink runs as another account only when root starts it")
+    nobody = pwd.getpwnam("nobody")
+    folder = tmp_path / "state"
+    folder.mkdir(mode=0o700)
+    log = folder / "jupyterhub.log"
+    as_nobody = {"user": nobody.pw_uid, "group": nobody.pw_gid, "extra_groups": []}
+    sink = lifecycle._start_log_sink(log, dict(os.environ), as_nobody)
+    try:
+        assert psutil.Process(sink.pid).uids().real == nobody.pw_uid
+        sink.stdin.write(b"the hub says hello\n")
+    finally:
+        sink.stdin.close()
+    assert sink.wait(timeout=30) == 0
+    assert log.read_text() == "the hub says hello\n"
+    assert (log.stat().st_uid, oct(log.stat().st_mode & 0o777)) == (0, "0o600")
+
+    secret = tmp_path / "secret"
+    secret.write_text("root's\n")
+    log.unlink()
+    log.symlink_to(secret)
+    with pytest.raises(OSError):
+        lifecycle._start_log_sink(log, dict(os.environ), as_nobody)
+    assert secret.read_text() == "root's\n"
