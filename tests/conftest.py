@@ -5,13 +5,14 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 
 import psutil
 import pytest
 
 from tests.notebooks import training_notebook
-from tests.workbench import RunningWorkbench, isolated, start_workbench
+from tests.workbench import RunningWorkbench, isolated, passable, start_workbench
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -21,6 +22,11 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
 
     from tests.workbench import STARTED, remove_accounts
 
+    early = session.config.stash.get(EARLY, None)
+    if early is not None:  # the shared workbench stops, whether a test used it or not
+        early.thread.join()
+        if early.result is not None:
+            early.result.down()
     if os.geteuid() == 0 and STARTED:
         remove_accounts(STARTED)
 
@@ -51,11 +57,53 @@ SESSION_CONFIG = (
 )
 
 
+class EarlyStart:
+    """The shared workbench, started in a thread as soon as the tests are collected, so that
+    its start (hub, proxy, service, Label Studio: half a minute or more on 2 cores) overlaps
+    the tests that need no workbench. It gets the environment as it was then: tests change
+    os.environ meanwhile."""
+
+    def __init__(self, data_dir: Path):
+        self.data_dir = data_dir
+        self.result: RunningWorkbench | None = None
+        self.error: BaseException | None = None
+        passable(data_dir)
+        env = dict(os.environ)
+        self.thread = threading.Thread(target=self._start, args=(env,), daemon=True)
+        self.thread.start()
+
+    def _start(self, env: dict[str, str]) -> None:
+        try:
+            self.result = start_workbench(self.data_dir, config=SESSION_CONFIG, env=env)
+        except BaseException as e:  # re-raised where a test asks for the workbench
+            self.error = e
+
+    def get(self) -> RunningWorkbench:
+        self.thread.join()
+        if self.error is not None:
+            raise RuntimeError("the shared workbench did not start") from self.error
+        assert self.result is not None
+        return self.result
+
+
+EARLY = pytest.StashKey[EarlyStart]()
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    if session.config.option.collectonly:
+        return
+    if any("workbench" in item.fixturenames for item in session.items):
+        folder = session.config._tmp_path_factory.mktemp("workbench")
+        session.config.stash[EARLY] = EarlyStart(folder)
+
+
 @pytest.fixture(scope="session")
-def workbench(tmp_path_factory: pytest.TempPathFactory) -> RunningWorkbench:
-    wb = start_workbench(tmp_path_factory.mktemp("workbench"), config=SESSION_CONFIG)
-    yield wb
-    wb.down()
+def workbench(request: pytest.FixtureRequest) -> RunningWorkbench:
+    early = request.config.stash.get(EARLY, None)
+    if early is None:  # a test that asks for it in a way collection did not show
+        folder = request.config._tmp_path_factory.mktemp("workbench")
+        request.config.stash[EARLY] = early = EarlyStart(folder)
+    yield early.get()
 
 
 @pytest.fixture

@@ -251,11 +251,12 @@ def start_workbench(
     label_studio: bool | None = None,
     xdg: Path | None = None,
     port: int | None = None,
+    env: dict[str, str] | None = None,
 ) -> RunningWorkbench:
     """`hubforge up` as a subprocess; returns once the hub answers through the proxy and,
-    with ``label_studio``, once Label Studio has finished its first start (a database
-    migration: ~35 s on an idle machine, minutes on a busy one). ``xdg``: where `up` notes
-    that it runs (default: a folder of this workbench's own)."""
+    with ``label_studio``, once Label Studio answers. ``xdg``: where `up` notes that it runs
+    (default: a folder of this workbench's own); ``env``: the environment `up` gets (default:
+    this process's, as it is now)."""
     data_dir.mkdir(parents=True, exist_ok=True)
     passable(data_dir)
     STARTED.append(data_dir)
@@ -282,7 +283,9 @@ def start_workbench(
             stderr=subprocess.STDOUT,
             # `up` remembers its data folder there (not in the real home)
             env=dict(
-                os.environ, PYTHONUNBUFFERED="1", XDG_STATE_HOME=str(xdg or xdg_state(data_dir))
+                os.environ if env is None else env,
+                PYTHONUNBUFFERED="1",
+                XDG_STATE_HOME=str(xdg or xdg_state(data_dir)),
             ),
         )
     from hubforge.workbench import normalize_base_url
