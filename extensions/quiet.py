@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import logging
 import os
 import re
 import sys
@@ -42,7 +43,30 @@ NOISE = re.compile(
     r"|^INFO:tensorflow:Assets written to: "
 )
 
+# TensorFlow's own logger, when it thinks it runs interactively (IPython, a job of a notebook
+# with magics), writes INFO records to sys.stdout: past the fd 2 filter, and in a kernel
+# straight to the notebook. These records go to the debug log instead.
+LOG_NOISE = re.compile(r"^Assets written to: ")
+
 _installed: _Filter | None = None
+
+
+class _QuietLogger(logging.Filter):
+    """Keeps the ``tensorflow`` logger's routine records (LOG_NOISE) out of what users see."""
+
+    def __init__(self, debug_log: Path):
+        super().__init__()
+        self.debug_log = debug_log
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        if not LOG_NOISE.search(message):
+            return True
+        with contextlib.suppress(OSError):
+            self.debug_log.parent.mkdir(parents=True, exist_ok=True)
+            with self.debug_log.open("a", encoding="utf-8") as f:
+                f.write(f"{record.levelname}:{record.name}:{message}\n")
+        return False
 
 
 class _Filter:
@@ -113,6 +137,8 @@ def filter_stderr(debug_log: str | os.PathLike | None = None) -> Path | None:
     if _installed is None:
         default = Path.home() / ".cache" / "hubforge" / "tensorflow-startup.log"
         _installed = _Filter(Path(debug_log) if debug_log else default)
+        # the logger TensorFlow will use (made now if TensorFlow is not imported yet)
+        logging.getLogger("tensorflow").addFilter(_QuietLogger(_installed.debug_log))
     return _installed.debug_log
 
 

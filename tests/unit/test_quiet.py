@@ -12,8 +12,12 @@ import os, sys
 from hubforge.quiet import filter_stderr
 filter_stderr(sys.argv[1])
 os.write(2, b"before tensorflow\\n")
+sys.ps1 = ">>> "  # TensorFlow's logger then logs INFO to stdout, as in IPython
 import tensorflow as tf
 print(float(tf.reduce_sum(tf.constant([1.0, 2.0]))))
+module = tf.Module()
+module.v = tf.Variable(1.0)
+tf.saved_model.save(module, sys.argv[2])  # logs "Assets written to: ..."
 os.write(2, b"after tensorflow\\n")
 raise ValueError("the user's own error")
 """
@@ -22,7 +26,7 @@ raise ValueError("the user's own error")
 def run(tmp_path, **env):
     debug = tmp_path / "debug.log"
     r = subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(debug)],
+        [sys.executable, "-c", SCRIPT, str(debug), str(tmp_path / "saved")],
         capture_output=True,
         text=True,
         timeout=180,
@@ -39,11 +43,15 @@ def test_noise_goes_to_the_debug_log_and_the_rest_through(tmp_path):
     kept = debug.read_text()
     assert "cuInit" in kept or "Could not find cuda drivers" in kept, kept
     assert "cuda" not in r.stderr.lower() and "cpu_feature_guard" not in r.stderr
+    assert (tmp_path / "saved" / "saved_model.pb").is_file()
+    assert "Assets written to" not in r.stdout + r.stderr  # TensorFlow's logger, on stdout
+    assert f"INFO:tensorflow:Assets written to: {tmp_path / 'saved'}" in kept, kept
 
 
 def test_show_keeps_everything(tmp_path):
     r, debug = run(tmp_path, HUBFORGE_TF_NOISE="show")
     assert "cuda" in r.stderr.lower() and not debug.exists()
+    assert "Assets written to" in r.stdout
 
 
 def test_a_kernel_shows_the_users_stderr_but_not_the_noise(tmp_path, monkeypatch):
