@@ -93,3 +93,42 @@ def test_the_image_copies_every_folder_the_package_is_built_from(image):
     text = (ROOT / "images" / image / "Dockerfile").read_text()
     copied = set(re.findall(r"^COPY \S+ (\S+) /tmp/hubforge/\1$", text, re.M))
     assert folders <= copied, f"not copied into the {image} image: {sorted(folders - copied)}"
+
+
+def _copied_into(dockerfile: Path) -> dict[str, Path]:
+    """What the image's COPY lines put where: {path in the image: file in the repository}."""
+    placed = {}
+    for source, target in re.findall(
+        r"^COPY (?:--\S+ )*(\S+) (\S+)$", dockerfile.read_text(), re.M
+    ):
+        for found in sorted(ROOT.glob(source)):
+            where = target + found.name if target.endswith("/") else target
+            placed[where] = found
+    return placed
+
+
+def test_the_label_studio_image_has_every_module_ls_main_loads():
+    """ls_main.py runs there as a script: every sibling module it (or a sibling) imports must
+    be beside it, and the database check it loads by path from the folder above it too."""
+    import ast
+
+    placed = _copied_into(ROOT / "images" / "label-studio" / "Dockerfile")
+    entry = "/opt/hubforge/ls_main.py"
+    assert placed.get(entry) == ROOT / "extensions" / "labeling" / "ls_main.py", placed
+    labeling = ROOT / "extensions" / "labeling"
+    todo, seen = ["ls_main"], set()
+    while todo:
+        name = todo.pop()
+        if name in seen:
+            continue
+        seen.add(name)
+        assert f"/opt/hubforge/{name}.py" in placed, f"{name}.py is not in the image"
+        tree = ast.parse((labeling / f"{name}.py").read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom) and node.module:
+                todo += [node.module] if (labeling / f"{node.module}.py").exists() else []
+            if isinstance(node, ast.Import):
+                todo += [a.name for a in node.names if (labeling / f"{a.name}.py").exists()]
+    assert len(seen) > 1, seen  # it does import siblings
+    # ls_start loads hubforge's sqlite_backup.py from the folder above the script
+    assert placed.get("/opt/sqlite_backup.py") == ROOT / "extensions" / "sqlite_backup.py"

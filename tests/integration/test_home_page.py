@@ -8,7 +8,7 @@ import re
 import pytest
 
 from hubforge import labeling
-from hubforge.labeling import api as labeling_api
+from hubforge.labeling import connection as labeling_connection
 from tests.models import keras_model
 
 pytestmark = pytest.mark.hub
@@ -61,7 +61,7 @@ def test_home_lists_what_is_mine_and_nothing_of_anyone_else(workbench, monkeypat
         monkeypatch.setenv("HUBFORGE_DATA", str(workbench.data_dir / "hdfs"))
         monkeypatch.setenv("HUBFORGE_USER_AREA", str(workbench.data_dir / "hdfs/users/hana"))
         monkeypatch.delenv("HUBFORGE_LABEL_STUDIO_TOKEN", raising=False)
-        monkeypatch.setattr(labeling_api, "_credentials", None)
+        monkeypatch.setattr(labeling_connection, "_credentials", None)
         project = labeling.create_project(
             "home-reviews", ["fine", "awful", "so-so"], ["good", "bad"], task="text-classification"
         )

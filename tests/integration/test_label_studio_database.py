@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from hubforge import labeling
-from hubforge.labeling import api
+from hubforge.labeling import api, connection
 from tests.faults import damage_sqlite
 from tests.integration.test_labeling import label_all, shapes
 from tests.workbench import hubforge, start_workbench
@@ -34,7 +34,7 @@ def _as(wb, name: str, monkeypatch) -> None:
     monkeypatch.setenv("HUBFORGE_DATA", str(wb.data_dir / "hdfs"))
     monkeypatch.setenv("HUBFORGE_USER_AREA", str(wb.data_dir / "hdfs/users" / name))
     monkeypatch.delenv("HUBFORGE_LABEL_STUDIO_TOKEN", raising=False)
-    monkeypatch.setattr(api, "_credentials", None)
+    monkeypatch.setattr(connection, "_credentials", None)
     api.close_clients()
 
 

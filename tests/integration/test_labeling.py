@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from hubforge import labeling
-from hubforge.labeling import api
+from hubforge.labeling import api, connection
 from hubforge.processes import MARKER
 
 pytestmark = pytest.mark.hub
@@ -65,8 +65,8 @@ def as_user(workbench, monkeypatch):
         monkeypatch.setenv("HUBFORGE_DATA", str(workbench.data_dir / "hdfs"))
         monkeypatch.setenv("HUBFORGE_USER_AREA", str(workbench.data_dir / "hdfs/users" / name))
         monkeypatch.delenv("HUBFORGE_LABEL_STUDIO_TOKEN", raising=False)
-        monkeypatch.setattr(api, "_credentials", None)
-        monkeypatch.setattr(api, "_teammate_credentials", {})
+        monkeypatch.setattr(connection, "_credentials", None)
+        monkeypatch.setattr(connection, "_teammate_credentials", {})
         return token
 
     return switch

@@ -13,7 +13,7 @@ import time
 import pytest
 
 from hubforge import labeling
-from hubforge.labeling import api
+from hubforge.labeling import api, connection
 from tests.integration.test_labeling import label_studio_process
 
 pytestmark = pytest.mark.hub
@@ -69,7 +69,7 @@ def test_three_processes_1000_labels_label_studio_killed_twice(workbench, tmp_pa
         monkeypatch.delenv(var, raising=False)
     for var in ("HUBFORGE_LABEL_STUDIO_URL", "HUBFORGE_LABEL_STUDIO_TOKEN", "HUBFORGE_USER_AREA"):
         monkeypatch.setenv(var, env[var])
-    monkeypatch.setattr(api, "_credentials", None)
+    monkeypatch.setattr(connection, "_credentials", None)
     project = labeling.create_project(
         "journal",
         [f"sentence number {i}" for i in range(ITEMS)],

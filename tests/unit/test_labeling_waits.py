@@ -6,12 +6,12 @@ from __future__ import annotations
 import pytest
 
 from hubforge.client import ServiceError
-from hubforge.labeling import api
+from hubforge.labeling import connection
 from hubforge.labeling.server import STARTING
 
 
 def test_a_call_during_the_start_waits_and_then_succeeds(monkeypatch, capsys):
-    monkeypatch.setattr(api.time, "sleep", lambda s: None)
+    monkeypatch.setattr(connection.time, "sleep", lambda s: None)
     answers = [ServiceError(503, f"hubforge service: {STARTING}")] * 3 + [{"ok": 1}]
 
     def call():
@@ -20,7 +20,7 @@ def test_a_call_during_the_start_waits_and_then_succeeds(monkeypatch, capsys):
             raise answer
         return answer
 
-    assert api._waiting_for_label_studio(call) == {"ok": 1}
+    assert connection._waiting_for_label_studio(call) == {"ok": 1}
     assert capsys.readouterr().err.count("Label Studio is finishing its start") == 1
 
 
@@ -40,5 +40,5 @@ def test_other_refusals_are_not_waited_on(error):
         raise error
 
     with pytest.raises(ServiceError):
-        api._waiting_for_label_studio(call)
+        connection._waiting_for_label_studio(call)
     assert len(calls) == 1

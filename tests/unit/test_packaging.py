@@ -64,11 +64,20 @@ def test_wheel_maps_the_folders_into_one_package(wheel):
     names = set(zipfile.ZipFile(wheel).namelist())
     for expected in (
         "hubforge/__init__.py",
-        "hubforge/cli.py",
+        "hubforge/cli/__init__.py",
         "hubforge/service/app.py",
         "hubforge/hub/spawner.py",
         "hubforge/hub/jupyterhub_config.py",
         "hubforge/widgets/__init__.py",
+        "hubforge/labeling/api.py",
+        "hubforge/labeling/project.py",
+        "hubforge/labeling/connection.py",
+        "hubforge/labeling/ls_main.py",
+        "hubforge/labeling/ls_start.py",
+        "hubforge/labeling/ls_routes.py",
+        "hubforge/labeling/ls_policy.py",
+        "hubforge/labeling/ls_rules.py",
+        "hubforge/labeling/ls_files.py",
         "hubforge-0.1.0.data/data/etc/jupyter/jupyter_server_config.d/hubforge.json",
         "hubforge-0.1.0.data/data/share/jupyter/lab/settings/overrides.d/hubforge.json",
     ):

@@ -1,0 +1,170 @@
+"""`hubforge job`: submit notebooks and scripts as training jobs, list, show, follow and
+cancel them."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import sys
+import time
+
+
+def _param(text: str) -> tuple[str, object]:
+    """NAME=VALUE, VALUE parsed as JSON when it can be (3, 0.1, true, "x"), else a string."""
+    if "=" not in text:
+        raise argparse.ArgumentTypeError(f"{text!r}: use NAME=VALUE, e.g. epochs=3")
+    name, value = text.split("=", 1)
+    try:
+        return name, json.loads(value)
+    except ValueError:
+        return name, value
+
+
+def _print_job(record: dict) -> None:
+    spec = record["spec"]
+    print(
+        f"{record['id']}  {record['state']}  workers={spec['workers']} "
+        f"gpus/worker={spec['gpus_per_worker']} restarts={record['restarts']}"
+    )
+    if record.get("reason"):
+        print(f"  {record['reason']}")
+        blamed = re.search(r"see the logs of (worker-\d+)", record["reason"])
+        if blamed:
+            print(f"  logs: hubforge job logs {record['id']} --replica {blamed.group(1)}")
+    for name, replica in sorted(record.get("replicas", {}).items()):
+        print(f"  {name}: {replica['state']} (pid {replica['pid']}, exit {replica['exit_code']})")
+    for key, value in record.get("artifacts", {}).items():
+        if key == "figures":
+            for path in value:  # what the job drew (plt.show(), figures left open)
+                print(f"  figure: {path}")
+        else:
+            print(f"  {key}: {value}")
+
+
+def _follow_progress(job) -> str:
+    from ..jobs.display import progress_line
+    from ..jobs.store import TERMINAL
+
+    tty = sys.stderr.isatty()
+    last = ""
+    while True:
+        state = job.status
+        line = progress_line(state, job.progress)
+        if line != last:
+            print(
+                ("\r\033[K" if tty else "") + line,
+                end="" if tty else "\n",
+                file=sys.stderr,
+                flush=True,
+            )
+            last = line
+        if state in TERMINAL:
+            if tty:
+                print(file=sys.stderr)
+            return state
+        time.sleep(0.5)
+
+
+def _job_submit(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    job = jobs.submit(
+        args.notebook,
+        workers=args.workers,
+        gpus_per_worker=args.gpus,
+        params=dict(args.param or []),
+        name=args.name,
+        max_restarts=args.max_restarts,
+    )
+    for warning in job.warnings:
+        print(f"Warning: {warning}", file=sys.stderr)
+    print(f"Submitted {job.id}; follow it with `hubforge job show {job.id}`")
+    if args.follow:
+        return 0 if _follow_progress(job) == "succeeded" else 1
+    return 0
+
+
+def _job_list(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    for job in jobs.list_jobs():
+        r = job.record
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        print(f"{r['id']:<24} {r['state']:<10} workers={r['spec']['workers']} {created}")
+    return 0
+
+
+def _job_show(args: argparse.Namespace) -> int:
+    from .. import jobs
+    from ..jobs.display import progress_line
+
+    job = jobs.get(args.id)
+    _print_job(job.record)
+    print("  " + progress_line(job.record["state"], job.progress))
+    print(f"  TensorBoard: hubforge tensorboard open {job.id}")
+    return 0
+
+
+def _job_logs(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    output = jobs.get(args.id).logs(args.replica, follow=args.follow)
+    for text in [output] if isinstance(output, str) else output:
+        sys.stdout.write(text)
+        sys.stdout.flush()
+    return 0
+
+
+def _job_cancel(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    job = jobs.get(args.id).cancel()
+    print(f"{job.id}: {job.record['state']}")
+    return 0
+
+
+def cmd_job(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    actions = {
+        "submit": _job_submit,
+        "list": _job_list,
+        "show": _job_show,
+        "logs": _job_logs,
+        "cancel": _job_cancel,
+    }
+    try:
+        return actions[args.job_command](args)
+    except (jobs.JobError, jobs.JobNotFound) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+
+
+def _job_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    job = sub.add_parser("job", help="run notebooks as distributed TensorFlow jobs")
+    job_sub = job.add_subparsers(dest="job_command", required=True, metavar="ACTION")
+    submit = job_sub.add_parser("submit", parents=[common], help="submit a notebook or script")
+    submit.add_argument("notebook", help="notebook (.ipynb) or script (.py) in your home")
+    submit.add_argument("--workers", type=int, default=1, help="number of workers (default 1)")
+    submit.add_argument("--gpus", type=int, default=0, help="GPUs per worker (default 0)")
+    submit.add_argument(
+        "--param",
+        type=_param,
+        action="append",
+        metavar="NAME=VALUE",
+        help="override a variable of the 'parameters' cell (repeatable)",
+    )
+    submit.add_argument("--name", help="job name (default: from the file name)")
+    submit.add_argument("--max-restarts", type=int, default=2, help="group restarts (default 2)")
+    submit.add_argument("--follow", action="store_true", help="show progress until it ends")
+    job_sub.add_parser("list", parents=[common], help="your jobs, newest first")
+    show = job_sub.add_parser("show", parents=[common], help="state, replicas, progress")
+    show.add_argument("id")
+    logs = job_sub.add_parser("logs", parents=[common], help="a replica's output")
+    logs.add_argument("id")
+    logs.add_argument("--replica", default="worker-0", help="worker-N (default worker-0)")
+    logs.add_argument("--follow", action="store_true", help="keep printing until the job ends")
+    cancel = job_sub.add_parser("cancel", parents=[common], help="stop every process of a job")
+    cancel.add_argument("id")
+    job.set_defaults(func=cmd_job)

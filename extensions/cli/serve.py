@@ -1,0 +1,125 @@
+"""`hubforge serve`: deploy models to TF-Serving-compatible endpoints, call them, export
+TFLite."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .. import serving
+
+    try:
+        if args.serve_command == "deploy":
+            ep = serving.deploy(
+                _deploy_source(args),
+                args.name,
+                version=args.version,
+                batching=_batching(args),
+                gpus=args.gpus,
+            )
+            try:  # a row shaped like the model's input, so the printed line works as is
+                example = ep.example_instances()
+            except serving.ServingError:
+                example = None
+            print(f"{ep.name}: versions {ep.versions}\npredict with:\n  {ep.curl(example)}")
+        elif args.serve_command == "list":
+            for ep in serving.list_endpoints():
+                state = "running" if ep.record["running"] else "stopped"
+                print(f"{ep.name:<24} {state:<8} versions={ep.versions} {ep.url}")
+        elif args.serve_command == "predict":
+            instances = json.loads(args.instances)
+            print(json.dumps(serving.get(args.name).predict(instances, version=args.version)))
+        elif args.serve_command == "undeploy":
+            serving.get(args.name).undeploy()
+            print(f"Undeployed {args.name} (its model versions stay in your data area)")
+        elif args.serve_command == "export-tflite":
+            print("Converting (TensorFlow loads in a few seconds)...", file=sys.stderr)
+            report = serving.export_tflite(
+                args.model_dir,
+                output=args.output,
+                quantize=args.quantize,
+                representative_data=_load_array(args.representative, "--representative"),
+                sample_data=_load_array(args.samples, "--samples"),
+                labels=_load_array(args.labels, "--labels"),
+            )
+            print(report)
+    except (serving.ServingError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def _deploy_source(args: argparse.Namespace) -> object:
+    if bool(args.model_dir) == bool(args.job):
+        raise ValueError("give a MODEL_DIR or --job JOB_ID (one of them)")
+    if args.job:
+        from .. import jobs
+
+        return jobs.get(args.job)
+    return args.model_dir
+
+
+def _batching(args: argparse.Namespace) -> dict | None:
+    if args.max_batch_size is None and args.batch_timeout_ms is None:
+        return None
+    batching: dict = {"max_batch_size": args.max_batch_size or 0}
+    if args.batch_timeout_ms is not None:
+        batching["batch_timeout_ms"] = args.batch_timeout_ms
+    return batching
+
+
+def _load_array(path: str | None, flag: str) -> object:
+    """A .npy file, or a .npz whose arrays are the model's inputs by name."""
+    if path is None:
+        return None
+    import numpy as np
+
+    try:
+        data = np.load(path, allow_pickle=False)
+    except (OSError, ValueError) as e:
+        raise ValueError(f"{flag} {path}: not a .npy/.npz file numpy can read ({e})") from None
+    return dict(data) if isinstance(data, np.lib.npyio.NpzFile) else data
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="deploy models to TF-Serving-compatible endpoints")
+    serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
+    deploy = serve_sub.add_parser("deploy", help="serve a SavedModel (adds a version)")
+    deploy.add_argument(
+        "model_dir", nargs="?", help="the exported SavedModel folder in your data area"
+    )
+    deploy.add_argument("--job", help="deploy what this finished training job exported")
+    deploy.add_argument("--name", required=True, help="endpoint name")
+    deploy.add_argument("--version", type=int, help="version number (default: next)")
+    deploy.add_argument("--gpus", type=int, default=0, help="GPUs (Kubernetes endpoints)")
+    deploy.add_argument(
+        "--max-batch-size",
+        type=int,
+        help="merge concurrent requests up to N rows (0: off)",
+    )
+    deploy.add_argument(
+        "--batch-timeout-ms", type=float, help="longest a request waits for a batch (2)"
+    )
+    serve_sub.add_parser("list", help="your endpoints")
+    predict = serve_sub.add_parser("predict", help="call an endpoint")
+    predict.add_argument("name")
+    predict.add_argument("instances", help='JSON rows, e.g. "[[1, 2, 3, 4]]"')
+    predict.add_argument("--version", type=int)
+    undeploy = serve_sub.add_parser("undeploy", help="stop an endpoint")
+    undeploy.add_argument("name")
+    export = serve_sub.add_parser(
+        "export-tflite",
+        help="convert a SavedModel for mobile, with a size/accuracy report",
+    )
+    export.add_argument("model_dir", help="a SavedModel, or a folder of versions (newest)")
+    export.add_argument("--output", help="the .tflite file (default: next to the model)")
+    export.add_argument(
+        "--quantize", choices=["none", "dynamic", "float16", "int8"], default="none"
+    )
+    export.add_argument("--representative", help=".npy/.npz of typical inputs (int8 needs it)")
+    export.add_argument("--samples", help=".npy/.npz inputs to compare the models on")
+    export.add_argument("--labels", help=".npy class ids of --samples: reports accuracy")
+    serve.set_defaults(func=cmd_serve)
