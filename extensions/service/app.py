@@ -119,17 +119,8 @@ class HubforgeService(Application):
         )
         self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
         api = url_path_join(self.prefix, "api")
-        accounts = None
+        accounts = self._label_studio_accounts(workbench)
         hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", workbench.base_url)
-        if os.environ.get("HUBFORGE_LABEL_STUDIO_URL"):
-            # on Kubernetes the chart passes the service key from its Secret
-            service_key = (
-                os.environ.get("HUBFORGE_LS_SERVICE_KEY")
-                or label_studio.admin_credentials(workbench.state_dir)["service_key"]
-            )
-            accounts = label_studio.Accounts(
-                workbench.service_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], service_key
-            )
         return web.Application(
             log_function=log_request,
             service_prefix=self.prefix,
@@ -149,6 +140,20 @@ class HubforgeService(Application):
                 (api + r"/users/([^/]+)", UserHandler, args),
                 (api + r"/users/([^/]+)/password", PasswordHandler, args),
             ],
+        )
+
+    @staticmethod
+    def _label_studio_accounts(workbench: Workbench) -> label_studio.Accounts | None:
+        """Label Studio's accounts of hub users, when there is a Label Studio."""
+        if not os.environ.get("HUBFORGE_LABEL_STUDIO_URL"):
+            return None
+        # on Kubernetes the chart passes the service key from its Secret
+        service_key = (
+            os.environ.get("HUBFORGE_LS_SERVICE_KEY")
+            or label_studio.admin_credentials(workbench.state_dir)["service_key"]
+        )
+        return label_studio.Accounts(
+            workbench.service_dir, os.environ["HUBFORGE_LABEL_STUDIO_URL"], service_key
         )
 
     @staticmethod

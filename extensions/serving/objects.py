@@ -123,15 +123,8 @@ def config_map(
     }
 
 
-def container(
-    owner: str,
-    name: str,
-    gpus: int,
-    batching: dict[str, Any],
-    s: ServingSettings,
-    container_name: str = "tensorflow-serving",
-) -> dict[str, Any]:
-    """TF Serving: non-root, read-only root and model, ready once the model status answers."""
+def _server_args(batching: dict[str, Any], hubforge: bool) -> list[str]:
+    """TF Serving's flags (our server takes the same ones)."""
     args = [
         f"--port={GRPC_PORT}",
         f"--rest_api_port={REST_PORT}",
@@ -145,21 +138,47 @@ def container(
             "--enable_batching=true",
             f"--batching_parameters_file={CONFIG_MOUNT}/batching.config",
         ]
-    hubforge = s.server == "hubforge"
-    if hubforge:  # the same TF Serving flags; ours listens on loopback unless told
+    if hubforge:  # ours listens on loopback unless told
         args.append("--host=0.0.0.0")
+    return args
+
+
+def _model_mounts(owner: str, name: str) -> list[dict[str, Any]]:
+    """The model (read-only, only its own folder of the HDFS claim), config and /tmp."""
+    path = model_path(owner, name)
+    return [
+        {
+            "name": "hdfs",
+            "mountPath": path,
+            "subPath": path[len(DATA_MOUNT) + 1 :],
+            "readOnly": True,
+        },
+        {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
+        {"name": "tmp", "mountPath": "/tmp"},
+    ]
+
+
+def container(
+    owner: str,
+    name: str,
+    gpus: int,
+    batching: dict[str, Any],
+    s: ServingSettings,
+    container_name: str = "tensorflow-serving",
+) -> dict[str, Any]:
+    """TF Serving: non-root, read-only root and model, ready once the model status answers."""
+    hubforge = s.server == "hubforge"
     resources: dict[str, Any] = {
         "requests": {"cpu": s.cpu, "memory": s.memory},
         "limits": {"memory": s.memory},
     }
     if gpus:
         resources["limits"][GPU_RESOURCE] = str(gpus)
-    path = model_path(owner, name)
     return {
         "name": container_name,
         "image": s.gpu_image if gpus else s.image,
         "command": ["hubforge-model-server" if hubforge else "tensorflow_model_server"],
-        "args": args,
+        "args": _server_args(batching, hubforge),
         "ports": [
             {"name": "http", "containerPort": REST_PORT, "protocol": "TCP"},
             {"name": "grpc", "containerPort": GRPC_PORT, "protocol": "TCP"},
@@ -176,16 +195,7 @@ def container(
         },
         **({"env": [{"name": "HOME", "value": "/tmp"}]} if hubforge else {}),  # root is read-only
         "resources": resources,
-        "volumeMounts": [
-            {
-                "name": "hdfs",
-                "mountPath": path,
-                "subPath": path[len(DATA_MOUNT) + 1 :],
-                "readOnly": True,
-            },
-            {"name": "config", "mountPath": CONFIG_MOUNT, "readOnly": True},
-            {"name": "tmp", "mountPath": "/tmp"},
-        ],
+        "volumeMounts": _model_mounts(owner, name),
         "securityContext": container_security(read_only_root=True),
     }
 

@@ -217,6 +217,48 @@ def _accuracy(outputs: np.ndarray, labels: np.ndarray) -> float:
     return float(np.mean(predicted.astype(np.int64) == labels.reshape(-1).astype(np.int64)))
 
 
+def _samples(
+    specs: Any, representative: Any, sample_data: Any, labels: Any
+) -> tuple[dict[str, np.ndarray], str, np.ndarray | None]:
+    """The inputs the report measures on, where they came from, and their labels."""
+    if sample_data is not None:
+        sample, source = _as_feed(sample_data, specs, "sample_data"), "given"
+    elif representative is not None:
+        sample, source = representative, "representative"
+    else:
+        sample, source = _random_feed(specs), "random"
+    if labels is not None:
+        labels = np.asarray(labels)
+        count = len(next(iter(sample.values())))
+        if len(labels) != count:
+            raise BadRequest(
+                f"labels has {len(labels)} entries for {count} samples: one label per sample"
+            )
+    return sample, source, labels
+
+
+def _write_model(content: bytes, path: Path, output: Any, quantize: str) -> Path:
+    """The converted model, written atomically to ``output`` (default beside the model)."""
+    target = Path(output) if output else path.with_name(f"{path.name}-{quantize}.tflite")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = target.with_name(f".{target.name}.tmp")
+    tmp.write_bytes(content)
+    os.replace(tmp, target)
+    return target
+
+
+def _outputs_of_both(
+    tf: Any, signature: Any, content: bytes, sample: dict[str, np.ndarray]
+) -> tuple[np.ndarray, np.ndarray]:
+    """What the SavedModel and the TFLite model answer for ``sample`` (flattened)."""
+    expected = _flat({k: v.numpy() for k, v in signature(**sample).items()})
+    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": still shipped
+        warnings.simplefilter("ignore")
+        interpreter = tf.lite.Interpreter(model_content=content)
+    runner = interpreter.get_signature_runner(SIGNATURE)
+    return expected, _flat(runner(**sample))
+
+
 def export_tflite(
     model_dir: str | os.PathLike,
     output: str | os.PathLike | None = None,
@@ -253,37 +295,13 @@ def export_tflite(
             'quantize="int8" calibrates on typical inputs: pass representative_data= '
             "(e.g. 100-500 training samples)"
         )
-    source = "given"
-    if sample_data is not None:
-        sample = _as_feed(sample_data, specs, "sample_data")
-    elif representative is not None:
-        sample, source = representative, "representative"
-    else:
-        sample, source = _random_feed(specs), "random"
-    if labels is not None:
-        labels = np.asarray(labels)
-        if len(labels) != len(next(iter(sample.values()))):
-            raise BadRequest(
-                f"labels has {len(labels)} entries for "
-                f"{len(next(iter(sample.values())))} samples: one label per sample"
-            )
-
+    sample, source, labels = _samples(specs, representative, sample_data, labels)
     try:
         content = _converter(path, quantize, representative).convert()
     except Exception as e:  # the converter's errors are long; keep the first line
         raise BadRequest(f"TFLite could not convert {path}: {str(e).splitlines()[0]}") from None
-    target = Path(output) if output else path.with_name(f"{path.name}-{quantize}.tflite")
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, target)
-
-    expected = _flat({k: v.numpy() for k, v in signature(**sample).items()})
-    with warnings.catch_warnings():  # "tf.lite.Interpreter is deprecated": still shipped
-        warnings.simplefilter("ignore")
-        interpreter = tf.lite.Interpreter(model_content=content)
-    runner = interpreter.get_signature_runner(SIGNATURE)
-    got = _flat(runner(**sample))
+    target = _write_model(content, path, output, quantize)
+    expected, got = _outputs_of_both(tf, signature, content, sample)
     diff = np.abs(expected - got)
     report = TFLiteReport(
         path=str(target),
