@@ -172,11 +172,27 @@ class ModelRepository:
             )
         return versions[version]
 
+    def _errors_on_disk(self) -> dict[int, str]:
+        """Load errors of version folders still as they were when they failed: a folder
+        removed or replaced since (a fixed version deployed again at once) is not reported
+        as failed before the next scan has tried it."""
+        errors, failed = dict(self.errors), dict(self._failed)
+        try:
+            on_disk = find_versions(self.base_path)
+        except NotFound:  # the model's folder is gone: so are its versions' errors
+            return {}
+        return {
+            v: message
+            for v, message in errors.items()
+            if v in on_disk and failed.get(v) == _stamp(on_disk[v])
+        }
+
     def status(self, version: int | None = None) -> dict[str, Any]:
         with self._lock:
             served = sorted(self.versions, reverse=True)
+        errors = self._errors_on_disk()
         if version is not None:
-            if version not in served and version not in self.errors:
+            if version not in served and version not in errors:
                 raise NotFound(f"Model {self.name} version {version} is not served")
             served = [version] if version in served else []
         states = [
@@ -187,7 +203,7 @@ class ModelRepository:
             }
             for v in served
         ]
-        for v, message in sorted(self.errors.items()):
+        for v, message in sorted(errors.items()):
             if version in (None, v):
                 states.append(
                     {
