@@ -62,7 +62,6 @@ def _readable_file(path: Path) -> bool:
 def _endpoint_view(endpoint: Any) -> dict[str, Any]:
     record = dict(endpoint.record)
     record["public_url"] = endpoint.public_url
-    record["curl"] = endpoint.curl()
     return record
 
 
@@ -101,9 +100,12 @@ class EndpointHandler(SidebarHandler):
         endpoint = await self.call(api.get, name)
         view = _endpoint_view(endpoint)
         try:
-            view["example"] = {"instances": await asyncio.to_thread(endpoint.example_instances)}
+            example = await asyncio.to_thread(endpoint.example_instances)
         except Exception:  # a stopped or still loading endpoint has no metadata yet
-            view["example"] = None
+            view["example"] = view["curl"] = None
+        else:  # the curl line sends what Try it sends: shaped like the model's signature
+            view["example"] = {"instances": example}
+            view["curl"] = endpoint.curl(example)
         self.finish(json.dumps(view))
 
     @web.authenticated

@@ -86,9 +86,12 @@ def custom_scopes() -> dict[str, dict[str, str]]:
 def roles() -> list[dict[str, Any]]:
     """Roles of users, servers and the hubforge service (local and Kubernetes)."""
     access = f"access:services!service={SERVICE_NAME}"
+    # Label Studio in every user's Services menu (the link signs them in: templates/page.html);
+    # Label Studio checks its own sessions, this scope opens nothing else
+    labeling = f"access:services!service={label_studio.SERVICE}"
     return [
         # users may call their own endpoints, and mint tokens that only do that
-        {"name": "user", "scopes": ["self", access, f"{CALL_ENDPOINTS_SCOPE}!user"]},
+        {"name": "user", "scopes": ["self", access, labeling, f"{CALL_ENDPOINTS_SCOPE}!user"]},
         {"name": "server", "scopes": ["users:activity!user", "access:servers!server", access]},
         {
             "name": "hubforge-service",

@@ -92,6 +92,24 @@ def keras_model(base: Path, version: int, bias: float = 0.0) -> Path:
     return base / str(version)
 
 
+IMAGE = """
+import sys, numpy as np, tensorflow as tf
+tf.keras.utils.set_random_seed(0)
+model = tf.keras.Sequential([
+    tf.keras.layers.Conv2D(2, 3, input_shape=(32, 32, 1), name="conv"),
+    tf.keras.layers.GlobalAveragePooling2D(),
+    tf.keras.layers.Dense(3, activation="softmax", name="classes"),
+])
+model.save(sys.argv[1] + "/1")
+"""
+
+
+def image_model(base: Path) -> Path:
+    """32x32 grey images -> 3 class probabilities, version 1 under ``base``."""
+    _cached_export(IMAGE, [], "1", base / "1")
+    return base / "1"
+
+
 def multi_io_model(base: Path) -> Path:
     """Two named inputs (a string and a float), two outputs."""
     _cached_export(MULTI, [], "1", base / "1")

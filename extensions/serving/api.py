@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 from typing import Any
 
 from ..client import ServiceClient, ServiceError
@@ -29,6 +30,35 @@ def _call(client: ServiceClient, method: str, path: str, **kwargs: Any) -> Any:
     except ServiceError as e:
         error = {400: BadRequest, 404: NotFound}.get(e.status, ServingError)
         raise error(str(e)) from None
+
+
+INLINE_BODY = 300  # characters of JSON a curl line carries as it is
+
+
+def curl_line(instances: list, url: str, token_page: str) -> str:
+    """``curl`` posting ``{"instances": ...}`` to ``url``; long bodies of repeated values (an
+    image of zeros) as a short Python expression piped in, not a wall of numbers."""
+    body = json.dumps({"instances": instances})
+    call = 'curl -H "Authorization: token $TOKEN"'
+    hint = f"  # $TOKEN: a token of yours, from {token_page}"
+    if len(body) <= INLINE_BODY:
+        return f"{call} -d {shlex.quote(body)} {shlex.quote(url)}{hint}"
+    make = f'import json; print(json.dumps({{"instances": {_expression(instances)}}}))'
+    return f"python3 -c {shlex.quote(make)} | {call} -d @- {shlex.quote(url)}{hint}"
+
+
+def _expression(value: Any) -> str:
+    """A Python expression for ``value`` (JSON-shaped) that repeats equal items: [0]*32."""
+    if isinstance(value, list) and len(value) > 1 and all(v == value[0] for v in value):
+        return f"[{_expression(value[0])}]*{len(value)}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_expression(v) for v in value) + "]"
+    if isinstance(value, dict):
+        items = (f"{json.dumps(str(k))}: {_expression(v)}" for k, v in value.items())
+        return "{" + ", ".join(items) + "}"
+    if isinstance(value, bool) or value is None:
+        return repr(value)
+    return json.dumps(value)
 
 
 class Endpoint:
@@ -61,9 +91,20 @@ class Endpoint:
         return os.environ.get("HUBFORGE_PUBLIC_ORIGIN", "http://HUB-HOST") + self.url
 
     def curl(self, instances: list | None = None) -> str:
-        """A copyable curl line that calls predict with your token in $TOKEN."""
-        body = json.dumps({"instances": instances if instances is not None else [[0]]})
-        return f"curl -H \"Authorization: token $TOKEN\" -d '{body}' {self.public_url}:predict"
+        """A line to paste into a shell that calls predict with your token in $TOKEN (the
+        line ends saying where to get one). ``instances`` default to the example shaped like
+        the model's signature (what Try it sends; the endpoint must be running); a body over
+        INLINE_BODY characters is made by ``python3`` on the caller's side and piped in."""
+        if instances is None:
+            instances = self.example_instances()
+        return curl_line(instances, self.public_url + ":predict", self.token_page)
+
+    @property
+    def token_page(self) -> str:
+        """Where a user makes an API token: the hub's token page."""
+        origin = os.environ.get("HUBFORGE_PUBLIC_ORIGIN", "http://HUB-HOST")
+        base = os.environ.get("JUPYTERHUB_BASE_URL", "/")
+        return origin + base.rstrip("/") + "/hub/token"
 
     def metadata(self) -> dict[str, Any]:
         """TF Serving's metadata: the signatures, their inputs and outputs."""

@@ -5,7 +5,9 @@ from __future__ import annotations
 import json
 
 import pytest
+import requests
 
+from tests.cleanup import leave_nothing_running
 from tests.kernel import execute
 from tests.models import keras_model
 
@@ -40,26 +42,33 @@ print("after:", widget.status.value, widget.send_button.disabled)
 def test_deploy_try_export_undeploy(workbench):
     token = workbench.create_user("dora")
     model = keras_model(workbench.data_dir / "hdfs" / "users" / "dora" / "exports" / "ranker", 1)
-    assert workbench.spawn("dora", token).status_code in (201, 202)
-    outputs = execute(workbench, "dora", token, CODE.format(model=str(model)), timeout=240)
-    text = "".join(o.get("text", "") for o in outputs)
-    lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in text.splitlines()}
-    assert lines["name"] == "ranker", text  # a version folder: its parent's name
-    assert "running" in lines["status"] and "versions [1]" in lines["status"]
-    assert json.loads(lines["request"]) == {"instances": [[0, 0, 0, 0]]}
-    origin = workbench.url.split("/hub@forge")[0]
-    assert lines["curl"].startswith('curl -H "Authorization: token $TOKEN" -d ')
-    assert lines["curl"].endswith(
-        f"{origin}/hub@forge%20space/services/hubforge/endpoints/dora/ranker/v1/models/ranker:predict"
-    )
-    assert '{"instances": [[0, 0, 0, 0]]}' in lines["curl"]  # the model's real input shape
-    assert lines["progress shown"] == "none"  # no bar left behind once deployed
-    assert json.loads(lines["answer"]) == [[10.0]]
-    assert "BadRequest" in lines["mistake"] and "shape" in lines["mistake"]
-    report = json.loads(lines["report"])
-    assert report["quantize"] == "dynamic" and report["size_bytes"] > 0
-    assert report["path"].endswith("ranker/1-dynamic.tflite")
-    assert "of the SavedModel" in lines["export view"]
-    assert lines["reattached"] == 'True {"batch_timeout_ms": 2.0, "max_batch_size": 4}'
-    assert "undeployed" in lines["after"] and lines["after"].endswith("True")
-    workbench.stop_server("dora", token)
+    try:
+        assert workbench.spawn("dora", token).status_code in (201, 202)
+        outputs = execute(workbench, "dora", token, CODE.format(model=str(model)), timeout=240)
+        text = "".join(o.get("text", "") for o in outputs)
+        lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in text.splitlines()}
+        assert lines["name"] == "ranker", text  # a version folder: its parent's name
+        assert "running" in lines["status"] and "versions [1]" in lines["status"]
+        assert json.loads(lines["request"]) == {"instances": [[0, 0, 0, 0]]}
+        origin = workbench.url.split("/hub@forge")[0]
+        assert lines["curl"].startswith('curl -H "Authorization: token $TOKEN" -d ')
+        call, hint = lines["curl"].split("  # ")
+        assert call.endswith(
+            f"{origin}/hub@forge%20space/services/hubforge/endpoints/dora/ranker/v1/models/ranker:predict"
+        )
+        # where $TOKEN comes from: the hub's token page, which answers
+        assert hint == f"$TOKEN: a token of yours, from {origin}/hub@forge%20space/hub/token"
+        page = requests.get(hint.rsplit(" ", 1)[1], timeout=30, allow_redirects=False)
+        assert page.status_code == 302 and "/hub/login" in page.headers["Location"], page
+        assert '{"instances": [[0, 0, 0, 0]]}' in lines["curl"]  # the model's real input shape
+        assert lines["progress shown"] == "none"  # no bar left behind once deployed
+        assert json.loads(lines["answer"]) == [[10.0]]
+        assert "BadRequest" in lines["mistake"] and "shape" in lines["mistake"]
+        report = json.loads(lines["report"])
+        assert report["quantize"] == "dynamic" and report["size_bytes"] > 0
+        assert report["path"].endswith("ranker/1-dynamic.tflite")
+        assert "of the SavedModel" in lines["export view"]
+        assert lines["reattached"] == 'True {"batch_timeout_ms": 2.0, "max_batch_size": 4}'
+        assert "undeployed" in lines["after"] and lines["after"].endswith("True")
+    finally:
+        leave_nothing_running(workbench, "dora", token)

@@ -149,7 +149,25 @@ const plugin: JupyterFrontEndPlugin<void> = {
         });
       },
       copyCurl: async endpoint => {
-        const line = endpoint.curl || '';
+        // built from the model's signature (the example Try it sends), so it answers as pasted
+        let line: string | null = null;
+        try {
+          const view = await request<{ curl: string | null }>(
+            `endpoints/${encodeURIComponent(endpoint.name)}`
+          );
+          line = view.curl;
+        } catch (error) {
+          failed(`Could not build a curl line for ${endpoint.name}`)(error);
+          return;
+        }
+        if (!line) {
+          Notification.warning(
+            `${endpoint.name} is not answering yet (stopped or still loading its model): ` +
+              'copy its curl line once it runs.',
+            { autoClose: 6000 }
+          );
+          return;
+        }
         try {
           await navigator.clipboard.writeText(line);
           Notification.info(`Copied: ${line}`, { autoClose: 4000 });

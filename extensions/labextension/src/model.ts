@@ -41,7 +41,6 @@ export interface IEndpoint {
   name: string;
   url: string;
   public_url?: string;
-  curl?: string;
   running: boolean;
   versions: number[];
   labels?: Record<string, number>;

@@ -1,0 +1,58 @@
+"""The sidebar's Copy curl gives a line that answers when pasted into a shell: built from the
+model's signature (an image model wants 32x32x1, not [[0]]) and saying where $TOKEN comes
+from."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+
+import pytest
+
+from tests.e2e.lab import login_and_start
+from tests.models import image_model
+
+pytestmark = [pytest.mark.hub, pytest.mark.timeout(600)]
+
+
+def test_copy_curl_pasted_into_a_shell_answers_200(workbench, page):
+    user, password = "curly", "curly-pass-1"
+    page.context.grant_permissions(["clipboard-read", "clipboard-write"])
+    try:
+        login_and_start(page, workbench, user, password)
+        token = workbench.login_token(user, password)
+        export = image_model(workbench.data_dir / "hdfs" / "users" / user / "exports" / "digits")
+        r = workbench.api(
+            "POST",
+            "services/hubforge/api/endpoints",
+            token,
+            json={"name": "digits", "model_dir": str(export)},
+        )
+        assert r.status_code == 201, r.text
+
+        page.click(".jp-SideBar.jp-mod-left [data-id='hubforge-panel']")
+        endpoint = "#hubforge-panel .hf-Endpoint[data-endpoint='digits']"
+        page.wait_for_selector(f"{endpoint} button:has-text('Copy curl')", timeout=120_000)
+        page.click(f"{endpoint} button:has-text('Copy curl')")
+        page.wait_for_selector("text=Copied:", timeout=60_000)
+        line = page.evaluate("navigator.clipboard.readText()")
+
+        # a short line, not a wall of 1,024 zeros; it says where to get a token
+        assert len(line) < 600, line
+        assert "# $TOKEN: a token of yours, from " in line and line.endswith("/hub/token"), line
+        # pasted into a shell with a token of the user's in $TOKEN: the model answers
+        ran = subprocess.run(
+            ["bash", "-c", line + "\n"],
+            env={**os.environ, "TOKEN": token},
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+        answer = json.loads(ran.stdout)  # JSON, not an error page
+        assert "predictions" in answer, (ran.stdout, ran.stderr)
+        (probabilities,) = answer["predictions"]
+        assert len(probabilities) == 3 and abs(sum(probabilities) - 1) < 1e-3, answer
+    finally:
+        workbench.api("DELETE", "services/hubforge/api/endpoints/digits", workbench.admin_token())
+        workbench.ensure_stopped(user)
