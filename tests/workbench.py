@@ -15,6 +15,7 @@ from urllib.parse import quote
 import requests
 
 from hubforge.processes import free_port
+from tests import cli_record
 
 HUBFORGE = [sys.executable, "-m", "hubforge.cli"]
 # An awkward prefix: '%40' (which clients turn into '@') and a space.
@@ -31,13 +32,14 @@ def hubforge(*args: str, data_dir: Path, input: str | None = None, timeout: floa
     passable(data_dir)
     if data_dir not in STARTED:  # it may make the workbench's accounts (removed at the end)
         STARTED.append(data_dir)
-    return subprocess.run(
+    done = subprocess.run(
         [*HUBFORGE, *args, "--data-dir", str(data_dir)],
         capture_output=True,
         text=True,
         input=input,
         timeout=timeout,
     )
+    return cli_record.recorded(done)
 
 
 @dataclass
@@ -266,9 +268,8 @@ def start_workbench(
     log = data_dir / "up.log"
     with log.open("wb") as out:
         log.chmod(0o600)  # the hub's log: for the tests' eyes only, as a terminal would be
-        proc = subprocess.Popen(
+        proc = cli_record.popen(
             [
-                *HUBFORGE,
                 "up",
                 "--data-dir",
                 str(data_dir),

@@ -10,7 +10,8 @@ import subprocess
 
 import pytest
 
-from tests.workbench import HUBFORGE, service_dir, start_workbench
+from tests import cli_record
+from tests.workbench import service_dir, start_workbench
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
 CONFIG = 'c.Workbench.label_studio_python = ""\n'
@@ -20,9 +21,7 @@ def cli(*args: str, xdg) -> subprocess.CompletedProcess:
     """`hubforge ARGS` with no --data-dir, as a person types it."""
     env = {k: v for k, v in os.environ.items() if k != "HUBFORGE_DIR"}
     env["XDG_STATE_HOME"] = str(xdg)
-    return subprocess.run(
-        [*HUBFORGE, *args], capture_output=True, text=True, env=env, timeout=120, cwd="/"
-    )
+    return cli_record.run(args, capture_output=True, text=True, env=env, timeout=120, cwd="/")
 
 
 def test_with_two_running_the_cli_refuses_to_guess_and_with_one_uses_it(tmp_path):

@@ -7,15 +7,15 @@ from __future__ import annotations
 import json
 import os
 import signal
-import subprocess
 import time
 
 import psutil
 import pytest
 
 from hubforge.processes import free_port, workbench_processes
+from tests import cli_record
 from tests.models import keras_model
-from tests.workbench import HUBFORGE, hubforge, start_workbench, xdg_state
+from tests.workbench import hubforge, start_workbench, xdg_state
 
 pytestmark = pytest.mark.hub
 NO_LABEL_STUDIO = 'c.Workbench.label_studio_python = ""\n'
@@ -77,12 +77,10 @@ def test_hub_crash_and_cli_crash_keep_jobs_and_endpoints(tmp_path):
         # Commands without --data-dir act on the workbench `up` started, and say so.
         env = {k: v for k, v in os.environ.items() if k != "HUBFORGE_DIR"}
         env["XDG_STATE_HOME"] = str(xdg_state(data))
-        r = subprocess.run(
-            [*HUBFORGE, "users", "add", "tess"], env=env, capture_output=True, text=True
-        )
+        r = cli_record.run(["users", "add", "tess"], env=env, capture_output=True, text=True)
         assert r.returncode == 0 and f"Workbench: {data}" in r.stderr, r.stderr
         assert "tess" in hubforge("users", "list", data_dir=data).stdout
-        r = subprocess.run([*HUBFORGE, "status"], env=env, capture_output=True, text=True)
+        r = cli_record.run(["status"], env=env, capture_output=True, text=True)
         assert r.returncode == 0 and f"running at {wb.url}" in r.stdout
 
         # The hub crashes: `up` restarts it on the same ports; the job and endpoint go on.
