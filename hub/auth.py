@@ -56,6 +56,18 @@ class PasswordAuthenticator(Authenticator):
         "each further failure, up to failure_delay_max) before its password is checked.",
     )
     failure_delay_max = Float(16.0, config=True, help="The longest wait of one try (seconds).")
+    service_url = Unicode(
+        "",
+        config=True,
+        help="The hubforge service's API, where users change their own password (the hub's "
+        "Change password page); set by the local workbench's configuration.",
+    )
+
+    def get_handlers(self, app: Any) -> list[tuple[str, Any]]:
+        from .password_page import ChangePasswordHandler
+
+        return [*super().get_handlers(app), ("/change-password", ChangePasswordHandler)]
+
     _name_locks: dict = {}
 
     _failed: FailedLogins | None = None

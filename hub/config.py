@@ -227,7 +227,11 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     service_api = f"{service_url}{workbench.base_url}services/{SERVICE_NAME}/api"
     c.HubforgeLocalSpawner.service_url = service_api
     # the home page lists the signed-in user's jobs, endpoints and labeling projects
-    c.JupyterHub.template_vars = {"hubforge_overview": overview_var(service_api, token)}
+    c.JupyterHub.template_vars = {
+        "hubforge_overview": overview_var(service_api, token),
+        "hubforge_change_password": True,  # the navigation bar links the page
+    }
+    c.PasswordAuthenticator.service_url = service_api
     c.HubforgeLocalSpawner.service_token = token
     c.PasswordAuthenticator.password_file = str(workbench.passwords_file)
 

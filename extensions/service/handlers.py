@@ -185,7 +185,33 @@ class UsersHandler(ServiceHandler):
 
 
 class PasswordHandler(ServiceHandler):
-    """Hub admins reset a user's password: POST -> {"name", "password"}."""
+    """Hub admins reset a user's password: POST -> {"name", "password"}. A user changes their
+    own: PUT {"current": ..., "new": ...} with their token (the hub's Change password page)."""
+
+    async def put(self, name: str) -> None:
+        ident = self.identity
+        if ident["kind"] != "user" or ident["name"] != name:
+            raise web.HTTPError(403, "Users change only their own password")
+        body = self.json_body()
+        current, new = body.get("current"), body.get("new")
+        if (
+            not isinstance(current, str)
+            or not isinstance(new, str)
+            or set(body)
+            - {
+                "current",
+                "new",
+            }
+        ):
+            raise web.HTTPError(400, 'Send {"current": "<your password>", "new": "<new one>"}')
+        store = self.passwords
+        if await asyncio.to_thread(store.verify, name, current) is None:  # scrypt: off the loop
+            raise web.HTTPError(403, "The current password is not right; nothing changed")
+        try:
+            await asyncio.to_thread(store.reset, name, new)
+        except UserError as e:
+            raise web.HTTPError(400, f"{e}; nothing changed") from None
+        self.write_json({"name": name, "changed": True})
 
     def post(self, name: str) -> None:
         self.require_admin()
