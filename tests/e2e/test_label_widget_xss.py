@@ -53,7 +53,8 @@ def state(**item):
 def test_what_the_owner_writes_is_shown_as_text(page, item):
     page.set_content(PAGE % (json.dumps(state(**item)), json.dumps(label.ESM)))
     page.wait_for_function("window.__rendered === true")
-    page.wait_for_timeout(300)  # an injected image would have failed to load by now
+    # every image of the page has loaded or failed (an injected one's onerror has run)
+    page.wait_for_function("Array.from(document.images).every(i => i.complete)")
     assert page.evaluate("window.__xss") is None
     assert page.locator("#root img[src='x']").count() == 0
     if item.get("prelabel"):

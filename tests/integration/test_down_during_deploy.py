@@ -10,6 +10,7 @@ import time
 
 import pytest
 
+from tests.integration.test_service_faults import endpoint_processes, wait_for
 from tests.models import keras_model
 from tests.workbench import start_workbench
 
@@ -35,7 +36,8 @@ def test_down_during_a_deploy_answers_what_the_deploy_did(tmp_path):
 
         caller = threading.Thread(target=deploy)
         caller.start()
-        time.sleep(1.0)  # the copy is made and the endpoint process starts loading
+        # the copy is made and the endpoint process starts loading: then `down`
+        wait_for(lambda: endpoint_processes(wb, "clf"), 120, "the deploy's endpoint process")
     finally:
         done = wb.down()
     caller.join(timeout=120)

@@ -18,7 +18,7 @@ def alice(workbench):
     r = workbench.spawn("alice", token, profile="cpu")
     assert r.status_code in (201, 202), r.text
     yield token
-    workbench.stop_server("alice", token)
+    workbench.ensure_stopped("alice")  # whatever a failing test left it in
 
 
 def test_base_url_is_canonical(workbench):

@@ -15,6 +15,7 @@ import stat
 import subprocess
 import tempfile
 import time
+import uuid
 from pathlib import Path
 
 import psutil
@@ -245,6 +246,7 @@ JOB = """
 import json, os, pathlib, pwd
 data = pathlib.Path(os.environ["HUBFORGE_DATA"])
 import tempfile
+import uuid
 seen = {"account": pwd.getpwuid(os.getuid()).pw_name, "tmp": tempfile.gettempdir()}
 for name, path in (("bo's area", data / "users" / "iso-bo"), ("state", data.parent / "state")):
     try:
@@ -354,8 +356,10 @@ def test_nothing_of_one_user_or_of_the_workbench_is_readable_by_another_account(
     export = keras_model(wb.data_dir / "hdfs" / "users" / "iso-ana" / "walk-export", 1)
     body = {"name": "walked", "model_dir": str(export)}
     r = wb.api("POST", "services/hubforge/api/endpoints", tokens["iso-ana"], json=body)
-    assert r.status_code == 201, r.text
-    wb.api("DELETE", "services/hubforge/api/endpoints/walked", tokens["iso-ana"])
+    try:
+        assert r.status_code == 201, r.text
+    finally:
+        wb.api("DELETE", "services/hubforge/api/endpoints/walked", tokens["iso-ana"])
     bo = pwd.getpwnam(accounts.account_name("iso-bo", wb.state_dir))
     gids = {bo.pw_gid, *os.getgrouplist(bo.pw_name, bo.pw_gid)}
     root = wb.data_dir
@@ -661,13 +665,19 @@ def test_what_a_users_code_prints_stays_in_their_own_log(iso):
         "print('\"ok\"')\n"
     )
     assert run(wb, tokens, "iso-bo", code) == "ok"
-    time.sleep(1)
-    assert fake not in wb.hub_log()
     own = wb.data_dir / "homes" / "iso-bo" / ".hubforge" / "server.log"
-    deadline = time.monotonic() + 10
+    deadline = time.monotonic() + 60
     while fake not in own.read_text(errors="replace") and time.monotonic() < deadline:
         time.sleep(0.2)
     assert fake in own.read_text(errors="replace")
+    # not a pause and a look: a request the hub logs after the line was written, and its
+    # line in the hub's log, prove the hub's log is written past that moment
+    marker = f"no-such-user-{uuid.uuid4().hex}"
+    wb.api("GET", f"hub/api/users/{marker}", wb.admin_token())
+    while marker not in wb.hub_log():
+        assert time.monotonic() < deadline, "the hub never logged the marker request"
+        time.sleep(0.2)
+    assert fake not in wb.hub_log()
     assert pwd.getpwuid(own.stat().st_uid).pw_name == accounts.account_name("iso-bo", wb.state_dir)
 
 

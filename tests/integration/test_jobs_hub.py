@@ -8,6 +8,7 @@ import time
 import nbformat
 import pytest
 
+from tests.cleanup import leave_nothing_running
 from tests.notebooks import training_notebook
 
 pytestmark = pytest.mark.hub
@@ -157,29 +158,44 @@ def test_another_user_can_neither_see_nor_cancel(workbench, trainer):
 
 def test_job_outlives_the_users_server(workbench, tmp_path):
     token = workbench.create_user("runner")
-    assert workbench.spawn("runner", token).status_code in (201, 202)
-    put_notebook(workbench, "runner", token, tmp_path)
-    r = workbench.api(
-        "POST",
-        "user/runner/hubforge/api/jobs",
-        token,
-        json={"path": "train.ipynb", "params": {"epochs": 200, "delay": 0.1}},
-    )
-    assert r.status_code == 201, r.text
-    job_id = r.json()["id"]
-    wait_state(workbench, f"services/hubforge/api/jobs/{job_id}", token, {"running"})
+    try:
+        assert workbench.spawn("runner", token).status_code in (201, 202)
+        put_notebook(workbench, "runner", token, tmp_path)
+        r = workbench.api(
+            "POST",
+            "user/runner/hubforge/api/jobs",
+            token,
+            json={"path": "train.ipynb", "params": {"epochs": 200, "delay": 0.1}},
+        )
+        assert r.status_code == 201, r.text
+        job_id = r.json()["id"]
+        wait_state(workbench, f"services/hubforge/api/jobs/{job_id}", token, {"running"})
 
-    workbench.stop_server("runner", token)
-    time.sleep(2)
-    record = workbench.api("GET", f"services/hubforge/api/jobs/{job_id}", token).json()
-    assert record["state"] == "running"
+        workbench.stop_server("runner", token)
+        # not a pause and a look: the job goes on training after the server is gone (its
+        # progress moves on past where it was once the server had stopped)
+        progress = f"services/hubforge/api/jobs/{job_id}/progress"
 
-    assert workbench.spawn("runner", token).status_code in (201, 202)
-    listed = workbench.api("GET", "user/runner/hubforge/api/jobs", token).json()["jobs"]
-    assert [j["state"] for j in listed if j["id"] == job_id] == ["running"]
-    r = workbench.api("DELETE", f"user/runner/hubforge/api/jobs/{job_id}", token)
-    assert r.json()["state"] == "cancelled"
-    workbench.stop_server("runner", token)
+        def where() -> tuple[int, int]:
+            p = workbench.api("GET", progress, token).json()
+            return (p.get("epoch") or 0, p.get("step") or 0)
+
+        stopped_at = where()
+        deadline = time.monotonic() + 120
+        while where() <= stopped_at:
+            assert time.monotonic() < deadline, f"the job made no progress past {stopped_at}"
+            time.sleep(0.5)
+        record = workbench.api("GET", f"services/hubforge/api/jobs/{job_id}", token).json()
+        assert record["state"] == "running"
+
+        assert workbench.spawn("runner", token).status_code in (201, 202)
+        listed = workbench.api("GET", "user/runner/hubforge/api/jobs", token).json()["jobs"]
+        assert [j["state"] for j in listed if j["id"] == job_id] == ["running"]
+        r = workbench.api("DELETE", f"user/runner/hubforge/api/jobs/{job_id}", token)
+        assert r.json()["state"] == "cancelled"
+        workbench.stop_server("runner", token)
+    finally:
+        leave_nothing_running(workbench, "runner", token)
 
 
 def test_cookie_callers_need_the_xsrf_token(workbench):
@@ -188,15 +204,19 @@ def test_cookie_callers_need_the_xsrf_token(workbench):
         "POST", "services/hubforge/api/users", admin, json={"name": "xena"}
     ).json()["password"]
     token = workbench.create_user("xena")
-    assert workbench.spawn("xena", token).status_code in (201, 202)
-    browser = workbench.login("xena", password)
-    # Visiting the server logs the browser in to it (OAuth with the hub): cookies only.
-    assert browser.get(workbench.url + "user/xena/lab", timeout=60).status_code == 200
-    jobs = workbench.url + "user/xena/hubforge/api/jobs"
-    assert browser.get(jobs, timeout=30).status_code == 200
-    r = browser.post(jobs, json={"path": "none.ipynb"}, timeout=30)
-    assert r.status_code == 403  # a forged cross-site POST carries no XSRF token
-    xsrf = browser.cookies.get("_xsrf", path="/hub@forge%20space/user/xena/")
-    r = browser.post(jobs, json={"path": "none.ipynb"}, headers={"X-XSRFToken": xsrf}, timeout=30)
-    assert r.status_code == 400 and "does not exist" in r.json()["message"]
-    workbench.stop_server("xena", token)
+    try:
+        assert workbench.spawn("xena", token).status_code in (201, 202)
+        browser = workbench.login("xena", password)
+        # Visiting the server logs the browser in to it (OAuth with the hub): cookies only.
+        assert browser.get(workbench.url + "user/xena/lab", timeout=60).status_code == 200
+        jobs = workbench.url + "user/xena/hubforge/api/jobs"
+        assert browser.get(jobs, timeout=30).status_code == 200
+        r = browser.post(jobs, json={"path": "none.ipynb"}, timeout=30)
+        assert r.status_code == 403  # a forged cross-site POST carries no XSRF token
+        xsrf = browser.cookies.get("_xsrf", path="/hub@forge%20space/user/xena/")
+        r = browser.post(
+            jobs, json={"path": "none.ipynb"}, headers={"X-XSRFToken": xsrf}, timeout=30
+        )
+        assert r.status_code == 400 and "does not exist" in r.json()["message"]
+    finally:
+        workbench.ensure_stopped("xena")

@@ -72,20 +72,19 @@ def test_a_running_job_with_a_damaged_record_is_cancelled_through_the_service(hu
     assert hub.api("GET", f"{JOBS}/{job_id}", token).json()["state"] == "cancelled"
 
 
-def status_latencies(wb: RunningWorkbench, token: str, seconds: float) -> list[float]:
-    """Seconds each of another user's status calls took, for ``seconds``."""
-    took, deadline = [], time.monotonic() + seconds
+def status_answers(wb: RunningWorkbench, token: str, seconds: float) -> list[str]:
+    """What each of another user's status calls got during ``seconds``: "200", or what went
+    wrong (a call held up behind the submits gets no answer while they wait)."""
+    answers, deadline = [], time.monotonic() + seconds
     headers = {"Authorization": f"token {token}"}
     while time.monotonic() < deadline:
-        start = time.monotonic()
         try:
-            r = requests.get(wb.url + "services/hubforge/api/status", headers=headers, timeout=5)
-            assert r.status_code == 200, r.text
+            r = requests.get(wb.url + "services/hubforge/api/status", headers=headers, timeout=30)
+            answers.append(str(r.status_code))
         except requests.Timeout:
-            pass  # counted as the 5 s it waited
-        took.append(time.monotonic() - start)
+            answers.append("no answer in 30 s")
         time.sleep(0.05)
-    return took
+    return answers
 
 
 def test_a_burst_of_submits_is_limited_and_never_holds_up_other_users(hub):
@@ -100,10 +99,13 @@ def test_a_burst_of_submits_is_limited_and_never_holds_up_other_users(hub):
         # every submit takes with per-user accounts is held, as while the helper makes one).
         with file_lock(hub.state_dir / "accounts.lock") if isolated() else nullcontext():
             burst = [pool.submit(submit, hub, token) for _ in range(limit + 3)]
-            took = status_latencies(hub, other, 3)
+            meanwhile = status_answers(hub, other, 3)
+            # with per-user accounts the submits wait for the lock held here: the other
+            # user's calls were answered while they waited (they waited behind them before)
+            waiting = isolated() and not any(f.done() for f in burst)
         answers = [f.result() for f in burst]
-    # the other user's calls went on meanwhile (they waited behind the submit before)
-    assert max(took) < 0.5, sorted(took)[-5:]
+    assert len(meanwhile) >= 3 and set(meanwhile) == {"200"}, meanwhile
+    assert waiting or not isolated(), "the submits did not wait for the lock"
     codes = sorted(r.status_code for r in answers)
     assert codes == [201] * (limit - 1) + [429] * 4, [r.text for r in answers]
     refused = next(r.json()["message"] for r in answers if r.status_code == 429)

@@ -63,13 +63,24 @@ def test_links_work_once_expire_soon_and_need_the_service_key(workbench):
     fresh = f"{origin}{prefix}/hubforge/login?" + sign_login(
         key, query["email"], "/projects/", ttl=30, bind=BIND
     )
+
+    def signed_in_lines() -> int:
+        return sum(
+            "/hubforge/login" in line and '" 302 ' in line
+            for line in workbench.hub_log().splitlines()
+        )
+
+    before = signed_in_lines()
     r = _browser(origin, fresh).get(fresh, allow_redirects=False, timeout=30)
     assert r.status_code == 302, "a short link signed with the service key works"
 
-    time.sleep(0.5)  # the log line is written after the answer
-    log = workbench.hub_log()
-    assert "/hubforge/login?" in log or "/hubforge/login" in log
-    assert query["sig"] not in log, "the signature never reaches a log"
+    # the log line is written after the answer: wait for this last request's line (every
+    # earlier one is in the log by then), then read what the log says
+    deadline = time.monotonic() + 60
+    while signed_in_lines() <= before:
+        assert time.monotonic() < deadline, "no log line for the sign-in link"
+        time.sleep(0.2)
+    assert query["sig"] not in workbench.hub_log(), "the signature never reaches a log"
 
 
 def test_a_link_works_only_in_the_browser_that_asked_for_it(workbench):
@@ -83,18 +94,25 @@ def test_a_link_works_only_in_the_browser_that_asked_for_it(workbench):
         r = _browser(origin, link, holder).get(origin + link, allow_redirects=False, timeout=30)
         assert r.status_code == 403 and "sessionid" not in r.headers.get("Set-Cookie", "")
     # the route a user clicks: his server sets the cookie and redirects to a bound link
-    assert workbench.spawn("bren", token).status_code in (201, 202)
-    r = workbench.api(
-        "GET", "user/bren/hubforge/labeling/open?next=/projects/", token, allow_redirects=False
-    )
-    assert r.status_code == 302, r.text
-    link = r.headers["Location"]
-    nonce = r.cookies.get(BIND_COOKIE)
-    assert nonce and hashlib.sha256(nonce.encode()).hexdigest() in link
-    (cookie,) = [c for c in r.cookies if c.name == BIND_COOKIE]
-    assert cookie.path == urlparse(link).path and cookie.has_nonstandard_attr("HttpOnly")
-    elsewhere = _browser(origin, link, None).get(origin + link, allow_redirects=False, timeout=30)
-    assert elsewhere.status_code == 403  # alice's browser, handed bob's link
-    mine = _browser(origin, link, nonce).get(origin + link, allow_redirects=False, timeout=30)
-    assert mine.status_code == 302 and "sessionid" in mine.headers.get("Set-Cookie", "")
-    assert mine.headers["Location"].endswith(quote("/services/label-studio/projects/", safe="/"))
+    try:
+        assert workbench.spawn("bren", token).status_code in (201, 202)
+        r = workbench.api(
+            "GET", "user/bren/hubforge/labeling/open?next=/projects/", token, allow_redirects=False
+        )
+        assert r.status_code == 302, r.text
+        link = r.headers["Location"]
+        nonce = r.cookies.get(BIND_COOKIE)
+        assert nonce and hashlib.sha256(nonce.encode()).hexdigest() in link
+        (cookie,) = [c for c in r.cookies if c.name == BIND_COOKIE]
+        assert cookie.path == urlparse(link).path and cookie.has_nonstandard_attr("HttpOnly")
+        elsewhere = _browser(origin, link, None).get(
+            origin + link, allow_redirects=False, timeout=30
+        )
+        assert elsewhere.status_code == 403  # alice's browser, handed bob's link
+        mine = _browser(origin, link, nonce).get(origin + link, allow_redirects=False, timeout=30)
+        assert mine.status_code == 302 and "sessionid" in mine.headers.get("Set-Cookie", "")
+        assert mine.headers["Location"].endswith(
+            quote("/services/label-studio/projects/", safe="/")
+        )
+    finally:
+        workbench.ensure_stopped("bren")

@@ -23,22 +23,16 @@ from hubforge.serving.kubernetes import KubernetesEndpointBackend, KubernetesEnd
 from hubforge.workbench import Workbench
 from tests.fake_k8s import FakeKubernetes
 from tests.integration.test_jobs_kubernetes import SETTINGS, configuration
-from tests.workbench import start_workbench
 
 pytestmark = pytest.mark.hub
 ACCESS = "access:services!service=hubforge"
 
 
-@pytest.fixture(scope="module")
-def hub(tmp_path_factory):
-    """A real hub (its own hubforge service is not used here) that answers token checks."""
-    wb = start_workbench(
-        tmp_path_factory.mktemp("k8s-hub"),
-        base_url="/",
-        config='c.Workbench.label_studio_python = ""\n',
-    )
-    yield wb
-    wb.down()
+@pytest.fixture
+def hub(workbench):
+    """A real hub that answers token checks: the session's (its hubforge service is not
+    used here)."""
+    return workbench
 
 
 @pytest.fixture
@@ -76,7 +70,7 @@ def service(tmp_path, hub):
 
     threading.Thread(target=serve, daemon=True).start()
     started.wait(10)
-    yield f"http://127.0.0.1:{port}/api", fake, hub.create_user("alice")
+    yield f"http://127.0.0.1:{port}/api", fake, hub.create_user("k8s-alice")
     loop.call_soon_threadsafe(loop.stop)
     jobs.close()
     endpoints.close()

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 
+from tests.cleanup import leave_nothing_running
 from tests.kernel import execute
 from tests.models import keras_model
 
@@ -212,59 +213,75 @@ def test_changing_batching_under_load_fails_no_request(workbench, sam):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
     fresh(workbench, sam, "batchy")
     body = {"name": "batchy", "model_dir": str(exports / "1")}
-    r = workbench.api("POST", API, sam, json=body)
-    assert r.status_code == 201 and r.json()["batching"]["max_batch_size"] == 0
-    url = "services/hubforge/endpoints/sam/batchy/v1/models/batchy:predict"
-    codes: list[int] = []
-    stop = threading.Event()
-
-    def client() -> None:
-        while not stop.is_set():
-            codes.append(
-                workbench.api("POST", url, sam, json={"instances": [[1, 1, 1, 1]]}).status_code
-            )
-
-    threads = [threading.Thread(target=client) for _ in range(4)]
-    for t in threads:
-        t.start()
     try:
-        time.sleep(0.5)
-        batching = {"max_batch_size": 8, "batch_timeout_ms": 1}
-        r = workbench.api(
-            "POST", API, sam, json={**body, "model_dir": str(exports / "2"), "batching": batching}
-        )
-        time.sleep(1)
-    finally:
-        stop.set()
+        r = workbench.api("POST", API, sam, json=body)
+        assert r.status_code == 201 and r.json()["batching"]["max_batch_size"] == 0
+        url = "services/hubforge/endpoints/sam/batchy/v1/models/batchy:predict"
+        codes: list[int] = []
+        stop = threading.Event()
+
+        def client() -> None:
+            while not stop.is_set():
+                codes.append(
+                    workbench.api("POST", url, sam, json={"instances": [[1, 1, 1, 1]]}).status_code
+                )
+
+        threads = [threading.Thread(target=client) for _ in range(4)]
         for t in threads:
-            t.join()
-    assert r.status_code == 201, r.text
-    assert r.json()["batching"] == {"max_batch_size": 8, "batch_timeout_ms": 1.0}
-    assert r.json()["versions"] == [1, 2]
-    assert len(codes) > 20 and set(codes) == {200}, sorted(set(codes))
-    # kept when a later deploy does not say
-    r = workbench.api("GET", f"{API}/batchy", sam)
-    assert r.json()["batching"]["max_batch_size"] == 8
-    r = workbench.api("POST", API, sam, json={**body, "batching": {"max_batch": 8}})
-    assert r.status_code == 400 and "unknown ['max_batch']" in r.json()["message"]
-    assert workbench.api("DELETE", f"{API}/batchy", sam).status_code == 200
+            t.start()
+
+        def answered(count: int) -> None:  # until the clients have had ``count`` answers
+            deadline = time.monotonic() + 120
+            while len(codes) < count:
+                assert time.monotonic() < deadline, f"{len(codes)} answers, not {count}"
+                time.sleep(0.05)
+
+        try:
+            answered(10)  # under load before the change ...
+            batching = {"max_batch_size": 8, "batch_timeout_ms": 1}
+            r = workbench.api(
+                "POST",
+                API,
+                sam,
+                json={**body, "model_dir": str(exports / "2"), "batching": batching},
+            )
+            answered(len(codes) + 10)  # ... and after it
+        finally:
+            stop.set()
+            for t in threads:
+                t.join()
+        assert r.status_code == 201, r.text
+        assert r.json()["batching"] == {"max_batch_size": 8, "batch_timeout_ms": 1.0}
+        assert r.json()["versions"] == [1, 2]
+        assert len(codes) > 20 and set(codes) == {200}, sorted(set(codes))
+        # kept when a later deploy does not say
+        r = workbench.api("GET", f"{API}/batchy", sam)
+        assert r.json()["batching"]["max_batch_size"] == 8
+        r = workbench.api("POST", API, sam, json={**body, "batching": {"max_batch": 8}})
+        assert r.status_code == 400 and "unknown ['max_batch']" in r.json()["message"]
+        assert workbench.api("DELETE", f"{API}/batchy", sam).status_code == 200
+    finally:
+        workbench.api("DELETE", f"{API}/batchy", sam)  # gone already unless a check failed
 
 
 def test_endpoint_quota(workbench):
     """The session's workbench allows 2 endpoints per user."""
     token = workbench.create_user("quinn")
     export = keras_model(workbench.data_dir / "hdfs" / "users" / "quinn" / "exports", 1)
-    for name in ("one", "two"):
-        r = workbench.api("POST", API, token, json={"name": name, "model_dir": str(export)})
-        assert r.status_code == 201, r.text
-    r = workbench.api("POST", API, token, json={"name": "three", "model_dir": str(export)})
-    assert r.status_code == 403
-    assert "You have 2 endpoints (limit 2)" in r.json()["message"]
-    # a new version of an existing endpoint is not a new endpoint
-    r = workbench.api("POST", API, token, json={"name": "two", "model_dir": str(export)})
-    assert r.status_code == 201 and r.json()["versions"] == [1, 2]
-    for name in ("one", "two"):
-        assert workbench.api("DELETE", f"{API}/{name}", token).status_code == 200
+    try:
+        for name in ("one", "two"):
+            r = workbench.api("POST", API, token, json={"name": name, "model_dir": str(export)})
+            assert r.status_code == 201, r.text
+        r = workbench.api("POST", API, token, json={"name": "three", "model_dir": str(export)})
+        assert r.status_code == 403
+        assert "You have 2 endpoints (limit 2)" in r.json()["message"]
+        # a new version of an existing endpoint is not a new endpoint
+        r = workbench.api("POST", API, token, json={"name": "two", "model_dir": str(export)})
+        assert r.status_code == 201 and r.json()["versions"] == [1, 2]
+        for name in ("one", "two"):
+            assert workbench.api("DELETE", f"{API}/{name}", token).status_code == 200
+    finally:
+        leave_nothing_running(workbench, "quinn", token)
 
 
 def test_deploy_mistakes(workbench, sam, scorer):
@@ -289,65 +306,72 @@ def test_deploy_mistakes(workbench, sam, scorer):
 
 
 def test_python_api_from_a_kernel(workbench, sam, scorer):
-    assert workbench.spawn("sam", sam).status_code in (201, 202)
-    outputs = execute(
-        workbench,
-        "sam",
-        sam,
-        (
-            "from hubforge import serving\n"
-            "ep = serving.get('scorer')\n"
-            "print(ep.status, ep.versions, ep.predict([[0, 0, 0, 1]]))\n"
-            "try:\n    ep.predict([[1]])\nexcept serving.BadRequest as e:\n    print('bad:', e)"
-        ),
-    )
-    text = "".join(o.get("text", "") for o in outputs)
-    assert "running [1, 2] [[6.0]]" in text, outputs
-    assert "bad:" in text and "shape" in text
-    workbench.stop_server("sam", sam)
-    # The endpoint is the service's, not the server's: it keeps serving.
-    r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
-    assert r.json() == {"predictions": [[5.0]]}
-    r = workbench.api("DELETE", f"{API}/scorer", sam)
-    assert r.status_code == 200 and r.json()["name"] == "scorer"
-    r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
-    assert r.status_code == 404 and "No endpoint 'scorer'" in r.json()["error"]
+    try:
+        assert workbench.spawn("sam", sam).status_code in (201, 202)
+        outputs = execute(
+            workbench,
+            "sam",
+            sam,
+            (
+                "from hubforge import serving\n"
+                "ep = serving.get('scorer')\n"
+                "print(ep.status, ep.versions, ep.predict([[0, 0, 0, 1]]))\n"
+                "try:\n    ep.predict([[1]])\nexcept serving.BadRequest as e:\n    print('bad:', e)"
+            ),
+        )
+        text = "".join(o.get("text", "") for o in outputs)
+        assert "running [1, 2] [[6.0]]" in text, outputs
+        assert "bad:" in text and "shape" in text
+        workbench.stop_server("sam", sam)
+        # The endpoint is the service's, not the server's: it keeps serving.
+        r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
+        assert r.json() == {"predictions": [[5.0]]}
+        r = workbench.api("DELETE", f"{API}/scorer", sam)
+        assert r.status_code == 200 and r.json()["name"] == "scorer"
+        r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
+        assert r.status_code == 404 and "No endpoint 'scorer'" in r.json()["error"]
+    finally:
+        workbench.ensure_stopped("sam")
 
 
 def test_cli_inside_the_users_server(workbench, sam):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
     fresh(workbench, sam, "cli-ep")
-    assert workbench.spawn("sam", sam).status_code in (201, 202)
-    outputs = execute(
-        workbench,
-        "sam",
-        sam,
-        "\n".join(
-            [
-                f"!hubforge serve deploy {exports / '1'} --name cli-ep",
-                "!hubforge serve list",
-                "!hubforge serve predict cli-ep '[[1, 1, 1, 1]]'",
-                "!hubforge serve predict cli-ep '[[1]]'",
-            ]
-        ),
-        timeout=180,
-    )
-    text = "".join(o.get("text", "") for o in outputs)
-    assert "cli-ep: versions [1]" in text and "curl -H" in text, text
-    (curl,) = [line.strip() for line in text.splitlines() if line.strip().startswith("curl -H")]
-    assert '{"instances": [[0, 0, 0, 0]]}' in curl  # shaped like the model's input
-    # the printed line works as printed, with a token in $TOKEN
-    ran = subprocess.run(
-        ["bash", "-c", curl],
-        env={**os.environ, "TOKEN": sam},
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
-    assert json.loads(ran.stdout) == {"predictions": [[0.0]]}, (ran.stdout, ran.stderr)
-    assert "/services/hubforge/endpoints/sam/cli-ep/v1/models/cli-ep:predict" in text
-    assert '{"predictions": [[4.0]]}' in text or "[[4.0]]" in text
-    assert "error:" in text and "shape" in text
-    outputs = execute(workbench, "sam", sam, "!hubforge serve undeploy cli-ep", timeout=120)
-    assert "Undeployed cli-ep" in "".join(o.get("text", "") for o in outputs)
-    workbench.stop_server("sam", sam)
+    try:
+        assert workbench.spawn("sam", sam).status_code in (201, 202)
+        outputs = execute(
+            workbench,
+            "sam",
+            sam,
+            "\n".join(
+                [
+                    f"!hubforge serve deploy {exports / '1'} --name cli-ep",
+                    "!hubforge serve list",
+                    "!hubforge serve predict cli-ep '[[1, 1, 1, 1]]'",
+                    "!hubforge serve predict cli-ep '[[1]]'",
+                ]
+            ),
+            timeout=180,
+        )
+        text = "".join(o.get("text", "") for o in outputs)
+        assert "cli-ep: versions [1]" in text and "curl -H" in text, text
+        (curl,) = [line.strip() for line in text.splitlines() if line.strip().startswith("curl -H")]
+        assert '{"instances": [[0, 0, 0, 0]]}' in curl  # shaped like the model's input
+        # the printed line works as printed, with a token in $TOKEN
+        ran = subprocess.run(
+            ["bash", "-c", curl],
+            env={**os.environ, "TOKEN": sam},
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert json.loads(ran.stdout) == {"predictions": [[0.0]]}, (ran.stdout, ran.stderr)
+        assert "/services/hubforge/endpoints/sam/cli-ep/v1/models/cli-ep:predict" in text
+        assert '{"predictions": [[4.0]]}' in text or "[[4.0]]" in text
+        assert "error:" in text and "shape" in text
+        outputs = execute(workbench, "sam", sam, "!hubforge serve undeploy cli-ep", timeout=120)
+        assert "Undeployed cli-ep" in "".join(o.get("text", "") for o in outputs)
+        workbench.stop_server("sam", sam)
+    finally:
+        workbench.api("DELETE", f"{API}/cli-ep", sam)
+        workbench.ensure_stopped("sam")

@@ -106,100 +106,115 @@ def test_deploy_from_a_job_refuses_bad_bodies_and_other_users_jobs(workbench, tw
     for body in ({}, {"job": 3, "name": "x"}, {"job": "j", "name": "x", "extra": 1}):
         r = workbench.api("POST", "user/side-ana/hubforge/api/endpoints", ana, json=body)
         assert r.status_code == 400 and '{"job"' in r.json()["message"], r.text
-    submitted = workbench.api(
-        "POST",
-        "user/side-ana/hubforge/api/jobs",
-        ana,
-        json={"path": "train.ipynb", "params": {"epochs": 1, "steps": 2}},
-    ).json()
-    # bob names Ana's job from his own server: not his, so not found, nothing deployed
-    r = workbench.api(
-        "POST",
-        "user/side-bob/hubforge/api/endpoints",
-        bob,
-        json={"job": submitted["id"], "name": "stolen"},
+    jobs = "user/side-ana/hubforge/api/jobs"
+    # a job that cannot have finished while the test looks at it (each of its 1000 steps
+    # sleeps 60 s), cancelled in the end whatever happens
+    slow = workbench.api(
+        "POST", jobs, ana, json={"path": "train.ipynb", "params": {"steps": 1000, "delay": 60.0}}
     )
-    assert r.status_code == 404, r.text
-    assert workbench.api("GET", "user/side-bob/hubforge/api/endpoints", bob).json() == {
-        "endpoints": []
-    }
-    # a job that has not succeeded yet cannot be deployed, and says why
+    assert slow.status_code == 201, slow.text
+    slow = slow.json()
+    try:
+        # bob names Ana's job from his own server: not his, so not found, nothing deployed
+        r = workbench.api(
+            "POST",
+            "user/side-bob/hubforge/api/endpoints",
+            bob,
+            json={"job": slow["id"], "name": "stolen"},
+        )
+        assert r.status_code == 404, r.text
+        assert workbench.api("GET", "user/side-bob/hubforge/api/endpoints", bob).json() == {
+            "endpoints": []
+        }
+        # a job that has not succeeded yet cannot be deployed, and says why
+        r = workbench.api(
+            "POST",
+            "user/side-ana/hubforge/api/endpoints",
+            ana,
+            json={"job": slow["id"], "name": "early"},
+        )
+        assert r.status_code == 400, r.text
+        assert "deploy it once it has succeeded" in r.json()["message"], r.text
+        assert workbench.api("GET", "user/side-ana/hubforge/api/endpoints", ana).json() == {
+            "endpoints": []
+        }
+    finally:
+        workbench.api("DELETE", f"{jobs}/{slow['id']}", ana)
+    submitted = workbench.api(
+        "POST", jobs, ana, json={"path": "train.ipynb", "params": {"epochs": 1, "steps": 2}}
+    ).json()
     deadline = time.monotonic() + 240
     while time.monotonic() < deadline:
-        job = workbench.api("GET", f"user/side-ana/hubforge/api/jobs/{submitted['id']}", ana).json()
-        if job["state"] in ("succeeded", "failed"):
+        job = workbench.api("GET", f"{jobs}/{submitted['id']}", ana).json()
+        if job["state"] in ("succeeded", "failed", "cancelled"):
             break
+        time.sleep(1)
+    assert job["state"] == "succeeded", job
+    try:
         r = workbench.api(
             "POST",
             "user/side-ana/hubforge/api/endpoints",
             ana,
             json={"job": submitted["id"], "name": "early"},
         )
-        if r.status_code == 400:
-            assert "deploy it once it has succeeded" in r.json()["message"]
-        time.sleep(1)
-    assert job["state"] == "succeeded", job
-    r = workbench.api(
-        "POST",
-        "user/side-ana/hubforge/api/endpoints",
-        ana,
-        json={"job": submitted["id"], "name": "early"},
-    )
-    assert r.status_code == 201 and r.json()["running"], r.text
-    # bob cannot undeploy or try Ana's endpoint from his server; hers keeps answering
-    assert (
-        workbench.api("DELETE", "user/side-bob/hubforge/api/endpoints/early", bob).status_code
-        == 404
-    )
-    tried = workbench.api(
-        "POST",
-        "user/side-bob/hubforge/api/endpoints/early",
-        bob,
-        json={"instances": [[0, 0, 0, 0]]},
-    )
-    assert tried.status_code == 404, tried.text
-    mine = workbench.api(
-        "POST",
-        "user/side-ana/hubforge/api/endpoints/early",
-        ana,
-        json={"instances": [[0, 0, 0, 0]]},
-    )
-    assert mine.status_code == 200 and len(mine.json()["predictions"]) == 1, mine.text
-    assert mine.json()["latency_ms"] > 0
-    bad = workbench.api(
-        "POST", "user/side-ana/hubforge/api/endpoints/early", ana, json={"rows": []}
-    )
-    assert bad.status_code == 400 and "instances" in bad.json()["message"]
-    # saved requests for Try it: kept newest first, replaced by name, bad ones refused with
-    # what to do, never reachable through bob's server, deleted one by one
-    base = "user/side-ana/hubforge/api/endpoints/early/requests"
-    assert workbench.api("GET", base, ana).json() == {"requests": []}
-    for name, row in (("zeros", [0, 0, 0, 0]), ("ones", [1, 1, 1, 1]), ("zeros", [2, 2, 2, 2])):
-        body = {"name": name, "request": {"instances": [row]}}
-        r = workbench.api("POST", base, ana, json=body)
-        assert r.status_code == 201, r.text
-    kept = r.json()["requests"]
-    assert [(x["name"], x["request"]["instances"]) for x in kept] == [
-        ("zeros", [[2, 2, 2, 2]]),
-        ("ones", [[1, 1, 1, 1]]),
-    ]
-    for body, says in (
-        ({"name": " ", "request": {"instances": []}}, "1 to 60 printable"),
-        ({"name": "x", "request": {"rows": []}}, '{"instances"'),
-        ({"name": "x"}, '{"instances"'),
-    ):
-        r = workbench.api("POST", base, ana, json=body)
-        assert r.status_code == 400 and says in r.json()["message"], r.text
-    bobs = "user/side-bob/hubforge/api/endpoints/early/requests"
-    assert workbench.api("GET", bobs, bob).status_code == 404  # not his endpoint
-    assert workbench.api("POST", bobs, bob, json=body).status_code == 404
-    saved = workbench.data_dir / "homes" / "side-ana" / ".hubforge" / "saved-requests"
-    assert oct((saved / "early.json").stat().st_mode & 0o777) == "0o600"
-    r = workbench.api("DELETE", f"{base}/ones", ana)
-    assert r.status_code == 200 and [x["name"] for x in r.json()["requests"]] == ["zeros"]
-    assert workbench.api("DELETE", f"{base}/ones", ana).status_code == 404
-    gone = workbench.api("DELETE", "user/side-ana/hubforge/api/endpoints/early", ana)
-    assert gone.status_code == 200 and gone.json()["running"] is False
+        assert r.status_code == 201 and r.json()["running"], r.text
+        # bob cannot undeploy or try Ana's endpoint from his server; hers keeps answering
+        assert (
+            workbench.api("DELETE", "user/side-bob/hubforge/api/endpoints/early", bob).status_code
+            == 404
+        )
+        tried = workbench.api(
+            "POST",
+            "user/side-bob/hubforge/api/endpoints/early",
+            bob,
+            json={"instances": [[0, 0, 0, 0]]},
+        )
+        assert tried.status_code == 404, tried.text
+        mine = workbench.api(
+            "POST",
+            "user/side-ana/hubforge/api/endpoints/early",
+            ana,
+            json={"instances": [[0, 0, 0, 0]]},
+        )
+        assert mine.status_code == 200 and len(mine.json()["predictions"]) == 1, mine.text
+        assert mine.json()["latency_ms"] > 0
+        bad = workbench.api(
+            "POST", "user/side-ana/hubforge/api/endpoints/early", ana, json={"rows": []}
+        )
+        assert bad.status_code == 400 and "instances" in bad.json()["message"]
+        # saved requests for Try it: kept newest first, replaced by name, bad ones refused with
+        # what to do, never reachable through bob's server, deleted one by one
+        base = "user/side-ana/hubforge/api/endpoints/early/requests"
+        assert workbench.api("GET", base, ana).json() == {"requests": []}
+        for name, row in (("zeros", [0, 0, 0, 0]), ("ones", [1, 1, 1, 1]), ("zeros", [2, 2, 2, 2])):
+            body = {"name": name, "request": {"instances": [row]}}
+            r = workbench.api("POST", base, ana, json=body)
+            assert r.status_code == 201, r.text
+        kept = r.json()["requests"]
+        assert [(x["name"], x["request"]["instances"]) for x in kept] == [
+            ("zeros", [[2, 2, 2, 2]]),
+            ("ones", [[1, 1, 1, 1]]),
+        ]
+        for body, says in (
+            ({"name": " ", "request": {"instances": []}}, "1 to 60 printable"),
+            ({"name": "x", "request": {"rows": []}}, '{"instances"'),
+            ({"name": "x"}, '{"instances"'),
+        ):
+            r = workbench.api("POST", base, ana, json=body)
+            assert r.status_code == 400 and says in r.json()["message"], r.text
+        bobs = "user/side-bob/hubforge/api/endpoints/early/requests"
+        assert workbench.api("GET", bobs, bob).status_code == 404  # not his endpoint
+        assert workbench.api("POST", bobs, bob, json=body).status_code == 404
+        saved = workbench.data_dir / "homes" / "side-ana" / ".hubforge" / "saved-requests"
+        assert oct((saved / "early.json").stat().st_mode & 0o777) == "0o600"
+        r = workbench.api("DELETE", f"{base}/ones", ana)
+        assert r.status_code == 200 and [x["name"] for x in r.json()["requests"]] == ["zeros"]
+        assert workbench.api("DELETE", f"{base}/ones", ana).status_code == 404
+        gone = workbench.api("DELETE", "user/side-ana/hubforge/api/endpoints/early", ana)
+        assert gone.status_code == 200 and gone.json()["running"] is False
+
+    finally:
+        workbench.api("DELETE", "user/side-ana/hubforge/api/endpoints/early", ana)
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -27,7 +27,7 @@ def tina(workbench):
     write_logs(home / "runs" / "a")
     write_logs(home / "runs" / "b")
     yield token
-    workbench.stop_server("tina", token)
+    workbench.ensure_stopped("tina")  # whatever a failing test left it in
 
 
 def through_proxy(workbench, url: str, token: str | None, **kw) -> requests.Response:

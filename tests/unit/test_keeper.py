@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import subprocess
 import sys
-import time
 
 # the keeper with its back-off shortened (the real one: 0.5 s doubling up to 10 s)
 FAST = (
@@ -19,7 +18,6 @@ FAST = (
 
 def test_a_service_that_cannot_start_is_given_up_with_why():
     broken = "import sys; print('settings.py: no such table', flush=True); sys.exit(3)"
-    started = time.monotonic()
     done = subprocess.run(
         [sys.executable, "-c", FAST, sys.executable, "-c", broken],
         capture_output=True,
@@ -29,4 +27,3 @@ def test_a_service_that_cannot_start_is_given_up_with_why():
     assert done.returncode == 1
     assert done.stdout.count("settings.py: no such table") == 8  # 8 starts, then no more
     assert "failed 8 times in a row" in done.stderr and "last exit status 3" in done.stderr
-    assert time.monotonic() - started < 60

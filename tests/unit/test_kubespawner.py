@@ -104,7 +104,11 @@ def test_server_extension_points_tensorboard_at_its_own_proxy(monkeypatch):
     from hubforge.app import HubforgeExtension
 
     monkeypatch.setenv("JUPYTERHUB_SERVICE_PREFIX", "/hub/user/alice/")
-    monkeypatch.delenv("TENSORBOARD_PROXY_URL", raising=False)
+    # the extension sets it in os.environ for real: set, then delete, so that monkeypatch
+    # records its value before this test (or its absence) and puts that back afterwards
+    # (delenv of an unset name records nothing: the value set below would leak)
+    monkeypatch.setenv("TENSORBOARD_PROXY_URL", "")
+    monkeypatch.delenv("TENSORBOARD_PROXY_URL")
     HubforgeExtension().initialize_settings()
     assert os.environ["TENSORBOARD_PROXY_URL"] == "/hub/user/alice/proxy/%PORT%/"
     monkeypatch.setenv("TENSORBOARD_PROXY_URL", "/set/by/spawner/%PORT%/")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import time
 from concurrent.futures import ThreadPoolExecutor
 from types import SimpleNamespace
 
@@ -24,6 +23,25 @@ def _login(auth: PasswordAuthenticator, name: str, password: str, address: str):
 
 
 @pytest.fixture
+def waits(monkeypatch):
+    """Every wait a login makes, as ("start", seconds) and ("end", seconds) in the order they
+    happen: what the limiter decided, read from the limiter, not from a clock (a busy machine
+    makes any try slower, never faster)."""
+    events: list[tuple[str, float]] = []
+    real = asyncio.sleep
+
+    async def sleep(delay, *args, **kw):
+        events.append(("start", delay))
+        try:
+            return await real(delay, *args, **kw)
+        finally:
+            events.append(("end", delay))
+
+    monkeypatch.setattr("hubforge.hub.auth.asyncio.sleep", sleep)
+    return events
+
+
+@pytest.fixture
 def auth(tmp_path):
     store = PasswordStore(tmp_path / "passwords.json")
     store.add("alice", "alice's password")
@@ -36,35 +54,35 @@ def auth(tmp_path):
     )
 
 
-def test_a_guessed_name_slows_down_but_its_owner_still_signs_in(auth):
+def test_a_guessed_name_slows_down_but_its_owner_still_signs_in(auth, waits):
     """N14 of the 2026-12-04 review: failing on purpose must not lock a user out. Past the
     name's limit every try waits (doubling), a wrong one is refused, the right one passes."""
     auth.failure_delay, auth.failure_delay_max = 0.2, 0.4
     for _ in range(3):
         assert _login(auth, "alice", "guess", "10.0.0.9") is None
-    started = time.monotonic()
+    assert waits == []  # within the limit: no wait
     with pytest.raises(web.HTTPError) as refused:
         _login(auth, "alice", "guess", "10.0.0.8")
-    assert time.monotonic() - started >= 0.2  # the try waited
+    assert waits == [("start", 0.2), ("end", 0.2)]  # the try waited
     assert refused.value.status_code == 429
     message = refused.value.log_message % refused.value.args
     assert "Too many failed logins for the user name alice: each try now waits" in message
     assert "right password still signs in" in message and "reset-password" in message
-    started = time.monotonic()
+    waits.clear()
     assert _login(auth, "alice", "alice's password", "10.0.0.7") == {
         "name": "alice",
         "admin": False,
     }
-    assert time.monotonic() - started >= 0.4  # the wait doubled with the 4th failure
+    assert waits == [("start", 0.4), ("end", 0.4)]  # the wait doubled with the 4th failure
     # signed in: her count is cleared, her next try waits no more
-    started = time.monotonic()
+    waits.clear()
     assert _login(auth, "alice", "alice's password", "10.0.0.7")
-    assert time.monotonic() - started < 0.2
+    assert waits == []
     # bob, from the same address, was never slowed down
     assert _login(auth, "bob", "bob's password", "10.0.0.9") == {"name": "bob", "admin": False}
 
 
-def test_tries_past_the_limit_go_one_at_a_time(auth):
+def test_tries_past_the_limit_go_one_at_a_time(auth, waits):
     """Parallel guesses for one name do not share a wait: each waits its own turn."""
     auth.failure_delay, auth.failure_delay_max = 0.3, 0.3
     for _ in range(3):
@@ -80,10 +98,10 @@ def test_tries_past_the_limit_go_one_at_a_time(auth):
 
         return await asyncio.gather(*(one() for _ in range(3)))
 
-    started = time.monotonic()
     with ThreadPoolExecutor(1) as pool:
         assert pool.submit(asyncio.run, guesses()).result() == [429, 429, 429]
-    assert time.monotonic() - started >= 0.85
+    # each waits its own turn: a wait starts only once the one before it has ended
+    assert waits == [("start", 0.3), ("end", 0.3)] * 3, waits
 
 
 def test_unknown_names_are_limited_like_known_ones(auth):

@@ -276,10 +276,9 @@ def test_a_fifo_for_the_tensorboard_records_does_not_hold_the_helper(helper):
     os.mkfifo(records)
     os.chown(records, ana.uid, ana.gid)
     try:
-        started = time.monotonic()
+        # an answer at all is the point: a helper held by the FIFO never answers
         reply = helper.ask({"command": "stop-tensorboards", "user": "ana"})
         assert "is not a file" in reply.get("error", ""), reply
-        assert time.monotonic() - started < 30
     finally:
         records.unlink()
 
