@@ -23,6 +23,7 @@ def check(path: Path) -> str | None:
     SQLite says is wrong with it."""
     if not path.exists():
         return None
+    _recover(path)
     try:
         with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
             rows = db.execute("PRAGMA integrity_check").fetchall()
@@ -30,6 +31,19 @@ def check(path: Path) -> str | None:
         return str(e)
     problems = [str(row[0]) for row in rows if row and row[0] != "ok"]
     return "; ".join(problems[:3]) if problems else None
+
+
+def _recover(path: Path) -> None:
+    """A writer killed in a transaction (kill -9, a crash) leaves a hot journal that only a
+    connection allowed to write can roll back: a read-only one answers "attempt to write a
+    readonly database", which is no damage. Do what the next writer would do first."""
+    if not any(Path(f"{path}{suffix}").exists() for suffix in ("-journal", "-wal")):
+        return
+    with (
+        contextlib.suppress(sqlite3.DatabaseError, OSError),
+        contextlib.closing(sqlite3.connect(path, timeout=30)) as db,
+    ):
+        db.execute("PRAGMA schema_version").fetchall()  # reading rolls the journal back
 
 
 def backups(path: Path) -> list[Path]:
