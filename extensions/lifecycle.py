@@ -3,13 +3,14 @@
 `hubforge up` holds ``state/workbench.lock`` for as long as it runs (a second `up` on the same
 folder is refused, whatever its pid file says) and is the hub's supervisor:
 
-* the hub dies on its own (a crash, kill -9): its leftover services and proxy are stopped and
-  it is started again on the same loopback ports, so running servers, training jobs and
-  endpoints keep working through it; after ``MAX_RESTARTS`` crashes within ``RESTART_WINDOW``
-  seconds `up` gives up and says so (jobs and endpoints are left running, with that reason);
-* `up` itself dies (its terminal closed, kill -9): the kernel sends the hub SIGTERM
-  (PR_SET_PDEATHSIG) and the hub stops its proxy, services and servers cleanly; training
-  jobs and endpoints keep running and the next `hubforge up` finds them;
+* the proxy and the services are `up`'s, not the hub's (:mod:`hubforge.data_path`): the hub
+  dies on its own (a crash, kill -9) and is started again on the same loopback ports while
+  every route, server, training job and endpoint keeps working; after ``MAX_RESTARTS``
+  crashes within ``RESTART_WINDOW`` seconds `up` gives up and says so (jobs and endpoints are
+  left running, with that reason);
+* `up` itself dies (its terminal closed, kill -9): the kernel sends the hub, the proxy and
+  the services SIGTERM (PR_SET_PDEATHSIG) and they stop cleanly; training jobs and endpoints
+  keep running and the next `hubforge up` finds them;
 * `up` is asked to stop (Ctrl-C, SIGTERM, `hubforge down`): everything stops, jobs too
   unless `hubforge down --keep-jobs`.
 
@@ -31,21 +32,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
-
 from .atomic import write_text
 from .processes import MARKER, free_port
 
 MAX_RESTARTS = 5
 RESTART_WINDOW = 600
-# What the hub starts and a crashed hub leaves behind (user servers, kernels, endpoints and
-# jobs are not among them: they keep running through a restart).
-HUB_CHILDREN = (
-    "hubforge.keeper",
-    "hubforge.service.app",
-    "ls_main.py",
-    "configurable-http-proxy",
-)
 
 
 class AlreadyRunning(RuntimeError):
@@ -149,36 +140,45 @@ def _die_with_parent() -> None:
     os.setsid()  # Ctrl-C reaches only `up`, which stops the hub once
 
 
-def start_hub(
-    data_dir: str, state_dir: Path, env: dict[str, str], to_file: bool, account: Any = None
-) -> Any:
-    """JupyterHub in its own session, stopped by the kernel if `up` dies; its log (and that
-    of everything it starts) goes to state/jupyterhub.log with ``to_file``, through
-    :mod:`hubforge.logsink`. With ``account`` (per-user accounts: ``hf<wb>_hub``) it runs
-    as that account, in its own folder; the privileged helper does what needs root."""
-    from hubforge.hub.config import config_file_path
-
+def hub_account_env(data_dir: str, env: dict[str, str], account: Any) -> tuple[dict, dict]:
+    """The environment and Popen arguments of a process of the hub's account (or of `up`'s
+    own, without per-user accounts)."""
     env = dict(os.environ, **env, **{MARKER: data_dir, "HUBFORGE_DIR": data_dir})
-    cwd, as_account = state_dir, {}
+    as_account: dict[str, Any] = {}
     if account is not None:
-        cwd = account.home
         env.update(HOME=str(account.home), HUBFORGE_ISOLATION="accounts")
         env.update(USER=account.name, LOGNAME=account.name)
         as_account = {"user": account.uid, "group": account.gid, "extra_groups": []}
-    sink = None
-    if to_file:  # through a pipe: a full disk must not stop the proxy (see hubforge.logsink)
-        sink = _start_log_sink(state_dir / "jupyterhub.log", env, as_account)
-    output = sink.stdin if sink else None
-    with output or contextlib.nullcontext():
-        return subprocess.Popen(
-            [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],
-            cwd=cwd,
-            env=env,
-            preexec_fn=_die_with_parent,  # after the switch to the account: kept
-            stdout=output,
-            stderr=output,
-            **as_account,
-        )
+    return env, as_account
+
+
+def start_hub(
+    data_dir: str, state_dir: Path, env: dict[str, str], output: Any = None, account: Any = None
+) -> Any:
+    """JupyterHub in its own session, stopped by the kernel if `up` dies; its output to
+    ``output`` (the log sink's pipe, see :func:`start_log_sink`), else `up`'s. With
+    ``account`` (per-user accounts: ``hf<wb>_hub``) it runs as that account, in its own
+    folder; the privileged helper does what needs root."""
+    from hubforge.hub.config import config_file_path
+
+    env, as_account = hub_account_env(data_dir, env, account)
+    return subprocess.Popen(
+        [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],
+        cwd=account.home if account is not None else state_dir,
+        env=env,
+        preexec_fn=_die_with_parent,  # after the switch to the account: kept
+        stdout=output,
+        stderr=output,
+        **as_account,
+    )
+
+
+def start_log_sink(data_dir: str, state_dir: Path, account: Any = None) -> subprocess.Popen:
+    """The sink that copies into state/jupyterhub.log what the hub, its proxy and services
+    write into its pipe (``.stdin``): a full disk must not stop the proxy (see
+    :mod:`hubforge.logsink`). It runs as the hub's account."""
+    env, as_account = hub_account_env(data_dir, {}, account)
+    return _start_log_sink(state_dir / "jupyterhub.log", env, as_account)
 
 
 def _start_log_sink(log: Path, env: dict[str, str], as_account: dict[str, Any]) -> subprocess.Popen:
@@ -201,26 +201,6 @@ def _start_log_sink(log: Path, env: dict[str, str], as_account: dict[str, Any]) 
         )
     finally:
         os.close(target)
-
-
-def stop_leftovers(data_dir: str, grace: float = 10) -> int:
-    """Stop the services and proxy a crashed hub left running (they would hold its ports)."""
-    found = []
-    for proc in psutil.process_iter(["cmdline"]):
-        try:
-            cmd = " ".join(proc.info["cmdline"] or [])
-            if any(c in cmd for c in HUB_CHILDREN) and proc.environ().get(MARKER) == data_dir:
-                found.append(proc)
-        except (psutil.Error, OSError):
-            continue
-    for proc in found:
-        with contextlib.suppress(psutil.Error):
-            proc.terminate()
-    _, alive = psutil.wait_procs(found, timeout=grace)
-    for proc in alive:
-        with contextlib.suppress(psutil.Error):
-            proc.kill()
-    return len(found)
 
 
 class Restarts:

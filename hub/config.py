@@ -16,6 +16,7 @@ from typing import Any
 
 from hubforge.accounts import service_account_name, state_file_mode
 from hubforge.atomic import write_text
+from hubforge.data_path import KEPT_BY_UP
 from hubforge.labeling import server as label_studio
 from hubforge.processes import free_port
 from hubforge.service.handlers import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
@@ -176,6 +177,12 @@ def through_helper(workbench: Workbench, entry: dict[str, Any]) -> dict[str, Any
     return {**{k: v for k, v in entry.items() if k not in hidden}, "command": relay}
 
 
+def external(entry: dict[str, Any]) -> dict[str, Any]:
+    """The hub's entry for a service `hubforge up` runs: where it listens, no command."""
+    hidden = {"command", "environment", "cwd", "user"}
+    return {k: v for k, v in entry.items() if k not in hidden}
+
+
 def relay_command(workbench: Workbench) -> list[str]:
     from hubforge.helper_client import hub_socket
 
@@ -211,16 +218,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     c.JupyterHub.template_paths = [str(here / "templates")]
     c.JupyterHub.logo_file = str(here / "static" / "hubforge-logo.svg")
     c.JupyterHub.load_roles = roles()
-    if workbench.isolation == "accounts":
-        entries = [through_helper(workbench, e) for e in services(workbench, bare=True)]
-    else:
-        entries = services(workbench)
-    c.JupyterHub.services = entries
-    c.ConfigurableHTTPProxy.command = proxy_command(workbench)
-    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{fixed_port('proxy_api')}"
-    c.ConfigurableHTTPProxy.pid_file = str(own / "proxy.pid")
-    c.ConfigurableHTTPProxy.should_start = True
-    c.ConfigurableHTTPProxy.debug = False
+    _services_and_proxy(c, workbench)
     c.Spawner.start_timeout = 120
     c.Spawner.http_timeout = 60
     c.Spawner.env_keep = ["PATH", "PYTHONPATH", "LANG", "LC_ALL", "LD_LIBRARY_PATH", "TZ"]
@@ -241,6 +239,24 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     database.at_start(own / "jupyterhub.sqlite")
     atexit.register(database.at_exit, own / "jupyterhub.sqlite")
     return workbench
+
+
+def _services_and_proxy(c: Any, workbench: Workbench) -> None:
+    """The hub's services and proxy: under `hubforge up` it only routes to them (`up` runs
+    them, see hubforge.data_path); a hub run by hand starts them itself."""
+    kept = os.environ.get(KEPT_BY_UP) == "1"
+    if kept:
+        entries = [external(e) for e in services(workbench, bare=True)]
+    elif workbench.isolation == "accounts":
+        entries = [through_helper(workbench, e) for e in services(workbench, bare=True)]
+    else:
+        entries = services(workbench)
+    c.JupyterHub.services = entries
+    c.ConfigurableHTTPProxy.command = proxy_command(workbench)
+    c.ConfigurableHTTPProxy.api_url = f"http://127.0.0.1:{fixed_port('proxy_api')}"
+    c.ConfigurableHTTPProxy.pid_file = str(workbench.hub_dir / "proxy.pid")
+    c.ConfigurableHTTPProxy.should_start = not kept  # its token: CONFIGPROXY_AUTH_TOKEN
+    c.ConfigurableHTTPProxy.debug = False
 
 
 def config_file_path() -> Path:

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -67,13 +68,22 @@ def _describe(proc: Any) -> str:
     return f"{' '.join(words)} (pid {proc.pid})"
 
 
-def _stop_hub(hub: subprocess.Popen, workbench: Workbench, stop_jobs: bool = True) -> None:
+def _stop_hub(
+    hub: subprocess.Popen,
+    workbench: Workbench,
+    stop_jobs: bool = True,
+    before_sweep: Callable[[], None] | None = None,
+) -> None:
+    """Stop the hub, then (``before_sweep``) the proxy and services `up` keeps, then whatever
+    of the workbench is left (and its jobs, with ``stop_jobs``)."""
     if hub.poll() is None:
         hub.terminate()
         try:
             hub.wait(timeout=30)
         except subprocess.TimeoutExpired:
             hub.kill()
+    if before_sweep is not None:
+        before_sweep()
     names = [_describe(p) for p in workbench_processes(workbench.data_dir)]
     left = sweep(workbench.data_dir)
     if left:

@@ -14,8 +14,9 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
-from .. import lifecycle
+from .. import data_path, lifecycle
 from ..atomic import write_json, write_text
+from ..data_path import DataPath, DataPathError
 from ..terminal import LogEcho
 from ..workbench import Workbench, load_workbench
 from .common import _data_dir_flag, _pid_file
@@ -43,6 +44,8 @@ class _Up:
     stopping: list[int] = field(default_factory=list)  # the signals that asked it to stop
     hubs: list[subprocess.Popen] = field(default_factory=list)  # every hub it started
     echo: LogEcho | None = None
+    sink: subprocess.Popen | None = None  # the hub's log (hubforge.logsink), unless --verbose
+    data_path: DataPath | None = None  # the proxy and services, kept through hub restarts
     code: int = 0  # the last hub's exit status
 
 
@@ -60,10 +63,30 @@ def cmd_up(args: argparse.Namespace) -> int:
     print(f"Starting Hubforge on {workbench.data_dir}", flush=True)
     up.echo = _show_hub_log(workbench, args)
     try:
+        _start_data_path(up)
         _run_hubs(up, restarts)
+    except DataPathError as e:
+        print(f"Hubforge could not start: {e}", file=sys.stderr, flush=True)
+        up.code = 1
     finally:
         _shut_down(up)
     return 0 if up.stopping else (up.code or 1)
+
+
+def _start_data_path(up: _Up) -> None:
+    """The log sink, then the proxy and the services (hubforge.data_path): started here,
+    not by the hub, so that a hub restart leaves every route and endpoint answering."""
+    workbench = up.workbench
+    if not up.args.verbose:
+        up.sink = lifecycle.start_log_sink(workbench.data_dir, workbench.state_dir, up.hub_account)
+    os.environ.update(up.ports)  # where the services listen (hub.config.fixed_port)
+    token = data_path.new_proxy_token()
+    parts = data_path.parts(workbench, up.ports, up.hub_account, token)
+    api = f"http://127.0.0.1:{up.ports['HUBFORGE_PROXY_API_PORT']}"
+    output = up.sink.stdin if up.sink is not None else None
+    up.data_path = DataPath(parts, api, token, output=output)
+    up.ports = {**up.ports, **data_path.hub_env(token)}
+    up.data_path.start()
 
 
 def _prepare(args: argparse.Namespace) -> Workbench:
@@ -152,7 +175,7 @@ def _start_hub(up: _Up) -> subprocess.Popen:
         workbench.data_dir,
         workbench.state_dir,
         up.ports,
-        to_file=not up.args.verbose,
+        output=up.sink.stdin if up.sink is not None else None,
         account=up.hub_account,
     )
     up.hubs.append(hub)
@@ -227,12 +250,11 @@ def _say_running(up: _Up) -> None:
 
 def _restart_hub(up: _Up, restarts: lifecycle.Restarts) -> bool:
     """After the hub exited by itself: whether to start it again (saying why not, or that it
-    restarts); its services stop first."""
+    restarts); the proxy and services keep running meanwhile."""
     workbench, code = up.workbench, up.code
     if code == HUB_DATABASE_DAMAGED:
         _say_database_damaged(workbench)
         return False
-    left = lifecycle.stop_leftovers(workbench.data_dir)
     if not restarts.allow():
         print(
             f"The hub exited with status {code} {lifecycle.MAX_RESTARTS + 1} times "
@@ -243,8 +265,8 @@ def _restart_hub(up: _Up, restarts: lifecycle.Restarts) -> bool:
         write_text(workbench.state_dir / "keep-jobs", "the hub kept crashing\n")
         return False
     print(
-        f"The hub exited with status {code}; restarting it (stopped {left} of its "
-        "services; servers, training jobs and endpoints keep running).",
+        f"The hub exited with status {code}; restarting it (the proxy, services, servers, "
+        "training jobs and endpoints keep running).",
         file=sys.stderr,
         flush=True,
     )
@@ -254,8 +276,13 @@ def _restart_hub(up: _Up, restarts: lifecycle.Restarts) -> bool:
 def _shut_down(up: _Up) -> None:
     """Stop the last hub (and what it left), the log echo and the helper; `up` is no
     longer registered."""
+    stop_data_path = up.data_path.stop if up.data_path is not None else None
     if up.hubs:
-        _stop_hub(up.hubs[-1], up.workbench)
+        _stop_hub(up.hubs[-1], up.workbench, before_sweep=stop_data_path)
+    elif stop_data_path is not None:
+        stop_data_path()
+    if up.sink is not None and up.sink.stdin is not None:
+        up.sink.stdin.close()  # the sink ends when the last writer has gone
     if up.echo is not None:
         up.echo.stop()
     if up.helper is not None:

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 from importlib.metadata import entry_points
+from typing import Any
 from urllib.parse import urlparse
 
 from jupyterhub.services.auth import HubAuth
@@ -36,6 +37,7 @@ from .handlers import (
     UsersHandler,
 )
 from .overview import routes as overview_routes
+from .proxy_errors import ProxyErrorHandler
 from .quotas import Quotas
 
 STOP_GRACE = 25  # seconds a stopping service gives requests in flight (its keeper: 30)
@@ -52,6 +54,18 @@ class FreshRefusals(HubAuth):
         if data is None and use_cache and cache_key is not None:
             self.cache.pop(cache_key, None)
         return data
+
+    async def _api_request(self, method: str, url: str, /, **kwargs: Any) -> Any:
+        """A hub that does not answer (restarting, see hubforge.data_path) is a 503 to retry,
+        not a 500: tokens checked within the last minute keep working meanwhile."""
+        try:
+            return await super()._api_request(method, url, **kwargs)
+        except web.HTTPError as e:
+            if e.status_code != 500 or "Failed to connect" not in (e.log_message or ""):
+                raise
+            raise web.HTTPError(
+                503, "The hub is not answering (restarting?): try again in a few seconds"
+            ) from None
 
 
 def backend_class(group: str, name: str) -> type:
@@ -133,6 +147,7 @@ class HubforgeService(Application):
             )
             + [
                 (self.prefix, RootHandler),
+                (self.prefix + r"proxy-error/(\d+)", ProxyErrorHandler),
                 (api + "/status", StatusHandler, args),
                 (api + "/gpus", GpuHandler, args),
                 (api + r"/gpus/(.+)", GpuHandler, args),

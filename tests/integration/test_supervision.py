@@ -4,6 +4,7 @@ data folder."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -14,6 +15,7 @@ import pytest
 
 from hubforge.processes import free_port, workbench_processes
 from tests import cli_record
+from tests.callers import Callers
 from tests.models import keras_model
 from tests.workbench import hubforge, start_workbench, xdg_state
 
@@ -21,6 +23,7 @@ pytestmark = pytest.mark.hub
 NO_LABEL_STUDIO = 'c.Workbench.label_studio_python = ""\n'
 LOOP = "import time\nfor i in range(100000):\n    print(i, flush=True)\n    time.sleep(0.5)\n"
 ROWS = {"instances": [[1, 2, 3, 4]]}
+PREDICTED = {"predictions": [[11.0]]}
 GATEWAY = "services/hubforge/endpoints/sam/clf/v1/models/clf:predict"
 
 
@@ -48,6 +51,12 @@ def predicts(wb, token) -> bool:
     except OSError:
         return False
     return r.status_code == 200 and r.json() == {"predictions": [[11.0]]}
+
+
+def proxy_process(proc: psutil.Process) -> bool:
+    with contextlib.suppress(psutil.Error):
+        return "configurable-http-proxy" in " ".join(proc.cmdline())
+    return False
 
 
 @pytest.mark.timeout(900)  # a long story on a busy 2-core machine
@@ -83,16 +92,40 @@ def test_hub_crash_and_cli_crash_keep_jobs_and_endpoints(tmp_path):
         r = cli_record.run(["status"], env=env, capture_output=True, text=True)
         assert r.returncode == 0 and f"running at {wb.url}" in r.stdout
 
-        # The hub crashes: `up` restarts it on the same ports; the job and endpoint go on.
+        # The hub crashes: `up` restarts it on the same ports; the job and endpoint go on,
+        # and callers of the endpoint see no failure at all (the proxy and the service are
+        # `up`'s, not the hub's); a token the service has not checked yet gets a JSON 503.
+        cold = wb.create_user("cole")  # a token the service has not checked yet
         crashed = hub_pid(data)
-        os.kill(crashed, signal.SIGKILL)
-        wait_for(lambda: hub_pid(data) != crashed, what="a new hub")
-        wait_for(lambda: "The hub is back" in wb.log.read_text(), 300, "the hub to come back")
+        with Callers(wb.url + GATEWAY, token, 8, ROWS, PREDICTED) as callers:
+            os.kill(crashed, signal.SIGKILL)
+            r = wb.api("POST", GATEWAY, cold, json=ROWS)
+            wait_for(lambda: hub_pid(data) != crashed, what="a new hub")
+            wait_for(lambda: "The hub is back" in wb.log.read_text(), 300, "the hub to come back")
+        # (403 if the new hub answered already: cole may not call sam's endpoint)
+        assert r.status_code in (403, 503) and "json" in r.headers["Content-Type"], r.text
+        assert r.status_code == 403 or "hub is not answering" in r.json()["error"], r.text
+        assert callers.answers and callers.failed() == [], callers.failed()[:5]
         assert "restarting it" in wb.log.read_text()
         assert wb.proc.poll() is None
         assert job_state(wb, token, job_id) == "running"
         assert psutil.pid_exists(supervisor)
-        wait_for(lambda: predicts(wb, token), 60, "the endpoint through the new hub")
+        assert predicts(wb, token)
+
+        # The proxy crashes: `up` starts it again with every route it had (the hub's own
+        # route too), at once: callers meet a closed port for a moment, never an HTML page.
+        (proxy,) = [p for p in workbench_processes(str(data)) if proxy_process(p)]
+        with Callers(wb.url + GATEWAY, token, 8, ROWS, PREDICTED) as callers:
+            proxy.kill()
+            killed = time.monotonic()
+            wait_for(lambda: callers.since_last_failure(killed) > 3, 60, "the endpoint again")
+        # (a call in the moment between the new proxy's start and its routes: JSON to retry)
+        retry = "404 The workbench's proxy is starting again"
+        answered = [a for a in callers.failed() if a[1] != "no connection"]
+        assert all(a[1].startswith(retry) for a in answered), answered[:5]
+        assert callers.outage() < 10, callers.outage()
+        assert wb.api("GET", "hub/api/", None).status_code == 200
+        assert "The proxy exited" in wb.log.read_text()
 
         # One workbench per data folder: a second `up` is refused, nothing else starts.
         before = {p.pid for p in workbench_processes(str(data))}
