@@ -157,6 +157,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_dependability.py
 	$(PY) tests/bench/bench_isolation.py
 	$(PY) tests/bench/bench_sidebar.py
+	$(PY) tests/bench/bench_outage.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info \

@@ -22,6 +22,11 @@ from ..processes import identity
 from .store import JobStore
 
 GRACE_SECONDS = 10
+# Space the supervisor holds while its job runs, given back when a worker died on a full
+# disk: enough to record why, where nothing else would fit.
+RESERVE = ".disk-reserve"
+RESERVE_BYTES = 1 << 20
+LOW_SPACE = 1 << 20  # less than this free: the disk is full for what a job writes
 
 
 def free_ports(count: int) -> list[int]:
@@ -168,6 +173,7 @@ class Supervisor:
 
     def run(self, resume: str | None = None) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
+        self.hold_reserve()
         try:
             if resume is not None and not self.resume(resume):
                 return 1
@@ -175,6 +181,23 @@ class Supervisor:
         except BaseException:
             self.stop_group()  # whatever went wrong, no worker outlives its supervisor
             raise
+        finally:
+            self.release_reserve()
+
+    def hold_reserve(self) -> None:
+        with contextlib.suppress(OSError):  # no room for it: the job runs all the same
+            (self.store.path / RESERVE).write_bytes(b"\0" * RESERVE_BYTES)
+
+    def release_reserve(self) -> None:
+        with contextlib.suppress(OSError):
+            (self.store.path / RESERVE).unlink()
+
+    def disk_full(self) -> bool:
+        try:
+            st = os.statvfs(self.store.path)
+        except OSError:
+            return False
+        return st.f_bavail * st.f_frsize < LOW_SPACE
 
     def resume(self, why: str) -> bool:
         """Take over a job whose supervisor was stopped mid-run (``why``: by what): its
@@ -226,6 +249,9 @@ class Supervisor:
         while True:
             self.start_group(restarts)
             outcome = self.wait_group()
+            full = outcome.startswith("failed") and self.disk_full()
+            if full:  # room to record it (update() would wait for space)
+                self.release_reserve()
             self.record_replicas(outcome)
             self.stop_group()
             if outcome == "succeeded":
@@ -236,6 +262,14 @@ class Supervisor:
                 return 0
             replica = outcome.split(":", 1)[1]
             code = self.record["replicas"][replica]["exit_code"]
+            if full:  # a restart would meet the same full disk
+                self.update(
+                    state="failed",
+                    reason=f"{replica} exited with {code} while the disk holding the job's "
+                    f"folder ({self.store.path}) was full: free some space there, then "
+                    "submit the job again",
+                )
+                return 1
             error = self.error_of(replica, restarts)
             if error and (not self.trained(restarts) or error == previous):
                 why = (

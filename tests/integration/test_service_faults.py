@@ -292,3 +292,37 @@ def test_a_killed_proxy_is_restarted_with_its_routes(wb, user):
     proxy.kill()
     wait_for(lambda: predict(wb, user) == 200, 90, "the proxy to come back with its routes")
     assert wb.api("GET", "hub/login").status_code == 200
+
+
+def test_a_job_a_full_disk_ended_says_so(wb, user, small_disk):
+    if not small_disk[1]:
+        pytest.skip("filling a disk safely needs a tmpfs of its own, which needs root")
+    # a line of 2,000 characters every 0.1 s: its log's last page fills at once
+    loop = (
+        "import time\nfor i in range(100000):\n"
+        "    print(str(i) * 2000, flush=True)\n    time.sleep(0.1)\n"
+    )
+    r = wb.api(
+        "POST",
+        "services/hubforge/api/jobs",
+        user,
+        json={"script": loop, "spec": {"name": "writer", "max_restarts": 3}},
+    )
+    assert r.status_code == 201, r.text
+    job = f"services/hubforge/api/jobs/{r.json()['id']}"
+    wait_for(lambda: wb.api("GET", job, user).json()["state"] == "running", 120, "the job")
+    filler = wb.data_dir / "filler"
+    try:
+        fill(filler)  # the worker's next line of output meets the full disk
+        seen: list[dict] = []
+
+        def failed() -> dict | None:
+            seen.append(wb.api("GET", job, user).json())
+            return seen[-1] if seen[-1].get("state") == "failed" else None
+
+        record = wait_for(failed, 120, "the job to fail")
+    finally:
+        filler.unlink(missing_ok=True)
+    reason = record["reason"]
+    assert "worker-0 exited with" in reason and "was full" in reason, reason
+    assert "free some space there" in reason and record.get("restarts", 0) == 0, record
