@@ -84,8 +84,9 @@ def custom_scopes() -> dict[str, dict[str, str]]:
     }
 
 
-def roles() -> list[dict[str, Any]]:
-    """Roles of users, servers and the hubforge service (local and Kubernetes)."""
+def roles(password_users: bool = True) -> list[dict[str, Any]]:
+    """Roles of users, servers and the hubforge service (local and Kubernetes; with
+    ``password_users`` the service adds the users made with a password to the hub)."""
     access = f"access:services!service={SERVICE_NAME}"
     # Label Studio in every user's Services menu (the link signs them in: templates/page.html);
     # Label Studio checks its own sessions, this scope opens nothing else
@@ -96,8 +97,10 @@ def roles() -> list[dict[str, Any]]:
         {"name": "server", "scopes": ["users:activity!user", "access:servers!server", access]},
         {
             "name": "hubforge-service",
-            # read servers' activity and profile; stop idle ones (culling per profile)
-            "scopes": ["read:users", "list:users", "read:servers", "servers", access],
+            # read servers' activity and profile; stop idle ones (culling per profile); add
+            # the users made with a password to the hub (its password file is the service's)
+            "scopes": ["read:users", "list:users", "read:servers", "servers", access]
+            + (["admin:users"] if password_users else []),
             "services": [SERVICE_NAME],
         },
     ]

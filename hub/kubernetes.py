@@ -167,8 +167,9 @@ def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json
     configure(c, workbench.profiles, workbench)
     c.JupyterHub.custom_scopes = custom_scopes()
     existing = list(c.JupyterHub.load_roles) if "load_roles" in c.JupyterHub else []
-    names = {r["name"] for r in roles()}
-    c.JupyterHub.load_roles = [r for r in existing if r["name"] not in names] + roles()
+    ours = roles(password_users=False)  # the chart's authenticator keeps its own users
+    names = {r["name"] for r in ours}
+    c.JupyterHub.load_roles = [r for r in existing if r["name"] not in names] + ours
     # Hubforge's pages: name and logo, profile cards, the home page's jobs/endpoints/projects
     # (asked of the hubforge service with its z2jh-managed token, hub.services.hubforge)
     here = Path(__file__).resolve().parent

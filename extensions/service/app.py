@@ -39,6 +39,8 @@ from .handlers import (
 from .overview import routes as overview_routes
 from .proxy_errors import ProxyErrorHandler
 from .quotas import Quotas
+from .user_sync import INTERVAL as USER_SYNC_INTERVAL
+from .user_sync import UserSync
 
 STOP_GRACE = 25  # seconds a stopping service gives requests in flight (its keeper: 30)
 
@@ -132,6 +134,13 @@ class HubforgeService(Application):
             self.log,
         )
         self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
+        sync = UserSync(
+            workbench.passwords_file,
+            os.environ["JUPYTERHUB_API_URL"],
+            os.environ["JUPYTERHUB_API_TOKEN"],
+            self.log,
+        )
+        self.user_sync = PeriodicCallback(sync.tick, USER_SYNC_INTERVAL * 1000)
         api = url_path_join(self.prefix, "api")
         accounts = self._label_studio_accounts(workbench)
         hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", workbench.base_url)
@@ -209,6 +218,7 @@ class HubforgeService(Application):
         server = app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.reconcile.start()
         self.cull.start()
+        self.user_sync.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)
         if restarted:
             self.log.info("Restarted endpoints: %s", ", ".join(restarted))

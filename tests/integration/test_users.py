@@ -131,3 +131,26 @@ def test_guessing_a_password_is_slowed_for_that_name_only(workbench):
     r = s.post(workbench.url + "hub/login", data=form, allow_redirects=False, timeout=30)
     assert r.status_code == 302, r.text
     workbench.login("admin", workbench.admin_password)
+
+
+def test_users_made_with_the_cli_are_on_the_admin_page_before_they_log_in(workbench):
+    from tests.workbench import hubforge
+
+    done = hubforge("users", "add", "ulla", data_dir=workbench.data_dir)
+    assert done.returncode == 0, done.stderr
+    done = hubforge("users", "add", "ursa", "--admin", data_dir=workbench.data_dir)
+    assert done.returncode == 0, done.stderr
+    admin = workbench.admin_token()
+    deadline = time.monotonic() + 60
+    while (r := workbench.api("GET", "hub/api/users/ursa", admin)).status_code != 200:
+        assert time.monotonic() < deadline, f"ursa is not a hub user: {r.status_code} {r.text}"
+        time.sleep(0.5)
+    r = workbench.api("GET", "hub/api/users/ulla", admin)
+    assert r.status_code == 200 and r.json()["last_activity"] is None, r.text  # never logged in
+    # what the Admin page lists (it reads the same API)
+    listed = workbench.api("GET", "hub/api/users?limit=200", admin).json()
+    assert {"ulla", "ursa"} <= {u["name"] for u in listed}
+    # made as plain users (only an admin makes admins): ursa is one from her first login on
+    password = done.stdout.rsplit(": ", 1)[1].strip()
+    workbench.login("ursa", password)
+    assert workbench.api("GET", "hub/api/users/ursa", admin).json()["admin"] is True
