@@ -23,7 +23,7 @@ from hubforge.service.handlers import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
 from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
 
 from . import database
-from .home import overview_var
+from .home import overview_var, team_var
 from .spawner import WORKBENCH_MARKER
 
 
@@ -230,6 +230,7 @@ def configure(c: Any, config_path: str | None = None) -> Workbench:
     # the home page lists the signed-in user's jobs, endpoints and labeling projects
     c.JupyterHub.template_vars = {
         "hubforge_overview": overview_var(service_api, token),
+        "hubforge_team": team_var(service_api, token),  # admins: everyone's jobs and GPUs
         "hubforge_change_password": True,  # the navigation bar links the page
     }
     c.PasswordAuthenticator.service_url = service_api

@@ -1,4 +1,5 @@
-"""The hub's home page lists the signed-in user's jobs, endpoints and labeling projects.
+"""The hub's home page lists the signed-in user's jobs, endpoints and labeling projects, and
+for admins the team: every user's jobs, endpoints and GPUs.
 
 JupyterHub renders its pages with Jinja in async mode, so a template may call a coroutine:
 ``home.html`` calls ``hubforge_overview.load()``, which asks the hubforge service (with the
@@ -29,6 +30,16 @@ def age(seconds_since_epoch: float | None) -> str:
     return "just now"
 
 
+async def ask(url: str, token: str) -> dict[str, Any]:
+    """The service's JSON answer, or {"error": what to tell the reader}."""
+    request = HTTPRequest(url, headers={"Authorization": f"token {token}"}, request_timeout=TIMEOUT)
+    try:
+        response = await AsyncHTTPClient().fetch(request)
+        return json.loads(response.body)
+    except (HTTPClientError, OSError, ValueError) as e:
+        return {"error": f"The Hubforge service did not answer ({e}); reload in a moment."}
+
+
 class Overview:
     """What the home page shows of one user; ``load()`` is awaited by the template."""
 
@@ -38,16 +49,9 @@ class Overview:
         self.token = token
 
     async def load(self) -> dict[str, Any]:
-        request = HTTPRequest(
-            f"{self.service_api}/users/{quote(self.user, safe='')}/overview",
-            headers={"Authorization": f"token {self.token}"},
-            request_timeout=TIMEOUT,
+        data = await ask(
+            f"{self.service_api}/users/{quote(self.user, safe='')}/overview", self.token
         )
-        try:
-            response = await AsyncHTTPClient().fetch(request)
-            data = json.loads(response.body)
-        except (HTTPClientError, OSError, ValueError) as e:
-            return {"error": f"The Hubforge service did not answer ({e}); reload in a moment."}
         for job in data.get("jobs", []):
             job["age"] = age(job.get("created"))
         return data
@@ -58,5 +62,25 @@ def overview_var(service_api: str, token: str) -> Callable[[Any], Overview | Non
 
     def for_user(user: Any) -> Overview | None:
         return Overview(user.name, service_api, token) if user is not None else None
+
+    return for_user
+
+
+class Team:
+    """What the home page shows an admin of everyone; ``load()`` is awaited by the template."""
+
+    def __init__(self, service_api: str, token: str):
+        self.service_api = service_api.rstrip("/")
+        self.token = token
+
+    async def load(self) -> dict[str, Any]:
+        return await ask(f"{self.service_api}/team", self.token)
+
+
+def team_var(service_api: str, token: str) -> Callable[[Any], Team | None]:
+    """The ``template_vars`` entry for admins only (None for everyone else)."""
+
+    def for_user(user: Any) -> Team | None:
+        return Team(service_api, token) if user is not None and user.admin else None
 
     return for_user

@@ -160,7 +160,7 @@ def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json
     from hubforge.service.handlers import SERVICE_NAME
 
     from .config import custom_scopes, roles
-    from .home import overview_var
+    from .home import overview_var, team_var
 
     workbench = load_workbench(config_path)  # stops the hub on a bad key, naming it
     c.merge(load_config(config_path))
@@ -179,4 +179,7 @@ def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json
     token = next((x.get("api_token") for x in services if x.get("name") == SERVICE_NAME), None)
     if token:
         service_api = KubernetesProfiles(config=c).service_url
-        c.JupyterHub.template_vars = {"hubforge_overview": overview_var(service_api, token)}
+        c.JupyterHub.template_vars = {
+            "hubforge_overview": overview_var(service_api, token),
+            "hubforge_team": team_var(service_api, token),
+        }

@@ -39,6 +39,7 @@ from .handlers import (
 from .overview import routes as overview_routes
 from .proxy_errors import ProxyErrorHandler
 from .quotas import Quotas
+from .team import routes as team_routes
 from .user_sync import INTERVAL as USER_SYNC_INTERVAL
 from .user_sync import UserSync
 
@@ -154,6 +155,7 @@ class HubforgeService(Application):
             + overview_routes(
                 api, {**args, "jobs": jobs, "endpoints": self.endpoints, "accounts": accounts}
             )
+            + team_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})
             + [
                 (self.prefix, RootHandler),
                 (self.prefix + r"proxy-error/(\d+)", ProxyErrorHandler),

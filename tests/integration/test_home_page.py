@@ -95,6 +95,19 @@ def test_home_lists_what_is_mine_and_nothing_of_anyone_else(workbench, monkeypat
         assert workbench.api("GET", OVERVIEW.format("hana")).status_code == 403
         r = workbench.api("GET", OVERVIEW.format("hana"), workbench.admin_token())
         assert r.status_code == 200 and job in [j["id"] for j in r.json()["jobs"]]
+        # admins see the team: hana's job and serving endpoint on her row; hana sees no team
+        assert 'id="hubforge-team"' not in page
+        admin = workbench.login("admin", workbench.admin_password)
+        team = home(workbench, admin)
+        row = re.search(r'data-user="hana">(.*?)</tr>', team, re.S)
+        assert row, team
+        assert re.search(r"1 (pending|running|succeeded)", row.group(1)), row.group(1)
+        assert "1 serving of 1" in row.group(1), row.group(1)
+        assert re.search(r'data-user="hugo">.*?<td>—</td>\s*<td>—</td>', team, re.S), team
+        assert re.search(r"GPUs: \d+ free of \d+", team), team
+        for caller in (token, None):
+            r = workbench.api("GET", "services/hubforge/api/team", caller)
+            assert r.status_code == 403, r.text
         # signed out: the login page, not the list
         r = workbench.api("GET", "hub/home", allow_redirects=False)
         assert r.status_code == 302 and "/hub/login" in r.headers["Location"]

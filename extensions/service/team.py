@@ -1,0 +1,62 @@
+"""The team at a glance, for admins (the hub's home page): every user's jobs by state,
+endpoints, and the GPUs they hold.
+
+GET .../api/team -> {"users": [{"name", "admin", "server", "jobs": {state: n}, "endpoints",
+"serving", "gpus": [device, ...]}], "gpus": {"total", "free"}}. Admins and the hub side only.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+from collections import Counter
+from typing import Any
+
+from tornado import web
+
+from .handlers import ServiceHandler
+from .hub_api import hub_request
+
+
+def user_row(
+    model: dict[str, Any], jobs: list[dict], endpoints: list[dict], held: dict[str, list[str]]
+) -> dict[str, Any]:
+    """One user's line: ``held`` maps GPU owners ("<user>/<what>") to devices."""
+    name = model["name"]
+    gpus = sorted(d for owner, ds in held.items() if owner.split("/", 1)[0] == name for d in ds)
+    return {
+        "name": name,
+        "admin": bool(model.get("admin")),
+        "server": bool((model.get("servers") or {}).get("", {}).get("ready")),
+        "jobs": dict(Counter(j.get("state", "unknown") for j in jobs)),
+        "endpoints": len(endpoints),
+        "serving": sum(1 for e in endpoints if e.get("running")),
+        "gpus": gpus,
+    }
+
+
+class TeamHandler(ServiceHandler):
+    async def get(self) -> None:
+        self.require_privileged()
+        r = await hub_request(
+            os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], "GET", "/users"
+        )
+        if r.code != 200:
+            raise web.HTTPError(503, f"The hub did not list its users ({r.code}); try again soon")
+        body = json.loads(r.body)
+        models = body["items"] if isinstance(body, dict) else body
+        held = self.allocator.allocations()
+        rows = []
+        for model in sorted(models, key=lambda m: m["name"]):
+            jobs = await asyncio.to_thread(self.jobs.list, model["name"])
+            endpoints = await asyncio.to_thread(self.endpoints.list, model["name"])
+            rows.append(user_row(model, jobs, endpoints, held))
+        summary = self.allocator.summary()
+        self.write_json(
+            {"users": rows, "gpus": {"total": summary["total"], "free": summary["free"]}}
+        )
+
+
+def routes(api: str, args: dict[str, Any]) -> list[tuple]:
+    return [(api + "/team", TeamHandler, args)]
