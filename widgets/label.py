@@ -70,7 +70,7 @@ function render({ model, el }) {
     const zoom = model.get("zoom");
     const image = (extra) => h("img", { class: `hf-item${zoom ? " hf-zoomed" : ""}`,
       src: safeImage(item.src), ...extra });
-    if (item.kind === "image" && !detect) body = image({ title: "click or z: zoom" });
+    if (item.kind === "image" && !detect) body = image({ title: "z or +: zoom" });
     if (item.kind === "image" && detect) {
       const box = (b, cls, text) => h("div", { class: `hf-box ${cls}`.trim(),
         style: { left: pct(b.x), top: pct(b.y), width: pct(b.width), height: pct(b.height) } },
@@ -89,8 +89,9 @@ function render({ model, el }) {
         h("li", {}, key("Enter"), detect ? " save the boxes (or the model's)" :
           " accept the model's label"),
         detect ? h("li", {}, key("Backspace"), " remove the last box") : null,
-        h("li", {}, key("s"), " skip · ", key("b"), " or ", key("Ctrl+Z"), " back"),
-        h("li", {}, key("z"), " or a click on the image: zoom · ", key("?"), " this card"))) : null;
+        h("li", {}, key("s"), " skip · ", detect ? null : [key("Backspace"), ", "], key("b"),
+          " or ", key("Ctrl+Z"), " back (undo)"),
+        h("li", {}, key("z"), " or ", key("+"), ": zoom · ", key("?"), " this card"))) : null;
     const buttons = labels.map((l, i) => h("button", { "data-i": i, disabled: !item.id,
       class: detect && model.get("current") === l ? "hf-current" : null },
       `${i < 9 ? (i + 1) + " " : ""}${l}`));
@@ -99,7 +100,7 @@ function render({ model, el }) {
         `Save ${boxes.length} box${boxes.length === 1 ? "" : "es"} (Enter)`),
       h("button", { "data-a": "remove_box" }, "Remove last (Backspace)"));
     buttons.push(h("button", { "data-a": "skip" }, "Skip (s)"),
-      h("button", { "data-a": "back" }, "Back (b)"));
+      h("button", { "data-a": "back" }, detect ? "Back (b)" : "Back (Backspace)"));
     el.replaceChildren(
       h("div", { class: "hf-bar" },
         h("div", { style: { width: pct(total ? 100 * done / total : 0) } })),
@@ -119,8 +120,8 @@ function render({ model, el }) {
       b.addEventListener("click", () => model.send({ action: "label", index: +b.dataset.i })));
     el.querySelectorAll("button[data-a]").forEach((b) =>
       b.addEventListener("click", () => local(b.dataset.a) || model.send({ action: b.dataset.a })));
-    const img = el.querySelector("img.hf-item");
-    if (img && !detect) img.addEventListener("click", () => local("zoom"));
+    const img = el.querySelector("img.hf-item");  // a click on it: keys go to the widget
+    if (img && !detect) img.addEventListener("click", () => el.focus());
     const canvas = el.querySelector(".hf-canvas");
     if (canvas) drawBoxes(canvas);
   };
@@ -163,9 +164,9 @@ function render({ model, el }) {
     const detect = model.get("detection");
     if (e.key >= "1" && e.key <= "9") model.send({ action: "label", index: +e.key - 1 });
     else if (e.key === "Enter") model.send({ action: detect ? "submit" : "accept" });
-    else if (e.key === "Backspace" && detect) model.send({ action: "remove_box" });
+    else if (e.key === "Backspace") model.send({ action: detect ? "remove_box" : "back" });
     else if (e.key === "s") model.send({ action: "skip" });
-    else if (e.key === "z" && !(e.ctrlKey || e.metaKey)) local("zoom");
+    else if ((e.key === "z" || e.key === "+") && !(e.ctrlKey || e.metaKey)) local("zoom");
     else if (e.key === "?") local("help");
     else if (e.key === "Escape" && model.get("help")) local("help");
     else if (e.key === "b" || (e.key === "z" && (e.ctrlKey || e.metaKey)))
@@ -176,6 +177,14 @@ function render({ model, el }) {
   });
   for (const name of ["item", "labels", "progress", "status", "boxes", "current", "zoom", "help"])
     model.on(`change:${name}`, draw);
+  // the count comes from Label Studio: asked again when the widget gets focus (other cells,
+  // other people may have labeled meanwhile), at most every 2 s
+  let asked = 0;
+  el.addEventListener("focusin", () => {
+    if (Date.now() - asked < 2000) return;
+    asked = Date.now();
+    model.send({ action: "refresh" });
+  });
   draw();
   el.focus();
 }
@@ -183,36 +192,53 @@ export default { render };
 """
 
 CSS = """
-.hubforge-label { outline: none; font-family: sans-serif; max-width: 640px; }
-.hubforge-label:focus { box-shadow: 0 0 0 2px #4c78a8; }
-.hubforge-label .hf-bar { background: #eee; height: 6px; }
-.hubforge-label .hf-bar div { background: #4c78a8; height: 6px; }
+.hubforge-label { outline: none; max-width: 640px; color: var(--jp-ui-font-color1, #111);
+  font-family: var(--jp-ui-font-family, sans-serif); font-size: var(--jp-ui-font-size1, 13px); }
+.hubforge-label:focus { box-shadow: 0 0 0 2px var(--jp-brand-color1, #1976d2); }
+.hubforge-label .hf-bar { background: var(--jp-layout-color3, #ddd); height: 6px;
+  border-radius: 3px; overflow: hidden; }
+.hubforge-label .hf-bar div { background: var(--jp-brand-color1, #1976d2); height: 6px; }
+.hubforge-label .hf-count { margin: 4px 0; }
 .hubforge-label .hf-item { max-width: 100%; max-height: 420px; margin: 8px 0;
-  image-rendering: pixelated; min-width: 256px; cursor: zoom-in; }
-.hubforge-label .hf-item.hf-zoomed { max-width: none; max-height: none; width: 200%;
-  cursor: zoom-out; }
-.hubforge-label .hf-name { margin-left: 12px; font-family: monospace; color: #333; }
+  image-rendering: pixelated; min-width: 256px; }
+.hubforge-label .hf-item.hf-zoomed { max-width: none; max-height: none; width: 200%; }
+.hubforge-label .hf-name { margin-left: 12px; font-family: var(--jp-code-font-family, monospace);
+  color: var(--jp-ui-font-color2, #555); }
 .hubforge-label .hf-tools { float: right; }
 .hubforge-label .hf-tools button { min-width: 24px; }
-.hubforge-label .hf-help { border: 1px solid #ccc; background: #fafafa; padding: 4px 12px;
-  margin: 4px 0; }
-.hubforge-label kbd { border: 1px solid #bbb; border-radius: 3px; padding: 0 4px;
-  background: white; font-size: 90%; }
-.hubforge-label .hf-text { white-space: pre-wrap; border: 1px solid #ddd; padding: 8px; }
-.hubforge-label button { margin: 2px; }
-.hubforge-label .hf-pre { color: #555; }
-.hubforge-label .hf-status { color: #777; font-size: 90%; }
+.hubforge-label .hf-help { border: var(--jp-border-width, 1px) solid var(--jp-border-color1, #ccc);
+  background: var(--jp-layout-color2, #f5f5f5); padding: 4px 12px; margin: 4px 0; }
+.hubforge-label kbd { border: 1px solid var(--jp-border-color1, #bbb); border-radius: 3px;
+  padding: 0 4px; background: var(--jp-layout-color1, white);
+  font-family: var(--jp-code-font-family, monospace); font-size: 90%; }
+.hubforge-label .hf-text { white-space: pre-wrap; padding: 8px;
+  border: var(--jp-border-width, 1px) solid var(--jp-border-color2, #ddd);
+  background: var(--jp-layout-color1, white); }
+.hubforge-label button { margin: 2px; padding: 2px 10px; cursor: pointer;
+  color: var(--jp-ui-font-color1, #111); background: var(--jp-layout-color2, #eee);
+  border: var(--jp-border-width, 1px) solid var(--jp-border-color1, #bbb);
+  border-radius: var(--jp-border-radius, 2px); font: inherit; }
+.hubforge-label button:hover:not(:disabled) { background: var(--jp-layout-color3, #ddd); }
+.hubforge-label button:disabled { color: var(--jp-ui-font-color3, #999); cursor: default; }
+.hubforge-label .hf-pre { color: var(--jp-ui-font-color2, #555); }
+.hubforge-label .hf-status { color: var(--jp-ui-font-color2, #777); font-size: 90%; }
+.hubforge-label .hf-link { color: var(--jp-content-link-color, #1976d2); }
 .hubforge-label .hf-canvas { position: relative; display: inline-block; cursor: crosshair;
   user-select: none; }
 .hubforge-label .hf-canvas img { display: block; min-width: 320px; }
-.hubforge-label .hf-box { position: absolute; border: 2px solid #e45756; box-sizing: border-box;
-  pointer-events: none; }
-.hubforge-label .hf-box span { background: #e45756; color: white; font-size: 11px; }
+.hubforge-label .hf-box { position: absolute; border: 2px solid var(--jp-error-color1, #d32f2f);
+  box-sizing: border-box; pointer-events: none; }
+.hubforge-label .hf-box span { background: var(--jp-error-color1, #d32f2f); color: white;
+  font-size: 11px; }
 .hubforge-label .hf-drawing { border-style: dashed; }
-.hubforge-label .hf-guess { border: 2px dashed #54a24b; }
-.hubforge-label .hf-guess span { background: #54a24b; }
-.hubforge-label .hf-current { font-weight: bold; outline: 2px solid #4c78a8; }
+.hubforge-label .hf-guess { border: 2px dashed var(--jp-success-color1, #388e3c); }
+.hubforge-label .hf-guess span { background: var(--jp-success-color1, #388e3c); }
+.hubforge-label .hf-current { font-weight: bold;
+  outline: 2px solid var(--jp-brand-color1, #1976d2); }
 """
+
+
+REFRESH = object()  # a job of the widget's thread: ask Label Studio for the count
 
 
 class LabelWidget(anywidget.AnyWidget):
@@ -275,6 +301,8 @@ class LabelWidget(anywidget.AnyWidget):
                 self.add_box(self.current, **box)
             elif action in ("accept", "skip", "back", "submit", "remove_box"):
                 getattr(self, action)()
+            elif action == "refresh":
+                self._jobs.put(REFRESH)  # asked of Label Studio off the kernel's comm thread
         except labeling.LabelingError as e:
             self.status = str(e)  # shown as text
 
@@ -335,10 +363,20 @@ class LabelWidget(anywidget.AnyWidget):
         while self._jobs.unfinished_tasks and time.monotonic() < deadline:
             time.sleep(0.005)
 
+    def refresh_count(self) -> None:
+        """The labeled count as Label Studio has it (labels made in other cells, by others);
+        kept as it is while labels of this widget are still on their way."""
+        counts = self.project.progress
+        if self._jobs.unfinished_tasks <= 1:  # only the job doing this
+            self.progress = {"labeled": counts["labeled"], "total": counts["total"]}
+
     def _work(self) -> None:
         while True:
             shown = self._jobs.get()
             try:
+                if shown is REFRESH:
+                    self.refresh_count()
+                    continue
                 queued = self.project.flush()
                 if queued:
                     self.status = (
@@ -354,6 +392,7 @@ class LabelWidget(anywidget.AnyWidget):
                             self._show(task, confirmed=True)
                         continue
                 self.confirmed = True
+                self.refresh_count()
             except Exception as e:  # keep the widget alive; say what went wrong
                 self.status = f"Could not reach Label Studio: {e}"
             finally:

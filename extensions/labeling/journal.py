@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import uuid
 from pathlib import Path
@@ -47,9 +48,15 @@ class Journal:
             with self._lock():
                 write_json(self.path, [*self._read(), entry], mode=0o600)
         except OSError as e:
+            full = e.errno in (errno.ENOSPC, errno.EDQUOT)
+            fix = (
+                "Free some space (or ask an admin to)"
+                if full
+                else f"Make {self.path.parent} yours and writable (or ask an admin to)"
+            )
             raise LabelingError(
-                f"Your label was not saved: {e.strerror} ({self.path.parent}). Free some space "
-                "(or ask an admin to), then label this item again; nothing else was lost"
+                f"Your label was not saved: {e.strerror} ({self.path.parent}). {fix}, then "
+                "label this item again; nothing else was lost"
             ) from None
         return entry
 

@@ -8,6 +8,8 @@ import time
 import pytest
 import requests
 
+from hubforge import labeling
+from hubforge.labeling import connection as labeling_connection
 from tests.cleanup import leave_nothing_running
 from tests.e2e.lab import code_notebook, login_and_start, open_and_run_first_cell, put_file
 from tests.integration.test_labeling import shapes
@@ -15,7 +17,23 @@ from tests.integration.test_labeling import shapes
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
 
-def test_key_press_labels_the_item(workbench, page, tmp_path):
+def labeled_elsewhere(workbench, monkeypatch, user: str, password: str, shown: str, tmp) -> None:
+    """One item other than ``shown`` (a file name) labeled through Label Studio by ``user``
+    from outside the widget, as another cell of the notebook does (this process's journal in
+    ``tmp``: root never writes into the user's area)."""
+    token = workbench.login_token(user, password)
+    monkeypatch.setenv("HUBFORGE_SERVICE_URL", workbench.url + "services/hubforge/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    monkeypatch.setenv("HUBFORGE_DATA", str(workbench.data_dir / "hdfs"))
+    monkeypatch.setenv("HUBFORGE_USER_AREA", str(tmp))
+    monkeypatch.delenv("HUBFORGE_LABEL_STUDIO_TOKEN", raising=False)
+    monkeypatch.setattr(labeling_connection, "_credentials", None)
+    project = labeling.open_project("keys")
+    other = next(t for t in project.tasks(labeled=False) if shown not in str(t["data"]))
+    project.annotate(other["id"], "circle")
+
+
+def test_key_press_labels_the_item(workbench, page, tmp_path, monkeypatch):
     shapes(workbench.data_dir / "hdfs" / "datasets" / "keys", 4)
     try:
         login_and_start(page, workbench, "kira", "kira-password-1")
@@ -42,14 +60,32 @@ def test_key_press_labels_the_item(workbench, page, tmp_path):
         page.keyboard.press("z")
         page.wait_for_selector(".hubforge-label img.hf-zoomed")
         assert page.locator(".hubforge-label img.hf-item").bounding_box()["width"] > 1.5 * fitted
-        page.click(".hubforge-label img.hf-item")
+        page.keyboard.press("z")
         page.wait_for_selector(".hubforge-label img.hf-item:not(.hf-zoomed)")
         page.keyboard.press("?")
         card = page.wait_for_selector(".hubforge-label .hf-help")
         assert "Enter" in card.inner_text() and "skip" in card.inner_text()
+        assert "Backspace" in card.inner_text() and "back (undo)" in card.inner_text()
         page.click(".hubforge-label .hf-help-button")
         page.wait_for_selector(".hubforge-label .hf-help", state="detached")
         assert "1 / 4 labeled" in page.inner_text(".hubforge-label .hf-count")  # nothing labeled
+
+        # a click on the image gives the widget the keys (it does not zoom); Backspace undoes
+        page.locator(".hubforge-label").evaluate("el => el.blur()")  # keys elsewhere first
+        page.click(".hubforge-label img.hf-item")
+        focused = "() => !!document.activeElement.closest('.hubforge-label')"
+        assert page.evaluate(focused), "the click did not give the widget the keys"
+        assert page.locator(".hubforge-label img.hf-zoomed").count() == 0
+        page.keyboard.press("Backspace")
+        page.wait_for_selector(".hubforge-label .hf-status:has-text('Label taken back')")
+        page.wait_for_selector(".hubforge-label .hf-count:has-text('0 / 4 labeled')")
+        assert page.get_attribute(".hubforge-label img.hf-item", "src") == first
+
+        # the count is Label Studio's: an item labeled elsewhere (another cell) counts too
+        shown = page.inner_text(".hubforge-label .hf-name")
+        labeled_elsewhere(workbench, monkeypatch, "kira", "kira-password-1", shown, tmp_path)
+        page.keyboard.press("1")
+        page.wait_for_selector(".hubforge-label .hf-count:has-text('2 / 4 labeled')")
     finally:
         leave_nothing_running(workbench, "kira", password="kira-password-1")
 
