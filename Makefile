@@ -47,8 +47,12 @@ $(STAMPS)/venv:
 	$(PY) -m pip install --quiet --upgrade pip
 	@touch $@
 
+# setuptools warns on every editable install that folders named like the package could be
+# imported instead ("Editable installation."): not the user's to act on, so not shown
+EDITABLE_QUIET := PYTHONWARNINGS="ignore:Editable installation"
+
 $(STAMPS)/python: $(STAMPS)/venv pyproject.toml
-	$(PY) -m pip install --quiet -e .
+	$(EDITABLE_QUIET) $(PY) -m pip install --quiet -e .
 	@touch $@
 
 # A closed clone: once the JupyterLab extension is built (the wheel carries it), Hubforge is
@@ -123,7 +127,7 @@ $(STAMPS)/helm: helm/fetch_helm.py
 	@touch $@
 
 $(STAMPS)/test-python: $(STAMPS)/installed
-	$(PY) -m pip install --quiet $(if $(filter True,$(CLOSED_CLONE)),'.[test]',-e '.[test]')
+	$(EDITABLE_QUIET) $(PY) -m pip install --quiet $(if $(filter True,$(CLOSED_CLONE)),'.[test]',-e '.[test]')
 	@touch $@
 
 # Debian's Chromium; Playwright drives it (never a browser download).

@@ -4,6 +4,7 @@ crash) until Ctrl-C or `hubforge down`."""
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import subprocess
@@ -276,13 +277,21 @@ def _restart_hub(up: _Up, restarts: lifecycle.Restarts) -> bool:
 def _shut_down(up: _Up) -> None:
     """Stop the last hub (and what it left), the log echo and the helper; `up` is no
     longer registered."""
-    stop_data_path = up.data_path.stop if up.data_path is not None else None
+
+    def after_the_hub() -> None:
+        """The proxy and services, then the log sink: it ends (with the last lines) when
+        its last writer, `up`, closes the pipe; nothing of it is left for the sweep."""
+        if up.data_path is not None:
+            up.data_path.stop()
+        if up.sink is not None and up.sink.stdin is not None:
+            up.sink.stdin.close()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                up.sink.wait(timeout=10)
+
     if up.hubs:
-        _stop_hub(up.hubs[-1], up.workbench, before_sweep=stop_data_path)
-    elif stop_data_path is not None:
-        stop_data_path()
-    if up.sink is not None and up.sink.stdin is not None:
-        up.sink.stdin.close()  # the sink ends when the last writer has gone
+        _stop_hub(up.hubs[-1], up.workbench, before_sweep=after_the_hub)
+    else:
+        after_the_hub()
     if up.echo is not None:
         up.echo.stop()
     if up.helper is not None:

@@ -4,6 +4,7 @@ workbench, `make down` with the same ARGS stops it."""
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -15,8 +16,34 @@ import requests
 
 from hubforge.processes import free_port, workbench_processes
 from hubforge.workbench import SOURCE_TREE
+from tests.workbench import passable
 
 pytestmark = pytest.mark.hub
+
+
+# What the terminal shows of `make up` (set-up done) and `make down`: any other line, a
+# warning above all, is noise the user would have to read and judge.
+UP_LINES = [
+    r"make(\[\d+\])?: (Entering|Leaving) directory .*",
+    r"\.venv/bin/hubforge up --data-dir .*",
+    r"Starting Hubforge on /.*",
+    r"The hub's log: /.*/state/jupyterhub\.log \(errors and warnings to act on show here\)",
+    r"  (hub|jobs/serving|Label Studio|proxy routes) +(ready|listening) +\( *[\d.]+ s\)",
+    r"[+|].*[+|]",  # the first admin's box
+    r"",
+    r"Hubforge is running at http://.*/",
+    r"Log in with your user name and password \(first admin: see /.*initial-admin\.txt\)\.",
+    r"Stop with Ctrl-C or `hubforge down`\.",
+]
+DOWN_LINES = [
+    r"make(\[\d+\])?: (Entering|Leaving) directory .*",
+    r"\.venv/bin/hubforge down --data-dir .*",
+    r"Hubforge stopped \(/.*\)\.",
+]
+
+
+def unexpected(lines: list[str], allowed: list[str]) -> list[str]:
+    return [x for x in lines if not any(re.fullmatch(a, x) for a in allowed)]
 
 
 @pytest.mark.timeout(600)
@@ -26,6 +53,10 @@ def test_make_up_then_make_down_with_the_same_args(tmp_path):
     config.write_text('c.Workbench.label_studio_python = ""\n')
     args = f"ARGS=--data-dir {data} --port {port} --config {config}"
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "xdg"))
+    passable(data)  # as an admin's data folder is: users are kept apart, no warning
+    # set-up's own output (a first `make up`) is not what this looks at: done first
+    if subprocess.run(["make", "-C", str(SOURCE_TREE), "-q", "setup"]).returncode != 0:
+        subprocess.run(["make", "-C", str(SOURCE_TREE), "setup"], check=True, capture_output=True)
     up = subprocess.Popen(
         ["make", "-C", str(SOURCE_TREE), "up", args],
         stdout=subprocess.PIPE,
@@ -50,10 +81,14 @@ def test_make_up_then_make_down_with_the_same_args(tmp_path):
             timeout=180,
         )
         up.wait(timeout=120)
+        seen += up.stdout.readlines()  # what `up` printed as it stopped
         up.stdout.close()
     assert down.returncode == 0, down.stderr
     assert f"Hubforge stopped ({data})." in down.stdout
     assert workbench_processes(str(data)) == []
+    assert unexpected([x.rstrip("\n") for x in seen], UP_LINES) == []
+    shown = (down.stdout + down.stderr).splitlines()
+    assert unexpected(shown, DOWN_LINES) == [], shown
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="where the environment goes only changes for root")
