@@ -127,21 +127,7 @@ class HubforgeService(Application):
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
         self.jobs = jobs
-        self.reconcile = PeriodicCallback(self._releasing(jobs, allocator), 2000)
-        self.culler = IdleCuller.from_workbench(
-            workbench,
-            os.environ["JUPYTERHUB_API_URL"],
-            os.environ["JUPYTERHUB_API_TOKEN"],
-            self.log,
-        )
-        self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
-        sync = UserSync(
-            workbench.passwords_file,
-            os.environ["JUPYTERHUB_API_URL"],
-            os.environ["JUPYTERHUB_API_TOKEN"],
-            self.log,
-        )
-        self.user_sync = PeriodicCallback(sync.tick, USER_SYNC_INTERVAL * 1000)
+        self._periodic_work(workbench, jobs, allocator)
         api = url_path_join(self.prefix, "api")
         accounts = self._label_studio_accounts(workbench)
         hub_prefix = os.environ.get("JUPYTERHUB_BASE_URL", workbench.base_url)
@@ -167,6 +153,16 @@ class HubforgeService(Application):
                 (api + r"/users/([^/]+)/password", PasswordHandler, args),
             ],
         )
+
+    def _periodic_work(self, workbench: Workbench, jobs: object, allocator: GpuAllocator) -> None:
+        """GPU release of finished jobs, the idle culler, and the hub's users in step with
+        the password file (started with the service)."""
+        hub_api, token = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
+        self.reconcile = PeriodicCallback(self._releasing(jobs, allocator), 2000)
+        self.culler = IdleCuller.from_workbench(workbench, hub_api, token, self.log)
+        self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
+        sync = UserSync(workbench.passwords_file, hub_api, token, self.log)
+        self.user_sync = PeriodicCallback(sync.tick, USER_SYNC_INTERVAL * 1000)
 
     @staticmethod
     def _label_studio_accounts(workbench: Workbench) -> label_studio.Accounts | None:
