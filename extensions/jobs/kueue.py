@@ -1,0 +1,167 @@
+"""Pure builders of Kueue's queue objects and of what Hubforge puts on the jobs Kueue admits
+(issue #33; dicts in, dicts out, no I/O; ``kueue.x-k8s.io/v1beta2``, Kueue v0.19).
+
+Kueue is a cluster add-on its admins install; Hubforge makes only the queue objects: one
+ResourceFlavor per GPU type the profiles name, one ClusterQueue with the team's quotas, a
+LocalQueue per user in the workload namespace (so Kueue's admission fair sharing weighs users
+against each other), a WorkloadPriorityClass per priority class. A job is labelled for its
+user's queue and priority and created suspended: Kueue unsuspends it when it is admitted.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..podspec import GPU_RESOURCE
+from .fairshare import DEFAULT_CLASSES, PriorityClass
+
+API = "kueue.x-k8s.io/v1beta2"
+QUEUE_LABEL = "kueue.x-k8s.io/queue-name"
+PRIORITY_LABEL = "kueue.x-k8s.io/priority-class"
+MANAGED = {"app.kubernetes.io/managed-by": "hubforge"}
+
+
+@dataclass
+class Flavor:
+    """A kind of node (a GPU type): the labels that select it, the taints its pods tolerate,
+    and the GPUs of that kind the team may use at once."""
+
+    name: str
+    gpus: int
+    node_labels: dict[str, str] = field(default_factory=dict)
+    tolerations: list[dict[str, Any]] = field(default_factory=list)
+
+
+@dataclass
+class QueueSettings:
+    """The team's queue; filled from the chart's values (``hubforge.queue.kueue``)."""
+
+    cluster_queue: str = "hubforge"
+    namespace: str = "hubforge"  # where jobs and endpoints run
+    flavors: list[Flavor] = field(default_factory=lambda: [Flavor("default", 0)])
+    cpu: str = "64"
+    memory: str = "256Gi"
+    classes: tuple[PriorityClass, ...] = DEFAULT_CLASSES
+    preemption: bool = True  # higher classes may preempt lower ones within the queue
+
+
+def local_queue_name(user: str) -> str:
+    """A DNS label for ``user``'s LocalQueue: readable, and distinct for names that differ
+    only in characters a label cannot hold (a hash of the name is appended)."""
+    readable = re.sub(r"[^a-z0-9-]+", "-", user.lower()).strip("-")[:40] or "user"
+    digest = hashlib.sha256(user.encode()).hexdigest()[:8]
+    return f"hubforge-{readable}-{digest}"
+
+
+def resource_flavor(flavor: Flavor) -> dict[str, Any]:
+    spec: dict[str, Any] = {}
+    if flavor.node_labels:
+        spec["nodeLabels"] = dict(flavor.node_labels)
+    if flavor.tolerations:
+        spec["tolerations"] = [dict(t) for t in flavor.tolerations]
+    return {
+        "apiVersion": API,
+        "kind": "ResourceFlavor",
+        "metadata": {"name": flavor.name, "labels": dict(MANAGED)},
+        "spec": spec,
+    }
+
+
+def cluster_queue(s: QueueSettings) -> dict[str, Any]:
+    """The team's quotas: CPU, memory and GPUs per flavor; BestEffortFIFO (a job that does not
+    fit does not hold up smaller ones Kueue can admit), preemption of lower priority work."""
+    flavors = [
+        {
+            "name": f.name,
+            "resources": [
+                {"name": "cpu", "nominalQuota": s.cpu},
+                {"name": "memory", "nominalQuota": s.memory},
+                {"name": GPU_RESOURCE, "nominalQuota": f.gpus},
+            ],
+        }
+        for f in s.flavors
+    ]
+    spec: dict[str, Any] = {
+        "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.namespace}},
+        "queueingStrategy": "BestEffortFIFO",
+        "resourceGroups": [
+            {"coveredResources": ["cpu", "memory", GPU_RESOURCE], "flavors": flavors}
+        ],
+    }
+    if s.preemption:
+        spec["preemption"] = {"withinClusterQueue": "LowerPriority"}
+    return {
+        "apiVersion": API,
+        "kind": "ClusterQueue",
+        "metadata": {"name": s.cluster_queue, "labels": dict(MANAGED)},
+        "spec": spec,
+    }
+
+
+def local_queue(s: QueueSettings, user: str) -> dict[str, Any]:
+    """``user``'s LocalQueue in the workload namespace, feeding the team's ClusterQueue."""
+    return {
+        "apiVersion": API,
+        "kind": "LocalQueue",
+        "metadata": {
+            "name": local_queue_name(user),
+            "namespace": s.namespace,
+            "labels": {**MANAGED, "hubforge.io/owner": local_queue_name(user)},
+            "annotations": {"hubforge.io/user": user},
+        },
+        "spec": {"clusterQueue": s.cluster_queue, "fairSharing": {"weight": "1"}},
+    }
+
+
+def priority_classes(s: QueueSettings) -> list[dict[str, Any]]:
+    return [
+        {
+            "apiVersion": API,
+            "kind": "WorkloadPriorityClass",
+            "metadata": {"name": f"hubforge-{c.name}", "labels": dict(MANAGED)},
+            "value": c.value,
+            "description": f"Hubforge priority class {c.name}"
+            + (" (may be preempted)" if c.preemptible else ""),
+        }
+        for c in s.classes
+    ]
+
+
+def queue_objects(s: QueueSettings, users: Iterable[str] = ()) -> list[dict[str, Any]]:
+    """Everything the chart (and the service, for a new user) creates."""
+    return [
+        *(resource_flavor(f) for f in s.flavors),
+        cluster_queue(s),
+        *priority_classes(s),
+        *(local_queue(s, u) for u in users),
+    ]
+
+
+def queue_labels(s: QueueSettings, user: str, priority: str) -> dict[str, str]:
+    """The labels that put a job into ``user``'s queue with ``priority`` (a class name)."""
+    names = {c.name for c in s.classes}
+    if priority not in names:
+        raise ValueError(f"no priority class {priority!r}: use one of {', '.join(sorted(names))}")
+    return {QUEUE_LABEL: local_queue_name(user), PRIORITY_LABEL: f"hubforge-{priority}"}
+
+
+def queued(obj: dict[str, Any], s: QueueSettings, user: str, priority: str) -> dict[str, Any]:
+    """A batch Job or a TFJob for Kueue: its queue labels, and created suspended."""
+    labelled = {**obj, "metadata": dict(obj.get("metadata") or {})}
+    labelled["metadata"]["labels"] = {
+        **(labelled["metadata"].get("labels") or {}),
+        **queue_labels(s, user, priority),
+    }
+    spec = dict(obj.get("spec") or {})
+    if obj.get("kind") == "TFJob":
+        spec["runPolicy"] = {**(spec.get("runPolicy") or {}), "suspend": True}
+    elif obj.get("kind") == "Job":
+        spec["suspend"] = True
+    else:
+        raise ValueError(f"Kueue admits Jobs and TFJobs here, not {obj.get('kind')!r}")
+    labelled["spec"] = spec
+    return labelled
