@@ -611,3 +611,62 @@ def test_job_and_endpoint_pods_are_denied_by_default(chart):
     )
     dns = {"labels": {}, "ip": "10.96.0.10", "namespace": "kube-system"}
     assert _allowed(policies, "Egress", a, dns, 53, "UDP")
+
+
+def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
+    """With hubforge.queue.kueue.enabled the chart makes the queue objects hubforge.jobs.kueue
+    builds (the service makes per-user LocalQueues with the same code), each valid for
+    Kueue v0.19.2's CRDs; without Kueue's API in the cluster it fails, saying what to do."""
+    import jsonschema
+
+    from hubforge.jobs.kueue import Flavor, QueueSettings, queue_objects
+    from tests.unit.test_kueue_objects import schemas
+
+    values = tmp_path / "kueue.yaml"
+    flavors = [
+        {
+            "name": "a100",
+            "gpus": 8,
+            "nodeLabels": {"nvidia.com/gpu.product": "A100"},
+            "tolerations": [
+                {"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}
+            ],
+        },
+        {"name": "t4", "gpus": 4},
+    ]
+    values.write_text(
+        yaml.safe_dump(
+            {
+                "hubforge": {
+                    "queue": {
+                        "kueue": {
+                            "enabled": True,
+                            "cpu": "32",
+                            "memory": "128Gi",
+                            "flavors": flavors,
+                        }
+                    }
+                }
+            }
+        )
+    )
+    run = helm("template", "hf", str(chart), "--namespace", "hub", "-f", str(values))
+    assert run.returncode != 0 and "needs Kueue v0.19 or later installed" in run.stderr
+    docs = render(chart, "-f", str(values), "--api-versions", "kueue.x-k8s.io/v1beta2")
+    ours = [d for d in docs if d["apiVersion"].startswith("kueue.x-k8s.io/")]
+    settings = QueueSettings(
+        namespace="hf-workloads",
+        cpu="32",
+        memory="128Gi",
+        flavors=[
+            Flavor("a100", 8, flavors[0]["nodeLabels"], flavors[0]["tolerations"]),
+            Flavor("t4", 4),
+        ],
+    )
+    key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
+    assert sorted(ours, key=key) == sorted(queue_objects(settings), key=key)
+    kinds = schemas()
+    for obj in ours:
+        jsonschema.validate(obj, kinds[obj["kind"]])
+    # off by default: nothing of Kueue's
+    assert not [d for d in render(chart) if d["apiVersion"].startswith("kueue.x-k8s.io/")]
