@@ -23,6 +23,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from typing import IO, Any
+from urllib.parse import quote
 
 import requests
 
@@ -187,8 +188,10 @@ class DataPath:
         order = sorted(self.routes.items(), key=lambda item: "service" not in item[1])
         for spec, route in order:
             body = {k: v for k, v in route.items() if k not in ("last_activity",)}
+            # the API lists routes unescaped; escaped again as the hub makes them
+            url = self.api_url + quote(spec, safe="@/~")
             with contextlib.suppress(requests.RequestException):
-                requests.post(self.api_url + spec, json=body, headers=headers, timeout=5)
+                requests.post(url, json=body, headers=headers, timeout=5)
 
     def _watch(self) -> None:
         copied = 0.0

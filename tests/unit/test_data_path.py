@@ -16,7 +16,7 @@ from hubforge.processes import free_port
 
 class FakeWorkbench:
     ip = "127.0.0.1"
-    base_url = "/forge/"
+    base_url = "/hub@forge%20space/"  # as the hub escapes it
 
     def __init__(self) -> None:
         self.port = free_port()
@@ -42,10 +42,8 @@ def test_a_killed_proxy_comes_back_with_its_routes_and_stop_stops_it(tmp_path):
     args = proxy_args(workbench, ports)
     # its error pages are the service's (JSON for endpoint calls), not the hub's
     target = args[args.index("--error-target") + 1]
-    assert (
-        target
-        == f"http://127.0.0.1:{ports['HUBFORGE_SERVICE_PORT']}/forge/services/hubforge/proxy-error"
-    )
+    service = f"http://127.0.0.1:{ports['HUBFORGE_SERVICE_PORT']}"
+    assert target == f"{service}{workbench.base_url}services/hubforge/proxy-error"
     env = {"PATH": os.environ["PATH"], "CONFIGPROXY_AUTH_TOKEN": token}
     proxy = Part("proxy", [find_proxy(), *args], env, str(tmp_path))
     api = f"http://127.0.0.1:{ports['HUBFORGE_PROXY_API_PORT']}"
@@ -55,9 +53,14 @@ def test_a_killed_proxy_comes_back_with_its_routes_and_stop_stops_it(tmp_path):
         routes = api + "/api/routes"
         auth = {"Authorization": f"token {token}"}
         body = {"target": "http://127.0.0.1:9", "service": "hubforge"}
-        r = requests.post(routes + "/forge/services/hubforge", json=body, headers=auth, timeout=10)
+        spec = "/hub@forge%20space/services/hubforge"  # listed unescaped by the proxy
+        r = requests.post(routes + spec, json=body, headers=auth, timeout=10)
         assert r.status_code == 201, r.text
-        wait_for(lambda: "/forge/services/hubforge" in path.routes)  # copied
+        odd = "/hub@forge%20space/user/a%25b%3Fc/"  # a path with % and ? in it, escaped
+        r = requests.post(routes + odd, json={"target": "http://127.0.0.1:9"}, headers=auth)
+        assert r.status_code == 201, r.text
+        listed = "/hub@forge space/services/hubforge"
+        wait_for(lambda: len(path.routes) == 2)  # copied
         first = proxy.proc.pid
         os.kill(first, signal.SIGKILL)
         wait_for(lambda: proxy.proc.pid != first)
@@ -68,8 +71,10 @@ def test_a_killed_proxy_comes_back_with_its_routes_and_stop_stops_it(tmp_path):
             except (requests.RequestException, ValueError):
                 return None
 
-        table = wait_for(lambda: (t := route_back()) and "/forge/services/hubforge" in t and t)
-        back = table["/forge/services/hubforge"]
+        table = wait_for(lambda: (t := route_back()) and listed in t and t)
+        # the same routes, not others made of their unescaped names
+        assert sorted(table) == [listed, "/hub@forge space/user/a%b?c"], table
+        back = table[listed]
         assert back["target"] == "http://127.0.0.1:9" and back["service"] == "hubforge"
     finally:
         path.stop(grace=10)
