@@ -15,7 +15,7 @@ import pytest
 
 from hubforge.processes import free_port, workbench_processes
 from tests import cli_record
-from tests.callers import Callers
+from tests.callers import Callers, wait_for
 from tests.models import keras_model
 from tests.workbench import hubforge, start_workbench, xdg_state
 
@@ -25,15 +25,6 @@ LOOP = "import time\nfor i in range(100000):\n    print(i, flush=True)\n    time
 ROWS = {"instances": [[1, 2, 3, 4]]}
 PREDICTED = {"predictions": [[11.0]]}
 GATEWAY = "services/hubforge/endpoints/sam/clf/v1/models/clf:predict"
-
-
-def wait_for(predicate, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def hub_pid(data) -> int:
