@@ -136,21 +136,21 @@ def test_guessing_a_password_is_slowed_for_that_name_only(workbench):
 def test_users_made_with_the_cli_are_on_the_admin_page_before_they_log_in(workbench):
     from tests.workbench import hubforge
 
-    done = hubforge("users", "add", "ulla", data_dir=workbench.data_dir)
+    done = hubforge("users", "add", "cliona", data_dir=workbench.data_dir)
     assert done.returncode == 0, done.stderr
-    done = hubforge("users", "add", "ursa", "--admin", data_dir=workbench.data_dir)
+    done = hubforge("users", "add", "clifford", "--admin", data_dir=workbench.data_dir)
     assert done.returncode == 0, done.stderr
     admin = workbench.admin_token()
     deadline = time.monotonic() + 60
-    while (r := workbench.api("GET", "hub/api/users/ursa", admin)).status_code != 200:
-        assert time.monotonic() < deadline, f"ursa is not a hub user: {r.status_code} {r.text}"
+    while (r := workbench.api("GET", "hub/api/users/clifford", admin)).status_code != 200:
+        assert time.monotonic() < deadline, f"clifford is not a hub user: {r.status_code} {r.text}"
         time.sleep(0.5)
-    r = workbench.api("GET", "hub/api/users/ulla", admin)
+    r = workbench.api("GET", "hub/api/users/cliona", admin)
     assert r.status_code == 200 and r.json()["last_activity"] is None, r.text  # never logged in
     # what the Admin page lists (it reads the same API)
     listed = workbench.api("GET", "hub/api/users?limit=200", admin).json()
-    assert {"ulla", "ursa"} <= {u["name"] for u in listed}
-    # made as plain users (only an admin makes admins): ursa is one from her first login on
+    assert {"cliona", "clifford"} <= {u["name"] for u in listed}
+    # made as plain users (only an admin makes admins): clifford is one from her first login on
     password = done.stdout.rsplit(": ", 1)[1].strip()
-    workbench.login("ursa", password)
-    assert workbench.api("GET", "hub/api/users/ursa", admin).json()["admin"] is True
+    workbench.login("clifford", password)
+    assert workbench.api("GET", "hub/api/users/clifford", admin).json()["admin"] is True
