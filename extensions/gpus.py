@@ -22,6 +22,12 @@ class NotEnoughGpus(RuntimeError):
         )
 
 
+def holder_user(owner: str) -> str:
+    """The user an allocation belongs to: "<user>/<server>" or "job/<user>/<job id>"."""
+    parts = owner.split("/")
+    return parts[1] if parts[0] == "job" and len(parts) > 2 else parts[0]
+
+
 class GpuAllocator:
     """Hands out devices of an inventory to owners ("user/server" or a job id)."""
 
@@ -42,8 +48,13 @@ class GpuAllocator:
             owner: [d for d in devices if d in self.inventory] for owner, devices in saved.items()
         }
 
-    def allocations(self) -> dict[str, list[str]]:
-        return {o: list(d) for o, d in self._owners.items() if d}
+    def allocations(self, user: str | None = None) -> dict[str, list[str]]:
+        """Owner -> devices; only ``user``'s servers and jobs when given."""
+        return {
+            o: list(d)
+            for o, d in self._owners.items()
+            if d and (user is None or holder_user(o) == user)
+        }
 
     def free(self) -> list[str]:
         used = {d for devices in self._owners.values() for d in devices}

@@ -52,6 +52,8 @@ class _Submits:
 
 
 _SUBMITS: dict[str, _Submits] = {}  # owner -> their submits (the service's one event loop)
+# GPU owners whose job is being written and started: no record yet, yet not gone
+_STARTING: set[str] = set()
 
 
 class JobsHandler(JobsBaseHandler):
@@ -119,21 +121,25 @@ class JobsHandler(JobsBaseHandler):
         self, owner: str, spec: JobSpec, script: str, job_id: str, count: int
     ) -> dict[str, Any]:
         """GPUs handed out on the loop (the allocator is the loop's), the job started off it."""
+        holder = gpu_owner(owner, job_id)
         if count and self.jobs.local_devices:
             try:
-                spec.devices = self.allocator.allocate(gpu_owner(owner, job_id), count)
+                spec.devices = self.allocator.allocate(holder, count)
             except NotEnoughGpus as e:
                 raise web.HTTPError(409, str(e)) from None
+        _STARTING.add(holder)  # release_finished must not take them back meanwhile
         try:
             return await asyncio.to_thread(self.jobs.submit, owner, spec, script, job_id=job_id)
         except (JobError, OSError) as e:
-            self.allocator.release(gpu_owner(owner, job_id))
+            self.allocator.release(holder)
             if as_http_error(e) is not None:  # a full disk: 507 naming the path
                 raise
             raise web.HTTPError(400, f"Could not start the job: {e}") from None
         except BaseException:
-            self.allocator.release(gpu_owner(owner, job_id))
+            self.allocator.release(holder)
             raise
+        finally:
+            _STARTING.discard(holder)
 
 
 class JobHandler(JobsBaseHandler):
@@ -176,7 +182,7 @@ class JobProgressHandler(JobsBaseHandler):
 def release_finished(jobs: Any, allocator: Any) -> None:
     """Give back the GPUs of jobs that ended (called periodically by the service)."""
     for owner in list(allocator.allocations()):
-        if not owner.startswith("job/"):
+        if not owner.startswith("job/") or owner in _STARTING:
             continue
         _, user, job_id = owner.split("/", 2)
         try:

@@ -141,10 +141,7 @@ class StatusHandler(ServiceHandler):
     def get(self) -> None:
         gpus = self.allocator.summary()
         if not self.is_privileged:
-            name = self.identity["name"]
-            gpus["allocations"] = {
-                o: d for o, d in gpus["allocations"].items() if o.split("/", 1)[0] == name
-            }
+            gpus["allocations"] = self.allocator.allocations(self.identity["name"])
         self.write_json(
             {
                 "service": SERVICE_NAME,
@@ -162,9 +159,7 @@ class UserHandler(ServiceHandler):
     def get(self, name: str) -> None:
         if name != self.identity["name"] and not self.is_privileged:
             raise web.HTTPError(403, f"{self.identity['name']} may not read {name}'s resources")
-        allocations = self.allocator.allocations()
-        gpus = {o: d for o, d in allocations.items() if o.split("/", 1)[0] == name}
-        self.write_json({"name": name, "gpus": gpus})
+        self.write_json({"name": name, "gpus": self.allocator.allocations(name)})
 
 
 class UsersHandler(ServiceHandler):

@@ -15,6 +15,7 @@ from typing import Any
 
 from tornado import web
 
+from ..gpus import holder_user
 from .handlers import ServiceHandler
 from .hub_api import hub_request
 
@@ -22,9 +23,9 @@ from .hub_api import hub_request
 def user_row(
     model: dict[str, Any], jobs: list[dict], endpoints: list[dict], held: dict[str, list[str]]
 ) -> dict[str, Any]:
-    """One user's line: ``held`` maps GPU owners ("<user>/<what>") to devices."""
+    """One user's line: ``held`` maps GPU owners (servers and jobs) to devices."""
     name = model["name"]
-    gpus = sorted(d for owner, ds in held.items() if owner.split("/", 1)[0] == name for d in ds)
+    gpus = sorted(d for owner, ds in held.items() if holder_user(owner) == name for d in ds)
     return {
         "name": name,
         "admin": bool(model.get("admin")),

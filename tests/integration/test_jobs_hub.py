@@ -87,6 +87,10 @@ def test_gpu_job_gets_devices_and_gives_them_back(workbench, trainer):
     gpus = workbench.api("GET", "services/hubforge/api/status", admin).json()["gpus"]
     assert gpus["allocations"][f"job/trainer/{job_id}"] == r.json()["spec"]["devices"]
     assert gpus["free"] == 0  # one for the server's profile, one for the job
+    # the owner sees their job's GPUs too (and nobody else's)
+    mine = workbench.api("GET", "services/hubforge/api/status", trainer).json()["gpus"]
+    assert mine["allocations"] == {k: v for k, v in gpus["allocations"].items() if "trainer" in k}
+    assert f"job/trainer/{job_id}" in mine["allocations"]
 
     r = workbench.api(
         "POST",

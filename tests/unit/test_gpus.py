@@ -44,3 +44,53 @@ def test_state_survives_a_restart(tmp_path):
 def test_negative_count_is_refused(tmp_path):
     with pytest.raises(ValueError, match=">= 0"):
         GpuAllocator(["0"], tmp_path / "g.json").allocate("a/", -1)
+
+
+def test_a_users_allocations_include_their_jobs(tmp_path):
+    alloc = GpuAllocator(["0", "1", "2"], tmp_path / "gpus.json")
+    alloc.allocate("alice/", 1)
+    alloc.allocate("job/alice/train-1", 1)
+    alloc.allocate("job/bob/train-2", 1)
+    assert alloc.allocations("alice") == {"alice/": ["0"], "job/alice/train-1": ["1"]}
+    assert alloc.allocations("bob") == {"job/bob/train-2": ["2"]}
+    assert alloc.allocations("job") == {}
+
+
+def test_a_job_being_started_keeps_its_gpus_while_the_service_sweeps(tmp_path):
+    """The sweep that gives back finished jobs' GPUs runs beside submits; a job whose record
+    is not written yet is not finished (CI once saw its GPU taken back)."""
+    import asyncio
+    from types import SimpleNamespace
+
+    from hubforge.jobs.errors import JobNotFound
+    from hubforge.jobs.handlers import JobsHandler, release_finished
+    from hubforge.jobs.spec import JobSpec
+
+    alloc = GpuAllocator(["0"], tmp_path / "gpus.json")
+    seen = {}
+
+    class Jobs:
+        local_devices = True
+        records: dict = {}
+
+        def get(self, user, job_id):
+            if job_id not in self.records:
+                raise JobNotFound(f"No job {job_id}")
+            return self.records[job_id]
+
+        def submit(self, user, spec, script, job_id):
+            release_finished(self, alloc)  # the sweep, while this job is being written
+            seen["during"] = alloc.allocations()
+            self.records[job_id] = {"id": job_id, "state": "running"}
+            return self.records[job_id]
+
+    jobs = Jobs()
+    handler = SimpleNamespace(jobs=jobs, allocator=alloc)
+    spec = JobSpec.from_dict({"name": "train", "gpus_per_worker": 1})
+    asyncio.run(JobsHandler._submit(handler, "alice", spec, "print(1)", "train-1", 1))
+    assert seen["during"] == {"job/alice/train-1": ["0"]}
+    release_finished(jobs, alloc)
+    assert alloc.allocations() == {"job/alice/train-1": ["0"]}
+    jobs.records["train-1"]["state"] = "succeeded"
+    release_finished(jobs, alloc)
+    assert alloc.allocations() == {}
