@@ -30,6 +30,11 @@ PYTEST_ARGS ?=
 # CI repeats it; `make test RANDOM_SEED=` takes a new order every run (the seed is printed).
 RANDOM_SEED ?= 3287513457
 SEED_ARG := $(if $(RANDOM_SEED),-p randomly --randomly-seed=$(RANDOM_SEED),)
+# The suite runs in two processes (pytest-xdist), a test file's tests in one of them (module
+# fixtures: a file's own workbench), each process with its own shared workbench: half the
+# suite waits on processes it started, so two keep 2 cores busy. `make test WORKERS=0`: one.
+WORKERS ?= 2
+XDIST_ARG := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadfile,-p no:xdist)
 
 .PHONY: up down setup setup-test test test-busy lint bench wheel-check clean
 
@@ -145,11 +150,11 @@ lint: setup-test
 
 test: lint
 	cd $(LAB) && $(abspath $(VENV))/bin/jlpm test --silent
-	$(PY) -m pytest $(SEED_ARG) --durations=25 $(PYTEST_ARGS)
+	$(PY) -m pytest $(SEED_ARG) $(XDIST_ARG) --durations=25 $(PYTEST_ARGS)
 
 # The same suite with two CPU-bound processes beside it: it must pass on a busy machine too.
 test-busy: lint
-	$(PY) tests/busy.py --burners 2 -- $(PY) -m pytest $(SEED_ARG) $(PYTEST_ARGS)
+	$(PY) tests/busy.py --burners 2 -- $(PY) -m pytest $(SEED_ARG) $(XDIST_ARG) $(PYTEST_ARGS)
 
 bench: setup-test
 	$(PY) tests/bench/bench_startup.py

@@ -335,13 +335,38 @@ def partial_run(session: pytest.Session) -> str | None:
         return f"{state.collect_errors} collection error(s)"
     if session.shouldstop or session.shouldfail:
         return "stopped early"
-    if state.finished != len(session.items):
-        return f"{state.finished} of {len(session.items)} tests finished"
-    if getattr(config, "workerinput", None) is not None or getattr(
-        config.option, "numprocesses", None
-    ):
-        return "xdist (each worker records its own)"
+    if _is_worker(config):
+        return "an xdist worker (the controller judges every worker's record)"
+    if _is_controller(config):  # its workers collect, deselect and run; it sees reports
+        chosen = config.option.keyword or config.option.markexpr or config.getoption("deselect")
+        if chosen:
+            return "tests deselected (-k, -m or --deselect)"
+        collected = session.testscollected
+    else:
+        collected = len(session.items)
+    if state.finished != collected:
+        return f"{state.finished} of {collected} tests finished"
     return None
+
+
+def _is_worker(config: pytest.Config) -> bool:
+    return getattr(config, "workerinput", None) is not None
+
+
+def _is_controller(config: pytest.Config) -> bool:
+    """An xdist run's controlling process (``-n 2``): the tests run in its workers."""
+    return not _is_worker(config) and bool(getattr(config.option, "numprocesses", None))
+
+
+def session_record(config: pytest.Config) -> list[dict]:
+    """This process's runs, and under xdist every worker's (each writes the record file of
+    its own temporary folder, which is below the controller's)."""
+    runs = list(RECORD)
+    if _is_controller(config):
+        base = config._tmp_path_factory.getbasetemp()
+        for path in sorted(base.glob(f"*/{RECORD_NAME}")):
+            runs += load_records([path])
+    return runs
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
@@ -354,8 +379,9 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
         config.stash[_RUN].outcome = (f"not judged ({reason})", [])
         return
     claims, problems = readme_claims()
-    absent = missing(claims, list(RECORD))
-    verdict = f"{len(claims)} documented commands and flags, {len(RECORD)} runs recorded"
+    runs = session_record(config)
+    absent = missing(claims, runs)
+    verdict = f"{len(claims)} documented commands and flags, {len(runs)} runs recorded"
     config.stash[_RUN].outcome = (verdict, absent)
     if (absent or problems) and session.exitstatus == pytest.ExitCode.OK:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
@@ -388,8 +414,13 @@ def pytest_terminal_summary(terminalreporter, exitstatus: int, config: pytest.Co
 def newest_record() -> Path | None:
     tmp = Path(tempfile.gettempdir())
     found = [*tmp.glob(f"hubforge-tests/run-*/{RECORD_NAME}")]
+    found += tmp.glob(f"hubforge-tests/run-*/*/{RECORD_NAME}")  # xdist workers' records
     found += tmp.glob(f"pytest-of-*/pytest-*/{RECORD_NAME}")
     return max(found, key=lambda p: p.stat().st_mtime, default=None)
+
+
+def load_records(paths: Iterable[Path]) -> list[dict]:
+    return [json.loads(line) for path in paths for line in path.read_text().splitlines()]
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -398,7 +429,7 @@ def main(argv: list[str] | None = None) -> int:
     if not paths:
         print("no record file found", file=sys.stderr)
         return 2
-    entries = [json.loads(line) for path in paths for line in path.read_text().splitlines()]
+    entries = load_records(paths)
     claims, problems = readme_claims()
     absent = missing(claims, entries)
     print(f"{', '.join(map(str, paths))}: {len(entries)} runs recorded, {len(claims)} claims")

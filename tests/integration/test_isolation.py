@@ -305,6 +305,7 @@ def test_an_endpoint_runs_as_its_owner(iso):
             for p in psutil.process_iter(["cmdline", "uids"])
             if "hubforge.serving.server" in (p.info["cmdline"] or [])
             and "mine" in (p.info["cmdline"] or [])
+            and str(wb.data_dir) in " ".join(p.info["cmdline"])  # (not another run's)
         ]
         assert pwd.getpwuid(proc.info["uids"].real).pw_name == accounts.account_name(
             "iso-ana", wb.state_dir

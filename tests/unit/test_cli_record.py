@@ -171,3 +171,28 @@ def test_a_judged_session_fails_and_lists_what_is_missing(tmp_path):
     partial = pytest_run("-v")  # a file named on the command line: not judged
     assert partial.returncode == 0, partial.stdout + partial.stderr
     assert "README CLI table: not judged (paths given on the command line)" in partial.stdout
+
+
+def test_under_xdist_the_controller_judges_every_workers_record(tmp_path):
+    """`-n 2`: each worker records what its tests ran; the judge reads them all."""
+    for name, argv in (("status", '["hubforge", "status"]'), ("down", '["hubforge", "down"]')):
+        (tmp_path / f"test_{name}.py").write_text(
+            "from tests import cli_record\n\n"
+            f"def test_{name}():\n    cli_record.record({argv}, 0)\n"
+        )
+    (tmp_path / "pytest.ini").write_text("[pytest]\n")
+    done = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "tests.cli_record", "-p", "no:randomly"]
+        + ["-p", "no:cacheprovider", "-n", "2", "--dist", "loadfile"]
+        + ["--cli-table-check=always", "test_status.py", "test_down.py"],
+        cwd=tmp_path,
+        env=dict(os.environ, PYTHONPATH=str(ROOT)),
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    out = done.stdout + done.stderr
+    assert done.returncode == 1 and "2 passed" in out, out
+    assert "2 runs recorded" in out, out
+    assert "  hubforge status\n" not in out and "  hubforge down\n" not in out
+    assert "  hubforge up --verbose\n" in out
