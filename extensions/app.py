@@ -7,6 +7,7 @@ import hashlib
 import json
 import os
 import secrets
+from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -14,6 +15,7 @@ from jupyter_server.auth.decorator import authorized
 from jupyter_server.extension.application import ExtensionApp
 from jupyter_server.utils import url_path_join
 from tornado import web
+from tornado.ioloop import PeriodicCallback
 from traitlets import Float, default
 
 from . import __version__, channels
@@ -81,6 +83,22 @@ class LabelStudioOpenHandler(HubforgeAPIHandler):
         self.redirect(link["url"])
 
 
+BUSY_ACTIVITY = "hubforge_busy_kernel_last_activity"
+
+
+def busy_kernels_are_activity(serverapp: object) -> bool:
+    """A kernel running a cell is activity even when the cell prints nothing for an hour:
+    jupyter_server counts only kernel messages and requests (``last_activity``), so the
+    idle cullers (the hub's, the GPU-aware one of the queue) would stop a server in the
+    middle of a long cell. Any setting ending in ``_last_activity`` counts: this one is
+    kept at now while a kernel is busy. True when one is."""
+    manager = serverapp.kernel_manager  # type: ignore[attr-defined]
+    busy = any(k.get("execution_state") == "busy" for k in manager.list_kernels())
+    if busy:
+        serverapp.web_app.settings[BUSY_ACTIVITY] = datetime.now(UTC)  # type: ignore[attr-defined]
+    return busy
+
+
 class HubforgeExtension(ExtensionApp):
     """Hubforge's REST API inside JupyterLab's server."""
 
@@ -138,6 +156,8 @@ class HubforgeExtension(ExtensionApp):
         # Restarting recorded TensorBoards takes seconds: do not hold up the server's start.
         self._restoring = asyncio.ensure_future(asyncio.to_thread(self.tensorboards.restore))
         self.tensorboards.culler.start()
+        self._busy = PeriodicCallback(lambda: busy_kernels_are_activity(serverapp), 10_000)
+        self._busy.start()
 
     async def stop_extension(self) -> None:
         self.tensorboards.culler.stop()

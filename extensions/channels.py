@@ -37,6 +37,8 @@ from jupyter_server.services.kernels.kernelmanager import ServerKernelManager
 ENV = "HUBFORGE_PRIVATE_CHANNELS"
 KERNELS = "k"
 TEMP = "tmp"
+SOCKET_PATH_MAX = 107  # bytes of a Unix socket's path (sockaddr_un.sun_path)
+SOCKET_NAME = 12  # hex digits of the kernel's id in its sockets' names
 
 _lock = threading.Lock()
 _private: Path | None = None
@@ -61,15 +63,35 @@ def _remove_stale(base: Path) -> None:
 
 
 def _base() -> Path:
-    """Where the private folder is made: the system's temp folder (short paths), unless
-    anyone could rename entries there (world-writable without the sticky bit): then the
-    user's own ``~/.cache``."""
-    base = Path(tempfile.gettempdir())  # read before TMPDIR points into the new folder
-    mode = base.stat().st_mode
-    if mode & stat.S_IWOTH and not mode & stat.S_ISVTX:
-        base = Path.home() / ".cache"
-        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+    """Where the private folder is made: the system's temp folder, unless anyone could
+    rename entries there (world-writable without the sticky bit) or it is too deep for the
+    kernels' sockets' paths; then /tmp, then the user's own ``~/.cache``."""
+    given = Path(tempfile.gettempdir())  # read before TMPDIR points into the new folder
+    safe = [b for b in (given, Path("/tmp")) if _safe_base(b)]
+    for base in safe:
+        if _room_for_sockets(base):
+            return base
+    if safe:
+        return safe[0]
+    base = Path.home() / ".cache"
+    base.mkdir(mode=0o700, parents=True, exist_ok=True)
     return base
+
+
+def _room_for_sockets(base: Path) -> bool:
+    """Whether <base>/hubforge-<uid>-<pid>-XXXXXXXX/k/<id>-pipe fits a socket's path (any
+    pid up to 7 digits)."""
+    longest = f"{base}/{_prefix()}{'9' * 7}-XXXXXXXX/{KERNELS}/{'f' * SOCKET_NAME}-pipe"
+    return len(os.fsencode(longest)) <= SOCKET_PATH_MAX
+
+
+def _safe_base(base: Path) -> bool:
+    """Nobody but an entry's owner may rename it there (not world-writable, or sticky)."""
+    try:
+        mode = base.stat().st_mode
+    except OSError:
+        return False
+    return not (mode & stat.S_IWOTH and not mode & stat.S_ISVTX)
 
 
 def private_dir() -> Path:
@@ -112,7 +134,9 @@ class PrivateKernelManager(ServerKernelManager):
         if self.transport != "ipc":
             return super()._ip_default()
         name = Path(self.connection_file).stem if self.connection_file else ""
-        name = name.removeprefix("kernel-") or uuid.uuid4().hex
+        # 12 hex digits of the kernel's id: a socket's whole path must fit in 107 bytes
+        name = name.removeprefix("kernel-").replace("-", "")[:SOCKET_NAME]
+        name = name or uuid.uuid4().hex[:SOCKET_NAME]
         return str(private_dir() / KERNELS / name)
 
     def format_kernel_cmd(self, extra_arguments: list[str] | None = None) -> list[str]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from pathlib import Path
 
@@ -34,6 +35,7 @@ class GpuAllocator:
     def __init__(self, inventory: list[str], state_file: str | Path):
         self.inventory = list(inventory)
         self.state_file = Path(state_file)
+        self._lock = threading.RLock()  # the loop (servers) and the queue's threads (jobs)
         try:
             saved = read_json(self.state_file, {}) or {}
         except DamagedStateFile as e:
@@ -50,33 +52,37 @@ class GpuAllocator:
 
     def allocations(self, user: str | None = None) -> dict[str, list[str]]:
         """Owner -> devices; only ``user``'s servers and jobs when given."""
-        return {
-            o: list(d)
-            for o, d in self._owners.items()
-            if d and (user is None or holder_user(o) == user)
-        }
+        with self._lock:
+            return {
+                o: list(d)
+                for o, d in self._owners.items()
+                if d and (user is None or holder_user(o) == user)
+            }
 
     def free(self) -> list[str]:
-        used = {d for devices in self._owners.values() for d in devices}
-        return [d for d in self.inventory if d not in used]
+        with self._lock:
+            used = {d for devices in self._owners.values() for d in devices}
+            return [d for d in self.inventory if d not in used]
 
     def allocate(self, owner: str, count: int) -> list[str]:
         """Give ``owner`` ``count`` devices, replacing what it held before."""
         if count < 0:
             raise ValueError(f"GPU count must be >= 0, got {count}")
-        previous = self._owners.pop(owner, [])
-        free = self.free()
-        if count > len(free):
-            self._owners[owner] = previous
-            raise NotEnoughGpus(count, len(free), len(self.inventory))
-        self._owners[owner] = free[:count]
-        self._save()
-        return list(self._owners[owner])
+        with self._lock:
+            previous = self._owners.pop(owner, [])
+            free = self.free()
+            if count > len(free):
+                self._owners[owner] = previous
+                raise NotEnoughGpus(count, len(free), len(self.inventory))
+            self._owners[owner] = free[:count]
+            self._save()
+            return list(self._owners[owner])
 
     def release(self, owner: str) -> list[str]:
-        devices = self._owners.pop(owner, [])
-        self._save()
-        return devices
+        with self._lock:
+            devices = self._owners.pop(owner, [])
+            self._save()
+            return devices
 
     def _save(self) -> None:
         write_json(self.state_file, self.allocations())

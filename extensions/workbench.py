@@ -275,6 +275,18 @@ class Workbench(Configurable):
             raise TraitError(f"Workbench.max_job_workers={proposal['value']}: must be >= 1")
         return proposal["value"]
 
+    job_cpu_slots = Integer(
+        0,
+        config=True,
+        help="Workers of jobs that may run at once on this machine (local mode); more wait "
+        "in the queue. 0: no limit (only jobs that ask for GPUs wait for them).",
+    )
+    job_preemption = Bool(
+        False,
+        config=True,
+        help="Let a queued job of a higher priority class stop running `batch` jobs that "
+        "have a checkpoint (BackupAndRestore); they wait again and resume from it.",
+    )
     max_jobs_per_user = Integer(
         0,
         config=True,
@@ -287,7 +299,7 @@ class Workbench(Configurable):
         0, config=True, help="Endpoints one user may have (0: no limit)."
     )
 
-    @validate("max_jobs_per_user", "max_gpus_per_user", "max_endpoints_per_user")
+    @validate("max_jobs_per_user", "max_gpus_per_user", "max_endpoints_per_user", "job_cpu_slots")
     def _check_quota(self, proposal: Any) -> int:
         if proposal["value"] < 0:
             raise TraitError(

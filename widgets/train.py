@@ -30,6 +30,7 @@ STATE_COLORS = {
     "running": "#06c",
     "restarting": "#c60",
     "pending": "#777",
+    "queued": "#a60",
 }
 
 
@@ -230,6 +231,9 @@ class TrainWidget(w.VBox):
         state, progress = record["state"], self.job.progress
         color = STATE_COLORS.get(state, "black")
         reason = f" — {html.escape(record['reason'])}" if record.get("reason") else ""
+        if record.get("queue"):  # waiting for GPUs: where it stands (it starts by itself)
+            place = f"#{record['queue']['position']} in the queue"
+            reason = f" — {place}: {html.escape(record['queue']['reason'])}"
         self.status.value = (
             f'<b>{record["id"]}</b>: <span class="hubforge-state" '
             f'style="color:{color}">{state}</span>{reason}<br>'

@@ -76,10 +76,13 @@ def _job_submit(args: argparse.Namespace) -> int:
         params=dict(args.param or []),
         name=args.name,
         max_restarts=args.max_restarts,
+        priority=args.priority,
     )
     for warning in job.warnings:
         print(f"Warning: {warning}", file=sys.stderr)
     print(f"Submitted {job.id}; follow it with `hubforge job show {job.id}`")
+    if job.record.get("queue"):  # no capacity free now: it starts by itself later
+        print(f"Queued: {_queued(job.record)}")
     if args.follow:
         return 0 if _follow_progress(job) == "succeeded" else 1
     return 0
@@ -91,8 +94,19 @@ def _job_list(args: argparse.Namespace) -> int:
     for job in jobs.list_jobs():
         r = job.record
         created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
-        print(f"{r['id']:<24} {r['state']:<10} workers={r['spec']['workers']} {created}")
+        priority = r["spec"].get("priority", "normal")
+        print(
+            f"{r['id']:<24} {r['state']:<10} workers={r['spec']['workers']} {created} "
+            f"priority={priority}"
+        )
+        if r.get("queue"):
+            print(f"  {_queued(r)}")
     return 0
+
+
+def _queued(record: dict) -> str:
+    """Where a waiting job stands: "#2 in the queue: waiting for 1 GPU (0 free); ..."."""
+    return f"#{record['queue']['position']} in the queue: {record['queue']['reason']}"
 
 
 def _job_show(args: argparse.Namespace) -> int:
@@ -157,6 +171,12 @@ def _job_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     )
     submit.add_argument("--name", help="job name (default: from the file name)")
     submit.add_argument("--max-restarts", type=int, default=2, help="group restarts (default 2)")
+    submit.add_argument(
+        "--priority",
+        default="normal",
+        metavar="CLASS",
+        help="priority class in the queue: interactive, normal (default) or batch",
+    )
     submit.add_argument("--follow", action="store_true", help="show progress until it ends")
     job_sub.add_parser("list", parents=[common], help="your jobs, newest first")
     show = job_sub.add_parser("show", parents=[common], help="state, replicas, progress")

@@ -91,6 +91,14 @@ def cmd_status(args: argparse.Namespace) -> int:
     print(f"  GPUs: {gpus['free']} free of {gpus['total']}")
     for owner, devices in sorted(gpus["allocations"].items()):
         print(f"    {owner}: {','.join(devices)}")
+    waiting = status.get("queue") or []
+    print(f"  queue: {len(waiting)} job{'s' if len(waiting) != 1 else ''} waiting")
+    for job in waiting:
+        print(
+            f"    #{job['position']} {job['owner']}/{job['id']} ({job['priority']}, "
+            f"{job['gpus']} GPU{'s' if job['gpus'] != 1 else ''}, waiting {job['waiting_s']} s): "
+            f"{job['reason']}"
+        )
     return 0
 
 

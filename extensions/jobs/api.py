@@ -83,6 +83,12 @@ class Job:
         return self._record.get("reason", "")
 
     @property
+    def queue(self) -> dict[str, Any] | None:
+        """While the job waits in the queue: ``{"position": 1, "reason": "waiting for 1 GPU
+        (0 free); yours is next"}`` (fresh); None once it started."""
+        return self.refresh()._record.get("queue")
+
+    @property
     def replicas(self) -> dict[str, dict[str, Any]]:
         return self.refresh()._record["replicas"]
 
@@ -168,8 +174,12 @@ def submit(
     name: str | None = None,
     max_restarts: int = 2,
     backend: JobBackend | None = None,
+    priority: str = "normal",
 ) -> Job:
-    """Convert the notebook and run it as a distributed TensorFlow job with ``workers``."""
+    """Convert the notebook and run it as a distributed TensorFlow job with ``workers``;
+    when the GPUs it needs are taken it waits in the workbench's queue (state ``queued``,
+    ``job.queue`` says its place and why) and starts by itself. ``priority``: one of the
+    workbench's priority classes (by default interactive, normal, batch)."""
     path = _inside_home(Path(notebook_or_script))
     max_gpus = os.environ.get("HUBFORGE_PROFILE_GPUS")
     spec = JobSpec(
@@ -181,6 +191,7 @@ def submit(
         params=dict(params or {}),
         max_restarts=max_restarts,
         source=str(path),
+        priority=priority,
     )
     spec.validate(max_workers=DEFAULT_MAX_WORKERS, max_gpus=int(max_gpus) if max_gpus else None)
     script = script_for(path, spec.params)

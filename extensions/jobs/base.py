@@ -5,6 +5,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from typing import Any
 
+from .errors import JobError
 from .spec import JobSpec
 from .store import TERMINAL
 
@@ -44,9 +45,20 @@ class JobBackend(ABC):
 
     @abstractmethod
     def submit(
-        self, owner: str, spec: JobSpec, script: str, job_id: str | None = None
+        self,
+        owner: str,
+        spec: JobSpec,
+        script: str,
+        job_id: str | None = None,
+        queued: bool = False,
     ) -> dict[str, Any]:
-        """Start a job (``job_id`` generated unless given); returns its record."""
+        """Start a job (``job_id`` generated unless given); returns its record. ``queued``:
+        record it as waiting in the service's queue, started later by ``start_queued``
+        (backends whose ``local_devices`` is False are never asked to)."""
+
+    def start_queued(self, owner: str, job_id: str, devices: list[str]) -> None:
+        """Start a job recorded as queued, on ``devices``."""
+        raise JobError("This job backend has no local queue: its cluster's queue starts jobs")
 
     @abstractmethod
     def get(self, owner: str, job_id: str) -> dict[str, Any]:

@@ -15,6 +15,8 @@ def progress_line(state: str, progress: dict[str, Any]) -> str:
     epochs, steps = progress.get("epochs"), progress.get("steps")
     epoch, step = progress.get("epoch"), progress.get("step") or 0
     if epochs is None or epoch is None:
+        if state == "queued":
+            return "queued: waiting for capacity (it starts by itself)"
         if state in ("failed", "cancelled", "damaged"):
             return f"{state} before the first training step"
         if state == "succeeded":

@@ -28,6 +28,7 @@ SUBMIT_FIELDS = {
     "params",
     "name",
     "max_restarts",
+    "priority",
 }
 
 

@@ -173,9 +173,11 @@ def waiting_reasons(
     usage: Usage,
     classes: Iterable[PriorityClass],
     now: float,
+    count_slots: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """For each job that does not start now: its position (1 = next) and why it waits, in
-    words for the sidebar, the CLI and REST."""
+    words for the sidebar, the CLI and REST (``count_slots`` False: the machine does not limit
+    CPU slots, the words name GPUs only)."""
     order = ordered(queued, usage, classes, now)
     starting = {r.id for r in to_start(order, free, usage, classes, now)}
     waiting = [r for r in order if r.id not in starting]
@@ -186,9 +188,10 @@ def waiting_reasons(
         wants = []
         if request.gpus:
             wants.append(f"{request.gpus} GPU{'s' if request.gpus != 1 else ''}")
-        if request.cpus:
+        if request.cpus and count_slots:
             wants.append(f"{request.cpus} CPU slot{'s' if request.cpus != 1 else ''}")
-        reason = f"waiting for {' and '.join(wants)} ({free.gpus} GPUs, {free.cpus} slots free)"
+        room = f"{free.gpus} GPUs, {free.cpus} slots free" if count_slots else f"{free.gpus} free"
+        reason = f"waiting for {' and '.join(wants)} ({room})"
         if ahead:
             reason += f"; {len(ahead)} job{'s' if len(ahead) != 1 else ''} ahead" + (
                 f", of {', '.join(others)}" if others else ", all yours"

@@ -12,19 +12,16 @@ from typing import Any
 
 from tornado import web
 
-from ..gpus import NotEnoughGpus
 from ..httperrors import as_http_error, parse_offset
 from ..service.handlers import ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import JobError, JobNotFound
+from .fairshare import DEFAULT_CLASSES, UnknownPriority, class_of
 from .local import new_job_id
+from .queue import gpu_owner
 from .spec import JobSpec
 
 MAX_SCRIPT_BYTES = 5 * 1024 * 1024
-
-
-def gpu_owner(user: str, job_id: str) -> str:
-    return f"job/{user}/{job_id}"
 
 
 class JobsBaseHandler(ServiceHandler):
@@ -35,6 +32,10 @@ class JobsBaseHandler(ServiceHandler):
         if self.identity["kind"] != "user":
             raise web.HTTPError(403, "Jobs belong to users: call with a user's token")
         return self.identity["name"]
+
+    def described(self, record: dict[str, Any]) -> dict[str, Any]:
+        """A job's record; while it waits, with its place in the queue and why."""
+        return self.queue.describe(record) if self.queue is not None else record
 
     def fail(self, error: Exception) -> None:
         if isinstance(error, JobNotFound):
@@ -52,14 +53,13 @@ class _Submits:
 
 
 _SUBMITS: dict[str, _Submits] = {}  # owner -> their submits (the service's one event loop)
-# GPU owners whose job is being written and started: no record yet, yet not gone
-_STARTING: set[str] = set()
 
 
 class JobsHandler(JobsBaseHandler):
     async def get(self) -> None:
         try:  # every job.json of the owner is read: off the loop every user shares
-            self.write_json({"jobs": await asyncio.to_thread(self.jobs.list, self.owner)})
+            jobs = await asyncio.to_thread(self.jobs.list, self.owner)
+            self.write_json({"jobs": [self.described(j) for j in jobs]})
         except JobError as e:
             self.fail(e)
 
@@ -69,13 +69,14 @@ class JobsHandler(JobsBaseHandler):
         job_id = new_job_id(spec.name)
         count = spec.workers * spec.gpus_per_worker
         async with self._one_at_a_time(owner):
+            waiting = self.queue.waiting_ids(owner) if self.queue is not None else []
             try:  # reads the owner's jobs: off the loop
                 await asyncio.to_thread(
-                    self.quotas.check_job, owner, count, self.jobs, self.endpoints
+                    self.quotas.check_job, owner, count, self.jobs, self.endpoints, waiting
                 )
             except QuotaExceeded as e:
                 raise web.HTTPError(e.status, str(e)) from None
-            record = await self._submit(owner, spec, script, job_id, count)
+            record = await self._submit(owner, spec, script, job_id)
         self.write_json(record, status=201)
 
     def _request(self) -> tuple[JobSpec, str]:
@@ -95,7 +96,8 @@ class JobsHandler(JobsBaseHandler):
             # no worker may ask for more GPUs than the largest profile offers
             largest = max(p["gpus"] for p in self.workbench.profiles)
             spec.validate(self.workbench.max_job_workers, largest, "the largest profile offers")
-        except JobError as e:
+            class_of(spec.priority, self.queue.classes if self.queue else DEFAULT_CLASSES)
+        except (JobError, UnknownPriority) as e:
             self.fail(e)
         return spec, script
 
@@ -117,39 +119,47 @@ class JobsHandler(JobsBaseHandler):
             if not submits.waiting:
                 _SUBMITS.pop(owner, None)
 
-    async def _submit(
-        self, owner: str, spec: JobSpec, script: str, job_id: str, count: int
-    ) -> dict[str, Any]:
-        """GPUs handed out on the loop (the allocator is the loop's), the job started off it."""
-        holder = gpu_owner(owner, job_id)
-        if count and self.jobs.local_devices:
-            try:
-                spec.devices = self.allocator.allocate(holder, count)
-            except NotEnoughGpus as e:
-                raise web.HTTPError(409, str(e)) from None
-        _STARTING.add(holder)  # release_finished must not take them back meanwhile
+    async def _submit(self, owner: str, spec: JobSpec, script: str, job_id: str) -> dict[str, Any]:
+        """Started off the loop. A job that needs what the local queue hands out (GPUs; CPU
+        slots when they are limited) is recorded as queued and started by the queue's pass,
+        at once when its turn has come and the capacity is free; others (CPU-only work, a
+        cluster's jobs) start at once."""
+        if self.queue is not None and self.queue.admits(spec):
+            return await self._enqueue(owner, spec, script, job_id)
         try:
             return await asyncio.to_thread(self.jobs.submit, owner, spec, script, job_id=job_id)
         except (JobError, OSError) as e:
-            self.allocator.release(holder)
             if as_http_error(e) is not None:  # a full disk: 507 naming the path
                 raise
             raise web.HTTPError(400, f"Could not start the job: {e}") from None
-        except BaseException:
-            self.allocator.release(holder)
-            raise
-        finally:
-            _STARTING.discard(holder)
+
+    async def _enqueue(self, owner: str, spec: JobSpec, script: str, job_id: str) -> dict[str, Any]:
+        request = self.queue.request(owner, spec, job_id)
+        try:
+            await asyncio.to_thread(
+                self.jobs.submit, owner, spec, script, job_id=job_id, queued=True
+            )
+        except (JobError, OSError) as e:
+            if as_http_error(e) is not None:  # a full disk: 507 naming the path
+                raise
+            status = getattr(e, "status", 400)
+            raise web.HTTPError(status, f"Could not queue the job: {e}") from None
+        self.queue.add(request)
+        await asyncio.to_thread(self.queue.run_pass)
+        return self.described(await asyncio.to_thread(self.jobs.get, owner, job_id))
 
 
 class JobHandler(JobsBaseHandler):
     async def get(self, job_id: str) -> None:
         try:
-            self.write_json(await asyncio.to_thread(self.jobs.get, self.owner, job_id))
+            record = await asyncio.to_thread(self.jobs.get, self.owner, job_id)
         except JobNotFound as e:
             self.fail(e)
+        self.write_json(self.described(record))
 
     async def delete(self, job_id: str) -> None:
+        if self.queue is not None:  # a waiting job is taken out before it could start
+            self.queue.forget(self.owner, job_id)
         # stopping a job's processes takes seconds: never on the loop every user shares
         try:
             record = await asyncio.to_thread(self.jobs.cancel, self.owner, job_id)
@@ -182,7 +192,7 @@ class JobProgressHandler(JobsBaseHandler):
 def release_finished(jobs: Any, allocator: Any) -> None:
     """Give back the GPUs of jobs that ended (called periodically by the service)."""
     for owner in list(allocator.allocations()):
-        if not owner.startswith("job/") or owner in _STARTING:
+        if not owner.startswith("job/"):
             continue
         _, user, job_id = owner.split("/", 2)
         try:

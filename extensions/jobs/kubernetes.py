@@ -92,7 +92,12 @@ class KubernetesJobBackend(JobBackend):
 
     # -- JobBackend -----------------------------------------------------------------------
     def submit(
-        self, owner: str, spec: JobSpec, script: str, job_id: str | None = None
+        self,
+        owner: str,
+        spec: JobSpec,
+        script: str,
+        job_id: str | None = None,
+        queued: bool = False,
     ) -> dict[str, Any]:
         spec.validate()
         return self._run(self._submit(owner, spec, script, job_id or new_job_id(spec.name)))

@@ -27,6 +27,9 @@ from .store import TERMINAL, JobStore, summarize_progress
 log = logging.getLogger(__name__)
 
 
+PREEMPTED = "preempted by a job of a higher priority"
+
+
 def new_job_id(name: str) -> str:
     return f"{name}-{secrets.token_hex(3)}"
 
@@ -73,7 +76,12 @@ class LocalJobBackend(JobBackend):
 
     # -- JobBackend -------------------------------------------------------------------
     def submit(
-        self, owner: str, spec: JobSpec, script: str, job_id: str | None = None
+        self,
+        owner: str,
+        spec: JobSpec,
+        script: str,
+        job_id: str | None = None,
+        queued: bool = False,
     ) -> dict[str, Any]:
         spec.validate()
         job_id = job_id or new_job_id(spec.name)
@@ -86,7 +94,7 @@ class LocalJobBackend(JobBackend):
             "id": job_id,
             "owner": owner,
             "spec": spec.to_dict(),
-            "state": "pending",
+            "state": "queued" if queued else "pending",
             "reason": "",
             "restarts": 0,
             "replicas": {},
@@ -104,11 +112,54 @@ class LocalJobBackend(JobBackend):
             if isinstance(e, UnsafeEntry):
                 raise JobError(f"Not submitted: {e}", 409) from None
             raise
-        try:
-            self._start_supervisor(store, uid)
-        except UnsafeEntry as e:  # its log became a link: nothing was started
-            raise JobError(f"Not submitted: {e}", 409) from None
+        if not queued:
+            try:
+                self._start_supervisor(store, uid)
+            except UnsafeEntry as e:  # its log became a link: nothing was started
+                raise JobError(f"Not submitted: {e}", 409) from None
         return self.get(owner, job_id)
+
+    def start_queued(self, owner: str, job_id: str, devices: list[str]) -> None:
+        """Start a job the queue kept waiting, on ``devices``; JobError when it no longer
+        waits (cancelled meanwhile)."""
+        store = self.store(owner, job_id)
+        with _readable(job_id):
+            record = store.read()
+            if record.get("state") != "queued":
+                raise JobError(f"Job {job_id} is {record.get('state')}, not queued", 409)
+            store.update(state="pending", spec={**record["spec"], "devices": list(devices)})
+        uid = self.areas.uid_of(owner) if self.areas.separate else None
+        again = PREEMPTED if record.get("preempted") else None  # it ran before: resume
+        try:
+            self._start_supervisor(store, uid, resume=again, preempted=again is not None)
+        except UnsafeEntry as e:
+            raise JobError(f"Not started: {e}", 409) from None
+
+    def can_resume(self, owner: str, job_id: str) -> bool:
+        """Whether the job has a checkpoint to resume from (BackupAndRestore's backup/):
+        only such a job may be preempted."""
+        try:
+            store = self.store(owner, job_id)
+            return bool(store.files.listdir(store._relative("backup")))
+        except (JobNotFound, FileNotFoundError, NotADirectoryError, UnsafeEntry, OSError):
+            return False
+
+    def preempt(self, owner: str, job_id: str) -> dict[str, Any]:
+        """Stop a running job for a higher-priority one and record it as queued again: the
+        queue starts it later and it resumes from its last checkpoint (no restart used)."""
+        known = self.index.get(owner, job_id)
+        if known:
+            self._stop(owner, known)
+        self.index.remove(owner, job_id)
+        store = self.store(owner, job_id)
+        with _readable(job_id):
+            record = store.read()
+            return store.update(  # (its history gets the preemption when it resumes)
+                state="queued",
+                reason=f"{PREEMPTED}; it waits to resume from its last checkpoint",
+                preempted=int(record.get("preempted", 0)) + 1,
+                supervisor=None,
+            )
 
     def resume_interrupted(self) -> list[str]:
         """Start again the jobs whose supervisor was stopped mid-run by a crash of the whole
@@ -128,6 +179,8 @@ class LocalJobBackend(JobBackend):
             if record.get("state") in TERMINAL:
                 self.index.remove(owner, job_id)
                 continue
+            if record.get("state") == "queued":  # the queue starts it (it never ran)
+                continue
             try:
                 uid = self.areas.uid_of(owner) if self.areas.separate else None
                 self._start_supervisor(store, uid, resume="the workbench stopped while the job ran")
@@ -138,7 +191,11 @@ class LocalJobBackend(JobBackend):
         return resumed
 
     def _start_supervisor(
-        self, store: JobStore, uid: int | None = None, resume: str | None = None
+        self,
+        store: JobStore,
+        uid: int | None = None,
+        resume: str | None = None,
+        preempted: bool = False,
     ) -> None:
         owner = store.path.parent.parent.name
         env = workload_env(
@@ -153,7 +210,11 @@ class LocalJobBackend(JobBackend):
         # Detached: the job outlives the kernel, the user's server and the hub.
         supervisor = store.files.spawn(
             "job-supervisor",
-            [str(store.path), *(["--resume", resume] if resume else [])],
+            [
+                str(store.path),
+                *(["--resume", resume] if resume else []),
+                *(["--preempted"] if preempted else []),
+            ],
             store._relative("supervisor.log"),
             env=env,
             cwd=store.path,
@@ -368,7 +429,7 @@ def _supervisor_alive(record: dict[str, Any], known: dict[str, Any] | None = Non
     job.json names."""
     supervisor = known or record.get("supervisor")
     if not supervisor:
-        return record["state"] == "pending"
+        return record["state"] in ("pending", "queued")
     return alive(supervisor)
 
 

@@ -32,7 +32,12 @@ class ServiceJobBackend(JobBackend):
             raise
 
     def submit(
-        self, owner: str, spec: JobSpec, script: str, job_id: str | None = None
+        self,
+        owner: str,
+        spec: JobSpec,
+        script: str,
+        job_id: str | None = None,
+        queued: bool = False,  # the service decides
     ) -> dict[str, Any]:
         return self._call("POST", "jobs", json={"spec": spec.to_dict(), "script": script})
 

@@ -27,6 +27,7 @@ class JobSpec:
     max_restarts: int = 2
     source: str = ""
     devices: list[str] = field(default_factory=list)
+    priority: str = "normal"  # a priority class of the queue (see jobs.fairshare)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -80,6 +81,8 @@ class JobSpec:
             problems.append(
                 f"memory={self.memory!r}: a Kubernetes quantity such as '16Gi' or '512M'"
             )
+        if not isinstance(self.priority, str) or not NAME.match(self.priority):
+            problems.append(f"priority={self.priority!r}: a priority class, e.g. 'normal'")
         if not isinstance(self.params, dict):
             problems.append("params must be a dict of parameter names to values")
         if problems:

@@ -171,11 +171,11 @@ class Supervisor:
             replicas[name] = {"state": state, "pid": proc.pid, "exit_code": code}
         self.record = self.update(replicas=replicas, last_outcome=outcome)
 
-    def run(self, resume: str | None = None) -> int:
+    def run(self, resume: str | None = None, preempted: bool = False) -> int:
         signal.signal(signal.SIGTERM, lambda *_: setattr(self, "stopping", True))
         self.hold_reserve()
         try:
-            if resume is not None and not self.resume(resume):
+            if resume is not None and not self.resume(resume, counts=not preempted):
                 return 1
             return self.attempts()
         except BaseException:
@@ -199,13 +199,21 @@ class Supervisor:
             return False
         return st.f_bavail * st.f_frsize < LOW_SPACE
 
-    def resume(self, why: str) -> bool:
+    def resume(self, why: str, counts: bool = True) -> bool:
         """Take over a job whose supervisor was stopped mid-run (``why``: by what): its
         workers left over are stopped, the next attempt counts as a restart and resumes
-        from the last checkpoint (BackupAndRestore); False when no restart is left."""
+        from the last checkpoint (BackupAndRestore); False when no restart is left.
+        ``counts`` False: the queue stopped it on purpose (preemption), no restart is used."""
         self.stop_leftovers()
         restarts = self.record.get("restarts", 0)
         history = [*self.record.get("history", []), {"time": time.time(), "event": why}]
+        if not counts:
+            self.record = self.update(
+                state="restarting",
+                history=history,
+                reason=f"{why}; resuming from its last checkpoint",
+            )
+            return True
         if restarts >= self.spec["max_restarts"]:
             self.update(
                 state="failed",
@@ -308,8 +316,13 @@ def main() -> None:
     parser.add_argument(
         "--resume", metavar="WHY", help="take over a job whose supervisor was stopped mid-run"
     )
+    parser.add_argument(
+        "--preempted",
+        action="store_true",
+        help="with --resume: the queue stopped the job for another; no restart is used",
+    )
     args = parser.parse_args()
-    sys.exit(Supervisor(args.job_dir).run(resume=args.resume))
+    sys.exit(Supervisor(args.job_dir).run(resume=args.resume, preempted=args.preempted))
 
 
 if __name__ == "__main__":

@@ -20,6 +20,7 @@ from traitlets.config import Application
 from ..gpus import GpuAllocator
 from ..jobs.handlers import release_finished
 from ..jobs.handlers import routes as jobs_routes
+from ..jobs.queue import LocalQueue
 from ..labeling import server as label_studio
 from ..labeling.handlers import routes as labeling_routes
 from ..serving.handlers import routes as serving_routes
@@ -123,6 +124,7 @@ class HubforgeService(Application):
         jobs = backend_class("hubforge.job_backends", workbench.job_backend).from_workbench(
             workbench
         )
+        args["queue"] = self.queue = LocalQueue.from_workbench(workbench, jobs, allocator)
         self.endpoints = backend_class(
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
@@ -158,7 +160,8 @@ class HubforgeService(Application):
         """GPU release of finished jobs, the idle culler, and the hub's users in step with
         the password file (started with the service)."""
         hub_api, token = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
-        self.reconcile = PeriodicCallback(self._releasing(jobs, allocator), 2000)
+        # every second: a GPU a job gave back goes to the next queued job soon after
+        self.reconcile = PeriodicCallback(self._releasing(jobs, allocator, self.queue), 1000)
         self.culler = IdleCuller.from_workbench(workbench, hub_api, token, self.log)
         self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
         sync = UserSync(workbench.passwords_file, hub_api, token, self.log)
@@ -179,17 +182,20 @@ class HubforgeService(Application):
         )
 
     @staticmethod
-    def _releasing(jobs: object, allocator: GpuAllocator) -> object:
-        """The periodic GPU release, in a thread (it reads jobs' records, through the helper
-        with per-user accounts: never on the loop); one at a time."""
+    def _releasing(jobs: object, allocator: GpuAllocator, queue: LocalQueue) -> object:
+        """The periodic GPU release of ended jobs, then the queue's pass (jobs whose turn has
+        come start), in a thread (they read jobs' records, through the helper with per-user
+        accounts: never on the loop); one at a time."""
         running: list[asyncio.Future] = []
+
+        def release_and_start() -> None:
+            release_finished(jobs, allocator)
+            queue.run_pass()
 
         def tick() -> None:
             if running and not running[0].done():
                 return
-            running[:] = [
-                asyncio.ensure_future(asyncio.to_thread(release_finished, jobs, allocator))
-            ]
+            running[:] = [asyncio.ensure_future(asyncio.to_thread(release_and_start))]
 
         return tick
 

@@ -56,8 +56,10 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         jobs: Any = None,
         endpoints: Any = None,
         accounts: Any = None,
+        queue: Any = None,
     ) -> None:
         """The service's engines; each route gets the ones its views use."""
+        self.queue = queue  # the local job queue (None: jobs are never queued here)
         self.hub_auth = hub_auth
         self.allocator = allocator
         self.workbench = workbench
@@ -140,8 +142,10 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
 class StatusHandler(ServiceHandler):
     def get(self) -> None:
         gpus = self.allocator.summary()
-        if not self.is_privileged:
-            gpus["allocations"] = self.allocator.allocations(self.identity["name"])
+        mine = None if self.is_privileged else self.identity["name"]
+        if mine is not None:
+            gpus["allocations"] = self.allocator.allocations(mine)
+        queue = self.queue.snapshot(mine) if self.queue is not None else []
         self.write_json(
             {
                 "service": SERVICE_NAME,
@@ -149,6 +153,7 @@ class StatusHandler(ServiceHandler):
                 "mode": "local",
                 "identity": self.identity,
                 "gpus": gpus,
+                "queue": queue,
             }
         )
 

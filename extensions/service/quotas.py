@@ -4,6 +4,7 @@ jobs: ``Workbench.max_jobs_per_user`` = 0 (its default) means DEFAULT_JOBS_PER_U
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import Any
 
 from ..jobs.store import TERMINAL
@@ -51,8 +52,8 @@ class Quotas:
         """What a refused submit says: how many are active, the limit, what to do."""
         yours = f"; yours: {', '.join(names)}" if names else ""
         return (
-            f"You have {count} {what} (limit {self.jobs}), counting pending ones and submits "
-            f"in progress: wait for one to finish or cancel one (`hubforge job cancel ID`"
+            f"You have {count} {what} (limit {self.jobs}), counting pending, queued and "
+            f"submitted ones: wait for one to finish or cancel one (`hubforge job cancel ID`"
             f"{yours}), then submit again. An admin can change the limit "
             "(c.Workbench.max_jobs_per_user)"
         )
@@ -67,9 +68,12 @@ class Quotas:
                 used += int(ep.get("gpus", 0) or 0)
         return used
 
-    def check_job(self, owner: str, gpus: int, jobs: Any, endpoints: Any) -> None:
+    def check_job(
+        self, owner: str, gpus: int, jobs: Any, endpoints: Any, waiting: Iterable[str] = ()
+    ) -> None:
+        """``waiting``: the owner's jobs in the queue (they count as active)."""
         if self.jobs:
-            active = self._active_ids(owner, jobs)
+            active = [*self._active_ids(owner, jobs), *waiting]
             if len(active) >= self.jobs:
                 raise TooManyJobs(self.jobs_refusal(len(active), active[:5]))
         self._check_gpus(owner, gpus, jobs, endpoints)

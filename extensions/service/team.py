@@ -54,8 +54,14 @@ class TeamHandler(ServiceHandler):
             endpoints = await asyncio.to_thread(self.endpoints.list, model["name"])
             rows.append(user_row(model, jobs, endpoints, held))
         summary = self.allocator.summary()
+        queue = self.queue
         self.write_json(
-            {"users": rows, "gpus": {"total": summary["total"], "free": summary["free"]}}
+            {
+                "users": rows,
+                "gpus": {"total": summary["total"], "free": summary["free"]},
+                "queue": queue.snapshot() if queue is not None else [],
+                "recent_use": queue.recent_use() if queue is not None else {},
+            }
         )
 
 

@@ -19,8 +19,11 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser():
+    """One Chromium per test file: Playwright's sync API keeps an asyncio loop running in
+    this thread while it is open, and tests that run their own loop (tornado's test cases)
+    may follow in the same process (xdist workers run whole files in random order)."""
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as pw:

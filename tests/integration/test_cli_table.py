@@ -47,7 +47,8 @@ def steps():
   job = sub["out"].split()[1].rstrip(";")
   show = step(f"job show {job}")
   step(f"job logs {job} --replica worker-0 --follow")
-  slow = step("job submit train.ipynb --param epochs=50 --param delay=1 --name clicancel")
+  slow = step("job submit train.ipynb --param epochs=50 --param delay=1 --name clicancel "
+              "--priority batch")
   if slow["rc"]:
       return
   facts["cancelled"] = slow["out"].split()[1].rstrip(";")
@@ -157,7 +158,7 @@ def test_cli_in_a_users_server(workbench, tmp_path):
     assert "Assets written to" not in out[2], out[2]  # TensorFlow's routine line: kept out
     cancelled = facts["cancelled"]
     assert out[4].strip() == f"{cancelled}: cancelled", results[4]
-    assert re.search(rf"^{cancelled}\s+cancelled\s", out[5], re.M), out[5]
+    assert re.search(rf"^{cancelled}\s+cancelled\s.* priority=batch$", out[5], re.M), out[5]
     assert re.search(rf"^{job}\s+succeeded\s", out[5], re.M), out[5]
     assert out[6].startswith("TensorBoard clitb: ") and "/user/cali/proxy/" in out[6]
     assert out[7].startswith("clitb")

@@ -8,6 +8,7 @@ import time
 import nbformat
 import pytest
 
+from tests.callers import wait_for
 from tests.cleanup import leave_nothing_running
 from tests.notebooks import training_notebook
 
@@ -92,18 +93,59 @@ def test_gpu_job_gets_devices_and_gives_them_back(workbench, trainer):
     assert mine["allocations"] == {k: v for k, v in gpus["allocations"].items() if "trainer" in k}
     assert f"job/trainer/{job_id}" in mine["allocations"]
 
-    r = workbench.api(
-        "POST",
-        "user/trainer/hubforge/api/jobs",
-        trainer,
-        json={"path": "train.ipynb", "gpus_per_worker": 1},
-    )
-    assert r.status_code == 409 and "only 0 of 2 are free" in r.json()["message"]
+    # no GPU is free: the next two are accepted and wait in the queue, in order (#33)
+    waiting = []
+    for _ in range(2):
+        r = workbench.api(
+            "POST",
+            "user/trainer/hubforge/api/jobs",
+            trainer,
+            json={"path": "train.ipynb", "gpus_per_worker": 1, "params": {"epochs": 1}},
+        )
+        assert r.status_code == 201, r.text
+        assert r.json()["state"] == "queued" and r.json()["spec"]["devices"] == []
+        waiting.append(r.json()["id"])
+    first = workbench.api("GET", f"user/trainer/hubforge/api/jobs/{waiting[0]}", trainer).json()
+    assert first["queue"] == {"position": 1, "reason": "waiting for 1 GPU (0 free); yours is next"}
+    listed = workbench.api("GET", "services/hubforge/api/jobs", trainer).json()["jobs"]
+    second = next(j for j in listed if j["id"] == waiting[1])
+    assert second["queue"]["position"] == 2 and "1 job ahead, all yours" in second["reason"]
 
+    # admins see the queue (status, the hub home's team view); a user sees their own part
+    queue = workbench.api("GET", "services/hubforge/api/status", admin).json()["queue"]
+    assert [(q["position"], q["id"], q["owner"], q["gpus"]) for q in queue] == [
+        (1, waiting[0], "trainer", 1),
+        (2, waiting[1], "trainer", 1),
+    ]
+    team = workbench.api("GET", "services/hubforge/api/team", admin).json()
+    assert [q["id"] for q in team["queue"]] == waiting
+    assert workbench.api("GET", "services/hubforge/api/team", trainer).status_code == 403
+    assert workbench.api("GET", "services/hubforge/api/status", trainer).json()["queue"] == queue
+    other = workbench.create_user("queue-peer")
+    assert workbench.api("GET", "services/hubforge/api/status", other).json()["queue"] == []
+    r = workbench.api("DELETE", f"services/hubforge/api/jobs/{waiting[1]}", other)
+    assert r.status_code == 404  # another user cannot take a place in the queue away
+
+    # a waiting job is cancelled: it never starts
+    r = workbench.api("DELETE", f"user/trainer/hubforge/api/jobs/{waiting[1]}", trainer)
+    assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    # the running one is cancelled: its GPU goes to the first waiting job, by itself
     r = workbench.api("DELETE", f"user/trainer/hubforge/api/jobs/{job_id}", trainer)
     assert r.status_code == 200 and r.json()["state"] == "cancelled"
+    devices = r.json()["spec"]["devices"]
+
+    def started() -> dict | None:
+        job = workbench.api("GET", f"user/trainer/hubforge/api/jobs/{waiting[0]}", trainer)
+        return job.json() if job.json()["state"] != "queued" else None
+
+    job = wait_for(started, 30, "the queued job to start")
+    assert job["spec"]["devices"] == devices and "queue" not in job
     gpus = workbench.api("GET", "services/hubforge/api/status", admin).json()["gpus"]
     assert f"job/trainer/{job_id}" not in gpus["allocations"]
+    assert gpus["allocations"][f"job/trainer/{waiting[0]}"] == devices
+    workbench.api("DELETE", f"user/trainer/hubforge/api/jobs/{waiting[0]}", trainer)
+    record = workbench.api("GET", f"user/trainer/hubforge/api/jobs/{waiting[1]}", trainer)
+    assert record.json()["state"] == "cancelled"
 
 
 def test_bad_submissions(workbench, trainer):

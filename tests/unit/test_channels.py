@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import socket
 import stat
 import subprocess
@@ -21,14 +22,15 @@ from hubforge import channels, proxy_guard
 
 @pytest.fixture
 def fresh(monkeypatch, tmp_path):
-    """A process without a private folder yet, its temp folder ``tmp_path/t``."""
-    base = tmp_path / "t"
-    base.mkdir(mode=0o700)
+    """A process without a private folder yet, its temp folder a short one of its own (as
+    /tmp is: sockets' paths must fit)."""
+    base = Path(tempfile.mkdtemp(prefix="hf-t-", dir="/tmp"))
     monkeypatch.setattr(channels, "_private", None)
     monkeypatch.setattr(tempfile, "tempdir", None)
     monkeypatch.setenv("TMPDIR", str(base))
     monkeypatch.setenv("HOME", str(tmp_path / "home"))
-    return base
+    yield base
+    shutil.rmtree(base, ignore_errors=True)
 
 
 def test_activate_points_tmpdir_into_a_new_0700_folder(fresh, monkeypatch):
@@ -60,10 +62,16 @@ def test_folders_of_dead_servers_are_removed_live_ones_kept(fresh):
 
 
 def test_a_temp_folder_anyone_can_rename_in_is_not_used(fresh, tmp_path, monkeypatch):
-    shared = tmp_path / "shared"
+    shared = fresh / "shared"
     shared.mkdir()
     shared.chmod(0o777)  # world-writable, not sticky
     monkeypatch.setenv("TMPDIR", str(shared))
+    made = channels.private_dir()
+    channels._remove(made, os.getpid())
+    assert made.parent == Path("/tmp")  # sticky: only an entry's owner may rename it
+    # with no safe temp folder at all: the user's own ~/.cache
+    monkeypatch.setattr(channels, "_private", None)
+    monkeypatch.setattr(channels, "_safe_base", lambda base: False)
     made = channels.private_dir()
     assert made.parent == tmp_path / "home" / ".cache"
 
@@ -72,7 +80,22 @@ def test_kernel_ipc_paths_are_short_and_in_the_private_folder(fresh):
     km = channels.PrivateKernelManager(
         transport="ipc", connection_file=str(Path("/x" * 60) / "kernel-1234-abcd.json")
     )
-    assert km.ip == str(channels.private_dir() / channels.KERNELS / "1234-abcd")
+    assert km.ip == str(channels.private_dir() / channels.KERNELS / "1234abcd")
+    long_id = channels.PrivateKernelManager(
+        transport="ipc", connection_file="/x/kernel-6c8a0a44-0950-4835-a697-89b62e0fc370.json"
+    )
+    assert long_id.ip == str(channels.private_dir() / channels.KERNELS / "6c8a0a440950")
+
+
+def test_a_temp_folder_too_deep_for_sockets_gives_way_to_tmp(fresh, monkeypatch):
+    deep = fresh / ("deep-folder-" * 6)
+    deep.mkdir()
+    monkeypatch.setenv("TMPDIR", str(deep))
+    made = channels.private_dir()
+    channels._remove(made, os.getpid())
+    assert made.parent == Path("/tmp")
+    socket = made / channels.KERNELS / ("f" * channels.SOCKET_NAME + "-pipe")
+    assert len(str(socket)) <= 107
     assert channels.PrivateKernelManager().ip in ("127.0.0.1", "localhost")  # tcp: unchanged
 
 
@@ -143,8 +166,9 @@ def home_of(server: subprocess.Popen) -> Path:
 
 
 def private_of(server: subprocess.Popen) -> Path:
-    """The server's private folder (it made it in its TMPDIR, named with its pid)."""
-    (folder,) = home_of(server).glob(f"hubforge-{os.getuid()}-{server.pid}-*")
+    """The server's private folder, named with its pid: in /tmp, as its TMPDIR is too deep
+    for the sockets' paths (see channels.MAX_BASE)."""
+    (folder,) = Path("/tmp").glob(f"hubforge-{os.getuid()}-{server.pid}-*")
     return folder
 
 
@@ -153,7 +177,10 @@ def server(tmp_path_factory):
     home = tmp_path_factory.mktemp("home")
     port, token = _free_port(), "channels-test-token"
     env = {k: v for k, v in os.environ.items() if not k.startswith(("JUPYTERHUB_", "HUBFORGE_"))}
-    env.update(HOME=str(home), TMPDIR=str(home), **{channels.ENV: "1"})
+    # a deep TMPDIR (as a workbench's can be): the sockets' paths must still fit 107 bytes
+    deep = home / ("deep-folder-" * 6)
+    deep.mkdir()
+    env.update(HOME=str(home), TMPDIR=str(deep), **{channels.ENV: "1"})
     args = [
         sys.executable,
         "-m",
@@ -213,7 +240,8 @@ def test_the_server_starts_kernels_over_unix_sockets(server):
             p for p in psutil.Process(proc.pid).children() if kernel in " ".join(p.cmdline())
         ]
         assert "hubforge.kernel_launcher" in launched.cmdline()
-        names = {f"{kernel}-{n}" for n in (1, 2, 3, 4, 5, "pipe")}  # 5 channels, fork pipe
+        short = kernel.replace("-", "")[:12]  # the kernel's id, shortened to fit
+        names = {f"{short}-{n}" for n in (1, 2, 3, 4, 5, "pipe")}  # 5 channels, fork pipe
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             sockets = {c.laddr for c in launched.net_connections(kind="unix") if c.laddr}

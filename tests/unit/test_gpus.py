@@ -57,13 +57,11 @@ def test_a_users_allocations_include_their_jobs(tmp_path):
 
 
 def test_a_job_being_started_keeps_its_gpus_while_the_service_sweeps(tmp_path):
-    """The sweep that gives back finished jobs' GPUs runs beside submits; a job whose record
-    is not written yet is not finished (CI once saw its GPU taken back)."""
-    import asyncio
-    from types import SimpleNamespace
-
+    """The sweep that gives back ended jobs' GPUs runs beside the queue's starts; a job whose
+    supervisor is being started is not ended (CI once saw such a job's GPU taken back)."""
     from hubforge.jobs.errors import JobNotFound
-    from hubforge.jobs.handlers import JobsHandler, release_finished
+    from hubforge.jobs.handlers import release_finished
+    from hubforge.jobs.queue import LocalQueue
     from hubforge.jobs.spec import JobSpec
 
     alloc = GpuAllocator(["0"], tmp_path / "gpus.json")
@@ -78,19 +76,22 @@ def test_a_job_being_started_keeps_its_gpus_while_the_service_sweeps(tmp_path):
                 raise JobNotFound(f"No job {job_id}")
             return self.records[job_id]
 
-        def submit(self, user, spec, script, job_id):
-            release_finished(self, alloc)  # the sweep, while this job is being written
+        def start_queued(self, user, job_id, devices):
+            release_finished(self, alloc)  # the sweep, while this job is being started
             seen["during"] = alloc.allocations()
-            self.records[job_id] = {"id": job_id, "state": "running"}
-            return self.records[job_id]
+            self.records[job_id]["state"] = "running"
 
     jobs = Jobs()
-    handler = SimpleNamespace(jobs=jobs, allocator=alloc)
-    spec = JobSpec.from_dict({"name": "train", "gpus_per_worker": 1})
-    asyncio.run(JobsHandler._submit(handler, "alice", spec, "print(1)", "train-1", 1))
+    queue = LocalQueue(tmp_path / "queue.json", jobs, alloc)
+    spec = JobSpec(name="train", gpus_per_worker=1)
+    jobs.records["train-1"] = {"id": "train-1", "state": "queued"}
+    queue.add(queue.request("alice", spec, "train-1"))
+    assert queue.run_pass() == ["train-1"]
     assert seen["during"] == {"job/alice/train-1": ["0"]}
     release_finished(jobs, alloc)
     assert alloc.allocations() == {"job/alice/train-1": ["0"]}
     jobs.records["train-1"]["state"] = "succeeded"
     release_finished(jobs, alloc)
     assert alloc.allocations() == {}
+    queue.run_pass()
+    assert queue.running == {}

@@ -28,6 +28,8 @@ export interface IJob {
   spec: { name?: string; workers?: number; source?: string; [key: string]: unknown };
   progress?: IProgress | null;
   artifacts?: { figures?: string[]; model_dir?: string; [key: string]: unknown };
+  /** While the job waits in the workbench's queue: its place (1 = next) and why. */
+  queue?: { position: number; reason: string };
 }
 
 export interface ITensorBoard {
@@ -101,6 +103,14 @@ export function progressText(job: IJob): string {
     parts.push(`ETA ${shortDuration(p.eta_s)}`);
   }
   return parts.join(' · ');
+}
+
+/** "#2 in the queue: waiting for 1 GPU (0 free); 1 job ahead, of ana", or '' once it runs. */
+export function queueText(job: IJob): string {
+  if (job.state !== 'queued' || !job.queue) {
+    return '';
+  }
+  return `#${job.queue.position} in the queue: ${job.queue.reason}`;
 }
 
 /** Fraction done in [0, 1], or null when the job has not said. */

@@ -22,7 +22,8 @@ import {
   jobDetails,
   jobName,
   progressFraction,
-  progressText
+  progressText,
+  queueText
 } from './model';
 
 export interface IPanelActions {
@@ -345,6 +346,7 @@ export class HubforgePanel extends Widget {
       job.state === 'failed' && job.reason
         ? h('div', { className: 'hf-Reason', title: job.reason }, job.reason)
         : null,
+      queueText(job) ? h('div', { className: 'hf-Queue' }, queueText(job)) : null,
       figures.length
         ? h(
             'div',

@@ -6,6 +6,7 @@ import {
   parseParameter,
   progressFraction,
   progressText,
+  queueText,
   savedRequestProblem,
   statusText
 } from '../src/model';
@@ -126,5 +127,16 @@ describe('savedRequestProblem', () => {
     expect(savedRequestProblem('a', '{"instances": [')).toMatch(/not valid JSON/);
     expect(savedRequestProblem('a', '{"inputs": [1]}')).toMatch(/\{"instances": \[\.\.\.\]\}/);
     expect(savedRequestProblem('a', 'null')).toMatch(/predict body/);
+  });
+});
+
+describe('queueText', () => {
+  it('says where a queued job stands and why, and nothing once it runs', () => {
+    const queue = { position: 2, reason: 'waiting for 1 GPU (0 free); 1 job ahead, of ana' };
+    expect(queueText(job('a', 'queued', { queue }))).toBe(
+      '#2 in the queue: waiting for 1 GPU (0 free); 1 job ahead, of ana'
+    );
+    expect(queueText(job('a', 'running', { queue }))).toBe('');
+    expect(queueText(job('a', 'queued'))).toBe('');
   });
 });

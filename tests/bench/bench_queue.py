@@ -1,0 +1,158 @@
+"""Benchmark: 50 one-GPU jobs from 5 users on a workbench configured with 4 GPUs (issue #33).
+
+A real workbench (no Label Studio), ``c.Workbench.gpus`` = 4 devices (handed out through
+CUDA_VISIBLE_DEVICES; no hardware needed), 5 users each submitting 10 jobs at once through
+the service's REST API with their own token. Each job's script notes when its code started and
+ended and on which device, then sleeps ``--seconds``. Reported:
+
+- accepted / refused submits (target: every job accepted, queued when no GPU is free);
+- no device ever held by two running jobs;
+- **handover**: from a job's end on a device to the next job's code running on it (the
+  queue's pass, the supervisor's and the worker's start): median and p90;
+- **fair share**: each user's share of the GPU-seconds consumed by the time half of the total
+  was (target: each within 10 % of an equal share, i.e. 20 % +- 2 points).
+
+    .venv/bin/python tests/bench/bench_queue.py [--users 5] [--jobs 10] [--seconds 1]
+Not part of the pass/fail suite.
+"""
+
+from __future__ import annotations
+
+import argparse
+import itertools
+import json
+import statistics
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+from tests.workbench import start_workbench
+
+SCRIPT = """\
+import json, os, time
+start = time.time()
+time.sleep({seconds})
+print("BENCH" + json.dumps({{"start": start, "end": time.time(),
+      "device": os.environ.get("CUDA_VISIBLE_DEVICES")}}))
+"""
+API = "services/hubforge/api/jobs"
+
+
+def submit_all(wb, tokens: dict[str, str], jobs: int, seconds: float) -> list[tuple[str, str]]:
+    """Every user's jobs, the users' submits interleaved as a team's would be."""
+    script = SCRIPT.format(seconds=seconds)
+
+    def one(user: str, i: int) -> tuple[str, str, int]:
+        body = {"spec": {"name": f"b{i}", "gpus_per_worker": 1}, "script": script}
+        r = wb.api("POST", API, tokens[user], json=body)
+        return user, (r.json().get("id") if r.status_code == 201 else r.text), r.status_code
+
+    with ThreadPoolExecutor(len(tokens)) as pool:
+        done = list(pool.map(lambda a: one(*a), [(u, i) for i in range(jobs) for u in tokens]))
+    refused = [(u, text) for u, text, status in done if status != 201]
+    if refused:
+        print(f"refused: {len(refused)}; first: {refused[0]}")
+    return [(u, job) for u, job, status in done if status == 201]
+
+
+def results(wb, tokens: dict[str, str], submitted: list[tuple[str, str]]) -> list[dict]:
+    found = []
+    for user, job in submitted:
+        record = wb.api("GET", f"{API}/{job}", tokens[user]).json()
+        if record["state"] != "succeeded":
+            raise RuntimeError(f"{job} of {user}: {record['state']} {record.get('reason')}")
+        text = wb.api("GET", f"{API}/{job}/logs/worker-0", tokens[user]).json()["text"]
+        line = next(x for x in text.splitlines() if x.startswith("BENCH"))
+        found.append({"user": user, "job": job, **json.loads(line.removeprefix("BENCH"))})
+    return found
+
+
+def handovers(runs: list[dict]) -> tuple[list[float], int]:
+    """Gaps between consecutive jobs on each device, and how many times two overlapped."""
+    gaps, overlaps = [], 0
+    for device in {r["device"] for r in runs}:
+        on = sorted((r for r in runs if r["device"] == device), key=lambda r: r["start"])
+        for before, after in itertools.pairwise(on):
+            if after["start"] < before["end"]:
+                overlaps += 1
+            else:
+                gaps.append(after["start"] - before["end"])
+    return gaps, overlaps
+
+
+def shares_at_half(runs: list[dict]) -> dict[str, float]:
+    """Each user's share of the GPU-seconds used up to the moment half of all was used."""
+    total = sum(r["end"] - r["start"] for r in runs)
+    lo, hi = min(r["start"] for r in runs), max(r["end"] for r in runs)
+    for _ in range(60):  # bisect for the moment half the GPU-seconds were used
+        mid = (lo + hi) / 2
+        used = sum(max(0.0, min(r["end"], mid) - r["start"]) for r in runs)
+        lo, hi = (mid, hi) if used < total / 2 else (lo, mid)
+    per_user: dict[str, float] = {}
+    for r in runs:
+        per_user[r["user"]] = per_user.get(r["user"], 0.0) + max(
+            0.0, min(r["end"], hi) - r["start"]
+        )
+    spent = sum(per_user.values())
+    return {u: v / spent for u, v in sorted(per_user.items())}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--users", type=int, default=5)
+    parser.add_argument("--jobs", type=int, default=10, help="jobs per user")
+    parser.add_argument("--seconds", type=float, default=1.0, help="each job's length")
+    args = parser.parse_args()
+    config = (
+        'c.Workbench.label_studio_python = ""\n'
+        'c.Workbench.gpus = ["0", "1", "2", "3"]\n'
+        f"c.Workbench.max_jobs_per_user = {args.jobs}\n"
+    )
+    with tempfile.TemporaryDirectory(prefix="bench-queue-") as tmp:
+        data = Path(tmp) / "wb"
+        wb = start_workbench(data, config=config)
+        try:
+            tokens = {f"q{i}": wb.create_user(f"q{i}") for i in range(args.users)}
+            began = time.time()
+            submitted = submit_all(wb, tokens, args.jobs, args.seconds)
+            print(f"accepted {len(submitted)} of {args.users * args.jobs} submits")
+            for user, job in submitted:
+                deadline = time.monotonic() + 600
+                while wb.api("GET", f"{API}/{job}", tokens[user]).json()["state"] in (
+                    "queued",
+                    "pending",
+                    "running",
+                ):
+                    if time.monotonic() > deadline:
+                        raise RuntimeError(f"{job} did not end")
+                    time.sleep(0.5)
+            wall = time.time() - began
+            runs = results(wb, tokens, submitted)
+        finally:
+            wb.down()
+    gaps, overlaps = handovers(runs)
+    gaps.sort()
+    ideal = len(runs) * args.seconds / 4
+    print(f"all {len(runs)} jobs succeeded in {wall:.1f} s (ideal on 4 GPUs: {ideal:.1f} s)")
+    print(f"jobs sharing a device at once: {overlaps}")
+    print(
+        f"handover (a job's end -> the next job's code on that device): median "
+        f"{statistics.median(gaps):.2f} s, p90 {gaps[int(0.9 * (len(gaps) - 1))]:.2f} s, "
+        f"max {gaps[-1]:.2f} s over {len(gaps)} handovers"
+    )
+    shares = shares_at_half(runs)
+    fair = 1 / len(shares)
+    worst = max(abs(s - fair) / fair for s in shares.values())
+    print(
+        "share of GPU-seconds when half were used: "
+        + ", ".join(f"{u} {100 * s:.1f} %" for u, s in shares.items())
+        + f" (worst {100 * worst:.1f} % off an equal share)"
+    )
+
+
+if __name__ == "__main__":
+    main()
