@@ -123,19 +123,34 @@ def class_of(name: str, classes: Iterable[PriorityClass]) -> PriorityClass:
 
 
 def ordered(
-    queued: Iterable[Request], usage: Usage, classes: Iterable[PriorityClass], now: float
+    queued: Iterable[Request],
+    usage: Usage,
+    classes: Iterable[PriorityClass],
+    now: float,
+    running: Iterable[Request] = (),
 ) -> list[Request]:
-    """The waiting jobs in the order they start (see the module's docstring)."""
+    """The waiting jobs in the order they start (see the module's docstring). Between
+    owners of equal recent use, the one holding less now (``running``) goes first: GPUs
+    free one at a time, and one owner would otherwise get two in a row before the first
+    was charged."""
     classes = tuple(classes)
     charged: dict[str, float] = {}
+    holding: dict[str, float] = {}
+    for job in running:
+        holding[job.owner] = holding.get(job.owner, 0.0) + weight(job)
     left = sorted(queued, key=lambda r: (r.submitted, r.id))
     result: list[Request] = []
     while left:
 
-        def key(r: Request) -> tuple[int, float, float]:
+        def key(r: Request) -> tuple[int, float, float, float]:
             # whole GPU-seconds: use that has all but decayed counts as none
             use = math.floor(usage.of(r.owner, now) + charged.get(r.owner, 0.0))
-            return (-class_of(r.priority, classes).value, use, r.submitted)
+            return (
+                -class_of(r.priority, classes).value,
+                use,
+                holding.get(r.owner, 0.0),
+                r.submitted,
+            )
 
         pick = min(left, key=key)
         left.remove(pick)
@@ -150,13 +165,14 @@ def to_start(
     usage: Usage,
     classes: Iterable[PriorityClass],
     now: float,
+    running: Iterable[Request] = (),
 ) -> list[Request]:
     """The jobs to start now, in order: each fits what the ones before it left; a job that
     does not fit blocks later ones that need the kind of capacity it waits for."""
     free = Capacity(free.gpus, free.cpus)
     blocked_gpus = blocked_cpus = False
     starting = []
-    for request in ordered(queued, usage, classes, now):
+    for request in ordered(queued, usage, classes, now, running):
         needs_blocked = (request.gpus and blocked_gpus) or (request.cpus and blocked_cpus)
         if not needs_blocked and free.fits(request):
             free.take(request)
@@ -174,12 +190,14 @@ def waiting_reasons(
     classes: Iterable[PriorityClass],
     now: float,
     count_slots: bool = True,
+    running: Iterable[Request] = (),
 ) -> dict[str, dict[str, Any]]:
     """For each job that does not start now: its position (1 = next) and why it waits, in
     words for the sidebar, the CLI and REST (``count_slots`` False: the machine does not limit
     CPU slots, the words name GPUs only)."""
-    order = ordered(queued, usage, classes, now)
-    starting = {r.id for r in to_start(order, free, usage, classes, now)}
+    running = tuple(running)
+    order = ordered(queued, usage, classes, now, running)
+    starting = {r.id for r in to_start(order, free, usage, classes, now, running)}
     waiting = [r for r in order if r.id not in starting]
     result = {}
     for position, request in enumerate(waiting, start=1):

@@ -42,6 +42,7 @@ from .store import TERMINAL
 log = logging.getLogger(__name__)
 
 UNLIMITED = 1 << 30  # CPU slots when the workbench sets no limit
+SAVE_USE_EVERY = 60.0  # seconds between writes of recent use alone
 
 
 def gpu_owner(user: str, job_id: str) -> str:
@@ -74,6 +75,7 @@ class LocalQueue:
         self.running: dict[str, Running] = {}
         self.usage = Usage()
         self.charged_at = clock()
+        self._saved_at = 0.0
         self._load()
 
     @classmethod
@@ -140,7 +142,11 @@ class LocalQueue:
                 self.classes,
                 self.clock(),
                 count_slots=bool(self.cpu_slots),
+                running=self._now_running(),
             )
+
+    def _now_running(self) -> list[Request]:
+        return [job.request for job in self.running.values()]
 
     def snapshot(self, owner: str | None = None) -> list[dict[str, Any]]:
         """The waiting jobs in order (only ``owner``'s when given): id, owner, GPUs, CPU
@@ -180,22 +186,32 @@ class LocalQueue:
             now = self.clock()
             self.usage.charge(self.running.values(), self.charged_at, now)
             self.charged_at = now
+            before = (len(self.waiting), len(self.running))
             self._forget_ended()
             started = self._start_due(now)
             if self.preemption and self._preempt(now):
                 started += self._start_due(now)
-            self._save()
+            # written when jobs came or went; recent use at least once a minute while jobs
+            # run (an idle workbench writes nothing every second)
+            if (
+                started
+                or before != (len(self.waiting), len(self.running))
+                or (self.running and now - self._saved_at >= SAVE_USE_EVERY)
+            ):
+                self._save()
             return started
 
     def _start_due(self, now: float) -> list[str]:
-        due = to_start(self.waiting, self.free(), self.usage, self.classes, now)
+        due = to_start(
+            self.waiting, self.free(), self.usage, self.classes, now, self._now_running()
+        )
         return [request.id for request in due if self._start(request, now)]
 
     def _preempt(self, now: float) -> bool:
         """Make room for the next waiting job by stopping running jobs of a lower,
         preemptible class that have a checkpoint to resume from (most recently started
         first); they wait again with their first submit time. True when any was stopped."""
-        waiting = ordered(self.waiting, self.usage, self.classes, now)
+        waiting = ordered(self.waiting, self.usage, self.classes, now, self._now_running())
         if not waiting:
             return False
         first, free = waiting[0], self.free()
@@ -256,6 +272,7 @@ class LocalQueue:
 
     # -- kept on disk -----------------------------------------------------------------------
     def _save(self) -> None:
+        self._saved_at = self.clock()
         write_json(
             self.state_file,
             {

@@ -31,6 +31,19 @@ def test_one_users_ten_jobs_do_not_starve_a_teammates_one():
     assert [r.id for r in started] == ["heavy0", "one"]
 
 
+def test_a_user_whose_jobs_run_now_waits_behind_one_whose_do_not():
+    """GPUs free one at a time, each pass picks one job: jobs running now count as use to
+    come, or one user would get two GPUs in a row before their use was charged."""
+    queued = [gpu_job("hana2", "hana", 1), gpu_job("tom2", "tom", 2)]
+    running = [gpu_job("hana1", "hana", 0)]
+    free = Capacity(gpus=1, cpus=16)
+    assert [r.id for r in ordered(queued, Usage(), DEFAULT_CLASSES, NOW)] == ["hana2", "tom2"]
+    started = to_start(queued, free, Usage(), DEFAULT_CLASSES, NOW, running)
+    assert [r.id for r in started] == ["tom2"]
+    reasons = waiting_reasons(queued, free, Usage(), DEFAULT_CLASSES, NOW, running=running)
+    assert list(reasons) == ["hana2"]
+
+
 def test_the_least_served_user_goes_first_and_use_decays():
     usage = Usage(half_life=100)
     usage.add("hana", 1000.0, NOW)
