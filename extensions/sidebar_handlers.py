@@ -265,8 +265,10 @@ class GpuStatusHandler(SidebarHandler):
         status: dict[str, Any] = {"workbench": None, "server": await asyncio.to_thread(nvidia_smi)}
         if ServiceClient.available():
             try:
-                gpus = (await asyncio.to_thread(ServiceClient().status))["gpus"]
+                service = await asyncio.to_thread(ServiceClient().status)
+                gpus = service["gpus"]
                 status["workbench"] = {"total": gpus["total"], "free": gpus["free"]}
+                status["waiting_for_gpus"] = service.get("waiting_for_gpus")
             except (ServiceError, KeyError) as e:
                 status["workbench"] = {"error": str(e)}
         status["visible"] = [d for d in os.environ.get("CUDA_VISIBLE_DEVICES", "").split(",") if d]

@@ -398,12 +398,31 @@ class Workbench(Configurable):
         help="Seconds without activity after which a server holding GPUs is stopped (0: "
         "never): idle GPUs are the costliest waste. A profile's own idle_timeout wins.",
     )
+    gpu_idle_timeout_when_queued = Integer(
+        600,
+        config=True,
+        help="While jobs wait in the queue for GPUs: seconds without activity after which a "
+        "server holding GPUs is stopped, so the jobs get them (0: only the idle timeouts "
+        "above). A kernel running a cell counts as activity.",
+    )
+    activity_interval = Integer(
+        60,
+        config=True,
+        help="Seconds between two activity reports of a user's server to the hub (what the "
+        "idle timeouts are measured on; JupyterHub's default is 300).",
+    )
     cull_interval = Integer(60, config=True, help="Seconds between two checks for idle servers.")
 
-    @validate("idle_timeout", "gpu_idle_timeout", "cull_interval")
+    @validate(
+        "idle_timeout",
+        "gpu_idle_timeout",
+        "gpu_idle_timeout_when_queued",
+        "activity_interval",
+        "cull_interval",
+    )
     def _check_idle(self, proposal: Any) -> int:
         name = proposal["trait"].name
-        low = 1 if name == "cull_interval" else 0
+        low = 1 if name in ("cull_interval", "activity_interval") else 0
         if proposal["value"] < low:
             raise TraitError(f"Workbench.{name}={proposal['value']!r}: must be >= {low}")
         return proposal["value"]

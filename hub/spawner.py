@@ -221,6 +221,8 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
                 "HUBFORGE_TENSORBOARD_IDLE_TIMEOUT": str(self.workbench.tensorboard_idle_timeout),
                 "HUBFORGE_TENSORBOARD_MAX": str(self.workbench.tensorboard_max),
                 "CUDA_VISIBLE_DEVICES": ",".join(getattr(self, "_devices", [])),
+                # how often the server tells the hub it is active (idle culling's clock)
+                "JUPYTERHUB_ACTIVITY_INTERVAL": str(self.workbench.activity_interval),
                 # the server makes its private folder (0700) and points TMPDIR into it
                 PRIVATE_CHANNELS: "1",
             }

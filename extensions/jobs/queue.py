@@ -122,6 +122,11 @@ class LocalQueue:
             self._save()
             return True
 
+    def gpus_wanted(self) -> int:
+        """GPUs the waiting jobs ask for (the GPU-aware culler frees idle servers' for them)."""
+        with self.lock:
+            return sum(r.gpus for r in self.waiting)
+
     def waiting_ids(self, owner: str) -> list[str]:
         with self.lock:
             return [r.id for r in self.waiting if r.owner == owner]

@@ -162,7 +162,9 @@ class HubforgeService(Application):
         hub_api, token = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
         # every second: a GPU a job gave back goes to the next queued job soon after
         self.reconcile = PeriodicCallback(self._releasing(jobs, allocator, self.queue), 1000)
-        self.culler = IdleCuller.from_workbench(workbench, hub_api, token, self.log)
+        self.culler = IdleCuller.from_workbench(
+            workbench, hub_api, token, self.log, gpus_wanted=self.queue.gpus_wanted
+        )
         self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
         sync = UserSync(workbench.passwords_file, hub_api, token, self.log)
         self.user_sync = PeriodicCallback(sync.tick, USER_SYNC_INTERVAL * 1000)

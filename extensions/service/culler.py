@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -68,7 +69,11 @@ class IdleCuller:
         hub_api: str = "",
         token: str = "",
         logger: logging.Logger = log,
+        queued_timeout: int = 0,
+        gpus_wanted: Callable[[], int] = lambda: 0,
     ) -> None:
+        self.queued_timeout = queued_timeout  # GPU servers' limit while jobs wait for GPUs
+        self.gpus_wanted = gpus_wanted  # GPUs the queue's waiting jobs ask for now
         self.profiles = {p["slug"]: p for p in validate_profiles(profiles)}
         self.default = next(p for p in self.profiles.values() if p["default"])
         self.cpu_timeout = cpu_timeout
@@ -79,7 +84,12 @@ class IdleCuller:
 
     @classmethod
     def from_workbench(
-        cls, workbench: Any, hub_api: str, token: str, logger: logging.Logger = log
+        cls,
+        workbench: Any,
+        hub_api: str,
+        token: str,
+        logger: logging.Logger = log,
+        gpus_wanted: Callable[[], int] = lambda: 0,
     ) -> IdleCuller:
         return cls(
             workbench.profiles,
@@ -88,10 +98,23 @@ class IdleCuller:
             hub_api,
             token,
             logger,
+            workbench.gpu_idle_timeout_when_queued,
+            gpus_wanted,
         )
 
-    def idle_servers(self, users: list[dict[str, Any]], now: datetime) -> list[IdleServer]:
-        """The ready servers in ``users`` (hub API user models) that are due to stop."""
+    def timeout_for(self, profile: dict[str, Any], wanted: int) -> int:
+        """The profile's idle limit; for a GPU profile while jobs wait for ``wanted`` GPUs,
+        at most the queued limit."""
+        timeout = idle_timeout(profile, self.cpu_timeout, self.gpu_timeout)
+        if wanted and profile.get("gpus") and self.queued_timeout:
+            return min(timeout, self.queued_timeout) if timeout else self.queued_timeout
+        return timeout
+
+    def idle_servers(
+        self, users: list[dict[str, Any]], now: datetime, wanted: int = 0
+    ) -> list[IdleServer]:
+        """The ready servers in ``users`` (hub API user models) that are due to stop
+        (``wanted``: GPUs the queue's waiting jobs ask for)."""
         due = []
         for user in users:
             for name, server in (user.get("servers") or {}).items():
@@ -99,7 +122,7 @@ class IdleCuller:
                     continue  # starting or stopping: the hub is busy with it
                 slug = (server.get("user_options") or {}).get("profile") or ""
                 profile = self.profiles.get(slug, self.default)
-                timeout = idle_timeout(profile, self.cpu_timeout, self.gpu_timeout)
+                timeout = self.timeout_for(profile, wanted)
                 seen = _time(server.get("last_activity")) or _time(server.get("started"))
                 if not timeout or seen is None:
                     continue
@@ -128,7 +151,8 @@ class IdleCuller:
 
     async def cull(self) -> list[IdleServer]:
         """One pass: stop every server that is due; returns what was stopped."""
-        due = self.idle_servers(await self.users(), datetime.now(UTC))
+        wanted = self.gpus_wanted()
+        due = self.idle_servers(await self.users(), datetime.now(UTC), wanted)
         stopped = []
         for s in due:
             path = f"/users/{quote(s.user, safe='')}/server"
@@ -140,11 +164,14 @@ class IdleCuller:
                 self.log.warning("Could not stop idle server of %s: %s", s.user, e)
                 continue
             self.log.info(
-                "Stopped %s's server (%s profile): idle %.0f s, its limit is %d s",
+                "Stopped %s's server (%s profile): idle %.0f s, its limit is %d s%s",
                 s.user,
                 s.profile,
                 s.idle_s,
                 s.timeout_s,
+                f" while jobs wait for {wanted} GPU(s)"
+                if wanted and s.timeout_s == self.queued_timeout
+                else "",
             )
             stopped.append(s)
         return stopped

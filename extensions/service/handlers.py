@@ -146,6 +146,10 @@ class StatusHandler(ServiceHandler):
         if mine is not None:
             gpus["allocations"] = self.allocator.allocations(mine)
         queue = self.queue.snapshot(mine) if self.queue is not None else []
+        # for everyone: GPUs the team's queued jobs wait for (a GPU server's sidebar warns
+        # that it stops sooner when idle meanwhile), no names
+        wanted = self.queue.gpus_wanted() if self.queue is not None else 0
+        waiting = {"gpus": wanted, "idle_limit_s": self.workbench.gpu_idle_timeout_when_queued}
         self.write_json(
             {
                 "service": SERVICE_NAME,
@@ -154,6 +158,7 @@ class StatusHandler(ServiceHandler):
                 "identity": self.identity,
                 "gpus": gpus,
                 "queue": queue,
+                "waiting_for_gpus": waiting,
             }
         )
 

@@ -42,6 +42,21 @@ def test_a_profile_sets_its_own_timeout_and_zero_means_never():
     assert due(user("f", "forever", 10**7)) == []
 
 
+def test_while_jobs_wait_for_gpus_idle_gpu_servers_stop_sooner():
+    culler = IdleCuller(PROFILES, cpu_timeout=3600, gpu_timeout=1800, queued_timeout=600)
+    servers = [
+        user("g", "gpu-1", 700),
+        user("l", "gpu-long", 700),  # its own 2 h, but GPUs are wanted: 10 min
+        user("c", "cpu", 700),  # holds no GPU: not sooner
+        user("r", "gpu-1", 300),  # active recently: kept
+    ]
+    assert culler.idle_servers(servers, NOW) == []  # no job waits
+    due = culler.idle_servers(servers, NOW, wanted=1)
+    assert [(s.user, s.timeout_s) for s in due] == [("g", 600), ("l", 600)]
+    off = IdleCuller(PROFILES, cpu_timeout=3600, gpu_timeout=1800, queued_timeout=0)
+    assert off.idle_servers(servers, NOW, wanted=1) == []
+
+
 def test_recent_activity_pending_and_unknown_profiles():
     assert due(user("a", "gpu-1", 10)) == []
     assert due(user("a", "gpu-1", 9999, pending="stop")) == []

@@ -28,7 +28,15 @@ import { Widget } from '@lumino/widgets';
 
 import { postJSON, remove, request } from './api';
 import { h } from './dom';
-import { IEndpoint, IJob, IProject, ITensorBoard, jobName, statusText } from './model';
+import {
+  IEndpoint,
+  IJob,
+  IProject,
+  ITensorBoard,
+  idleGpuWarning,
+  jobName,
+  statusText
+} from './model';
 import { HubforgeModel, HubforgePanel, IPanelActions } from './panel';
 import { RunAsJobBody, TryItBody } from './dialogs';
 import { logTab, tensorBoardTab } from './views';
@@ -359,7 +367,18 @@ const plugin: JupyterFrontEndPlugin<void> = {
               .join(', ')
           : '';
         item.node.textContent = `Hubforge: ${statusText(model.snapshot.jobs, model.gpus)}${mine}`;
+        // once each time jobs start waiting for GPUs while this server holds some
+        const warning = idleGpuWarning(model.gpus);
+        if (warning && !warned) {
+          Notification.warning(
+            `Hubforge: ${warning}, so that the queued jobs get its GPUs. A running cell ` +
+              'counts as activity; save your work before you step away.',
+            { autoClose: false }
+          );
+        }
+        warned = warning !== '';
       };
+      let warned = false;
       update();
       model.changed.connect(update);
       const open = () => app.shell.activateById(panel.id);

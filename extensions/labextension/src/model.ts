@@ -232,17 +232,42 @@ export class Backoff {
 }
 
 /** The counts the status bar shows. */
-export function statusText(
-  jobs: IJob[],
-  gpus: { workbench: { total: number; free: number } | null } | null
-): string {
+export interface IGpuStatus {
+  workbench: { total: number; free: number } | null;
+  /** This server's devices. */
+  visible?: string[];
+  /** GPUs the team's queued jobs wait for, and how long a GPU server may then idle. */
+  waiting_for_gpus?: { gpus: number; idle_limit_s: number } | null;
+}
+
+export function statusText(jobs: IJob[], gpus: IGpuStatus | null): string {
   const running = jobs.filter(j => !TERMINAL.has(j.state)).length;
   const parts = [`${running} job${running === 1 ? '' : 's'} running`];
   const wb = gpus?.workbench;
   if (wb && typeof wb.total === 'number' && wb.total > 0) {
     parts.unshift(`GPUs ${wb.total - wb.free}/${wb.total} in use`);
   }
+  const warning = idleGpuWarning(gpus);
+  if (warning) {
+    parts.push(warning);
+  }
   return parts.join(' · ');
+}
+
+/**
+ * What a server holding GPUs is told while jobs wait for GPUs: it stops sooner when idle
+ * (a running cell counts as activity); '' when that does not apply.
+ */
+export function idleGpuWarning(gpus: IGpuStatus | null): string {
+  const waiting = gpus?.waiting_for_gpus;
+  if (!waiting || !waiting.gpus || !waiting.idle_limit_s || !gpus?.visible?.length) {
+    return '';
+  }
+  const plural = waiting.gpus === 1 ? '' : 's';
+  return (
+    `jobs wait for ${waiting.gpus} GPU${plural}: this server stops after ` +
+    `${shortDuration(waiting.idle_limit_s)} without activity`
+  );
 }
 
 /** Parameters typed in the Run-as-job dialog, back to the types the notebook declares. */

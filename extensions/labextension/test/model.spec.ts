@@ -3,6 +3,7 @@ import {
   IJob,
   endedSince,
   estimateEta,
+  idleGpuWarning,
   parseParameter,
   progressFraction,
   progressText,
@@ -138,5 +139,26 @@ describe('queueText', () => {
     );
     expect(queueText(job('a', 'running', { queue }))).toBe('');
     expect(queueText(job('a', 'queued'))).toBe('');
+  });
+});
+
+describe('idleGpuWarning', () => {
+  const waiting = { gpus: 2, idle_limit_s: 600 };
+  it('warns a server holding GPUs while jobs wait for GPUs', () => {
+    const gpus = { workbench: { total: 2, free: 0 }, visible: ['0'], waiting_for_gpus: waiting };
+    expect(idleGpuWarning(gpus)).toBe(
+      'jobs wait for 2 GPUs: this server stops after 10 min without activity'
+    );
+    expect(statusText([], gpus)).toBe(
+      'GPUs 2/2 in use · 0 jobs running · jobs wait for 2 GPUs: this server stops after ' +
+        '10 min without activity'
+    );
+  });
+  it('says nothing to a CPU server, or when no job waits', () => {
+    const wb = { total: 2, free: 0 };
+    expect(idleGpuWarning({ workbench: wb, visible: [], waiting_for_gpus: waiting })).toBe('');
+    const none = { gpus: 0, idle_limit_s: 600 };
+    expect(idleGpuWarning({ workbench: wb, visible: ['0'], waiting_for_gpus: none })).toBe('');
+    expect(idleGpuWarning(null)).toBe('');
   });
 });
