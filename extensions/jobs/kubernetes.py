@@ -14,12 +14,14 @@ from typing import Any
 
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
-from traitlets import Unicode
+from traitlets import Bool, Unicode
 
 from ..kube import KubeAPI, incluster_configuration
 from ..podspec import DATA_MOUNT, KubernetesWorkloads
 from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
+from .kueue import API as KUEUE_API
+from .kueue import QueueSettings, local_queue, queued
 from .local import new_job_id
 from .objects import ClusterSettings, job_dir, job_objects, object_name
 from .spec import JobSpec
@@ -35,14 +37,27 @@ class KubernetesJobs(KubernetesWorkloads):
     service_account = Unicode(
         "hubforge-job", config=True, help="ServiceAccount of job pods (its token is not mounted)."
     )
+    kueue = Bool(
+        False,
+        config=True,
+        help="Queue jobs with Kueue (installed in the cluster): each is labelled for its "
+        "user's LocalQueue (made on first use) and created suspended; Kueue admits it.",
+    )
+    kueue_cluster_queue = Unicode(
+        "hubforge", config=True, help="The team's ClusterQueue (the chart makes it)."
+    )
 
     def cluster_settings(self) -> ClusterSettings:
+        queue = None
+        if self.kueue:
+            queue = QueueSettings(cluster_queue=self.kueue_cluster_queue, namespace=self.namespace)
         return ClusterSettings(
             namespace=self.namespace,
             image=self.image,
             service_account=self.service_account,
             hdfs_volume=dict(self.hdfs_volume),
             node_selector=dict(self.node_selector),
+            queue=queue,
         )
 
 
@@ -87,6 +102,8 @@ class KubernetesJobBackend(JobBackend):
             "Job": f"/apis/batch/v1/namespaces/{ns}/jobs",
             "TFJob": f"/apis/kubeflow.org/v1/namespaces/{ns}/tfjobs",
             "NetworkPolicy": f"/apis/networking.k8s.io/v1/namespaces/{ns}/networkpolicies",
+            "LocalQueue": f"/apis/{KUEUE_API}/namespaces/{ns}/localqueues",
+            "Workload": f"/apis/{KUEUE_API}/namespaces/{ns}/workloads",
         }[kind]
         return f"{base}/{name}" if name else base
 
@@ -106,6 +123,13 @@ class KubernetesJobBackend(JobBackend):
         objs = job_objects(
             owner, job_id, spec, script, self.settings, await self._tfjob_available()
         )
+        queue = self.settings.queue
+        if queue is not None:  # Kueue admits it: the user's queue, suspended until then
+            try:
+                objs[-1] = queued(objs[-1], queue, owner, spec.priority)
+            except ValueError as e:  # a priority class the queue does not have
+                raise JobError(str(e)) from None
+            await self._ensure_local_queue(queue, owner)
         main = objs[-1]
         main["metadata"]["annotations"] = {SPEC_ANNOTATION: json.dumps(spec.to_dict())}
         created = []
@@ -118,6 +142,17 @@ class KubernetesJobBackend(JobBackend):
                 await self._delete(obj["kind"], obj["metadata"]["name"])
             raise JobError(f"Kubernetes refused the job: {e.reason} ({e.status})") from None
         return await self._get(owner, job_id)
+
+    async def _ensure_local_queue(self, queue: QueueSettings, owner: str) -> None:
+        """The user's LocalQueue, made on their first job (409: it exists)."""
+        try:
+            await self._call("POST", self._path("LocalQueue"), local_queue(queue, owner))
+        except ApiException as e:
+            if e.status != 409:
+                raise JobError(
+                    f"Kueue's LocalQueue for {owner} could not be made: {e.reason} ({e.status})"
+                    "; is Kueue installed (hubforge.queue.kueue in the chart)?"
+                ) from None
 
     async def _main_object(self, owner: str, job_id: str) -> dict[str, Any]:
         kind = "TFJob" if await self._tfjob_available() else "Job"
@@ -135,7 +170,29 @@ class KubernetesJobBackend(JobBackend):
         return self._run(self._get(owner, job_id))
 
     async def _get(self, owner: str, job_id: str) -> dict[str, Any]:
-        return self._record(owner, await self._main_object(owner, job_id), await self._pods(job_id))
+        obj = await self._main_object(owner, job_id)
+        record = self._record(owner, obj, await self._pods(job_id))
+        if record["state"] == "queued" and self.settings.queue is not None:
+            place = await self._queue_place(obj)
+            if place is not None:
+                record.update(queue=place, reason=place["reason"])
+        return record
+
+    async def _queue_place(self, obj: dict[str, Any]) -> dict[str, Any] | None:
+        """Where Kueue has the job: its Workload's position among the namespace's pending
+        ones (Kueue's order: priority, then age) and why it waits (its QuotaReserved
+        condition's message); None before Kueue made the Workload."""
+        found = await self._call("GET", self._path("Workload"))
+        pending = sorted(
+            (w for w in found.get("items", []) if workload_pending(w)),
+            key=lambda w: (-(w.get("spec", {}).get("priority") or 0), _created(w)),
+        )
+        uid = obj["metadata"].get("uid")
+        for position, workload in enumerate(pending, start=1):
+            owners = workload["metadata"].get("ownerReferences") or []
+            if any(o.get("uid") == uid for o in owners):
+                return {"position": position, "reason": workload_reason(workload)}
+        return None
 
     async def _pods(self, job_id: str) -> list[dict[str, Any]]:
         pods = await self._call(
@@ -244,8 +301,40 @@ def exit_code(pod: dict[str, Any]) -> int | None:
     return None
 
 
+def workload_pending(workload: dict[str, Any]) -> bool:
+    """A Kueue Workload that waits: no quota reserved, not finished."""
+    true = {
+        c["type"]
+        for c in workload.get("status", {}).get("conditions", [])
+        if c.get("status") == "True"
+    }
+    return not true & {"QuotaReserved", "Admitted", "Finished"}
+
+
+def workload_reason(workload: dict[str, Any]) -> str:
+    """Why Kueue has not admitted it, in Kueue's words (e.g. "couldn't assign flavors to
+    pod set main: insufficient unused quota for nvidia.com/gpu in flavor default, 1 more
+    needed")."""
+    for condition in workload.get("status", {}).get("conditions", []):
+        if condition.get("type") == "QuotaReserved" and condition.get("message"):
+            return f"waiting in Kueue's queue: {condition['message']}"
+    return "waiting in Kueue's queue"
+
+
+def _created(obj: dict[str, Any]) -> str:
+    return obj.get("metadata", {}).get("creationTimestamp") or ""
+
+
+def suspended(obj: dict[str, Any]) -> bool:
+    spec = obj.get("spec", {})
+    if obj.get("kind") == "TFJob":
+        return bool(spec.get("runPolicy", {}).get("suspend"))
+    return bool(spec.get("suspend"))
+
+
 def job_state(obj: dict[str, Any]) -> tuple[str, str]:
-    """Map TFJob / Job conditions to Hubforge's states."""
+    """Map TFJob / Job conditions to Hubforge's states (a suspended job that has not ended
+    waits in Kueue's queue)."""
     conditions = {
         c["type"]: c
         for c in obj.get("status", {}).get("conditions", [])
@@ -255,9 +344,12 @@ def job_state(obj: dict[str, Any]) -> tuple[str, str]:
         ("Succeeded", "succeeded"),
         ("Complete", "succeeded"),
         ("Failed", "failed"),
-        ("Restarting", "restarting"),
-        ("Running", "running"),
     ):
+        if kind in conditions:
+            return state, conditions[kind].get("message", "")
+    if suspended(obj):  # not admitted yet, or preempted by Kueue (it resumes when admitted)
+        return "queued", "waiting in Kueue's queue"
+    for kind, state in (("Restarting", "restarting"), ("Running", "running")):
         if kind in conditions:
             return state, conditions[kind].get("message", "")
     if obj.get("status", {}).get("active"):

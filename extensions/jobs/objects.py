@@ -18,6 +18,7 @@ from ..podspec import (
     pod_security,
     user_data_mounts,
 )
+from .kueue import QueueSettings
 from .spec import JobSpec
 
 SCRIPT_MOUNT = "/opt/hubforge/job"
@@ -37,6 +38,9 @@ class ClusterSettings:
     node_selector: dict[str, str] = field(default_factory=dict)
     gpu_tolerations: list[dict[str, Any]] = field(default_factory=gpu_tolerations)
     run_as_user: int = 1000
+    # Kueue's queue (hubforge.queue.kueue in the chart): jobs are labelled for their user's
+    # LocalQueue and created suspended; None: they start at once
+    queue: QueueSettings | None = None
 
 
 def object_name(job_id: str) -> str:

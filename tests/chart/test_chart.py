@@ -668,5 +668,22 @@ def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
     kinds = schemas()
     for obj in ours:
         jsonschema.validate(obj, kinds[obj["kind"]])
+    # the service queues jobs with Kueue and may make LocalQueues and read Workloads only
+    config = next(d for d in docs if d["metadata"]["name"] == "hubforge-config")
+    jobs = json.loads(config["data"]["hubforge_config.json"])["KubernetesJobs"]
+    assert jobs["kueue"] is True and jobs["kueue_cluster_queue"] == "hubforge"
+    role = next(
+        d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "hubforge-service"
+    )
+    kueue_rules = [r for r in role["rules"] if r["apiGroups"] == ["kueue.x-k8s.io"]]
+    assert kueue_rules == [
+        {"apiGroups": ["kueue.x-k8s.io"], "resources": ["localqueues"], "verbs": ["get", "create"]},
+        {"apiGroups": ["kueue.x-k8s.io"], "resources": ["workloads"], "verbs": ["get", "list"]},
+    ]
     # off by default: nothing of Kueue's
-    assert not [d for d in render(chart) if d["apiVersion"].startswith("kueue.x-k8s.io/")]
+    plain = render(chart)
+    assert not [d for d in plain if d["apiVersion"].startswith("kueue.x-k8s.io/")]
+    role = next(
+        d for d in plain if d["kind"] == "Role" and d["metadata"]["name"] == "hubforge-service"
+    )
+    assert not [r for r in role["rules"] if "kueue.x-k8s.io" in r["apiGroups"]]

@@ -6,6 +6,7 @@ import json
 import shutil
 from pathlib import Path
 
+import jsonschema
 import pytest
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
@@ -13,6 +14,7 @@ from kubernetes_asyncio.client.exceptions import ApiException
 from hubforge import jobs
 from hubforge.jobs import objects
 from hubforge.jobs.kubernetes import KubernetesJobBackend
+from hubforge.jobs.kueue import PRIORITY_LABEL, QUEUE_LABEL, QueueSettings, local_queue_name
 from hubforge.jobs.spec import JobSpec
 from tests.fake_k8s import FakeKubernetes
 
@@ -177,3 +179,91 @@ def test_figures_a_pod_draws_are_listed_with_the_job(cluster, tmp_path):
     (tmp_path / "elsewhere").mkdir()
     (tmp_path / "elsewhere" / "figure-1.png").write_bytes(b"\x89PNG not hers")
     assert backend.get("alice", "mnist-abc123")["artifacts"]["figures"] == []
+
+
+@pytest.fixture(params=["tfjob", "indexed-job"])
+def kueue_cluster(request, tmp_path):
+    fake = FakeKubernetes(crds={"tfjobs.kubeflow.org"} if request.param == "tfjob" else set())
+    queue = QueueSettings(namespace="team-a")
+    settings = objects.ClusterSettings(namespace="team-a", image="hf:1", queue=queue)
+    backend = KubernetesJobBackend(configuration(fake, fake.token), settings, tmp_path / "hdfs")
+    yield fake, backend, request.param
+    backend.close()
+    fake.stop()
+
+
+def kueue_workload(fake, name: str, job: dict, priority: int, message: str = "") -> None:
+    """What Kueue's controller makes for a job it manages (the fake plays Kueue)."""
+    conditions = []
+    if message:
+        conditions.append(
+            {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": message}
+        )
+    fake.objects[("workloads", "team-a", name)] = {
+        "apiVersion": "kueue.x-k8s.io/v1beta2",
+        "kind": "Workload",
+        "metadata": {
+            "name": name,
+            "namespace": "team-a",
+            "creationTimestamp": job["metadata"]["creationTimestamp"],
+            "ownerReferences": [{"kind": job["kind"], "uid": job["metadata"]["uid"]}],
+        },
+        "spec": {"priority": priority},
+        "status": {"conditions": conditions},
+    }
+
+
+def test_with_kueue_jobs_wait_suspended_in_their_users_queue(kueue_cluster):
+    from tests.unit.test_kueue_objects import schemas
+
+    fake, backend, mode = kueue_cluster
+    kind = "TFJob" if mode == "tfjob" else "Job"
+    plural = "tfjobs" if mode == "tfjob" else "jobs"
+    batch = JobSpec(name="nightly", gpus_per_worker=1, priority="batch")
+    first = backend.submit("alice", batch, "print(1)\n", job_id="nightly-1")
+    assert first["state"] == "queued"
+    backend.submit("alice", SPEC, "print(2)\n", job_id="mnist-2")  # her queue exists: reused
+    urgent = JobSpec(name="urgent", gpus_per_worker=1, priority="interactive")
+    backend.submit("bob", urgent, "print(3)\n", job_id="urgent-3")
+
+    # one LocalQueue per user, valid for Kueue v0.19.2; jobs labelled and suspended
+    queues = fake.of_kind("localqueues")
+    assert sorted(q["metadata"]["annotations"]["hubforge.io/user"] for q in queues) == [
+        "alice",
+        "bob",
+    ]
+    kinds = schemas()
+    for q in queues:
+        jsonschema.validate(q, kinds["LocalQueue"])
+    job = fake.objects[(plural, "team-a", "hf-nightly-1")]
+    assert job["metadata"]["labels"][QUEUE_LABEL] == local_queue_name("alice")
+    assert job["metadata"]["labels"][PRIORITY_LABEL] == "hubforge-batch"
+    assert (job["spec"]["runPolicy"] if mode == "tfjob" else job["spec"])["suspend"] is True
+
+    # Kueue made the Workloads; the higher priority waits first, each says why
+    message = (
+        "couldn't assign flavors to pod set main: insufficient unused quota for nvidia.com/gpu"
+    )
+    for job_id, priority in (("nightly-1", 100), ("mnist-2", 200), ("urgent-3", 300)):
+        obj = fake.objects[(plural, "team-a", f"hf-{job_id}")]
+        kueue_workload(fake, f"{kind.lower()}-hf-{job_id}", obj, priority, message)
+    record = backend.get("alice", "nightly-1")
+    assert record["state"] == "queued"
+    assert record["queue"] == {"position": 3, "reason": f"waiting in Kueue's queue: {message}"}
+    assert backend.get("bob", "urgent-3")["queue"]["position"] == 1
+    listed = {r["id"]: r["state"] for r in backend.list("alice")}
+    assert listed == {"nightly-1": "queued", "mnist-2": "queued"}
+    with pytest.raises(jobs.JobNotFound):
+        backend.get("bob", "nightly-1")  # another user's place in the queue is not his to see
+
+    # Kueue admits bob's: unsuspended, running
+    obj = fake.objects[(plural, "team-a", "hf-urgent-3")]
+    if mode == "tfjob":
+        obj["spec"]["runPolicy"]["suspend"] = False
+    else:
+        obj["spec"]["suspend"] = False
+    obj["status"] = {"conditions": [{"type": "Running", "status": "True"}]}
+    assert backend.get("bob", "urgent-3")["state"] == "running"
+    assert "queue" not in backend.get("bob", "urgent-3")
+    with pytest.raises(jobs.JobError, match="no priority class 'urgent'"):
+        backend.submit("bob", JobSpec(name="x", priority="urgent"), "print(4)\n", job_id="x-4")
