@@ -49,6 +49,22 @@ def pytest_configure(config: pytest.Config) -> None:
     config.option.basetemp = str(root / f"run-{os.getpid()}")
 
 
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Under xdist (``make test``) a worker takes a whole file when it is free: files that
+    start hubs, browsers and TensorFlow (integration, e2e) go first and the many short ones
+    (unit, chart) after, so that no worker is left alone with a long file at the end while
+    the other idles. The shuffled order (pytest-randomly) is kept within each group."""
+    if not getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
+        return
+
+    def short(item: pytest.Item) -> bool:
+        parts = item.path.parts
+        return "unit" in parts or "chart" in parts
+
+    items.sort(key=short)  # a stable sort: the order within each group stays
+
+
 # A fake inventory of two GPUs: allocation is real, the devices are not.
 SESSION_CONFIG = (
     'c.Workbench.gpus = ["0", "1"]\n'

@@ -120,7 +120,11 @@ def test_gpu_job_gets_devices_and_gives_them_back(workbench, trainer):
     team = workbench.api("GET", "services/hubforge/api/team", admin).json()
     assert [q["id"] for q in team["queue"]] == waiting
     assert workbench.api("GET", "services/hubforge/api/team", trainer).status_code == 403
-    assert workbench.api("GET", "services/hubforge/api/status", trainer).json()["queue"] == queue
+    mine = workbench.api("GET", "services/hubforge/api/status", trainer).json()["queue"]
+    assert [(q["position"], q["id"], q["reason"]) for q in mine] == [
+        (q["position"], q["id"], q["reason"]) for q in queue
+    ]
+    assert all(q["waiting_s"] >= 0 for q in mine)
     other = workbench.create_user("queue-peer")
     assert workbench.api("GET", "services/hubforge/api/status", other).json()["queue"] == []
     r = workbench.api("DELETE", f"services/hubforge/api/jobs/{waiting[1]}", other)
