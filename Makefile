@@ -167,6 +167,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_isolation.py
 	$(PY) tests/bench/bench_sidebar.py
 	$(PY) tests/bench/bench_outage.py
+	$(PY) tests/bench/bench_queue.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info \

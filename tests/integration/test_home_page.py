@@ -105,6 +105,8 @@ def test_home_lists_what_is_mine_and_nothing_of_anyone_else(workbench, monkeypat
         assert "1 serving of 1" in row.group(1), row.group(1)
         assert re.search(r'data-user="hugo">.*?<td>—</td>\s*<td>—</td>', team, re.S), team
         assert re.search(r"GPUs: \d+ free of \d+", team), team
+        # the queue's part (other tests' jobs may wait on this shared workbench)
+        assert re.search(r'id="hubforge-team-queue(-empty">No job waits\.|")', team), team
         for caller in (token, None):
             r = workbench.api("GET", "services/hubforge/api/team", caller)
             assert r.status_code == 403, r.text

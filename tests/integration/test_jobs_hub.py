@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import time
 
 import nbformat
@@ -119,6 +120,9 @@ def test_gpu_job_gets_devices_and_gives_them_back(workbench, trainer):
     ]
     team = workbench.api("GET", "services/hubforge/api/team", admin).json()
     assert [q["id"] for q in team["queue"]] == waiting
+    signed_in = workbench.login("admin", workbench.admin_password)
+    page = signed_in.get(workbench.url + "hub/home", timeout=60).text  # the hub home's table
+    assert re.findall(r'class="hubforge-queued" data-job="([^"]+)"', page) == waiting, page
     assert workbench.api("GET", "services/hubforge/api/team", trainer).status_code == 403
     mine = workbench.api("GET", "services/hubforge/api/status", trainer).json()["queue"]
     assert [(q["position"], q["id"], q["reason"]) for q in mine] == [
