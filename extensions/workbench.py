@@ -281,6 +281,28 @@ class Workbench(Configurable):
         help="Workers of jobs that may run at once on this machine (local mode); more wait "
         "in the queue. 0: no limit (only jobs that ask for GPUs wait for them).",
     )
+    priority_classes = List(
+        [
+            {"name": "interactive", "value": 300},
+            {"name": "normal", "value": 200},
+            {"name": "batch", "value": 100, "preemptible": True},
+        ],
+        config=True,
+        help="The job queue's priority classes: name, value (higher first), preemptible, and "
+        "optionally users (who may use it; absent: everyone). 'normal' is what a job gets "
+        "unasked.",
+    )
+
+    @validate("priority_classes")
+    def _check_priority_classes(self, proposal: Any) -> list:
+        from .jobs.fairshare import classes_from_config
+
+        try:
+            classes_from_config(proposal["value"])
+        except ValueError as e:
+            raise TraitError(f"Workbench.priority_classes: {e}") from None
+        return proposal["value"]
+
     job_preemption = Bool(
         False,
         config=True,

@@ -70,6 +70,10 @@ SESSION_CONFIG = (
     'c.Workbench.gpus = ["0", "1"]\n'
     "c.Workbench.tensorboard_idle_timeout = 15\n"
     "c.Workbench.max_endpoints_per_user = 2\n"
+    # the default classes and one only the on-call person may use
+    "c.Workbench.priority_classes = [{'name': 'oncall', 'value': 400, 'users': ['oncall-olga']},"
+    " {'name': 'interactive', 'value': 300}, {'name': 'normal', 'value': 200},"
+    " {'name': 'batch', 'value': 100, 'preemptible': True}]\n"
 )
 
 

@@ -29,6 +29,7 @@ class PriorityClass:
     name: str
     value: int
     preemptible: bool = False
+    users: tuple[str, ...] | None = None  # who may use it (None: everyone)
 
 
 DEFAULT_CLASSES = (
@@ -107,6 +108,45 @@ class Usage:
     def from_dict(cls, data: dict[str, Any]) -> Usage:
         values = {k: (float(v[0]), float(v[1])) for k, v in (data.get("values") or {}).items()}
         return cls(float(data.get("half_life", HALF_LIFE)), values)
+
+
+def classes_from_config(entries: Iterable[Any]) -> tuple[PriorityClass, ...]:
+    """Priority classes from settings (``[{"name", "value", "preemptible"?, "users"?}]``);
+    ValueError naming what to fix. ``normal`` must be one: it is what a job gets unasked."""
+    found = []
+    for entry in entries:
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise ValueError(f"{entry!r}: give each class as {{'name': 'batch', 'value': 100}}")
+        unknown = set(entry) - {"name", "value", "preemptible", "users"}
+        if unknown:
+            raise ValueError(f"class {entry['name']!r}: unknown key(s) {sorted(unknown)}")
+        value = entry.get("value")
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise ValueError(f"class {entry['name']!r}: 'value' must be a whole number")
+        users = entry.get("users")
+        if users is not None and not (
+            isinstance(users, list) and all(isinstance(u, str) for u in users)
+        ):
+            raise ValueError(f"class {entry['name']!r}: 'users' must be a list of user names")
+        found.append(
+            PriorityClass(
+                entry["name"],
+                value,
+                bool(entry.get("preemptible", False)),
+                tuple(users) if users is not None else None,
+            )
+        )
+    names = [c.name for c in found]
+    if len(set(names)) != len(names):
+        raise ValueError(f"priority classes {names}: each name once")
+    if "normal" not in names:
+        raise ValueError("the priority classes must include 'normal' (what a job gets unasked)")
+    return tuple(found)
+
+
+def may_use(cls: PriorityClass, user: str) -> bool:
+    """Whether ``user`` may submit at ``cls`` (a class without a user list: everyone)."""
+    return cls.users is None or user in cls.users
 
 
 class UnknownPriority(ValueError):

@@ -16,7 +16,7 @@ from ..httperrors import as_http_error, parse_offset
 from ..service.handlers import ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import JobError, JobNotFound
-from .fairshare import DEFAULT_CLASSES, UnknownPriority, class_of
+from .fairshare import DEFAULT_CLASSES, UnknownPriority, class_of, may_use
 from .local import new_job_id
 from .queue import gpu_owner
 from .spec import JobSpec
@@ -96,9 +96,15 @@ class JobsHandler(JobsBaseHandler):
             # no worker may ask for more GPUs than the largest profile offers
             largest = max(p["gpus"] for p in self.workbench.profiles)
             spec.validate(self.workbench.max_job_workers, largest, "the largest profile offers")
-            class_of(spec.priority, self.queue.classes if self.queue else DEFAULT_CLASSES)
+            chosen = class_of(spec.priority, self.queue.classes if self.queue else DEFAULT_CLASSES)
         except (JobError, UnknownPriority) as e:
             self.fail(e)
+        if not may_use(chosen, self.owner):
+            raise web.HTTPError(
+                403,
+                f"Priority class {chosen.name!r} is not yours to use: ask an admin, or submit "
+                "with another (c.Workbench.priority_classes lists who may use which)",
+            )
         return spec, script
 
     @contextlib.asynccontextmanager

@@ -31,6 +31,7 @@ from .fairshare import (
     Running,
     Usage,
     class_of,
+    classes_from_config,
     ordered,
     preemptions,
     to_start,
@@ -84,6 +85,7 @@ class LocalQueue:
             workbench.service_dir / "queue.json",
             jobs,
             allocator,
+            classes=classes_from_config(workbench.priority_classes),
             cpu_slots=workbench.job_cpu_slots,
             preemption=workbench.job_preemption,
         )

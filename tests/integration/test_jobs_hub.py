@@ -166,6 +166,8 @@ def test_bad_submissions(workbench, trainer):
         ({"path": "../../etc/passwd.ipynb"}, 400, "outside your home folder"),
         ({"path": "train.ipynb", "gpu": 1}, 400, "Unknown field(s) ['gpu']"),
         ({"workers": 1}, 400, 'Send {"path"'),
+        ({"path": "train.ipynb", "priority": "urgent"}, 400, "use one of batch, interactive"),
+        ({"path": "train.ipynb", "priority": "oncall"}, 403, "'oncall' is not yours to use"),
     ]
     for body, status, message in cases:
         r = workbench.api("POST", api, trainer, json=body)
@@ -183,6 +185,11 @@ def test_bad_submissions(workbench, trainer):
     assert r.status_code == 400 and "workers=99: choose between 1 and 8" in r.json()["message"]
     r = workbench.api("POST", "services/hubforge/api/jobs", trainer, json={"spec": {"name": "x"}})
     assert r.status_code == 400 and "'script'" in r.json()["message"]
+    # the one the class names may use it
+    olga = workbench.create_user("oncall-olga")
+    page = {"spec": {"name": "page", "priority": "oncall"}, "script": "print('paged')\n"}
+    r = workbench.api("POST", "services/hubforge/api/jobs", olga, json=page)
+    assert r.status_code == 201 and r.json()["spec"]["priority"] == "oncall", r.text
 
 
 def test_another_user_can_neither_see_nor_cancel(workbench, trainer):

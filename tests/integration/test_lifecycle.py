@@ -99,9 +99,20 @@ def test_stop_leaves_nothing_and_restart_keeps_everything(tmp_path):
 NO_LABEL_STUDIO = 'c.Workbench.label_studio_python = ""\n'
 
 
+JOBS = "services/hubforge/api/jobs"
+ONE_GPU = NO_LABEL_STUDIO + 'c.Workbench.gpus = ["0"]\n'
+
+
+def gpu_job(name: str, seconds: int) -> dict:
+    script = f"import time\ntime.sleep({seconds})\n"
+    return {"spec": {"name": name, "gpus_per_worker": 1}, "script": script}
+
+
 def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
+    """Running jobs run on through a restart with --keep-jobs, and the queue keeps its
+    waiting jobs in their order; `down` stops them all."""
     data = tmp_path / "wb"
-    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
+    wb = start_workbench(data, base_url="/", config=ONE_GPU)
     try:
         token = wb.create_user("kay")
         assert wb.spawn("kay", token).status_code in (201, 202)
@@ -122,17 +133,39 @@ def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
         assert r.status_code == 201, r.text
         job_id = r.json()["id"]
         supervisor = r.json()["supervisor"]["pid"]
+        # the one GPU: kay's job holds it, kim's and then kay's next wait in the queue
+        holder = wb.api("POST", JOBS, token, json=gpu_job("holds", 600)).json()
+        assert holder["state"] in ("pending", "running"), holder
+        kim = wb.create_user("kim")
+        waiting = [wb.api("POST", JOBS, t, json=gpu_job("waits", 1)).json() for t in (kim, token)]
+        assert [w["state"] for w in waiting] == ["queued", "queued"], waiting
     finally:
         assert hubforge("down", "--keep-jobs", data_dir=data).returncode == 0
         wb.proc.wait(timeout=60)
     assert workbench_processes(str(data)) == []
     assert psutil.pid_exists(supervisor), "the job kept running through the restart"
 
-    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
+    wb = start_workbench(data, base_url="/", config=ONE_GPU)
     try:
-        token = wb.create_user("kay")
-        listed = wb.api("GET", "services/hubforge/api/jobs", token).json()["jobs"]
-        assert [(j["id"], j["state"]) for j in listed] == [(job_id, "running")]
+        token, kim = wb.create_user("kay"), wb.create_user("kim")
+        listed = wb.api("GET", JOBS, token).json()["jobs"]
+        states = {j["id"]: j["state"] for j in listed}
+        assert states == {
+            job_id: "running",
+            holder["id"]: "running",
+            waiting[1]["id"]: "queued",
+        }
+        places = [
+            wb.api("GET", f"{JOBS}/{w['id']}", t).json()["queue"]["position"]
+            for w, t in zip(waiting, (kim, token), strict=True)
+        ]
+        assert places == [1, 2]  # the same order after the restart
+        # the GPU comes free: kim's job, first in the queue, gets it by itself
+        assert wb.api("DELETE", f"{JOBS}/{holder['id']}", token).status_code == 200
+        deadline = time.monotonic() + 60
+        while wb.api("GET", f"{JOBS}/{waiting[0]['id']}", kim).json()["state"] == "queued":
+            assert time.monotonic() < deadline, "kim's queued job did not start"
+            time.sleep(0.5)
     finally:
         down = wb.down()
     assert f"Stopped job(s): {job_id}" in down.stderr + wb.log.read_text()

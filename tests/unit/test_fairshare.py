@@ -3,6 +3,8 @@ waits, and what a higher class may preempt."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 
 from hubforge.jobs.fairshare import (
@@ -114,3 +116,34 @@ def test_preemption_takes_only_lower_preemptible_work_the_newest_first():
     assert preemptions(three, running, Capacity(0, 8), DEFAULT_CLASSES) == []
     batch = gpu_job("b", "cid", 3, "batch")
     assert preemptions(batch, running, Capacity(0, 8), DEFAULT_CLASSES) == []
+
+
+def test_admins_configure_the_classes_and_who_may_use_them():
+    from hubforge.jobs.fairshare import classes_from_config, may_use
+    from hubforge.workbench import Workbench
+
+    classes = classes_from_config(
+        [
+            {"name": "oncall", "value": 400, "users": ["olga"]},
+            {"name": "normal", "value": 200},
+            {"name": "batch", "value": 100, "preemptible": True},
+        ]
+    )
+    oncall = classes[0]
+    assert may_use(oncall, "olga") and not may_use(oncall, "bob")
+    assert may_use(classes[1], "bob") and classes[2].preemptible
+    for bad, message in [
+        ([{"name": "batch", "value": 1}], "must include 'normal'"),
+        ([{"name": "normal", "value": "high"}], "'value' must be a whole number"),
+        ([{"name": "normal", "value": 1, "users": "olga"}], "'users' must be a list"),
+        ([{"name": "normal", "value": 1, "prio": 2}], "unknown key(s) ['prio']"),
+        ([{"name": "normal", "value": 1}, {"name": "normal", "value": 2}], "each name once"),
+        (["normal"], "give each class as"),
+    ]:
+        with pytest.raises(ValueError, match=re.escape(message)):
+            classes_from_config(bad)
+    with pytest.raises(Exception, match=r"Workbench.priority_classes: .*must include 'normal'"):
+        Workbench(priority_classes=[{"name": "batch", "value": 1}])
+    assert [c.name for c in classes_from_config(Workbench().priority_classes)] == [
+        c.name for c in DEFAULT_CLASSES
+    ]
