@@ -33,8 +33,10 @@ SEED_ARG := $(if $(RANDOM_SEED),-p randomly --randomly-seed=$(RANDOM_SEED),)
 # The suite runs in two processes (pytest-xdist), a test file's tests in one of them (module
 # fixtures: a file's own workbench), each process with its own shared workbench: half the
 # suite waits on processes it started, so two keep 2 cores busy. `make test WORKERS=0`: one.
+# Files go out in the order tests/conftest.py gives them (long ones first), not xdist's
+# (files with the most tests first: the one-test browser files came last, one worker idle).
 WORKERS ?= 2
-XDIST_ARG := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadfile,-p no:xdist)
+XDIST_ARG := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,-p no:xdist)
 
 .PHONY: up down setup setup-test test test-busy lint bench wheel-check clean
 

@@ -51,10 +51,11 @@ def pytest_configure(config: pytest.Config) -> None:
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Under xdist (``make test``) a worker takes a whole file when it is free: files that
-    start hubs, browsers and TensorFlow (integration, e2e) go first and the many short ones
-    (unit, chart) after, so that no worker is left alone with a long file at the end while
-    the other idles. The shuffled order (pytest-randomly) is kept within each group."""
+    """Under xdist (``make test``, with ``--no-loadscope-reorder``) a worker takes a whole
+    file when it is free, in this order: files that start hubs, browsers and TensorFlow
+    (integration, e2e) first and the many short ones (unit, chart) after, so that no worker
+    is left alone with a long file at the end while the other idles. The shuffled order
+    (pytest-randomly) is kept within each group."""
     if not getattr(config.option, "numprocesses", None) and not hasattr(config, "workerinput"):
         return
 

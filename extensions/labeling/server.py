@@ -8,12 +8,15 @@ of their own, so users see only their projects; tokens are kept 0600 in the stat
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import hmac
 import os
 import secrets
 import threading
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlencode
@@ -43,15 +46,30 @@ def admin_credentials(state_dir: Path) -> dict[str, str]:
     the secret that signs sign-in links and authorises account provisioning. Unlike the
     admin's API token it is never stored in Label Studio's database."""
     path = state_dir / "label-studio-admin.json"
-    creds = read_json(path) or {
-        "email": "hubforge-admin@hubforge.local",
-        "password": secrets.token_urlsafe(18),
-        "token": secrets.token_hex(20),
-    }
-    if "service_key" not in creds:
-        creds["service_key"] = secrets.token_urlsafe(32)
-        write_json(path, creds, mode=0o600)
-    return creds
+    # `up`, the privileged helper and the hub each ask for them as a fresh workbench starts:
+    # one at a time, or two would each make their own and Label Studio and the service would
+    # hold different keys (CI saw every provisioning refused "only the hubforge service")
+    with _locked(state_dir / "label-studio-admin.lock"):
+        creds = read_json(path) or {
+            "email": "hubforge-admin@hubforge.local",
+            "password": secrets.token_urlsafe(18),
+            "token": secrets.token_hex(20),
+        }
+        if "service_key" not in creds:
+            creds["service_key"] = secrets.token_urlsafe(32)
+            write_json(path, creds, mode=0o600)
+        return creds
+
+
+@contextlib.contextmanager
+def _locked(lock: Path) -> Iterator[None]:
+    """An exclusive lock between processes (flock on ``lock``, made 0600 if missing)."""
+    fd = os.open(lock, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)
 
 
 def environment(workbench: Any, prefix: str, marker: dict[str, str]) -> dict[str, str]:
