@@ -18,10 +18,12 @@ It has three clients, each on a socket of its own that only that client's accoun
   files, and their processes started and signalled as the user.
 
 The helper never opens a user's path as root except relative to fds opened O_NOFOLLOW, and
-never walks a user's tree. Protocol: the client sends one JSON line and gets one JSON line
-back, with the file descriptor attached (SCM_RIGHTS) when it asked to open a file. Only the
-socket's configured client account is answered (SO_PEERCRED); each request is served by a
-child process of its own.
+never walks a user's tree. What it starts or does as a user runs in a mount namespace whose
+``/proc`` shows that account only its own processes (:mod:`hubforge.private_proc`).
+Protocol: the client sends one JSON line and gets one JSON line back, with the file
+descriptor attached (SCM_RIGHTS) when it asked to open a file. Only the socket's configured
+client account is answered (SO_PEERCRED); each request is served by a child process of its
+own.
 """
 
 from __future__ import annotations
@@ -41,7 +43,7 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from . import hub_services, user_setup
+from . import hub_services, private_proc, user_setup
 from .accounts import account_name
 from .confined import UnsafeEntry, open_beneath
 from .user_setup import Layout, SetupError
@@ -185,7 +187,9 @@ def handle_hub(conn: socket.socket, layout: Layout) -> None:
         if command == "prepare":
             account = user_setup.prepare_user(layout, user)
             _answer(conn, {"ok": True, "account": account.name, "uid": account.uid})
-        elif command == "start":
+            return
+        private_proc.enter_if_available()  # what runs as the user sees only their processes
+        if command == "start":
             pid = user_setup.start_server(layout, user, request.get("argv"), request.get("env"))
             _answer(conn, {"ok": True, "pid": pid})
         else:
@@ -238,6 +242,7 @@ def handle_service(conn: socket.socket, layout: Layout) -> None:
             _answer(conn, {"ok": True, "uid": account.uid, "gid": account.gid})
             return
         account = user_setup.existing(layout, user)
+        private_proc.enter_if_available()  # their workloads see only their own processes
         user_setup.drop_to(account)  # no way back: the owner's rights from here on
         os.chdir("/")
         try:
@@ -408,6 +413,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.state.name != "state":
         parser.error("--state is the workbench's state folder, <data dir>/state")
     layout = Layout(root=args.state.parent, shared=args.data.resolve())
+    private_proc.probe()
     serve(clients, layout, args.deadline)
     return 0
 

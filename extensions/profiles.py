@@ -67,7 +67,7 @@ def validate_profiles(profiles: list[Any], key: str = "profiles") -> list[dict[s
         for k in sorted(set(raw) - set(PROFILE_KEYS)):
             problems.append(f"{where}: unknown key {k!r}; valid keys: {', '.join(PROFILE_KEYS)}")
         slug = raw.get("slug")
-        if not isinstance(slug, str) or not _SLUG.match(slug):
+        if not isinstance(slug, str) or not _SLUG.fullmatch(slug):
             problems.append(f"{where}.slug={slug!r}: {PROFILE_KEYS['slug']}, e.g. 'gpu-1'")
         elif slug in seen:
             problems.append(f"{where}.slug={slug!r} is used twice; slugs must be unique")
@@ -80,7 +80,7 @@ def validate_profiles(profiles: list[Any], key: str = "profiles") -> list[dict[s
         if cpu is not None and (not isinstance(cpu, int | float) or cpu <= 0):
             problems.append(f"{where}.cpu={cpu!r}: {PROFILE_KEYS['cpu']}")
         memory = raw.get("memory")
-        if memory is not None and not (isinstance(memory, str) and _MEMORY.match(memory)):
+        if memory is not None and not (isinstance(memory, str) and _MEMORY.fullmatch(memory)):
             problems.append(f"{where}.memory={memory!r}: {PROFILE_KEYS['memory']}")
         gpu_type = raw.get("gpu_type")
         if gpu_type is not None and (not isinstance(gpu_type, str) or not gpu_type or not gpus):

@@ -39,6 +39,8 @@ class JobSpec:
             raise JobError(
                 f"Unknown job field(s) {sorted(unknown)}; valid: {sorted(cls.__dataclass_fields__)}"
             )
+        if "name" not in data:
+            raise JobError('Bad job spec: give the job a \'name\', e.g. {"name": "mnist"}')
         try:
             return cls(**data)
         except TypeError as e:
@@ -53,7 +55,7 @@ class JobSpec:
         """Raise JobError listing every problem (``gpu_limit`` says where ``max_gpus``
         comes from)."""
         problems = []
-        if not isinstance(self.name, str) or not NAME.match(self.name):
+        if not isinstance(self.name, str) or not NAME.fullmatch(self.name):
             problems.append(
                 f"name={self.name!r}: use 1-40 lowercase letters, digits or '-', e.g. 'mnist'"
             )
@@ -81,7 +83,7 @@ class JobSpec:
             problems.append(
                 f"memory={self.memory!r}: a Kubernetes quantity such as '16Gi' or '512M'"
             )
-        if not isinstance(self.priority, str) or not NAME.match(self.priority):
+        if not isinstance(self.priority, str) or not NAME.fullmatch(self.priority):
             problems.append(f"priority={self.priority!r}: a priority class, e.g. 'normal'")
         if not isinstance(self.params, dict):
             problems.append("params must be a dict of parameter names to values")

@@ -80,7 +80,7 @@ class EndpointBackend(ABC):
         versions (copied aside, then renamed). ``files``: the owner's area as the service
         reaches it (with per-user accounts: as the owner, reading and writing only what they
         may); None: this process copies (Kubernetes, where the service owns the data)."""
-        if not isinstance(name, str) or not NAME.match(name):
+        if not isinstance(name, str) or not NAME.fullmatch(name):
             raise BadRequest(
                 f"Endpoint name {name!r}: 1-40 lowercase letters, digits and '-' "
                 "(starting and ending with a letter or digit)"

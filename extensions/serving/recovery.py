@@ -66,7 +66,7 @@ def _endpoint_of(base: str | None, name: str, data_root: Path) -> tuple[str, str
         parts = Path(base).relative_to(data_root / "users").parts
     except ValueError:
         return None
-    if len(parts) != 3 or parts[1] != "models" or parts[2] != name or not NAME.match(name):
+    if len(parts) != 3 or parts[1] != "models" or parts[2] != name or not NAME.fullmatch(name):
         return None
     try:  # another account's area may not be looked into: the process's uid then decides
         if not stat.S_ISDIR(os.stat(base).st_mode):
@@ -160,6 +160,6 @@ def mentioned(damaged: bytes) -> list[tuple[str, str]]:
             owner, name = match[1].decode(), match[2].decode()
         except UnicodeDecodeError:
             continue
-        if owner not in (".", "..") and NAME.match(name) and (owner, name) not in found:
+        if owner not in (".", "..") and NAME.fullmatch(name) and (owner, name) not in found:
             found.append((owner, name))
     return found

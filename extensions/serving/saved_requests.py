@@ -26,7 +26,7 @@ def folder() -> Path:
 
 
 def _path(endpoint: str) -> Path:
-    if not isinstance(endpoint, str) or not ENDPOINT_NAME.match(endpoint):
+    if not isinstance(endpoint, str) or not ENDPOINT_NAME.fullmatch(endpoint):
         raise BadRequest(f"{endpoint!r} is not an endpoint name (lower-case letters, digits, -)")
     return folder() / f"{endpoint}.json"
 

@@ -21,7 +21,7 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hubforge import accounts
+from hubforge import accounts, private_proc
 from tests.kernel import execute
 from tests.workbench import start_workbench
 
@@ -124,6 +124,8 @@ def attempt(name, action):
         results[name] = "done"
     except PermissionError:
         results[name] = "denied"
+    except FileNotFoundError:
+        results[name] = "hidden"
     except Exception as e:
         results[name] = f"{type(e).__name__}: {e}"
 data = pathlib.Path(%(data)r)
@@ -158,6 +160,9 @@ def test_bobs_kernel_cannot_read_or_change_anas_files_or_processes(iso):
     )
     results = run(wb, tokens, "iso-bo", ATTACK % {"data": str(wb.data_dir), "pid": ana_server})
     assert results.pop("read own home") == "done"
+    # bob does not even see ana's server where each user's processes have their own /proc
+    hidden = "hidden" if private_proc.probe() else "denied"
+    assert results.pop("read ana's server environment") == hidden
     assert results == {name: "denied" for name in results}, results
     # through bob's own server's Contents API too
     r = wb.api("GET", "user/iso-bo/api/contents/hdfs/users/iso-ana", tokens["iso-bo"])
@@ -170,6 +175,41 @@ def test_bobs_kernel_cannot_read_or_change_anas_files_or_processes(iso):
     )
     assert r.status_code >= 400, r.text
     assert not (wb.data_dir / "hdfs" / "users" / "iso-ana" / "models" / "planted.txt").exists()
+
+
+PROCESSES = """
+import json, os
+seen = {}
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            with open(f"/proc/{p}/cmdline", "rb") as f:
+                seen[p] = [os.stat(f"/proc/{p}").st_uid, f.read().decode(errors="replace")]
+        except OSError:
+            pass
+print(json.dumps({"me": os.getuid(), "seen": seen}))
+"""
+
+
+def test_bobs_kernel_sees_no_process_but_his_own(iso):
+    """Review N17: every account read every command line in /proc (endpoint names, model
+    paths, log folders, other workbenches' data folders). Each user's processes get a /proc
+    of their own (hidepid=invisible, in a mount namespace the helper gives them)."""
+    if not private_proc.probe():
+        pytest.skip("this kernel gives /proc mounts no options of their own (Linux < 5.8)")
+    wb, tokens = iso
+    view = run(wb, tokens, "iso-bo", PROCESSES)
+    owners = {uid for uid, _ in view["seen"].values()}
+    assert owners == {view["me"]}, owners
+    assert len(view["seen"]) >= 2, view  # his server and this kernel at least
+    others = [
+        p.pid
+        for p in psutil.process_iter(["uids"])
+        if p.info["uids"] and p.info["uids"].real != view["me"]
+    ]
+    assert others and not set(map(str, others)) & set(view["seen"])
+    lines = " ".join(line for _, line in view["seen"].values())
+    assert "iso-ana" not in lines
 
 
 SHARE = """

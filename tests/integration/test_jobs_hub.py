@@ -9,9 +9,11 @@ import time
 import nbformat
 import pytest
 
+from hubforge import private_proc
 from tests.callers import wait_for
 from tests.cleanup import leave_nothing_running
 from tests.notebooks import training_notebook
+from tests.workbench import isolated
 
 pytestmark = pytest.mark.hub
 
@@ -192,15 +194,39 @@ def test_bad_submissions(workbench, trainer):
     assert r.status_code == 201 and r.json()["spec"]["priority"] == "oncall", r.text
 
 
+# what a job's worker sees of the machine's processes: the accounts that own them
+LOOK_AT_PROC = """
+import os
+owners = set()
+for p in os.listdir("/proc"):
+    if p.isdigit():
+        try:
+            owners.add(os.stat(f"/proc/{p}").st_uid)
+        except OSError:
+            pass
+print("mine", os.getuid(), "sees processes of", sorted(owners))
+"""
+
+
 def test_another_user_can_neither_see_nor_cancel(workbench, trainer):
     r = workbench.api(  # a job of the trainer's own (this test runs alone, in any order)
         "POST",
         "services/hubforge/api/jobs",
         trainer,
-        json={"script": "print('mine')\n", "spec": {"name": "mine"}},
+        json={"script": LOOK_AT_PROC, "spec": {"name": "mine"}},
     )
     assert r.status_code == 201, r.text
     job_id = r.json()["id"]
+    done = wait_state(
+        workbench, f"services/hubforge/api/jobs/{job_id}", trainer, {"succeeded", "failed"}
+    )
+    assert done["state"] == "succeeded", done
+    log = workbench.api("GET", f"services/hubforge/api/jobs/{job_id}/logs/worker-0", trainer)
+    uid, seen = re.search(
+        r"mine (\d+) sees processes of \[([\d, ]*)\]", log.json()["text"]
+    ).groups()
+    if isolated() and private_proc.probe():  # the job, started as trainer, sees only theirs
+        assert {int(u) for u in seen.split(",")} == {int(uid)}, (uid, seen)
     snoop = workbench.create_user("snoop")
     assert workbench.api("GET", "services/hubforge/api/jobs", snoop).json()["jobs"] == []
     for method, path in [
