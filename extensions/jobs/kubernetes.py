@@ -20,6 +20,7 @@ from ..kube import KubeAPI, incluster_configuration
 from ..podspec import DATA_MOUNT, KubernetesWorkloads
 from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
+from .fairshare import DEFAULT_CLASSES, PriorityClass, classes_from_config
 from .kueue import API as KUEUE_API
 from .kueue import QueueSettings, local_queue, queued
 from .local import new_job_id
@@ -47,10 +48,22 @@ class KubernetesJobs(KubernetesWorkloads):
         "hubforge", config=True, help="The team's ClusterQueue (the chart makes it)."
     )
 
-    def cluster_settings(self) -> ClusterSettings:
+    @classmethod
+    def settings_of(cls, workbench: Any) -> ClusterSettings:
+        """The cluster settings of ``workbench`` (its config and its priority classes)."""
+        classes = classes_from_config(workbench.priority_classes)
+        return cls(config=workbench.config).cluster_settings(classes)
+
+    def cluster_settings(
+        self, classes: tuple[PriorityClass, ...] = DEFAULT_CLASSES
+    ) -> ClusterSettings:
+        """``classes``: the workbench's priority classes (Kueue's WorkloadPriorityClasses
+        ``hubforge-<name>``, which the chart makes from the same list)."""
         queue = None
         if self.kueue:
-            queue = QueueSettings(cluster_queue=self.kueue_cluster_queue, namespace=self.namespace)
+            queue = QueueSettings(
+                cluster_queue=self.kueue_cluster_queue, namespace=self.namespace, classes=classes
+            )
         return ClusterSettings(
             namespace=self.namespace,
             image=self.image,
@@ -80,7 +93,7 @@ class KubernetesJobBackend(JobBackend):
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> KubernetesJobBackend:
-        settings = KubernetesJobs(config=workbench.config).cluster_settings()
+        settings = KubernetesJobs.settings_of(workbench)
         return cls(incluster_configuration(), settings, workbench.shared_data)
 
     def close(self) -> None:

@@ -619,6 +619,7 @@ def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
     Kueue v0.19.2's CRDs; without Kueue's API in the cluster it fails, saying what to do."""
     import jsonschema
 
+    from hubforge.jobs.fairshare import classes_from_config
     from hubforge.jobs.kueue import Flavor, QueueSettings, queue_objects
     from tests.unit.test_kueue_objects import schemas
 
@@ -634,6 +635,11 @@ def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
         },
         {"name": "t4", "gpus": 4},
     ]
+    classes = [  # the admin's own classes, not the defaults
+        {"name": "oncall", "value": 500, "users": ["olga"]},
+        {"name": "normal", "value": 200},
+        {"name": "overnight", "value": 50, "preemptible": True},
+    ]
     values.write_text(
         yaml.safe_dump(
             {
@@ -644,7 +650,8 @@ def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
                             "cpu": "32",
                             "memory": "128Gi",
                             "flavors": flavors,
-                        }
+                        },
+                        "priorityClasses": classes,
                     }
                 }
             }
@@ -662,6 +669,7 @@ def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
             Flavor("a100", 8, flavors[0]["nodeLabels"], flavors[0]["tolerations"]),
             Flavor("t4", 4),
         ],
+        classes=classes_from_config(classes),
     )
     key = lambda o: (o["kind"], o["metadata"]["name"])  # noqa: E731
     assert sorted(ours, key=key) == sorted(queue_objects(settings), key=key)
@@ -670,8 +678,13 @@ def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
         jsonschema.validate(obj, kinds[obj["kind"]])
     # the service queues jobs with Kueue and may make LocalQueues and read Workloads only
     config = next(d for d in docs if d["metadata"]["name"] == "hubforge-config")
-    jobs = json.loads(config["data"]["hubforge_config.json"])["KubernetesJobs"]
+    given = json.loads(config["data"]["hubforge_config.json"])
+    jobs = given["KubernetesJobs"]
     assert jobs["kueue"] is True and jobs["kueue_cluster_queue"] == "hubforge"
+    # the service's queue has the same classes Kueue's WorkloadPriorityClasses name
+    assert given["Workbench"]["priority_classes"] == classes
+    wpc = {d["metadata"]["name"]: d["value"] for d in ours if d["kind"] == "WorkloadPriorityClass"}
+    assert wpc == {"hubforge-oncall": 500, "hubforge-normal": 200, "hubforge-overnight": 50}
     role = next(
         d for d in docs if d["kind"] == "Role" and d["metadata"]["name"] == "hubforge-service"
     )
@@ -687,3 +700,17 @@ def test_kueue_objects_match_the_builders_and_kueues_crds(chart, tmp_path):
         d for d in plain if d["kind"] == "Role" and d["metadata"]["name"] == "hubforge-service"
     )
     assert not [r for r in role["rules"] if "kueue.x-k8s.io" in r["apiGroups"]]
+
+
+def test_priority_classes_without_normal_or_with_bad_names_are_refused(chart, tmp_path):
+    """A job that asks for no class gets 'normal': a list without it cannot be installed."""
+    for classes, says in [
+        ([{"name": "urgent", "value": 500}], "normal"),
+        ([{"name": "normal", "value": 200}, {"name": "Bad Name", "value": 1}], "name"),
+        ([{"name": "normal", "value": "high"}], "value"),
+    ]:
+        values = tmp_path / "classes.yaml"
+        values.write_text(yaml.safe_dump({"hubforge": {"queue": {"priorityClasses": classes}}}))
+        run = helm("template", "hf", str(chart), "--namespace", "hub", "-f", str(values))
+        assert run.returncode != 0 and "priorityClasses" in run.stderr, run.stderr
+        assert says in run.stderr, run.stderr

@@ -115,3 +115,24 @@ def test_jobs_are_labelled_for_their_queue_and_created_suspended():
     assert tf["spec"]["runPolicy"]["suspend"] is True
     with pytest.raises(ValueError, match="use one of batch, interactive, normal"):
         queue_labels(SETTINGS, "alice", "urgent")
+
+
+def test_the_workbenchs_own_priority_classes_label_its_jobs():
+    """An admin's classes (Workbench.priority_classes, the chart's priorityClasses) are the
+    ones jobs are labelled with, not the defaults."""
+    from traitlets.config import Config
+
+    from hubforge.jobs.kubernetes import KubernetesJobs
+    from hubforge.workbench import Workbench
+
+    config = Config()
+    config.Workbench.priority_classes = [
+        {"name": "oncall", "value": 500, "users": ["olga"]},
+        {"name": "normal", "value": 200},
+    ]
+    config.KubernetesJobs.kueue = True
+    queue = KubernetesJobs.settings_of(Workbench(config=config)).queue
+    assert queue_labels(queue, "olga", "oncall")[PRIORITY_LABEL] == "hubforge-oncall"
+    with pytest.raises(ValueError, match="no priority class 'batch'"):
+        queue_labels(queue, "olga", "batch")
+    assert KubernetesJobs(config=config).cluster_settings().queue.classes[0].name == "interactive"
