@@ -38,7 +38,7 @@ SEED_ARG := $(if $(RANDOM_SEED),-p randomly --randomly-seed=$(RANDOM_SEED),)
 WORKERS ?= 2
 XDIST_ARG := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,-p no:xdist)
 
-.PHONY: up down setup setup-test test test-busy lint bench wheel-check clean
+.PHONY: up down setup setup-test test test-fresh test-busy lint bench wheel-check clean
 
 up: setup
 	$(VENV)/bin/hubforge up $(ARGS)
@@ -48,10 +48,17 @@ down:
 
 setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/label-studio-template $(STAMPS)/labextension $(STAMPS)/installed
 
+# Set-up prints one line per step; what the tools print goes to .stamps/<step>.log, shown only
+# when the step fails. pip's warnings (-qq) are left out too: on some machines its own
+# configuration (an index folder that is missing) warns once per package.
+PIP_QUIET := --quiet --quiet
+QUIETLY = > $(STAMPS)/$(@F).log 2>&1 || { cat $(STAMPS)/$(@F).log; echo "set-up step $(@F) failed (log: $(STAMPS)/$(@F).log)"; exit 1; }
+
 $(STAMPS)/venv:
 	@mkdir -p $(STAMPS) $(dir $(VENV))
-	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install --quiet --upgrade pip
+	@echo "Setting up: a Python environment in $(VENV)"
+	@$(PYTHON) -m venv $(VENV) $(QUIETLY)
+	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip $(QUIETLY)
 	@touch $@
 
 # setuptools warns on every editable install that folders named like the package could be
@@ -59,32 +66,35 @@ $(STAMPS)/venv:
 EDITABLE_QUIET := PYTHONWARNINGS="ignore:Editable installation"
 
 $(STAMPS)/python: $(STAMPS)/venv pyproject.toml
-	$(EDITABLE_QUIET) $(PY) -m pip install --quiet -e .
+	@echo "Setting up: Hubforge and its Python packages (JupyterHub, TensorFlow...; a few minutes the first time)"
+	@$(EDITABLE_QUIET) $(PY) -m pip install $(PIP_QUIET) -e . $(QUIETLY)
 	@touch $@
 
 # A closed clone: once the JupyterLab extension is built (the wheel carries it), Hubforge is
 # installed from the clone as a copy, replacing the editable install the build needed.
 $(STAMPS)/installed: $(STAMPS)/python $(STAMPS)/labextension $(INSTALL_SOURCES)
 ifeq ($(CLOSED_CLONE),True)
-	$(PY) -m pip install --quiet --no-deps .
+	@echo "Setting up: Hubforge installed in $(VENV) (the clone is closed to users' accounts)"
+	@$(PY) -m pip install $(PIP_QUIET) --no-deps . $(QUIETLY)
 endif
 	@touch $@
 
 # configurable-http-proxy goes into $(RUNTIME)/node_modules, never globally.
 $(STAMPS)/node: package.json package-lock.json
 	@mkdir -p $(STAMPS) $(RUNTIME)
+	@echo "Setting up: the hub's proxy (configurable-http-proxy, from npm)"
 ifeq ($(CLOSED_CLONE),True)
-	cp package.json package-lock.json $(RUNTIME)/
+	@cp package.json package-lock.json $(RUNTIME)/
 endif
-	npm ci --prefix $(RUNTIME) --no-audit --no-fund --loglevel=error
+	@npm ci --prefix $(RUNTIME) --no-audit --no-fund --loglevel=error $(QUIETLY)
 	@touch $@
 
 # Editable installs do not install data files: enable the server extension in the venv.
 $(STAMPS)/server-config: $(STAMPS)/python $(wildcard extensions/jupyter-config/*.json extensions/jupyter-config/*/*.json)
-	mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d $(VENV)/share/jupyter/lab/settings/overrides.d $(VENV)/etc/ipython
-	cp extensions/jupyter-config/ipython/ipython_kernel_config.json $(VENV)/etc/ipython/ipython_kernel_config.json
-	cp extensions/jupyter-config/hubforge.json $(VENV)/etc/jupyter/jupyter_server_config.d/hubforge.json
-	cp extensions/jupyter-config/lab-overrides/hubforge.json $(VENV)/share/jupyter/lab/settings/overrides.d/hubforge.json
+	@mkdir -p $(VENV)/etc/jupyter/jupyter_server_config.d $(VENV)/share/jupyter/lab/settings/overrides.d $(VENV)/etc/ipython
+	@cp extensions/jupyter-config/ipython/ipython_kernel_config.json $(VENV)/etc/ipython/ipython_kernel_config.json
+	@cp extensions/jupyter-config/hubforge.json $(VENV)/etc/jupyter/jupyter_server_config.d/hubforge.json
+	@cp extensions/jupyter-config/lab-overrides/hubforge.json $(VENV)/share/jupyter/lab/settings/overrides.d/hubforge.json
 	@touch $@
 
 # The JupyterLab extension (the Hubforge sidebar): TypeScript built with JupyterLab's own
@@ -93,27 +103,28 @@ $(STAMPS)/server-config: $(STAMPS)/python $(wildcard extensions/jupyter-config/*
 LAB := extensions/labextension
 LAB_BUILT := $(VENV)/share/jupyter/labextensions/@hubforge/lab
 $(STAMPS)/labextension: $(STAMPS)/python $(LAB)/package.json $(LAB)/yarn.lock $(LAB)/tsconfig.json $(wildcard $(LAB)/src/*.ts $(LAB)/style/*)
-	cd $(LAB) && $(abspath $(VENV))/bin/jlpm install --immutable > /dev/null
-	cd $(LAB) && $(abspath $(VENV))/bin/jlpm run build:lib
-	cd $(LAB) && node node_modules/@jupyterlab/builder/lib/build-labextension.js \
-		--core-path "$$($(abspath $(PY)) -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')" . > /dev/null
-	rm -rf $(LAB_BUILT) && mkdir -p $(dir $(LAB_BUILT)) && cp -r $(LAB)/prebuilt $(LAB_BUILT)
+	@echo "Setting up: the JupyterLab sidebar (built with JupyterLab's own tools; about half a minute)"
+	@(cd $(LAB) && $(abspath $(VENV))/bin/jlpm install --immutable) $(QUIETLY)
+	@(cd $(LAB) && $(abspath $(VENV))/bin/jlpm run build:lib && node node_modules/@jupyterlab/builder/lib/build-labextension.js \
+		--core-path "$$($(abspath $(PY)) -c 'import jupyterlab, os; print(os.path.join(os.path.dirname(jupyterlab.__file__), "staging"))')" .) $(QUIETLY)
+	@rm -rf $(LAB_BUILT) && mkdir -p $(dir $(LAB_BUILT)) && cp -r $(LAB)/prebuilt $(LAB_BUILT)
 	@touch $@
 
 # Label Studio gets its own virtual environment: its pins clash with TensorFlow's.
 LABEL_STUDIO_VERSION ?= 1.23.2
 $(STAMPS)/label-studio:
 	@mkdir -p $(STAMPS)
-	$(PYTHON) -m venv $(LS_VENV)
-	$(LS_VENV)/bin/python -m pip install --quiet --upgrade pip
-	$(LS_VENV)/bin/python -m pip install --quiet label-studio==$(LABEL_STUDIO_VERSION)
+	@echo "Setting up: Label Studio $(LABEL_STUDIO_VERSION) in its own environment (a minute or two)"
+	@$(PYTHON) -m venv $(LS_VENV) $(QUIETLY)
+	@$(LS_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip $(QUIETLY)
+	@$(LS_VENV)/bin/python -m pip install $(PIP_QUIET) label-studio==$(LABEL_STUDIO_VERSION) $(QUIETLY)
 	@touch $@
 
 # Label Studio's database migrated once, here (about a minute): every workbench's first start
 # copies it and is ready in seconds (see ls_main.seed_from_template).
 $(STAMPS)/label-studio-template: $(STAMPS)/label-studio
-	@echo "Preparing Label Studio's database (once, about a minute)..."
-	@$(LS_VENV)/bin/python extensions/labeling/ls_main.py template > /dev/null
+	@echo "Setting up: Label Studio's database (migrated once; about a minute)"
+	@$(LS_VENV)/bin/python extensions/labeling/ls_main.py template $(QUIETLY)
 	@touch $@
 
 setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm $(STAMPS)/triton
@@ -153,6 +164,11 @@ lint: setup-test
 test: lint
 	cd $(LAB) && $(abspath $(VENV))/bin/jlpm test --silent
 	$(PY) -m pytest $(SEED_ARG) $(XDIST_ARG) --durations=25 $(PYTEST_ARGS)
+
+# The README's first command in a fresh clone of HEAD (a whole set-up, ~4 min with warm caches):
+# one line per step and nothing else on the terminal (tests/integration/test_fresh_clone.py).
+test-fresh: setup-test
+	HUBFORGE_FRESH_CLONE=1 $(PY) -m pytest -p no:randomly -p no:xdist -s tests/integration/test_fresh_clone.py
 
 # The same suite with two CPU-bound processes beside it: it must pass on a busy machine too.
 test-busy: lint

@@ -27,8 +27,11 @@ def cmd_serve(args: argparse.Namespace) -> int:
             print(f"{ep.name}: versions {ep.versions}\npredict with:\n  {ep.curl(example)}")
         elif args.serve_command == "list":
             for ep in serving.list_endpoints():
-                state = "running" if ep.record["running"] else "stopped"
+                queue = ep.record.get("queue")  # Kubernetes with Kueue: held until admitted
+                state = "running" if ep.record["running"] else "queued" if queue else "stopped"
                 print(f"{ep.name:<24} {state:<8} versions={ep.versions} {ep.url}")
+                if queue:
+                    print(f"  {queue['reason']}")
         elif args.serve_command == "predict":
             instances = json.loads(args.instances)
             print(json.dumps(serving.get(args.name).predict(instances, version=args.version)))

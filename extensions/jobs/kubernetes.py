@@ -22,7 +22,7 @@ from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
 from .fairshare import DEFAULT_CLASSES, PriorityClass, classes_from_config
 from .kueue import API as KUEUE_API
-from .kueue import QueueSettings, local_queue, queued
+from .kueue import QueueSettings, local_queue, queue_place, queued
 from .local import new_job_id
 from .objects import ClusterSettings, job_dir, job_objects, object_name
 from .spec import JobSpec
@@ -196,16 +196,7 @@ class KubernetesJobBackend(JobBackend):
         ones (Kueue's order: priority, then age) and why it waits (its QuotaReserved
         condition's message); None before Kueue made the Workload."""
         found = await self._call("GET", self._path("Workload"))
-        pending = sorted(
-            (w for w in found.get("items", []) if workload_pending(w)),
-            key=lambda w: (-(w.get("spec", {}).get("priority") or 0), _created(w)),
-        )
-        uid = obj["metadata"].get("uid")
-        for position, workload in enumerate(pending, start=1):
-            owners = workload["metadata"].get("ownerReferences") or []
-            if any(o.get("uid") == uid for o in owners):
-                return {"position": position, "reason": workload_reason(workload)}
-        return None
+        return queue_place(found.get("items", []), {obj["metadata"].get("uid")})
 
     async def _pods(self, job_id: str) -> list[dict[str, Any]]:
         pods = await self._call(
@@ -312,30 +303,6 @@ def exit_code(pod: dict[str, Any]) -> int | None:
         if terminated:
             return terminated.get("exitCode")
     return None
-
-
-def workload_pending(workload: dict[str, Any]) -> bool:
-    """A Kueue Workload that waits: no quota reserved, not finished."""
-    true = {
-        c["type"]
-        for c in workload.get("status", {}).get("conditions", [])
-        if c.get("status") == "True"
-    }
-    return not true & {"QuotaReserved", "Admitted", "Finished"}
-
-
-def workload_reason(workload: dict[str, Any]) -> str:
-    """Why Kueue has not admitted it, in Kueue's words (e.g. "couldn't assign flavors to
-    pod set main: insufficient unused quota for nvidia.com/gpu in flavor default, 1 more
-    needed")."""
-    for condition in workload.get("status", {}).get("conditions", []):
-        if condition.get("type") == "QuotaReserved" and condition.get("message"):
-            return f"waiting in Kueue's queue: {condition['message']}"
-    return "waiting in Kueue's queue"
-
-
-def _created(obj: dict[str, Any]) -> str:
-    return obj.get("metadata", {}).get("creationTimestamp") or ""
 
 
 def suspended(obj: dict[str, Any]) -> bool:

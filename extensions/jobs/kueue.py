@@ -5,7 +5,9 @@ Kueue is a cluster add-on its admins install; Hubforge makes only the queue obje
 ResourceFlavor per GPU type the profiles name, one ClusterQueue with the team's quotas, a
 LocalQueue per user in the workload namespace (so Kueue's admission fair sharing weighs users
 against each other), a WorkloadPriorityClass per priority class. A job is labelled for its
-user's queue and priority and created suspended: Kueue unsuspends it when it is admitted.
+user's queue and priority and created suspended: Kueue unsuspends it when it is admitted. An
+endpoint's Deployment (or KServe predictor) is labelled the same way: Kueue's deployment (pod)
+integration holds each serving pod at its admission scheduling gate until the quota allows.
 """
 
 from __future__ import annotations
@@ -165,3 +167,78 @@ def queued(obj: dict[str, Any], s: QueueSettings, user: str, priority: str) -> d
         raise ValueError(f"Kueue admits Jobs and TFJobs here, not {obj.get('kind')!r}")
     labelled["spec"] = spec
     return labelled
+
+
+ADMISSION_GATE = "kueue.x-k8s.io/admission"  # the scheduling gate Kueue puts on pods it holds
+
+
+def serving_class(s: QueueSettings) -> str:
+    """The class endpoints run at: the highest one every user may use (what others call
+    should not wait behind, or be preempted by, everyday jobs)."""
+    open_to_all = [c for c in s.classes if c.users is None] or list(s.classes)
+    return max(open_to_all, key=lambda c: c.value).name
+
+
+def queued_endpoint(obj: dict[str, Any], s: QueueSettings, user: str) -> dict[str, Any]:
+    """An endpoint's Deployment or InferenceService for Kueue: its queue labels (Kueue's
+    webhook gates its pods until they are admitted; a Deployment cannot be suspended)."""
+    queue = queue_labels(s, user, serving_class(s))
+    labelled = {**obj, "metadata": dict(obj.get("metadata") or {})}
+    labelled["metadata"]["labels"] = {**(labelled["metadata"].get("labels") or {}), **queue}
+    if obj.get("kind") == "InferenceService":  # KServe puts the predictor's labels on its pods
+        spec = dict(obj.get("spec") or {})
+        predictor = dict(spec.get("predictor") or {})
+        predictor["labels"] = {**(predictor.get("labels") or {}), **queue}
+        spec["predictor"] = predictor
+        labelled["spec"] = spec
+    elif obj.get("kind") != "Deployment":
+        raise ValueError(
+            f"Kueue holds Deployments and InferenceServices here, not {obj.get('kind')!r}"
+        )
+    return labelled
+
+
+def local_queue_path(namespace: str) -> str:
+    return f"/apis/{API}/namespaces/{namespace}/localqueues"
+
+
+def workloads_path(namespace: str) -> str:
+    return f"/apis/{API}/namespaces/{namespace}/workloads"
+
+
+def workload_pending(workload: dict[str, Any]) -> bool:
+    """A Kueue Workload that waits: no quota reserved, not finished."""
+    true = {
+        c["type"]
+        for c in workload.get("status", {}).get("conditions", [])
+        if c.get("status") == "True"
+    }
+    return not true & {"QuotaReserved", "Admitted", "Finished"}
+
+
+def workload_reason(workload: dict[str, Any]) -> str:
+    """Why Kueue has not admitted it, in Kueue's words (e.g. "couldn't assign flavors to
+    pod set main: insufficient unused quota for nvidia.com/gpu in flavor default, 1 more
+    needed")."""
+    for condition in workload.get("status", {}).get("conditions", []):
+        if condition.get("type") == "QuotaReserved" and condition.get("message"):
+            return f"waiting in Kueue's queue: {condition['message']}"
+    return "waiting in Kueue's queue"
+
+
+def queue_place(workloads: list[dict[str, Any]], owners: set[Any]) -> dict[str, Any] | None:
+    """Where Kueue has the object whose uid is in ``owners`` (a job, or an endpoint's pods):
+    its Workload's position among the pending ones (Kueue's order: priority, then age) and
+    why it waits; None when none of them has a pending Workload."""
+    pending = sorted(
+        (w for w in workloads if workload_pending(w)),
+        key=lambda w: (
+            -(w.get("spec", {}).get("priority") or 0),
+            w.get("metadata", {}).get("creationTimestamp") or "",
+        ),
+    )
+    for position, workload in enumerate(pending, start=1):
+        refs = workload["metadata"].get("ownerReferences") or []
+        if any(r.get("uid") in owners for r in refs):
+            return {"position": position, "reason": workload_reason(workload)}
+    return None

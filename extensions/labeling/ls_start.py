@@ -148,6 +148,8 @@ def make_template() -> Path:
         # as when it serves: Label Studio asks git for its version around its package and
         # would write the clone's commit into its own version file (shown on /version)
         os.environ["GIT_DIR"] = os.devnull
+        # and no call to the package index or error reports to the internet (set-up)
+        os.environ.update(LATEST_VERSION_CHECK="false", COLLECT_ANALYTICS="false", SENTRY_DSN="")
         _setup()
         from django.core.management import call_command
         from django.db import connections

@@ -15,6 +15,13 @@ from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Dict, Enum, Integer, List, Unicode
 
+from ..jobs.kueue import (
+    ADMISSION_GATE,
+    local_queue,
+    local_queue_path,
+    queue_place,
+    workloads_path,
+)
 from ..kube import KubeAPI, incluster_configuration
 from ..podspec import DATA_MOUNT, KubernetesWorkloads, gpu_tolerations
 from .base import EndpointBackend, check_batching
@@ -91,10 +98,13 @@ class KubernetesEndpointBackend(EndpointBackend):
 
     @classmethod
     def from_workbench(cls, workbench: Any) -> KubernetesEndpointBackend:
+        from ..jobs.kubernetes import KubernetesJobs
+
         config = KubernetesEndpoints(config=workbench.config)
-        return cls(
-            incluster_configuration(), config.settings(), workbench.shared_data, config.max_gpus
-        )
+        settings = config.settings()
+        # one switch for both: with Kueue (hubforge.queue.kueue) endpoints queue like jobs
+        settings.queue = KubernetesJobs.settings_of(workbench).queue
+        return cls(incluster_configuration(), settings, workbench.shared_data, config.max_gpus)
 
     def close(self) -> None:
         self.kube.close()
@@ -158,6 +168,8 @@ class KubernetesEndpointBackend(EndpointBackend):
         main["metadata"].setdefault("annotations", {}).update(
             {BATCHING: json.dumps(batching), GPUS: str(gpus)}
         )
+        if self.settings.queue is not None:
+            await self._ensure_local_queue(owner)
         try:
             for obj in objects:
                 path = self._path(obj["kind"], obj["metadata"]["name"])
@@ -172,6 +184,20 @@ class KubernetesEndpointBackend(EndpointBackend):
                 f"Kubernetes refused the endpoint: {e.reason} ({e.status})"
             ) from None
         return await self._get(owner, name)
+
+    async def _ensure_local_queue(self, owner: str) -> None:
+        """The owner's LocalQueue (the same one their jobs use; 409: it exists)."""
+        queue = self.settings.queue
+        try:
+            await self.kube.call(
+                "POST", local_queue_path(queue.namespace), local_queue(queue, owner)
+            )
+        except ApiException as e:
+            if e.status != 409:
+                raise ServingError(
+                    f"Kueue's LocalQueue for {owner} could not be made: {e.reason} ({e.status})"
+                    "; is Kueue installed (hubforge.queue.kueue in the chart)?"
+                ) from None
 
     async def _find(self, kind: str, owner: str, name: str) -> dict[str, Any] | None:
         try:
@@ -218,7 +244,35 @@ class KubernetesEndpointBackend(EndpointBackend):
         obj = await self._find(await self._main_kind(), owner, name)
         if obj is None:
             raise NotFound(f"No endpoint {name!r} for {owner}; `hubforge serve list` shows yours")
-        return self._record(owner, obj)
+        return (await self._with_queue(owner, [self._record(owner, obj)]))[0]
+
+    async def _with_queue(self, owner: str, records: list[dict[str, Any]]) -> list[dict]:
+        """With Kueue: each endpoint that is not up and whose pods Kueue holds at its
+        admission gate gets ``queue`` (its Workload's place among the pending ones and
+        Kueue's reason). Two API reads for all of them."""
+        waiting = [r for r in records if not r["running"]]
+        if self.settings.queue is None or not waiting:
+            return records
+        ns = self.settings.namespace
+        pods = await self.kube.call(
+            "GET",
+            f"/api/v1/namespaces/{ns}/pods",
+            query=[("labelSelector", f"hubforge.io/owner={owner}")],
+        )
+        held: dict[str, set[Any]] = {}
+        for pod in pods.get("items", []):
+            gates = pod.get("spec", {}).get("schedulingGates") or []
+            if any(g.get("name") == ADMISSION_GATE for g in gates):
+                endpoint = pod["metadata"].get("labels", {}).get("hubforge.io/endpoint")
+                held.setdefault(endpoint, set()).add(pod["metadata"].get("uid"))
+        if not held:
+            return records
+        workloads = (await self.kube.call("GET", workloads_path(ns))).get("items", [])
+        for record in waiting:
+            if record["name"] in held:
+                place = queue_place(workloads, held[record["name"]])
+                record["queue"] = place or {"position": None, "reason": "waiting in Kueue's queue"}
+        return records
 
     def list(self, owner: str) -> list[dict[str, Any]]:
         return self._run(self._list(owner))
@@ -229,7 +283,9 @@ class KubernetesEndpointBackend(EndpointBackend):
             self._path(await self._main_kind()),
             query=[("labelSelector", f"hubforge.io/owner={owner}")],
         )
-        return [self._record(owner, obj) for obj in found.get("items", [])]
+        return await self._with_queue(
+            owner, [self._record(owner, obj) for obj in found.get("items", [])]
+        )
 
     def undeploy(self, owner: str, name: str) -> dict[str, Any]:
         return self._run(self._undeploy(owner, name))

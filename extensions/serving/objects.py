@@ -13,6 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..jobs.kueue import queued_endpoint
 from ..podspec import (
     DATA_MOUNT,
     GPU_RESOURCE,
@@ -43,6 +44,7 @@ class ServingSettings:
     memory: str = "2Gi"
     run_as_user: int = 1000
     server: str = "tensorflow-serving"  # or "hubforge": hubforge-model-server, same flags
+    queue: Any = None  # the team's Kueue settings (hubforge.jobs.kueue.QueueSettings), or None
 
 
 def object_name(owner: str, name: str) -> str:
@@ -303,6 +305,9 @@ def endpoint_objects(
 ) -> list[dict[str, Any]]:
     """Everything to create, in order (the ConfigMap first: the pods mount it)."""
     cm = config_map(owner, name, versions, version_labels, batching, s)
+    main = (inference_service if kserve else deployment)(owner, name, gpus, batching, s)
+    if s.queue is not None:
+        main = queued_endpoint(main, s.queue, owner)
     if kserve:
-        return [cm, inference_service(owner, name, gpus, batching, s)]
-    return [cm, deployment(owner, name, gpus, batching, s), service(owner, name, s)]
+        return [cm, main]
+    return [cm, main, service(owner, name, s)]

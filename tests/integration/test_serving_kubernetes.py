@@ -123,3 +123,57 @@ def test_refusals(cluster, tmp_path):
     finally:
         stranger.close()
     assert check_batching(None) == {"max_batch_size": 0, "batch_timeout_ms": 2.0}
+
+
+def test_with_kueue_endpoints_wait_at_kueues_gate_in_their_users_queue(tmp_path):
+    """With Kueue on (hubforge.queue.kueue), an endpoint's Deployment is labelled for its
+    owner's LocalQueue at the serving class; Kueue's webhook holds its pods at the admission
+    gate until the quota allows, and the endpoint then says where it waits and why."""
+    import jsonschema
+
+    from hubforge.jobs.kueue import PRIORITY_LABEL, QUEUE_LABEL, QueueSettings, local_queue_name
+    from tests.integration.test_jobs_kubernetes import kueue_workload
+    from tests.unit.test_kueue_objects import schemas
+
+    fake = FakeKubernetes()
+    settings = objects.ServingSettings(namespace="team-a", queue=QueueSettings(namespace="team-a"))
+    backend = KubernetesEndpointBackend(configuration(fake, fake.token), settings, tmp_path)
+    try:
+        export = saved_model(tmp_path / "users/alice/model")
+        record = backend.deploy("alice", "scorer", str(export))
+        assert record["running"] is False and "queue" not in record  # no pod yet
+        (queue,) = fake.of_kind("localqueues")  # the same queue her jobs use
+        assert queue["metadata"]["name"] == local_queue_name("alice")
+        jsonschema.validate(queue, schemas()["LocalQueue"])
+        deployment = fake.objects[("deployments", "team-a", "ep-alice-scorer")]
+        labels = deployment["metadata"]["labels"]
+        assert labels[QUEUE_LABEL] == local_queue_name("alice")
+        assert labels[PRIORITY_LABEL] == "hubforge-interactive"  # the highest open to all
+
+        # Kueue's webhook gated the pod and made its Workload, pending for want of quota
+        fake.add_pod(
+            "team-a",
+            "ep-alice-scorer-7d9f-x",
+            {"hubforge.io/owner": "alice", "hubforge.io/endpoint": "scorer"},
+            "Pending",
+        )
+        pod = fake.objects[("pods", "team-a", "ep-alice-scorer-7d9f-x")]
+        pod["metadata"].update(uid="pod-uid-1", creationTimestamp="2026-12-05T10:00:00Z")
+        pod["kind"] = "Pod"
+        pod["spec"] = {"schedulingGates": [{"name": "kueue.x-k8s.io/admission"}]}
+        message = "couldn't assign flavors to pod set main: insufficient unused quota for cpu"
+        kueue_workload(fake, "pod-ep-alice-scorer-7d9f-x", pod, 200, message)
+        record = backend.get("alice", "scorer")
+        assert record["queue"] == {"position": 1, "reason": f"waiting in Kueue's queue: {message}"}
+        assert [r["queue"] for r in backend.list("alice")] == [record["queue"]]
+        with pytest.raises(NotFound):
+            backend.get("bob", "scorer")
+
+        # admitted: the gate is gone, the pod runs, the endpoint is up
+        pod["spec"] = {}
+        deployment["status"] = {"readyReplicas": 1}
+        record = backend.get("alice", "scorer")
+        assert record["running"] is True and "queue" not in record
+    finally:
+        backend.close()
+        fake.stop()

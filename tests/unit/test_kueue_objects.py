@@ -136,3 +136,35 @@ def test_the_workbenchs_own_priority_classes_label_its_jobs():
     with pytest.raises(ValueError, match="no priority class 'batch'"):
         queue_labels(queue, "olga", "batch")
     assert KubernetesJobs(config=config).cluster_settings().queue.classes[0].name == "interactive"
+
+
+def test_endpoints_are_labelled_for_their_queue_at_the_serving_class():
+    """A Deployment cannot be suspended: Kueue's webhook holds its pods, found by the labels
+    on the Deployment (KServe: on the predictor's pods). Endpoints run at the highest class
+    open to everyone."""
+    from hubforge.jobs.fairshare import classes_from_config
+    from hubforge.jobs.kueue import serving_class
+    from hubforge.serving import objects as serving
+    from hubforge.serving.base import check_batching
+
+    queue = QueueSettings(namespace="team-a")
+    s = serving.ServingSettings(namespace="team-a", queue=queue)
+    want = {QUEUE_LABEL: local_queue_name("ana"), PRIORITY_LABEL: "hubforge-interactive"}
+    for kserve in (False, True):
+        objs = serving.endpoint_objects(
+            "ana", "scorer", [1], {}, 1, check_batching(None), s, kserve=kserve
+        )
+        main = next(o for o in objs if o["kind"] in ("Deployment", "InferenceService"))
+        assert want.items() <= main["metadata"]["labels"].items()
+        if kserve:
+            assert want.items() <= main["spec"]["predictor"]["labels"].items()
+        others = [o for o in objs if o is not main]
+        assert not [o for o in others if QUEUE_LABEL in o["metadata"]["labels"]]
+    plain = serving.endpoint_objects(
+        "ana", "scorer", [1], {}, 0, check_batching(None), serving.ServingSettings(), False
+    )
+    assert not [o for o in plain if QUEUE_LABEL in o["metadata"]["labels"]]
+    own = classes_from_config(
+        [{"name": "oncall", "value": 900, "users": ["olga"]}, {"name": "normal", "value": 200}]
+    )
+    assert serving_class(QueueSettings(classes=own)) == "normal"  # not a class some cannot use

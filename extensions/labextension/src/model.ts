@@ -46,6 +46,8 @@ export interface IEndpoint {
   running: boolean;
   versions: number[];
   labels?: Record<string, number>;
+  /** Kubernetes with Kueue: where its pods wait for quota (absent once admitted). */
+  queue?: { position: number | null; reason: string };
 }
 
 export interface IProject {
@@ -111,6 +113,15 @@ export function queueText(job: IJob): string {
     return '';
   }
   return `#${job.queue.position} in the queue: ${job.queue.reason}`;
+}
+
+/** Where an endpoint Kueue holds waits ('' when it is up or not held). */
+export function endpointQueueText(endpoint: IEndpoint): string {
+  if (endpoint.running || !endpoint.queue) {
+    return '';
+  }
+  const place = endpoint.queue.position ? `#${endpoint.queue.position} in the queue: ` : '';
+  return `${place}${endpoint.queue.reason}`;
 }
 
 /** Fraction done in [0, 1], or null when the job has not said. */

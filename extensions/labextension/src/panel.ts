@@ -23,7 +23,8 @@ import {
   jobName,
   progressFraction,
   progressText,
-  queueText
+  queueText,
+  endpointQueueText
 } from './model';
 
 export interface IPanelActions {
@@ -392,9 +393,12 @@ export class HubforgePanel extends Widget {
         'div',
         { className: 'hf-ItemHead' },
         h('span', { className: 'hf-Name' }, endpoint.name),
-        badge(endpoint.running ? 'running' : 'stopped')
+        badge(endpoint.running ? 'running' : endpoint.queue ? 'queued' : 'stopped')
       ),
       h('div', { className: 'hf-Details' }, versions),
+      endpointQueueText(endpoint)
+        ? h('div', { className: 'hf-Queue' }, endpointQueueText(endpoint))
+        : null,
       h(
         'div',
         { className: 'hf-Actions' },

@@ -8,6 +8,7 @@ import {
   progressFraction,
   progressText,
   queueText,
+  endpointQueueText,
   savedRequestProblem,
   statusText
 } from '../src/model';
@@ -139,6 +140,21 @@ describe('queueText', () => {
     );
     expect(queueText(job('a', 'running', { queue }))).toBe('');
     expect(queueText(job('a', 'queued'))).toBe('');
+  });
+});
+
+describe('endpointQueueText', () => {
+  it("says where an endpoint's pods wait for Kueue, and nothing once it is up", () => {
+    const ep = { name: 'scorer', url: '', versions: [1], running: false };
+    const queue = { position: 1, reason: "waiting in Kueue's queue: insufficient quota" };
+    expect(endpointQueueText({ ...ep, queue })).toBe(
+      "#1 in the queue: waiting in Kueue's queue: insufficient quota"
+    );
+    expect(endpointQueueText({ ...ep, queue: { position: null, reason: 'waiting' } })).toBe(
+      'waiting'
+    );
+    expect(endpointQueueText({ ...ep, running: true, queue })).toBe('');
+    expect(endpointQueueText(ep)).toBe('');
   });
 });
 
