@@ -22,7 +22,7 @@ from .base import LOG_PAGE, JobBackend, whole_characters
 from .errors import JobError, JobNotFound
 from .fairshare import DEFAULT_CLASSES, PriorityClass, classes_from_config
 from .kueue import API as KUEUE_API
-from .kueue import QueueSettings, local_queue, queue_place, queued
+from .kueue import QueueSettings, gpus_waiting, local_queue, queue_place, queued
 from .local import new_job_id
 from .objects import ClusterSettings, job_dir, job_objects, object_name
 from .spec import JobSpec
@@ -240,6 +240,17 @@ class KubernetesJobBackend(JobBackend):
                 "figures": JobStore(folder).figures(),
             },
         }
+
+    def gpus_waiting(self) -> int:
+        """GPUs the jobs and endpoints Kueue has not admitted yet ask for (0 without Kueue):
+        the idle culler stops idle GPU notebook servers sooner while work waits for them."""
+        if self.settings.queue is None:
+            return 0
+        return self._run(self._gpus_waiting())
+
+    async def _gpus_waiting(self) -> int:
+        found = await self._call("GET", self._path("Workload"))
+        return gpus_waiting(found.get("items", []))
 
     def list(self, owner: str) -> list[dict[str, Any]]:
         return self._run(self._list(owner))

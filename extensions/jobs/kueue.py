@@ -242,3 +242,32 @@ def queue_place(workloads: list[dict[str, Any]], owners: set[Any]) -> dict[str, 
         if any(r.get("uid") in owners for r in refs):
             return {"position": position, "reason": workload_reason(workload)}
     return None
+
+
+def _gpus_of(container: dict[str, Any]) -> int:
+    resources = container.get("resources") or {}
+    asked = (resources.get("limits") or {}).get(GPU_RESOURCE) or (
+        resources.get("requests") or {}
+    ).get(GPU_RESOURCE)
+    try:
+        return max(int(asked or 0), 0)
+    except (TypeError, ValueError):
+        return 0
+
+
+def gpus_requested(workload: dict[str, Any]) -> int:
+    """The GPUs a Kueue Workload asks for: per pod set, its pods' count times what one pod
+    needs (its containers together, or its largest init container, whichever is more)."""
+    total = 0
+    for pod_set in workload.get("spec", {}).get("podSets") or []:
+        pod = pod_set.get("template", {}).get("spec", {})
+        running = sum(_gpus_of(c) for c in pod.get("containers") or [])
+        init = max((_gpus_of(c) for c in pod.get("initContainers") or []), default=0)
+        total += int(pod_set.get("count") or 0) * max(running, init)
+    return total
+
+
+def gpus_waiting(workloads: list[dict[str, Any]]) -> int:
+    """GPUs the pending Workloads ask for (the GPU-aware idle culler frees idle GPU servers'
+    GPUs for them)."""
+    return sum(gpus_requested(w) for w in workloads if workload_pending(w))

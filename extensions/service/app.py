@@ -162,8 +162,12 @@ class HubforgeService(Application):
         hub_api, token = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
         # every second: a GPU a job gave back goes to the next queued job soon after
         self.reconcile = PeriodicCallback(self._releasing(jobs, allocator, self.queue), 1000)
+        # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
+        # Workloads' (read in a thread: an API call)
+        kueue = getattr(jobs, "gpus_waiting", None)
+        wanted = (lambda: asyncio.to_thread(kueue)) if kueue else self.queue.gpus_wanted
         self.culler = IdleCuller.from_workbench(
-            workbench, hub_api, token, self.log, gpus_wanted=self.queue.gpus_wanted
+            workbench, hub_api, token, self.log, gpus_wanted=wanted
         )
         self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
         sync = UserSync(workbench.passwords_file, hub_api, token, self.log)

@@ -9,9 +9,10 @@ uses) and stops those idle longer than their profile allows.
 
 from __future__ import annotations
 
+import inspect
 import json
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -70,7 +71,7 @@ class IdleCuller:
         token: str = "",
         logger: logging.Logger = log,
         queued_timeout: int = 0,
-        gpus_wanted: Callable[[], int] = lambda: 0,
+        gpus_wanted: Callable[[], int | Awaitable[int]] = lambda: 0,
     ) -> None:
         self.queued_timeout = queued_timeout  # GPU servers' limit while jobs wait for GPUs
         self.gpus_wanted = gpus_wanted  # GPUs the queue's waiting jobs ask for now
@@ -89,7 +90,7 @@ class IdleCuller:
         hub_api: str,
         token: str,
         logger: logging.Logger = log,
-        gpus_wanted: Callable[[], int] = lambda: 0,
+        gpus_wanted: Callable[[], int | Awaitable[int]] = lambda: 0,
     ) -> IdleCuller:
         return cls(
             workbench.profiles,
@@ -152,6 +153,8 @@ class IdleCuller:
     async def cull(self) -> list[IdleServer]:
         """One pass: stop every server that is due; returns what was stopped."""
         wanted = self.gpus_wanted()
+        if inspect.isawaitable(wanted):  # Kubernetes: Kueue's pending Workloads, read async
+            wanted = await wanted
         due = self.idle_servers(await self.users(), datetime.now(UTC), wanted)
         stopped = []
         for s in due:

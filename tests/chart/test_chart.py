@@ -346,6 +346,8 @@ def test_hub_config_from_the_chart_makes_valid_user_pods(chart, tmp_path, kubeco
     assert (workbench.job_backend, workbench.endpoint_backend) == ("kubernetes", "kubernetes")
     assert Quotas.from_workbench(workbench).gpus == 4
     assert workbench.gpu_idle_timeout == 900
+    assert workbench.gpu_idle_timeout_when_queued == 600  # idle GPUs give way to queued work
+    assert [c["name"] for c in workbench.priority_classes] == ["interactive", "normal", "batch"]
     assert workbench.profiles[2]["idle_timeout"] == 600
     section = load_config(str(config_file))["KubernetesWorkloads"]
     assert section["namespace"] == "team-workloads"

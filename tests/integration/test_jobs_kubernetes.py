@@ -192,13 +192,20 @@ def kueue_cluster(request, tmp_path):
     fake.stop()
 
 
+def condition(kind: str, status: str, message: str = "") -> dict:
+    """A Workload condition as Kueue writes it (metav1.Condition: all five fields)."""
+    return {
+        "type": kind,
+        "status": status,
+        "reason": "Pending" if status == "False" else kind,
+        "message": message or kind,
+        "lastTransitionTime": "2026-12-05T10:00:00Z",
+    }
+
+
 def kueue_workload(fake, name: str, job: dict, priority: int, message: str = "") -> None:
     """What Kueue's controller makes for a job it manages (the fake plays Kueue)."""
-    conditions = []
-    if message:
-        conditions.append(
-            {"type": "QuotaReserved", "status": "False", "reason": "Pending", "message": message}
-        )
+    conditions = [condition("QuotaReserved", "False", message)] if message else []
     fake.objects[("workloads", "team-a", name)] = {
         "apiVersion": "kueue.x-k8s.io/v1beta2",
         "kind": "Workload",
@@ -267,3 +274,76 @@ def test_with_kueue_jobs_wait_suspended_in_their_users_queue(kueue_cluster):
     assert "queue" not in backend.get("bob", "urgent-3")
     with pytest.raises(jobs.JobError, match="no priority class 'urgent'"):
         backend.submit("bob", JobSpec(name="x", priority="urgent"), "print(4)\n", job_id="x-4")
+
+
+def kueue_podsets(job: dict) -> list[dict]:
+    """The pod sets Kueue's Workload copies from a job (its pod templates and counts)."""
+    if job["kind"] == "Job":
+        return [
+            {
+                "name": "main",
+                "count": job["spec"]["parallelism"],
+                "template": job["spec"]["template"],
+            }
+        ]
+    return [
+        {"name": role.lower(), "count": spec["replicas"], "template": spec["template"]}
+        for role, spec in job["spec"]["tfReplicaSpecs"].items()
+    ]
+
+
+def test_idle_gpu_servers_give_way_to_the_gpus_kueues_waiting_jobs_ask_for(kueue_cluster):
+    """GPU-aware culling on Kubernetes: the GPUs wanted are those of Kueue's pending
+    Workloads (pod count x GPUs per pod), read by the culler off the event loop."""
+    import asyncio
+    from datetime import UTC, datetime, timedelta
+
+    from hubforge.service.culler import IdleCuller
+    from tests.unit.test_culler import PROFILES
+    from tests.unit.test_kueue_objects import schemas
+
+    fake, backend, mode = kueue_cluster
+    plural = "tfjobs" if mode == "tfjob" else "jobs"
+    assert backend.gpus_waiting() == 0
+    backend.submit("alice", SPEC, "print(1)\n", job_id="big-1")  # 2 workers x 1 GPU
+    backend.submit("bob", JobSpec(name="one", gpus_per_worker=1), "print(2)\n", job_id="one-2")
+    backend.submit("bob", JobSpec(name="cpu"), "print(3)\n", job_id="cpu-3")  # no GPU
+    kinds = schemas()
+    for job_id, priority in (("big-1", 200), ("one-2", 200), ("cpu-3", 200)):
+        job = fake.objects[(plural, "team-a", f"hf-{job_id}")]
+        kueue_workload(fake, f"w-{job_id}", job, priority, "insufficient unused quota")
+        workload = fake.objects[("workloads", "team-a", f"w-{job_id}")]
+        workload["spec"]["podSets"] = kueue_podsets(job)
+        jsonschema.validate(workload, kinds["Workload"])
+    assert backend.gpus_waiting() == 3
+    admitted = fake.objects[("workloads", "team-a", "w-one-2")]
+    admitted["status"]["conditions"] = [condition("QuotaReserved", "True")]
+    assert backend.gpus_waiting() == 2
+
+    culler = IdleCuller(
+        PROFILES, cpu_timeout=3600, gpu_timeout=1800, queued_timeout=600,
+        gpus_wanted=lambda: asyncio.to_thread(backend.gpus_waiting),
+    )  # fmt: skip
+    stopped = []
+
+    def server(name: str, profile: str, idle_s: int) -> dict:
+        seen = (datetime.now(UTC) - timedelta(seconds=idle_s)).isoformat()
+        model = {"ready": True, "pending": None, "last_activity": seen, "started": seen}
+        return {"name": name, "servers": {"": {**model, "user_options": {"profile": profile}}}}
+
+    async def users():
+        return [server("g", "gpu-1", 700), server("c", "cpu", 700), server("r", "gpu-1", 60)]
+
+    async def hub(method, path):
+        stopped.append((method, path))
+
+    culler.users, culler._hub = users, hub
+    asyncio.run(culler.cull())
+    assert stopped == [("DELETE", "/users/g/server")]  # idle 700 s > 600 s: GPUs wanted
+    for name in ("w-big-1", "w-cpu-3"):  # nothing waits for GPUs: the usual 30 min
+        fake.objects[("workloads", "team-a", name)]["status"]["conditions"] = [
+            condition("Admitted", "True")
+        ]
+    stopped.clear()
+    asyncio.run(culler.cull())
+    assert stopped == []
