@@ -1,6 +1,8 @@
-"""Idle GPUs come back while jobs wait for them (#33): a GPU server that is idle is stopped
-sooner while the queue holds GPU jobs, and the first waiting job gets its GPU; a server whose
-kernel runs a long cell (printing nothing) is never stopped. Real hub, spawner, service."""
+"""The GPU queue through a real hub, spawner and service (#33): idle GPUs come back while jobs
+wait for them (a GPU server that is idle is stopped sooner, the first waiting job gets its
+GPU; a server whose kernel runs a long cell, printing nothing, is never stopped); several
+users' jobs share two GPUs fairly, never two on one device; a real TensorFlow job of the
+batch class is preempted for a higher one and resumes from its checkpoint."""
 
 from __future__ import annotations
 
@@ -13,6 +15,7 @@ import websocket
 
 from tests.callers import wait_for
 from tests.kernel import execute
+from tests.notebooks import TRAIN
 from tests.workbench import start_workbench
 
 pytestmark = pytest.mark.hub
@@ -25,6 +28,7 @@ CONFIG = (
     "c.Workbench.gpu_idle_timeout_when_queued = 12\n"
     "c.Workbench.activity_interval = 2\n"
     "c.Workbench.cull_interval = 1\n"
+    "c.Workbench.job_preemption = True\n"
 )
 JOBS = "services/hubforge/api/jobs"
 
@@ -94,3 +98,97 @@ def test_an_idle_gpu_server_gives_its_gpu_to_a_waiting_job_a_busy_one_does_not(w
     finally:
         wb.ensure_stopped("busy-bea")
         wb.ensure_stopped("idle-ivo")
+
+
+# each job says when it ran and on which device (what a user would read in its log)
+TIMED = """import os, time
+print("ran", time.time(), os.environ.get("CUDA_VISIBLE_DEVICES"), flush=True)
+time.sleep({seconds})
+print("done", time.time(), flush=True)
+"""
+
+
+def job_state(wb, token: str, job_id: str) -> dict:
+    return wb.api("GET", f"{JOBS}/{job_id}", token).json()
+
+
+def ran(wb, token: str, job_id: str) -> tuple[float, float, str]:
+    """(start, end, device) from the job's own log."""
+    text = wb.api("GET", f"{JOBS}/{job_id}/logs/worker-0", token).json()["text"]
+    start = next(line.split() for line in text.splitlines() if line.startswith("ran "))
+    end = next(line.split() for line in text.splitlines() if line.startswith("done "))
+    return float(start[1]), float(end[1]), start[2]
+
+
+def submit(wb, token: str, name: str, script: str, **spec) -> str:
+    body = {"spec": {"name": name, "gpus_per_worker": 1, **spec}, "script": script}
+    r = wb.api("POST", JOBS, token, json=body)
+    assert r.status_code == 201, r.text
+    return r.json()["id"]
+
+
+def test_several_users_share_the_gpus_fairly_never_two_jobs_on_one(wb):
+    wb.wait_gpus_free()
+    tokens = {name: wb.create_user(name) for name in ("heavy-hal", "light-lia")}
+    hal = [submit(wb, tokens["heavy-hal"], f"hal-{i}", TIMED.format(seconds=4)) for i in range(3)]
+    lia = submit(wb, tokens["light-lia"], "lia-0", TIMED.format(seconds=4))
+    states = [job_state(wb, tokens["heavy-hal"], j)["state"] for j in hal]
+    assert states.count("queued") == 1  # two GPUs: hal's third waits, accepted all the same
+    waiting = job_state(wb, tokens["light-lia"], lia)
+    assert waiting["state"] == "queued" and waiting["queue"]["position"] == 1, waiting
+    jobs = [(tokens["heavy-hal"], j) for j in hal] + [(tokens["light-lia"], lia)]
+    for token, job_id in jobs:
+        wait_for(
+            lambda t=token, j=job_id: job_state(wb, t, j)["state"] in ("succeeded", "failed"),
+            90,
+            f"job {job_id} to end",
+        )
+        assert job_state(wb, token, job_id)["state"] == "succeeded"
+    spans = {job_id: ran(wb, token, job_id) for token, job_id in jobs}
+    for a, (start_a, end_a, dev_a) in spans.items():
+        assert dev_a in ("0", "1"), spans
+        for b, (start_b, end_b, dev_b) in spans.items():
+            if a != b and dev_a == dev_b:  # one device, one job at a time
+                assert end_a <= start_b or end_b <= start_a, (a, b, spans)
+    # the user who had used no GPU went before the heavy user's third job
+    third = max(hal, key=lambda j: spans[j][0])
+    assert spans[lia][0] < spans[third][0], spans
+
+
+def test_a_batch_tensorflow_job_is_preempted_and_resumes_from_its_checkpoint(wb):
+    wb.wait_gpus_free()
+    tokens = {name: wb.create_user(name) for name in ("batch-bo", "steady-cy", "urgent-uma")}
+    train = (
+        "import time\nimport numpy as np\nimport tensorflow as tf\n"
+        "from hubforge import distribute\nepochs = 16\nsteps = 4\ndelay = 0.15\n" + TRAIN
+    )
+    bo = submit(wb, tokens["batch-bo"], "bo-train", train, priority="batch")
+    cy = submit(wb, tokens["steady-cy"], "cy-long", TIMED.format(seconds=120))
+    progress = f"{JOBS}/{bo}/progress"
+    wait_for(
+        lambda: (wb.api("GET", progress, tokens["batch-bo"]).json().get("epoch") or 0) >= 2,
+        180,
+        "bo's training to write a checkpoint",
+    )
+    uma = submit(wb, tokens["urgent-uma"], "uma-now", TIMED.format(seconds=3))
+    # both GPUs are busy: uma's normal job preempts bo's batch job, not cy's normal one
+    wait_for(lambda: job_state(wb, tokens["batch-bo"], bo).get("preempted") == 1, 60, "preemption")
+    assert job_state(wb, tokens["steady-cy"], cy)["state"] == "running"
+    wait_for(
+        lambda: job_state(wb, tokens["urgent-uma"], uma)["state"] == "succeeded", 60, "uma's job"
+    )
+    done = wait_for(
+        lambda: (
+            (j := job_state(wb, tokens["batch-bo"], bo))["state"] in ("succeeded", "failed") and j
+        ),
+        240,
+        "bo's job to resume and end",
+    )
+    assert done["state"] == "succeeded", done
+    assert "preempted by a job of a higher priority" in [h["event"] for h in done["history"]]
+    log = wb.api("GET", f"{JOBS}/{bo}/logs/worker-0", tokens["batch-bo"]).json()["text"]
+    # one start from the first epoch; after the preemption it went on from its checkpoint
+    assert log.count("Epoch 1/16") == 1 and "Epoch 16/16" in log, log[-2000:]
+    epochs = [h["epoch"] for h in wb.api("GET", progress, tokens["batch-bo"]).json()["history"]]
+    assert epochs == list(range(16)), epochs
+    wb.api("DELETE", f"{JOBS}/{cy}", tokens["steady-cy"])
