@@ -75,7 +75,8 @@ def resource_flavor(flavor: Flavor) -> dict[str, Any]:
 
 def cluster_queue(s: QueueSettings) -> dict[str, Any]:
     """The team's quotas: CPU, memory and GPUs per flavor; BestEffortFIFO (a job that does not
-    fit does not hold up smaller ones Kueue can admit), preemption of lower priority work."""
+    fit does not hold up smaller ones Kueue can admit), admission fair sharing between users'
+    queues, preemption of lower priority work."""
     flavors = [
         {
             "name": f.name,
@@ -90,6 +91,9 @@ def cluster_queue(s: QueueSettings) -> dict[str, Any]:
     spec: dict[str, Any] = {
         "namespaceSelector": {"matchLabels": {"kubernetes.io/metadata.name": s.namespace}},
         "queueingStrategy": "BestEffortFIFO",
+        # users' LocalQueues are weighed by their recent usage (Kueue's admission fair
+        # sharing): one user's ten jobs do not starve a teammate's one
+        "admissionScope": {"admissionMode": "UsageBasedAdmissionFairSharing"},
         "resourceGroups": [
             {"coveredResources": ["cpu", "memory", GPU_RESOURCE], "flavors": flavors}
         ],
