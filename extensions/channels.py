@@ -3,9 +3,10 @@
 Every account on one machine shares loopback and ``/tmp``. A user's server keeps its
 channels to itself:
 
-* **a private folder** ``<system temp>/hubforge-<uid>-<pid>-XXXXXXXX`` (0700), made by the
-  server itself with ``mkdtemp`` (a new random name: nobody can make it first or put a link
-  there), removed when the server exits;
+* **a private folder** ``<system temp>/hubforge-XXXXXXXX`` (0700), made by the server itself
+  with ``mkdtemp`` (a new random name: nobody can make it first or put a link there, and it
+  tells other accounts neither whose it is nor which process made it: the pid is in a file
+  inside), removed when the server exits;
 * **temp files**: ``TMPDIR`` is its ``tmp/``, so kernels, terminals and TensorBoards started
   from the server write their temp files there (TensorBoard's info files, which hold an
   instance's path key, included);
@@ -44,21 +45,23 @@ _lock = threading.Lock()
 _private: Path | None = None
 
 
-def _prefix() -> str:
-    return f"hubforge-{os.getuid()}-"
+PREFIX = "hubforge-"  # + random characters: names that tell another account nothing
+PID_FILE = "server.pid"  # inside: the pid of the server the folder belongs to
 
 
 def _remove_stale(base: Path) -> None:
     """Private folders of this account's servers that died without removing theirs."""
-    for entry in base.glob(_prefix() + "*"):
-        pid = entry.name.removeprefix(_prefix()).split("-", 1)[0]
+    for entry in base.glob(PREFIX + "*"):
         try:
             info = entry.lstat()
+            if not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid()):
+                continue
+            fd = os.open(entry / PID_FILE, os.O_RDONLY | os.O_NOFOLLOW)
+            with os.fdopen(fd) as f:
+                pid = f.read(16).strip()
         except OSError:
             continue
-        if not (stat.S_ISDIR(info.st_mode) and info.st_uid == os.getuid() and pid.isdigit()):
-            continue
-        if int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
+        if pid.isdigit() and int(pid) != os.getpid() and not psutil.pid_exists(int(pid)):
             shutil.rmtree(entry, ignore_errors=True)
 
 
@@ -79,9 +82,8 @@ def _base() -> Path:
 
 
 def _room_for_sockets(base: Path) -> bool:
-    """Whether <base>/hubforge-<uid>-<pid>-XXXXXXXX/k/<id>-pipe fits a socket's path (any
-    pid up to 7 digits)."""
-    longest = f"{base}/{_prefix()}{'9' * 7}-XXXXXXXX/{KERNELS}/{'f' * SOCKET_NAME}-pipe"
+    """Whether <base>/hubforge-XXXXXXXX/k/<id>-pipe fits a socket's path."""
+    longest = f"{base}/{PREFIX}XXXXXXXX/{KERNELS}/{'f' * SOCKET_NAME}-pipe"
     return len(os.fsencode(longest)) <= SOCKET_PATH_MAX
 
 
@@ -101,9 +103,10 @@ def private_dir() -> Path:
         if _private is None:
             base = _base()
             _remove_stale(base)
-            made = Path(tempfile.mkdtemp(prefix=f"{_prefix()}{os.getpid()}-", dir=base))
+            made = Path(tempfile.mkdtemp(prefix=PREFIX, dir=base))
             for sub in (KERNELS, TEMP):
                 (made / sub).mkdir(mode=0o700)
+            (made / PID_FILE).write_text(f"{os.getpid()}\n")
             atexit.register(_remove, made, os.getpid())
             _private = made
         return _private

@@ -131,6 +131,23 @@ def _per_task(path: Path) -> Path:
     return job_dir() / ".scratch" / f"{kind}-{index}" / path.name
 
 
+def report(**metrics: float) -> None:
+    """Report numbers a tuning search can optimise (``report(val_accuracy=0.93)``): the
+    chief's are written to the job's progress records (a kernel's to its scratch folder),
+    the last value of each name wins. Keras history metrics are read without this."""
+    for name, value in metrics.items():
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            raise TypeError(f"report({name}=...): a number, not {type(value).__name__}")
+    if not is_chief():
+        return
+    path = job_dir() / PROGRESS_FILE
+    path.parent.mkdir(parents=True, exist_ok=True)
+    record = {"event": "report", "metrics": {k: float(v) for k, v in metrics.items()}}
+    record.update(time=time.time(), attempt=int(os.environ.get("HUBFORGE_ATTEMPT", "0")))
+    with path.open("a", encoding="utf-8") as f:
+        f.write(json.dumps(record) + "\n")
+
+
 def make_progress_callback(path: Path):
     """A Keras callback appending epoch/step records (JSON lines) that views read."""
     import tensorflow as tf

@@ -6,8 +6,16 @@ machine's ``/proc`` with ``hidepid`` would hide users' processes from the workbe
 system accounts too, and it changes the whole machine. Instead the privileged helper gives the
 processes it starts as a user a mount namespace of their own, in which ``/proc`` is a fresh
 procfs instance mounted with ``hidepid=invisible``: there an account lists and opens only the
-processes it may trace (its own). Everything else (files, loopback, signals) is unchanged, and
-mounts of the machine still reach the namespace (it is a slave of the machine's).
+processes it may trace (its own); ``/proc/locks`` is empty and ``/sys/fs/cgroup`` an empty
+folder there (both list every process's pid). Everything else (files, loopback, signals) is
+unchanged, and mounts of the machine still reach the namespace where the machine's ``/`` is
+shared (a systemd machine; it is a slave of the machine's).
+
+What this hides: other accounts' command lines, environments, open files and every other
+``/proc`` detail, and the list of their pids. What it does not (only a pid namespace would):
+system calls that take any pid (``kill(pid, 0)``, ``getsid``, ``getpgid``) still tell whether
+a pid exists and which session it leads; ``/proc/net/tcp`` and ``/proc/net/unix`` still list
+every socket with its owner's uid (one network namespace for the machine).
 
 Linux 5.8 and later give each procfs mount its own options; older kernels refuse the
 ``invisible`` value, and then nothing is changed (the helper says so once in its log).
@@ -23,6 +31,8 @@ CLONE_NEWNS = 0x00020000
 MS_NOSUID = 0x2
 MS_NODEV = 0x4
 MS_NOEXEC = 0x8
+MS_RDONLY = 0x1
+MS_BIND = 0x1000
 MS_REC = 0x4000
 MS_SLAVE = 0x80000
 OPTIONS = b"hidepid=invisible"
@@ -52,6 +62,11 @@ def enter() -> None:
     flags = MS_NOSUID | MS_NODEV | MS_NOEXEC
     if libc.mount(b"proc", b"/proc", b"proc", flags, OPTIONS) != 0:
         raise _fail("mounting /proc with hidepid=invisible")
+    # what else lists other accounts' processes: /proc/locks (the pid holding each lock) and
+    # the cgroup tree (every cgroup.procs lists pids): an empty file and an empty folder
+    libc.mount(b"/dev/null", b"/proc/locks", None, MS_BIND, None)
+    if os.path.isdir("/sys/fs/cgroup"):
+        libc.mount(b"none", b"/sys/fs/cgroup", b"tmpfs", flags | MS_RDONLY, b"size=4k,mode=0555")
 
 
 def probe() -> bool:

@@ -19,6 +19,10 @@ _EXPORTS = {
     "JobError": "errors",
     "JobNotFound": "errors",
     "JobSpec": "spec",
+    "tune": "tuning_api",
+    "get_tuning": "tuning_api",
+    "list_tunings": "tuning_api",
+    "Tuning": "tuning_api",
 }
 __all__ = sorted(_EXPORTS)
 

@@ -42,6 +42,31 @@ class JobsBaseHandler(ServiceHandler):
             raise web.HTTPError(404, str(error))
         raise web.HTTPError(getattr(error, "status", 400), str(error))
 
+    def checked_spec(self, raw: Any) -> JobSpec:
+        """A job's spec from a request: valid here, its priority class the caller's to use
+        (400/403 with what to change)."""
+        if not isinstance(raw, dict):
+            raise web.HTTPError(400, '\'spec\' is an object, e.g. {"name": "mnist", "workers": 2}')
+        try:
+            spec = JobSpec.from_dict(raw)
+            if spec.devices:
+                raise JobError(
+                    "'devices' is chosen by the workbench: ask for GPUs with gpus_per_worker"
+                )
+            # no worker may ask for more GPUs than the largest profile offers
+            largest = max(p["gpus"] for p in self.workbench.profiles)
+            spec.validate(self.workbench.max_job_workers, largest, "the largest profile offers")
+            chosen = class_of(spec.priority, self.queue.classes if self.queue else DEFAULT_CLASSES)
+        except (JobError, UnknownPriority) as e:
+            self.fail(e)
+        if not may_use(chosen, self.owner):
+            raise web.HTTPError(
+                403,
+                f"Priority class {chosen.name!r} is not yours to use: ask an admin, or submit "
+                "with another (c.Workbench.priority_classes lists who may use which)",
+            )
+        return spec
+
 
 class _Submits:
     """One owner's submits: how many are waiting or in progress, and the lock that lets one
@@ -87,25 +112,7 @@ class JobsHandler(JobsBaseHandler):
             raise web.HTTPError(400, "'script' must be the job's Python source")
         if len(script.encode()) > MAX_SCRIPT_BYTES:
             raise web.HTTPError(413, "The script is larger than 5 MB; keep data out of it")
-        try:
-            spec = JobSpec.from_dict(body.get("spec") or {})
-            if spec.devices:
-                raise JobError(
-                    "'devices' is chosen by the workbench: ask for GPUs with gpus_per_worker"
-                )
-            # no worker may ask for more GPUs than the largest profile offers
-            largest = max(p["gpus"] for p in self.workbench.profiles)
-            spec.validate(self.workbench.max_job_workers, largest, "the largest profile offers")
-            chosen = class_of(spec.priority, self.queue.classes if self.queue else DEFAULT_CLASSES)
-        except (JobError, UnknownPriority) as e:
-            self.fail(e)
-        if not may_use(chosen, self.owner):
-            raise web.HTTPError(
-                403,
-                f"Priority class {chosen.name!r} is not yours to use: ask an admin, or submit "
-                "with another (c.Workbench.priority_classes lists who may use which)",
-            )
-        return spec, script
+        return self.checked_spec(body.get("spec") or {}), script
 
     @contextlib.asynccontextmanager
     async def _one_at_a_time(self, owner: str) -> AsyncIterator[None]:

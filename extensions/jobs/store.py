@@ -232,7 +232,7 @@ def _progress_record(record: Any) -> bool:
     )
 
 
-PROGRESS_EVENTS = {"train_begin", "epoch_begin", "step", "epoch_end", "train_end"}
+PROGRESS_EVENTS = {"train_begin", "epoch_begin", "step", "epoch_end", "train_end", "report"}
 
 
 def summarize_progress(records: list[dict[str, Any]]) -> dict[str, Any]:
@@ -257,6 +257,8 @@ def summarize_progress(records: list[dict[str, Any]]) -> dict[str, Any]:
         elif event == "epoch_end":
             finished[r["epoch"]] = r.get("metrics", {})
             summary.update(metrics=r.get("metrics", {}))
+        elif event == "report":  # distribute.report(name=value): the last value wins
+            summary.setdefault("reported", {}).update(r.get("metrics", {}))
     summary["history"] = [{"epoch": e, **m} for e, m in sorted(finished.items())]
     summary["epochs_done"] = len(finished)
     return summary

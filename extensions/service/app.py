@@ -21,6 +21,9 @@ from ..gpus import GpuAllocator
 from ..jobs.handlers import release_finished
 from ..jobs.handlers import routes as jobs_routes
 from ..jobs.queue import LocalQueue
+from ..jobs.tuning import Tunings
+from ..jobs.tuning_handlers import ServiceTrialJobs
+from ..jobs.tuning_handlers import routes as tuning_routes
 from ..labeling import server as label_studio
 from ..labeling.handlers import routes as labeling_routes
 from ..serving.handlers import routes as serving_routes
@@ -129,6 +132,10 @@ class HubforgeService(Application):
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
         self.jobs = jobs
+        args["tunings"] = self.tunings = Tunings(
+            workbench.service_dir / "tunings",
+            ServiceTrialJobs(jobs, self.queue, args["quotas"], self.endpoints),
+        )
         self._periodic_work(workbench, jobs, allocator)
         api = url_path_join(self.prefix, "api")
         accounts = self._label_studio_accounts(workbench)
@@ -138,6 +145,7 @@ class HubforgeService(Application):
             service_prefix=self.prefix,
             hub_prefix=hub_prefix,
             handlers=jobs_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})
+            + tuning_routes(api, args)
             + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints, "jobs": jobs})
             + labeling_routes(api, {**args, "accounts": accounts})
             + overview_routes(
@@ -162,6 +170,9 @@ class HubforgeService(Application):
         hub_api, token = os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
         # every second: a GPU a job gave back goes to the next queued job soon after
         self.reconcile = PeriodicCallback(self._releasing(jobs, allocator, self.queue), 1000)
+        # tuning runs collect ended trials and start new ones (their search process may
+        # take seconds to start: a thread of their own, never holding up the GPU release)
+        self.tuning_pass = PeriodicCallback(_in_turn(self.tunings.run_pass), 2000)
         # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
         # Workloads' (read in a thread: an API call)
         kueue = getattr(jobs, "gpus_waiting", None)
@@ -192,18 +203,12 @@ class HubforgeService(Application):
         """The periodic GPU release of ended jobs, then the queue's pass (jobs whose turn has
         come start), in a thread (they read jobs' records, through the helper with per-user
         accounts: never on the loop); one at a time."""
-        running: list[asyncio.Future] = []
 
         def release_and_start() -> None:
             release_finished(jobs, allocator)
             queue.run_pass()
 
-        def tick() -> None:
-            if running and not running[0].done():
-                return
-            running[:] = [asyncio.ensure_future(asyncio.to_thread(release_and_start))]
-
-        return tick
+        return _in_turn(release_and_start)
 
     def start(self) -> None:
         workbench = load_workbench(self.config_file or None)
@@ -227,6 +232,7 @@ class HubforgeService(Application):
         url = urlparse(self.service_url)
         server = app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.reconcile.start()
+        self.tuning_pass.start()
         self.cull.start()
         self.user_sync.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)
@@ -244,6 +250,20 @@ class HubforgeService(Application):
         deadline = loop.time() + STOP_GRACE
         while CHANGING["requests"] > 0 and loop.time() < deadline:
             await asyncio.sleep(0.1)
+        self.tunings.oracle.close()
+
+
+def _in_turn(work: Any) -> Any:
+    """A periodic callback that runs ``work`` in a thread, skipped while the last one
+    still runs."""
+    running: list[asyncio.Future] = []
+
+    def tick() -> None:
+        if running and not running[0].done():
+            return
+        running[:] = [asyncio.ensure_future(asyncio.to_thread(work))]
+
+    return tick
 
 
 def main() -> None:

@@ -57,9 +57,11 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         endpoints: Any = None,
         accounts: Any = None,
         queue: Any = None,
+        tunings: Any = None,
     ) -> None:
         """The service's engines; each route gets the ones its views use."""
         self.queue = queue  # the local job queue (None: jobs are never queued here)
+        self.tunings = tunings  # tuning runs (hubforge.jobs.tuning)
         self.hub_auth = hub_auth
         self.allocator = allocator
         self.workbench = workbench

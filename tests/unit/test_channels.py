@@ -40,7 +40,10 @@ def test_activate_points_tmpdir_into_a_new_0700_folder(fresh, monkeypatch):
     temp = channels.activate()
     assert os.environ["TMPDIR"] == str(temp) == tempfile.gettempdir()
     private = temp.parent
-    assert private.parent == fresh and private.name.startswith(f"hubforge-{os.getuid()}-")
+    assert private.parent == fresh and private.name.startswith("hubforge-")
+    # its name tells other accounts neither the account nor the server's pid (review N17)
+    assert str(os.getuid()) not in private.name and str(os.getpid()) not in private.name
+    assert (private / channels.PID_FILE).read_text().strip() == str(os.getpid())
     for folder in (private, temp, private / channels.KERNELS):
         info = folder.lstat()
         assert stat.S_ISDIR(info.st_mode) and stat.S_IMODE(info.st_mode) == 0o700, folder
@@ -52,13 +55,14 @@ def test_activate_points_tmpdir_into_a_new_0700_folder(fresh, monkeypatch):
 def test_folders_of_dead_servers_are_removed_live_ones_kept(fresh):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
-    stale = fresh / f"hubforge-{os.getuid()}-{dead.pid}-abcdefgh"
-    live = fresh / f"hubforge-{os.getuid()}-{os.getppid()}-abcdefgh"
-    other = fresh / f"hubforge-{os.getuid() + 1}-{dead.pid}-abcdefgh"
-    for folder in (stale, live, other):
+    stale, live, linked = (fresh / f"hubforge-{n}" for n in ("stale123", "live1234", "link1234"))
+    for folder, pid in ((stale, dead.pid), (live, os.getppid())):
         (folder / "k").mkdir(parents=True)
+        (folder / channels.PID_FILE).write_text(f"{pid}\n")
+    (linked / "k").mkdir(parents=True)  # its pid file a link to a dead server's: kept
+    (linked / channels.PID_FILE).symlink_to(stale / channels.PID_FILE)
     made = channels.private_dir()
-    assert not stale.exists() and live.exists() and other.exists() and made.exists()
+    assert not stale.exists() and live.exists() and linked.exists() and made.exists()
 
 
 def test_a_temp_folder_anyone_can_rename_in_is_not_used(fresh, tmp_path, monkeypatch):
@@ -166,9 +170,16 @@ def home_of(server: subprocess.Popen) -> Path:
 
 
 def private_of(server: subprocess.Popen) -> Path:
-    """The server's private folder, named with its pid: in /tmp, as its TMPDIR is too deep
-    for the sockets' paths (see channels.MAX_BASE)."""
-    (folder,) = Path("/tmp").glob(f"hubforge-{os.getuid()}-{server.pid}-*")
+    """The server's private folder (its pid in a file inside): in /tmp, as its TMPDIR is
+    too deep for the sockets' paths."""
+
+    def its_pid(folder: Path) -> str:
+        pid = folder / "server.pid"
+        return (
+            pid.read_text().strip() if folder.stat().st_uid == os.getuid() and pid.is_file() else ""
+        )
+
+    (folder,) = [f for f in Path("/tmp").glob("hubforge-*") if its_pid(f) == str(server.pid)]
     return folder
 
 

@@ -4,6 +4,7 @@ line)."""
 
 from __future__ import annotations
 
+import fcntl
 import json
 import os
 import subprocess
@@ -46,7 +47,10 @@ def _in_private_proc_as(uid: int) -> dict:
                         seen[p] = f.read().replace(b"\0", b" ").decode(errors="replace")
                 except OSError as e:
                     seen[p] = type(e).__name__
-            out = {"me": os.getpid(), "seen": seen}
+            with open("/proc/locks") as f:
+                locks = f.read()
+            cgroups = os.listdir("/sys/fs/cgroup") if os.path.isdir("/sys/fs/cgroup") else []
+            out = {"me": os.getpid(), "seen": seen, "locks": locks, "cgroups": cgroups}
         except OSError as e:
             out = {"error": str(e)}
         os.write(write, json.dumps(out).encode())
@@ -68,6 +72,8 @@ def test_a_user_sees_only_their_own_processes(hidden_supported):
     other = _sleeper("other-users-secret-arg", **_as(OTHER_UID))
     mine = _sleeper("my-own-arg", **_as(MY_UID))  # started elsewhere
     root = _sleeper("roots-arg")
+    held = open(os.devnull)  # noqa: SIM115 (a lock root holds: /proc/locks names its pid)
+    fcntl.flock(held, fcntl.LOCK_EX)
     try:
         view = _in_private_proc_as(MY_UID)
         assert "error" not in view, view
@@ -79,9 +85,12 @@ def test_a_user_sees_only_their_own_processes(hidden_supported):
         assert not any(
             "other-users-secret-arg" in line or "roots-arg" in line for line in seen.values()
         )
+        # nor through the other lists of pids: locks and the cgroup tree (attacker review)
+        assert view["locks"] == "" and view["cgroups"] == []
         # outside that namespace, the machine's /proc still shows everything
         assert os.path.exists(f"/proc/{other.pid}/cmdline")
     finally:
+        held.close()
         for p in (other, mine, root):
             p.kill()
             p.wait()

@@ -1,0 +1,169 @@
+"""Tuning runs with real jobs and keras-tuner's real search algorithms, without a hub (#34):
+every trial is a job of the local backend, the search process is the service's."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import nbformat
+import pytest
+from nbformat.v4 import new_code_cell, new_notebook
+
+from hubforge.jobs import JobError
+from hubforge.jobs.local import LocalJobBackend
+from hubforge.jobs.oracle import OracleClient
+from hubforge.jobs.tuning import DirectJobs, Tunings
+
+# the best x is 3: the score a trial reports is -(x - 3)^2; a trial with x < 0.5 fails
+NOTEBOOK = new_notebook(
+    cells=[
+        new_code_cell("x = 0.0\nkind = 'a'", metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "from hubforge import distribute\n"
+            "assert x >= 0.5, 'too small'\n"
+            "distribute.report(score=-(x - 3) ** 2, other=1.0)\n"
+            "print('trial', x, kind)"
+        ),
+    ]
+)
+SPACE = {"x": {"min": 0.0, "max": 6.0}, "kind": ["a", "b"]}
+
+
+@pytest.fixture
+def tunings(tmp_path):
+    backend = LocalJobBackend(tmp_path / "data")
+    oracle = OracleClient()
+    yield Tunings(tmp_path / "tunings", DirectJobs(backend), oracle), backend
+    oracle.close()
+
+
+def run_to_end(tunings: Tunings, owner: str, run_id: str, timeout: float = 240) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        record = tunings.advance(owner, run_id)
+        if record["state"] != "running":
+            return record
+        time.sleep(0.5)
+    raise AssertionError(f"the run did not end: {tunings.get(owner, run_id)}")
+
+
+def test_six_trials_two_at_a_time_the_best_is_the_best_reported(tunings):
+    engine, backend = tunings
+    record = engine.create(
+        "ana", json.loads(nbformat.writes(NOTEBOOK)), SPACE, "score",
+        max_trials=6, parallel=2, algorithm="bayesian", name="xsearch",
+    )  # fmt: skip
+    assert record["objective"] == {"name": "score", "direction": "max"}
+    most_at_once = 0
+    deadline = time.monotonic() + 240
+    while record["state"] == "running" and time.monotonic() < deadline:
+        record = engine.advance("ana", record["id"])
+        running = [t for t in record["trials"] if t["state"] == "running"]
+        most_at_once = max(most_at_once, len(running))
+        time.sleep(0.3)
+    assert record["state"] == "succeeded", record
+    trials = record["trials"]
+    assert len(trials) == 6 and len({t["id"] for t in trials}) == 6
+    assert most_at_once == 2
+    jobs = {j["id"]: j for j in backend.list("ana")}
+    assert sorted(jobs) == sorted(t["job"] for t in trials)  # one job per trial, no more
+    for t in trials:
+        log = backend.logs("ana", t["job"], "worker-0")[0]
+        if t["params"]["x"] < 0.5:
+            assert t["state"] == "failed" and "too small" in backend.get("ana", t["job"])["reason"]
+        else:
+            assert t["state"] == "succeeded", t
+            assert t["objective"] == pytest.approx(-((t["params"]["x"] - 3) ** 2))
+            assert f"trial {t['params']['x']} {t['params']['kind']}" in log  # its own params
+    best = next(t for t in trials if t["id"] == record["best"])
+    assert best["objective"] == max(t["objective"] for t in trials if t["state"] == "succeeded")
+
+
+def test_a_restart_mid_search_loses_no_trial_and_runs_none_twice(tunings, tmp_path):
+    engine, backend = tunings
+    record = engine.create(
+        "bo", json.loads(nbformat.writes(NOTEBOOK)), {"x": {"min": 1.0, "max": 5.0}}, "score",
+        max_trials=4, parallel=2, name="again",
+    )  # fmt: skip
+    record = engine.advance("bo", record["id"])  # two trials out
+    assert [t["state"] for t in record["trials"]] == ["running", "running"]
+    # the service stops; a new one (a new search process too) reads the same folders
+    engine.oracle.close()
+    restarted = Tunings(tmp_path / "tunings", DirectJobs(LocalJobBackend(tmp_path / "data")))
+    try:
+        done = run_to_end(restarted, "bo", record["id"])
+    finally:
+        restarted.oracle.close()
+    assert done["state"] == "succeeded"
+    assert [t["id"] for t in done["trials"]] == ["0", "1", "2", "3"]
+    assert len(backend.list("bo")) == 4  # no trial ran twice
+    assert all(t["state"] == "succeeded" for t in done["trials"])
+
+
+def test_cancel_stops_every_trial_and_another_user_sees_nothing(tunings):
+    engine, backend = tunings
+    slow = new_notebook(cells=[
+        new_code_cell("x = 0.0", metadata={"tags": ["parameters"]}),
+        new_code_cell("import time\ntime.sleep(120)"),
+    ])  # fmt: skip
+    record = engine.create(
+        "cy", json.loads(nbformat.writes(slow)), {"x": [1.0, 2.0, 3.0]}, "score",
+        max_trials=3, parallel=2,
+    )  # fmt: skip
+    record = engine.advance("cy", record["id"])
+    jobs = [t["job"] for t in record["trials"]]
+    assert len(jobs) == 2
+    from hubforge.jobs import JobNotFound
+
+    with pytest.raises(JobNotFound):
+        engine.get("dan", record["id"])
+    with pytest.raises(JobNotFound):
+        engine.cancel("dan", record["id"])
+    assert engine.list("dan") == []
+    cancelled = engine.cancel("cy", record["id"])
+    assert cancelled["state"] == "cancelled"
+    assert [backend.get("cy", j)["state"] for j in jobs] == ["cancelled", "cancelled"]
+    assert engine.advance("cy", record["id"])["trials"] == cancelled["trials"]  # nothing new
+
+
+@pytest.mark.parametrize(
+    "space, objective, extra, says",
+    [
+        ({"y": [1, 2]}, "score", {}, "'y' is not a parameter of the notebook"),
+        ({"x": {"min": 2, "max": 1}}, "score", {}, "min < max"),
+        ({"x": {"min": 0.0, "max": 1.0, "log": True}}, "score", {}, "log scale needs min > 0"),
+        ({"x": []}, "score", {}, "a list of 1 to 100 different values"),
+        ({"x": [1.0]}, "", {}, "objective"),
+        ({"x": [1.0]}, {"name": "score", "direction": "up"}, {}, "'max' or 'min'"),
+        ({"x": [1.0]}, "score", {"algorithm": "grid"}, "one of 'random'"),
+        ({"x": [1.0]}, "score", {"max_trials": 0}, "max_trials=0"),
+        ({"x": [1.0]}, "score", {"parallel": 99}, "parallel=99"),
+        ({"x": [1.0]}, "score", {"spec": {"workers": 0}}, "workers=0"),
+    ],
+)
+def test_bad_requests_say_what_to_change(tunings, space, objective, extra, says):
+    engine, _ = tunings
+    nb = json.loads(nbformat.writes(NOTEBOOK))
+    with pytest.raises(JobError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        engine.create("ana", nb, space, objective, **extra)
+    assert engine.list("ana") == []
+
+
+def test_tune_from_a_script_with_no_hub_waits_and_names_the_best(home):
+    """``hubforge.jobs.tune`` as a user calls it; no service: ``wait()`` drives the search."""
+    from hubforge import jobs
+
+    path = home / "search.ipynb"
+    nbformat.write(NOTEBOOK, str(path))
+    tuning = jobs.tune(path, {"x": [1.0, 2.5, 3.0]}, "score", max_trials=3, parallel=3)
+    assert tuning.wait(timeout=240).state == "succeeded"
+    trials = tuning.trials
+    assert sorted(t.params["x"] for t in trials) == [1.0, 2.5, 3.0]
+    assert tuning.best.params["x"] == 3.0 and tuning.best.objective == 0.0
+    assert all(t.job.status == "succeeded" for t in trials)
+    assert [t.id for t in jobs.list_tunings()] == [tuning.id]
+    with pytest.raises(JobError, match=r"'y' is not a parameter of the notebook; its are: kind, x"):
+        jobs.tune(path, {"y": [1]}, "score")
+    with pytest.raises(JobError, match=r"expected float like 0\.0"):
+        jobs.tune(path, {"x": ["big"]}, "score")
