@@ -138,6 +138,88 @@ def _job_cancel(args: argparse.Namespace) -> int:
     return 0
 
 
+def _print_tuning(record: dict) -> None:
+    goal = record["objective"]
+    print(
+        f"{record['id']}  {record['state']}  {len(record['trials'])}/{record['max_trials']} "
+        f"trials, {record['parallel']} at a time  {record['algorithm']}  "
+        f"{goal['direction']} {goal['name']}"
+    )
+    if record.get("reason"):
+        print(f"  {record['reason']}")
+    for trial in record["trials"]:
+        value = "" if trial.get("objective") is None else f"{trial['objective']:.6g}"
+        best = "  <- best" if trial["id"] == record.get("best") else ""
+        params = " ".join(f"{k}={v}" for k, v in trial["params"].items())
+        print(f"  trial {trial['id']:>3}  {trial['state']:<9} {value:>12}  {params}{best}")
+        if trial.get("message") and trial["state"] == "failed":
+            print(f"             {trial['message']}")
+
+
+def _space(text: str) -> dict:
+    try:
+        space = json.loads(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            'JSON like \'{"lr": {"min": 0.0001, "max": 0.1, "log": true}, "units": [16, 32]}\''
+        ) from None
+    if not isinstance(space, dict):
+        raise argparse.ArgumentTypeError("a JSON object: a range or a list per parameter")
+    return space
+
+
+def _job_tune(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    tuning = jobs.tune(
+        args.notebook,
+        args.space,
+        args.objective,
+        max_trials=args.max_trials,
+        parallel=args.parallel,
+        algorithm=args.algorithm,
+        workers=args.workers,
+        gpus_per_worker=args.gpus,
+    )
+    print(f"Tuning {tuning.id}; see it with `hubforge job tuning {tuning.id}`")
+    if not args.follow:
+        return 0
+    shown = -1
+    while True:
+        state = tuning.state
+        done = sum(t["state"] in ("succeeded", "failed") for t in tuning.record["trials"])
+        if done != shown:
+            print(f"{done}/{args.max_trials} trials done", file=sys.stderr, flush=True)
+            shown = done
+        if state != "running":
+            break
+        time.sleep(1)
+    _print_tuning(tuning.record)
+    return 0 if state == "succeeded" else 1
+
+
+def _job_tunings(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    for tuning in jobs.list_tunings():
+        r = tuning.record
+        created = time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created"]))
+        print(
+            f"{r['id']:<24} {r['state']:<10} {len(r['trials'])}/{r['max_trials']} trials {created}"
+        )
+    return 0
+
+
+def _job_tuning(args: argparse.Namespace) -> int:
+    from .. import jobs
+
+    tuning = jobs.get_tuning(args.id)
+    if args.cancel:
+        tuning.cancel()
+    _print_tuning(tuning.record)
+    return 0
+
+
 def cmd_job(args: argparse.Namespace) -> int:
     from .. import jobs
 
@@ -147,6 +229,9 @@ def cmd_job(args: argparse.Namespace) -> int:
         "show": _job_show,
         "logs": _job_logs,
         "cancel": _job_cancel,
+        "tune": _job_tune,
+        "tunings": _job_tunings,
+        "tuning": _job_tuning,
     }
     try:
         return actions[args.job_command](args)
@@ -187,4 +272,38 @@ def _job_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
     logs.add_argument("--follow", action="store_true", help="keep printing until the job ends")
     cancel = job_sub.add_parser("cancel", parents=[common], help="stop every process of a job")
     cancel.add_argument("id")
+    _tune_parsers(job_sub, common)
     job.set_defaults(func=cmd_job)
+
+
+def _tune_parsers(job_sub: argparse._SubParsersAction, common: argparse.ArgumentParser) -> None:
+    tune = job_sub.add_parser(
+        "tune", parents=[common], help="search a notebook's parameters, each trial a job"
+    )
+    tune.add_argument("notebook", help="notebook (.ipynb) in your home, with a 'parameters' cell")
+    tune.add_argument(
+        "--space",
+        type=_space,
+        required=True,
+        help='JSON: per parameter a range {"min": .., "max": .., "log": true} or a list',
+    )
+    tune.add_argument(
+        "--objective",
+        required=True,
+        help="metric to optimise: a Keras history metric, or one given to distribute.report "
+        "(maximised unless it ends in loss/error)",
+    )
+    tune.add_argument("--max-trials", type=int, default=10, help="trials in all (default 10)")
+    tune.add_argument("--parallel", type=int, default=2, help="trials at once (default 2)")
+    tune.add_argument(
+        "--algorithm", default="random", choices=["random", "bayesian"], help="default random"
+    )
+    tune.add_argument("--workers", type=int, default=1, help="workers per trial (default 1)")
+    tune.add_argument("--gpus", type=int, default=0, help="GPUs per worker (default 0)")
+    tune.add_argument(
+        "--follow", action="store_true", help="wait for the search, then show its trials"
+    )
+    job_sub.add_parser("tunings", parents=[common], help="your tuning runs")
+    tuning = job_sub.add_parser("tuning", parents=[common], help="a run's trials and best")
+    tuning.add_argument("id")
+    tuning.add_argument("--cancel", action="store_true", help="stop the search and its trials")

@@ -167,3 +167,54 @@ def test_tune_from_a_script_with_no_hub_waits_and_names_the_best(home):
         jobs.tune(path, {"y": [1]}, "score")
     with pytest.raises(JobError, match=r"expected float like 0\.0"):
         jobs.tune(path, {"x": ["big"]}, "score")
+
+
+def test_the_cli_tunes_follows_lists_shows_and_cancels(tmp_path):
+    """`hubforge job tune/tunings/tuning` as a user types them (no hub: the CLI process
+    drives the search while it follows)."""
+    import os
+
+    from tests import cli_record
+
+    home = tmp_path / "home"
+    home.mkdir()
+    nbformat.write(NOTEBOOK, str(home / "search.ipynb"))
+    env = {
+        k: v
+        for k, v in os.environ.items()
+        if k not in ("HUBFORGE_SERVICE_URL", "JUPYTERHUB_API_TOKEN", "HUBFORGE_PROFILE_GPUS")
+    }
+    env.update(HOME=str(home), HUBFORGE_DATA=str(tmp_path / "data"))
+
+    def cli(*args):
+        return cli_record.run(
+            ["job", *args], capture_output=True, text=True, env=env, cwd=home, timeout=300
+        )
+
+    space = json.dumps({"x": {"min": 1.0, "max": 5.0}, "kind": ["a", "b"]})
+    flags = ["--max-trials", "3", "--parallel", "2", "--algorithm", "bayesian", "--follow"]
+    r = cli("tune", "search.ipynb", "--space", space, "--objective", "score", *flags)
+    assert r.returncode == 0, r.stderr
+    run_id = r.stdout.split()[1].rstrip(";")
+    assert "3/3 trials done" in r.stderr
+    assert f"{run_id}  succeeded  3/3 trials, 2 at a time  bayesian  max score" in r.stdout
+    assert r.stdout.count("  <- best") == 1 and r.stdout.count("  trial ") == 3
+    r = cli("tunings")
+    assert r.returncode == 0 and r.stdout.startswith(run_id) and "3/3 trials" in r.stdout
+    r = cli("tuning", run_id)
+    assert r.returncode == 0 and "<- best" in r.stdout
+
+    slow = new_notebook(cells=[
+        new_code_cell("x = 0.0", metadata={"tags": ["parameters"]}),
+        new_code_cell("import time\ntime.sleep(300)"),
+    ])  # fmt: skip
+    nbformat.write(slow, str(home / "slow.ipynb"))
+    r = cli("tune", "slow.ipynb", "--space", '{"x": [1.0, 2.0]}', "--objective", "score")
+    assert r.returncode == 0, r.stderr
+    slow_id = r.stdout.split()[1].rstrip(";")
+    r = cli("tuning", slow_id, "--cancel")
+    assert r.returncode == 0 and f"{slow_id}  cancelled" in r.stdout, r.stdout
+    r = cli("tune", "slow.ipynb", "--space", "{x: 1}", "--objective", "score")
+    assert r.returncode == 2 and "JSON like" in r.stderr
+    r = cli("tuning", "nope-123456")
+    assert r.returncode == 2 and "No tuning run 'nope-123456'" in r.stderr
