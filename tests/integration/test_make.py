@@ -122,12 +122,12 @@ def _plans(base: Path) -> None:
     # the wheel carries the JupyterLab extension: built (with the editable install's jlpm,
     # run by its absolute path) before Hubforge is installed as a copy
     build = planned.index("/opt/hubforge/venv/bin/jlpm run build:lib")
-    copy = planned.index("/opt/hubforge/venv/bin/python -m pip install --quiet --no-deps .")
+    copy = planned.index("/opt/hubforge/venv/bin/python -m pip install --quiet --quiet --no-deps .")
     assert build < copy and "../../" not in planned
     # the proxy and Label Studio beside it, where Hubforge looks for them (sys.prefix/..)
     assert "npm ci --prefix /opt/hubforge " in planned
     assert "-m venv /opt/hubforge/.venvs/label-studio" in planned
     closed.chmod(0o755)
     planned = plan(clone)
-    assert "-m venv .venv" in planned and "pip install --quiet -e ." in planned
+    assert "-m venv .venv" in planned and "pip install --quiet --quiet -e ." in planned
     assert "--no-deps ." not in planned
