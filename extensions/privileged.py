@@ -40,6 +40,7 @@ import stat
 import struct
 import sys
 import time
+import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -370,8 +371,14 @@ def _accept(
                 if other.data is not None:
                     other.fileobj.close()  # type: ignore[union-attr]
             selector.close()
-            handler(conn, layout)
+            try:
+                handler(conn, layout)
+            except Exception as e:  # never a closed connection without a word: say what
+                traceback.print_exc(file=sys.stderr)
+                with contextlib.suppress(OSError):
+                    _answer(conn, {"error": f"the helper failed ({type(e).__name__}: {e})"})
         finally:
+            sys.stderr.flush()
             os._exit(0)
     except OSError:
         pass

@@ -174,3 +174,36 @@ def test_only_root_and_the_clients_group_may_connect_at_all(helper):
     sock, _, _ = helper
     info = os.stat(sock)
     assert oct(info.st_mode & 0o777) == "0o660" and info.st_gid == CLIENT and info.st_uid == 0
+
+
+def test_a_request_that_fails_unexpectedly_is_answered_with_why(tmp_path):
+    """A request's child that meets an error nobody foresaw answers it (the client used to
+    see only 'the helper closed the connection unanswered', and the log nothing)."""
+    import selectors
+    import socket
+
+    from hubforge import privileged
+
+    def broken(conn, layout):
+        raise ValueError("something nobody foresaw")
+
+    path = tmp_path / "h.sock"
+    server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    server.bind(str(path))
+    server.listen(1)
+    client = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    client.connect(str(path))
+    selector = selectors.DefaultSelector()
+    key = selector.register(server, selectors.EVENT_READ, (os.getuid(), broken))
+    children: dict[int, float] = {}
+    try:
+        privileged._accept(key, children, set(), selector, None)
+        client.settimeout(30)
+        reply = json.loads(client.makefile().readline())
+        assert reply == {"error": "the helper failed (ValueError: something nobody foresaw)"}
+    finally:
+        for pid in children:
+            os.waitpid(pid, 0)
+        client.close()
+        selector.close()
+        server.close()
