@@ -30,6 +30,7 @@ from .spec import NAME, JobSpec
 from .store import TERMINAL
 
 RUN_ENDED = ("succeeded", "failed", "cancelled")
+MAX_SEARCHING = 4  # runs one user may have searching at once (each pass reads each of them)
 
 
 class TrialJobs(Protocol):
@@ -93,6 +94,14 @@ class Tunings:
             raise JobError(f"name={name!r}: 1-30 lowercase letters, digits or '-'")
         base = {k: v for k, v in (spec or {}).items() if k != "name"}
         JobSpec.from_dict({**base, "name": f"{name}-t0"}).validate()  # each trial's job
+        searching = [r["id"] for r in self.list(owner) if r["state"] == "running"]
+        if len(searching) >= MAX_SEARCHING:
+            raise JobError(
+                f"{owner} has {len(searching)} tuning runs searching ({', '.join(searching)}), "
+                f"the most at once: wait for one to end, or cancel one "
+                f"(`hubforge job tuning ID --cancel`)",
+                429,
+            )
         run_id = f"{name}-{secrets.token_hex(3)}"
         folder = self._folder(owner, run_id)
         folder.mkdir(parents=True, mode=0o700)

@@ -218,3 +218,15 @@ def test_the_cli_tunes_follows_lists_shows_and_cancels(tmp_path):
     assert r.returncode == 2 and "JSON like" in r.stderr
     r = cli("tuning", "nope-123456")
     assert r.returncode == 2 and "No tuning run 'nope-123456'" in r.stderr
+
+
+def test_a_user_has_at_most_four_searches_at_once(tunings):
+    engine, _ = tunings
+    nb = json.loads(nbformat.writes(NOTEBOOK))
+    made = [engine.create("eli", nb, {"x": [1.0]}, "score", name=f"s{i}") for i in range(4)]
+    with pytest.raises(JobError, match="has 4 tuning runs searching") as refused:
+        engine.create("eli", nb, {"x": [1.0]}, "score")
+    assert refused.value.status == 429
+    engine.create("fay", nb, {"x": [1.0]}, "score")  # another user's count is their own
+    engine.cancel("eli", made[0]["id"])
+    engine.create("eli", nb, {"x": [1.0]}, "score")  # one ended: room again
