@@ -98,15 +98,43 @@ def sweep_accounts(uids: set[int], keep_jobs: bool = False, grace: float = 5.0) 
     return len(procs)
 
 
-def identity(pid: int) -> dict[str, Any]:
-    """What identifies a process across PID reuse: its PID and start time."""
-    return {"pid": pid, "create_time": psutil.Process(pid).create_time()}
+def identity(pid: int, wait: float = 5) -> dict[str, Any]:
+    """What identifies a process across PID reuse: its PID and start time.
+
+    A process just started by one that changed its uid (the helper's children) is, for an
+    instant after its exec, not yet readable in a ``/proc`` that hides other processes
+    (``hidepid``, :mod:`hubforge.private_proc`): the kernel lets its parent go on before it
+    marks the new program traceable. Asked again, it is there."""
+    return {"pid": pid, "create_time": _process(pid, wait).create_time()}
+
+
+def _process(pid: int, wait: float) -> psutil.Process:
+    """``psutil.Process(pid)``, asked again for up to ``wait`` seconds while the pid exists
+    but its /proc entry is not readable yet (see :func:`identity`)."""
+    deadline = time.monotonic() + wait
+    while True:
+        try:
+            return psutil.Process(pid)
+        except psutil.NoSuchProcess:
+            if time.monotonic() > deadline or not _exists(pid):
+                raise
+            time.sleep(0.005)
+
+
+def _exists(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def alive(record: dict[str, Any]) -> bool:
     """Whether the process of ``identity(...)`` (``record``) still runs (zombies do not)."""
     try:
-        proc = psutil.Process(record["pid"])
+        proc = _process(record["pid"], 1)
         return (
             abs(proc.create_time() - record["create_time"]) < 1
             and proc.status() != psutil.STATUS_ZOMBIE

@@ -77,31 +77,9 @@ class Tunings:
     ) -> dict[str, Any]:
         """Check the request (JobError saying what to change) and record the run; its first
         trials start on the next pass."""
-        import nbformat
-
-        try:
-            nb = nbformat.reads(json.dumps(notebook), as_version=4)  # sources as lines too
-            nbformat.validate(nb)
-        except Exception as e:
-            raise JobError(
-                f"'notebook' is not a notebook ({type(e).__name__}): send its JSON"
-            ) from None
-        dims = check_space(space, parameters_of(nb))
-        goal = check_objective(objective)
+        dims, goal, name, base = self._checked(notebook, space, objective, spec, name)
         check_search(algorithm, max_trials, parallel)
-        name = name or "tune"
-        if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 30:
-            raise JobError(f"name={name!r}: 1-30 lowercase letters, digits or '-'")
-        base = {k: v for k, v in (spec or {}).items() if k != "name"}
-        JobSpec.from_dict({**base, "name": f"{name}-t0"}).validate()  # each trial's job
-        searching = [r["id"] for r in self.list(owner) if r["state"] == "running"]
-        if len(searching) >= MAX_SEARCHING:
-            raise JobError(
-                f"{owner} has {len(searching)} tuning runs searching ({', '.join(searching)}), "
-                f"the most at once: wait for one to end, or cancel one "
-                f"(`hubforge job tuning ID --cancel`)",
-                429,
-            )
+        self._room_for_one_more(owner)
         run_id = f"{name}-{secrets.token_hex(3)}"
         folder = self._folder(owner, run_id)
         folder.mkdir(parents=True, mode=0o700)
@@ -128,6 +106,39 @@ class Tunings:
         }
         self._save(record)
         return record
+
+    @staticmethod
+    def _checked(
+        notebook: Any, space: Any, objective: Any, spec: dict[str, Any] | None, name: Any
+    ) -> tuple[dict[str, Any], dict[str, str], str, dict[str, Any]]:
+        """(the space, the objective, the run's name, its trials' spec) of a request."""
+        import nbformat
+
+        try:
+            nb = nbformat.reads(json.dumps(notebook), as_version=4)  # sources as lines too
+            nbformat.validate(nb)
+        except Exception as e:
+            raise JobError(
+                f"'notebook' is not a notebook ({type(e).__name__}): send its JSON"
+            ) from None
+        dims = check_space(space, parameters_of(nb))
+        goal = check_objective(objective)
+        name = name or "tune"
+        if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 30:
+            raise JobError(f"name={name!r}: 1-30 lowercase letters, digits or '-'")
+        base = {k: v for k, v in (spec or {}).items() if k != "name"}
+        JobSpec.from_dict({**base, "name": f"{name}-t0"}).validate()  # each trial's job
+        return dims, goal, name, base
+
+    def _room_for_one_more(self, owner: str) -> None:
+        searching = [r["id"] for r in self.list(owner) if r["state"] == "running"]
+        if len(searching) >= MAX_SEARCHING:
+            raise JobError(
+                f"{owner} has {len(searching)} tuning runs searching ({', '.join(searching)}), "
+                f"the most at once: wait for one to end, or cancel one "
+                f"(`hubforge job tuning ID --cancel`)",
+                429,
+            )
 
     def list(self, owner: str) -> list[dict[str, Any]]:
         base = self.root / quote(owner, safe="")

@@ -106,3 +106,38 @@ def test_the_machines_proc_and_mounts_are_unchanged(hidden_supported):
     with open("/proc/1/mountinfo") as f:
         assert "hidepid" not in f.read()
     assert len([p for p in os.listdir("/proc") if p.isdigit()]) > 3
+
+
+def test_a_program_just_started_by_a_user_process_is_identified(hidden_supported):
+    """The helper's child (root that became the user) starts a job's supervisor and reads its
+    identity at once: right after the exec the new program is, for an instant, not readable
+    in the hidden /proc yet (CI16: 503 'NoSuchProcess' on a job submit, about 1 in 40).
+    ``processes.identity`` asks again."""
+    from hubforge.processes import identity
+
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.close(read)
+        failed = 0
+        try:
+            private_proc.enter()
+            os.setgroups([])
+            os.setgid(MY_UID)
+            os.setuid(MY_UID)
+            for _ in range(200):
+                proc = subprocess.Popen(["sleep", "5"], stdin=subprocess.DEVNULL)
+                try:
+                    assert identity(proc.pid)["pid"] == proc.pid
+                except Exception:
+                    failed += 1
+                proc.kill()
+                proc.wait()
+        finally:
+            os.write(write, str(failed).encode())
+            os._exit(0)
+    os.close(write)
+    with os.fdopen(read) as f:
+        failed = f.read()
+    os.waitpid(pid, 0)
+    assert failed == "0", f"{failed} of 200 identities failed"
