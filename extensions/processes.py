@@ -110,13 +110,19 @@ def identity(pid: int, wait: float = 5) -> dict[str, Any]:
 
 def _process(pid: int, wait: float) -> psutil.Process:
     """``psutil.Process(pid)``, asked again for up to ``wait`` seconds while the pid exists
-    but its /proc entry is not readable yet (see :func:`identity`)."""
+    but its /proc entry is not there or not readable yet (see :func:`identity`)."""
     deadline = time.monotonic() + wait
     while True:
         try:
-            return psutil.Process(pid)
-        except psutil.NoSuchProcess:
+            proc = psutil.Process(pid)
+            proc.create_time()  # psutil.Process() lets a refused read pass: ask here
+            return proc
+        except (psutil.NoSuchProcess, psutil.AccessDenied, FileNotFoundError) as error:
+            # psutil re-raises the bare FileNotFoundError when the entry it was refused has
+            # appeared by the time it looks again: the very instant this loop waits for
             if time.monotonic() > deadline or not _exists(pid):
+                if isinstance(error, FileNotFoundError):
+                    raise psutil.NoSuchProcess(pid) from error
                 raise
             time.sleep(0.005)
 
