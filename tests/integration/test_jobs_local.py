@@ -87,9 +87,30 @@ def _records(job, event):
     return [r for r in store.progress_records() if r["event"] == event]
 
 
+# What the job runs does not matter to these tests: no TensorFlow (seconds of CPU a worker).
+# The branch that never runs is for the pre-submit check, which refuses a multi-worker job
+# that never enters a strategy.
+SLEEPER = """\
+import time
+print("working", flush=True)
+time.sleep({seconds})
+if False:
+    with hubforge.distribute.strategy().scope():
+        pass
+"""
+
+
+def sleeper(home: Path, seconds: float) -> Path:
+    script = home / f"sleep-{seconds}.py"
+    script.write_text(SLEEPER.format(seconds=seconds))
+    return script
+
+
 def test_cancel_stops_every_process(home):
-    job = jobs.submit(home / "train.ipynb", workers=2, params={"epochs": 100, "delay": 0.2})
-    wait_for(lambda: _records(job, "epoch_begin"), what="training to start")
+    job = jobs.submit(sleeper(home, 600), workers=2)
+    wait_for(
+        lambda: all("working" in job.logs(f"worker-{i}") for i in (0, 1)), what="both workers"
+    )
     pids = job_processes(job)
     assert all(psutil.pid_exists(p) for p in pids)
     job.cancel()
@@ -107,7 +128,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_a_killed_supervisor_is_reported(home):
-    job = jobs.submit(home / "train.ipynb", params={"epochs": 100, "delay": 0.2})
+    job = jobs.submit(sleeper(home, 600))
     wait_for(lambda: job.status == "running", what="running")
     supervisor = job.record["supervisor"]["pid"]
     os.killpg(supervisor, signal.SIGKILL)
@@ -116,7 +137,7 @@ def test_a_killed_supervisor_is_reported(home):
 
 
 def test_one_user_cannot_see_anothers_job(home):
-    job = jobs.submit(home / "train.ipynb", params={"epochs": 1})
+    job = jobs.submit(sleeper(home, 0))
     backend = LocalJobBackend(os.environ["HUBFORGE_DATA"])
     with pytest.raises(jobs.JobNotFound):
         backend.get("mallory", job.id)

@@ -108,9 +108,15 @@ def gpu_job(name: str, seconds: int) -> dict:
     return {"spec": {"name": name, "gpus_per_worker": 1}, "script": script}
 
 
-def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
+GATEWAY = "services/hubforge/endpoints/kay/clf/v1/models/clf:predict"
+ROWS = {"instances": [[1, 2, 3, 4]]}
+
+
+def test_jobs_and_endpoints_survive_a_restart_and_down_stops_them(tmp_path):
     """Running jobs run on through a restart with --keep-jobs, and the queue keeps its
-    waiting jobs in their order; `down` stops them all."""
+    waiting jobs in their order; endpoints stop with the workbench and come back by
+    themselves after the restart (answering 503 'is starting' meanwhile); `down` stops
+    every job."""
     data = tmp_path / "wb"
     wb = start_workbench(data, base_url="/", config=ONE_GPU)
     try:
@@ -139,10 +145,19 @@ def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
         kim = wb.create_user("kim")
         waiting = [wb.api("POST", JOBS, t, json=gpu_job("waits", 1)).json() for t in (kim, token)]
         assert [w["state"] for w in waiting] == ["queued", "queued"], waiting
+        export = keras_model(data / "hdfs" / "users" / "kay" / "exports", 1, bias=1.0)
+        r = wb.api(
+            "POST",
+            "services/hubforge/api/endpoints",
+            token,
+            json={"name": "clf", "model_dir": str(export)},
+        )
+        assert r.status_code == 201, r.text
+        assert wb.api("POST", GATEWAY, token, json=ROWS).json() == {"predictions": [[11.0]]}
     finally:
         assert hubforge("down", "--keep-jobs", data_dir=data).returncode == 0
         wb.proc.wait(timeout=60)
-    assert workbench_processes(str(data)) == []
+    assert workbench_processes(str(data)) == [], "down stops endpoints, even with --keep-jobs"
     assert psutil.pid_exists(supervisor), "the job kept running through the restart"
 
     wb = start_workbench(data, base_url="/", config=ONE_GPU)
@@ -166,6 +181,12 @@ def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
         while wb.api("GET", f"{JOBS}/{waiting[0]['id']}", kim).json()["state"] == "queued":
             assert time.monotonic() < deadline, "kim's queued job did not start"
             time.sleep(0.5)
+        deadline = time.monotonic() + 90
+        while (r := wb.api("POST", GATEWAY, token, json=ROWS)).status_code == 503:
+            assert "is starting" in r.json()["error"] and r.headers["Retry-After"] == "2"
+            assert time.monotonic() < deadline, "the endpoint never came back"
+            time.sleep(0.5)
+        assert r.json() == {"predictions": [[11.0]]}
     finally:
         down = wb.down()
     assert f"Stopped job(s): {job_id}" in down.stderr + wb.log.read_text()
@@ -175,35 +196,3 @@ def test_jobs_survive_a_restart_with_keep_jobs_and_stop_with_down(tmp_path):
     assert record["state"] == "cancelled"
     assert "stopped with the workbench" in record["reason"]
     assert not psutil.pid_exists(supervisor) or psutil.Process(supervisor).status() == "zombie"
-
-
-def test_endpoints_come_back_after_a_restart(tmp_path):
-    data = tmp_path / "wb"
-    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
-    gateway = "services/hubforge/endpoints/lee/clf/v1/models/clf:predict"
-    rows = {"instances": [[1, 2, 3, 4]]}
-    try:
-        token = wb.create_user("lee")
-        export = keras_model(data / "hdfs" / "users" / "lee" / "exports", 1, bias=1.0)
-        r = wb.api(
-            "POST",
-            "services/hubforge/api/endpoints",
-            token,
-            json={"name": "clf", "model_dir": str(export)},
-        )
-        assert r.status_code == 201, r.text
-        assert wb.api("POST", gateway, token, json=rows).json() == {"predictions": [[11.0]]}
-    finally:
-        wb.down()
-    assert workbench_processes(str(data)) == [], "hubforge down stops endpoints too"
-    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
-    try:
-        token = wb.create_user("lee")
-        deadline = time.monotonic() + 90
-        while (r := wb.api("POST", gateway, token, json=rows)).status_code == 503:
-            assert "is starting" in r.json()["error"] and r.headers["Retry-After"] == "2"
-            assert time.monotonic() < deadline, "the endpoint never came back"
-            time.sleep(0.5)
-        assert r.json() == {"predictions": [[11.0]]}
-    finally:
-        wb.down()
