@@ -108,9 +108,7 @@ def sleeper(home: Path, seconds: float) -> Path:
 
 def test_cancel_stops_every_process(home):
     job = jobs.submit(sleeper(home, 600), workers=2)
-    wait_for(
-        lambda: all("working" in job.logs(f"worker-{i}") for i in (0, 1)), what="both workers"
-    )
+    wait_for(lambda: all("working" in job.logs(f"worker-{i}") for i in (0, 1)), what="both workers")
     pids = job_processes(job)
     assert all(psutil.pid_exists(p) for p in pids)
     job.cancel()
