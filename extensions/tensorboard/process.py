@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from ..processes import MARKER, alive, spawn_detached, terminate_group, workload_env
-from .launch import PREFIX_ENV
+from .launch import PREFIX_ENV, WITH_TF_ENV
 
 
 def launch(logdir_args: list[str], port: int, path_prefix: str, log_file: Path) -> dict[str, Any]:
@@ -33,7 +33,7 @@ def launch(logdir_args: list[str], port: int, path_prefix: str, log_file: Path) 
         "5",
     ]
     env = workload_env(TF_CPP_MIN_LOG_LEVEL="2", **{PREFIX_ENV: path_prefix.rstrip("/")})
-    for name in ("HOME", "USER", MARKER):  # caches; `hubforge down` finds it by the marker
+    for name in ("HOME", "USER", MARKER, WITH_TF_ENV):  # caches; `down` finds it by the marker
         if name in os.environ:
             env[name] = os.environ[name]
     return spawn_detached(cmd, log_file, env=env)

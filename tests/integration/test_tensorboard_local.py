@@ -95,3 +95,21 @@ def test_cli(home):
     assert r.returncode == 2 and "give a NAME or --all" in r.stderr
     assert cli("stop", "both").stdout.strip() == "Stopped both"
     assert cli("list").stdout == ""
+
+
+def _loads_tensorflow(pid: int) -> bool:
+    with open(f"/proc/{pid}/maps") as f:
+        return "_pywrap_tensorflow" in f.read()
+
+
+def test_tensorboard_runs_without_loading_tensorflow_unless_asked(home, monkeypatch):
+    """TensorBoard uses its own stand-in for TensorFlow (a tenth of the start time and of
+    the memory); the scalars still come; HUBFORGE_TENSORBOARD_TENSORFLOW=1 brings it back."""
+    light = tensorboard.open(home / "runs" / "a", name="light")
+    tags = requests.get(light.url + "data/plugin/scalars/tags", timeout=30).json()
+    assert "epoch_loss" in tags["train"], tags
+    assert not _loads_tensorflow(light.record["pid"])
+    light.stop()
+    monkeypatch.setenv("HUBFORGE_TENSORBOARD_TENSORFLOW", "1")
+    full = tensorboard.open(home / "runs" / "a", name="full")
+    assert _loads_tensorflow(full.record["pid"])
