@@ -163,7 +163,7 @@ def start_hub(
 
     env, as_account = hub_account_env(data_dir, env, account)
     return subprocess.Popen(
-        [sys.executable, "-m", "jupyterhub", "-f", str(config_file_path())],
+        [sys.executable, "-m", "hubforge.fast_start", "jupyterhub", "-f", str(config_file_path())],
         cwd=account.home if account is not None else state_dir,
         env=env,
         preexec_fn=_die_with_parent,  # after the switch to the account: kept

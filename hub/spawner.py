@@ -53,7 +53,8 @@ class HubforgeLocalSpawner(SimpleLocalProcessSpawner):
 
     @default("cmd")
     def _default_cmd(self) -> list[str]:
-        return [sys.executable, "-m", "jupyterhub.singleuser"]
+        # fast_start: a second less of CPU at each start (see hubforge.fast_start)
+        return [sys.executable, "-m", "hubforge.fast_start", "jupyterhub.singleuser"]
 
     @default("default_url")
     def _default_default_url(self) -> str:

@@ -774,7 +774,7 @@ def test_a_census_of_the_workbench_finds_no_unexpected_root_process(iso):
     assert proxy == [accounts.service_account_name("proxy", wb.state_dir)], census
     # the hub and its relays (hubforge.helper_client) run as the hub's own account
     hub = accounts.service_account_name("hub", wb.state_dir)
-    hubs = {user for user, command in census if "-m jupyterhub " in command + " "}
+    hubs = {user for user, command in census if " jupyterhub -f " in command}
     relays = {user for user, command in census if "hubforge.helper_client" in command}
     sinks = {user for user, command in census if "hubforge.logsink" in command}
     assert hubs == {hub} and relays == {hub} and sinks == {hub}, census
