@@ -34,6 +34,8 @@ def main() -> int:
         print("usage: python -m hubforge.keeper COMMAND [ARG...]", file=sys.stderr)
         return 2
     name = Path(command[-1]).name if len(command) == 1 else " ".join(command[1:3])
+    if command[1:3] == ["-m", "hubforge.fast_start"] and len(command) > 3:
+        name = f"-m {command[3]}"  # the program it runs, not the launcher
     stopping: list[int] = []
     child: list[subprocess.Popen] = []
 

@@ -120,6 +120,7 @@ def fixed_port(name: str) -> int:
 
 
 FIXED_PORTS = ("hub", "proxy_api", "service", "label_studio")
+SERVICE_MODULE = "hubforge.service.app"  # started through hubforge.fast_start
 
 
 def marker_env(workbench: Workbench) -> dict[str, str]:
@@ -146,7 +147,7 @@ def services(workbench: Workbench, bare: bool = False) -> list[dict[str, Any]]:
             "url": service_url,
             "api_token": service_token(workbench),
             # the keeper restarts a crashed service within a second (gateway back in seconds)
-            "command": [*keeper(), sys.executable, "-m", "hubforge.service.app"],
+            "command": [*keeper(), sys.executable, "-m", "hubforge.fast_start", SERVICE_MODULE],
             "environment": service_env,
             "display": False,
             "timeout": 120,  # a busy machine imports slowly; the hub routes nothing until then

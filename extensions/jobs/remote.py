@@ -13,6 +13,25 @@ from .errors import JobError, JobNotFound
 from .spec import JobSpec
 
 
+def call_service(
+    client: ServiceClient,
+    method: str,
+    path: str,
+    errors: tuple[int, ...] = (400, 409, 413),
+    **kwargs: Any,
+) -> Any:
+    """``client.request``; the service's 404 as JobNotFound, ``errors`` as JobError (with the
+    service's message and status), anything else as it came."""
+    try:
+        return client.request(method, path, **kwargs)
+    except ServiceError as e:
+        if e.status == 404:
+            raise JobNotFound(str(e)) from None
+        if e.status in errors:
+            raise JobError(str(e), e.status) from None
+        raise
+
+
 class ServiceJobBackend(JobBackend):
     @classmethod
     def from_workbench(cls, workbench: Any) -> ServiceJobBackend:
@@ -22,14 +41,7 @@ class ServiceJobBackend(JobBackend):
         self.client = client
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            return self.client.request(method, path, **kwargs)
-        except ServiceError as e:
-            if e.status == 404:
-                raise JobNotFound(str(e)) from None
-            if e.status in (400, 409, 413):
-                raise JobError(str(e), e.status) from None
-            raise
+        return call_service(self.client, method, path, **kwargs)
 
     def submit(
         self,

@@ -13,10 +13,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ..client import ServiceClient, ServiceError
+from ..client import ServiceClient
 from .api import Job, _inside_home, _slug, current_user, data_root, default_backend
 from .convert import check_params, parameters_of, read_notebook
-from .errors import JobError, JobNotFound
+from .errors import JobError
+from .remote import call_service
 from .search_space import check_space
 
 RUN_ENDED = ("succeeded", "failed", "cancelled")
@@ -105,14 +106,7 @@ class _ServiceRuns:
         self.jobs = default_backend()
 
     def _call(self, method: str, path: str, **kwargs: Any) -> Any:
-        try:
-            return self.client.request(method, path, **kwargs)
-        except ServiceError as e:
-            if e.status == 404:
-                raise JobNotFound(str(e)) from None
-            if e.status in (400, 403, 409, 413):
-                raise JobError(str(e), e.status) from None
-            raise
+        return call_service(self.client, method, path, errors=(400, 403, 409, 413), **kwargs)
 
     def create(self, body: dict[str, Any]) -> dict[str, Any]:
         return self._call("POST", "tunings", json=body)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import socket
 import stat
@@ -41,8 +42,10 @@ def test_activate_points_tmpdir_into_a_new_0700_folder(fresh, monkeypatch):
     assert os.environ["TMPDIR"] == str(temp) == tempfile.gettempdir()
     private = temp.parent
     assert private.parent == fresh and private.name.startswith("hubforge-")
-    # its name tells other accounts neither the account nor the server's pid (review N17)
-    assert str(os.getuid()) not in private.name and str(os.getpid()) not in private.name
+    # its name tells other accounts neither the account nor the server's pid (review N17):
+    # eight random characters and nothing else (a digit of them may match the uid by chance)
+    assert re.fullmatch(r"hubforge-[a-z0-9_]{8}", private.name), private.name
+    assert not private.name.endswith((f"-{os.getuid()}", f"-{os.getpid()}"))
     assert (private / channels.PID_FILE).read_text().strip() == str(os.getpid())
     for folder in (private, temp, private / channels.KERNELS):
         info = folder.lstat()
