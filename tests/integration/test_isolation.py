@@ -917,5 +917,6 @@ def test_links_swapped_in_a_tight_loop_never_lead_the_platform_out_of_bobs_area(
     # on a folder he swapped under it, which it reports)
     failed = [a for a in answers if a[2] == 500]
     # the service's tracebacks (CI21 showed only the first of the log, a user server's)
-    service = [t[:3000] for t in wb.hub_log().split("Traceback")[1:] if "hubforge/serv" in t]
+    tracebacks = wb.hub_log().split("Traceback")[1:]
+    service = [t[:3000] for t in tracebacks if "/service/" in t or "/serving/" in t]
     assert failed == [], (failed, "\n---\n".join(service)[-9000:])
