@@ -170,6 +170,8 @@ def test_a_batch_tensorflow_job_is_preempted_and_resumes_from_its_checkpoint(wb)
         180,
         "bo's training to write a checkpoint",
     )
+    # both GPUs busy before uma comes (CI22: cy's job was still starting, 'pending')
+    wait_for(lambda: job_state(wb, tokens["steady-cy"], cy)["state"] == "running", 120, "cy's job")
     uma = submit(wb, tokens["urgent-uma"], "uma-now", TIMED.format(seconds=3))
     # both GPUs are busy: uma's normal job preempts bo's batch job, not cy's normal one
     wait_for(lambda: job_state(wb, tokens["batch-bo"], bo).get("preempted") == 1, 60, "preemption")
