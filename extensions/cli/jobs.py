@@ -151,7 +151,9 @@ def _print_tuning(record: dict) -> None:
         value = "" if trial.get("objective") is None else f"{trial['objective']:.6g}"
         best = "  <- best" if trial["id"] == record.get("best") else ""
         params = " ".join(f"{k}={v}" for k, v in trial["params"].items())
-        print(f"  trial {trial['id']:>3}  {trial['state']:<9} {value:>12}  {params}{best}")
+        further = (trial.get("schedule") or {}).get("continues")
+        further = f"  (trial {further} further)" if further else ""
+        print(f"  trial {trial['id']:>3}  {trial['state']:<9} {value:>12}  {params}{further}{best}")
         if trial.get("message") and trial["state"] == "failed":
             print(f"             {trial['message']}")
 
@@ -178,6 +180,8 @@ def _job_tune(args: argparse.Namespace) -> int:
         max_trials=args.max_trials,
         parallel=args.parallel,
         algorithm=args.algorithm,
+        max_epochs=args.max_epochs,
+        factor=args.factor,
         workers=args.workers,
         gpus_per_worker=args.gpus,
     )
@@ -296,7 +300,18 @@ def _tune_parsers(job_sub: argparse._SubParsersAction, common: argparse.Argument
     tune.add_argument("--max-trials", type=int, default=10, help="trials in all (default 10)")
     tune.add_argument("--parallel", type=int, default=2, help="trials at once (default 2)")
     tune.add_argument(
-        "--algorithm", default="random", choices=["random", "bayesian"], help="default random"
+        "--algorithm",
+        default="random",
+        choices=["random", "bayesian", "hyperband"],
+        help="default random",
+    )
+    tune.add_argument(
+        "--max-epochs",
+        type=int,
+        help="hyperband: the most epochs a trial trains (it sets the notebook's 'epochs')",
+    )
+    tune.add_argument(
+        "--factor", type=int, default=3, help="hyperband: 1 trial in FACTOR goes on (default 3)"
     )
     tune.add_argument("--workers", type=int, default=1, help="workers per trial (default 1)")
     tune.add_argument("--gpus", type=int, default=0, help="GPUs per worker (default 0)")

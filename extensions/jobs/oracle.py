@@ -13,7 +13,9 @@ Protocol: one JSON object per line on stdin, one answer per line on stdout::
      "message": "..."}                                        -> {"ok": true}
 
 ``search``: {"algorithm", "space" (normalised, see search_space), "objective", "max_trials",
-"seed"}; ``running``: the trials whose jobs the service knows to be live (keras-tuner would
+"seed", and for Hyperband "max_epochs" and "factor"}; a Hyperband trial's answer also has
+"schedule": {"epochs", "bracket", "round", "continues" (the trial it takes further, or
+null)}; ``running``: the trials whose jobs the service knows to be live (keras-tuner would
 otherwise send them to be run again after a reload).
 """
 
@@ -52,14 +54,18 @@ def _oracle(folder: str, search: dict[str, Any], running: list[str]) -> Any:
     kinds = {
         "random": kt.oracles.RandomSearchOracle,
         "bayesian": kt.oracles.BayesianOptimizationOracle,
+        "hyperband": kt.oracles.HyperbandOracle,
     }
     objective = search["objective"]
+    size = {"max_trials": search["max_trials"]}
+    if search["algorithm"] == "hyperband":  # its brackets say how many trials (the service caps)
+        size = {"max_epochs": search["max_epochs"], "factor": search["factor"]}
     oracle = kinds[search["algorithm"]](
         objective=kt.Objective(objective["name"], objective["direction"]),
-        max_trials=search["max_trials"],
         hyperparameters=_hyperparameters(search["space"]),
         seed=search["seed"],
         max_consecutive_failed_trials=search["max_trials"],  # the service decides when to stop
+        **size,
     )
     oracle.verbose = 0
     oracle._set_project_dir(folder, "oracle")
@@ -91,7 +97,7 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
             for k, t in oracle.ongoing_trials.items()
         }
         oracle.save()
-        return {"trial": trial.trial_id, "params": dict(trial.hyperparameters.values)}
+        return _given(trial.trial_id, dict(trial.hyperparameters.values))
     if request["op"] == "result":
         trial = oracle.trials[request["trial"]]
         name = request["search"]["objective"]["name"]
@@ -105,6 +111,21 @@ def _serve(request: dict[str, Any]) -> dict[str, Any]:
         oracle.save()  # end_trial saved before it let go of the trial
         return {"ok": True}
     raise ValueError(f"unknown op {request['op']!r}")
+
+
+def _given(trial_id: str, values: dict[str, Any]) -> dict[str, Any]:
+    """A new trial's answer: the notebook's parameters, and Hyperband's schedule for it
+    (keras-tuner's ``tuner/*`` values) apart."""
+    params = {k: v for k, v in values.items() if not k.startswith("tuner/")}
+    answer: dict[str, Any] = {"trial": trial_id, "params": params}
+    if "tuner/epochs" in values:
+        answer["schedule"] = {
+            "epochs": values["tuner/epochs"],
+            "bracket": values["tuner/bracket"],
+            "round": values["tuner/round"],
+            "continues": values.get("tuner/trial_id"),
+        }
+    return answer
 
 
 def main() -> None:

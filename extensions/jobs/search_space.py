@@ -20,8 +20,11 @@ from .errors import JobError
 ALGORITHMS = {
     "random": "random search",
     "bayesian": "Bayesian optimisation (Gaussian process)",
+    "hyperband": "Hyperband: many trials for a few epochs, only the best go on to more",
 }
 MAX_TRIALS = 200
+MAX_EPOCHS = 1000
+EPOCHS = "epochs"  # the notebook parameter Hyperband sets for each trial
 MAX_PARALLEL = 16
 _NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,63}")
 # metrics named like these are better when smaller
@@ -109,6 +112,42 @@ def check_search(algorithm: Any, max_trials: Any, parallel: Any) -> None:
         raise JobError(f"max_trials={max_trials!r}: a whole number from 1 to {MAX_TRIALS}")
     if not _whole(parallel) or not 1 <= parallel <= MAX_PARALLEL:
         raise JobError(f"parallel={parallel!r}: a whole number from 1 to {MAX_PARALLEL}")
+
+
+def check_hyperband(
+    max_epochs: Any, factor: Any, space: dict[str, Any], defaults: dict[str, Any]
+) -> None:
+    """Hyperband gives each trial its number of epochs: the notebook's ``epochs``
+    parameter, which the space then leaves alone."""
+    if EPOCHS not in defaults:
+        raise JobError(
+            "algorithm='hyperband' sets each trial's epochs: give the notebook's parameters cell "
+            "an `epochs = 10` and train with model.fit(..., epochs=epochs)"
+        )
+    if EPOCHS in space:
+        raise JobError("space: leave 'epochs' out with algorithm='hyperband', which sets it")
+    if not _whole(max_epochs) or not 1 <= max_epochs <= MAX_EPOCHS:
+        raise JobError(
+            f"max_epochs={max_epochs!r}: the most epochs one trial trains with Hyperband, "
+            f"a whole number from 1 to {MAX_EPOCHS}"
+        )
+    if not _whole(factor) or not 2 <= factor <= 10:
+        raise JobError(
+            f"factor={factor!r}: a whole number from 2 to 10 (each round keeps 1 trial in "
+            "factor, for factor times the epochs; 3 is usual)"
+        )
+
+
+def hyperband_trials(max_epochs: int, factor: int) -> int:
+    """How many trials one Hyperband iteration runs (keras-tuner's bracket sizes)."""
+    brackets, epochs = 0, float(max_epochs)
+    while epochs >= 1:
+        epochs /= factor
+        brackets += 1
+    last = math.ceil(1 + math.log(max_epochs, factor))
+    return sum(
+        math.ceil(last / (b + 1) * factor ** (b - r)) for b in range(brackets) for r in range(b + 1)
+    )
 
 
 def objective_value(progress: dict[str, Any], objective: dict[str, str]) -> float | None:

@@ -25,7 +25,16 @@ from .. import atomic
 from .convert import parameters_of, to_script
 from .errors import JobError, JobNotFound
 from .oracle import OracleClient
-from .search_space import better, check_objective, check_search, check_space, objective_value
+from .search_space import (
+    EPOCHS,
+    better,
+    check_hyperband,
+    check_objective,
+    check_search,
+    check_space,
+    hyperband_trials,
+    objective_value,
+)
 from .spec import NAME, JobSpec
 from .store import TERMINAL
 
@@ -74,11 +83,19 @@ class Tunings:
         algorithm: Any = "random",
         spec: dict[str, Any] | None = None,
         name: str | None = None,
+        max_epochs: Any = None,
+        factor: Any = 3,
     ) -> dict[str, Any]:
         """Check the request (JobError saying what to change) and record the run; its first
-        trials start on the next pass."""
-        dims, goal, name, base = self._checked(notebook, space, objective, spec, name)
+        trials start on the next pass. Hyperband (``max_epochs``, ``factor``) sets each
+        trial's ``epochs`` parameter."""
+        dims, goal, name, base, defaults = self._checked(notebook, space, objective, spec, name)
         check_search(algorithm, max_trials, parallel)
+        if algorithm == "hyperband":
+            check_hyperband(max_epochs, factor, dims, defaults)
+            max_trials = min(max_trials, hyperband_trials(max_epochs, factor))
+        else:
+            max_epochs = factor = None
         self._room_for_one_more(owner)
         run_id = f"{name}-{secrets.token_hex(3)}"
         folder = self._folder(owner, run_id)
@@ -97,6 +114,8 @@ class Tunings:
             "objective": goal,
             "space": dims,
             "max_trials": max_trials,
+            "max_epochs": max_epochs,
+            "factor": factor,
             "parallel": parallel,
             "seed": secrets.randbelow(10**6) + 1,
             "spec": base,
@@ -110,8 +129,9 @@ class Tunings:
     @staticmethod
     def _checked(
         notebook: Any, space: Any, objective: Any, spec: dict[str, Any] | None, name: Any
-    ) -> tuple[dict[str, Any], dict[str, str], str, dict[str, Any]]:
-        """(the space, the objective, the run's name, its trials' spec) of a request."""
+    ) -> tuple[dict[str, Any], dict[str, str], str, dict[str, Any], dict[str, Any]]:
+        """(the space, the objective, the run's name, its trials' spec, the notebook's
+        parameters) of a request."""
         import nbformat
 
         try:
@@ -121,14 +141,15 @@ class Tunings:
             raise JobError(
                 f"'notebook' is not a notebook ({type(e).__name__}): send its JSON"
             ) from None
-        dims = check_space(space, parameters_of(nb))
+        defaults = parameters_of(nb)
+        dims = check_space(space, defaults)
         goal = check_objective(objective)
         name = name or "tune"
         if not isinstance(name, str) or not NAME.fullmatch(name) or len(name) > 30:
             raise JobError(f"name={name!r}: 1-30 lowercase letters, digits or '-'")
         base = {k: v for k, v in (spec or {}).items() if k != "name"}
         JobSpec.from_dict({**base, "name": f"{name}-t0"}).validate()  # each trial's job
-        return dims, goal, name, base
+        return dims, goal, name, base, defaults
 
     def _room_for_one_more(self, owner: str) -> None:
         searching = [r["id"] for r in self.list(owner) if r["state"] == "running"]
@@ -250,20 +271,16 @@ class Tunings:
             for trial in [t for t in record["trials"] if t["state"] == "pending"]:
                 self._submit(record, trial)
             while active() < record["parallel"] and not record["search_done"]:
+                if len(record["trials"]) >= record["max_trials"]:
+                    record["search_done"] = True
+                    break
                 answer = self._ask(record, "next")
                 if answer.get("done"):
                     record["search_done"] = True
                 elif answer.get("wait"):
                     return
                 else:
-                    trial = {
-                        "id": answer["trial"],
-                        "job": f"{record['id']}-t{answer['trial']}",
-                        "params": answer["params"],
-                        "state": "pending",
-                        "objective": None,
-                        "message": "",
-                    }
+                    trial = self._new_trial(record, answer)
                     record["trials"].append(trial)
                     self._save(record)  # the job's id is kept before the job exists
                     self._submit(record, trial)
@@ -271,6 +288,22 @@ class Tunings:
             record["reason"] = str(e)
             return
         record["reason"] = ""
+
+    @staticmethod
+    def _new_trial(record: dict[str, Any], answer: dict[str, Any]) -> dict[str, Any]:
+        params = dict(answer["params"])
+        trial = {
+            "id": answer["trial"],
+            "job": f"{record['id']}-t{answer['trial']}",
+            "params": params,
+            "state": "pending",
+            "objective": None,
+            "message": "",
+        }
+        if "schedule" in answer:  # Hyperband: this trial's epochs, and the trial it takes on
+            params[EPOCHS] = answer["schedule"]["epochs"]
+            trial["schedule"] = answer["schedule"]
+        return trial
 
     def _submit(self, record: dict[str, Any], trial: dict[str, Any]) -> None:
         owner = record["owner"]
@@ -313,7 +346,8 @@ class Tunings:
 
     def _ask(self, record: dict[str, Any], op: str, **fields: Any) -> dict[str, Any]:
         running = [t["id"] for t in record["trials"] if t["state"] in ("running", "pending")]
-        search = {k: record[k] for k in ("algorithm", "space", "objective", "max_trials", "seed")}
+        keys = ("algorithm", "space", "objective", "max_trials", "seed", "max_epochs", "factor")
+        search = {k: record.get(k) for k in keys}
         folder = self._folder(record["owner"], record["id"]) / "search"
         return self.oracle.ask(
             {"op": op, "dir": str(folder), "search": search, "running": running, **fields}

@@ -145,6 +145,8 @@ class _LocalRuns:
             body["algorithm"],
             spec,
             body["name"],
+            body.get("max_epochs"),
+            body.get("factor", 3),
         )
 
     def get(self, run_id: str) -> dict[str, Any]:
@@ -175,14 +177,18 @@ def tune(
     gpus_per_worker: int = 0,
     name: str | None = None,
     priority: str = "normal",
+    max_epochs: int | None = None,
+    factor: int = 3,
 ) -> Tuning:
     """Search the notebook's ``parameters`` cell: each parameter in ``space`` gets a range
     (``{"min": 1e-4, "max": 1e-1, "log": True}``; ints when both ends are) or a list of
     values; ``objective`` is a metric the notebook reports (a Keras history metric by name,
     best epoch, or one given to ``hubforge.distribute.report``), maximised unless its name
     ends in loss/error, or ``{"name": ..., "direction": "min"}``. ``max_trials`` jobs run,
-    ``parallel`` at a time, chosen by keras-tuner's ``algorithm`` ("random", "bayesian").
-    Returns at once; ``.wait()``, ``.trials`` and ``.best`` follow it."""
+    ``parallel`` at a time, chosen by keras-tuner's ``algorithm`` ("random", "bayesian",
+    "hyperband"). Hyperband sets the notebook's ``epochs`` parameter: many trials train a
+    few epochs, the best 1 in ``factor`` of them go on with ``factor`` times more, up to
+    ``max_epochs``. Returns at once; ``.wait()``, ``.trials`` and ``.best`` follow it."""
     path = _inside_home(Path(notebook))
     if path.suffix != ".ipynb":
         raise JobError(f"{path.name}: tune a notebook (.ipynb) with a cell tagged 'parameters'")
@@ -199,6 +205,8 @@ def tune(
         "max_trials": max_trials,
         "parallel": parallel,
         "algorithm": algorithm,
+        "max_epochs": max_epochs,
+        "factor": factor,
         "name": name or _slug(f"tune-{path.stem}")[:30].strip("-"),
         "spec": {
             "workers": workers,

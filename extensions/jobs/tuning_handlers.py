@@ -80,6 +80,8 @@ class TuningsHandler(JobsBaseHandler):
                 body.get("algorithm", "random"),
                 spec,
                 name,
+                body.get("max_epochs"),
+                body.get("factor", 3),
             )
         except JobError as e:
             self.fail(e)

@@ -127,6 +127,81 @@ def test_cancel_stops_every_trial_and_another_user_sees_nothing(tunings):
     assert engine.advance("cy", record["id"])["trials"] == cancelled["trials"]  # nothing new
 
 
+# a trial's score grows with its epochs and is best at lr = 0.1; it prints each epoch
+HYPERBAND = new_notebook(
+    cells=[
+        new_code_cell("lr = 0.5\nepochs = 10", metadata={"tags": ["parameters"]}),
+        new_code_cell(
+            "from hubforge import distribute\n"
+            "for epoch in range(epochs):\n"
+            "    print('epoch', epoch + 1, flush=True)\n"
+            "distribute.report(score=(1 - abs(lr - 0.1)) * (1 - 0.5 ** epochs))"
+        ),
+    ]
+)
+
+
+def test_hyperband_trains_many_trials_briefly_and_only_the_best_further(tunings, tmp_path):
+    engine, backend = tunings
+    record = engine.create(
+        "hana", json.loads(nbformat.writes(HYPERBAND)), {"lr": {"min": 0.01, "max": 1.0}},
+        "score", max_trials=10, parallel=2, algorithm="hyperband", max_epochs=3, factor=3,
+        name="hb",
+    )  # fmt: skip
+    # one Hyperband iteration: 3 trials of 1 epoch, the best of them on to 3; 2 more of 3
+    assert record["max_trials"] == 6
+    record = engine.advance("hana", record["id"])
+    assert len(record["trials"]) == 2
+    engine.oracle.close()  # the service restarts mid-search: Hyperband's rounds are on disk
+    restarted = Tunings(tmp_path / "tunings", DirectJobs(LocalJobBackend(tmp_path / "data")))
+    try:
+        done = run_to_end(restarted, "hana", record["id"])
+    finally:
+        restarted.oracle.close()
+    assert done["state"] == "succeeded", done
+    trials = done["trials"]
+    assert len(trials) == 6 and len(backend.list("hana")) == 6  # none lost, none run twice
+    short = [t for t in trials if t["params"]["epochs"] == 1]
+    full = [t for t in trials if t["params"]["epochs"] == 3]
+    assert len(short) == 3 and len(full) == 3, trials
+    # the weak two stopped after one epoch; the best of the three went on with its lr
+    (further,) = [t for t in trials if t["schedule"]["continues"]]
+    best_short = max(short, key=lambda t: t["objective"])
+    assert further["schedule"]["continues"] == best_short["id"]
+    assert further["params"]["lr"] == best_short["params"]["lr"]
+    for t in trials:
+        log = backend.logs("hana", t["job"], "worker-0")[0]
+        epochs = t["params"]["epochs"]
+        assert f"epoch {epochs}\n" in log and f"epoch {epochs + 1}\n" not in log, log
+        lr = t["params"]["lr"]
+        assert t["objective"] == pytest.approx((1 - abs(lr - 0.1)) * (1 - 0.5**epochs))
+    best = next(t for t in trials if t["id"] == done["best"])
+    assert best["objective"] == max(t["objective"] for t in trials) and best in full
+
+
+@pytest.mark.parametrize(
+    "notebook, extra, says",
+    [
+        (NOTEBOOK, {}, "an `epochs = 10`"),
+        (HYPERBAND, {"max_epochs": 0}, "max_epochs=0: the most epochs"),
+        (HYPERBAND, {"max_epochs": 9, "factor": 1}, "factor=1: a whole number from 2 to 10"),
+        (HYPERBAND, {"max_epochs": "9"}, "max_epochs='9'"),
+    ],
+)
+def test_hyperband_requests_say_what_to_change(tunings, notebook, extra, says):
+    engine, _ = tunings
+    nb = json.loads(nbformat.writes(notebook))
+    space = {"x": [1.0]} if notebook is NOTEBOOK else {"lr": [0.1, 0.2]}
+    with pytest.raises(JobError, match=says.replace("(", r"\(").replace(")", r"\)")):
+        engine.create("ana", nb, space, "score", algorithm="hyperband", **extra)
+    with pytest.raises(JobError, match="leave 'epochs' out"):
+        engine.create(
+            "ana", json.loads(nbformat.writes(HYPERBAND)), {"epochs": [1, 2]}, "score",
+            algorithm="hyperband", max_epochs=3,
+        )  # fmt: skip
+    assert engine.list("ana") == []
+
+
 @pytest.mark.parametrize(
     "space, objective, extra, says",
     [
@@ -205,7 +280,7 @@ def test_the_cli_tunes_follows_lists_shows_and_cancels(tmp_path):
     assert r.returncode == 0 and "<- best" in r.stdout
 
     slow = new_notebook(cells=[
-        new_code_cell("x = 0.0", metadata={"tags": ["parameters"]}),
+        new_code_cell("x = 0.0\nepochs = 1", metadata={"tags": ["parameters"]}),
         new_code_cell("import time\ntime.sleep(300)"),
     ])  # fmt: skip
     nbformat.write(slow, str(home / "slow.ipynb"))
@@ -214,6 +289,16 @@ def test_the_cli_tunes_follows_lists_shows_and_cancels(tmp_path):
     slow_id = r.stdout.split()[1].rstrip(";")
     r = cli("tuning", slow_id, "--cancel")
     assert r.returncode == 0 and f"{slow_id}  cancelled" in r.stdout, r.stdout
+    # Hyperband over 9 epochs, factor 3: 23 trials in one iteration (fewer than 30 asked)
+    space = '{"x": {"min": 1.0, "max": 5.0}}'
+    hyperband = ["--algorithm", "hyperband", "--max-epochs", "9", "--factor", "3"]
+    r = cli("tune", "slow.ipynb", "--space", space, "--objective", "score", "--max-trials", "30",
+            *hyperband)  # fmt: skip
+    assert r.returncode == 0, r.stderr
+    hb_id = r.stdout.split()[1].rstrip(";")
+    r = cli("tuning", hb_id, "--cancel")
+    assert r.returncode == 0 and f"{hb_id}  cancelled  2/23 trials" in r.stdout, r.stdout
+    assert r.stdout.count("epochs=1") == 2  # bracket 2 starts: 9 trials of 1 epoch each
     r = cli("tune", "slow.ipynb", "--space", "{x: 1}", "--objective", "score")
     assert r.returncode == 2 and "JSON like" in r.stderr
     r = cli("tuning", "nope-123456")
