@@ -40,8 +40,11 @@ XDIST_ARG := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadfile --n
 # Set-up steps that do not need each other run side by side (Label Studio's environment and
 # its database beside the main one; Triton's, the proxy, Chromium): about 2.5 min instead of
 # 4.5 in a fresh clone. Each step still prints its one line; `make SETUP_JOBS=1`: one at a time.
+# What a recipe starts does not see make's flags (a `make` run by a test would warn that
+# this one's job slots are not passed on).
 SETUP_JOBS ?= 4
 MAKEFLAGS += --jobs=$(SETUP_JOBS)
+unexport MAKEFLAGS
 
 .PHONY: up down setup setup-test test test-fresh test-busy lint bench wheel-check clean
 

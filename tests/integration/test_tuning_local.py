@@ -179,6 +179,46 @@ def test_hyperband_trains_many_trials_briefly_and_only_the_best_further(tunings,
     assert best["objective"] == max(t["objective"] for t in trials) and best in full
 
 
+# keras-tuner's HyperbandOracle run to its end, each trial scored at random: how many trials
+SIMULATE = """
+import json, random, sys, tempfile
+import keras_tuner as kt
+counts = {}
+for max_epochs, factor in json.loads(sys.argv[1]):
+    hp = kt.HyperParameters()
+    hp.Float("a", 0, 1)
+    oracle = kt.oracles.HyperbandOracle(
+        objective=kt.Objective("s", "max"), max_epochs=max_epochs, factor=factor,
+        hyperparameters=hp, seed=1)
+    oracle._set_project_dir(tempfile.mkdtemp(), "o")
+    n = 0
+    while (trial := oracle.create_trial(str(n))).status == "RUNNING":
+        n += 1
+        oracle.update_trial(trial.trial_id, {"s": random.random()})
+        trial.status = "COMPLETED"
+        oracle.end_trial(trial)
+    counts[f"{max_epochs},{factor}"] = n
+print(json.dumps(counts))
+"""
+
+
+def test_the_trials_counted_for_hyperband_are_those_keras_tuner_runs():
+    import subprocess
+    import sys
+
+    from hubforge.jobs.search_space import hyperband_trials
+
+    settings = [(1, 3), (3, 3), (9, 3), (10, 3), (27, 3), (2, 2), (5, 4), (100, 3)]
+    out = subprocess.run(
+        [sys.executable, "-c", SIMULATE, json.dumps(settings)],
+        capture_output=True, text=True, timeout=300, env={"TF_CPP_MIN_LOG_LEVEL": "3"},
+    )  # fmt: skip
+    assert out.returncode == 0, out.stderr[-2000:]
+    ran = json.loads(out.stdout.strip().splitlines()[-1])
+    assert ran == {f"{m},{f}": hyperband_trials(m, f) for m, f in settings}
+    assert ran["9,3"] == 23  # the count docs/training.md gives
+
+
 @pytest.mark.parametrize(
     "notebook, extra, says",
     [
