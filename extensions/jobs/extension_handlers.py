@@ -16,7 +16,7 @@ from tornado import web
 from ..app_base import HubforgeAPIHandler
 from ..client import ServiceError
 from ..httperrors import parse_offset
-from . import api
+from . import api, tuning_api
 from .errors import JobError, JobNotFound
 
 SUBMIT_FIELDS = {
@@ -101,8 +101,70 @@ class JobProgressHandler(JobsAPIHandler):
         self.finish(json.dumps(await self.call(backend.progress, api.current_user(), job_id)))
 
 
+TUNE_FIELDS = {
+    "path",
+    "space",
+    "objective",
+    "max_trials",
+    "parallel",
+    "algorithm",
+    "max_epochs",
+    "factor",
+    "workers",
+    "gpus_per_worker",
+    "name",
+    "priority",
+}
+
+
+class TuningsHandler(JobsAPIHandler):
+    """The user's tuning runs (the sidebar's Tuning group), and a new one from a notebook."""
+
+    @web.authenticated
+    @authorized
+    async def get(self) -> None:
+        runs = await self.call(tuning_api.list_tunings)
+        self.finish(json.dumps({"tunings": [r.record for r in runs]}))
+
+    @web.authenticated
+    @authorized
+    async def post(self) -> None:
+        body = self.json_body()
+        if not isinstance(body.get("path"), str) or "space" not in body or "objective" not in body:
+            raise web.HTTPError(
+                400, 'Send {"path": "train.ipynb", "space": {...}, "objective": "val_accuracy"}'
+            )
+        unknown = set(body) - TUNE_FIELDS
+        if unknown:
+            raise web.HTTPError(
+                400, f"Unknown field(s) {sorted(unknown)}; valid: {sorted(TUNE_FIELDS)}"
+            )
+        path = Path(self.settings["server_root_dir"]).expanduser() / body.pop("path")
+        run = await self.call(tuning_api.tune, path, **body)
+        self.set_status(201)
+        self.finish(json.dumps(run.record))
+
+
+class TuningHandler(JobsAPIHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, run_id: str) -> None:
+        run = await self.call(tuning_api.get_tuning, run_id)
+        self.finish(json.dumps(run.record))
+
+    @web.authenticated
+    @authorized
+    async def delete(self, run_id: str) -> None:
+        """Cancel the search and its trials."""
+        run = await self.call(tuning_api.get_tuning, run_id)
+        await self.call(run.cancel)
+        self.finish(json.dumps(run.record))
+
+
 def routes(prefix: str) -> list[tuple]:
     return [
+        (prefix + "/tunings", TuningsHandler),
+        (prefix + r"/tunings/([^/]+)", TuningHandler),
         (prefix + "/jobs", JobsHandler),
         (prefix + r"/jobs/([^/]+)", JobHandler),
         (prefix + r"/jobs/([^/]+)/logs/([^/]+)", JobLogsHandler),

@@ -19,6 +19,7 @@ ROUTES = [
     "endpoints/early/requests",
     "labeling/projects",
     "gpus",
+    "tunings",
     "job-check?path=train.ipynb",
 ]
 

@@ -134,6 +134,10 @@ const plugin: JupyterFrontEndPlugin<void> = {
         remove(`jobs/${encodeURIComponent(job.id)}`)
           .then(() => model.refresh(false))
           .catch(failed(`Could not cancel ${jobName(job)}`)),
+      cancelTuning: run =>
+        remove(`tunings/${encodeURIComponent(run.id)}`)
+          .then(() => model.refresh(false))
+          .catch(failed(`Could not cancel the search ${run.name}`)),
       openTensorBoard: job =>
         openTensorBoardFor([job.id], job.id).catch(failed('Could not open TensorBoard')),
       deploy: job => deploy(job).catch(failed(`Could not deploy ${jobName(job)}`)),

@@ -339,3 +339,118 @@ export function savedRequestProblem(name: string, text: string): string | null {
   }
   return null;
 }
+
+/** One trial of a tuning run (GET /hubforge/api/tunings). */
+export interface ITrial {
+  id: string;
+  job: string;
+  params: Record<string, unknown>;
+  state: string;
+  objective: number | null;
+  message?: string;
+  /** Hyperband: the trial's epochs and the trial it takes further (null: a new one). */
+  schedule?: { epochs: number; bracket: number; round: number; continues: string | null };
+}
+
+/** A tuning run: a search over a notebook's parameters, every trial a job. */
+export interface ITuning {
+  id: string;
+  name: string;
+  state: string;
+  reason?: string;
+  created: number;
+  algorithm: string;
+  objective: { name: string; direction: 'max' | 'min' };
+  max_trials: number;
+  parallel: number;
+  trials: ITrial[];
+  best: string | null;
+}
+
+/** "4/6 trials done · 2 at a time · hyperband · max val_accuracy" */
+export function tuningSummary(run: ITuning): string {
+  const done = run.trials.filter(t => TERMINAL.has(t.state)).length;
+  const goal = `${run.objective.direction} ${run.objective.name}`;
+  return `${done}/${run.max_trials} trials done · ${run.parallel} at a time · ${run.algorithm} · ${goal}`;
+}
+
+/** A trial's parameters as the notebook would read them: "lr=0.01, units=32". */
+export function paramsText(params: Record<string, unknown>): string {
+  return Object.entries(params)
+    .map(([name, value]) => {
+      const shown = typeof value === 'number' ? Number(value.toPrecision(4)) : value;
+      return `${name}=${typeof shown === 'string' ? shown : JSON.stringify(shown)}`;
+    })
+    .join(', ');
+}
+
+/** "Best: trial 3, val_accuracy 0.912 (lr=0.01, units=32)", or null before any result. */
+export function bestText(run: ITuning): string | null {
+  const best = run.trials.find(t => t.id === run.best);
+  if (!best || best.objective === null) {
+    return null;
+  }
+  const value = Number(best.objective.toPrecision(4));
+  return `Best: trial ${best.id}, ${run.objective.name} ${value} (${paramsText(best.params)})`;
+}
+
+/** The jobs that are trials of these runs: the sidebar shows them in their run, not twice. */
+export function trialJobIds(runs: ITuning[] | null): Set<string> {
+  return new Set((runs || []).flatMap(r => r.trials.map(t => t.job)));
+}
+
+export interface IPlotPoint {
+  x: number;
+  y: number;
+  trial: string;
+  value: number;
+  best: boolean;
+}
+
+/**
+ * The objective of each trial that gave one, in the order the trials started, scaled into a
+ * `width` x `height` box (better values higher), and the best-so-far as a step line.
+ */
+export function objectivePlot(
+  run: ITuning,
+  width: number,
+  height: number,
+  pad = 4
+): { points: IPlotPoint[]; bestLine: string; min: number; max: number } | null {
+  const scored = run.trials
+    .map((t, index) => ({ t, index }))
+    .filter(({ t }) => t.objective !== null && Number.isFinite(t.objective));
+  if (!scored.length) {
+    return null;
+  }
+  const values = scored.map(({ t }) => t.objective as number);
+  const min = Math.min(...values);
+  const max = Math.max(...values);
+  const up = run.objective.direction === 'max';
+  const span = max - min || 1;
+  const count = Math.max(run.max_trials, run.trials.length, 2);
+  const x = (index: number) => pad + (index * (width - 2 * pad)) / (count - 1);
+  const y = (value: number) => {
+    const high = up ? (value - min) / span : (max - value) / span;
+    return height - pad - (max === min ? 0.5 : high) * (height - 2 * pad);
+  };
+  const points = scored.map(({ t, index }) => ({
+    x: x(index),
+    y: y(t.objective as number),
+    trial: t.id,
+    value: t.objective as number,
+    best: t.id === run.best
+  }));
+  let best: number | null = null;
+  const steps: string[] = [];
+  for (const p of points) {
+    if (best === null || (up ? p.value > best : p.value < best)) {
+      if (best !== null) {
+        steps.push(`${p.x.toFixed(1)},${y(best).toFixed(1)}`);
+      }
+      best = p.value;
+    }
+    steps.push(`${p.x.toFixed(1)},${y(best).toFixed(1)}`);
+  }
+  return { points, bestLine: steps.join(' '), min, max };
+}

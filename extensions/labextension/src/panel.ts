@@ -14,8 +14,14 @@ import {
   IJobChange,
   IProject,
   ITensorBoard,
+  ITuning,
   TERMINAL,
   badgeKind,
+  bestText,
+  objectivePlot,
+  paramsText,
+  trialJobIds,
+  tuningSummary,
   changed,
   endedSince,
   estimateEta,
@@ -41,6 +47,7 @@ export interface IPanelActions {
   undeploy(endpoint: IEndpoint): Promise<void>;
   openLabeling(project: IProject): void;
   newLabelingNotebook(project: IProject): Promise<void>;
+  cancelTuning(run: ITuning): Promise<void>;
 }
 
 interface ISnapshot {
@@ -48,6 +55,7 @@ interface ISnapshot {
   tensorboards: ITensorBoard[];
   endpoints: IEndpoint[] | null;
   projects: IProject[] | null;
+  tunings: ITuning[] | null;
 }
 
 /** Polls the REST API; the panel and the status bar listen to it. */
@@ -55,7 +63,13 @@ export class HubforgeModel {
   readonly changed = new Signal<this, ISnapshot>(this);
   readonly jobsEnded = new Signal<this, IJobChange[]>(this);
   readonly failed = new Signal<this, string | null>(this);
-  snapshot: ISnapshot = { jobs: [], tensorboards: [], endpoints: null, projects: null };
+  snapshot: ISnapshot = {
+    jobs: [],
+    tensorboards: [],
+    endpoints: null,
+    projects: null,
+    tunings: null
+  };
   gpus: any = null;
   loaded = false;
 
@@ -115,7 +129,9 @@ export class HubforgeModel {
       if (ended.length) {
         this.jobsEnded.emit(ended);
       }
-      const busy = next.jobs.some(j => !TERMINAL.has(j.state));
+      const busy =
+        next.jobs.some(j => !TERMINAL.has(j.state)) ||
+        (next.tunings || []).some(t => t.state === 'running');
       delay = this.backoff.next({ changed: differs, busy });
     } catch (error) {
       this.failed.emit(String((error as Error).message || error));
@@ -130,9 +146,10 @@ export class HubforgeModel {
   }
 
   private async _fetch(): Promise<ISnapshot> {
-    const [jobs, tensorboards] = await Promise.all([
+    const [jobs, tensorboards, tunings] = await Promise.all([
       request<{ jobs: IJob[] }>('jobs'),
-      request<{ tensorboards: ITensorBoard[] }>('tensorboards')
+      request<{ tensorboards: ITensorBoard[] }>('tensorboards'),
+      request<{ tunings: ITuning[] }>('tunings').catch(() => null)
     ]);
     const now = Date.now() / 1000;
     // progress of the jobs still running (one small file each), with an ETA from the rate
@@ -165,7 +182,13 @@ export class HubforgeModel {
       projects = p ? p.projects : null;
       this.gpus = await request('gpus').catch(() => null);
     }
-    return { jobs: jobs.jobs, tensorboards: tensorboards.tensorboards, endpoints, projects };
+    return {
+      jobs: jobs.jobs,
+      tensorboards: tensorboards.tensorboards,
+      endpoints,
+      projects,
+      tunings: tunings ? tunings.tunings : null
+    };
   }
 
   private _timer: ReturnType<typeof setTimeout> | null = null;
@@ -217,6 +240,95 @@ function bar(fraction: number | null, label: string): HTMLElement | null {
   );
 }
 
+const SVG = 'http://www.w3.org/2000/svg';
+
+function svg(tag: string, attributes: Record<string, string | number>, ...children: Node[]) {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    node.setAttribute(key, String(value));
+  }
+  node.append(...children);
+  return node;
+}
+
+/** The objective of each trial (a dot; the best one ringed) and the best so far (a line). */
+function plot(run: ITuning): Element | null {
+  const [width, height] = [240, 72];
+  const drawn = objectivePlot(run, width, height);
+  if (!drawn) {
+    return null;
+  }
+  const label =
+    `${run.objective.name} of each trial, from ${Number(drawn.min.toPrecision(4))} ` +
+    `to ${Number(drawn.max.toPrecision(4))}`;
+  return svg(
+    'svg',
+    { class: 'hf-Plot', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label },
+    svg('title', {}, document.createTextNode(label)),
+    svg('polyline', { class: 'hf-PlotBest', points: drawn.bestLine, fill: 'none' }),
+    ...drawn.points.map(p =>
+      svg(
+        'circle',
+        {
+          class: p.best ? 'hf-PlotDot hf-PlotDot-best' : 'hf-PlotDot',
+          cx: p.x.toFixed(1),
+          cy: p.y.toFixed(1),
+          r: p.best ? 4 : 3,
+          'data-trial': p.trial
+        },
+        svg('title', {}, document.createTextNode(`trial ${p.trial}: ${p.value}`))
+      )
+    )
+  );
+}
+
+/** Trial, parameters, objective and state, one row per trial. */
+function trialTable(run: ITuning): HTMLElement | null {
+  if (!run.trials.length) {
+    return null;
+  }
+  const value = (v: number | null) => (v === null ? '' : String(Number(v.toPrecision(4))));
+  return h(
+    'table',
+    { className: 'hf-Trials' },
+    h(
+      'thead',
+      {},
+      h(
+        'tr',
+        {},
+        h('th', {}, '#'),
+        h('th', {}, 'parameters'),
+        h('th', {}, run.objective.name),
+        h('th', {}, 'state')
+      )
+    ),
+    h(
+      'tbody',
+      {},
+      ...run.trials.map(t =>
+        h(
+          'tr',
+          {
+            dataset: { trial: t.id, state: t.state },
+            className: t.id === run.best ? 'hf-TrialBest' : '',
+            title: t.state === 'failed' ? t.message || '' : t.job
+          },
+          h('td', {}, t.id),
+          h(
+            'td',
+            {},
+            paramsText(t.params) +
+              (t.schedule?.continues ? ` (trial ${t.schedule.continues} further)` : '')
+          ),
+          h('td', {}, value(t.objective)),
+          h('td', {}, badge(t.state))
+        )
+      )
+    )
+  );
+}
+
 export class HubforgePanel extends Widget {
   constructor(
     readonly model: HubforgeModel,
@@ -254,7 +366,9 @@ export class HubforgePanel extends Widget {
   }
 
   render(): void {
-    const { jobs, tensorboards, endpoints, projects } = this.model.snapshot;
+    const { tensorboards, endpoints, projects, tunings } = this.model.snapshot;
+    const trials = trialJobIds(tunings);
+    const jobs = this.model.snapshot.jobs.filter(j => !trials.has(j.id));
     const now = Date.now() / 1000;
     const focused = document.activeElement?.getAttribute('data-key');
     this._content.replaceChildren(
@@ -265,9 +379,24 @@ export class HubforgePanel extends Widget {
         jobs.length
           ? h('ul', { className: 'hf-List' }, ...jobs.map(j => this._job(j, now)))
           : empty(
-              'No jobs yet. Right-click a notebook in the file browser and choose ' +
-                '"Run as job", or press the rocket button in a notebook\'s toolbar.'
+              trials.size
+                ? 'No jobs besides the trials of the tuning runs below.'
+                : 'No jobs yet. Right-click a notebook in the file browser and choose ' +
+                    '"Run as job", or press the rocket button in a notebook\'s toolbar.'
             )
+      ),
+      section(
+        'Tuning',
+        'tunings',
+        tunings ? tunings.length : null,
+        tunings === null
+          ? empty('Tuning runs are not available right now (the hubforge service did not answer).')
+          : tunings.length
+            ? h('ul', { className: 'hf-List' }, ...tunings.map(t => this._tuning(t)))
+            : empty(
+                'No tuning runs. Search a notebook\'s parameters, every trial a job: ' +
+                  'hubforge.jobs.tune("train.ipynb", space, "val_accuracy")'
+              )
       ),
       section(
         'TensorBoards',
@@ -360,6 +489,33 @@ export class HubforgePanel extends Widget {
           )
         : null,
       h('div', { className: 'hf-Actions' }, ...actions)
+    );
+  }
+
+  private _tuning(run: ITuning): HTMLElement {
+    const best = bestText(run);
+    return h(
+      'li',
+      { className: 'hf-Item hf-Tuning', dataset: { tuning: run.id, state: run.state } },
+      h(
+        'div',
+        { className: 'hf-ItemHead' },
+        h('span', { className: 'hf-Name', title: run.id }, run.name),
+        badge(run.state)
+      ),
+      h('div', { className: 'hf-Details' }, tuningSummary(run)),
+      best ? h('div', { className: 'hf-Best' }, best) : null,
+      run.reason ? h('div', { className: 'hf-Reason', title: run.reason }, run.reason) : null,
+      plot(run),
+      trialTable(run),
+      h(
+        'div',
+        { className: 'hf-Actions' },
+        run.state === 'running' &&
+          actionButton('Cancel', `Cancel the search ${run.name} and its trials`, () =>
+            this.actions.cancelTuning(run)
+          )
+      )
     );
   }
 

@@ -1,16 +1,22 @@
 import {
   Backoff,
   IJob,
+  ITrial,
+  ITuning,
+  bestText,
   endedSince,
   estimateEta,
   idleGpuWarning,
+  objectivePlot,
   parseParameter,
   progressFraction,
   progressText,
   queueText,
   endpointQueueText,
   savedRequestProblem,
-  statusText
+  statusText,
+  trialJobIds,
+  tuningSummary
 } from '../src/model';
 
 function job(id: string, state: string, extra: Partial<IJob> = {}): IJob {
@@ -176,5 +182,53 @@ describe('idleGpuWarning', () => {
     const none = { gpus: 0, idle_limit_s: 600 };
     expect(idleGpuWarning({ workbench: wb, visible: ['0'], waiting_for_gpus: none })).toBe('');
     expect(idleGpuWarning(null)).toBe('');
+  });
+});
+
+describe('tuning runs', () => {
+  const trial = (id: string, objective: number | null, state = 'succeeded', extra = {}) => ({
+    id,
+    job: `hb-1-t${id}`,
+    params: { lr: 0.0123456, kind: 'a' },
+    state,
+    objective,
+    ...extra
+  });
+  const run = (trials: ITrial[], direction: 'max' | 'min' = 'max', best: string | null = null) =>
+    ({
+      id: 'hb-1',
+      name: 'hb',
+      state: 'running',
+      created: 0,
+      algorithm: 'hyperband',
+      objective: { name: 'score', direction },
+      max_trials: 6,
+      parallel: 2,
+      trials,
+      best
+    }) as ITuning;
+
+  it('sums a run up and names its best trial with its parameters', () => {
+    const r = run([trial('0', 0.5), trial('1', 0.9), trial('2', null, 'running')], 'max', '1');
+    expect(tuningSummary(r)).toBe('2/6 trials done · 2 at a time · hyperband · max score');
+    expect(bestText(r)).toBe('Best: trial 1, score 0.9 (lr=0.01235, kind=a)');
+    expect(bestText(run([trial('0', null, 'running')]))).toBeNull();
+    expect([...trialJobIds([r])]).toEqual(['hb-1-t0', 'hb-1-t1', 'hb-1-t2']);
+    expect(trialJobIds(null).size).toBe(0);
+  });
+
+  it('plots better values higher, for max and for min, with the best so far as steps', () => {
+    const up = objectivePlot(run([trial('0', 1), trial('1', 3), trial('2', 2)], 'max'), 100, 50, 0);
+    expect(up?.points.map(p => [p.x, p.y])).toEqual([
+      [0, 50],
+      [20, 0],
+      [40, 25]
+    ]);
+    expect(up?.bestLine).toBe('0.0,50.0 20.0,50.0 20.0,0.0 40.0,0.0');
+    const down = objectivePlot(run([trial('0', 1), trial('1', 3)], 'min'), 100, 50, 0);
+    expect(down?.points.map(p => p.y)).toEqual([0, 50]); // a smaller loss is higher
+    expect(objectivePlot(run([trial('0', null, 'failed')]), 100, 50)).toBeNull();
+    const one = objectivePlot(run([trial('0', 2)]), 100, 50, 0);
+    expect(one?.points[0].y).toBe(25); // a single value sits in the middle
   });
 });

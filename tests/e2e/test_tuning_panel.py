@@ -1,0 +1,107 @@
+"""The panel's Tuning group in Chromium (#34): a search started through the user's own
+server (the sidebar's REST route) shows as one group, its trials in a table and a plot and
+not again among the jobs; Cancel on a running search stops its trials; another user's
+token is refused."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from tests.e2e.lab import code_notebook, login_and_start, xsrf_of
+
+pytestmark = [pytest.mark.browser, pytest.mark.hub]
+
+PANEL = ".jp-SideBar.jp-mod-left [data-id='hubforge-panel']"
+
+
+def notebook(*sources: str) -> dict:
+    model = code_notebook(sources[0])
+    model["content"]["cells"][0]["metadata"] = {"tags": ["parameters"]}
+    for source in sources[1:]:
+        model["content"]["cells"].append({**model["content"]["cells"][0], "metadata": {}})
+        model["content"]["cells"][-1]["source"] = source
+    return model
+
+
+SEARCH = notebook(
+    "x = 0.0",
+    "from hubforge import distribute\ndistribute.report(score=-(x - 3) ** 2)",
+)
+SLOW = notebook("x = 0.0", "import time\ntime.sleep(300)")
+
+
+def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(workbench, page):
+    user = "tuna-tess"
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else 0)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    login_and_start(page, workbench, user, "tuna-password-1")
+    api = workbench.url + f"user/{user}/hubforge/api/"
+    headers = {"X-XSRFToken": xsrf_of(page), "Content-Type": "application/json"}
+
+    def call(method: str, path: str, body: dict | None = None):
+        return page.request.fetch(
+            api + path, method=method, headers=headers, data=json.dumps(body) if body else None
+        )
+
+    try:
+        for name, model in (("search.ipynb", SEARCH), ("slow.ipynb", SLOW)):
+            r = page.request.put(
+                workbench.url + f"user/{user}/api/contents/{name}",
+                data=json.dumps(model), headers=headers,
+            )  # fmt: skip
+            assert r.ok, r.text()
+        search = {"path": "search.ipynb", "space": {"x": [1.0, 3.0, 5.0]}, "objective": "score"}
+        r = call("POST", "tunings", {**search, "max_trials": 3, "parallel": 3})
+        assert r.status == 201, r.text()
+        run = r.json()
+        for body, says in [
+            ({**search, "space": {"y": [1]}}, "'y' is not a parameter of the notebook"),
+            ({"path": "search.ipynb"}, 'Send {"path": "train.ipynb"'),
+            ({**search, "colour": "red"}, "Unknown field(s) ['colour']"),
+            ({**search, "path": "../../etc/passwd.ipynb"}, "outside your home folder"),
+        ]:
+            r = call("POST", "tunings", body)
+            assert r.status == 400 and says in r.json()["message"], (body, r.text())
+
+        # the panel: the run as one group; once it ends, 3 rows, the best one marked, a plot
+        page.click(PANEL)
+        group = f"#hubforge-panel .hf-Tuning[data-tuning='{run['id']}']"
+        page.wait_for_selector(f"{group}[data-state='succeeded']", timeout=180_000)
+        text = page.inner_text(group)
+        assert "3/3 trials done · 3 at a time · random · max score" in text, text
+        assert "Best: trial" in text and "score 0 (x=3)" in text, text
+        assert page.locator(f"{group} .hf-Trials tbody tr").count() == 3
+        assert "x=3" in page.inner_text(f"{group} .hf-Trials tr.hf-TrialBest")
+        assert page.locator(f"{group} svg.hf-Plot circle").count() == 3
+        assert page.locator(f"{group} svg.hf-Plot .hf-PlotDot-best").count() == 1
+        jobs = page.inner_text("#hubforge-panel [data-section='jobs']")
+        assert "No jobs besides the trials of the tuning runs below" in jobs, jobs
+        done = call("GET", f"tunings/{run['id']}").json()
+        for trial in done["trials"]:  # shown in their run, not again among the jobs
+            assert page.locator(f"#hubforge-panel .hf-Job[data-job='{trial['job']}']").count() == 0
+
+        # Cancel, pressed on a search whose trials run
+        r = call("POST", "tunings", {**search, "path": "slow.ipynb", "max_trials": 2})
+        assert r.status == 201, r.text()
+        slow = f"#hubforge-panel .hf-Tuning[data-tuning='{r.json()['id']}']"
+        page.wait_for_selector(f"{slow} .hf-Trials tr[data-state='running']", timeout=120_000)
+        page.click(f"{slow} button:has-text('Cancel')")
+        page.wait_for_selector(f"{slow}[data-state='cancelled']", timeout=60_000)
+        cancelled = call("GET", f"tunings/{r.json()['id']}").json()
+        for trial in cancelled["trials"]:
+            job = call("GET", f"jobs/{trial['job']}").json()
+            assert job["state"] == "cancelled", job
+
+        # another user: refused at the server, and sees no run through the service
+        other = workbench.create_user("tuna-theo")
+        assert workbench.api("GET", f"user/{user}/hubforge/api/tunings", other).status_code == 403
+        mine = workbench.api("GET", "services/hubforge/api/tunings", other).json()["tunings"]
+        assert mine == []
+        r = workbench.api("DELETE", f"services/hubforge/api/tunings/{run['id']}", other)
+        assert r.status_code == 404
+        assert not problems, problems
+    finally:
+        workbench.ensure_stopped(user)
