@@ -131,6 +131,9 @@ def _per_task(path: Path) -> Path:
     return job_dir() / ".scratch" / f"{kind}-{index}" / path.name
 
 
+_reports = 0  # report() calls in this process: each one's scalars go at the next step
+
+
 def report(**metrics: float) -> None:
     """Report numbers a tuning search can optimise (``report(val_accuracy=0.93)``): the
     chief's are written to the job's progress records (a kernel's to its scratch folder),
@@ -142,6 +145,12 @@ def report(**metrics: float) -> None:
         return
     path = job_dir() / PROGRESS_FILE
     path.parent.mkdir(parents=True, exist_ok=True)
+    if os.environ.get("HUBFORGE_JOB_DIR"):  # a job's numbers, for TensorBoard's HParams too
+        from .hparams import write_metrics
+
+        global _reports
+        _reports += 1
+        write_metrics(log_dir(), metrics, step=_reports)
     record = {"event": "report", "metrics": {k: float(v) for k, v in metrics.items()}}
     record.update(time=time.time(), attempt=int(os.environ.get("HUBFORGE_ATTEMPT", "0")))
     with path.open("a", encoding="utf-8") as f:
@@ -196,6 +205,10 @@ def make_progress_callback(path: Path):
 
         def on_epoch_end(self, epoch, logs=None) -> None:
             self._write({"event": "epoch_end", "epoch": epoch, "metrics": _floats(logs)})
+            if is_chief() and os.environ.get("HUBFORGE_JOB_DIR"):  # for TensorBoard's HParams
+                from .hparams import write_metrics
+
+                write_metrics(log_dir(), _floats(logs), step=epoch)
 
         def on_train_end(self, logs=None) -> None:
             self._write({"event": "train_end", "metrics": _floats(logs)})

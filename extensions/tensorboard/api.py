@@ -43,12 +43,16 @@ def allowed_roots() -> list[Path]:
     return [r.resolve() for r in roots]
 
 
+# a job's id: its name and 6 hex digits; a tuning trial's adds -t<trial>
+JOB_ID = re.compile(r"[a-z0-9-]+-[0-9a-f]{6}(-t[0-9]+)?")
+
+
 def _job_log_dir(job: Any) -> Path | None:
     from .. import jobs
 
     if isinstance(job, jobs.Job):
         return Path(job.artifacts["log_dir"])
-    if isinstance(job, str) and re.fullmatch(r"[a-z0-9-]+-[0-9a-f]{6}", job):
+    if isinstance(job, str) and JOB_ID.fullmatch(job):
         try:
             return Path(jobs.get(job).artifacts["log_dir"])
         except jobs.JobNotFound:
@@ -116,11 +120,15 @@ def open(
     store: InstanceStore | None = None,
     key: str | None = None,
 ) -> TensorBoard:
-    """A TensorBoard on ``logdir_or_job`` (a path, a Job, a job id, or a list to compare).
+    """A TensorBoard on ``logdir_or_job`` (a path, a Job, a job id, a tuning run: its
+    trials, or a list to compare).
     Opening the same log dirs again returns the running instance. ``key``: the path key of
     an instance being restored (its URL stays the same); a new one otherwise."""
     store = store or InstanceStore()
     items = logdir_or_job if isinstance(logdir_or_job, list | tuple) else [logdir_or_job]
+    if name is None and len(items) == 1 and _is_tuning(items[0]):
+        name = items[0].id
+    items = [job for item in items for job in _trial_jobs(item)]
     if not items:
         raise TensorBoardError("Give at least one log dir or job")
     logdirs = dict(resolve(item) for item in items)
@@ -145,6 +153,25 @@ def open(
             process.terminate(started)
         raise
     return TensorBoard(started, store)
+
+
+def _is_tuning(item: Any) -> bool:
+    from ..jobs.tuning_api import Tuning
+
+    return isinstance(item, Tuning)
+
+
+def _trial_jobs(item: Any) -> list[Any]:
+    """A tuning run stands for its trials' jobs that have written logs (the HParams
+    dashboard then lists each trial's parameters beside its metrics); anything else for
+    itself."""
+    if not _is_tuning(item):
+        return [item]
+    jobs = [t.job for t in item.trials if t.state != "pending"]
+    found = [j for j in jobs if j is not None and Path(j.artifacts["log_dir"]).is_dir()]
+    if not found:
+        raise TensorBoardError(f"No trial of {item.id} has written logs yet: wait for one to start")
+    return found
 
 
 def _unique_name(base: str, instances: dict[str, Any]) -> str:

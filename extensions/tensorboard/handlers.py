@@ -14,6 +14,7 @@ from tornado import web
 from tornado.ioloop import PeriodicCallback
 
 from ..app_base import HubforgeAPIHandler
+from ..client import ServiceError
 from . import api, process
 from .store import InstanceStore
 
@@ -37,19 +38,42 @@ class TensorBoardsHandler(HubforgeAPIHandler):
     @authorized
     async def post(self) -> None:
         body = self.json_body()
+        if "tuning" in body:  # a tuning run's trials
+            tb = await self.call(_open_tuning, body["tuning"])
+            self.set_status(201)
+            return self.finish(json.dumps(describe(tb)))
         logdir = body.get("logdir")
         if not logdir or not isinstance(logdir, str | list):
-            raise web.HTTPError(400, 'Send {"logdir": "path or job id" (or a list), "name": ...}')
+            raise web.HTTPError(
+                400,
+                'Send {"logdir": "path or job id" (or a list), "name": ...} or {"tuning": "id"}',
+            )
         root = self.settings["server_root_dir"]
         items = logdir if isinstance(logdir, list) else [logdir]
         items = [
-            i if re.fullmatch(r"[a-z0-9-]+-[0-9a-f]{6}", i) else str(Path(root) / i)
+            i if api.JOB_ID.fullmatch(i) else str(Path(root) / i)
             for i in items
             if isinstance(i, str)
         ]
         tb = await self.call(api.open, items, body.get("name"))
         self.set_status(201)
         self.finish(json.dumps(describe(tb)))
+
+
+def _open_tuning(run_id: Any) -> api.TensorBoard:
+    from ..jobs import JobError, JobNotFound, get_tuning
+    from ..jobs.spec import NAME
+
+    if not isinstance(run_id, str) or not NAME.fullmatch(run_id):
+        raise web.HTTPError(400, "'tuning': the id of one of your tuning runs")
+    try:
+        return api.open(get_tuning(run_id))
+    except JobNotFound as e:
+        raise web.HTTPError(404, str(e)) from None
+    except JobError as e:
+        raise web.HTTPError(e.status, str(e)) from None
+    except ServiceError as e:
+        raise web.HTTPError(502 if e.status in (0, 500) else e.status, str(e)) from None
 
 
 class TensorBoardHandler(TensorBoardsHandler):

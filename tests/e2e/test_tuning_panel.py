@@ -1,15 +1,17 @@
 """The panel's Tuning group in Chromium (#34): a search started through the user's own
 server (the sidebar's REST route) shows as one group, its trials in a table and a plot and
-not again among the jobs; Cancel on a running search stops its trials; another user's
-token is refused."""
+not again among the jobs; TensorBoard over its trials lists each in the HParams plugin;
+Cancel on a running search stops its trials; another user's token is refused."""
 
 from __future__ import annotations
 
 import json
+from urllib.parse import urljoin
 
 import pytest
 
 from tests.e2e.lab import code_notebook, login_and_start, xsrf_of
+from tests.integration.test_tuning_local import hparams_table
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
 
@@ -82,6 +84,21 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         done = call("GET", f"tunings/{run['id']}").json()
         for trial in done["trials"]:  # shown in their run, not again among the jobs
             assert page.locator(f"#hubforge-panel .hf-Job[data-job='{trial['job']}']").count() == 0
+
+        # TensorBoard, pressed: a tab over the trials; its HParams plugin lists each one
+        page.click(f"{group} button:has-text('TensorBoard')")
+        page.wait_for_selector(f".lm-TabBar-tab:has-text('TensorBoard: {run['id']}')")
+        boards = call("GET", "tensorboards").json()["tensorboards"]
+        board = urljoin(workbench.url, next(b for b in boards if b["name"] == run["id"])["url"])
+
+        def plugin(path: str, body: dict) -> dict:
+            r = page.request.post(board + path, data=json.dumps(body), headers=headers)
+            assert r.ok, (r.status, r.text()[:300])
+            return r.json()
+
+        assert hparams_table(board, plugin) == {
+            t["job"]: (t["params"]["x"], t["objective"]) for t in done["trials"]
+        }
 
         # Cancel, pressed on a search whose trials run
         r = call("POST", "tunings", {**search, "path": "slow.ipynb", "max_trials": 2})

@@ -265,6 +265,37 @@ def test_bad_requests_say_what_to_change(tunings, space, objective, extra, says)
     assert engine.list("ana") == []
 
 
+def hparams_table(url: str, post=None) -> dict[str, tuple]:
+    """{session group: (x, score)} as TensorBoard's HParams dashboard asks its plugin
+    (``post(path, body)``: its JSON answer; requests by default)."""
+    import requests
+
+    post = post or (lambda path, body: requests.post(url + path, json=body, timeout=30).json())
+    deadline = time.monotonic() + 60
+    while True:  # TensorBoard reads the log dirs a moment after it starts
+        experiment = post("data/plugin/hparams/experiment", {"experimentName": ""})
+        if experiment.get("metricInfos") or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    assert "score" in {m["name"]["tag"] for m in experiment["metricInfos"]}, experiment
+    assert [h["name"] for h in experiment["hparamInfos"]] == ["x"], experiment
+    request = {
+        "experimentName": "",
+        "allowedStatuses": ["STATUS_UNKNOWN", "STATUS_SUCCESS", "STATUS_FAILURE"],
+        "colParams": [{"metric": {"tag": "score", "group": ""}}, {"hparam": "x"}],
+        "startIndex": 0,
+        "sliceSize": 100,
+    }
+    groups = post("data/plugin/hparams/session_groups", request)["sessionGroups"]
+    score = {
+        g["name"]: next(
+            (m["value"] for m in g["metricValues"] if m["name"]["tag"] == "score"), None
+        )
+        for g in groups
+    }
+    return {g["name"]: (g["hparams"]["x"], score[g["name"]]) for g in groups}
+
+
 def test_tune_from_a_script_with_no_hub_waits_and_names_the_best(home):
     """``hubforge.jobs.tune`` as a user calls it; no service: ``wait()`` drives the search."""
     from hubforge import jobs
@@ -278,6 +309,17 @@ def test_tune_from_a_script_with_no_hub_waits_and_names_the_best(home):
     assert tuning.best.params["x"] == 3.0 and tuning.best.objective == 0.0
     assert all(t.job.status == "succeeded" for t in trials)
     assert [t.id for t in jobs.list_tunings()] == [tuning.id]
+    # TensorBoard over the search: its HParams dashboard lists each trial, x beside score
+    from hubforge import tensorboard
+
+    board = tensorboard.open(tuning)
+    try:
+        assert board.name == tuning.id
+        assert hparams_table(board.url) == {
+            f"{tuning.id}-t{t.id}": (t.params["x"], t.objective) for t in trials
+        }
+    finally:
+        board.stop()
     with pytest.raises(JobError, match=r"'y' is not a parameter of the notebook; its are: kind, x"):
         jobs.tune(path, {"y": [1]}, "score")
     with pytest.raises(JobError, match=r"expected float like 0\.0"):

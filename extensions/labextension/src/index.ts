@@ -134,6 +134,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
         remove(`jobs/${encodeURIComponent(job.id)}`)
           .then(() => model.refresh(false))
           .catch(failed(`Could not cancel ${jobName(job)}`)),
+      openTuningTensorBoard: async run => {
+        try {
+          const tb = await postJSON<ITensorBoard>('tensorboards', { tuning: run.id });
+          void model.refresh(false);
+          showTensorBoard(tb);
+        } catch (error) {
+          failed('Could not open TensorBoard')(error);
+        }
+      },
       cancelTuning: run =>
         remove(`tunings/${encodeURIComponent(run.id)}`)
           .then(() => model.refresh(false))

@@ -48,6 +48,7 @@ export interface IPanelActions {
   openLabeling(project: IProject): void;
   newLabelingNotebook(project: IProject): Promise<void>;
   cancelTuning(run: ITuning): Promise<void>;
+  openTuningTensorBoard(run: ITuning): Promise<void>;
 }
 
 interface ISnapshot {
@@ -511,6 +512,12 @@ export class HubforgePanel extends Widget {
       h(
         'div',
         { className: 'hf-Actions' },
+        run.trials.some(t => t.state !== 'pending') &&
+          actionButton(
+            'TensorBoard',
+            `Compare the trials of ${run.name} in TensorBoard (its HParams dashboard)`,
+            () => this.actions.openTuningTensorBoard(run)
+          ),
         run.state === 'running' &&
           actionButton('Cancel', `Cancel the search ${run.name} and its trials`, () =>
             this.actions.cancelTuning(run)
