@@ -135,6 +135,8 @@ def record_params() -> None:
 
             group = os.environ.get("HUBFORGE_JOB_ID") or os.path.basename(job_dir)
             write_params(os.path.join(job_dir, "logs"), params, group)
+    except FileNotFoundError:  # no record beside the job (Kubernetes keeps it elsewhere)
+        return
     except (OSError, ValueError, KeyError, TypeError) as e:  # the job runs all the same
         print(
             f"hubforge: the job's parameters were not written for TensorBoard ({e})",

@@ -85,6 +85,16 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         for trial in done["trials"]:  # shown in their run, not again among the jobs
             assert page.locator(f"#hubforge-panel .hf-Job[data-job='{trial['job']}']").count() == 0
 
+        # Deploy best: the deploy dialog for the best trial's job (this search exports no
+        # model, so it is left there)
+        best = next(t for t in done["trials"] if t["id"] == done["best"])
+        page.click(f"{group} button:has-text('Deploy best')")
+        dialog = page.wait_for_selector(".jp-Dialog", timeout=30_000)
+        assert "Deploy tune-search-t" in dialog.inner_text(), dialog.inner_text()
+        assert page.input_value(".jp-Dialog input") == f"tune-search-t{best['id']}"
+        page.click(".jp-Dialog button:has-text('Cancel')")
+        page.wait_for_selector(".jp-Dialog", state="detached")
+
         # TensorBoard, pressed: a tab over the trials; its HParams plugin lists each one
         page.click(f"{group} button:has-text('TensorBoard')")
         page.wait_for_selector(f".lm-TabBar-tab:has-text('TensorBoard: {run['id']}')")

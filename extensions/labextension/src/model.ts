@@ -454,3 +454,10 @@ export function objectivePlot(
   }
   return { points, bestLine: steps.join(' '), min, max };
 }
+
+/** The job of a finished search's best trial, once it succeeded (what "Deploy best" deploys). */
+export function bestJob(run: ITuning, jobs: IJob[]): IJob | null {
+  const best = run.trials.find(t => t.id === run.best);
+  const job = best ? jobs.find(j => j.id === best.job) : undefined;
+  return run.state === 'succeeded' && job && job.state === 'succeeded' ? job : null;
+}

@@ -17,6 +17,7 @@ import {
   ITuning,
   TERMINAL,
   badgeKind,
+  bestJob,
   bestText,
   objectivePlot,
   paramsText,
@@ -495,6 +496,7 @@ export class HubforgePanel extends Widget {
 
   private _tuning(run: ITuning): HTMLElement {
     const best = bestText(run);
+    const deployable = bestJob(run, this.model.snapshot.jobs);
     return h(
       'li',
       { className: 'hf-Item hf-Tuning', dataset: { tuning: run.id, state: run.state } },
@@ -512,6 +514,10 @@ export class HubforgePanel extends Widget {
       h(
         'div',
         { className: 'hf-Actions' },
+        deployable &&
+          actionButton('Deploy best', `Deploy the model of ${run.name}'s best trial`, () =>
+            this.actions.deploy(deployable)
+          ),
         run.trials.some(t => t.state !== 'pending') &&
           actionButton(
             'TensorBoard',

@@ -3,6 +3,7 @@ import {
   IJob,
   ITrial,
   ITuning,
+  bestJob,
   bestText,
   endedSince,
   estimateEta,
@@ -215,6 +216,16 @@ describe('tuning runs', () => {
     expect(bestText(run([trial('0', null, 'running')]))).toBeNull();
     expect([...trialJobIds([r])]).toEqual(['hb-1-t0', 'hb-1-t1', 'hb-1-t2']);
     expect(trialJobIds(null).size).toBe(0);
+  });
+
+  it('deploys the best trial of a finished search only, once its job succeeded', () => {
+    const r = run([trial('0', 0.5), trial('1', 0.9)], 'max', '1');
+    const jobs = [job('hb-1-t0', 'succeeded'), job('hb-1-t1', 'succeeded')];
+    expect(bestJob(r, jobs)).toBeNull(); // still running
+    const done = { ...r, state: 'succeeded' };
+    expect(bestJob(done, jobs)?.id).toBe('hb-1-t1');
+    expect(bestJob(done, [job('hb-1-t1', 'running')])).toBeNull();
+    expect(bestJob({ ...done, best: null }, jobs)).toBeNull();
   });
 
   it('plots better values higher, for max and for min, with the best so far as steps', () => {
