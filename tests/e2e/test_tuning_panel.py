@@ -110,14 +110,33 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
             t["job"]: (t["params"]["x"], t["objective"]) for t in done["trials"]
         }
 
-        # Cancel, pressed on a search whose trials run
-        r = call("POST", "tunings", {**search, "path": "slow.ipynb", "max_trials": 2})
-        assert r.status == 201, r.text()
-        slow = f"#hubforge-panel .hf-Tuning[data-tuning='{r.json()['id']}']"
+        # Tune…, chosen in Run as job from the file browser: a search of slow.ipynb's x
+        page.click(".jp-SideBar.jp-mod-left [data-id='filebrowser']")
+        item = ".jp-DirListing-item[data-file-type='notebook']:has-text('slow.ipynb')"
+        page.click(".jp-FileBrowser [data-command='filebrowser:refresh']")
+        page.wait_for_selector(item, timeout=120_000)
+        page.click(item, button="right")
+        page.click(".lm-Menu-item:has-text('Run as job')")
+        page.wait_for_selector(".jp-Dialog input[name='param-x']")
+        page.check(".jp-Dialog input[name='tune']")
+        page.fill(".jp-Dialog input[name='param-x']", "1 .. 2")
+        page.fill(".jp-Dialog input[name='objective']", "score")
+        page.fill(".jp-Dialog input[name='max_trials']", "2")
+        page.click(".jp-Dialog button:has-text('Submit')")
+        page.wait_for_selector(".jp-Dialog", state="detached")
+        runs = call("GET", "tunings").json()["tunings"]
+        (made,) = [r for r in runs if r["id"] != run["id"]]
+        assert made["space"] == {
+            "x": {"type": "float", "min": 1, "max": 2, "step": None, "log": False}
+        } and made["objective"] == {"name": "score", "direction": "max"}, made
+        assert made["max_trials"] == 2 and made["algorithm"] == "random"
+
+        # Cancel, pressed on a search whose trials run (Submit brought the panel back)
+        slow = f"#hubforge-panel .hf-Tuning[data-tuning='{made['id']}']"
         page.wait_for_selector(f"{slow} .hf-Trials tr[data-state='running']", timeout=120_000)
         page.click(f"{slow} button:has-text('Cancel')")
         page.wait_for_selector(f"{slow}[data-state='cancelled']", timeout=60_000)
-        cancelled = call("GET", f"tunings/{r.json()['id']}").json()
+        cancelled = call("GET", f"tunings/{made['id']}").json()
         for trial in cancelled["trials"]:
             job = call("GET", f"jobs/{trial['job']}").json()
             assert job["state"] == "cancelled", job

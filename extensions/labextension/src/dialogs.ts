@@ -3,7 +3,13 @@ import { Widget } from '@lumino/widgets';
 
 import { postJSON, remove, request } from './api';
 import { h } from './dom';
-import { IEndpoint, ISavedRequest, parseParameter, savedRequestProblem } from './model';
+import {
+  IEndpoint,
+  ISavedRequest,
+  parseParameter,
+  parseSearchEntry,
+  savedRequestProblem
+} from './model';
 
 interface IParameter {
   name: string;
@@ -26,7 +32,17 @@ function shown(value: unknown, type: string): string {
   return type === 'int' || type === 'float' ? String(value) : JSON.stringify(value);
 }
 
-/** The Run-as-job form; getValue() is the POST /hubforge/api/jobs body (or throws why not). */
+/** What the Run-as-job form submits: a job, or (Tune…) a search whose trials are jobs. */
+export interface IRunRequest {
+  route: 'jobs' | 'tunings';
+  body: Record<string, unknown>;
+}
+
+const TUNE_HINT =
+  'Tune: give a parameter a range ("0.0001 .. 0.1 log", "8 .. 64 step 8") or a list ' +
+  '("16, 32, 64"); one left as it is keeps the notebook\'s value.';
+
+/** The Run-as-job form; getValue() is what to POST (or throws why not). */
 export class RunAsJobBody extends Widget {
   constructor(readonly path: string) {
     super();
@@ -48,6 +64,37 @@ export class RunAsJobBody extends Widget {
       'aria-label': 'GPUs per worker'
     });
     this._params = h('div', { className: 'hf-Params' }, 'Reading the notebook…');
+    this._tune = h('input', { type: 'checkbox', name: 'tune', 'aria-label': 'Tune the parameters' });
+    this._objective = h('input', {
+      type: 'text',
+      name: 'objective',
+      value: 'val_accuracy',
+      'aria-label': 'Objective: a metric the notebook reports'
+    });
+    this._trials = h('input', { type: 'number', min: '1', value: '10', name: 'max_trials' });
+    this._parallel = h('input', { type: 'number', min: '1', value: '2', name: 'parallel' });
+    this._algorithm = h(
+      'select',
+      { name: 'algorithm', 'aria-label': 'Search algorithm' },
+      h('option', { value: 'random' }, 'random'),
+      h('option', { value: 'bayesian' }, 'Bayesian'),
+      h('option', { value: 'hyperband' }, 'Hyperband (sets epochs)')
+    );
+    this._maxEpochs = h('input', { type: 'number', min: '1', value: '9', name: 'max_epochs' });
+    this._tuneFields = h(
+      'fieldset',
+      { className: 'hf-TuneFields', hidden: true },
+      h('legend', {}, 'Search'),
+      h('p', { className: 'hf-Hint' }, TUNE_HINT),
+      h('label', {}, 'Objective ', this._objective),
+      h('label', {}, 'Trials ', this._trials),
+      h('label', {}, 'At once ', this._parallel),
+      h('label', {}, 'Algorithm ', this._algorithm),
+      h('label', {}, 'Max epochs (Hyperband) ', this._maxEpochs)
+    );
+    this._tune.addEventListener('change', () => {
+      this._tuneFields.hidden = !this._tune.checked;
+    });
     this._warnings = h('ul', { className: 'hf-Warnings', 'aria-live': 'polite' });
     this._error = h('div', { className: 'hf-Error', role: 'alert' });
     this.node.append(
@@ -58,6 +105,8 @@ export class RunAsJobBody extends Widget {
         h('label', {}, 'Workers ', this._workers),
         h('label', {}, 'GPUs per worker ', this._gpus)
       ),
+      h('label', { className: 'hf-Tune' }, this._tune, ' Tune… (a search: every trial a job)'),
+      this._tuneFields,
       this._params,
       this._warnings,
       this._error
@@ -104,6 +153,7 @@ export class RunAsJobBody extends Widget {
       });
       this._paramInputs.set(p.name, input);
       this._types.set(p.name, p.type);
+      this._defaults.set(p.name, shown(p.value, p.type));
       return h(
         'label',
         { className: 'hf-Param' },
@@ -115,7 +165,7 @@ export class RunAsJobBody extends Widget {
     this._params.replaceChildren(h('fieldset', {}, h('legend', {}, 'Parameters'), ...rows));
   }
 
-  getValue(): Record<string, unknown> {
+  getValue(): IRunRequest {
     const workers = Number(this._workers.value);
     const gpus = Number(this._gpus.value);
     if (!Number.isInteger(workers) || workers < 1) {
@@ -123,6 +173,9 @@ export class RunAsJobBody extends Widget {
     }
     if (!Number.isInteger(gpus) || gpus < 0) {
       throw new Error('GPUs per worker must be a whole number of 0 or more');
+    }
+    if (this._tune.checked) {
+      return { route: 'tunings', body: this._search(workers, gpus) };
     }
     const params: Record<string, unknown> = {};
     for (const [name, input] of this._paramInputs) {
@@ -132,7 +185,36 @@ export class RunAsJobBody extends Widget {
       }
       params[name] = parsed.value;
     }
-    return { path: this.path, workers, gpus_per_worker: gpus, params };
+    return { route: 'jobs', body: { path: this.path, workers, gpus_per_worker: gpus, params } };
+  }
+
+  private _search(workers: number, gpus: number): Record<string, unknown> {
+    const space: Record<string, unknown> = {};
+    for (const [name, input] of this._paramInputs) {
+      const type = this._types.get(name) || 'str';
+      const parsed = parseSearchEntry(input.value, type, this._defaults.get(name) || '');
+      if (!parsed.ok) {
+        throw new Error(`Parameter ${name}: ${parsed.error}`);
+      }
+      if (parsed.value !== undefined) {
+        space[name] = parsed.value;
+      }
+    }
+    if (!Object.keys(space).length) {
+      throw new Error(`Nothing to tune. ${TUNE_HINT}`);
+    }
+    const algorithm = this._algorithm.value;
+    return {
+      path: this.path,
+      space,
+      objective: this._objective.value.trim(),
+      max_trials: Number(this._trials.value),
+      parallel: Number(this._parallel.value),
+      algorithm,
+      ...(algorithm === 'hyperband' ? { max_epochs: Number(this._maxEpochs.value) } : {}),
+      workers,
+      gpus_per_worker: gpus
+    };
   }
 
   private _workers: HTMLInputElement;
@@ -140,8 +222,16 @@ export class RunAsJobBody extends Widget {
   private _params: HTMLElement;
   private _warnings: HTMLElement;
   private _error: HTMLElement;
+  private _tune: HTMLInputElement;
+  private _tuneFields: HTMLElement;
+  private _objective: HTMLInputElement;
+  private _trials: HTMLInputElement;
+  private _parallel: HTMLInputElement;
+  private _algorithm: HTMLSelectElement;
+  private _maxEpochs: HTMLInputElement;
   private _paramInputs = new Map<string, HTMLInputElement>();
   private _types = new Map<string, string>();
+  private _defaults = new Map<string, string>();
 }
 
 /** Paste JSON (prefilled with an example shaped like the model's input), send, see the answer. */

@@ -33,6 +33,7 @@ import {
   IJob,
   IProject,
   ITensorBoard,
+  ITuning,
   idleGpuWarning,
   jobName,
   statusText
@@ -285,8 +286,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (!result.button.accept || !result.value) {
         return;
       }
-      const job = await postJSON<IJob>('jobs', result.value);
-      Notification.info(`Submitted ${jobName(job)} (${job.id})`, { autoClose: 4000 });
+      if (result.value.route === 'tunings') {
+        const run = await postJSON<ITuning>('tunings', result.value.body);
+        Notification.info(`Tuning ${run.name} (${run.id}): up to ${run.max_trials} trials`, {
+          autoClose: 4000
+        });
+      } else {
+        const job = await postJSON<IJob>('jobs', result.value.body);
+        Notification.info(`Submitted ${jobName(job)} (${job.id})`, { autoClose: 4000 });
+      }
       app.shell.activateById(panel.id);
       await model.refresh(false);
     };

@@ -461,3 +461,49 @@ export function bestJob(run: ITuning, jobs: IJob[]): IJob | null {
   const job = best ? jobs.find(j => j.id === best.job) : undefined;
   return run.state === 'succeeded' && job && job.state === 'succeeded' ? job : null;
 }
+
+/**
+ * What the Tune… form's text for one parameter searches (the `space` entry of
+ * POST /hubforge/api/tunings), or undefined when it is left as the notebook has it:
+ * "0.0001 .. 0.1 log" (a range, log scale), "8 .. 64 step 8" (ints: both ends whole),
+ * "16, 32, 64" or "relu, tanh" (a choice), one value other than the notebook's (a choice
+ * of one).
+ */
+export function parseSearchEntry(
+  text: string,
+  type: string,
+  unchanged: string
+): { ok: true; value: unknown } | { ok: false; error: string } {
+  const trimmed = text.trim();
+  if (trimmed === unchanged.trim() || trimmed === '') {
+    return { ok: true, value: undefined };
+  }
+  const range = trimmed.match(/^(\S+)\s*\.\.\s*(\S+)((?:\s+(?:log|step\s+\S+))*)$/);
+  if (range && (type === 'int' || type === 'float')) {
+    const [low, high] = [Number(range[1]), Number(range[2])];
+    if (!Number.isFinite(low) || !Number.isFinite(high) || !(low < high)) {
+      return { ok: false, error: `"${text}": a range is "MIN .. MAX" with numbers, MIN < MAX` };
+    }
+    const entry: Record<string, unknown> = { min: low, max: high };
+    if (/\blog\b/.test(range[3])) {
+      entry.log = true;
+    }
+    const step = range[3].match(/step\s+(\S+)/);
+    if (step) {
+      entry.step = Number(step[1]);
+      if (!(Number(step[1]) > 0)) {
+        return { ok: false, error: `"${text}": the step is a number > 0` };
+      }
+    }
+    return { ok: true, value: entry };
+  }
+  const values: unknown[] = [];
+  for (const part of trimmed.split(',')) {
+    const parsed = parseParameter(part.trim(), type);
+    if (!parsed.ok) {
+      return { ok: false, error: `${parsed.error}; a list is "A, B, C", a range "MIN .. MAX"` };
+    }
+    values.push(parsed.value);
+  }
+  return { ok: true, value: values };
+}

@@ -10,6 +10,7 @@ import {
   idleGpuWarning,
   objectivePlot,
   parseParameter,
+  parseSearchEntry,
   progressFraction,
   progressText,
   queueText,
@@ -241,5 +242,40 @@ describe('tuning runs', () => {
     expect(objectivePlot(run([trial('0', null, 'failed')]), 100, 50)).toBeNull();
     const one = objectivePlot(run([trial('0', 2)]), 100, 50, 0);
     expect(one?.points[0].y).toBe(25); // a single value sits in the middle
+  });
+});
+
+describe('parseSearchEntry (the Tune… form)', () => {
+  const ok = (text: string, type: string, unchanged = '0.01') => {
+    const parsed = parseSearchEntry(text, type, unchanged);
+    if (!parsed.ok) {
+      throw new Error(parsed.error);
+    }
+    return parsed.value;
+  };
+
+  it('reads ranges, log scales, steps and lists in the types the notebook declares', () => {
+    expect(ok('0.0001 .. 0.1 log', 'float')).toEqual({ min: 0.0001, max: 0.1, log: true });
+    expect(ok('8..64 step 8', 'int', '32')).toEqual({ min: 8, max: 64, step: 8 });
+    expect(ok('16, 32, 64', 'int', '32')).toEqual([16, 32, 64]);
+    expect(ok('relu, tanh', 'str', 'relu')).toEqual(['relu', 'tanh']);
+    expect(ok('True, False', 'bool', 'True')).toEqual([true, false]);
+    expect(ok('0.5', 'float')).toEqual([0.5]); // one value other than the notebook's
+  });
+
+  it('leaves a parameter the user did not change (or emptied) as the notebook has it', () => {
+    expect(ok('0.01', 'float')).toBeUndefined();
+    expect(ok('  ', 'float')).toBeUndefined();
+  });
+
+  it('says what to write instead', () => {
+    const bad = (text: string, type: string) => {
+      const parsed = parseSearchEntry(text, type, 'x');
+      return parsed.ok ? '' : parsed.error;
+    };
+    expect(bad('5 .. 1', 'float')).toContain('MIN < MAX');
+    expect(bad('1 .. 5 step -1', 'int')).toContain('step is a number > 0');
+    expect(bad('8, big', 'int')).toContain('"big" is not a whole number');
+    expect(bad('8, big', 'int')).toContain('a range "MIN .. MAX"');
   });
 });
