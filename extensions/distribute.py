@@ -19,6 +19,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shutil
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -116,10 +119,41 @@ def callbacks(tensorboard: bool = True, backup: bool = True, progress: bool = Tr
     if tensorboard:
         result.append(tf.keras.callbacks.TensorBoard(log_dir=str(_per_task(log_dir()))))
     if backup and os.environ.get("HUBFORGE_JOB_DIR"):
-        result.append(tf.keras.callbacks.BackupAndRestore(str(job_dir() / "backup")))
+        folder = job_dir() / "backup"
+        _warm_start(folder)
+        keep = os.environ.get(KEEP_BACKUP) == "1"  # a Hyperband trial another may continue
+        result.append(tf.keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=not keep))
     if progress:
         result.append(make_progress_callback(job_dir() / PROGRESS_FILE))
     return result
+
+
+KEEP_BACKUP = "HUBFORGE_KEEP_BACKUP"  # "1": the backup outlives the end of training
+WARM_START = "HUBFORGE_WARM_START"  # a job of the same user whose backup this one goes on from
+
+
+def _warm_start(folder: Path) -> None:
+    """A Hyperband trial that takes an earlier one further starts from that trial's last
+    epoch: its kept backup copied in as this job's own (BackupAndRestore then restores the
+    weights, the optimizer and the epoch). A job that already has a backup (a restart)
+    keeps its own."""
+    parent = os.environ.get(WARM_START, "")
+    if not parent or folder.exists():
+        return
+    source = job_dir().parent / parent / "backup"
+    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,80}", parent) or not source.is_dir():
+        print(
+            f"hubforge: no backup of {parent} to go on from; training from the start",
+            file=sys.stderr,
+        )
+        return
+    # every worker copies (each restores from it); the first rename wins, the others' go
+    partial = folder.with_name(f"{folder.name}.copying-{os.getpid()}")
+    shutil.copytree(source, partial, symlinks=True)
+    try:
+        partial.rename(folder)
+    except OSError:
+        shutil.rmtree(partial, ignore_errors=True)
 
 
 def _per_task(path: Path) -> Path:

@@ -314,6 +314,8 @@ class Tunings:
 
             nb = (self._folder(owner, record["id"]) / "notebook.ipynb").read_text()
             script = to_script(nbformat.reads(nb, as_version=4), trial["params"])
+            if trial.get("schedule"):
+                script = _hyperband_prologue(record, trial["schedule"]) + script
             spec = JobSpec.from_dict({**record["spec"], "name": f"{record['name']}-t{trial['id']}"})
             spec.params = dict(trial["params"])
             try:
@@ -377,6 +379,20 @@ class Tunings:
     def _save(self, record: dict[str, Any]) -> None:
         record["updated"] = self.clock()
         atomic.write_json(self._folder(record["owner"], record["id"]) / "run.json", record)
+
+
+def _hyperband_prologue(record: dict[str, Any], schedule: dict[str, Any]) -> str:
+    """The first lines of a Hyperband trial's script: its Keras backup is kept at the end
+    (a later round may take it further), and a trial that goes on from an earlier one starts
+    from that trial's backup (``hubforge.distribute.callbacks()`` reads both)."""
+    lines = [
+        "import os as _hubforge_os",
+        '_hubforge_os.environ["HUBFORGE_KEEP_BACKUP"] = "1"',
+    ]
+    if schedule.get("continues"):
+        parent = f"{record['id']}-t{schedule['continues']}"
+        lines.append(f'_hubforge_os.environ["HUBFORGE_WARM_START"] = "{parent}"')
+    return "\n".join(lines) + "\n"
 
 
 class DirectJobs:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import time
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -177,6 +178,58 @@ def test_hyperband_trains_many_trials_briefly_and_only_the_best_further(tunings,
         assert t["objective"] == pytest.approx((1 - abs(lr - 0.1)) * (1 - 0.5**epochs))
     best = next(t for t in trials if t["id"] == done["best"])
     assert best["objective"] == max(t["objective"] for t in trials) and best in full
+    # every trial keeps its Keras backup; the one that goes on starts from its parent's
+    for t in trials:
+        script = Path(backend.get("hana", t["job"])["artifacts"]["script"]).read_text()
+        assert 'environ["HUBFORGE_KEEP_BACKUP"] = "1"' in script
+        parent = f"{done['id']}-t{best_short['id']}"
+        warm = f'environ["HUBFORGE_WARM_START"] = "{parent}"'
+        assert (warm in script) == (t is further), script[:300]
+
+
+# a tiny Keras model trained with hubforge.distribute.callbacks() (BackupAndRestore in it)
+KERAS_TRIAL = """{prologue}
+import numpy as np
+import tensorflow as tf
+from hubforge import distribute
+tf.keras.utils.set_random_seed(1)
+x = np.random.rand(64, 3).astype("float32")
+y = x.sum(axis=1, keepdims=True)
+model = tf.keras.Sequential([tf.keras.Input((3,)), tf.keras.layers.Dense(1)])
+model.compile("sgd", "mse")
+model.fit(x, y, epochs={epochs}, verbose=0, callbacks=distribute.callbacks(tensorboard=False))
+"""
+
+
+def test_a_trial_that_goes_on_starts_from_the_epoch_the_one_it_continues_ended(tmp_path):
+    """Hyperband's warm start, as two trials' scripts ask for it: the first keeps its
+    backup when it ends, the second copies it in and trains only the epochs left."""
+    from hubforge.jobs.spec import JobSpec
+
+    backend = LocalJobBackend(tmp_path / "data")
+    keep = 'import os\nos.environ["HUBFORGE_KEEP_BACKUP"] = "1"'
+    first = KERAS_TRIAL.format(prologue=keep, epochs=1)
+    backend.submit("wes", JobSpec(name="first"), first, job_id="hb-aaaaaa-t0")
+    warm = keep + '\nos.environ["HUBFORGE_WARM_START"] = "hb-aaaaaa-t0"'
+    deadline = time.monotonic() + 240
+    while backend.get("wes", "hb-aaaaaa-t0")["state"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert backend.get("wes", "hb-aaaaaa-t0")["state"] == "succeeded"
+    kept = Path(backend.get("wes", "hb-aaaaaa-t0")["artifacts"]["job_dir"]) / "backup"
+    assert kept.is_dir() and any(kept.iterdir())  # kept at the end of training
+    backend.submit("wes", JobSpec(name="second"), KERAS_TRIAL.format(prologue=warm, epochs=3),
+                   job_id="hb-aaaaaa-t1")  # fmt: skip
+    while backend.get("wes", "hb-aaaaaa-t1")["state"] not in ("succeeded", "failed"):
+        assert time.monotonic() < deadline
+        time.sleep(0.5)
+    assert backend.get("wes", "hb-aaaaaa-t1")["state"] == "succeeded", backend.logs(
+        "wes", "hb-aaaaaa-t1", "worker-0"
+    )
+    epochs = [h["epoch"] for h in backend.progress("wes", "hb-aaaaaa-t1")["history"]]
+    assert epochs == [1, 2]  # epoch 0 was the first trial's
+    first_loss = backend.progress("wes", "hb-aaaaaa-t0")["history"][0]["loss"]
+    assert backend.progress("wes", "hb-aaaaaa-t1")["history"][0]["loss"] < first_loss
 
 
 # keras-tuner's HyperbandOracle run to its end, each trial scored at random: how many trials
