@@ -198,6 +198,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_sidebar.py
 	$(PY) tests/bench/bench_outage.py
 	$(PY) tests/bench/bench_queue.py
+	$(PY) tests/bench/bench_tuning.py
 
 clean:
 	rm -rf $(STAMPS) $(VENV) .venvs node_modules build dist *.egg-info \
