@@ -1,9 +1,10 @@
-"""The ``hubforge`` command: up, down, status, users, job, tensorboard, serve, label.
+"""The ``hubforge`` command: up, down, status, users, job, tensorboard, serve, label,
+base-model.
 
 Each capability is a module here with its commands and its sub-parser: up (up.py, with
 first_admin, helper, readiness, service_accounts and stopping), the other workbench commands
-(workbench_commands.py), jobs.py, tensorboard.py, serve.py and label.py; common.py holds what
-they share."""
+(workbench_commands.py), jobs.py, tensorboard.py, serve.py, label.py and automl.py;
+common.py holds what they share."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import sys
 
 from ..atomic import DamagedStateFile
 from ..workbench import ConfigError
+from .automl import _automl_parser
 from .common import _apply_options
 from .jobs import _job_parser
 from .label import _label_parser
@@ -33,6 +35,7 @@ def build_parser() -> argparse.ArgumentParser:
     _tensorboard_parser(sub)
     _serve_parser(sub)
     _label_parser(sub)
+    _automl_parser(sub)
     return parser
 
 
