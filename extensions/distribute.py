@@ -141,7 +141,11 @@ def _warm_start(folder: Path) -> None:
     if not parent or folder.exists():
         return
     source = job_dir().parent / parent / "backup"
-    if not re.fullmatch(r"[a-z0-9][a-z0-9-]{0,80}", parent) or not source.is_dir():
+    try:
+        usable = bool(re.fullmatch(r"[a-z0-9][a-z0-9-]{0,80}", parent)) and source.is_dir()
+    except OSError:  # a link to a folder this account cannot read
+        usable = False
+    if not usable:
         print(
             f"hubforge: no backup of {parent} to go on from; training from the start",
             file=sys.stderr,

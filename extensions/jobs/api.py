@@ -146,7 +146,10 @@ def _slug(text: str) -> str:
 
 def _inside_home(path: Path) -> Path:
     home = Path(os.environ.get("HOME") or Path.home()).resolve()
-    resolved = path.expanduser().resolve()
+    try:
+        resolved = path.expanduser().resolve()
+    except (ValueError, OSError) as e:  # a NUL byte, a link loop
+        raise JobError(f"{str(path)!r} is not a path to use ({e})") from None
     if resolved != home and home not in resolved.parents:
         raise JobError(f"{path} is outside your home folder {home}; move the notebook there")
     return resolved

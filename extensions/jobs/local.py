@@ -111,6 +111,12 @@ class LocalJobBackend(JobBackend):
                     store.files.remove(store._relative(""))
             if isinstance(e, UnsafeEntry):
                 raise JobError(f"Not submitted: {e}", 409) from None
+            if isinstance(e, FileExistsError):  # a folder the owner made with the job's name
+                raise JobError(
+                    f"Not submitted: your jobs folder already has an entry named {job_id}; "
+                    "remove or rename it",
+                    409,
+                ) from None
             raise
         if not queued:
             try:

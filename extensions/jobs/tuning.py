@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import secrets
 import threading
 import time
@@ -39,6 +40,7 @@ from .spec import NAME, JobSpec
 from .store import TERMINAL
 
 RUN_ENDED = ("succeeded", "failed", "cancelled")
+log = logging.getLogger(__name__)
 MAX_SEARCHING = 4  # runs one user may have searching at once (each pass reads each of them)
 
 
@@ -214,6 +216,8 @@ class Tunings:
                 self.advance(owner, run_id)
             except JobError as e:  # this run's search failed; the others go on
                 self._fail(owner, run_id, str(e))
+            except Exception:  # a fault in one run (its owner's files...) never stops the others'
+                log.exception("Tuning run %s of %s: this pass skipped it", run_id, owner)
 
     def advance(self, owner: str, run_id: str) -> dict[str, Any]:
         """Collect ended trials, start new ones up to ``parallel``, end the run when the
@@ -322,7 +326,7 @@ class Tunings:
                 self.jobs.submit(owner, spec, script, trial["job"])
             except Waiting:
                 raise
-            except JobError as e:
+            except (JobError, OSError) as e:  # refused, or the owner's files in the way
                 self._ask(record, "result", trial=trial["id"], value=None, message=str(e))
                 trial.update(state="failed", message=f"not started: {e}")
                 return

@@ -65,7 +65,12 @@ class TuningsHandler(JobsBaseHandler):
         notebook = body.get("notebook")
         if not isinstance(notebook, dict):
             raise web.HTTPError(400, "'notebook' is the notebook's JSON (its cells and metadata)")
-        spec = dict(body.get("spec") or {})
+        spec = body.get("spec") or {}
+        if not isinstance(spec, dict):
+            raise web.HTTPError(
+                400, '\'spec\': an object, e.g. {"workers": 2, "gpus_per_worker": 1}'
+            )
+        spec = dict(spec)
         name = body.get("name") or "tune"
         self.checked_spec({**spec, "name": f"{name}-t0"} if isinstance(name, str) else spec)
         try:

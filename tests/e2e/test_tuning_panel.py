@@ -64,6 +64,7 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
             ({"path": "search.ipynb"}, 'Send {"path": "train.ipynb"'),
             ({**search, "colour": "red"}, "Unknown field(s) ['colour']"),
             ({**search, "path": "../../etc/passwd.ipynb"}, "outside your home folder"),
+            ({**search, "path": "\u0000.ipynb"}, "is not a path to use"),
         ]:
             r = call("POST", "tunings", body)
             assert r.status == 400 and says in r.json()["message"], (body, r.text())

@@ -80,6 +80,7 @@ def test_cancelling_a_run_cancels_its_trials_and_bad_requests_say_what_to_change
         (body(SLOW, space={"y": [1]}), "'y' is not a parameter of the notebook"),
         (body(SLOW, space={"x": [1.0]}, algorithm="grid"), "algorithm='grid'"),
         (body(SLOW, space={"x": [1.0]}, algorithm="hyperband"), "an `epochs = 10`"),
+        (body(SLOW, space={"x": [1.0]}, spec="abc"), "'spec': an object"),
         (body(SLOW, space={"x": [1.0]}, spec={"workers": 99}), "workers=99"),
         (body(SLOW, space={"x": [1.0]}, spec={"priority": "oncall"}), "not yours to use"),
     ]:

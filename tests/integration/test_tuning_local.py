@@ -295,6 +295,26 @@ def test_hyperband_requests_say_what_to_change(tunings, notebook, extra, says):
     assert engine.list("ana") == []
 
 
+def test_a_folder_the_owner_put_in_a_trials_way_fails_that_trial_not_other_users_runs(
+    tunings, tmp_path
+):
+    """The attacker review's case: a user makes folders named like their own next trials'
+    jobs; the service's pass went down on the FileExistsError and no run after theirs moved."""
+    engine, _ = tunings
+    nb = json.loads(nbformat.writes(NOTEBOOK))
+    mal = engine.create("mal", nb, {"x": [1.0, 2.0]}, "score", max_trials=2, parallel=1)
+    vic = engine.create("vic", nb, {"x": [1.0, 2.0]}, "score", max_trials=2, parallel=2)
+    for n in range(3):
+        (tmp_path / "data" / "users" / "mal" / "jobs" / f"{mal['id']}-t{n}").mkdir(parents=True)
+    engine.run_pass()
+    mine = engine.get("mal", mal["id"])
+    assert mine["trials"][0]["state"] == "failed"
+    assert "already has an entry named" in mine["trials"][0]["message"], mine
+    assert [t["state"] for t in engine.get("vic", vic["id"])["trials"]] == ["running", "running"]
+    assert run_to_end(engine, "vic", vic["id"])["state"] == "succeeded"
+    assert run_to_end(engine, "mal", mal["id"])["state"] == "failed"  # every trial in its way
+
+
 @pytest.mark.parametrize(
     "space, objective, extra, says",
     [
