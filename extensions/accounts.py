@@ -302,6 +302,11 @@ def prepare_shared(data_dir: Path, shared: Path, homes: Path, state: Path) -> No
     datasets.mkdir(exist_ok=True)
     os.chown(datasets, 0, gid)
     os.chmod(datasets, 0o3775)  # group members add; sticky: only the owner renames/deletes
+    models = datasets / "base-models"  # the team's base models (hubforge.automl): the same
+    with contextlib.suppress(FileExistsError):  # a user's entry of that name is left alone
+        os.mkdir(models, 0o700)
+        os.chown(models, 0, gid)
+        os.chmod(models, 0o3775)
     close_state(state)
     # Label Studio's database holds every labeling account's token
     label_studio = data_dir / "label-studio"

@@ -127,6 +127,7 @@ class HubforgeExtension(ExtensionApp):
 
     def initialize_handlers(self) -> None:
         from . import proxy_guard
+        from .automl.handlers import routes as automl_routes
         from .jobs.extension_handlers import routes as job_routes
         from .sidebar_handlers import routes as sidebar_routes
         from .tensorboard.handlers import Lifecycle
@@ -139,6 +140,7 @@ class HubforgeExtension(ExtensionApp):
         self.handlers.extend(job_routes(prefix))
         self.handlers.extend(tensorboard_routes(prefix))
         self.handlers.extend(sidebar_routes(prefix))
+        self.handlers.extend(automl_routes(prefix))
         self.handlers.append(("/hubforge/labeling/open", LabelStudioOpenHandler))
         self.tensorboards = Lifecycle(self.tensorboard_idle_timeout, self.log)
 

@@ -161,6 +161,7 @@ def add_base_model(
     if (folder / name).exists():
         raise BaseModelError(f"{name!r} is in the store already: remove it first, or pick a name")
     _make_store(folder)
+    _root_only_in_roots_store(folder)
     partial = folder / f".adding-{name}-{secrets.token_hex(4)}"
     partial.mkdir(mode=0o700 if private else 0o755)
     try:
@@ -193,6 +194,19 @@ def _make_store(folder: Path) -> None:
     folder.mkdir(parents=True, exist_ok=True)
     with contextlib.suppress(OSError):  # made by someone else meanwhile
         os.chmod(folder, 0o3775)
+
+
+def _root_only_in_roots_store(folder: Path) -> None:
+    """Root (an admin's `hubforge base-model add`) never writes inside a folder a user owns:
+    its owner could swap the entry being built for a link between two steps."""
+    if os.geteuid() != 0:
+        return
+    owner = folder.lstat().st_uid
+    if owner != 0 or folder.is_symlink():
+        raise BaseModelError(
+            f"{folder} belongs to uid {owner}, not root: as root, add models only to a store "
+            f"root owns (`chown root {folder}`, or let `hubforge up` make it)"
+        )
 
 
 def _readable(entry: Path) -> None:

@@ -39,6 +39,15 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
     problems: list[str] = []
     page.on("console", lambda m: problems.append(m.text) if m.type == "error" else 0)
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    # the team's base-model store: one model for everyone, one private to another account
+    from hubforge import automl
+    from tests.integration.test_base_models import SAVED_MODEL
+
+    store = workbench.data_dir / "hdfs" / "datasets" / "base-models"
+    card = {"input_size": [1], "licence": "Apache-2.0", "source": "TF Serving's tests"}
+    for name, private in (("team-net", False), ("someone-elses", True)):
+        if not (store / name).exists():
+            automl.add_base_model(name, SAVED_MODEL, **card, private=private, root=store)
     login_and_start(page, workbench, user, "tuna-password-1")
     api = workbench.url + f"user/{user}/hubforge/api/"
     headers = {"X-XSRFToken": xsrf_of(page), "Content-Type": "application/json"}
@@ -80,6 +89,9 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         assert "x=3" in page.inner_text(f"{group} .hf-Trials tr.hf-TrialBest")
         assert page.locator(f"{group} svg.hf-Plot circle").count() == 3
         assert page.locator(f"{group} svg.hf-Plot .hf-PlotDot-best").count() == 1
+        models = page.inner_text("#hubforge-panel [data-section='base-models']")
+        assert "team-net" in models and "1 · scale_0_1 · Apache-2.0 · added by" in models, models
+        assert "someone-elses" not in models  # another account's private entry: not even listed
         jobs = page.inner_text("#hubforge-panel [data-section='jobs']")
         assert "No jobs besides the trials of the tuning runs below" in jobs, jobs
         done = call("GET", f"tunings/{run['id']}").json()

@@ -150,3 +150,10 @@ def test_a_private_model_is_its_adders_alone_and_only_the_adder_removes(two_acco
     assert r.returncode == 0, r.stderr
     assert as_user("ben", "remove", "ben-model").returncode == 0
     assert sorted(p.name for p in store.iterdir()) == ["ana-secret", "ana-shared"]
+    # root (an admin's add) never builds inside a store a user owns (ana made this one)
+    assert store.stat().st_uid == made["ana"].uid
+    from hubforge import automl
+
+    with pytest.raises(automl.BaseModelError, match="not root: as root, add models only"):
+        automl.add_base_model("by-root", keras, [8], "MIT", "admin", root=store)
+    assert sorted(p.name for p in store.iterdir()) == ["ana-secret", "ana-shared"]

@@ -20,6 +20,7 @@ ROUTES = [
     "labeling/projects",
     "gpus",
     "tunings",
+    "base-models",
     "job-check?path=train.ipynb",
 ]
 

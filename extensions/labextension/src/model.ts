@@ -507,3 +507,21 @@ export function parseSearchEntry(
   }
   return { ok: true, value: values };
 }
+
+/** A model of the team's base-model store (GET /hubforge/api/base-models). */
+export interface IBaseModel {
+  name: string;
+  input_size: number[];
+  preprocessing: string;
+  licence: string;
+  source: string;
+  private: boolean;
+  added_by: string;
+  format: string;
+}
+
+/** "96×96×3 · scale_-1_1 · Apache-2.0 · added by ana" */
+export function baseModelDetails(model: IBaseModel): string {
+  const size = (model.input_size || []).join('×');
+  return `${size} · ${model.preprocessing} · ${model.licence} · added by ${model.added_by}`;
+}

@@ -9,6 +9,7 @@ import { request } from './api';
 import { actionButton, h } from './dom';
 import {
   Backoff,
+  IBaseModel,
   IEndpoint,
   IJob,
   IJobChange,
@@ -17,6 +18,7 @@ import {
   ITuning,
   TERMINAL,
   badgeKind,
+  baseModelDetails,
   bestJob,
   bestText,
   objectivePlot,
@@ -58,6 +60,7 @@ interface ISnapshot {
   endpoints: IEndpoint[] | null;
   projects: IProject[] | null;
   tunings: ITuning[] | null;
+  baseModels: IBaseModel[] | null;
 }
 
 /** Polls the REST API; the panel and the status bar listen to it. */
@@ -70,7 +73,8 @@ export class HubforgeModel {
     tensorboards: [],
     endpoints: null,
     projects: null,
-    tunings: null
+    tunings: null,
+    baseModels: null
   };
   gpus: any = null;
   loaded = false;
@@ -172,16 +176,18 @@ export class HubforgeModel {
           }
         })
     );
-    let { endpoints, projects } = this.snapshot;
+    let { endpoints, projects, baseModels } = this.snapshot;
     // endpoints and labeling change only by the user's hand: polled less often
     if (this._slowDue <= now) {
       this._slowDue = now + 15;
-      const [e, p] = await Promise.all([
+      const [e, p, b] = await Promise.all([
         request<{ endpoints: IEndpoint[] }>('endpoints').catch(() => null),
-        request<{ projects: IProject[] }>('labeling/projects').catch(() => null)
+        request<{ projects: IProject[] }>('labeling/projects').catch(() => null),
+        request<{ base_models: IBaseModel[] }>('base-models').catch(() => null)
       ]);
       endpoints = e ? e.endpoints : null;
       projects = p ? p.projects : null;
+      baseModels = b ? b.base_models : null;
       this.gpus = await request('gpus').catch(() => null);
     }
     return {
@@ -189,7 +195,8 @@ export class HubforgeModel {
       tensorboards: tensorboards.tensorboards,
       endpoints,
       projects,
-      tunings: tunings ? tunings.tunings : null
+      tunings: tunings ? tunings.tunings : null,
+      baseModels
     };
   }
 
@@ -368,7 +375,7 @@ export class HubforgePanel extends Widget {
   }
 
   render(): void {
-    const { tensorboards, endpoints, projects, tunings } = this.model.snapshot;
+    const { tensorboards, endpoints, projects, tunings, baseModels } = this.model.snapshot;
     const trials = trialJobIds(tunings);
     const jobs = this.model.snapshot.jobs.filter(j => !trials.has(j.id));
     const now = Date.now() / 1000;
@@ -429,6 +436,19 @@ export class HubforgePanel extends Widget {
             : empty(
                 'No labeling projects. Create one in a notebook: ' +
                   'from hubforge.widgets import label'
+              )
+      ),
+      section(
+        'Base models',
+        'base-models',
+        baseModels ? baseModels.length : null,
+        baseModels === null
+          ? empty('The base-model store cannot be read right now.')
+          : baseModels.length
+            ? h('ul', { className: 'hf-List' }, ...baseModels.map(m => this._baseModel(m)))
+            : empty(
+                'No base models yet. Add a pretrained model for the team to fine-tune: ' +
+                  'hubforge base-model add NAME MODEL --input-size … --licence … --source …'
               )
       )
     );
@@ -529,6 +549,24 @@ export class HubforgePanel extends Widget {
             this.actions.cancelTuning(run)
           )
       )
+    );
+  }
+
+  private _baseModel(model: IBaseModel): HTMLElement {
+    return h(
+      'li',
+      {
+        className: 'hf-Item hf-BaseModel',
+        dataset: { baseModel: model.name },
+        title: `From ${model.source}`
+      },
+      h(
+        'div',
+        { className: 'hf-ItemHead' },
+        h('span', { className: 'hf-Name' }, model.name),
+        model.private ? badge('private') : null
+      ),
+      h('div', { className: 'hf-Details' }, baseModelDetails(model))
     );
   }
 

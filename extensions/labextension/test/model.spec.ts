@@ -1,5 +1,6 @@
 import {
   Backoff,
+  baseModelDetails,
   IJob,
   ITrial,
   ITuning,
@@ -277,5 +278,21 @@ describe('parseSearchEntry (the Tune… form)', () => {
     expect(bad('1 .. 5 step -1', 'int')).toContain('step is a number > 0');
     expect(bad('8, big', 'int')).toContain('"big" is not a whole number');
     expect(bad('8, big', 'int')).toContain('a range "MIN .. MAX"');
+  });
+});
+
+describe('base models', () => {
+  it('says size, preprocessing, licence and who added it', () => {
+    const model = {
+      name: 'mobilenet',
+      input_size: [96, 96, 3],
+      preprocessing: 'scale_-1_1',
+      licence: 'Apache-2.0',
+      source: 'keras.applications',
+      private: false,
+      added_by: 'ana',
+      format: 'keras'
+    };
+    expect(baseModelDetails(model)).toBe('96×96×3 · scale_-1_1 · Apache-2.0 · added by ana');
   });
 });
