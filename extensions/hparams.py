@@ -1,13 +1,15 @@
-"""A job's parameters and the numbers it reports, for TensorBoard's HParams dashboard (#34).
+"""A tuning trial's parameters and the numbers it reports, for TensorBoard's HParams
+dashboard (#34).
 
-A job run with parameters (a tuning trial, or Run as job with values) writes them into
-``<job>/logs/hparams/`` as an HParams session named by the job; the numbers it reports
-(``hubforge.distribute.report``, and each epoch's Keras metrics through
-``distribute.callbacks()``) go there too, as scalars. TensorBoard opened over several such
-jobs (a whole search) then lists every trial with its parameters and metrics. A folder of
-its own: TensorBoard names the top folder of a log dir given by name ``<name>/.``, which
-its HParams plugin cannot match its metrics to. Written with TensorBoard's own protos and
-record format: no TensorFlow import, so a trial of plain Python stays fast.
+Each trial's script starts by recording its parameters (:func:`record_trial`) into
+``<job>/logs/hparams/`` as an HParams session named by its job; the numbers it then
+reports (``hubforge.distribute.report``, and each epoch's Keras metrics through
+``distribute.callbacks()``) go there too, as scalars. Other jobs write none (their
+TensorBoard shows no extra run). TensorBoard opened over a search's jobs then lists every
+trial with its parameters and metrics. A folder of its own: TensorBoard names the top
+folder of a log dir given by name ``<name>/.``, which its HParams plugin cannot match its
+metrics to. Written with TensorBoard's own protos and record format: no TensorFlow import,
+so a trial of plain Python stays fast.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ SESSION = "hparams"  # <job>/logs/hparams: the session's parameters and metrics
 PARAMS = ".params.hubforge"  # the suffix of the event file holding a session's parameters
 _count = itertools.count()
 _open: dict[Path, Any] = {}  # folder -> (file, RecordWriter) this process appends to
+_without: set[Path] = set()  # folders of jobs without parameters: no metrics written
 
 
 def _scalar_params(params: dict[str, Any]) -> dict[str, bool | int | float | str]:
@@ -70,12 +73,18 @@ def write_params(log_dir: str | os.PathLike, params: dict[str, Any], group: str)
 
 
 def write_metrics(log_dir: str | os.PathLike, metrics: dict[str, float], step: int) -> None:
-    """Numbers a job reports, as scalars at ``step`` (the dashboard shows each one's last),
-    appended to this process's file and flushed."""
+    """Numbers a job with parameters reports, as scalars at ``step`` (the dashboard shows
+    each one's last), appended to this process's file and flushed. A job without a session
+    (no parameters: nothing to compare) writes nothing: its TensorBoard shows no extra run."""
     from tensorboard.compat.proto import event_pb2, summary_pb2
 
     folder = Path(log_dir) / SESSION
+    if folder in _without:
+        return
     if folder not in _open:
+        if not (folder.is_dir() and any(p.name.endswith(PARAMS) for p in folder.iterdir())):
+            _without.add(folder)  # the session is written at the job's start, or never
+            return
         _open[folder] = _new_file(folder)
     f, writer = _open[folder]
     values = [
@@ -87,3 +96,16 @@ def write_metrics(log_dir: str | os.PathLike, metrics: dict[str, float], step: i
     )
     writer.write(event.SerializeToString())
     f.flush()
+
+
+def record_trial(params: dict[str, Any]) -> None:
+    """A trial's first line (the service writes it): its parameters as its session, by the
+    chief of the job, once; in a kernel (no job) nothing."""
+    job_dir = os.environ.get("HUBFORGE_JOB_DIR")
+    if not job_dir or os.environ.get("HUBFORGE_REPLICA", "worker-0") != "worker-0":
+        return
+    group = os.environ.get("HUBFORGE_JOB_ID") or os.path.basename(job_dir)
+    try:
+        write_params(Path(job_dir) / "logs", params, group)
+    except OSError as e:  # the trial runs all the same
+        print(f"hubforge: the trial's parameters were not written for TensorBoard ({e})")

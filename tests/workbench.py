@@ -301,6 +301,7 @@ def start_workbench(
         time.sleep(0.1)
     else:
         proc.kill()
+        proc.wait()  # (left unwaited, its ResourceWarning failed the next test: CI25)
         raise RuntimeError(f"hubforge up did not start:\n{log.read_text()}")
     # where this workbench keeps the service's files (its config may set the isolation)
     kept = [d / "initial-admin.txt" for d in (data_dir / "service", data_dir / "state")]

@@ -236,14 +236,16 @@ class LocalJobBackend(JobBackend):
         known = self.index.get(owner, job_id)
         try:
             record = store.read()
+            if record["state"] not in TERMINAL and not _supervisor_alive(record, known):
+                # The supervisor always records how the job ended; gone without: killed.
+                time.sleep(0.2)  # it may be writing its last words right now
+                record = store.read()
+                if record["state"] not in TERMINAL and not _supervisor_alive(record, known):
+                    record = store.update(state="failed", reason="the job's supervisor was killed")
+        except FileNotFoundError:  # its owner moved the folder away this instant
+            raise JobNotFound(f"No job {job_id} for {owner}") from None
         except (DamagedStateFile, UnsafeEntry) as e:
             raise JobError(f"Job {job_id}: {e}{_still_runs(job_id, known)}", 409) from None
-        if record["state"] not in TERMINAL and not _supervisor_alive(record, known):
-            # The supervisor always records how the job ended; gone without it: it was killed.
-            time.sleep(0.2)  # it may be writing its last words right now
-            record = store.read()
-            if record["state"] not in TERMINAL and not _supervisor_alive(record, known):
-                record = store.update(state="failed", reason="the job's supervisor was killed")
         if known is not None and record["state"] in TERMINAL and not alive(known):
             self.index.remove(owner, job_id)
         record["artifacts"] = store.artifacts()
@@ -254,6 +256,8 @@ class LocalJobBackend(JobBackend):
         files = self.areas.of(owner)
         try:  # never through a link: jobs/ and each job folder are opened O_NOFOLLOW
             names = files.listdir("jobs")
+        except FileNotFoundError:  # none yet (or its owner moved it away this instant)
+            return []
         except (UnsafeEntry, NotADirectoryError) as e:
             raise JobError(f"Your jobs folder cannot be read: {e}", 409) from None
         records = []
@@ -261,6 +265,8 @@ class LocalJobBackend(JobBackend):
             try:
                 if "job.json" not in files.listdir(f"jobs/{name}"):
                     continue  # being made right now, or not a job
+            except FileNotFoundError:
+                continue  # gone meanwhile
             except (UnsafeEntry, NotADirectoryError) as e:
                 with contextlib.suppress(FileNotFoundError, UnsafeEntry):  # gone meanwhile
                     records.append(JobStore(folder / name, files).damaged_record(owner, e))

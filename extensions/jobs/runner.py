@@ -121,29 +121,6 @@ def _figures_folder() -> str | None:
     return os.path.join(job_dir, FIGURES) if job_dir and chief else None
 
 
-def record_params() -> None:
-    """A job run with parameters (a tuning trial, Run as job with values) shows them in
-    TensorBoard's HParams dashboard: written by the chief into the job's log folder, once."""
-    job_dir = os.environ.get("HUBFORGE_JOB_DIR")
-    if not job_dir or os.environ.get("HUBFORGE_REPLICA", "worker-0") != "worker-0":
-        return
-    try:
-        with open(os.path.join(job_dir, "job.json"), encoding="utf-8") as f:
-            params = json.load(f)["spec"].get("params") or {}
-        if params:
-            from hubforge.hparams import write_params
-
-            group = os.environ.get("HUBFORGE_JOB_ID") or os.path.basename(job_dir)
-            write_params(os.path.join(job_dir, "logs"), params, group)
-    except FileNotFoundError:  # no record beside the job (Kubernetes keeps it elsewhere)
-        return
-    except (OSError, ValueError, KeyError, TypeError) as e:  # the job runs all the same
-        print(
-            f"hubforge: the job's parameters were not written for TensorBoard ({e})",
-            file=sys.stderr,
-        )
-
-
 def tf_config_from_index() -> None:
     """On Kubernetes Indexed Jobs: TF_CONFIG from HUBFORGE_TF_HOSTS and JOB_COMPLETION_INDEX."""
     hosts = os.environ.get("HUBFORGE_TF_HOSTS")
@@ -176,7 +153,6 @@ def main() -> None:
         # `%matplotlib inline` and friends: figures are already saved headless (above)
         shell.register_magic_function(lambda line="": None, "line", "matplotlib")
         namespace["get_ipython"] = shell.get_ipython
-    record_params()
     try:
         strategy_first(source)
         exec(compile(source, path, "exec"), namespace)

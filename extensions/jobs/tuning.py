@@ -241,7 +241,11 @@ class Tunings:
                 continue
             try:
                 job = self.jobs.get(owner, trial["job"])
-            except JobNotFound:
+                trial.pop("missing", None)
+            except JobNotFound:  # gone, or its record was being replaced: three passes tell
+                trial["missing"] = trial.get("missing", 0) + 1
+                if trial["missing"] < 3:
+                    continue
                 job = {"state": "failed", "reason": "its job is gone"}
             if job["state"] not in TERMINAL:
                 continue
@@ -320,6 +324,7 @@ class Tunings:
             script = to_script(nbformat.reads(nb, as_version=4), trial["params"])
             if trial.get("schedule"):
                 script = _hyperband_prologue(record, trial["schedule"]) + script
+            script = _hparams_prologue(trial["params"]) + script
             spec = JobSpec.from_dict({**record["spec"], "name": f"{record['name']}-t{trial['id']}"})
             spec.params = dict(trial["params"])
             try:
@@ -383,6 +388,11 @@ class Tunings:
     def _save(self, record: dict[str, Any]) -> None:
         record["updated"] = self.clock()
         atomic.write_json(self._folder(record["owner"], record["id"]) / "run.json", record)
+
+
+def _hparams_prologue(params: dict[str, Any]) -> str:
+    """The trial's first line: its parameters for TensorBoard's HParams dashboard."""
+    return f"import hubforge.hparams\nhubforge.hparams.record_trial({params!r})\n"
 
 
 def _hyperband_prologue(record: dict[str, Any], schedule: dict[str, Any]) -> str:

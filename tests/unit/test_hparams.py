@@ -77,10 +77,19 @@ def test_writing_them_loads_no_tensorflow(tmp_path):
 
 def test_metrics_are_appended_as_scalars_one_file_per_process(tmp_path):
     logs = tmp_path / "logs"
+    hparams.write_params(logs, {"lr": 0.1}, "g")
     hparams.write_metrics(logs, {"score": 0.5, "loss": 2.0}, step=1)
     hparams.write_metrics(logs, {"score": 0.75}, step=2)
     scalars = [
         (e.step, v.tag, v.simple_value) for e in events(logs / "hparams") for v in e.summary.value
     ]
-    assert scalars == [(1, "score", 0.5), (1, "loss", 2.0), (2, "score", 0.75)]
-    assert len(list((logs / "hparams").glob("events.out.tfevents.*"))) == 1
+    assert [s for s in scalars if s[1] != "_hparams_/session_start_info"] == [
+        (1, "score", 0.5), (1, "loss", 2.0), (2, "score", 0.75),
+    ]  # fmt: skip
+    assert len(list((logs / "hparams").glob("events.out.tfevents.*"))) == 2  # params, metrics
+
+
+def test_a_job_without_parameters_writes_no_metrics_for_hparams(tmp_path):
+    """Nothing to compare: its TensorBoard shows its own runs and no extra 'hparams' one."""
+    hparams.write_metrics(tmp_path / "logs", {"score": 0.5}, step=1)
+    assert not (tmp_path / "logs" / "hparams").exists()
