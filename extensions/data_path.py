@@ -178,7 +178,11 @@ class DataPath:
                     "see the hub's log (is the port in use?)"
                 )
             if time.monotonic() > deadline:
-                raise DataPathError("the proxy's API did not answer; see the hub's log")
+                raise DataPathError(
+                    f"the proxy's API at {self.api_url} did not answer: another program "
+                    "may hold its port (start again: each start picks new ports); "
+                    "see the hub's log"
+                )
             time.sleep(0.1)
 
     def _put_routes_back(self) -> None:

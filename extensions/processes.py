@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import random
 import signal
 import socket
 import subprocess
@@ -162,8 +163,31 @@ def terminate_group(record: dict[str, Any], grace: float = 10) -> None:
             os.killpg(record["pid"], signal.SIGKILL)
 
 
+def _ephemeral_start() -> int:
+    """The first port the kernel hands out as a connection's own (source) port."""
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
+
+
 def free_port() -> int:
-    """A TCP port free on loopback right now."""
+    """A TCP port free on loopback right now, below the kernel's ephemeral range.
+
+    A port from bind(0) is one the kernel also gives outgoing connections as their
+    source port: on a busy machine one of them could take it before the program it is
+    meant for listens (the proxy then logged EADDRINUSE and never answered).
+    """
+    low = 10000
+    high = _ephemeral_start()
+    for _ in range(50 if high - low > 1000 else 0):
+        port = random.randrange(low, high)
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            return port
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
