@@ -180,8 +180,9 @@ def free_port() -> int:
     """
     low = 10000
     high = _ephemeral_start()
+    pick = random.SystemRandom()  # not `random`: a test run seeds it alike in every process
     for _ in range(50 if high - low > 1000 else 0):
-        port = random.randrange(low, high)
+        port = pick.randrange(low, high)
         with socket.socket() as s:
             try:
                 s.bind(("127.0.0.1", port))

@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from tests.models import warm_cache as warm_models
 from tests.notebooks import training_notebook
 from tests.workbench import RunningWorkbench, isolated, passable, start_workbench
 
@@ -113,6 +114,8 @@ EARLY = pytest.StashKey[EarlyStart]()
 def pytest_collection_finish(session: pytest.Session) -> None:
     if session.config.option.collectonly:
         return
+    if any({"integration", "e2e"} & set(item.path.parts) for item in session.items):
+        threading.Thread(target=warm_models, daemon=True).start()
     if any("workbench" in item.fixturenames for item in session.items):
         folder = session.config._tmp_path_factory.mktemp("workbench")
         session.config.stash[EARLY] = EarlyStart(folder)

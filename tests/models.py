@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
 import json
 import os
@@ -62,28 +64,75 @@ def _tensorflow_version() -> str:
         return version("tensorflow-cpu")
 
 
+def _key(script: str, args: list[str]) -> str:
+    key = json.dumps([script, args, _tensorflow_version(), sys.executable])
+    return hashlib.sha256(key.encode()).hexdigest()[:20]
+
+
+@contextlib.contextmanager
+def _cache_lock():
+    """One process at a time makes missing entries (the others wait, then copy)."""
+    CACHE.parent.mkdir(mode=0o711, exist_ok=True)
+    CACHE.mkdir(exist_ok=True)
+    with (CACHE / ".lock").open("a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
+def _fresh_folder(key: str) -> Path:
+    fresh = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=CACHE))
+    fresh.chmod(0o755)
+    return fresh
+
+
 def _cached_export(script: str, args: list[str], made: str, target: Path) -> None:
     """Copy the export ``script`` makes (``made`` in the folder its first argument names) to
     ``target``; exported once per machine and key."""
-    key = hashlib.sha256(
-        json.dumps([script, args, _tensorflow_version(), sys.executable]).encode()
-    ).hexdigest()[:20]
-    entry = CACHE / key
+    entry = CACHE / _key(script, args)
     if not entry.is_dir():
-        CACHE.parent.mkdir(mode=0o711, exist_ok=True)
-        CACHE.mkdir(exist_ok=True)
-        fresh = Path(tempfile.mkdtemp(prefix=f".{key}-", dir=CACHE))
-        fresh.chmod(0o755)
-        _run(script, str(fresh), *args)
-        try:
-            (fresh / made).rename(entry)  # several processes: the first one kept
-        except OSError:
+        with _cache_lock():
             if not entry.is_dir():
-                raise
-        finally:
-            shutil.rmtree(fresh, ignore_errors=True)
+                fresh = _fresh_folder(entry.name)
+                try:
+                    _run(script, str(fresh), *args)
+                    (fresh / made).rename(entry)
+                finally:
+                    shutil.rmtree(fresh, ignore_errors=True)
     target.parent.mkdir(parents=True, exist_ok=True)
     shutil.copytree(entry, target, dirs_exist_ok=True)
+
+
+# Each script run in turn in one process: one TensorFlow start for all of them.
+BATCH = """
+import json, sys
+import tensorflow as tf
+for script, argv in json.loads(sys.argv[1]):
+    sys.argv = ["-c", *argv]
+    tf.keras.backend.clear_session()
+    exec(compile(script, "<export>", "exec"), {"__name__": "__main__"})
+"""
+
+
+def warm_cache() -> None:
+    """Make every export the suite asks for that this machine has not cached yet, in one
+    TensorFlow process (a fresh CI machine: one start instead of eight). Run in the
+    background as the suite starts; a test that wants one meanwhile waits for it."""
+    wanted = [(KERAS, ["v", str(float(b))], "v") for b in (0, 1, 2, 5, 10, 100)]
+    wanted += [(IMAGE, [], "1"), (MULTI, [], "1")]
+    with _cache_lock():
+        missing = [(s, a, m, CACHE / _key(s, a)) for s, a, m in wanted]
+        missing = [w for w in missing if not w[3].is_dir()]
+        if not missing:
+            return
+        fresh = [_fresh_folder(entry.name) for *_, entry in missing]
+        try:
+            jobs = [[s, [str(f), *a]] for (s, a, _, _), f in zip(missing, fresh, strict=True)]
+            _run(BATCH, json.dumps(jobs))
+            for (_, _, made, entry), folder in zip(missing, fresh, strict=True):
+                (folder / made).rename(entry)
+        finally:
+            for folder in fresh:
+                shutil.rmtree(folder, ignore_errors=True)
 
 
 def keras_model(base: Path, version: int, bias: float = 0.0) -> Path:
