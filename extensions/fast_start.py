@@ -3,7 +3,9 @@ ARGS…`` would, without the second of CPU that jsonschema spends at import comp
 rfc3987-syntax's ~35 Earley parsers (jupyter_server#1559). JupyterHub and every user's
 server pay it at each start. Those parsers check the ``iri`` formats, which no schema of
 JupyterHub, Jupyter Server, jupyter_events or nbformat uses; with the package marked absent,
-jsonschema checks every other format as before."""
+jsonschema checks every other format as before. Hubforge's own dependency keeps jsonschema
+below 4.25, which never imports it (so every process starts without it); this keeps the hub
+and servers fast where an image installs a newer jsonschema over it."""
 
 from __future__ import annotations
 

@@ -29,6 +29,8 @@ from PIL import Image
 from hubforge import labeling
 from hubforge.labeling.api import data_root
 
+from .label_training import TrainsModels, trainable
+
 ESM = """
 // Everything that comes from Label Studio or the project (labels, pre-labels, box labels,
 // names, texts, status) goes into the page as text (textContent), never as HTML.
@@ -101,6 +103,15 @@ function render({ model, el }) {
       h("button", { "data-a": "remove_box" }, "Remove last (Backspace)"));
     buttons.push(h("button", { "data-a": "skip" }, "Skip (s)"),
       h("button", { "data-a": "back" }, detect ? "Back (b)" : "Back (Backspace)"));
+    const training = model.get("training") || {};
+    if (model.get("trainable") && !detect)
+      buttons.push(h("button", { "data-a": "train", class: "hf-train",
+        disabled: training.state === "running",
+        title: "Search for a classifier of the labeled items (every trial a job)" },
+        "Train a model"));
+    const trained = training.text ? h("div", { class: "hf-training" }, String(training.text),
+      safeLink(training.report) ? [" · ", h("a", { href: safeLink(training.report),
+        target: "_blank", class: "hf-report" }, "Report")] : null) : null;
     el.replaceChildren(
       h("div", { class: "hf-bar" },
         h("div", { style: { width: pct(total ? 100 * done / total : 0) } })),
@@ -114,6 +125,7 @@ function render({ model, el }) {
       help, body, pre,
       h("div", { class: "hf-buttons" }, buttons),
       h("div", { class: "hf-status" }, String(model.get("status") || "")),
+      trained,
       h("a", { class: "hf-link", href: safeLink(model.get("link")), target: "_blank" },
         "Open in Label Studio"));
     el.querySelectorAll("button[data-i]").forEach((b) =>
@@ -175,7 +187,8 @@ function render({ model, el }) {
     e.preventDefault();
     e.stopPropagation();
   });
-  for (const name of ["item", "labels", "progress", "status", "boxes", "current", "zoom", "help"])
+  for (const name of ["item", "labels", "progress", "status", "boxes", "current", "zoom", "help",
+    "trainable", "training"])
     model.on(`change:${name}`, draw);
   // the count comes from Label Studio: asked again when the widget gets focus (other cells,
   // other people may have labeled meanwhile), at most every 2 s
@@ -222,7 +235,9 @@ CSS = """
 .hubforge-label button:disabled { color: var(--jp-ui-font-color3, #999); cursor: default; }
 .hubforge-label .hf-pre { color: var(--jp-ui-font-color2, #555); }
 .hubforge-label .hf-status { color: var(--jp-ui-font-color2, #777); font-size: 90%; }
-.hubforge-label .hf-link { color: var(--jp-content-link-color, #1976d2); }
+.hubforge-label .hf-link, .hubforge-label .hf-report {
+  color: var(--jp-content-link-color, #1976d2); }
+.hubforge-label .hf-training { margin: 4px 0; }
 .hubforge-label .hf-canvas { position: relative; display: inline-block; cursor: crosshair;
   user-select: none; }
 .hubforge-label .hf-canvas img { display: block; min-width: 320px; }
@@ -241,7 +256,7 @@ CSS = """
 REFRESH = object()  # a job of the widget's thread: ask Label Studio for the count
 
 
-class LabelWidget(anywidget.AnyWidget):
+class LabelWidget(TrainsModels, anywidget.AnyWidget):
     _esm = ESM
     _css = CSS
     labels = t.List(t.Unicode()).tag(sync=True)
@@ -254,10 +269,18 @@ class LabelWidget(anywidget.AnyWidget):
     current = t.Unicode("").tag(sync=True)  # the label new boxes get
     zoom = t.Bool(False).tag(sync=True)  # the image at twice its fitted size
     help = t.Bool(False).tag(sync=True)  # the shortcut card (the ? key) is open
+    trainable = t.Bool(False).tag(sync=True)  # "Train a model" offered (classification)
+    training = t.Dict().tag(sync=True)  # the search it started: name, state, text, report
 
-    def __init__(self, project: labeling.Project, order: str = "queue", **kwargs: Any):
+    def __init__(
+        self,
+        project: labeling.Project,
+        order: str = "queue",
+        train_trials: int = 6,
+        **kwargs: Any,
+    ):
         """``order``: "queue" (Label Studio's next task) or "uncertain" (least confident
-        pre-label first)."""
+        pre-label first); ``train_trials``: the trials "Train a model" starts."""
         detection = project.task == "object-detection"
         super().__init__(
             labels=list(project.labels),
@@ -270,6 +293,7 @@ class LabelWidget(anywidget.AnyWidget):
             raise labeling.LabelingError(f"order={order!r}: 'queue' or 'uncertain'")
         self.project = project
         self.order = order
+        self.train_trials = train_trials
         self.task: dict[str, Any] | None = None
         self._folders: list[list[str]] | None = None  # the project's storage folders
         self.confirmed = False  # Label Studio has locked the shown item for this user
@@ -284,6 +308,8 @@ class LabelWidget(anywidget.AnyWidget):
         counts = project.progress
         self.progress = {"labeled": counts["labeled"], "total": counts["total"]}
         self._show(self._next_task(), confirmed=True)
+        self.observe(self._offer_training, names="progress")
+        self._offer_training()
 
     # -- what the browser sends ---------------------------------------------------------
     def _on_msg(self, _widget: Any, content: dict[str, Any], _buffers: Any) -> None:
@@ -299,12 +325,17 @@ class LabelWidget(anywidget.AnyWidget):
             elif action == "box":
                 box = {k: float(content["box"][k]) for k in ("x", "y", "width", "height")}
                 self.add_box(self.current, **box)
+            elif action == "train":
+                self.train_model()
             elif action in ("accept", "skip", "back", "submit", "remove_box"):
                 getattr(self, action)()
             elif action == "refresh":
                 self._jobs.put(REFRESH)  # asked of Label Studio off the kernel's comm thread
         except labeling.LabelingError as e:
             self.status = str(e)  # shown as text
+
+    def _offer_training(self, _change: Any = None) -> None:
+        self.trainable = trainable(self.project, self.progress.get("labeled", 0))
 
     # -- actions (the same methods scripts and tests call) --------------------------------
     def label(self, label: str) -> dict[str, Any] | None:
@@ -586,8 +617,10 @@ def _confidence(task: dict[str, Any]) -> float:
     return found[1] if found else 1.0
 
 
-def label(project: labeling.Project | str, order: str = "queue") -> LabelWidget:
+def label(
+    project: labeling.Project | str, order: str = "queue", train_trials: int = 6
+) -> LabelWidget:
     """The labeling widget for a project (or its name)."""
     if isinstance(project, str):
         project = labeling.open_project(project)
-    return LabelWidget(project, order=order)
+    return LabelWidget(project, order=order, train_trials=train_trials)

@@ -21,6 +21,7 @@ ROUTES = [
     "gpus",
     "tunings",
     "base-models",
+    "classifications",
     "job-check?path=train.ipynb",
 ]
 

@@ -32,9 +32,12 @@ def _run(tmp_path, *prefix: str) -> list[str]:
 def test_the_module_runs_as_main_with_its_arguments_and_without_the_iri_parsers(tmp_path):
     plain = _run(tmp_path, "-m")
     fast = _run(tmp_path, "-m", "hubforge.fast_start")
-    assert plain[0] == "loaded" and fast[0] == "skipped"
-    # only the iri formats go; the other formats are checked as before
-    assert plain[1] == "True True True" and fast[1] == "False True True"
+    # the jsonschema Hubforge installs (<4.25) never compiles them, whichever way a program
+    # starts (the CLI, kernels and jobs that import nbformat too); fast_start keeps them out
+    # where a newer jsonschema was installed over it
+    assert plain[0] == "skipped" and fast[0] == "skipped"
+    # only the iri formats are not checked; the other formats are
+    assert plain[1] == fast[1] == "False True True"
     assert fast[2] == plain[2] == "__main__ ['--flag', 'x']"
 
 

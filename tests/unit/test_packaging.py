@@ -82,6 +82,10 @@ def test_wheel_maps_the_folders_into_one_package(wheel):
         "hubforge-0.1.0.data/data/share/jupyter/lab/settings/overrides.d/hubforge.json",
     ):
         assert expected in names, expected
+    # every package folder of the source tree (a new room forgotten in pyproject.toml's
+    # list installs from an editable checkout and is missing from every real install)
+    for init in sorted((SOURCE_TREE / "extensions").glob("*/__init__.py")):
+        assert f"hubforge/{init.parent.name}/__init__.py" in names, init
     # the prebuilt sidebar: installing the wheel needs no Node
     lab = "hubforge-0.1.0.data/data/share/jupyter/labextensions/@hubforge/lab/"
     assert lab + "package.json" in names

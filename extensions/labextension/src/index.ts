@@ -17,7 +17,7 @@ import {
   showDialog,
   showErrorMessage
 } from '@jupyterlab/apputils';
-import { PathExt } from '@jupyterlab/coreutils';
+import { PathExt, URLExt } from '@jupyterlab/coreutils';
 import { IDefaultFileBrowser } from '@jupyterlab/filebrowser';
 import { ILauncher } from '@jupyterlab/launcher';
 import { NotebookPanel } from '@jupyterlab/notebook';
@@ -26,7 +26,7 @@ import { LabIcon } from '@jupyterlab/ui-components';
 import { DisposableDelegate } from '@lumino/disposable';
 import { Widget } from '@lumino/widgets';
 
-import { postJSON, remove, request } from './api';
+import { baseUrl, postJSON, remove, request } from './api';
 import { h } from './dom';
 import {
   IEndpoint,
@@ -143,6 +143,38 @@ const plugin: JupyterFrontEndPlugin<void> = {
         } catch (error) {
           failed('Could not open TensorBoard')(error);
         }
+      },
+      trainModel: async project => {
+        const answer = await InputDialog.getNumber({
+          title: `Train a model for ${project.name}`,
+          label: `Trials (each a job, two at a time) on its ${project.labeled} labeled items`,
+          value: 6
+        });
+        if (!answer.button.accept || !answer.value) {
+          return;
+        }
+        try {
+          const run = await postJSON<{ name: string; tuning: string }>('classifications', {
+            project: project.name,
+            max_trials: Math.max(1, Math.round(answer.value))
+          });
+          Notification.info(
+            `Training a model for ${project.name}: the search ${run.name} is under Tuning`,
+            { autoClose: 6000 }
+          );
+          await model.refresh();
+        } catch (error) {
+          failed(`Could not train a model for ${project.name}`)(error);
+        }
+      },
+      openReport: run => {
+        const url = URLExt.join(
+          baseUrl,
+          'hubforge/api/classifications',
+          encodeURIComponent(run.name),
+          'report'
+        );
+        window.open(url, '_blank', 'noopener');
       },
       cancelTuning: run =>
         remove(`tunings/${encodeURIComponent(run.id)}`)

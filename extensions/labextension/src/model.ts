@@ -61,6 +61,30 @@ export interface IProject {
 
 export const TERMINAL = new Set(['succeeded', 'failed', 'cancelled', 'damaged']);
 
+/** A classifier run (hubforge.automl.classify) of a labeling project; its search is a tuning run of the same name. */
+export interface IClassification {
+  name: string;
+  project: string;
+  kind: string;
+  classes: string[];
+  tuning: string;
+  state: string;
+  best_objective: number | null;
+}
+
+/** Whether "Train a model" can start on this project: a classification with two labeled items of some class. */
+export function trainable(project: IProject): boolean {
+  return /(image|text)-classification/.test(project.task) && project.labeled >= 4;
+}
+
+/** The classify run a tuning run belongs to, if any. */
+export function classificationOf(
+  run: { id: string },
+  runs: IClassification[] | null
+): IClassification | null {
+  return (runs || []).find(c => c.tuning === run.id) || null;
+}
+
 /** The CSS modifier of a state badge: one of four colours a user learns once. */
 export function badgeKind(state: string): 'ok' | 'bad' | 'busy' | 'idle' {
   if (state === 'succeeded' || state === 'running') {

@@ -25,6 +25,9 @@ import {
   paramsText,
   trialJobIds,
   tuningSummary,
+  classificationOf,
+  trainable,
+  IClassification,
   changed,
   endedSince,
   estimateEta,
@@ -52,6 +55,8 @@ export interface IPanelActions {
   newLabelingNotebook(project: IProject): Promise<void>;
   cancelTuning(run: ITuning): Promise<void>;
   openTuningTensorBoard(run: ITuning): Promise<void>;
+  trainModel(project: IProject): Promise<void>;
+  openReport(run: IClassification): void;
 }
 
 interface ISnapshot {
@@ -61,6 +66,7 @@ interface ISnapshot {
   projects: IProject[] | null;
   tunings: ITuning[] | null;
   baseModels: IBaseModel[] | null;
+  classifications: IClassification[] | null;
 }
 
 /** Polls the REST API; the panel and the status bar listen to it. */
@@ -74,7 +80,8 @@ export class HubforgeModel {
     endpoints: null,
     projects: null,
     tunings: null,
-    baseModels: null
+    baseModels: null,
+    classifications: null
   };
   gpus: any = null;
   loaded = false;
@@ -176,18 +183,20 @@ export class HubforgeModel {
           }
         })
     );
-    let { endpoints, projects, baseModels } = this.snapshot;
+    let { endpoints, projects, baseModels, classifications } = this.snapshot;
     // endpoints and labeling change only by the user's hand: polled less often
     if (this._slowDue <= now) {
       this._slowDue = now + 15;
-      const [e, p, b] = await Promise.all([
+      const [e, p, b, c] = await Promise.all([
         request<{ endpoints: IEndpoint[] }>('endpoints').catch(() => null),
         request<{ projects: IProject[] }>('labeling/projects').catch(() => null),
-        request<{ base_models: IBaseModel[] }>('base-models').catch(() => null)
+        request<{ base_models: IBaseModel[] }>('base-models').catch(() => null),
+        request<{ classifications: IClassification[] }>('classifications').catch(() => null)
       ]);
       endpoints = e ? e.endpoints : null;
       projects = p ? p.projects : null;
       baseModels = b ? b.base_models : null;
+      classifications = c ? c.classifications : null;
       this.gpus = await request('gpus').catch(() => null);
     }
     return {
@@ -196,7 +205,8 @@ export class HubforgeModel {
       endpoints,
       projects,
       tunings: tunings ? tunings.tunings : null,
-      baseModels
+      baseModels,
+      classifications
     };
   }
 
@@ -517,6 +527,7 @@ export class HubforgePanel extends Widget {
   private _tuning(run: ITuning): HTMLElement {
     const best = bestText(run);
     const deployable = bestJob(run, this.model.snapshot.jobs);
+    const classifier = classificationOf(run, this.model.snapshot.classifications);
     return h(
       'li',
       { className: 'hf-Item hf-Tuning', dataset: { tuning: run.id, state: run.state } },
@@ -534,6 +545,13 @@ export class HubforgePanel extends Widget {
       h(
         'div',
         { className: 'hf-Actions' },
+        classifier &&
+          run.best &&
+          actionButton(
+            'Report',
+            `The report of ${run.name}'s best model: accuracy per class, confusion matrix, mistakes`,
+            () => this.actions.openReport(classifier)
+          ),
         deployable &&
           actionButton('Deploy best', `Deploy the model of ${run.name}'s best trial`, () =>
             this.actions.deploy(deployable)
@@ -645,7 +663,13 @@ export class HubforgePanel extends Widget {
         ),
         actionButton('Label Studio', `Open ${project.name} in Label Studio`, () =>
           this.actions.openLabeling(project)
-        )
+        ),
+        trainable(project) &&
+          actionButton(
+            'Train a model',
+            `Search for a classifier of ${project.name}'s labeled items (every trial a job)`,
+            () => this.actions.trainModel(project)
+          )
       )
     );
   }

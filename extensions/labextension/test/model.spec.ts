@@ -6,6 +6,8 @@ import {
   ITuning,
   bestJob,
   bestText,
+  classificationOf,
+  trainable,
   endedSince,
   estimateEta,
   idleGpuWarning,
@@ -294,5 +296,38 @@ describe('base models', () => {
       format: 'keras'
     };
     expect(baseModelDetails(model)).toBe('96×96×3 · scale_-1_1 · Apache-2.0 · added by ana');
+  });
+});
+
+describe('train a model', () => {
+  const project = (task: string, labeled: number) => ({
+    id: 1,
+    name: 'pets',
+    task,
+    labeled,
+    total: 50,
+    url: ''
+  });
+  it('offers it for classification projects with a few labels', () => {
+    expect(trainable(project('image-classification', 4))).toBe(true);
+    expect(trainable(project('text-classification', 10))).toBe(true);
+    expect(trainable(project('image-classification', 3))).toBe(false);
+    expect(trainable(project('object-detection', 40))).toBe(false);
+  });
+  it('finds the classify run a tuning run belongs to', () => {
+    const runs = [
+      {
+        name: 'pets-1',
+        project: 'pets',
+        kind: 'image',
+        classes: ['cat', 'dog'],
+        tuning: 't-2',
+        state: 'running',
+        best_objective: null
+      }
+    ];
+    expect(classificationOf({ id: 't-2' }, runs)?.name).toBe('pets-1');
+    expect(classificationOf({ id: 't-3' }, runs)).toBeNull();
+    expect(classificationOf({ id: 't-2' }, null)).toBeNull();
   });
 });
