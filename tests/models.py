@@ -195,6 +195,7 @@ def model_server(
             pass
         time.sleep(0.1)
     proc.kill()
+    proc.wait(timeout=30)
     raise AssertionError(f"{command[0]} did not become ready within 180 s")
 
 

@@ -40,7 +40,7 @@ def _inputs(data: dict[str, Any], keys: list[str], size: tuple[int, int]) -> Any
     import numpy as np
 
     if data["kind"] == "text":
-        return np.array(keys, dtype=object).reshape(-1, 1)
+        return np.array(keys, dtype=object)  # one string per item, as endpoints get them
     return _images(keys, size)
 
 
@@ -66,9 +66,9 @@ def _text_model(classes: int, texts: Any, units: int, dropout: float) -> Any:
 
     layers = tf.keras.layers
     vectorize = layers.TextVectorization(max_tokens=5000, output_sequence_length=64)
-    vectorize.adapt(texts.reshape(-1))
-    inputs = tf.keras.Input(shape=(1,), dtype=tf.string)
-    h = vectorize(tf.reshape(inputs, [-1]))
+    vectorize.adapt(texts)
+    inputs = tf.keras.Input(shape=(), dtype=tf.string)
+    h = vectorize(inputs)
     h = layers.Embedding(5001, units)(h)
     h = layers.GlobalAveragePooling1D()(h)
     h = layers.Dropout(dropout)(h)
@@ -196,7 +196,7 @@ def train(
                 units=units,
                 dropout=dropout,
                 epochs=epochs,
-                unfreeze=unfreeze,
+                **({"unfreeze": unfreeze} if base is not None else {}),
             ),
             size_bytes=_size(target),
             latency_ms=_latency_ms(model, xv[:1]),

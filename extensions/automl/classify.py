@@ -335,7 +335,7 @@ def _saved_model(model_dir: str) -> Any:
 
     def predict(batch: Any) -> Any:
         if isinstance(batch[0], str):
-            values = tf.constant(np.array(batch, dtype=object).reshape(-1, 1))
+            values = tf.constant(list(batch))
         else:
             values = tf.constant(np.asarray(batch, "float32"))
         (out,) = serve(**{name: values}).values()

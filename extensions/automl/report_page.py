@@ -138,9 +138,10 @@ def render(report: Any, title: str = "Classifier", embed: bool = False) -> str:
 <h2>What it gets wrong</h2>
 {_wrong(report)}
 <h2>Next</h2>
-<p>Deploy it: <code>run.deploy()</code> (an endpoint that answers TF Serving's REST calls);
-pre-label the items not labeled yet: <code>run.prelabel()</code>, then label the least sure
-first.</p>
+<p>Deploy it: <b>Deploy best</b> on this search in the Hubforge panel's Tuning group, or
+<code>run.deploy()</code> in a notebook (an endpoint that answers TF Serving's REST calls).
+Pre-label the items not labeled yet with it: <code>run.prelabel()</code>, then label the
+least sure first (<code>label(project, order="uncertain")</code>).</p>
 </div>"""
     if embed:
         return f"<style>{STYLE}</style>{body}"
