@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
+import sys
 from typing import Any
 
 from jupyter_server.auth.decorator import authorized
@@ -25,6 +27,8 @@ from .classify import (
     open_classification,
 )
 
+RUN_NAME = "[a-z0-9][a-z0-9_-]{0,62}"
+PRELABEL_TIMEOUT = 600  # seconds: TensorFlow's start and one pass over the unlabeled items
 CLASSIFY_FIELDS = {
     "project": str, "owner": (str, type(None)), "base_model": (str, bool, type(None)),
     "max_trials": int, "parallel": int, "epochs": int, "image_size": int,
@@ -107,12 +111,35 @@ class ClassificationReportHandler(AutoMLHandler):
         super(APIHandler, self).finish(report.html_path.read_bytes())
 
 
+class ClassificationPrelabelHandler(AutoMLHandler):
+    """Pre-label the rest of the project with the run's best model (a process of its own)."""
+
+    @web.authenticated
+    @authorized
+    async def post(self, name: str) -> None:
+        await self.call(open_classification, name)  # 404 before anything starts
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", TF_USE_LEGACY_KERAS="1")
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "hubforge.automl.prelabel", name, env=env,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+        try:
+            out, err = await asyncio.wait_for(proc.communicate(), PRELABEL_TIMEOUT)
+        except TimeoutError:
+            proc.kill()
+            await proc.wait()
+            raise web.HTTPError(504, f"Pre-labeling took over {PRELABEL_TIMEOUT} s") from None
+        if proc.returncode != 0:
+            said = err.decode(errors="replace").strip().splitlines() or ["it stopped"]
+            status = 400 if proc.returncode == 2 else 500
+            raise web.HTTPError(status, said[-1][:500])
+        self.finish(out.decode().strip().splitlines()[-1])
+
+
 def routes(prefix: str) -> list[tuple]:
     return [
         (prefix + "/base-models", BaseModelsHandler),
         (prefix + "/classifications", ClassificationsHandler),
-        (
-            prefix + r"/classifications/([a-z0-9][a-z0-9_-]{0,62})/report",
-            ClassificationReportHandler,
-        ),
+        (prefix + rf"/classifications/({RUN_NAME})/report", ClassificationReportHandler),
+        (prefix + rf"/classifications/({RUN_NAME})/prelabel", ClassificationPrelabelHandler),
     ]

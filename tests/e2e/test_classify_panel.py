@@ -69,6 +69,12 @@ def test_train_a_model_report_and_deploy_from_the_panel(workbench, page, as_user
         assert len(said) == 6 and all(len(p) == 2 for p in said), said
         assert all(abs(sum(p) - 1) < 1e-3 for p in said), said
 
+        # Pre-label the rest: the 10 items not labeled get the best model's guess
+        page.click(f"{group} button:has-text('Pre-label the rest')")
+        page.wait_for_selector("text=/Pre-labeled 10 items of panel-shapes/", timeout=300_000)
+        guessed = project.tasks(labeled=False)
+        assert len(guessed) == 10 and all(t["predictions"] for t in guessed), guessed
+
         other = workbench.create_user("clara-other")
         r = workbench.api("GET", f"user/{user}/hubforge/api/classifications", other)
         assert r.status_code == 403

@@ -47,6 +47,7 @@ ROUTES = [
     ("DELETE", "user/" + USER + "/hubforge/api/tunings/{seg}"),
     ("POST", "user/" + USER + "/hubforge/api/classifications"),
     ("GET", "user/" + USER + "/hubforge/api/classifications/{seg}/report"),
+    ("POST", "user/" + USER + "/hubforge/api/classifications/{seg}/prelabel"),
     ("GET", "user/" + USER + "/hubforge/labeling/open?next={q}&owner={q}"),
     ("GET", "services/label-studio/api/tasks/?project={q}"),
     ("POST", "services/label-studio/api/tasks/{seg}/annotations/"),

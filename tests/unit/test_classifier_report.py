@@ -110,3 +110,21 @@ def test_the_split_is_per_item_and_too_few_labels_say_how_many_more():
         _items(Labeled([("a", "cat"), ("b", "cat"), ("c", "cat"), ("d", "dog")]), 0, 0.2)
     two = _items(Labeled([("a", "cat"), ("b", "cat"), ("c", "dog"), ("d", "dog")]), 0, 0.01)
     assert {i["split"] for i in two} == {"train", "validation"}  # one moved over
+
+
+def test_prelabel_from_a_terminal_names_what_is_missing(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    env = dict(os.environ, HOME=str(tmp_path))
+    for args, said in [
+        (["nope"], f"No classify run 'nope' in {tmp_path}/automl"),
+        (["../x"], "No classify run '../x': names are like"),
+        ([], "usage: python -m hubforge.automl.prelabel NAME"),
+    ]:
+        out = subprocess.run(
+            [sys.executable, "-m", "hubforge.automl.prelabel", *args],
+            capture_output=True, text=True, env=env, timeout=120,
+        )  # fmt: skip
+        assert out.returncode == 2 and said in out.stderr, (args, out.stderr)

@@ -176,6 +176,31 @@ const plugin: JupyterFrontEndPlugin<void> = {
         );
         window.open(url, '_blank', 'noopener');
       },
+      prelabel: async run => {
+        const note = Notification.emit(
+          `Pre-labeling ${run.project} with ${run.name}…`,
+          'in-progress',
+          { autoClose: false }
+        );
+        try {
+          const done = await postJSON<{ prelabeled: number; project: string }>(
+            `classifications/${encodeURIComponent(run.name)}/prelabel`,
+            {}
+          );
+          Notification.update({
+            id: note,
+            message:
+              `Pre-labeled ${done.prelabeled} items of ${done.project}: ` +
+              'label the least sure first (label(project, order="uncertain"))',
+            type: 'success',
+            autoClose: 8000
+          });
+          await model.refresh();
+        } catch (error) {
+          Notification.dismiss(note);
+          failed(`Could not pre-label ${run.project}`)(error);
+        }
+      },
       cancelTuning: run =>
         remove(`tunings/${encodeURIComponent(run.id)}`)
           .then(() => model.refresh(false))

@@ -57,6 +57,7 @@ export interface IPanelActions {
   openTuningTensorBoard(run: ITuning): Promise<void>;
   trainModel(project: IProject): Promise<void>;
   openReport(run: IClassification): void;
+  prelabel(run: IClassification): Promise<void>;
 }
 
 interface ISnapshot {
@@ -551,6 +552,13 @@ export class HubforgePanel extends Widget {
             'Report',
             `The report of ${run.name}'s best model: accuracy per class, confusion matrix, mistakes`,
             () => this.actions.openReport(classifier)
+          ),
+        classifier &&
+          run.best &&
+          actionButton(
+            'Pre-label the rest',
+            `The best model's guess for every item of ${classifier.project} not labeled yet`,
+            () => this.actions.prelabel(classifier)
           ),
         deployable &&
           actionButton('Deploy best', `Deploy the model of ${run.name}'s best trial`, () =>
