@@ -172,7 +172,7 @@ class HubforgeService(Application):
         self.reconcile = PeriodicCallback(self._releasing(jobs, allocator, self.queue), 1000)
         # tuning runs collect ended trials and start new ones (their search process may
         # take seconds to start: a thread of their own, never holding up the GPU release)
-        self.tuning_pass = PeriodicCallback(_in_turn(self.tunings.run_pass), 2000)
+        self.tuning_pass = PeriodicCallback(_in_turn(self.tunings.run_pass), 1000)
         # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
         # Workloads' (read in a thread: an API call)
         kueue = getattr(jobs, "gpus_waiting", None)

@@ -6,7 +6,7 @@ generated data set (two interleaved spirals, 600 points, seed 0): ``--trials`` t
 script notes when its own code started and ended. Reported:
 
 - **search overhead per trial**: from the end of the trial that freed a slot to the next
-  trial's first line running (the service's pass every 2 s, keras-tuner's answer, the
+  trial's first line running (the service's pass every second, keras-tuner's answer, the
   job's supervisor and Python start; not the trial's own TensorFlow import): median, p90;
 - **accuracy**: the best validation accuracy the search reached, against the same notebook
   run once as a job with its default parameters.
