@@ -12,7 +12,7 @@ from typing import Any
 
 from ..confined import UnsafeEntry, copy_tree
 from ..owner_files import OwnerFiles
-from .errors import BadRequest
+from .errors import BadRequest, Conflict
 from .model import find_versions
 
 NAME = re.compile(r"^[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?$")
@@ -41,6 +41,14 @@ def check_batching(batching: Any) -> dict[str, Any]:
 def _no_space(error: OSError, where: Path) -> None:
     if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error):
         raise OSError(errno.ENOSPC, "No space left on device", str(where)) from None
+
+
+def _changed(error: OSError) -> Conflict:
+    where = f" ({error.filename})" if error.filename else ""
+    return Conflict(
+        f"Not deployed: {error.strerror or error}{where}: a folder of your data area changed "
+        "while the model was copied in (moved, or replaced by a file or a link); try again"
+    )
 
 
 def versions_of(files: OwnerFiles, relative: str | Path) -> dict[int, Path]:
@@ -162,6 +170,9 @@ class EndpointBackend(ABC):
                 f"{area / 'models'} or {area / relative} is a link out of your data area; "
                 "endpoints keep their versions in your area: remove the link"
             ) from None
+        except OSError as e:
+            _no_space(e, area / relative)
+            raise _changed(e) from None
         version = version or (max(existing) + 1 if existing else 1)
         if version in existing and inside != relative / str(version):
             raise BadRequest(
@@ -176,7 +187,7 @@ class EndpointBackend(ABC):
                 raise BadRequest(f"Not deployed: your account may not read it: {e}") from None
             except OSError as e:
                 _no_space(e, area / relative)
-                raise
+                raise _changed(e) from None
         return area / relative, version
 
     @staticmethod

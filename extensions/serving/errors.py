@@ -20,6 +20,13 @@ class NotFound(ServingError):
     status = 404
 
 
+class Conflict(ServingError):
+    """The owner's folder changed under the operation (a folder swapped for a link or a
+    file while a model was copied in): nothing was deployed; trying again may work."""
+
+    status = 409
+
+
 class TooLarge(ServingError):
     status = 413
 

@@ -198,7 +198,10 @@ class LocalEndpointBackend(EndpointBackend):
         self.areas.prepare(owner)
         files = self.areas.of(owner)
         base, version = self.add_version(owner, name, model_dir, version, files)
-        added = files.resolve(os.path.abspath(model_dir)) != files.resolve(base / str(version))
+        try:
+            added = files.resolve(os.path.abspath(model_dir)) != files.resolve(base / str(version))
+        except (OSError, UnsafeEntry):  # changed meanwhile: a failed deploy removes nothing
+            added = False
         try:
             try:
                 return self._deploy(owner, name, base, version, settings)
