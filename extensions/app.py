@@ -129,6 +129,7 @@ class HubforgeExtension(ExtensionApp):
         from . import proxy_guard
         from .automl.handlers import routes as automl_routes
         from .jobs.extension_handlers import routes as job_routes
+        from .schedules.extension_handlers import routes as schedule_routes
         from .sidebar_handlers import routes as sidebar_routes
         from .tensorboard.handlers import Lifecycle
         from .tensorboard.handlers import routes as tensorboard_routes
@@ -141,6 +142,7 @@ class HubforgeExtension(ExtensionApp):
         self.handlers.extend(tensorboard_routes(prefix))
         self.handlers.extend(sidebar_routes(prefix))
         self.handlers.extend(automl_routes(prefix))
+        self.handlers.extend(schedule_routes(prefix))
         self.handlers.append(("/hubforge/labeling/open", LabelStudioOpenHandler))
         self.tensorboards = Lifecycle(self.tensorboard_idle_timeout, self.log)
 

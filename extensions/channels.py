@@ -128,10 +128,11 @@ def activate() -> Path | None:
     return temp
 
 
-class PrivateKernelManager(ServerKernelManager):
-    """A kernel whose ZMQ channels (with ``transport = "ipc"``) are Unix sockets in the
-    server's private folder: ``<private>/k/<kernel id>-<n>``, reachable by its account only.
-    Every kernel has its own name, so kernels starting at once never pick the same sockets."""
+class PrivateChannels:
+    """For a kernel manager: with ``transport = "ipc"``, the kernel's ZMQ channels are Unix
+    sockets in this process's private folder, ``<private>/k/<kernel id>-<n>``, reachable by
+    its account only. Every kernel has its own name, so kernels starting at once never pick
+    the same sockets."""
 
     def _ip_default(self) -> str:
         if self.transport != "ipc":
@@ -152,3 +153,7 @@ class PrivateKernelManager(ServerKernelManager):
                     cmd[i + 1] = "hubforge.kernel_launcher"
                     break
         return cmd
+
+
+class PrivateKernelManager(PrivateChannels, ServerKernelManager):
+    """A user's server's kernels (see :class:`PrivateChannels`)."""

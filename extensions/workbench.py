@@ -449,6 +449,16 @@ class Workbench(Configurable):
             raise TraitError(f"Workbench.{name}={proposal['value']!r}: must be >= {low}")
         return proposal["value"]
 
+    max_schedules_per_user = Integer(
+        20, config=True, help="How many notebook schedules one user may have."
+    )
+    schedule_clock_file = Unicode(
+        "",
+        config=True,
+        help="For tests and benchmarks only: a file holding the time the schedules' clock "
+        "shows (seconds since the epoch; the real time while there is none), which a test "
+        "moves on instead of waiting; relative to the service's folder. Leave it empty.",
+    )
     tensorboard_idle_timeout = Integer(
         3600, config=True, help="Seconds without a request after which a TensorBoard stops."
     )
@@ -556,7 +566,9 @@ def check_known_keys(config: Config, classes: list[type[Configurable]]) -> None:
 def load_workbench(path: str | None = None) -> Workbench:
     """The configured Workbench; ConfigError names any bad key or value."""
     config = load_config(path)
-    check_known_keys(config, [Workbench])
+    from .notify import Notifications  # configured in the same file
+
+    check_known_keys(config, [Workbench, Notifications])
     try:
         workbench = Workbench(config=config)
         # Values from @default (environment, detection) skip @validate: check them too.

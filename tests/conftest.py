@@ -11,6 +11,7 @@ from pathlib import Path
 import psutil
 import pytest
 
+from hubforge.processes import free_port
 from tests.models import warm_cache as warm_models
 from tests.notebooks import training_notebook
 from tests.workbench import RunningWorkbench, isolated, passable, start_workbench
@@ -67,11 +68,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     items.sort(key=short)  # a stable sort: the order within each group stays
 
 
+# Where the shared workbench sends notifications: an SMTP server and a webhook receiver that
+# the notification tests start on loopback (tests/mailbox.py), one pair per test process.
+SMTP_PORT, HOOK_PORT = free_port(), free_port()
 # A fake inventory of two GPUs: allocation is real, the devices are not.
 SESSION_CONFIG = (
     'c.Workbench.gpus = ["0", "1"]\n'
     "c.Workbench.tensorboard_idle_timeout = 15\n"
     "c.Workbench.max_endpoints_per_user = 2\n"
+    # the schedules' clock, which tests move on (service folder/schedule-clock)
+    "c.Workbench.schedule_clock_file = 'schedule-clock'\n"
+    f"c.Notifications.smtp_host = '127.0.0.1'\nc.Notifications.smtp_port = {SMTP_PORT}\n"
+    "c.Notifications.email_template = '{username}@hubforge.test'\n"
+    f"c.Notifications.webhook_prefixes = ['http://127.0.0.1:{HOOK_PORT}/hooks/']\n"
+    "c.Notifications.public_url = 'http://hub.hubforge.test/'\n"
     # the default classes and one only the on-call person may use
     "c.Workbench.priority_classes = [{'name': 'oncall', 'value': 400, 'users': ['oncall-olga']},"
     " {'name': 'interactive', 'value': 300}, {'name': 'normal', 'value': 200},"

@@ -1,9 +1,10 @@
 """The ``hubforge`` command: up, down, status, users, job, tensorboard, serve, label,
-base-model.
+base-model, schedule.
 
 Each capability is a module here with its commands and its sub-parser: up (up.py, with
 first_admin, helper, readiness, service_accounts and stopping), the other workbench commands
-(workbench_commands.py), jobs.py, tensorboard.py, serve.py, label.py and automl.py;
+(workbench_commands.py), jobs.py, tensorboard.py, serve.py, label.py, automl.py and
+schedule.py;
 common.py holds what they share."""
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from .automl import _automl_parser
 from .common import _apply_options
 from .jobs import _job_parser
 from .label import _label_parser
+from .schedule import _schedule_parser
 from .serve import _serve_parser
 from .tensorboard import _tensorboard_parser
 from .up import _up_parser
@@ -36,6 +38,7 @@ def build_parser() -> argparse.ArgumentParser:
     _serve_parser(sub)
     _label_parser(sub)
     _automl_parser(sub)
+    _schedule_parser(sub)
     return parser
 
 

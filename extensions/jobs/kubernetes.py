@@ -238,6 +238,7 @@ class KubernetesJobBackend(JobBackend):
                 "script": f"configmap/{object_name(job_id)}",
                 # the chief writes them to the shared data area, which this service mounts too
                 "figures": JobStore(folder).figures(),
+                "executed_notebook": JobStore(folder).executed_notebook(),
             },
         }
 

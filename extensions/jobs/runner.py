@@ -61,7 +61,9 @@ def record_error(error: BaseException, where: str | None = None) -> None:
     job_dir, replica = os.environ.get("HUBFORGE_JOB_DIR"), os.environ.get("HUBFORGE_REPLICA")
     if not job_dir or not replica:
         return
-    text = "".join(traceback.format_exception_only(type(error), error)).strip()
+    text = getattr(error, "job_error", None)  # an error that says it in one line of its own
+    if not isinstance(text, str) or not text.strip():
+        text = "".join(traceback.format_exception_only(type(error), error)).strip()
     last = text.splitlines()[-1]
     last = f"{where}: {last}" if where else last
     record = {"error": last[:500], "attempt": os.environ.get("HUBFORGE_ATTEMPT")}

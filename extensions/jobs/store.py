@@ -197,7 +197,16 @@ class JobStore:
             "log_dir": str(self.path / "logs"),
             "script": str(self.script_file),
             "figures": self.figures(),
+            "executed_notebook": self.executed_notebook(),
         }
+
+    def executed_notebook(self) -> str | None:
+        """A scheduled run's notebook with its outputs (hubforge.schedules.executor)."""
+        try:
+            info = self.files.lstat(self._relative("executed.ipynb"))
+        except (UnsafeEntry, OSError):
+            return None
+        return str(self.path / "executed.ipynb") if info and info["kind"] == "file" else None
 
     def figures(self) -> list[str]:
         """The PNGs the job drew (plt.show() and figures left open), in order."""

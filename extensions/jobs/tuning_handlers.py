@@ -25,13 +25,17 @@ class ServiceTrialJobs:
     def __init__(self, jobs: Any, queue: Any, quotas: Any, endpoints: Any) -> None:
         self.jobs, self.queue, self.quotas, self.endpoints = jobs, queue, quotas, endpoints
 
-    def submit(self, owner: str, spec: JobSpec, script: str, job_id: str) -> dict[str, Any]:
+    def check_quota(self, owner: str, spec: JobSpec) -> None:
+        """Waiting when the owner's quota has no room for the job now."""
         waiting = self.queue.waiting_ids(owner) if self.queue is not None else []
         count = spec.workers * spec.gpus_per_worker
         try:
             self.quotas.check_job(owner, count, self.jobs, self.endpoints, waiting)
         except QuotaExceeded as e:
-            raise Waiting(f"the next trial waits: {e}") from None
+            raise Waiting(f"waits for room in your quota: {e}") from None
+
+    def submit(self, owner: str, spec: JobSpec, script: str, job_id: str) -> dict[str, Any]:
+        self.check_quota(owner, spec)
         if self.queue is not None and self.queue.admits(spec):
             request = self.queue.request(owner, spec, job_id)
             record = self.jobs.submit(owner, spec, script, job_id=job_id, queued=True)

@@ -33,6 +33,12 @@ def check_cron(expr: str) -> str:
             f"cron {expr!r} is not a cron expression: minute 0-59, hour 0-23, day 1-31, "
             "month 1-12, weekday 0-6 (Sunday 0); '*', lists '1,15', ranges '1-5', steps '*/10'"
         )
+    try:  # valid, yet a time that never comes ('0 0 30 2 *': 30 February)
+        croniter(normal, dt.datetime(2026, 1, 1, tzinfo=dt.UTC)).get_next(dt.datetime)
+    except Exception:  # croniter's CroniterBadDateError, or whatever else it raises
+        raise ScheduleError(
+            f"cron {expr!r} never comes (a day no month has?): pick days that exist"
+        ) from None
     return normal
 
 
@@ -54,7 +60,10 @@ def next_times(expr: str, timezone: str, after: dt.datetime, count: int = 5) -> 
 def times_between(
     expr: str, timezone: str, start: dt.datetime, end: dt.datetime, limit: int = 10_000
 ) -> list[dt.datetime]:
-    """The run times in (start, end], oldest first (at most ``limit``, the newest kept)."""
+    """The run times in (start, end], oldest first (at most ``limit``, the newest kept).
+    Times more than two days before ``end`` are not looked at (a long stop of the
+    workbench costs no long walk)."""
+    start = max(start, end - dt.timedelta(days=2))
     it = croniter(check_cron(expr), start.astimezone(check_timezone(timezone)))
     found: list[dt.datetime] = []
     while (when := it.get_next(dt.datetime)) <= end:

@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import logging
 import re
 import secrets
 import shutil
+import threading
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -23,9 +26,16 @@ from ..atomic import DamagedStateFile, read_json, write_json
 from .cron import ScheduleError, check_cron, check_timezone
 from .planner import check_missed, plan
 
+log = logging.getLogger("hubforge.schedules")
 ID = re.compile(r"s-[a-z0-9]{8}")
 OWNER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")  # a job's name
+ENDED = ("succeeded", "failed", "cancelled", "damaged", "skipped")
 KEPT_RUNS = 200  # the newest runs kept in a schedule's history
+MAX_PER_OWNER = 20
+# bytes of a scheduled notebook, outputs left out (on Kubernetes a job's script is a
+# ConfigMap: 1 MiB at most, the notebook quoted within)
+MAX_NOTEBOOK = 512 * 1024
 
 
 class ScheduleNotFound(KeyError):
@@ -36,8 +46,77 @@ def job_id(schedule_id: str, run: int) -> str:
     return f"{schedule_id}-r{run}"
 
 
+def _check_settings(
+    owner: Any, timezone: Any, missed: Any, params: Any, workers: Any, gpus: Any, name: Any
+) -> None:
+    """ScheduleError saying what to change in a new schedule's settings."""
+    if not isinstance(owner, str) or not OWNER.fullmatch(owner):
+        raise ScheduleError(f"{owner!r} cannot have schedules (not a workbench user name)")
+    check_timezone(timezone)
+    check_missed(missed)
+    if params is not None and not isinstance(params, dict):
+        raise ScheduleError('params: an object of the notebook\'s parameters, e.g. {"epochs": 5}')
+    if not _whole(workers) or not 1 <= workers <= 64:
+        raise ScheduleError("workers: a whole number from 1 to 64")
+    if not _whole(gpus) or not 0 <= gpus <= 16:
+        raise ScheduleError("gpus_per_worker: a whole number from 0 to 16")
+    if name and (not isinstance(name, str) or not NAME.fullmatch(name)):
+        raise ScheduleError(f"name={name!r}: 1-40 lowercase letters, digits or '-', e.g. 'nightly'")
+
+
+def _checked_notebook(notebook: Any, params: dict[str, Any]) -> dict[str, Any]:
+    """The notebook as nbformat writes it (what runs), its ``params`` ones the notebook's
+    ``parameters`` cell sets (none without one); ScheduleError otherwise."""
+    import nbformat
+
+    from ..jobs.convert import check_params, parameters_of
+    from ..jobs.errors import JobError
+
+    if not isinstance(notebook, dict) or not isinstance(notebook.get("cells"), list):
+        raise ScheduleError("notebook: the notebook's JSON (a dict with its cells)")
+    given = {"metadata": {}, "nbformat": 4, "nbformat_minor": 5, **notebook}
+    try:
+        with warnings.catch_warnings():  # cells without ids: nbformat gives them ids
+            warnings.simplefilter("ignore")
+            nb = nbformat.reads(json.dumps(given), as_version=4)
+        defaults = parameters_of(nb)
+    except Exception as e:  # whatever a malformed notebook makes nbformat raise
+        raise ScheduleError(f"notebook: not a notebook Jupyter can read ({e})") from None
+    try:
+        check_params(defaults, params)
+    except JobError as e:
+        raise ScheduleError(f"params: {e}") from None
+    for cell in nb.cells:  # what runs: each run makes its own outputs
+        if cell.get("cell_type") == "code":
+            cell["outputs"], cell["execution_count"] = [], None
+    kept = json.loads(json.dumps(nb))  # (sources stay strings, as the owner's notebook has them)
+    if len(json.dumps(kept)) > MAX_NOTEBOOK:
+        raise ScheduleError(
+            f"notebook: larger than {MAX_NOTEBOOK // 1024} KB without its outputs; keep data "
+            "in files it reads, not in its cells"
+        )
+    return kept
+
+
+def _whole(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
 def _utc_now() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def file_clock(path: str | Path) -> Callable[[], dt.datetime]:
+    """The time written in ``path`` (seconds since the epoch; the real time while it holds
+    none): for tests and benchmarks, which move it on (Workbench.schedule_clock_file)."""
+
+    def clock() -> dt.datetime:
+        try:
+            return dt.datetime.fromtimestamp(float(Path(path).read_text()), dt.UTC)
+        except (OSError, ValueError, OverflowError):
+            return _utc_now()
+
+    return clock
 
 
 def _iso(when: dt.datetime) -> str:
@@ -49,9 +128,21 @@ def _parse(text: str) -> dt.datetime:
 
 
 class Schedules:
-    def __init__(self, root: str | Path, clock: Callable[[], dt.datetime] = _utc_now):
+    """``max_per_owner``: how many schedules one user may have (Workbench.
+    max_schedules_per_user)."""
+
+    def __init__(
+        self,
+        root: str | Path,
+        clock: Callable[[], dt.datetime] = _utc_now,
+        max_per_owner: int = MAX_PER_OWNER,
+    ):
         self.root = Path(root)
         self.clock = clock
+        self.max_per_owner = max_per_owner
+        # one change at a time (the service's pass and its requests run in threads): a pause
+        # and a run's new state read and write the same record
+        self.lock = threading.RLock()
 
     # -- where ---------------------------------------------------------------------------
     def _folder(self, owner: str, schedule_id: str) -> Path:
@@ -87,36 +178,41 @@ class Schedules:
         gpus_per_worker: int = 0,
         missed: str = "once",
         name: str = "",
+        path: str = "",
+        notify: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        """A new schedule of ``notebook`` (its JSON: kept as it is now)."""
-        if not isinstance(notebook, dict) or "cells" not in notebook:
-            raise ScheduleError("notebook: the notebook's JSON (a dict with its cells)")
-        check_timezone(timezone)
-        check_missed(missed)
-        if not isinstance(workers, int) or not 1 <= workers <= 64:
-            raise ScheduleError("workers: a whole number from 1 to 64")
-        if not isinstance(gpus_per_worker, int) or not 0 <= gpus_per_worker <= 16:
-            raise ScheduleError("gpus_per_worker: a whole number from 0 to 16")
+        """A new schedule of ``notebook`` (its JSON: kept as it is now; ``path``: where it
+        came from in the owner's home, shown with the schedule)."""
+        _check_settings(owner, timezone, missed, params, workers, gpus_per_worker, name)
+        notebook = _checked_notebook(notebook, params or {})
         schedule_id = "s-" + secrets.token_hex(4)
         folder = self._folder(owner, schedule_id)
         record = {
             "id": schedule_id,
             "owner": owner,
             "name": name or schedule_id,
+            "path": path if isinstance(path, str) else "",
             "cron": check_cron(cron),
             "timezone": timezone,
             "params": dict(params or {}),
             "workers": workers,
             "gpus_per_worker": gpus_per_worker,
             "missed": missed,
+            "notify": notify,  # checked by the caller (hubforge.notify.Notifications.check)
             "paused": False,
             "created": _iso(self.clock()),
             "covered": _iso(self.clock()),  # runs are planned for cron times after this
             "runs": [],
         }
-        folder.mkdir(parents=True)
-        write_json(folder / "notebook.ipynb", notebook)
-        self._save(record)
+        with self.lock:
+            if sum(1 for _ in self._folders(owner)) >= self.max_per_owner:
+                raise ScheduleError(
+                    f"You have {self.max_per_owner} schedules, the most one user may have: "
+                    "delete one you no longer need"
+                )
+            folder.mkdir(parents=True)
+            write_json(folder / "notebook.ipynb", notebook)
+            self._save(record)
         return record
 
     def get(self, owner: str, schedule_id: str) -> dict[str, Any]:
@@ -145,24 +241,27 @@ class Schedules:
 
     def update_notebook(self, owner: str, schedule_id: str, notebook: dict[str, Any]) -> None:
         """Runs from now on run this version of the notebook."""
-        if not isinstance(notebook, dict) or "cells" not in notebook:
-            raise ScheduleError("notebook: the notebook's JSON (a dict with its cells)")
-        self._load(owner, schedule_id)
-        write_json(self._folder(owner, schedule_id) / "notebook.ipynb", notebook)
+        notebook = _checked_notebook(notebook, self._load(owner, schedule_id)["params"])
+        with self.lock:  # (checked before: a big notebook holds up no one else)
+            record = self._load(owner, schedule_id)
+            _checked_notebook(notebook, record["params"])  # its params as they are now
+            write_json(self._folder(owner, schedule_id) / "notebook.ipynb", notebook)
 
     def set_paused(self, owner: str, schedule_id: str, paused: bool) -> dict[str, Any]:
         """Pause, or resume: a resumed schedule plans from now (no catching up on the pause)."""
-        record = self._load(owner, schedule_id)
-        if record["paused"] and not paused:
-            record["covered"] = _iso(self.clock())
-        record["paused"] = paused
-        self._save(record)
-        return record
+        with self.lock:
+            record = self._load(owner, schedule_id)
+            if record["paused"] and not paused:
+                record["covered"] = _iso(self.clock())
+            record["paused"] = paused
+            self._save(record)
+            return record
 
     def delete(self, owner: str, schedule_id: str) -> None:
         """Gone, with its frozen notebook (its runs' jobs and executed notebooks stay)."""
-        self._load(owner, schedule_id)
-        shutil.rmtree(self._folder(owner, schedule_id))
+        with self.lock:
+            self._load(owner, schedule_id)
+            shutil.rmtree(self._folder(owner, schedule_id))
 
     # -- the service's tick ------------------------------------------------------------------
     def due(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
@@ -171,13 +270,24 @@ class Schedules:
         now = self.clock()
         out = []
         for folder in self._folders(None):
-            try:
-                record = self._load(folder.parent.name, folder.name)
-            except (ScheduleNotFound, ScheduleError):
-                continue
-            if not record["paused"]:
-                self._plan(record, now)
+            with self.lock:
+                try:
+                    record = self._load(folder.parent.name, folder.name)
+                    if not record["paused"]:
+                        self._plan(record, now)
+                except (ScheduleNotFound, ScheduleError, OSError):
+                    continue
+                except Exception:  # one schedule the planner cannot take holds up no other
+                    log.exception("Schedule %s of %s not planned", folder.name, folder.parent.name)
+                    continue
             out += [(record, run) for run in record["runs"] if run["state"] == "planned"]
+        return out
+
+    def following(self) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+        """(schedule, run) for every run submitted whose job has not ended."""
+        out = []
+        for record in self.list():
+            out += [(record, r) for r in record["runs"] if r["state"] not in ("planned", *ENDED)]
         return out
 
     def _plan(self, record: dict[str, Any], now: dt.datetime) -> None:
@@ -187,7 +297,10 @@ class Schedules:
         if decided.covered is None:
             return
         record["covered"] = _iso(decided.covered)
-        if decided.run is not None:
+        waiting = [r for r in record["runs"] if r["state"] == "planned"]
+        if decided.run is not None and waiting:  # the last one still waits (the owner's quota)
+            waiting[-1]["missed_while_waiting"] = waiting[-1].get("missed_while_waiting", 0) + 1
+        elif decided.run is not None:
             number = (record["runs"][-1]["number"] + 1) if record["runs"] else 1
             record["runs"].append(
                 {
@@ -202,10 +315,11 @@ class Schedules:
 
     def mark(self, owner: str, schedule_id: str, number: int, **fields: Any) -> dict[str, Any]:
         """Note what became of run ``number`` (state, started, executed notebook...)."""
-        record = self._load(owner, schedule_id)
-        for run in record["runs"]:
-            if run["number"] == number:
-                run.update(fields)
-                self._save(record)
-                return run
+        with self.lock:
+            record = self._load(owner, schedule_id)
+            for run in record["runs"]:
+                if run["number"] == number:
+                    run.update(fields)
+                    self._save(record)
+                    return run
         raise ScheduleNotFound(f"No run {number} of schedule {schedule_id}")

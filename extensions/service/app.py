@@ -26,6 +26,10 @@ from ..jobs.tuning_handlers import ServiceTrialJobs
 from ..jobs.tuning_handlers import routes as tuning_routes
 from ..labeling import server as label_studio
 from ..labeling.handlers import routes as labeling_routes
+from ..notify import Notifications
+from ..schedules.handlers import routes as schedule_routes
+from ..schedules.runs import ScheduledRuns
+from ..schedules.store import Schedules, file_clock
 from ..serving.handlers import routes as serving_routes
 from ..workbench import Workbench, load_workbench
 from .accesslog import log_request
@@ -132,10 +136,9 @@ class HubforgeService(Application):
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
         self.jobs = jobs
-        args["tunings"] = self.tunings = Tunings(
-            workbench.service_dir / "tunings",
-            ServiceTrialJobs(jobs, self.queue, args["quotas"], self.endpoints),
-        )
+        submitter = ServiceTrialJobs(jobs, self.queue, args["quotas"], self.endpoints)
+        args["tunings"] = self.tunings = Tunings(workbench.service_dir / "tunings", submitter)
+        self._schedules(workbench, submitter)
         self._periodic_work(workbench, jobs, allocator)
         api = url_path_join(self.prefix, "api")
         accounts = self._label_studio_accounts(workbench)
@@ -146,6 +149,9 @@ class HubforgeService(Application):
             hub_prefix=hub_prefix,
             handlers=jobs_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})
             + tuning_routes(api, args)
+            + schedule_routes(
+                api, {**args, "schedules": self.schedules, "notifications": self.notifications}
+            )
             + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints, "jobs": jobs})
             + labeling_routes(api, {**args, "accounts": accounts})
             + overview_routes(
@@ -164,6 +170,18 @@ class HubforgeService(Application):
             ],
         )
 
+    def _schedules(self, workbench: Workbench, submitter: ServiceTrialJobs) -> None:
+        """Schedules' store and the pass that submits and follows their runs."""
+        given = workbench.schedule_clock_file  # (relative: in the service's folder)
+        clock = [file_clock(workbench.service_dir / given)] if given else []
+        self.schedules = Schedules(
+            workbench.service_dir / "schedules",
+            *clock,
+            max_per_owner=workbench.max_schedules_per_user,
+        )
+        self.notifications = Notifications(config=workbench.config)
+        self.scheduled = ScheduledRuns(self.schedules, submitter, self.notifications)
+
     def _periodic_work(self, workbench: Workbench, jobs: object, allocator: GpuAllocator) -> None:
         """GPU release of finished jobs, the idle culler, and the hub's users in step with
         the password file (started with the service)."""
@@ -173,6 +191,8 @@ class HubforgeService(Application):
         # tuning runs collect ended trials and start new ones (their search process may
         # take seconds to start: a thread of their own, never holding up the GPU release)
         self.tuning_pass = PeriodicCallback(_in_turn(self.tunings.run_pass), 1000)
+        # schedules' runs due now are submitted, and submitted ones followed to their end
+        self.schedule_pass = PeriodicCallback(_in_turn(self.scheduled.run_pass), 1000)
         # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
         # Workloads' (read in a thread: an API call)
         kueue = getattr(jobs, "gpus_waiting", None)
@@ -233,6 +253,7 @@ class HubforgeService(Application):
         server = app.listen(url.port or 80, url.hostname or "127.0.0.1", xheaders=True)
         self.reconcile.start()
         self.tuning_pass.start()
+        self.schedule_pass.start()
         self.cull.start()
         self.user_sync.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)

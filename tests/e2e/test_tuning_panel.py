@@ -1,7 +1,10 @@
 """The panel's Tuning group in Chromium (#34): a search started through the user's own
 server (the sidebar's REST route) shows as one group, its trials in a table and a plot and
 not again among the jobs; TensorBoard over its trials lists each in the HParams plugin;
-Cancel on a running search stops its trials; another user's token is refused."""
+Cancel on a running search stops its trials; another user's token is refused.
+
+Run as job's other choice, Schedule… (#35), in the same Lab (a JupyterLab load less): the
+cron helper, the panel's Schedules group with a run's history, Open, Pause and Delete."""
 
 from __future__ import annotations
 
@@ -11,6 +14,7 @@ from urllib.parse import urljoin
 import pytest
 
 from tests.e2e.lab import code_notebook, login_and_start, xsrf_of
+from tests.integration.test_schedules_hub import Clock
 from tests.integration.test_tuning_local import hparams_table
 
 pytestmark = [pytest.mark.browser, pytest.mark.hub]
@@ -32,12 +36,18 @@ SEARCH = notebook(
     "from hubforge import distribute\ndistribute.report(score=-(x - 3) ** 2)",
 )
 SLOW = notebook("x = 0.0", "import time\ntime.sleep(300)")
+REPORT = notebook("x = 0.0", "print('x squared is', x * x)")
 
 
 def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(workbench, page):
     user = "tuna-tess"
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(m.text) if m.type == "error" else 0)
+    page.on(
+        "console",
+        lambda m: (
+            problems.append(f"{m.text} {m.location.get('url', '')}") if m.type == "error" else 0
+        ),
+    )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     # the team's base-model store: one model for everyone, one private to another account
     from hubforge import automl
@@ -58,7 +68,11 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         )
 
     try:
-        for name, model in (("search.ipynb", SEARCH), ("slow.ipynb", SLOW)):
+        for name, model in (
+            ("search.ipynb", SEARCH),
+            ("slow.ipynb", SLOW),
+            ("report.ipynb", REPORT),
+        ):
             r = page.request.put(
                 workbench.url + f"user/{user}/api/contents/{name}",
                 data=json.dumps(model), headers=headers,
@@ -154,6 +168,46 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
             job = call("GET", f"jobs/{trial['job']}").json()
             assert job["state"] == "cancelled", job
 
+        # Schedule…, chosen in Run as job: the cron helper says what is typed in words, with
+        # the next five times; the panel shows the schedule, its runs and opens a run's outputs
+        clock = Clock(workbench)
+        page.click(".jp-SideBar.jp-mod-left [data-id='filebrowser']")
+        item = ".jp-DirListing-item[data-file-type='notebook']:has-text('report.ipynb')"
+        page.click(".jp-FileBrowser [data-command='filebrowser:refresh']")
+        page.wait_for_selector(item, timeout=120_000)
+        page.click(item, button="right")
+        page.click(".lm-Menu-item:has-text('Run as job')")
+        page.wait_for_selector(".jp-Dialog input[name='param-x']")
+        page.check(".jp-Dialog input[name='schedule']")
+        page.fill(".jp-Dialog input[name='cron']", "61 * * * *")
+        page.wait_for_selector(".jp-Dialog .hf-CronHelp.hf-Error:has-text('minute 0-59')")
+        page.fill(".jp-Dialog input[name='cron']", "* * * * *")
+        page.fill(".jp-Dialog input[name='timezone']", "Europe/Berlin")
+        page.wait_for_selector(".jp-Dialog .hf-CronHelp:not(.hf-Error):has-text('every minute')")
+        assert page.locator(".jp-Dialog .hf-NextRuns li").count() == 5
+        assert "(in " in page.inner_text(".jp-Dialog .hf-NextRuns li >> nth=0")
+        page.fill(".jp-Dialog input[name='param-x']", "3.0")
+        page.click(".jp-Dialog button:has-text('Submit')")
+        page.wait_for_selector(".jp-Dialog", state="detached")
+        (made,) = call("GET", "schedules").json()["schedules"]
+        assert made["path"] == "report.ipynb" and made["params"] == {"x": 3.0}, made
+        assert made["timezone"] == "Europe/Berlin" and made["cron"] == "* * * * *", made
+        row = f"#hubforge-panel .hf-Schedule[data-schedule='{made['id']}']"
+        page.wait_for_selector(row)
+        assert "every minute (Europe/Berlin) · next" in page.inner_text(row)
+        clock.minute_on()
+        ran = f"{row} .hf-Runs tr[data-run='1'][data-state='succeeded']"
+        page.wait_for_selector(ran, timeout=120_000)
+        page.click(f"{ran} button:has-text('Open')")
+        page.wait_for_selector(".lm-TabBar-tab:has-text('executed.ipynb')", timeout=60_000)
+        page.wait_for_selector(".jp-OutputArea-output:has-text('x squared is 9.0')")
+        page.click(f"{row} button:has-text('Pause')")
+        page.wait_for_selector(f"{row}[data-state='paused']")
+        page.click(f"{row} button:has-text('Delete')")
+        page.click(".jp-Dialog button:has-text('Delete')")
+        page.wait_for_selector(row, state="detached")
+        assert call("GET", "schedules").json()["schedules"] == []
+
         # another user: refused at the server, and sees no run through the service
         other = workbench.create_user("tuna-theo")
         assert workbench.api("GET", f"user/{user}/hubforge/api/tunings", other).status_code == 403
@@ -161,6 +215,7 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         assert mine == []
         r = workbench.api("DELETE", f"services/hubforge/api/tunings/{run['id']}", other)
         assert r.status_code == 404
-        assert not problems, problems
+        # (the cron helper's answer to "61 * * * *" was a 400, as it should be)
+        assert not [p for p in problems if "/hubforge/api/cron?" not in p], problems
     finally:
         workbench.ensure_stopped(user)

@@ -17,6 +17,14 @@ import pytest
 import requests
 
 from hubforge.processes import MARKER
+from tests.integration.test_schedules_hub import (
+    GREETING,
+    SCHEDULES,
+    Clock,
+    as_json,
+    ended_run,
+    runs_of,
+)
 from tests.models import keras_model
 from tests.workbench import start_workbench
 
@@ -70,9 +78,9 @@ def small_disk(tmp_path_factory):
 @pytest.fixture(scope="module")
 def wb(small_disk):
     folder, _ = small_disk
-    wb = start_workbench(
-        folder / "wb", base_url="/", config='c.Workbench.label_studio_python = ""\n'
-    )
+    config = 'c.Workbench.label_studio_python = ""\n'
+    config += "c.Workbench.schedule_clock_file = 'schedule-clock'\n"  # moved by the tests
+    wb = start_workbench(folder / "wb", base_url="/", config=config)
     yield wb
     wb.down()
 
@@ -132,14 +140,31 @@ def predict(wb, token, answers: list | None = None) -> int:
     return r.status_code
 
 
-def test_a_killed_service_is_back_in_seconds(wb, user):
+def test_a_killed_service_is_back_in_seconds_and_loses_and_doubles_no_scheduled_run(wb, user):
     assert predict(wb, user) == 200
+    clock = Clock(wb)  # a schedule every minute, run once before the kill
+    body = {"notebook": as_json(GREETING), "cron": "* * * * *", "missed": "once"}
+    r = wb.api("POST", SCHEDULES, user, json=body)
+    assert r.status_code == 201, r.text
+    sid = r.json()["id"]
+    clock.minute_on()
+    assert ended_run(wb, user, sid, 1)["state"] == "succeeded"
+
     killed = service_app(wb)
     killed.kill()
+    clock.minute_on()  # two run times pass while the service is down
+    clock.minute_on()
     # back by itself: how fast is a benchmark's figure (tests/bench), not this test's
     wait_for(lambda: predict(wb, user) == 200, 120, "the gateway to answer again")
     assert service_app(wb).pid != killed.pid
     assert "-m hubforge.service.app exited with -9; starting it again" in wb.log.read_text()
+    second = ended_run(wb, user, sid, 2)  # the newest missed time, once
+    assert second["state"] == "succeeded" and second["skipped_before"] == 1, second
+    time.sleep(3)  # three more passes: nothing else starts
+    assert [r["number"] for r in runs_of(wb, user, sid)] == [1, 2]
+    jobs = wb.api("GET", "services/hubforge/api/jobs", user).json()["jobs"]
+    assert sorted(j["id"] for j in jobs if j["id"].startswith(sid)) == [f"{sid}-r1", f"{sid}-r2"]
+    assert wb.api("DELETE", f"{SCHEDULES}/{sid}", user).status_code == 204
 
 
 def test_a_deploy_the_service_died_in_leaves_no_endpoint_process(wb, user):

@@ -22,6 +22,8 @@ ROUTES = [
     "tunings",
     "base-models",
     "classifications",
+    "schedules",
+    "cron?cron=0+2+*+*+*",
     "job-check?path=train.ipynb",
 ]
 

@@ -22,7 +22,13 @@ from hubforge.schedules import (
 )
 
 UTC = dt.UTC
-NOTEBOOK = {"cells": [{"cell_type": "code", "source": "x = 1", "metadata": {}}], "nbformat": 4}
+NOTEBOOK = {  # the cell tagged "parameters" sets the ones a schedule may give
+    "cells": [
+        {"cell_type": "code", "source": "epochs = 1", "metadata": {"tags": ["parameters"]}},
+        {"cell_type": "code", "source": "x = 1", "metadata": {}},
+    ],
+    "nbformat": 4,
+}
 
 
 class Clock:
@@ -116,10 +122,10 @@ def test_the_notebook_is_frozen_paused_schedules_wait_and_others_are_refused(tmp
     store = Schedules(tmp_path, clock)
     notebook = json.loads(json.dumps(NOTEBOOK))
     made = store.create("ana", notebook, "* * * * *")
-    notebook["cells"][0]["source"] = "x = 2"  # the owner edits the original
-    assert store.notebook("ana", made["id"])["cells"][0]["source"] == "x = 1"
+    notebook["cells"][1]["source"] = "x = 2"  # the owner edits the original
+    assert store.notebook("ana", made["id"])["cells"][1]["source"] == "x = 1"
     store.update_notebook("ana", made["id"], notebook)  # "update to the current version"
-    assert store.notebook("ana", made["id"])["cells"][0]["source"] == "x = 2"
+    assert store.notebook("ana", made["id"])["cells"][1]["source"] == "x = 2"
 
     store.set_paused("ana", made["id"], True)
     clock.advance(minutes=10)
@@ -164,3 +170,37 @@ def test_bad_requests_say_what_to_change_and_a_damaged_record_is_skipped(tmp_pat
     assert [s["id"] for s in store.list("ana")] == [good["id"]]
     with pytest.raises(ScheduleError, match="its record is damaged"):
         store.get("ana", damaged["id"])
+
+
+def test_one_users_schedules_neither_stop_nor_crowd_out_anothers(tmp_path):
+    clock = Clock(at("2026-12-05T10:00:10"))
+    store = Schedules(tmp_path, clock, max_per_owner=3)
+    with pytest.raises(ScheduleError, match="never comes"):  # 30 February
+        store.create("eve", NOTEBOOK, "0 0 30 2 *")
+    ana = store.create("ana", NOTEBOOK, "* * * * *")["id"]
+    # a record the planner cannot take (written as an older version might have): skipped
+    eve = store.create("eve", NOTEBOOK, "* * * * *")["id"]
+    record = json.loads((tmp_path / "eve" / eve / "schedule.json").read_text())
+    record["cron"] = "0 0 30 2 *"
+    (tmp_path / "eve" / eve / "schedule.json").write_text(json.dumps(record))
+    clock.now += dt.timedelta(minutes=1)
+    assert [(s["owner"], r["number"]) for s, r in store.due()] == [("ana", 1)]
+
+    # at most max_per_owner each
+    store.create("eve", NOTEBOOK, "* * * * *")
+    store.create("eve", NOTEBOOK, "* * * * *")
+    with pytest.raises(ScheduleError, match="You have 3 schedules"):
+        store.create("eve", NOTEBOOK, "* * * * *")
+    # a run still waiting (the owner's quota) gets no second one behind it
+    clock.now += dt.timedelta(minutes=2)
+    (waiting,) = [r for s, r in store.due() if s["id"] == ana]
+    assert waiting["number"] == 1 and waiting["missed_while_waiting"] == 1
+
+    # what runs is the notebook without its outputs, and not a big one
+    big = json.loads(json.dumps(NOTEBOOK))
+    big["cells"][1]["outputs"] = [{"output_type": "stream", "name": "stdout", "text": "x" * 10**6}]
+    kept = store.create("ana", big, "0 2 * * *")
+    assert store.notebook("ana", kept["id"])["cells"][1]["outputs"] == []
+    big["cells"][1]["source"] = "x = '" + "x" * 600_000 + "'"
+    with pytest.raises(ScheduleError, match="larger than 512 KB"):
+        store.update_notebook("ana", kept["id"], big)

@@ -34,13 +34,26 @@ function shown(value: unknown, type: string): string {
 
 /** What the Run-as-job form submits: a job, or (Tune…) a search whose trials are jobs. */
 export interface IRunRequest {
-  route: 'jobs' | 'tunings';
+  route: 'jobs' | 'tunings' | 'schedules';
   body: Record<string, unknown>;
 }
 
 const TUNE_HINT =
   'Tune: give a parameter a range ("0.0001 .. 0.1 log", "8 .. 64 step 8") or a list ' +
   '("16, 32, 64"); one left as it is keeps the notebook\'s value.';
+
+const SCHEDULE_HINT =
+  'Cron: minute hour day month weekday, e.g. "0 2 * * *" at 02:00 daily, ' +
+  '"*/15 * * * *" every 15 minutes, "30 6 * * 1" Mondays at 06:30. The notebook is copied now.';
+
+/** The browser's time zone (e.g. "Europe/Berlin"), the schedule's default. */
+function localTimezone(): string {
+  try {
+    return Intl.DateTimeFormat().resolvedOptions().timeZone || 'UTC';
+  } catch {
+    return 'UTC';
+  }
+}
 
 /** The Run-as-job form; getValue() is what to POST (or throws why not). */
 export class RunAsJobBody extends Widget {
@@ -94,7 +107,79 @@ export class RunAsJobBody extends Widget {
     );
     this._tune.addEventListener('change', () => {
       this._tuneFields.hidden = !this._tune.checked;
+      if (this._tune.checked) {
+        this._schedule.checked = false;
+        this._scheduleFields.hidden = true;
+      }
     });
+    this._schedule = h('input', {
+      type: 'checkbox',
+      name: 'schedule',
+      'aria-label': 'Run it on a schedule'
+    });
+    this._cron = h('input', {
+      type: 'text',
+      name: 'cron',
+      value: '0 2 * * *',
+      'aria-label': 'Cron expression: minute hour day month weekday'
+    });
+    this._timezone = h('input', {
+      type: 'text',
+      name: 'timezone',
+      value: localTimezone(),
+      'aria-label': 'Time zone'
+    });
+    this._missed = h(
+      'select',
+      { name: 'missed', 'aria-label': 'A run missed while the workbench was down' },
+      h('option', { value: 'once' }, 'runs once when it is back'),
+      h('option', { value: 'skip' }, 'is skipped')
+    );
+    this._notifyOn = h(
+      'select',
+      { name: 'notify', 'aria-label': 'Tell me' },
+      h('option', { value: 'failure' }, 'when a run fails'),
+      h('option', { value: 'always' }, 'after every run'),
+      h('option', { value: 'success' }, 'when a run succeeds')
+    );
+    this._email = h('input', { type: 'checkbox', name: 'email', 'aria-label': 'By e-mail' });
+    this._webhook = h('input', {
+      type: 'text',
+      name: 'webhook',
+      placeholder: 'https://… (an address your admin allows)',
+      'aria-label': 'Webhook URL'
+    });
+    this._cronHelp = h('div', { className: 'hf-CronHelp', 'aria-live': 'polite' });
+    this._scheduleFields = h(
+      'fieldset',
+      { className: 'hf-ScheduleFields', hidden: true },
+      h('legend', {}, 'Schedule'),
+      h('p', { className: 'hf-Hint' }, SCHEDULE_HINT),
+      h('label', {}, 'Cron ', this._cron),
+      h('label', {}, 'Time zone ', this._timezone),
+      this._cronHelp,
+      h('label', {}, 'A missed run ', this._missed),
+      h('label', {}, 'Tell me ', this._notifyOn),
+      h('label', {}, this._email, ' by e-mail'),
+      h('label', {}, 'Webhook ', this._webhook)
+    );
+    this._schedule.addEventListener('change', () => {
+      this._scheduleFields.hidden = !this._schedule.checked;
+      if (this._schedule.checked) {
+        this._tune.checked = false;
+        this._tuneFields.hidden = true;
+        void this._explain();
+      }
+    });
+    let typing: ReturnType<typeof setTimeout> | null = null;
+    for (const input of [this._cron, this._timezone]) {
+      input.addEventListener('input', () => {
+        if (typing) {
+          clearTimeout(typing);
+        }
+        typing = setTimeout(() => void this._explain(), 300);
+      });
+    }
     this._warnings = h('ul', { className: 'hf-Warnings', 'aria-live': 'polite' });
     this._error = h('div', { className: 'hf-Error', role: 'alert' });
     this.node.append(
@@ -107,6 +192,13 @@ export class RunAsJobBody extends Widget {
       ),
       h('label', { className: 'hf-Tune' }, this._tune, ' Tune… (a search: every trial a job)'),
       this._tuneFields,
+      h(
+        'label',
+        { className: 'hf-Schedule' },
+        this._schedule,
+        ' Schedule… (the workbench runs it at these times, as your job)'
+      ),
+      this._scheduleFields,
       this._params,
       this._warnings,
       this._error
@@ -185,7 +277,55 @@ export class RunAsJobBody extends Widget {
       }
       params[name] = parsed.value;
     }
+    if (this._schedule.checked) {
+      return { route: 'schedules', body: this._scheduled(workers, gpus, params) };
+    }
     return { route: 'jobs', body: { path: this.path, workers, gpus_per_worker: gpus, params } };
+  }
+
+  private _scheduled(
+    workers: number,
+    gpus: number,
+    params: Record<string, unknown>
+  ): Record<string, unknown> {
+    const cron = this._cron.value.trim();
+    if (cron.split(/\s+/).length !== 5) {
+      throw new Error(`Cron: five fields (minute hour day month weekday). ${SCHEDULE_HINT}`);
+    }
+    const webhook = this._webhook.value.trim();
+    const notify =
+      this._email.checked || webhook
+        ? { on: this._notifyOn.value, email: this._email.checked, webhook: webhook || null }
+        : undefined;
+    return {
+      path: this.path,
+      cron,
+      timezone: this._timezone.value.trim() || 'UTC',
+      missed: this._missed.value,
+      workers,
+      gpus_per_worker: gpus,
+      params,
+      ...(notify ? { notify } : {})
+    };
+  }
+
+  /** The cron helper: the expression in words and its next five times, as it is typed. */
+  private async _explain(): Promise<void> {
+    const cron = this._cron.value.trim();
+    try {
+      const told = await request<{ description: string; next: string[] }>('cron', {}, {
+        cron,
+        timezone: this._timezone.value.trim() || 'UTC'
+      });
+      this._cronHelp.classList.remove('hf-Error');
+      this._cronHelp.replaceChildren(
+        h('strong', {}, told.description),
+        h('ol', { className: 'hf-NextRuns' }, ...told.next.map(t => h('li', {}, t)))
+      );
+    } catch (error) {
+      this._cronHelp.classList.add('hf-Error');
+      this._cronHelp.textContent = (error as Error).message;
+    }
   }
 
   private _search(workers: number, gpus: number): Record<string, unknown> {
@@ -223,6 +363,15 @@ export class RunAsJobBody extends Widget {
   private _warnings: HTMLElement;
   private _error: HTMLElement;
   private _tune: HTMLInputElement;
+  private _schedule: HTMLInputElement;
+  private _scheduleFields: HTMLElement;
+  private _cron: HTMLInputElement;
+  private _timezone: HTMLInputElement;
+  private _cronHelp: HTMLElement;
+  private _missed: HTMLSelectElement;
+  private _notifyOn: HTMLSelectElement;
+  private _email: HTMLInputElement;
+  private _webhook: HTMLInputElement;
   private _tuneFields: HTMLElement;
   private _objective: HTMLInputElement;
   private _trials: HTMLInputElement;

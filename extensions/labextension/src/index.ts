@@ -33,8 +33,11 @@ import {
   IJob,
   IProject,
   ITensorBoard,
+  ISchedule,
   ITuning,
   idleGpuWarning,
+  jobFileLabPath,
+  scheduledRun,
   jobName,
   statusText
 } from './model';
@@ -201,6 +204,50 @@ const plugin: JupyterFrontEndPlugin<void> = {
           failed(`Could not pre-label ${run.project}`)(error);
         }
       },
+      pauseSchedule: (schedule, paused) =>
+        request(`schedules/${encodeURIComponent(schedule.id)}`, {
+          method: 'PATCH',
+          body: JSON.stringify({ paused })
+        })
+          .then(() => model.refresh(false))
+          .catch(failed(`Could not ${paused ? 'pause' : 'resume'} ${schedule.name}`)),
+      updateSchedule: async schedule => {
+        const answer = await showDialog({
+          title: `Update ${schedule.name}?`,
+          body: `Runs from now on run ${schedule.path} as it is now (past runs keep theirs).`,
+          buttons: [Dialog.cancelButton(), Dialog.okButton({ label: 'Update' })]
+        });
+        if (answer.button.accept) {
+          await request(`schedules/${encodeURIComponent(schedule.id)}`, {
+            method: 'PATCH',
+            body: JSON.stringify({ update_notebook: true })
+          })
+            .then(() => {
+              Notification.info(`${schedule.name} runs the current ${schedule.path} from now on`, {
+                autoClose: 4000
+              });
+              return model.refresh(false);
+            })
+            .catch(failed(`Could not update ${schedule.name}`));
+        }
+      },
+      deleteSchedule: async schedule => {
+        const answer = await showDialog({
+          title: `Delete the schedule ${schedule.name}?`,
+          body: 'No more runs. Past runs, their jobs and executed notebooks stay.',
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Delete' })]
+        });
+        if (answer.button.accept) {
+          await remove(`schedules/${encodeURIComponent(schedule.id)}`)
+            .then(() => model.refresh(false))
+            .catch(failed(`Could not delete ${schedule.name}`));
+        }
+      },
+      openExecuted: run => {
+        if (run.lab_path) {
+          void app.commands.execute('docmanager:open', { path: run.lab_path });
+        }
+      },
       cancelTuning: run =>
         remove(`tunings/${encodeURIComponent(run.id)}`)
           .then(() => model.refresh(false))
@@ -305,8 +352,37 @@ const plugin: JupyterFrontEndPlugin<void> = {
     }
     model.start();
 
+    /** A scheduled run that ended: what it is, and its executed notebook to open. */
+    const scheduledRunEnded = (job: IJob): boolean => {
+      const run = scheduledRun(job);
+      if (!run) {
+        return false;
+      }
+      const schedule = (model.snapshot.schedules || []).find(s => s.id === run.schedule);
+      const title = `Scheduled run ${run.run} of ${schedule ? schedule.name : run.schedule}`;
+      const path = jobFileLabPath(job.artifacts?.executed_notebook as string | undefined);
+      const open = path
+        ? [
+            {
+              label: 'Open notebook',
+              callback: () => void app.commands.execute('docmanager:open', { path })
+            }
+          ]
+        : [];
+      if (job.state === 'succeeded') {
+        Notification.success(`${title} succeeded`, { autoClose: 8000, actions: open });
+      } else {
+        const why = job.reason ? `: ${job.reason}` : '';
+        Notification.error(`${title} ${job.state}${why}`, { autoClose: false, actions: open });
+      }
+      return true;
+    };
+
     model.jobsEnded.connect((_, changes) => {
       for (const { job } of changes) {
+        if (scheduledRunEnded(job)) {
+          continue;
+        }
         if (job.state === 'succeeded') {
           Notification.success(`Job ${jobName(job)} succeeded`, {
             autoClose: false,
@@ -343,7 +419,13 @@ const plugin: JupyterFrontEndPlugin<void> = {
       if (!result.button.accept || !result.value) {
         return;
       }
-      if (result.value.route === 'tunings') {
+      if (result.value.route === 'schedules') {
+        const made = await postJSON<ISchedule>('schedules', result.value.body);
+        const next = made.next.length ? `; next ${made.next[0].words}` : '';
+        Notification.success(`Scheduled ${made.name}: ${made.description}${next}`, {
+          autoClose: 6000
+        });
+      } else if (result.value.route === 'tunings') {
         const run = await postJSON<ITuning>('tunings', result.value.body);
         Notification.info(`Tuning ${run.name} (${run.id}): up to ${run.max_trials} trials`, {
           autoClose: 4000

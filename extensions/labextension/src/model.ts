@@ -549,3 +549,62 @@ export function baseModelDetails(model: IBaseModel): string {
   const size = (model.input_size || []).join('×');
   return `${size} · ${model.preprocessing} · ${model.licence} · added by ${model.added_by}`;
 }
+
+/** One run of a schedule (GET /hubforge/api/schedules). */
+export interface IScheduleRun {
+  number: number;
+  due: string;
+  state: string;
+  job: string;
+  reason?: string;
+  started?: number;
+  ended?: number;
+  executed_notebook?: string | null;
+  /** The executed notebook as JupyterLab opens it (hdfs/users/<you>/jobs/...). */
+  lab_path?: string | null;
+}
+
+/** A notebook the workbench runs at the times of a cron expression (hubforge.schedules). */
+export interface ISchedule {
+  id: string;
+  name: string;
+  owner: string;
+  cron: string;
+  timezone: string;
+  description: string;
+  paused: boolean;
+  path?: string;
+  params: Record<string, unknown>;
+  next: { time: string; words: string }[];
+  runs: IScheduleRun[];
+}
+
+/** "every day at 02:00 (Europe/Berlin) · next Mon 7 Dec 2026, 02:00 CET (in 5 hours)" */
+export function scheduleSummary(schedule: ISchedule): string {
+  const when = `${schedule.description} (${schedule.timezone})`;
+  if (schedule.paused) {
+    return `${when} · paused`;
+  }
+  return schedule.next.length ? `${when} · next ${schedule.next[0].words}` : when;
+}
+
+/** "run 3 · 42 s" (with the duration once it ended). */
+export function runText(run: IScheduleRun): string {
+  const took =
+    run.started && run.ended ? ` · ${Math.max(0, Math.round(run.ended - run.started))} s` : '';
+  return `run ${run.number}${took}`;
+}
+
+const SCHEDULED_JOB = /^(s-[a-z0-9]{8})-r(\d+)$/;
+
+/** The schedule and run number of a scheduled run's job, or null for any other job. */
+export function scheduledRun(job: IJob): { schedule: string; run: number } | null {
+  const match = SCHEDULED_JOB.exec(job.id);
+  return match ? { schedule: match[1], run: Number(match[2]) } : null;
+}
+
+/** Where JupyterLab opens a file of the user's jobs: the path from ~/hdfs/users/<you>/jobs/. */
+export function jobFileLabPath(path: string | null | undefined): string | null {
+  const match = path ? /\/users\/[^/]+\/jobs\/.+$/.exec(path) : null;
+  return match ? `hdfs${match[0]}` : null;
+}

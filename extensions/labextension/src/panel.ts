@@ -28,6 +28,10 @@ import {
   classificationOf,
   trainable,
   IClassification,
+  ISchedule,
+  IScheduleRun,
+  runText,
+  scheduleSummary,
   changed,
   endedSince,
   estimateEta,
@@ -58,6 +62,10 @@ export interface IPanelActions {
   trainModel(project: IProject): Promise<void>;
   openReport(run: IClassification): void;
   prelabel(run: IClassification): Promise<void>;
+  pauseSchedule(schedule: ISchedule, paused: boolean): Promise<void>;
+  updateSchedule(schedule: ISchedule): Promise<void>;
+  deleteSchedule(schedule: ISchedule): Promise<void>;
+  openExecuted(run: IScheduleRun): void;
 }
 
 interface ISnapshot {
@@ -68,6 +76,7 @@ interface ISnapshot {
   tunings: ITuning[] | null;
   baseModels: IBaseModel[] | null;
   classifications: IClassification[] | null;
+  schedules: ISchedule[] | null;
 }
 
 /** Polls the REST API; the panel and the status bar listen to it. */
@@ -82,7 +91,8 @@ export class HubforgeModel {
     projects: null,
     tunings: null,
     baseModels: null,
-    classifications: null
+    classifications: null,
+    schedules: null
   };
   gpus: any = null;
   loaded = false;
@@ -160,10 +170,11 @@ export class HubforgeModel {
   }
 
   private async _fetch(): Promise<ISnapshot> {
-    const [jobs, tensorboards, tunings] = await Promise.all([
+    const [jobs, tensorboards, tunings, schedules] = await Promise.all([
       request<{ jobs: IJob[] }>('jobs'),
       request<{ tensorboards: ITensorBoard[] }>('tensorboards'),
-      request<{ tunings: ITuning[] }>('tunings').catch(() => null)
+      request<{ tunings: ITuning[] }>('tunings').catch(() => null),
+      request<{ schedules: ISchedule[] }>('schedules').catch(() => null)
     ]);
     const now = Date.now() / 1000;
     // progress of the jobs still running (one small file each), with an ETA from the rate
@@ -207,7 +218,8 @@ export class HubforgeModel {
       projects,
       tunings: tunings ? tunings.tunings : null,
       baseModels,
-      classifications
+      classifications,
+      schedules: schedules ? schedules.schedules : null
     };
   }
 
@@ -386,7 +398,8 @@ export class HubforgePanel extends Widget {
   }
 
   render(): void {
-    const { tensorboards, endpoints, projects, tunings, baseModels } = this.model.snapshot;
+    const { tensorboards, endpoints, projects, tunings, baseModels, schedules } =
+      this.model.snapshot;
     const trials = trialJobIds(tunings);
     const jobs = this.model.snapshot.jobs.filter(j => !trials.has(j.id));
     const now = Date.now() / 1000;
@@ -416,6 +429,19 @@ export class HubforgePanel extends Widget {
             : empty(
                 'No tuning runs. Search a notebook\'s parameters, every trial a job: ' +
                   'hubforge.jobs.tune("train.ipynb", space, "val_accuracy")'
+              )
+      ),
+      section(
+        'Schedules',
+        'schedules',
+        schedules ? schedules.length : null,
+        schedules === null
+          ? empty('Schedules are not available right now (the hubforge service did not answer).')
+          : schedules.length
+            ? h('ul', { className: 'hf-List' }, ...schedules.map(s => this._schedule(s)))
+            : empty(
+                'No schedules. Run a notebook every night or every hour: right-click it, ' +
+                  '"Run as job", then "Schedule…".'
               )
       ),
       section(
@@ -574,6 +600,75 @@ export class HubforgePanel extends Widget {
           actionButton('Cancel', `Cancel the search ${run.name} and its trials`, () =>
             this.actions.cancelTuning(run)
           )
+      )
+    );
+  }
+
+  private _schedule(schedule: ISchedule): HTMLElement {
+    const recent = schedule.runs.slice(-5).reverse();
+    const last = schedule.runs[schedule.runs.length - 1];
+    return h(
+      'li',
+      {
+        className: 'hf-Item hf-Schedule',
+        dataset: { schedule: schedule.id, state: schedule.paused ? 'paused' : 'active' }
+      },
+      h(
+        'div',
+        { className: 'hf-ItemHead' },
+        h('span', { className: 'hf-Name', title: `${schedule.id}: ${schedule.cron}` }, schedule.name),
+        badge(schedule.paused ? 'paused' : 'active')
+      ),
+      h('div', { className: 'hf-Details' }, scheduleSummary(schedule)),
+      last && last.state === 'failed' && last.reason
+        ? h('div', { className: 'hf-Reason', title: last.reason }, last.reason)
+        : null,
+      recent.length
+        ? h(
+            'table',
+            { className: 'hf-Runs', 'aria-label': `Recent runs of ${schedule.name}` },
+            h(
+              'tbody',
+              {},
+              ...recent.map(run =>
+                h(
+                  'tr',
+                  { dataset: { run: String(run.number), state: run.state }, title: run.due },
+                  h('td', {}, runText(run)),
+                  h('td', {}, badge(run.state)),
+                  h(
+                    'td',
+                    {},
+                    run.lab_path
+                      ? actionButton(
+                          'Open',
+                          `Open run ${run.number} of ${schedule.name} with its outputs`,
+                          () => this.actions.openExecuted(run)
+                        )
+                      : null
+                  )
+                )
+              )
+            )
+          )
+        : null,
+      h(
+        'div',
+        { className: 'hf-Actions' },
+        actionButton(
+          schedule.paused ? 'Resume' : 'Pause',
+          `${schedule.paused ? 'Resume' : 'Pause'} the schedule ${schedule.name}`,
+          () => this.actions.pauseSchedule(schedule, !schedule.paused)
+        ),
+        schedule.path &&
+          actionButton(
+            'Update notebook',
+            `Runs of ${schedule.name} from now on run ${schedule.path} as it is now`,
+            () => this.actions.updateSchedule(schedule)
+          ),
+        actionButton('Delete', `Delete the schedule ${schedule.name} (past runs stay)`, () =>
+          this.actions.deleteSchedule(schedule)
+        )
       )
     );
   }

@@ -21,7 +21,12 @@ import {
   savedRequestProblem,
   statusText,
   trialJobIds,
-  tuningSummary
+  tuningSummary,
+  ISchedule,
+  jobFileLabPath,
+  runText,
+  scheduleSummary,
+  scheduledRun
 } from '../src/model';
 
 function job(id: string, state: string, extra: Partial<IJob> = {}): IJob {
@@ -329,5 +334,49 @@ describe('train a model', () => {
     expect(classificationOf({ id: 't-2' }, runs)?.name).toBe('pets-1');
     expect(classificationOf({ id: 't-3' }, runs)).toBeNull();
     expect(classificationOf({ id: 't-2' }, null)).toBeNull();
+  });
+});
+
+describe('schedules', () => {
+  const schedule: ISchedule = {
+    id: 's-1a2b3c4d',
+    name: 'nightly',
+    owner: 'sam',
+    cron: '0 2 * * *',
+    timezone: 'Europe/Berlin',
+    description: 'every day at 02:00',
+    paused: false,
+    params: {},
+    next: [{ time: '2026-12-07T02:00:00+01:00', words: 'Mon 7 Dec 2026, 02:00 CET (in 5 hours)' }],
+    runs: []
+  };
+
+  it('says when it runs next, or that it is paused', () => {
+    expect(scheduleSummary(schedule)).toBe(
+      'every day at 02:00 (Europe/Berlin) · next Mon 7 Dec 2026, 02:00 CET (in 5 hours)'
+    );
+    expect(scheduleSummary({ ...schedule, paused: true, next: [] })).toBe(
+      'every day at 02:00 (Europe/Berlin) · paused'
+    );
+  });
+
+  it('gives a run its duration once it ended', () => {
+    const run = { number: 3, due: '', state: 'running', job: 's-1a2b3c4d-r3', started: 100 };
+    expect(runText(run)).toBe('run 3');
+    expect(runText({ ...run, state: 'succeeded', ended: 141.6 })).toBe('run 3 · 42 s');
+  });
+
+  it('knows a scheduled run by its job id, and where the Lab opens its notebook', () => {
+    expect(scheduledRun(job('s-1a2b3c4d-r12', 'failed'))).toEqual({
+      schedule: 's-1a2b3c4d',
+      run: 12
+    });
+    expect(scheduledRun(job('train-20261206-ab12', 'failed'))).toBeNull();
+    expect(scheduledRun(job('s-1a2b3c4d-r12x', 'failed'))).toBeNull();
+    expect(jobFileLabPath('/srv/data/users/sam/jobs/s-1a2b3c4d-r1/executed.ipynb')).toBe(
+      'hdfs/users/sam/jobs/s-1a2b3c4d-r1/executed.ipynb'
+    );
+    expect(jobFileLabPath('/srv/elsewhere/executed.ipynb')).toBeNull();
+    expect(jobFileLabPath(null)).toBeNull();
   });
 });
