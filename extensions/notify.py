@@ -16,6 +16,7 @@ from __future__ import annotations
 import collections
 import json
 import logging
+import os
 import queue
 import smtplib
 import threading
@@ -26,7 +27,7 @@ from typing import Any
 from urllib.parse import unquote, urlsplit
 
 import requests
-from traitlets import Bool, Dict, Integer, List, Unicode
+from traitlets import Bool, Dict, Integer, List, Unicode, default
 from traitlets.config import Configurable
 
 log = logging.getLogger("hubforge.notify")
@@ -64,7 +65,14 @@ class Notifications(Configurable):
     smtp_port = Integer(25, config=True, help="Its port.")
     smtp_starttls = Bool(False, config=True, help="Upgrade the connection with STARTTLS.")
     smtp_username = Unicode("", config=True, help="Log in with this name (empty: no login).")
-    smtp_password = Unicode("", config=True, help="... and this password.")
+    smtp_password = Unicode(
+        config=True, help="... and this password (default: $HUBFORGE_SMTP_PASSWORD)."
+    )
+
+    @default("smtp_password")
+    def _default_smtp_password(self) -> str:
+        return os.environ.get("HUBFORGE_SMTP_PASSWORD", "")
+
     sender = Unicode("hubforge@localhost", config=True, help="The From: of the e-mails.")
     email_addresses = Dict(
         config=True, help="Users' e-mail addresses, e.g. {'sam': 'sam@example.org'}."

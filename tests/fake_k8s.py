@@ -1,7 +1,8 @@
 """A small fake Kubernetes API server on loopback for testing the I/O layer.
 
-Stores what clients POST, answers GET (one or a list, with labelSelector), DELETE and pod
-logs. Tests set ``status`` on stored objects and add pods to play the controllers.
+Stores what clients POST, answers GET (one or a list, with labelSelector), PUT (refused
+with 409 when it names an older resourceVersion, as the API server), DELETE and pod logs.
+Tests set ``status`` on stored objects and add pods to play the controllers.
 """
 
 from __future__ import annotations
@@ -30,6 +31,7 @@ class FakeKubernetes:
         self.logs: dict[str, str] = {}
         self.requests: list[tuple[str, str]] = []
         self.token = "fake-sa-token"
+        self._version = 0  # resourceVersion of the last write
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             self.port = s.getsockname()[1]
@@ -53,6 +55,10 @@ class FakeKubernetes:
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(10)
         self._loop.close()
+
+    def next_version(self) -> str:
+        self._version += 1
+        return str(self._version)
 
     def of_kind(self, plural: str) -> list[dict[str, Any]]:
         return [o for (p, _, _), o in self.objects.items() if p == plural]
@@ -150,6 +156,7 @@ class Handler(web.RequestHandler):
         body["metadata"].update(
             uid=f"uid-{len(self.fake.objects)}",
             creationTimestamp=time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            resourceVersion=self.fake.next_version(),
         )
         self.fake.objects[key] = body
         self.send(201, body)
@@ -163,8 +170,13 @@ class Handler(web.RequestHandler):
         if old is None:
             return self.send(404, {"kind": "Status", "reason": "NotFound"})
         body = json.loads(self.request.body)
+        given = body["metadata"].get("resourceVersion")
+        if given is not None and given != old["metadata"].get("resourceVersion"):
+            # optimistic concurrency, as the API server: an update of an older version fails
+            return self.send(409, {"kind": "Status", "reason": "Conflict"})
         for field in ("uid", "creationTimestamp"):
             body["metadata"][field] = old["metadata"][field]
+        body["metadata"]["resourceVersion"] = self.fake.next_version()
         if "status" in old:
             body["status"] = old["status"]  # the status subresource is the controller's
         self.fake.objects[key] = body

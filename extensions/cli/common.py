@@ -85,3 +85,23 @@ def _data_dir_flag(workbench: Workbench) -> str:
     if lifecycle.remembered() == workbench.data_dir:
         return ""
     return f" --data-dir {workbench.data_dir}"
+
+
+def add_notify_options(parser: argparse.ArgumentParser) -> None:
+    """--notify, --email, --webhook: be told when a job or a scheduled run ends."""
+    parser.add_argument(
+        "--notify",
+        choices=["failure", "success", "always"],
+        help="when to tell you (with --email and/or --webhook; default: on failure)",
+    )
+    parser.add_argument("--email", action="store_true", help="by e-mail, to your address")
+    parser.add_argument("--webhook", metavar="URL", help="a JSON POST to a URL an admin allows")
+
+
+def notify_of(args: argparse.Namespace) -> dict | None:
+    """The ``notify`` settings the options ask for (None: none)."""
+    if not (args.email or args.webhook):
+        if args.notify:
+            raise SystemExit("error: --notify needs --email and/or --webhook URL")
+        return None
+    return {"on": args.notify or "failure", "email": args.email, "webhook": args.webhook}

@@ -9,6 +9,8 @@ import re
 import sys
 import time
 
+from .common import add_notify_options, notify_of
+
 
 def _param(text: str) -> tuple[str, object]:
     """NAME=VALUE, VALUE parsed as JSON when it can be (3, 0.1, true, "x"), else a string."""
@@ -77,6 +79,7 @@ def _job_submit(args: argparse.Namespace) -> int:
         name=args.name,
         max_restarts=args.max_restarts,
         priority=args.priority,
+        notify=notify_of(args),
     )
     for warning in job.warnings:
         print(f"Warning: {warning}", file=sys.stderr)
@@ -267,6 +270,7 @@ def _job_parser(sub: argparse._SubParsersAction, common: argparse.ArgumentParser
         help="priority class in the queue: interactive, normal (default) or batch",
     )
     submit.add_argument("--follow", action="store_true", help="show progress until it ends")
+    add_notify_options(submit)
     job_sub.add_parser("list", parents=[common], help="your jobs, newest first")
     show = job_sub.add_parser("show", parents=[common], help="state, replicas, progress")
     show.add_argument("id")

@@ -7,6 +7,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from .common import add_notify_options, notify_of
 from .jobs import _param
 
 if TYPE_CHECKING:
@@ -15,7 +16,11 @@ if TYPE_CHECKING:
 
 def _show(schedule: Schedule) -> None:
     state = "paused" if schedule.paused else "active"
-    print(f"{schedule.id}  {schedule.name}  {schedule.cron!r} ({schedule.description})  {state}")
+    owner = schedule.record.get("owner", "")
+    print(
+        f"{schedule.id}  {schedule.name}  {schedule.cron!r} ({schedule.description})  {state}"
+        f"  {owner}"
+    )
     last = schedule.runs[-1] if schedule.runs else None
     if last is not None:
         print(f"  last run: {last.number} {last.state}  due {last.due}")
@@ -32,14 +37,6 @@ def _runs(schedule: Schedule) -> None:
             print(f"{'':>4}  {run.executed_notebook}")
         if run.reason:
             print(f"{'':>4}  {run.reason}")
-
-
-def _notify(args: argparse.Namespace) -> dict | None:
-    if not (args.email or args.webhook):
-        if args.notify:
-            raise SystemExit("error: --notify needs --email and/or --webhook URL")
-        return None
-    return {"on": args.notify or "failure", "email": args.email, "webhook": args.webhook}
 
 
 def cmd_schedule(args: argparse.Namespace) -> int:
@@ -61,16 +58,16 @@ def cmd_schedule(args: argparse.Namespace) -> int:
                 timezone=args.timezone,
                 missed=args.missed,
                 name=args.name,
-                notify=_notify(args),
+                notify=notify_of(args),
             )
             print(f"Scheduled {made.id} ({made.name}): {made.description}")
             for words in made.next:
                 print(f"  {words}")
         elif args.sched_command == "list":
-            for schedule in schedules.list():
+            for schedule in schedules.list(everyone=args.all):
                 _show(schedule)
         else:
-            schedule = schedules.get(args.id)
+            schedule = schedules.get(args.id, owner=getattr(args, "owner", None))
             if args.sched_command == "runs":
                 _runs(schedule)
             elif args.sched_command == "pause":
@@ -106,21 +103,19 @@ def _schedule_parser(sub: argparse._SubParsersAction) -> None:
         help="a run missed while the workbench was down: run once when back, or skip it",
     )
     create.add_argument("--name", help="shown in lists and job names (default: the notebook's)")
-    create.add_argument(
-        "--notify",
-        choices=["failure", "success", "always"],
-        help="when to tell you (with --email and/or --webhook; default: on failure)",
-    )
-    create.add_argument("--email", action="store_true", help="by e-mail, to your address")
-    create.add_argument("--webhook", metavar="URL", help="a JSON POST to a URL an admin allows")
-    actions.add_parser("list", help="your schedules")
+    add_notify_options(create)
+    listing = actions.add_parser("list", help="your schedules")
+    listing.add_argument("--all", action="store_true", help="every user's (admins)")
     for action, what in (
         ("runs", "a schedule's runs: state, duration, job, executed notebook"),
         ("pause", "no runs until resumed"),
         ("resume", "runs again from the next time on"),
         ("delete", "no more runs (past runs stay)"),
     ):
-        actions.add_parser(action, help=what).add_argument("id", help="e.g. s-1a2b3c4d")
+        one = actions.add_parser(action, help=what)
+        one.add_argument("id", help="e.g. s-1a2b3c4d")
+        if action != "delete":
+            one.add_argument("--owner", metavar="USER", help="another user's (admins)")
     explain = actions.add_parser("explain", help="a cron expression in words, next five times")
     explain.add_argument("cron")
     explain.add_argument("--timezone", default="UTC")

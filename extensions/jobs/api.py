@@ -178,11 +178,13 @@ def submit(
     max_restarts: int = 2,
     backend: JobBackend | None = None,
     priority: str = "normal",
+    notify: dict[str, Any] | None = None,
 ) -> Job:
     """Convert the notebook and run it as a distributed TensorFlow job with ``workers``;
     when the GPUs it needs are taken it waits in the workbench's queue (state ``queued``,
     ``job.queue`` says its place and why) and starts by itself. ``priority``: one of the
-    workbench's priority classes (by default interactive, normal, batch)."""
+    workbench's priority classes (by default interactive, normal, batch). ``notify``: be told
+    when it ends, e.g. ``{"on": "failure", "email": True}`` (see docs/schedules.md)."""
     path = _inside_home(Path(notebook_or_script))
     max_gpus = os.environ.get("HUBFORGE_PROFILE_GPUS")
     spec = JobSpec(
@@ -206,7 +208,11 @@ def submit(
         )
     backend = backend or default_backend()
     warnings = check(path, workers)
-    return Job(backend.submit(current_user(), spec, script), backend, warnings)
+    if notify is None:
+        return Job(backend.submit(current_user(), spec, script), backend, warnings)
+    if not isinstance(backend, ServiceJobBackend):
+        raise JobError("notify: notifications are sent by the workbench's service (in a hub)")
+    return Job(backend.submit(current_user(), spec, script, notify=notify), backend, warnings)
 
 
 def check(notebook_or_script: str | os.PathLike, workers: int = 1) -> list[str]:

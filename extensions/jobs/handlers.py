@@ -13,6 +13,7 @@ from typing import Any
 from tornado import web
 
 from ..httperrors import as_http_error, parse_offset
+from ..notify import NotifyError
 from ..service.handlers import ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import JobError, JobNotFound
@@ -91,6 +92,7 @@ class JobsHandler(JobsBaseHandler):
     async def post(self) -> None:
         owner = self.owner
         spec, script = self._request()
+        notify = self._notify(owner)
         job_id = new_job_id(spec.name)
         count = spec.workers * spec.gpus_per_worker
         async with self._one_at_a_time(owner):
@@ -102,7 +104,22 @@ class JobsHandler(JobsBaseHandler):
             except QuotaExceeded as e:
                 raise web.HTTPError(e.status, str(e)) from None
             record = await self._submit(owner, spec, script, job_id)
+        if notify is not None:  # told when it ends (hubforge.jobs.watch)
+            await asyncio.to_thread(self.watch.add, owner, job_id, notify)
+            record["notify"] = notify
         self.write_json(record, status=201)
+
+    def _notify(self, owner: str) -> dict[str, Any] | None:
+        """The body's ``notify`` settings, checked before anything is submitted."""
+        notify = self.json_body().get("notify")
+        if notify is None:
+            return None
+        if self.watch is None:
+            raise web.HTTPError(400, "This workbench sends no notifications of jobs")
+        try:
+            return self.watch.notifications.check(owner, notify)
+        except NotifyError as e:
+            raise web.HTTPError(400, str(e)) from None
 
     def _request(self) -> tuple[JobSpec, str]:
         """The spec and script of the body, checked (400 with what to change)."""

@@ -50,8 +50,13 @@ class ServiceJobBackend(JobBackend):
         script: str,
         job_id: str | None = None,
         queued: bool = False,  # the service decides
+        notify: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        return self._call("POST", "jobs", json={"spec": spec.to_dict(), "script": script})
+        """``notify``: tell the owner when it ends (hubforge.jobs.watch: the service only)."""
+        body: dict[str, Any] = {"spec": spec.to_dict(), "script": script}
+        if notify is not None:
+            body["notify"] = notify
+        return self._call("POST", "jobs", json=body)
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
         return self._call("GET", f"jobs/{job_id}")

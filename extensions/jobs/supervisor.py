@@ -47,6 +47,7 @@ class Supervisor:
         self.spec = self.record["spec"]
         self.stopping = False
         self.procs: dict[str, subprocess.Popen] = {}
+        self._me: dict | None = None  # this process's identity, in every write of job.json
 
     def worker_env(self, index: int, ports: list[int], attempt: int) -> dict[str, str]:
         workers = self.spec["workers"]
@@ -78,6 +79,11 @@ class Supervisor:
         until there is space again (the job's state is never lost or guessed). A damaged
         job.json is written afresh from the supervisor's own record."""
         warned = False
+        # every write names this supervisor: the service records it too, just after starting
+        # it, and a write of this process that read job.json before would otherwise undo that
+        if self._me is None:
+            self._me = identity(os.getpid())
+        changes.setdefault("supervisor", self._me)
         while True:
             try:
                 try:

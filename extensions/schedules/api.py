@@ -16,6 +16,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote
 
 from ..client import ServiceClient, ServiceError
 from ..jobs.api import Job, _inside_home, _slug, default_backend
@@ -67,6 +68,7 @@ class Schedule:
     def __init__(self, record: dict[str, Any], client: ServiceClient):
         self._record = record
         self._client = client
+        self._path = f"schedules/{record['id']}?owner={quote(record['owner'])}"
 
     def __repr__(self) -> str:
         paused = " paused" if self.paused else ""
@@ -92,17 +94,16 @@ class Schedule:
         return [Run(r) for r in self._record["runs"]]
 
     def refresh(self) -> Schedule:
-        self._record = _call(self._client, "GET", f"schedules/{self.id}")
+        self._record = _call(self._client, "GET", self._path)
         return self
 
     def pause(self) -> Schedule:
-        self._record = _call(self._client, "PATCH", f"schedules/{self.id}", json={"paused": True})
+        self._record = _call(self._client, "PATCH", self._path, json={"paused": True})
         return self
 
     def resume(self) -> Schedule:
         """Runs again from the next time on (no catching up on the pause)."""
-        body = {"paused": False}
-        self._record = _call(self._client, "PATCH", f"schedules/{self.id}", json=body)
+        self._record = _call(self._client, "PATCH", self._path, json={"paused": False})
         return self
 
     def update_notebook(self, notebook: str | Path | None = None) -> Schedule:
@@ -192,18 +193,25 @@ def create(
     return Schedule(_call(client, "POST", "schedules", json=body), client)
 
 
-def list_schedules(url: str | None = None, token: str | None = None) -> list[Schedule]:
-    """Your schedules, oldest first."""
+def list_schedules(
+    everyone: bool = False, url: str | None = None, token: str | None = None
+) -> list[Schedule]:
+    """Your schedules, oldest first (``everyone``: every user's, for admins)."""
     client = _client(url, token)
-    return [Schedule(r, client) for r in _call(client, "GET", "schedules")["schedules"]]
+    found = _call(client, "GET", "schedules?all=1" if everyone else "schedules")
+    return [Schedule(r, client) for r in found["schedules"]]
 
 
-def get(schedule_id: str, url: str | None = None, token: str | None = None) -> Schedule:
-    """Your schedule ``schedule_id`` (e.g. "s-1a2b3c4d")."""
+def get(
+    schedule_id: str, owner: str | None = None, url: str | None = None, token: str | None = None
+) -> Schedule:
+    """Your schedule ``schedule_id`` (e.g. "s-1a2b3c4d"); admins: ``owner``'s, to see its
+    runs, pause or resume it."""
     if not isinstance(schedule_id, str) or not ID.fullmatch(schedule_id):
         raise ScheduleError(f"No schedule {schedule_id!r}: ids look like s-1a2b3c4d")
     client = _client(url, token)
-    return Schedule(_call(client, "GET", f"schedules/{schedule_id}"), client)
+    query = f"?owner={quote(owner)}" if owner else ""
+    return Schedule(_call(client, "GET", f"schedules/{schedule_id}{query}"), client)
 
 
 def explain(cron: str, timezone: str = "UTC") -> dict[str, Any]:

@@ -38,18 +38,18 @@ def described(record: dict[str, Any], own: bool = True) -> dict[str, Any]:
     hook = (record.get("notify") or {}).get("webhook")
     if hook and not own:
         out["notify"] = {**record["notify"], "webhook": urlsplit(hook).hostname or "(set)"}
-    out["description"] = describe(record["cron"])
-    out["next"] = [] if record["paused"] else upcoming(record["cron"], record["timezone"])
+    try:
+        out["description"] = describe(record["cron"])
+        out["next"] = [] if record["paused"] else upcoming(record["cron"], record["timezone"])
+    except Exception:  # a record the planner cannot take (it skips it too): listed, as is
+        out["description"], out["next"] = str(record.get("cron")), []
     return out
 
 
 class SchedulesBaseHandler(JobsBaseHandler):
     takes_turns = True  # a few requests of one user at a time: big notebooks take a while
-
-    def initialize(self, schedules: Schedules, notifications: Notifications, **kwargs: Any) -> None:
-        super().initialize(**kwargs)
-        self.schedules = schedules
-        self.notifications = notifications
+    schedules: Schedules
+    notifications: Notifications
 
     def fail_schedule(self, error: Exception) -> None:
         if isinstance(error, ScheduleNotFound):

@@ -92,7 +92,8 @@ def run_message(schedule: dict[str, Any], run: dict[str, Any], public_url: str =
 class ScheduledRuns:
     """``jobs``: how the service submits a user's job (hubforge.jobs.tuning_handlers.
     ServiceTrialJobs: quotas and the queue); ``notifications``: how the owner is told that
-    a run ended, as the schedule asks (hubforge.notify)."""
+    a run ended, as the schedule asks (hubforge.notify); ``leader``: with several services,
+    whether this one is the one that plans, submits and follows (hubforge.schedules.leader)."""
 
     def __init__(
         self,
@@ -100,11 +101,15 @@ class ScheduledRuns:
         jobs: Any,
         notifications: Notifications | None = None,
         now: Callable[[], float] = _now,
+        leader: Callable[[], bool] | None = None,
     ) -> None:
         self.schedules, self.jobs, self.now = schedules, jobs, now
         self.notifications = notifications
+        self.leader = leader  # several services (Kubernetes): whether this one starts runs
 
     def run_pass(self) -> None:
+        if self.leader is not None and not self.leader():
+            return
         for step, runs in (
             (self.submit, self.schedules.due),
             (self.follow, self.schedules.following),

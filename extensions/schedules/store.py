@@ -31,6 +31,8 @@ ID = re.compile(r"s-[a-z0-9]{8}")
 OWNER = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
 NAME = re.compile(r"[a-z0-9]([a-z0-9-]{0,38}[a-z0-9])?")  # a job's name
 ENDED = ("succeeded", "failed", "cancelled", "damaged", "skipped")
+REQUIRED = {"id", "owner", "name", "cron", "timezone", "params", "workers", "gpus_per_worker"}
+REQUIRED |= {"missed", "paused", "created", "covered", "runs"}
 KEPT_RUNS = 200  # the newest runs kept in a schedule's history
 MAX_PER_OWNER = 20
 # bytes of a scheduled notebook, outputs left out (on Kubernetes a job's script is a
@@ -158,8 +160,12 @@ class Schedules:
             record = read_json(folder / "schedule.json")
         except DamagedStateFile as e:
             raise ScheduleError(f"Schedule {schedule_id}: its record is damaged ({e})") from None
+        except OSError as e:  # gone this instant, or not readable
+            raise ScheduleNotFound(f"No schedule {schedule_id!r}") from e
         if not isinstance(record, dict) or record.get("owner") != owner:
             raise ScheduleNotFound(f"No schedule {schedule_id!r}")
+        if not set(record) >= REQUIRED or not isinstance(record["runs"], list):
+            raise ScheduleError(f"Schedule {schedule_id}: its record is damaged (fields missing)")
         return record
 
     def _save(self, record: dict[str, Any]) -> None:

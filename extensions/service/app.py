@@ -24,10 +24,12 @@ from ..jobs.queue import LocalQueue
 from ..jobs.tuning import Tunings
 from ..jobs.tuning_handlers import ServiceTrialJobs
 from ..jobs.tuning_handlers import routes as tuning_routes
+from ..jobs.watch import JobWatch
 from ..labeling import server as label_studio
 from ..labeling.handlers import routes as labeling_routes
 from ..notify import Notifications
 from ..schedules.handlers import routes as schedule_routes
+from ..schedules.leader import LeaseElection
 from ..schedules.runs import ScheduledRuns
 from ..schedules.store import Schedules, file_clock
 from ..serving.handlers import routes as serving_routes
@@ -147,7 +149,9 @@ class HubforgeService(Application):
             log_function=log_request,
             service_prefix=self.prefix,
             hub_prefix=hub_prefix,
-            handlers=jobs_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})
+            handlers=jobs_routes(
+                api, {**args, "jobs": jobs, "endpoints": self.endpoints, "watch": self.watch}
+            )
             + tuning_routes(api, args)
             + schedule_routes(
                 api, {**args, "schedules": self.schedules, "notifications": self.notifications}
@@ -157,7 +161,10 @@ class HubforgeService(Application):
             + overview_routes(
                 api, {**args, "jobs": jobs, "endpoints": self.endpoints, "accounts": accounts}
             )
-            + team_routes(api, {**args, "jobs": jobs, "endpoints": self.endpoints})
+            + team_routes(
+                api,
+                {**args, "jobs": jobs, "endpoints": self.endpoints, "schedules": self.schedules},
+            )
             + [
                 (self.prefix, RootHandler),
                 (self.prefix + r"proxy-error/(\d+)", ProxyErrorHandler),
@@ -180,7 +187,10 @@ class HubforgeService(Application):
             max_per_owner=workbench.max_schedules_per_user,
         )
         self.notifications = Notifications(config=workbench.config)
-        self.scheduled = ScheduledRuns(self.schedules, submitter, self.notifications)
+        self.watch = JobWatch(workbench.service_dir / "job-watch", self.jobs, self.notifications)
+        kube = getattr(self.jobs, "kube", None)  # Kubernetes: maybe several services
+        leader = LeaseElection(kube, self.jobs.settings.namespace).is_leader if kube else None
+        self.scheduled = ScheduledRuns(self.schedules, submitter, self.notifications, leader=leader)
 
     def _periodic_work(self, workbench: Workbench, jobs: object, allocator: GpuAllocator) -> None:
         """GPU release of finished jobs, the idle culler, and the hub's users in step with
@@ -191,8 +201,14 @@ class HubforgeService(Application):
         # tuning runs collect ended trials and start new ones (their search process may
         # take seconds to start: a thread of their own, never holding up the GPU release)
         self.tuning_pass = PeriodicCallback(_in_turn(self.tunings.run_pass), 1000)
-        # schedules' runs due now are submitted, and submitted ones followed to their end
-        self.schedule_pass = PeriodicCallback(_in_turn(self.scheduled.run_pass), 1000)
+
+        # schedules' runs due now are submitted, and submitted ones followed to their end;
+        # owners who asked are told of their ended jobs
+        def schedules_and_watched_jobs() -> None:
+            self.scheduled.run_pass()
+            self.watch.run_pass()
+
+        self.schedule_pass = PeriodicCallback(_in_turn(schedules_and_watched_jobs), 1000)
         # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
         # Workloads' (read in a thread: an API call)
         kueue = getattr(jobs, "gpus_waiting", None)

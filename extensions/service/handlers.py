@@ -58,8 +58,14 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         accounts: Any = None,
         queue: Any = None,
         tunings: Any = None,
+        watch: Any = None,
+        schedules: Any = None,
+        notifications: Any = None,
     ) -> None:
         """The service's engines; each route gets the ones its views use."""
+        self.watch = watch  # jobs whose owners asked to be told when they end
+        self.schedules = schedules  # notebooks run on a schedule (hubforge.schedules)
+        self.notifications = notifications  # e-mail and webhooks (hubforge.notify)
         self.queue = queue  # the local job queue (None: jobs are never queued here)
         self.tunings = tunings  # tuning runs (hubforge.jobs.tuning)
         self.hub_auth = hub_auth

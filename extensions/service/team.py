@@ -2,7 +2,8 @@
 endpoints, and the GPUs they hold.
 
 GET .../api/team -> {"users": [{"name", "admin", "server", "jobs": {state: n}, "endpoints",
-"serving", "gpus": [device, ...]}], "gpus": {"total", "free"}}. Admins and the hub side only.
+"serving", "gpus": [device, ...]}], "gpus": {"total", "free"}, "queue", "schedules": [...]}.
+Admins and the hub side only.
 """
 
 from __future__ import annotations
@@ -37,6 +38,25 @@ def user_row(
     }
 
 
+def schedule_row(record: dict[str, Any]) -> dict[str, Any]:
+    """One schedule's line: owner, when it runs, its next run and its last run's state."""
+    from ..schedules.handlers import described
+
+    shown = described(record, own=False)
+    last = record["runs"][-1] if record["runs"] else None
+    return {
+        "id": record["id"],
+        "name": record["name"],
+        "owner": record["owner"],
+        "cron": record["cron"],
+        "timezone": record["timezone"],
+        "description": shown["description"],
+        "paused": record["paused"],
+        "next": shown["next"][0]["words"] if shown["next"] else None,
+        "last": {"number": last["number"], "state": last["state"]} if last else None,
+    }
+
+
 class TeamHandler(ServiceHandler):
     async def get(self) -> None:
         self.require_privileged()
@@ -55,9 +75,11 @@ class TeamHandler(ServiceHandler):
             rows.append(user_row(model, jobs, endpoints, held))
         summary = self.allocator.summary()
         queue = self.queue
+        schedules = await asyncio.to_thread(self.schedules.list) if self.schedules else []
         self.write_json(
             {
                 "users": rows,
+                "schedules": [schedule_row(s) for s in schedules],
                 "gpus": {"total": summary["total"], "free": summary["free"]},
                 "queue": queue.snapshot() if queue is not None else [],
                 "recent_use": queue.recent_use() if queue is not None else {},

@@ -89,7 +89,13 @@ def test_defaults(chart):
         "tfjobs",
         "inferenceservices",
         "networkpolicies",  # one per job (its workers reach each other)
+        "leases",  # the replica holding it starts scheduled runs
     }
+    leases = [r for r in role["rules"] if r["resources"] == ["leases"]]
+    assert sorted((r["verbs"], r.get("resourceNames")) for r in leases) == [
+        (["create"], None),  # (create cannot be limited by name)
+        (["get", "update"], ["hubforge-schedules"]),
+    ]
     assert not any("secrets" in rule["resources"] for rule in role["rules"])
     # nothing that would let it escalate: no exec, no RBAC, no secrets anywhere
     forbidden = {"secrets", "pods/exec", "pods/attach", "roles", "rolebindings", "serviceaccounts"}
@@ -716,3 +722,41 @@ def test_priority_classes_without_normal_or_with_bad_names_are_refused(chart, tm
         run = helm("template", "hf", str(chart), "--namespace", "hub", "-f", str(values))
         assert run.returncode != 0 and "priorityClasses" in run.stderr, run.stderr
         assert says in run.stderr, run.stderr
+
+
+def test_notifications_from_the_values_reach_the_service(chart, tmp_path, monkeypatch):
+    """SMTP and webhook settings (docs/schedules.md): into the config the service loads,
+    the password from a Secret by its environment, never into the ConfigMap."""
+    from hubforge.notify import Notifications
+    from hubforge.workbench import load_config, load_workbench
+
+    given = tmp_path / "notifications.yaml"
+    given.write_text(
+        "hubforge:\n"
+        "  publicOrigin: https://hub.example.org\n"
+        "  notifications:\n"
+        "    smtpHost: smtp.example.org\n"
+        "    smtpPasswordSecret: smtp-login\n"
+        "    emailTemplate: '{username}@example.org'\n"
+        "    webhookPrefixes: ['https://chat.example.org/hooks/']\n"
+    )
+    objs = by_kind(render(chart, "-f", str(given)))
+    text = objs[("ConfigMap", "hubforge-config")]["data"]["hubforge_config.json"]
+    config_file = tmp_path / "hubforge_config.json"
+    config_file.write_text(text)
+    load_workbench(str(config_file))  # the service's own check of every key
+    monkeypatch.setenv("HUBFORGE_SMTP_PASSWORD", "from-the-secret")
+    n = Notifications(config=load_config(str(config_file)))
+    assert (n.smtp_host, n.smtp_port, n.smtp_starttls) == ("smtp.example.org", 587, True)
+    assert n.email_of("sam") == "sam@example.org" and n.smtp_password == "from-the-secret"
+    assert n.public_url == "https://hub.example.org/"
+    n.check_webhook("https://chat.example.org/hooks/ml")
+    (container,) = objs[("Deployment", "hubforge-service")]["spec"]["template"]["spec"][
+        "containers"
+    ]
+    env = {e["name"]: e for e in container["env"]}
+    assert env["HUBFORGE_SMTP_PASSWORD"]["valueFrom"]["secretKeyRef"] == {
+        "name": "smtp-login",
+        "key": "password",
+    }
+    assert "password" not in text.lower() or "smtp_password" not in text

@@ -13,6 +13,7 @@ from urllib.parse import urljoin
 
 import pytest
 
+from tests.callers import wait_for
 from tests.e2e.lab import code_notebook, login_and_start, xsrf_of
 from tests.integration.test_schedules_hub import Clock
 from tests.integration.test_tuning_local import hparams_table
@@ -151,8 +152,14 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         page.fill(".jp-Dialog input[name='max_trials']", "2")
         page.click(".jp-Dialog button:has-text('Submit')")
         page.wait_for_selector(".jp-Dialog", state="detached")
-        runs = call("GET", "tunings").json()["tunings"]
-        (made,) = [r for r in runs if r["id"] != run["id"]]
+        # (the dialog closes at once; its POST follows)
+        made = wait_for(
+            lambda: next(
+                (r for r in call("GET", "tunings").json()["tunings"] if r["id"] != run["id"]), None
+            ),
+            30,
+            "the new search",
+        )
         assert made["space"] == {
             "x": {"type": "float", "min": 1, "max": 2, "step": None, "log": False}
         } and made["objective"] == {"name": "score", "direction": "max"}, made
@@ -189,7 +196,7 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         page.fill(".jp-Dialog input[name='param-x']", "3.0")
         page.click(".jp-Dialog button:has-text('Submit')")
         page.wait_for_selector(".jp-Dialog", state="detached")
-        (made,) = call("GET", "schedules").json()["schedules"]
+        (made,) = wait_for(lambda: call("GET", "schedules").json()["schedules"], 30, "the schedule")
         assert made["path"] == "report.ipynb" and made["params"] == {"x": 3.0}, made
         assert made["timezone"] == "Europe/Berlin" and made["cron"] == "* * * * *", made
         row = f"#hubforge-panel .hf-Schedule[data-schedule='{made['id']}']"
@@ -201,6 +208,25 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         page.click(f"{ran} button:has-text('Open')")
         page.wait_for_selector(".lm-TabBar-tab:has-text('executed.ipynb')", timeout=60_000)
         page.wait_for_selector(".jp-OutputArea-output:has-text('x squared is 9.0')")
+        # the notebook changes: runs keep the frozen copy until "Update notebook" is pressed
+        cubed = notebook("x = 0.0", "print('x cubed is', x ** 3)")
+        r = page.request.put(
+            workbench.url + f"user/{user}/api/contents/report.ipynb",
+            data=json.dumps(cubed), headers=headers,
+        )  # fmt: skip
+        assert r.ok, r.text()
+        page.click(f"{row} button:has-text('Update notebook')")
+        page.click(".jp-Dialog button:has-text('Update')")
+        page.wait_for_selector(".jp-Dialog", state="detached")
+        clock.minute_on()
+        ran = f"{row} .hf-Runs tr[data-run='2'][data-state='succeeded']"
+        page.wait_for_selector(ran, timeout=120_000)
+        (second,) = [
+            r for r in call("GET", "schedules").json()["schedules"][0]["runs"] if r["number"] == 2
+        ]
+        assert second["lab_path"].endswith(f"{made['id']}-r2/executed.ipynb"), second
+        page.click(f"{ran} button:has-text('Open')")
+        page.wait_for_selector(".jp-OutputArea-output:has-text('x cubed is 27.0')", timeout=60_000)
         page.click(f"{row} button:has-text('Pause')")
         page.wait_for_selector(f"{row}[data-state='paused']")
         page.click(f"{row} button:has-text('Delete')")

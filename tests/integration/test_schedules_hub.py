@@ -236,6 +236,8 @@ def test_the_cli_creates_lists_runs_pauses_resumes_and_deletes(workbench, tmp_pa
     home = tmp_path / "home"
     home.mkdir()
     nbformat.write(GREETING, home / "report.ipynb")
+    hello = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('hello')")])
+    nbformat.write(hello, home / "hello.ipynb")
     env = {
         **os.environ,
         "HOME": str(home),
@@ -243,7 +245,7 @@ def test_the_cli_creates_lists_runs_pauses_resumes_and_deletes(workbench, tmp_pa
         "JUPYTERHUB_API_TOKEN": cleo,
     }
 
-    def cli(*args: str) -> str:
+    def cli(*args: str, env: dict = env) -> str:
         done = cli_record.run(
             ["schedule", *args], env=env, cwd=home, capture_output=True, text=True
         )
@@ -284,6 +286,24 @@ def test_the_cli_creates_lists_runs_pauses_resumes_and_deletes(workbench, tmp_pa
         assert f"{sid}-r1" in runs and "succeeded" in runs and "executed.ipynb" in runs
         assert "Paused" in cli("pause", sid) and "paused" in cli("list")
         assert "Resumed" in cli("resume", sid)
+        # an admin sees everyone's, pauses and resumes another user's (and the team view)
+        admin = {**env, "JUPYTERHUB_API_TOKEN": workbench.admin_token()}
+        assert "sched-cleo" in cli("list", "--all", env=admin)
+        assert "Paused" in cli("pause", sid, "--owner", "sched-cleo", env=admin)
+        team = workbench.api("GET", "services/hubforge/api/team", workbench.admin_token()).json()
+        (row,) = [s for s in team["schedules"] if s["id"] == sid]
+        assert (
+            row["owner"] == "sched-cleo" and row["paused"] and row["last"]["state"] == "succeeded"
+        )
+        assert "paused" in cli("list")  # cleo sees the admin's pause
+        assert "Resumed" in cli("resume", sid, "--owner", "sched-cleo", env=admin)
+        assert "succeeded" in cli("runs", sid, "--owner", "sched-cleo", env=admin)
+        other = {**env, "JUPYTERHUB_API_TOKEN": workbench.create_user("sched-odo")}
+        for args in (("list", "--all"), ("pause", sid, "--owner", "sched-cleo")):
+            done = cli_record.run(
+                ["schedule", *args], env=other, cwd=home, capture_output=True, text=True
+            )
+            assert done.returncode == 2 and "Only admins" in done.stderr, done.stderr
         assert "every weekday" in cli("explain", "0 9 * * 1-5", "--timezone", "Europe/Paris")
         bad = cli_record.run(
             ["schedule", "create", "report.ipynb", "0 25 * * *"],
@@ -295,5 +315,26 @@ def test_the_cli_creates_lists_runs_pauses_resumes_and_deletes(workbench, tmp_pa
         assert bad.returncode == 2 and "hour" in bad.stderr, bad.stderr
         assert "Deleted" in cli("delete", sid)
         assert sid not in cli("list")
+
+        # a one-off job its owner asked to be told about: the same e-mail and webhook
+        with Mailbox(SMTP_PORT) as mailbox, Hooks(HOOK_PORT) as hooks:
+            done = cli_record.run(
+                ["job", "submit", "hello.ipynb", "--name", "once", "--notify", "always",
+                 "--email", "--webhook", f"http://127.0.0.1:{HOOK_PORT}/hooks/jobs"],
+                env=env, cwd=home, capture_output=True, text=True,
+            )  # fmt: skip
+            assert done.returncode == 0, done.stderr
+            (mail,), ((path, posted),) = mailbox.wait(1), hooks.wait(1)
+        job = done.stdout.split()[1].rstrip(";")
+        assert mail["X-Envelope-To"] == "sched-cleo@hubforge.test"
+        assert mail["Subject"] == "[Hubforge] job once succeeded", mail["Subject"]
+        assert path == "/hooks/jobs" and posted["job"] == job and posted["state"] == "succeeded"
+        refused = cli_record.run(
+            ["job", "submit", "hello.ipynb", "--webhook", "http://127.0.0.1:1/"],
+            env=env, cwd=home, capture_output=True, text=True,
+        )  # fmt: skip
+        assert refused.returncode != 0 and "not allowed" in refused.stderr, refused.stderr
+        jobs = workbench.api("GET", "services/hubforge/api/jobs", cleo).json()["jobs"]
+        assert [j["spec"]["name"] for j in jobs].count("hello") == 0  # nothing submitted
     finally:
         workbench.api("DELETE", f"{SCHEDULES}/{sid}", cleo)

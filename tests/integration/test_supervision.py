@@ -1,6 +1,6 @@
 """`hubforge up` supervises the hub: a hub crash is a restart, a crash of `up` itself stops
-the hub cleanly, and neither touches running training jobs and endpoints; one workbench per
-data folder."""
+the hub cleanly, and neither touches running training jobs, endpoints and schedules (a run
+whose time comes while the hub is down runs, once); one workbench per data folder."""
 
 from __future__ import annotations
 
@@ -10,17 +10,20 @@ import os
 import signal
 import time
 
+import nbformat
 import psutil
 import pytest
 
 from hubforge.processes import free_port, workbench_processes
 from tests import cli_record
 from tests.callers import Callers, wait_for
+from tests.integration.test_schedules_hub import Clock, as_json, ended_run, runs_of
 from tests.models import keras_model
 from tests.workbench import hubforge, start_workbench, xdg_state
 
 pytestmark = pytest.mark.hub
 NO_LABEL_STUDIO = 'c.Workbench.label_studio_python = ""\n'
+HELLO = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell("print('hello')")])
 LOOP = "import time\nfor i in range(100000):\n    print(i, flush=True)\n    time.sleep(0.5)\n"
 ROWS = {"instances": [[1, 2, 3, 4]]}
 PREDICTED = {"predictions": [[11.0]]}
@@ -51,9 +54,10 @@ def proxy_process(proc: psutil.Process) -> bool:
 
 
 @pytest.mark.timeout(900)  # a long story on a busy 2-core machine
-def test_hub_crash_and_cli_crash_keep_jobs_and_endpoints(tmp_path):
+def test_hub_crash_and_cli_crash_keep_jobs_endpoints_and_schedules(tmp_path):
     data = tmp_path / "wb"
-    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO)
+    clock_file = "c.Workbench.schedule_clock_file = 'schedule-clock'\n"  # moved below
+    wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO + clock_file)
     try:
         token = wb.create_user("sam")
         export = keras_model(data / "hdfs" / "users" / "sam" / "exports", 1, bias=1.0)
@@ -86,10 +90,17 @@ def test_hub_crash_and_cli_crash_keep_jobs_and_endpoints(tmp_path):
         # The hub crashes: `up` restarts it on the same ports; the job and endpoint go on,
         # and callers of the endpoint see no failure at all (the proxy and the service are
         # `up`'s, not the hub's); a token the service has not checked yet gets a JSON 503.
+        # A schedule's run time passes while the hub is down: it runs once, hub or not.
         cold = wb.create_user("cole")  # a token the service has not checked yet
+        clock = Clock(wb)
+        body = {"notebook": as_json(HELLO), "cron": "* * * * *"}
+        r = wb.api("POST", "services/hubforge/api/schedules", token, json=body)
+        assert r.status_code == 201, r.text
+        sid = r.json()["id"]
         crashed = hub_pid(data)
         with Callers(wb.url + GATEWAY, token, 8, ROWS, PREDICTED) as callers:
             os.kill(crashed, signal.SIGKILL)
+            clock.minute_on()
             r = wb.api("POST", GATEWAY, cold, json=ROWS)
             wait_for(lambda: hub_pid(data) != crashed, what="a new hub")
             wait_for(lambda: "The hub is back" in wb.log.read_text(), 300, "the hub to come back")
@@ -102,6 +113,9 @@ def test_hub_crash_and_cli_crash_keep_jobs_and_endpoints(tmp_path):
         assert job_state(wb, token, job_id) == "running"
         assert psutil.pid_exists(supervisor)
         assert predicts(wb, token)
+        assert ended_run(wb, token, sid, 1)["state"] == "succeeded"
+        time.sleep(2)  # two more passes of the service: no second run of that time
+        assert [r["number"] for r in runs_of(wb, token, sid)] == [1]
 
         # The proxy crashes: `up` starts it again with every route it had (the hub's own
         # route too), at once: callers meet a closed port for a moment, never an HTML page.

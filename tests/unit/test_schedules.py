@@ -204,3 +204,18 @@ def test_one_users_schedules_neither_stop_nor_crowd_out_anothers(tmp_path):
     big["cells"][1]["source"] = "x = '" + "x" * 600_000 + "'"
     with pytest.raises(ScheduleError, match="larger than 512 KB"):
         store.update_notebook("ana", kept["id"], big)
+
+
+def test_times_missed_while_the_workbench_was_down_run_once_or_are_skipped(tmp_path):
+    clock = Clock(at("2026-12-07T09:00:30"))
+    store = Schedules(tmp_path, clock)
+    once = store.create("sam", NOTEBOOK, "0 * * * *", missed="once")["id"]
+    skip = store.create("sam", NOTEBOOK, "0 * * * *", missed="skip")["id"]
+    clock.now += dt.timedelta(hours=3, minutes=20)  # down from 09:00 to 12:20
+    ((schedule, run),) = store.due()  # 10, 11 and 12 o'clock missed: once runs 12 o'clock
+    assert schedule["id"] == once and run["skipped_before"] == 2
+    assert run["due"] == "2026-12-07T12:00:00+00:00"
+    assert store.get("sam", skip)["runs"] == []
+    store.mark("sam", once, 1, state="succeeded")
+    clock.now += dt.timedelta(minutes=40)  # 13:00 runs for both
+    assert sorted(s["id"] for s, _ in store.due()) == sorted([once, skip])

@@ -243,6 +243,8 @@ const plugin: JupyterFrontEndPlugin<void> = {
             .catch(failed(`Could not delete ${schedule.name}`));
         }
       },
+      openRunTensorBoard: run =>
+        openTensorBoardFor([run.job], run.job).catch(failed('Could not open TensorBoard')),
       openExecuted: run => {
         if (run.lab_path) {
           void app.commands.execute('docmanager:open', { path: run.lab_path });

@@ -66,6 +66,7 @@ export interface IPanelActions {
   updateSchedule(schedule: ISchedule): Promise<void>;
   deleteSchedule(schedule: ISchedule): Promise<void>;
   openExecuted(run: IScheduleRun): void;
+  openRunTensorBoard(run: IScheduleRun): Promise<void>;
 }
 
 interface ISnapshot {
@@ -620,6 +621,9 @@ export class HubforgePanel extends Widget {
         badge(schedule.paused ? 'paused' : 'active')
       ),
       h('div', { className: 'hf-Details' }, scheduleSummary(schedule)),
+      Object.keys(schedule.params || {}).length
+        ? h('div', { className: 'hf-Details' }, `with ${paramsText(schedule.params)}`)
+        : null,
       last && last.state === 'failed' && last.reason
         ? h('div', { className: 'hf-Reason', title: last.reason }, last.reason)
         : null,
@@ -644,6 +648,13 @@ export class HubforgePanel extends Widget {
                           'Open',
                           `Open run ${run.number} of ${schedule.name} with its outputs`,
                           () => this.actions.openExecuted(run)
+                        )
+                      : null,
+                    run.started
+                      ? actionButton(
+                          'TensorBoard',
+                          `Open TensorBoard for run ${run.number} of ${schedule.name}`,
+                          () => this.actions.openRunTensorBoard(run)
                         )
                       : null
                   )
