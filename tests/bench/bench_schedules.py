@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import random
 import statistics
 import sys
 import tempfile
@@ -62,7 +63,11 @@ def main() -> int:
         r.raise_for_status()
         sid = r.json()["id"]
         submitted, started = [], []
+        phase = random.Random(0)
         for number in range(1, args.runs + 1):
+            # not just after the pass that saw the last run end: a cron time comes at any
+            # moment of the service's one-second pass
+            time.sleep(phase.random())
             due = (now // 60 + number) * 60  # the next whole minute, exactly
             write_text(clock, f"{due}\n", mode=0o644)
             reached = time.time()

@@ -52,7 +52,7 @@ def test_submit_creates_the_builders_objects(cluster):
     for obj in expected:
         sent = dict(stored[(obj["kind"], obj["metadata"]["name"])])
         meta = dict(sent["metadata"])
-        for server_field in ("uid", "creationTimestamp", "annotations"):
+        for server_field in ("uid", "creationTimestamp", "resourceVersion", "annotations"):
             meta.pop(server_field, None)
         assert {**sent, "metadata": meta} == obj
     main = stored[("TFJob" if mode == "tfjob" else "Job", "hf-mnist-abc123")]

@@ -39,7 +39,11 @@ def stored(fake: FakeKubernetes) -> dict[tuple[str, str], dict]:
 
 
 def without_server_fields(obj: dict) -> dict:
-    meta = {k: v for k, v in obj["metadata"].items() if k not in ("uid", "creationTimestamp")}
+    meta = {
+        k: v
+        for k, v in obj["metadata"].items()
+        if k not in ("uid", "creationTimestamp", "resourceVersion")
+    }
     ours = ("hubforge.io/batching", "hubforge.io/gpus")
     annotations = {k: v for k, v in meta.pop("annotations", {}).items() if k not in ours}
     if annotations:
