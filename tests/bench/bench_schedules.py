@@ -80,13 +80,12 @@ def main() -> int:
                 print(f"run {number} {run['state']}: {run.get('reason')}", file=sys.stderr)
                 return 1
             submitted.append(run["submitted"] - reached)
-            started.append(run["started"] - reached)
-            print(
-                f"run {number:>3}: submitted {submitted[-1]:5.2f} s, "
-                f"started {started[-1]:5.2f} s late",
-                flush=True,
-            )
+            if "started" in run:  # (a run that ended between two passes was never seen running)
+                started.append(run["started"] - reached)
+            seen = f"started {started[-1]:5.2f} s late" if "started" in run else "ended unseen"
+            print(f"run {number:>3}: submitted {submitted[-1]:5.2f} s, {seen}", flush=True)
         print(f"\n{args.runs} runs of a '* * * * *' schedule:")
+        print(f"  ({args.runs - len(started)} runs ended before a pass saw them running)")
         for name, values in (("submitted", submitted), ("started", started)):
             print(
                 f"  {name} late: p50 {statistics.median(values):.2f} s, "
