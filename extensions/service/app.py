@@ -29,7 +29,6 @@ from ..labeling import server as label_studio
 from ..labeling.handlers import routes as labeling_routes
 from ..notify import Notifications
 from ..schedules.handlers import routes as schedule_routes
-from ..schedules.leader import LeaseElection
 from ..schedules.runs import ScheduledRuns
 from ..schedules.store import Schedules, file_clock
 from ..serving.handlers import routes as serving_routes
@@ -189,7 +188,11 @@ class HubforgeService(Application):
         self.notifications = Notifications(config=workbench.config)
         self.watch = JobWatch(workbench.service_dir / "job-watch", self.jobs, self.notifications)
         kube = getattr(self.jobs, "kube", None)  # Kubernetes: maybe several services
-        leader = LeaseElection(kube, self.jobs.settings.namespace).is_leader if kube else None
+        leader = None
+        if kube:  # (its Kubernetes client is not imported on one machine: a quicker start)
+            from ..schedules.leader import LeaseElection
+
+            leader = LeaseElection(kube, self.jobs.settings.namespace).is_leader
         self.scheduled = ScheduledRuns(self.schedules, submitter, self.notifications, leader=leader)
 
     def _periodic_work(self, workbench: Workbench, jobs: object, allocator: GpuAllocator) -> None:

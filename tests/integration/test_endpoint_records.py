@@ -125,9 +125,12 @@ def test_an_endpoint_whose_process_died_is_restarted_from_its_model_folder(deplo
     assert bob not in endpoint_processes(root) and len(endpoint_processes(root)) == 2
 
 
-def test_records_moved_aside_are_rebuilt_at_the_next_start(deployed):
+def test_records_moved_aside_or_a_damaged_list_of_starting_deploys_are_no_obstacle(
+    deployed, exports
+):
     """What the old advice ('move it aside') did: a service that starts without the file
-    adopts the running endpoints instead of leaving them running unlisted."""
+    adopts the running endpoints instead of leaving them running unlisted. Then a damaged
+    list of starting deploys: the next service starts nothing twice and deploys anew."""
     before = endpoint_processes(deployed.data_root)
     deployed.state_file.rename(deployed.state_file.with_name("endpoints.json.damaged"))
     restarted = LocalEndpointBackend(deployed.data_root, deployed.state_file)
@@ -136,22 +139,21 @@ def test_records_moved_aside_are_rebuilt_at_the_next_start(deployed):
     assert predict(restarted, "ann").json() == {"predictions": [[11.0]]}
     assert predict(restarted, "bob").json() == {"predictions": [[12.0]]}
     assert endpoint_processes(deployed.data_root) == before
-    for owner in ("ann", "bob"):
-        restarted.undeploy(owner, "clf")
-    assert endpoint_processes(deployed.data_root) == {}
 
-
-def test_a_damaged_list_of_starting_deploys_is_no_obstacle(deployed, exports):
     starting = deployed.state_file.with_name("endpoints-starting.json")
     starting.write_text('[{"pid": 1')
-    restarted = LocalEndpointBackend(deployed.data_root, deployed.state_file)
-    assert restarted.restore() == []
+    again = LocalEndpointBackend(deployed.data_root, deployed.state_file)
+    assert again.restore() == []
+    assert endpoint_processes(deployed.data_root) == before
     # a new version deploys (the list of starting deploys is written afresh)
     export = shutil.copytree(exports["ann"], deployed.area("ann") / "exports" / "2")
-    assert restarted.deploy("ann", "clf", str(export))["versions"] == [1, 2]
-    assert predict(restarted, "ann").json() == {"predictions": [[11.0]]}
+    assert again.deploy("ann", "clf", str(export))["versions"] == [1, 2]
+    assert predict(again, "ann").json() == {"predictions": [[11.0]]}
     (kept,) = starting.parent.glob("endpoints-starting.json.damaged-*")
     assert kept.read_text() == '[{"pid": 1'
+    for owner in ("ann", "bob"):
+        again.undeploy(owner, "clf")
+    assert endpoint_processes(deployed.data_root) == {}
 
 
 @pytest.mark.hub

@@ -87,9 +87,10 @@ def _records(job, event):
     return [r for r in store.progress_records() if r["event"] == event]
 
 
-# What the job runs does not matter to these tests: no TensorFlow (seconds of CPU a worker).
-# The branch that never runs is for the pre-submit check, which refuses a multi-worker job
-# that never enters a strategy.
+# What the job runs does not matter to these tests: no training. With two workers the runner
+# still makes the strategy first (the script names hubforge's), so TensorFlow starts; the
+# branch that never runs is for the pre-submit check, which refuses a multi-worker job that
+# never enters a strategy.
 SLEEPER = """\
 import time
 print("working", flush=True)
@@ -114,6 +115,9 @@ def test_cancel_stops_every_process(home):
     job.cancel()
     assert job.status == "cancelled"
     wait_for(lambda: not any(_alive(p) for p in pids), timeout=30, what="processes to exit")
+    # the workers ended on SIGTERM, not 10 s later on SIGKILL: TensorFlow's preemption
+    # notifier, which would keep them running, never took the signal
+    assert not any("SIGTERM caught" in job.logs(f"worker-{i}") for i in (0, 1))
     with pytest.raises(jobs.JobError, match="already cancelled"):
         job.cancel()
 
