@@ -35,6 +35,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
         elif args.serve_command == "predict":
             instances = json.loads(args.instances)
             print(json.dumps(serving.get(args.name).predict(instances, version=args.version)))
+        elif args.serve_command == "traffic":
+            report = serving.get(args.name).traffic(args.window, points=args.points)
+            print("\n".join(report.lines()))
         elif args.serve_command == "undeploy":
             serving.get(args.name).undeploy()
             print(f"Undeployed {args.name} (its model versions stay in your data area)")
@@ -111,6 +114,12 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     predict.add_argument("name")
     predict.add_argument("instances", help='JSON rows, e.g. "[[1, 2, 3, 4]]"')
     predict.add_argument("--version", type=int)
+    traffic = serve_sub.add_parser(
+        "traffic", help="an endpoint's requests, errors and latency (what the gateway saw)"
+    )
+    traffic.add_argument("name")
+    traffic.add_argument("--window", default="1h", help="15m, 1h, 1d... (default 1h; 1d kept)")
+    traffic.add_argument("--points", type=int, default=40, help="steps in the sparklines")
     undeploy = serve_sub.add_parser("undeploy", help="stop an endpoint")
     undeploy.add_argument("name")
     export = serve_sub.add_parser(

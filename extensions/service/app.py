@@ -32,6 +32,8 @@ from ..schedules.handlers import routes as schedule_routes
 from ..schedules.runs import ScheduledRuns
 from ..schedules.store import Schedules, file_clock
 from ..serving.handlers import routes as serving_routes
+from ..serving.traffic import BIN as TRAFFIC_BIN
+from ..serving.traffic import Traffic
 from ..workbench import Workbench, load_workbench
 from .accesslog import log_request
 from .culler import IdleCuller
@@ -137,6 +139,7 @@ class HubforgeService(Application):
             "hubforge.endpoint_backends", workbench.endpoint_backend
         ).from_workbench(workbench)
         self.jobs = jobs
+        self.traffic = Traffic(workbench.service_dir / "endpoint-traffic")
         submitter = ServiceTrialJobs(jobs, self.queue, args["quotas"], self.endpoints)
         args["tunings"] = self.tunings = Tunings(workbench.service_dir / "tunings", submitter)
         self._schedules(workbench, submitter)
@@ -155,7 +158,11 @@ class HubforgeService(Application):
             + schedule_routes(
                 api, {**args, "schedules": self.schedules, "notifications": self.notifications}
             )
-            + serving_routes(self.prefix, api, {**args, "endpoints": self.endpoints, "jobs": jobs})
+            + serving_routes(
+                self.prefix,
+                api,
+                {**args, "endpoints": self.endpoints, "jobs": jobs, "traffic": self.traffic},
+            )
             + labeling_routes(api, {**args, "accounts": accounts})
             + overview_routes(
                 api, {**args, "jobs": jobs, "endpoints": self.endpoints, "accounts": accounts}
@@ -212,6 +219,8 @@ class HubforgeService(Application):
             self.watch.run_pass()
 
         self.schedule_pass = PeriodicCallback(_in_turn(schedules_and_watched_jobs), 1000)
+        # the gateway's counts of the endpoints' requests, on disk every 10 s
+        self.traffic_save = PeriodicCallback(_in_turn(self.traffic.save), TRAFFIC_BIN * 1000)
         # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
         # Workloads' (read in a thread: an API call)
         kueue = getattr(jobs, "gpus_waiting", None)
@@ -273,6 +282,7 @@ class HubforgeService(Application):
         self.reconcile.start()
         self.tuning_pass.start()
         self.schedule_pass.start()
+        self.traffic_save.start()
         self.cull.start()
         self.user_sync.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)
@@ -291,6 +301,7 @@ class HubforgeService(Application):
         while CHANGING["requests"] > 0 and loop.time() < deadline:
             await asyncio.sleep(0.1)
         self.tunings.oracle.close()
+        await asyncio.to_thread(self.traffic.save)  # the last seconds' counts too
 
 
 def _in_turn(work: Any) -> Any:

@@ -61,8 +61,10 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         watch: Any = None,
         schedules: Any = None,
         notifications: Any = None,
+        traffic: Any = None,
     ) -> None:
         """The service's engines; each route gets the ones its views use."""
+        self.traffic = traffic  # what the gateway forwarded, per endpoint (serving.traffic)
         self.watch = watch  # jobs whose owners asked to be told when they end
         self.schedules = schedules  # notebooks run on a schedule (hubforge.schedules)
         self.notifications = notifications  # e-mail and webhooks (hubforge.notify)

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..client import ServiceClient, ServiceError
 from .errors import BadRequest, NotFound, ServingError
+from .traffic_report import TrafficReport
 
 
 def _client() -> ServiceClient:
@@ -141,6 +142,18 @@ class Endpoint:
                 else ServingError(r.text)
             )
         return r.json()["predictions"]
+
+    def traffic(self, window: str | int = "1h", points: int = 60) -> TrafficReport:
+        """What the gateway counted for this endpoint over ``window`` ("15m", "1h", "1d" or
+        seconds; a day is kept): requests per second, errors, p50/p90/p99 latency, by status
+        and version, in ``points`` steps (``.plot()`` draws them)."""
+        summary = _call(
+            self._client,
+            "GET",
+            f"endpoints/{self.name}/traffic",
+            params={"window": str(window), "points": str(points)},
+        )
+        return TrafficReport(summary)
 
     def undeploy(self) -> None:
         _call(self._client, "DELETE", f"endpoints/{self.name}")

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import time
 from typing import Any
 
 import aiohttp
@@ -19,15 +20,18 @@ from tornado import web
 
 from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
 from ..service.quotas import QuotaExceeded
-from .errors import ServingError
+from .errors import BadRequest, ServingError
 from .oip import HEADER_LENGTH as BINARY_HEADER
+from .traffic import parse_window
 
 # The only paths the gateway forwards (TF Serving's REST API of one model), normalised.
 GATEWAY_PATH = re.compile(
-    r"^(?:v1/models/(?P<model>[a-z0-9-]+)(/versions/[0-9]{1,19}|/labels/[A-Za-z0-9_-]{1,64})?"
+    r"^(?:v1/models/(?P<model>[a-z0-9-]+)"
+    r"(?:/versions/(?P<version>[0-9]{1,19})|/labels/(?P<label>[A-Za-z0-9_-]{1,64}))?"
     r"(/metadata|:predict|:classify|:regress)?"
     # the Open Inference Protocol (KServe v2) on the same endpoint
-    r"|v2/models/(?P<v2model>[a-z0-9-]+)(/versions/[0-9]{1,19})?(/ready|/infer)?"
+    r"|v2/models/(?P<v2model>[a-z0-9-]+)(?:/versions/(?P<v2version>[0-9]{1,19}))?"
+    r"(/ready|/infer)?"
     r"|v2/health/(?:live|ready)|v2)$"
 )
 
@@ -120,6 +124,26 @@ class EndpointHandler(EndpointsBase):
         self.write_json(self.public({**record, "versions": []}))
 
 
+class EndpointTrafficHandler(EndpointsBase):
+    """GET .../endpoints/<name>/traffic?window=1h&points=60: what the gateway counted
+    (serving.traffic.Traffic.summary); admins may add ?owner=<user>."""
+
+    async def get(self, name: str) -> None:
+        owner = self.get_argument("owner", "") or self.owner
+        if owner != self.identity["name"] and not self.identity["admin"]:
+            raise web.HTTPError(403, "Only admins see another user's endpoint traffic")
+        try:
+            window = parse_window(self.get_argument("window", "1h"))
+            points = self.get_argument("points", "60")
+            if not re.fullmatch(r"[0-9]{1,3}", points):
+                raise BadRequest(f"points={points!r:.20}: a number of steps from 1 to 500")
+            await asyncio.to_thread(self.endpoints.get, owner, name)  # 404: no such endpoint
+            summary = self.traffic.summary(owner, name, window, int(points))
+        except ServingError as e:
+            self.serving_error(e)
+        self.write_json(summary)
+
+
 _sessions: dict[int, aiohttp.ClientSession] = {}
 
 
@@ -188,6 +212,7 @@ class GatewayHandler(EndpointsBase):
         except ServingError as e:
             self.serving_error(e)
         body = self.request.body if self.request.method == "POST" else None
+        started, status = time.perf_counter(), 502
         try:
             async with connections().request(
                 self.request.method,
@@ -198,13 +223,19 @@ class GatewayHandler(EndpointsBase):
                 data = await response.read()
                 content_type = response.headers.get("Content-Type", "application/json")
                 binary = response.headers.get(BINARY_HEADER)
+                status = response.status
         except aiohttp.ClientConnectorError:  # not listening yet: just (re)started
+            status = 503
             self.set_header("Retry-After", "2")
             raise web.HTTPError(
                 503, f"Endpoint {name} is starting; retry in a few seconds"
             ) from None
         except (aiohttp.ClientError, TimeoutError) as e:
             raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
+        finally:
+            if self.traffic is not None:  # what the endpoint's monitoring view shows
+                version = path["version"] or path["label"] or path["v2version"] or "latest"
+                self.traffic.observe(user, name, status, time.perf_counter() - started, version)
         self.set_status(response.status)
         self.set_header("Content-Type", content_type)
         if binary is not None:
@@ -231,5 +262,6 @@ def routes(prefix: str, api: str, args: dict[str, Any]) -> list[tuple]:
     return [
         (api + "/endpoints", EndpointsHandler, args),
         (api + r"/endpoints/([^/]+)", EndpointHandler, args),
+        (api + r"/endpoints/([^/]+)/traffic", EndpointTrafficHandler, args),
         (prefix + r"endpoints/([^/]+)/([^/]+)/(v[12](?:/.*)?)", GatewayHandler, args),
     ]

@@ -27,6 +27,7 @@ ROUTES = [
     ("POST", SERVICE + "endpoints"),
     ("GET", SERVICE + "endpoints/{seg}"),
     ("DELETE", SERVICE + "endpoints/{seg}"),
+    ("GET", SERVICE + "endpoints/{seg}/traffic?window={q}&points={q}&owner={q}"),
     ("POST", "services/hubforge/endpoints/" + USER + "/{seg}/v1/models/{seg}:predict"),
     ("GET", "services/hubforge/endpoints/{seg}/{seg}/v1/{seg}"),
     ("POST", SERVICE + "tunings"),
