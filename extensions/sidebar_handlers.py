@@ -133,6 +133,21 @@ class EndpointHandler(SidebarHandler):
         self.finish(json.dumps(_endpoint_view(endpoint)))
 
 
+class EndpointTrafficHandler(SidebarHandler):
+    @web.authenticated
+    @authorized
+    async def get(self, name: str) -> None:
+        """What the gateway counted for one of your endpoints (?window=1h&points=60)."""
+        from .serving import api
+
+        window, points = self.get_argument("window", "1h"), self.get_argument("points", "60")
+        if not points.isdigit() or not points.isascii():
+            raise web.HTTPError(400, f"points={points!r:.20}: a number of steps from 1 to 500")
+        endpoint = await self.call(api.get, name)
+        report = await self.call(endpoint.traffic, window, int(points))
+        self.finish(json.dumps(report.summary))
+
+
 class SavedRequestsHandler(SidebarHandler):
     """Requests kept for one of your endpoints: GET lists, POST {"name", "request"} keeps
     one (the same name replaces it), DELETE .../requests/<name> forgets one."""
@@ -279,6 +294,7 @@ def routes(prefix: str) -> list[tuple]:
     return [
         (prefix + "/endpoints", EndpointsHandler),
         (prefix + r"/endpoints/([^/]+)", EndpointHandler),
+        (prefix + r"/endpoints/([^/]+)/traffic", EndpointTrafficHandler),
         (prefix + r"/endpoints/([^/]+)/requests", SavedRequestsHandler),
         (prefix + r"/endpoints/([^/]+)/requests/([^/]+)", SavedRequestsHandler),
         (prefix + "/labeling/projects", LabelingProjectsHandler),

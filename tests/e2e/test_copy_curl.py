@@ -1,6 +1,6 @@
 """The sidebar's Copy curl gives a line that answers when pasted into a shell: built from the
 model's signature (an image model wants 32x32x1, not [[0]]) and saying where $TOKEN comes
-from."""
+from. Monitor then shows that traffic: totals, statuses and plots (#36)."""
 
 from __future__ import annotations
 
@@ -14,6 +14,8 @@ from tests.e2e.lab import login_and_start
 from tests.models import image_model
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(600)]
+API = "services/hubforge/api/endpoints"
+GATEWAY = "services/hubforge/endpoints/curly/digits/v1/models/digits"
 
 
 def test_copy_curl_pasted_into_a_shell_answers_200(workbench, page):
@@ -53,6 +55,24 @@ def test_copy_curl_pasted_into_a_shell_answers_200(workbench, page):
         assert "predictions" in answer, (ran.stdout, ran.stderr)
         (probabilities,) = answer["predictions"]
         assert len(probabilities) == 3 and abs(sum(probabilities) - 1) < 1e-3, answer
+
+        # Monitor: the traffic just sent (the pasted line, the metadata Copy curl read, and
+        # four more calls with a wrong shape: 400s), as plots and totals in a tab
+        for _ in range(4):
+            bad = {"instances": [[0]]}
+            r = workbench.api("POST", f"{GATEWAY}:predict", token, json=bad)
+            assert r.status_code == 400
+        counted = workbench.api("GET", f"{API}/digits/traffic", token).json()["totals"]
+        assert counted["by_status"]["400"] == 4 and counted["by_status"]["200"] >= 2, counted
+        page.click(f"{endpoint} button:has-text('Monitor')")
+        summary = page.wait_for_selector(".hf-Traffic .hf-TrafficSummary:has-text('requests')")
+        assert summary.inner_text().startswith(f"{counted['requests']} requests in 1 h")
+        assert "400: 4" in page.inner_text(".hf-Traffic .hf-Details")
+        assert page.query_selector(".hf-TrafficPlot[data-keys='rps'] polyline.hf-Line-rps")
+        # (latency only where there were requests: a dot for a lone step, else a line)
+        assert page.query_selector(".hf-TrafficPlot[data-keys='p50_ms p99_ms'] .hf-Line-p99_ms")
+        page.select_option(".hf-Traffic .hf-TrafficWindow", "15m")
+        page.wait_for_selector(".hf-Traffic .hf-TrafficSummary:has-text('in 15 min')")
     finally:
         workbench.api("DELETE", "services/hubforge/api/endpoints/digits", workbench.admin_token())
         workbench.ensure_stopped(user)

@@ -17,6 +17,7 @@ pytestmark = pytest.mark.hub
 ROUTES = [
     "endpoints",
     "endpoints/early/requests",
+    "endpoints/early/traffic?window=1h",
     "labeling/projects",
     "gpus",
     "tunings",

@@ -58,3 +58,19 @@ export function actionButton(
   });
   return button;
 }
+
+const SVG = 'http://www.w3.org/2000/svg';
+
+/** An SVG element (plots). */
+export function svg(
+  tag: string,
+  attributes: Record<string, string | number>,
+  ...children: Node[]
+): SVGElement {
+  const node = document.createElementNS(SVG, tag);
+  for (const [key, value] of Object.entries(attributes)) {
+    node.setAttribute(key, String(value));
+  }
+  node.append(...children);
+  return node;
+}

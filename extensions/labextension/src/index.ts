@@ -43,7 +43,7 @@ import {
 } from './model';
 import { HubforgeModel, HubforgePanel, IPanelActions } from './panel';
 import { RunAsJobBody, TryItBody } from './dialogs';
-import { logTab, tensorBoardTab } from './views';
+import { logTab, tensorBoardTab, trafficTab } from './views';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16" height="16">
 <path class="jp-icon3" fill="#616161" d="M12 2 3 7v10l9 5 9-5V7l-9-5zm0 2.3 6.7 3.7L12 11.7 5.3 8 12 4.3zM5 9.7l6 3.3v6.7l-6-3.3V9.7zm8 10v-6.7l6-3.3v6.7l-6 3.3z"/>
@@ -306,6 +306,15 @@ const plugin: JupyterFrontEndPlugin<void> = {
             body: new Widget({ node: h('pre', { className: 'hf-Curl' }, line) }),
             buttons: [Dialog.okButton({ label: 'Close' })]
           });
+        }
+      },
+      monitor: endpoint => {
+        const id = `hubforge-traffic-${endpoint.name}`;
+        const open = Array.from(app.shell.widgets('main')).find(w => w.id === id);
+        if (open) {
+          app.shell.activateById(id);
+        } else {
+          app.shell.add(trafficTab(endpoint.name), 'main');
         }
       },
       undeploy: async endpoint => {

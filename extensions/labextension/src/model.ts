@@ -608,3 +608,84 @@ export function jobFileLabPath(path: string | null | undefined): string | null {
   const match = path ? /\/users\/[^/]+\/jobs\/.+$/.exec(path) : null;
   return match ? `hdfs${match[0]}` : null;
 }
+
+/** One step of an endpoint's traffic (GET endpoints/<name>/traffic). */
+export interface ITrafficStep {
+  t: number;
+  requests: number;
+  rps: number;
+  errors: number;
+  error_rate: number;
+  p50_ms: number | null;
+  p90_ms: number | null;
+  p99_ms: number | null;
+}
+
+export interface ITraffic {
+  name: string;
+  window_s: number;
+  step_s: number;
+  totals: ITrafficStep & { by_status: Record<string, number>; by_version: Record<string, number> };
+  series: ITrafficStep[];
+}
+
+/** Polylines of ``keys`` over the steps, on one scale from 0 to the largest value (gaps where
+ * a step has none: a new line starts after them); null when no step has a value. */
+export function seriesLines(
+  series: ITrafficStep[],
+  keys: (keyof ITrafficStep)[],
+  width: number,
+  height: number,
+  pad = 4
+): { lines: Record<string, string[]>; max: number } | null {
+  const values = series.flatMap(s => keys.map(k => s[k])).filter(v => typeof v === 'number');
+  if (!values.length) {
+    return null;
+  }
+  const max = Math.max(...(values as number[])) || 1;
+  const x = (i: number) => pad + (i * (width - 2 * pad)) / Math.max(series.length - 1, 1);
+  const y = (v: number) => height - pad - (v / max) * (height - 2 * pad);
+  const lines: Record<string, string[]> = {};
+  for (const key of keys) {
+    const parts: string[] = [];
+    let current: string[] = [];
+    series.forEach((s, i) => {
+      const v = s[key];
+      if (typeof v === 'number') {
+        current.push(`${x(i).toFixed(1)},${y(v).toFixed(1)}`);
+      } else if (current.length) {
+        parts.push(current.join(' '));
+        current = [];
+      }
+    });
+    if (current.length) {
+      parts.push(current.join(' '));
+    }
+    lines[key] = parts;
+  }
+  return { lines, max };
+}
+
+/** "983 requests in 1 h (0.27/s) · 0 errors (0.0%) · p50 6.1 ms · p99 24 ms". */
+export function trafficSummary(traffic: ITraffic): string {
+  const t = traffic.totals;
+  const ms = (v: number | null) => (v === null ? '–' : `${Number(v.toPrecision(3))} ms`);
+  return (
+    `${t.requests} requests in ${span(traffic.window_s)} (${Number(t.rps.toPrecision(2))}/s) · ` +
+    `${t.errors} errors (${(t.error_rate * 100).toFixed(1)}%) · p50 ${ms(t.p50_ms)} · ` +
+    `p99 ${ms(t.p99_ms)}`
+  );
+}
+
+function span(seconds: number): string {
+  for (const [unit, size] of [
+    ['d', 86400],
+    ['h', 3600],
+    ['min', 60]
+  ] as [string, number][]) {
+    if (seconds >= size && seconds % size === 0) {
+      return `${seconds / size} ${unit}`;
+    }
+  }
+  return `${seconds} s`;
+}

@@ -6,7 +6,7 @@ import { Signal } from '@lumino/signaling';
 import { Widget } from '@lumino/widgets';
 
 import { request } from './api';
-import { actionButton, h } from './dom';
+import { actionButton, h, svg } from './dom';
 import {
   Backoff,
   IBaseModel,
@@ -54,6 +54,7 @@ export interface IPanelActions {
   stopTensorBoard(tb: ITensorBoard): Promise<void>;
   tryEndpoint(endpoint: IEndpoint): Promise<void>;
   copyCurl(endpoint: IEndpoint): Promise<void>;
+  monitor(endpoint: IEndpoint): void;
   undeploy(endpoint: IEndpoint): Promise<void>;
   openLabeling(project: IProject): void;
   newLabelingNotebook(project: IProject): Promise<void>;
@@ -273,16 +274,6 @@ function bar(fraction: number | null, label: string): HTMLElement | null {
   );
 }
 
-const SVG = 'http://www.w3.org/2000/svg';
-
-function svg(tag: string, attributes: Record<string, string | number>, ...children: Node[]) {
-  const node = document.createElementNS(SVG, tag);
-  for (const [key, value] of Object.entries(attributes)) {
-    node.setAttribute(key, String(value));
-  }
-  node.append(...children);
-  return node;
-}
 
 /** The objective of each trial (a dot; the best one ringed) and the best so far (a line). */
 function plot(run: ITuning): Element | null {
@@ -747,6 +738,11 @@ export class HubforgePanel extends Widget {
           ),
         actionButton('Copy curl', `Copy a curl line that calls ${endpoint.name}`, () =>
           this.actions.copyCurl(endpoint)
+        ),
+        actionButton(
+          'Monitor',
+          `Requests, errors and latency of ${endpoint.name} (plots, refreshed live)`,
+          () => this.actions.monitor(endpoint)
         ),
         endpoint.running &&
           actionButton('Undeploy', `Undeploy ${endpoint.name}`, () =>

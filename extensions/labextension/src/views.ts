@@ -1,10 +1,19 @@
-/** Main-area tabs: a job's logs (tailing like `tail -f`) and a TensorBoard in an iframe. */
+/** Main-area tabs: a job's logs (tailing like `tail -f`), a TensorBoard in an iframe and an
+ * endpoint's traffic (plots refreshed every 10 s). */
 import { IFrame, MainAreaWidget } from '@jupyterlab/apputils';
 import { Widget } from '@lumino/widgets';
 
 import { request } from './api';
-import { h } from './dom';
-import { IJob, TERMINAL, jobName } from './model';
+import { h, svg } from './dom';
+import {
+  IJob,
+  ITraffic,
+  ITrafficStep,
+  TERMINAL,
+  jobName,
+  seriesLines,
+  trafficSummary
+} from './model';
 
 /** Follows one replica's log; a picker switches replica; stops polling when the job ends. */
 export class LogView extends Widget {
@@ -104,5 +113,133 @@ export function tensorBoardTab(name: string, url: string): MainAreaWidget<IFrame
   widget.title.label = `TensorBoard: ${name}`;
   widget.title.closable = true;
   widget.addClass('hf-TensorBoardTab');
+  return widget;
+}
+
+const WINDOWS: [string, string][] = [
+  ['15m', 'last 15 minutes'],
+  ['1h', 'last hour'],
+  ['1d', 'last day']
+];
+
+/** An endpoint's requests per second and p50/p99 latency as the gateway counted them, with
+ * the window's totals, statuses and versions; refreshed every 10 s while open. */
+export class TrafficView extends Widget {
+  constructor(readonly endpoint: string) {
+    super();
+    this.addClass('hf-Traffic');
+    this._window = h(
+      'select',
+      { className: 'hf-TrafficWindow', 'aria-label': 'Window' },
+      ...WINDOWS.map(([value, label]) => h('option', { value, selected: value === '1h' }, label))
+    );
+    this._window.addEventListener('change', () => void this._poll());
+    this._summary = h('div', { className: 'hf-TrafficSummary', role: 'status' }, 'Loading…');
+    this._plots = h('div', { className: 'hf-TrafficPlots' });
+    this._details = h('div', { className: 'hf-Details' });
+    this.node.append(
+      h('div', { className: 'hf-LogBar' }, h('label', {}, 'Show ', this._window)),
+      this._summary,
+      this._plots,
+      this._details
+    );
+    void this._poll();
+  }
+
+  dispose(): void {
+    this._stopped = true;
+    clearTimeout(this._timer);
+    super.dispose();
+  }
+
+  private async _poll(): Promise<void> {
+    clearTimeout(this._timer);
+    try {
+      const traffic = await request<ITraffic>(
+        `endpoints/${encodeURIComponent(this.endpoint)}/traffic`,
+        {},
+        { window: this._window.value, points: '60' }
+      );
+      this._show(traffic);
+    } catch (error) {
+      this._summary.textContent = `Could not read the traffic: ${(error as Error).message}`;
+    }
+    if (!this._stopped) {
+      this._timer = setTimeout(() => void this._poll(), 10_000);
+    }
+  }
+
+  private _show(traffic: ITraffic): void {
+    this._summary.textContent = trafficSummary(traffic);
+    this._plots.replaceChildren(
+      trafficPlot(traffic, ['rps'], 'requests per second'),
+      trafficPlot(traffic, ['p50_ms', 'p99_ms'], 'latency p50 and p99, ms')
+    );
+    const listed = (counts: Record<string, number>) =>
+      Object.entries(counts)
+        .map(([key, n]) => `${key}: ${n}`)
+        .join(', ') || 'none';
+    this._details.replaceChildren(
+      h('div', {}, `By status: ${listed(traffic.totals.by_status)}`),
+      h('div', {}, `By version: ${listed(traffic.totals.by_version)}`)
+    );
+  }
+
+  private _window: HTMLSelectElement;
+  private _summary: HTMLElement;
+  private _plots: HTMLElement;
+  private _details: HTMLElement;
+  private _stopped = false;
+  private _timer: ReturnType<typeof setTimeout> | undefined;
+}
+
+function trafficPlot(traffic: ITraffic, keys: (keyof ITrafficStep)[], title: string): Element {
+  const [width, height] = [480, 96];
+  const drawn = seriesLines(traffic.series, keys, width, height);
+  const top = drawn ? Number(drawn.max.toPrecision(3)) : 0;
+  const label = drawn ? `${title}, 0 to ${top}` : `${title}: no requests in this window`;
+  return h(
+    'figure',
+    { className: 'hf-TrafficPlot', dataset: { keys: keys.join(' ') } },
+    h('figcaption', {}, label),
+    svg(
+      'svg',
+      { class: 'hf-Plot', viewBox: `0 0 ${width} ${height}`, role: 'img', 'aria-label': label },
+      svg('title', {}, document.createTextNode(label)),
+      ...(drawn
+        ? keys.flatMap(key =>
+            drawn.lines[key].map(points => {
+              if (points.includes(' ')) {
+                return svg('polyline', { class: `hf-Line hf-Line-${key}`, points, fill: 'none' });
+              }
+              const [cx, cy] = points.split(','); // one step alone: a dot
+              return svg('circle', { class: `hf-Dot hf-Line-${key}`, cx, cy, r: 2.5 });
+            })
+          )
+        : [])
+    ),
+    h(
+      'div',
+      { className: 'hf-TrafficAxis' },
+      h('span', {}, `${WINDOW_WORDS[traffic.window_s] || `${traffic.window_s} s`} ago`),
+      keys.length > 1
+        ? h(
+            'span',
+            {},
+            ...keys.map(key => h('span', { className: `hf-Key hf-Key-${key}` }, key.split('_')[0]))
+          )
+        : null,
+      h('span', {}, 'now')
+    )
+  );
+}
+
+const WINDOW_WORDS: Record<number, string> = { 900: '15 min', 3600: '1 h', 86400: '1 day' };
+
+export function trafficTab(endpoint: string): MainAreaWidget<TrafficView> {
+  const widget = new MainAreaWidget({ content: new TrafficView(endpoint) });
+  widget.id = `hubforge-traffic-${endpoint}`;
+  widget.title.label = `Traffic: ${endpoint}`;
+  widget.title.closable = true;
   return widget;
 }

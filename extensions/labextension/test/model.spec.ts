@@ -26,7 +26,9 @@ import {
   jobFileLabPath,
   runText,
   scheduleSummary,
-  scheduledRun
+  scheduledRun,
+  seriesLines,
+  trafficSummary
 } from '../src/model';
 
 function job(id: string, state: string, extra: Partial<IJob> = {}): IJob {
@@ -378,5 +380,43 @@ describe('schedules', () => {
     );
     expect(jobFileLabPath('/srv/elsewhere/executed.ipynb')).toBeNull();
     expect(jobFileLabPath(null)).toBeNull();
+  });
+});
+
+describe('endpoint traffic', () => {
+  const step = (t: number, requests: number, p99: number | null) => ({
+    t,
+    requests,
+    rps: requests / 10,
+    errors: 0,
+    error_rate: 0,
+    p50_ms: p99 === null ? null : p99 / 2,
+    p90_ms: p99,
+    p99_ms: p99
+  });
+
+  it('draws each key on one scale and breaks the line where a step has no value', () => {
+    const series = [step(0, 10, 20), step(10, 0, null), step(20, 20, 40)];
+    const drawn = seriesLines(series, ['p50_ms', 'p99_ms'], 100, 50, 0)!;
+    expect(drawn.max).toBe(40);
+    expect(drawn.lines.p99_ms).toEqual(['0.0,25.0', '100.0,0.0']);
+    expect(drawn.lines.p50_ms).toEqual(['0.0,37.5', '100.0,25.0']);
+    const rps = seriesLines(series, ['rps'], 100, 50, 0)!;
+    expect(rps.lines.rps).toEqual(['0.0,25.0 50.0,50.0 100.0,0.0']);
+    expect(seriesLines([step(0, 0, null)], ['p99_ms'], 100, 50)).toBeNull();
+  });
+
+  it('says the totals in one line', () => {
+    const totals = { ...step(0, 983, 24), rps: 0.273, errors: 2, error_rate: 0.002 };
+    const traffic = {
+      name: 'clf',
+      window_s: 3600,
+      step_s: 60,
+      totals: { ...totals, by_status: {}, by_version: {} },
+      series: []
+    };
+    expect(trafficSummary(traffic)).toBe(
+      '983 requests in 1 h (0.27/s) · 2 errors (0.2%) · p50 12 ms · p99 24 ms'
+    );
   });
 });
