@@ -151,7 +151,13 @@ class HubforgeService(Application):
             log_function=log_request,
             service_prefix=self.prefix,
             hub_prefix=hub_prefix,
-            handlers=jobs_routes(
+            handlers=self._routes(api, args, jobs, accounts),
+        )
+
+    def _routes(self, api: str, args: dict, jobs: object, accounts: object) -> list[tuple]:
+        """Each capability's REST views, given the engines they use."""
+        return (
+            jobs_routes(
                 api, {**args, "jobs": jobs, "endpoints": self.endpoints, "watch": self.watch}
             )
             + tuning_routes(api, args)
@@ -180,7 +186,7 @@ class HubforgeService(Application):
                 (api + "/users", UsersHandler, args),
                 (api + r"/users/([^/]+)", UserHandler, args),
                 (api + r"/users/([^/]+)/password", PasswordHandler, args),
-            ],
+            ]
         )
 
     def _schedules(self, workbench: Workbench, submitter: ServiceTrialJobs) -> None:
