@@ -38,6 +38,30 @@ tf.saved_model.save(m, sys.argv[1] + "/1", signatures={"serving_default": m.serv
 """
 
 
+# y = sum(x) + 1 as a plain tf.Module (the Keras model's signature: x, 4 floats a row) that
+# answers as the KERAS one with bias 1, or, by the third argument: "fails" where a row's first
+# value is negative (a NotFound error of TensorFlow: HTTP 500), "slow" (~100 ms of matmuls)
+VARIANT = """
+import sys, tensorflow as tf
+base, version, mode = sys.argv[1], sys.argv[2], sys.argv[3]
+class M(tf.Module):
+    @tf.function(input_signature=[tf.TensorSpec([None, 4], tf.float32, name="x")])
+    def serve(self, x):
+        y = tf.reduce_sum(x, axis=1, keepdims=True) + 1.0
+        if mode == "fails":
+            missing = lambda: y + tf.strings.to_number(tf.io.read_file("/no-such-hubforge-file"))
+            y = tf.cond(tf.reduce_min(x[:, 0]) < 0, missing, lambda: y)
+        if mode == "slow":
+            m = tf.ones([256, 256]) / 256.0
+            step = lambda i, a: (i + 1, tf.matmul(a, m))
+            _, a = tf.while_loop(lambda i, a: i < 400, step, (0, m))
+            y = y + 0.0 * tf.reduce_sum(a)
+        return {"score": y}
+m = M()
+tf.saved_model.save(m, f"{base}/{version}", signatures={"serving_default": m.serve})
+"""
+
+
 def _run(script: str, *args: str) -> None:
     subprocess.run(
         [sys.executable, "-c", script, *args],
@@ -119,6 +143,7 @@ def warm_cache() -> None:
     background as the suite starts; a test that wants one meanwhile waits for it."""
     wanted = [(KERAS, ["v", str(float(b))], "v") for b in (0, 1, 2, 5, 10, 100)]
     wanted += [(IMAGE, [], "1"), (MULTI, [], "1")]
+    wanted += [(VARIANT, ["v", mode], "v") for mode in ("good", "fails", "slow")]
     with _cache_lock():
         missing = [(s, a, m, CACHE / _key(s, a)) for s, a, m in wanted]
         missing = [w for w in missing if not w[3].is_dir()]
@@ -133,6 +158,12 @@ def warm_cache() -> None:
         finally:
             for folder in fresh:
                 shutil.rmtree(folder, ignore_errors=True)
+
+
+def variant_model(base: Path, version: int, mode: str) -> Path:
+    """VARIANT's model (mode "good", "fails" or "slow") at ``base/version``."""
+    _cached_export(VARIANT, ["v", mode], "v", base / str(version))
+    return base / str(version)
 
 
 def keras_model(base: Path, version: int, bias: float = 0.0) -> Path:

@@ -19,17 +19,22 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 version=args.version,
                 batching=_batching(args),
                 gpus=args.gpus,
+                canary=_canary(args),
             )
             try:  # a row shaped like the model's input, so the printed line works as is
                 example = ep.example_instances()
             except serving.ServingError:
                 example = None
             print(f"{ep.name}: versions {ep.versions}\npredict with:\n  {ep.curl(example)}")
+            if ep.rollout and ep.rollout["state"] == "running":
+                print(_rollout_line(ep.rollout))
         elif args.serve_command == "list":
             for ep in serving.list_endpoints():
                 queue = ep.record.get("queue")  # Kubernetes with Kueue: held until admitted
                 state = "running" if ep.record["running"] else "queued" if queue else "stopped"
                 print(f"{ep.name:<24} {state:<8} versions={ep.versions} {ep.url}")
+                if ep.rollout:
+                    print(f"  {_rollout_line(ep.rollout)}")
                 if queue:
                     print(f"  {queue['reason']}")
         elif args.serve_command == "predict":
@@ -38,6 +43,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         elif args.serve_command == "traffic":
             report = serving.get(args.name).traffic(args.window, points=args.points)
             print("\n".join(report.lines()))
+        elif args.serve_command == "rollback":
+            print(_rollout_line(serving.get(args.name).rollback()))
         elif args.serve_command == "undeploy":
             serving.get(args.name).undeploy()
             print(f"Undeployed {args.name} (its model versions stay in your data area)")
@@ -56,6 +63,27 @@ def cmd_serve(args: argparse.Namespace) -> int:
         print(f"error: {e}", file=sys.stderr)
         return 2
     return 0
+
+
+def _canary(args: argparse.Namespace) -> dict | None:
+    if args.canary is None:
+        if args.canary_interval is not None:
+            raise ValueError("--canary-interval goes with --canary PERCENT")
+        return None
+    canary: dict = {"steps": [args.canary, *(s for s in (50, 100) if s > args.canary)]}
+    if args.canary_interval is not None:
+        canary["interval"] = args.canary_interval
+    return canary
+
+
+def _rollout_line(rollout: dict) -> str:
+    """'canary: version 3 gets 10% (version 2 the rest)' or how it ended."""
+    if rollout["state"] == "running":
+        return (
+            f"canary: version {rollout['canary']} gets {rollout['percent']}% "
+            f"(version {rollout['stable']} the rest)"
+        )
+    return f"canary: {rollout['history'][-1]['event']}"
 
 
 def _deploy_source(args: argparse.Namespace) -> object:
@@ -109,6 +137,16 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     deploy.add_argument(
         "--batch-timeout-ms", type=float, help="longest a request waits for a batch (2)"
     )
+    deploy.add_argument(
+        "--canary",
+        type=int,
+        metavar="PERCENT",
+        help="the new version gets PERCENT of the requests, then 50, then all, while it "
+        "answers as well as the version served now (else it is rolled back)",
+    )
+    deploy.add_argument("--canary-interval", help="time between steps (default 5m)")
+    rollback = serve_sub.add_parser("rollback", help="roll a running canary back now")
+    rollback.add_argument("name")
     serve_sub.add_parser("list", help="your endpoints")
     predict = serve_sub.add_parser("predict", help="call an endpoint")
     predict.add_argument("name")

@@ -32,6 +32,7 @@ from ..schedules.handlers import routes as schedule_routes
 from ..schedules.runs import ScheduledRuns
 from ..schedules.store import Schedules, file_clock
 from ..serving.handlers import routes as serving_routes
+from ..serving.rollout import Rollouts, rollout_message
 from ..serving.traffic import BIN as TRAFFIC_BIN
 from ..serving.traffic import Traffic
 from ..workbench import Workbench, load_workbench
@@ -140,6 +141,7 @@ class HubforgeService(Application):
         ).from_workbench(workbench)
         self.jobs = jobs
         self.traffic = Traffic(workbench.service_dir / "endpoint-traffic")
+        self.rollouts = Rollouts(workbench.service_dir / "rollouts")
         submitter = ServiceTrialJobs(jobs, self.queue, args["quotas"], self.endpoints)
         args["tunings"] = self.tunings = Tunings(workbench.service_dir / "tunings", submitter)
         self._schedules(workbench, submitter)
@@ -167,7 +169,14 @@ class HubforgeService(Application):
             + serving_routes(
                 self.prefix,
                 api,
-                {**args, "endpoints": self.endpoints, "jobs": jobs, "traffic": self.traffic},
+                {
+                    **args,
+                    "endpoints": self.endpoints,
+                    "jobs": jobs,
+                    "traffic": self.traffic,
+                    "rollouts": self.rollouts,
+                    "notifications": self.notifications,
+                },
             )
             + labeling_routes(api, {**args, "accounts": accounts})
             + overview_routes(
@@ -188,6 +197,21 @@ class HubforgeService(Application):
                 (api + r"/users/([^/]+)/password", PasswordHandler, args),
             ]
         )
+
+    def _rollout_ended(self, rollout: dict) -> None:
+        """A canary promoted or rolled back: the endpoint's folder follows (as its owner),
+        and the owner is told when they asked (canary.notify)."""
+        owner, name, promoted = rollout["owner"], rollout["name"], rollout["state"] == "promoted"
+        self.endpoints.end_canary(owner, name, rollout["canary"], promoted)
+        self.log.info("Rollout of %s/%s: %s", owner, name, rollout["history"][-1]["event"])
+        settings = rollout["settings"].get("notify")
+        if settings:
+            self.notifications.send_later(
+                owner,
+                settings,
+                rollout_message(rollout, self.notifications.public_url),
+                lambda told: self.log.info("Rollout of %s/%s told: %s", owner, name, told),
+            )
 
     def _schedules(self, workbench: Workbench, submitter: ServiceTrialJobs) -> None:
         """Schedules' store and the pass that submits and follows their runs."""
@@ -225,6 +249,12 @@ class HubforgeService(Application):
             self.watch.run_pass()
 
         self.schedule_pass = PeriodicCallback(_in_turn(schedules_and_watched_jobs), 1000)
+
+        # canary rollouts judged every second: stepped up, promoted or rolled back
+        def rollouts() -> None:
+            self.rollouts.run_pass(self.traffic.version_stats, self._rollout_ended)
+
+        self.rollout_pass = PeriodicCallback(_in_turn(rollouts), 1000)
         # the gateway's counts of the endpoints' requests, on disk every 10 s
         self.traffic_save = PeriodicCallback(_in_turn(self.traffic.save), TRAFFIC_BIN * 1000)
         # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
@@ -289,6 +319,7 @@ class HubforgeService(Application):
         self.tuning_pass.start()
         self.schedule_pass.start()
         self.traffic_save.start()
+        self.rollout_pass.start()
         self.cull.start()
         self.user_sync.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)

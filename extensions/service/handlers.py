@@ -62,8 +62,10 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         schedules: Any = None,
         notifications: Any = None,
         traffic: Any = None,
+        rollouts: Any = None,
     ) -> None:
         """The service's engines; each route gets the ones its views use."""
+        self.rollouts = rollouts  # endpoints' canary rollouts (serving.rollout)
         self.traffic = traffic  # what the gateway forwarded, per endpoint (serving.traffic)
         self.watch = watch  # jobs whose owners asked to be told when they end
         self.schedules = schedules  # notebooks run on a schedule (hubforge.schedules)
@@ -144,7 +146,8 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         message = reason
         exc = kwargs.get("exc_info", (None, None, None))[1]
         if isinstance(exc, web.HTTPError) and exc.log_message:
-            message = exc.log_message % exc.args if exc.args else exc.log_message
+            # (tornado doubles each % of a message given without args: undone here)
+            message = exc.log_message % exc.args
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"message": message, "reason": reason}))
 

@@ -143,6 +143,18 @@ class Endpoint:
             )
         return r.json()["predictions"]
 
+    @property
+    def rollout(self) -> dict[str, Any] | None:
+        """The last canary rollout (state running, promoted or rolled_back; percent, stable,
+        canary, reason, history), as of the last look; None without one."""
+        return self.record.get("rollout")
+
+    def rollback(self) -> dict[str, Any]:
+        """Roll the running canary back now: every request goes to the stable version."""
+        rollout = _call(self._client, "DELETE", f"endpoints/{self.name}/rollout")
+        self.record["rollout"] = rollout
+        return rollout
+
     def traffic(self, window: str | int = "1h", points: int = 60) -> TrafficReport:
         """What the gateway counted for this endpoint over ``window`` ("15m", "1h", "1d" or
         seconds; a day is kept): requests per second, errors, p50/p90/p99 latency, by status
@@ -166,9 +178,15 @@ def deploy(
     version: int | None = None,
     batching: dict[str, Any] | None = None,
     gpus: int = 0,
+    canary: int | dict[str, Any] | None = None,
 ) -> Endpoint:
     """Serve the SavedModel at ``model_dir`` (in your data area) as endpoint ``name``;
     deploying again adds a version and swaps it in without failing requests.
+
+    ``canary=10``: the new version first gets 10 % of the requests, then 50 %, then all,
+    every 5 minutes while its errors and p99 latency stay within limits of the version
+    served until now; else it is rolled back by itself (``endpoint.rollout`` says why).
+    A dict sets the steps, ``interval``, ``sticky_header``, the limits and ``notify``.
 
     ``model_dir`` may also be a finished training job (its exported model is deployed).
     ``batching``: ``{"max_batch_size": 32, "batch_timeout_ms": 2}`` merges concurrent
@@ -182,6 +200,7 @@ def deploy(
         "version": version,
         "batching": batching,
         "gpus": gpus,
+        "canary": canary,
     }
     return Endpoint(_call(client, "POST", "endpoints", json=body), client)
 

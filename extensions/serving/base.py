@@ -51,6 +51,16 @@ def _changed(error: OSError) -> Conflict:
     )
 
 
+ROLLED_BACK = re.compile(r"^\.rolled-back-([0-9]{1,19})-")
+
+
+def _next_version(existing: dict[int, Path], names: list[str]) -> int:
+    """One more than the newest version, rolled-back ones counted (a number names one
+    model only, in the traffic figures too)."""
+    gone = [int(m[1]) for n in names if (m := ROLLED_BACK.match(n))]
+    return max([*existing, *gone, 0]) + 1
+
+
 def versions_of(files: OwnerFiles, relative: str | Path) -> dict[int, Path]:
     """find_versions() of the owner's models/<name>, looked at as the owner: version ->
     its folder (numeric names with a saved_model.pb); empty when there is none."""
@@ -120,7 +130,7 @@ class EndpointBackend(ABC):
             )
         base.mkdir(parents=True, exist_ok=True)
         existing = find_versions(base) if base.is_dir() else {}
-        version = version or (max(existing) + 1 if existing else 1)
+        version = version or _next_version(existing, os.listdir(base))
         if version in existing and existing[version].resolve() != path:
             raise BadRequest(
                 f"Version {version} of {name} exists already; omit version= to add the next one"
@@ -173,7 +183,7 @@ class EndpointBackend(ABC):
         except OSError as e:
             _no_space(e, area / relative)
             raise _changed(e) from None
-        version = version or (max(existing) + 1 if existing else 1)
+        version = version or _next_version(existing, files.listdir(relative))
         if version in existing and inside != relative / str(version):
             raise BadRequest(
                 f"Version {version} of {name} exists already; omit version= to add the next one"
@@ -244,6 +254,19 @@ class EndpointBackend(ABC):
         """Headers only the gateway sends (a per-endpoint key where the network alone does
         not keep other users away, as on one machine)."""
         return {}
+
+    def begin_canary(self, owner: str, name: str) -> int:
+        """Keep the version the endpoint serves now served beside the next one (a canary
+        rollout, serving.rollout); returns that version."""
+        raise BadRequest(
+            "Canary rollouts run on this workbench's local endpoints only for now: deploy "
+            "without canary (the new version replaces the old one without failing requests)"
+        )
+
+    def end_canary(self, owner: str, name: str, canary: int, promoted: bool) -> None:
+        """A rollout ended: the stable version is served no longer (promoted), or the
+        canary's folder is kept aside and no longer served (rolled back)."""
+        return None
 
     def restore(self) -> list[str]:
         """Bring endpoints back after a restart (nothing to do where a controller does it)."""

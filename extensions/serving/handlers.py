@@ -18,20 +18,22 @@ from typing import Any
 import aiohttp
 from tornado import web
 
+from ..notify import NotifyError
 from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
 from ..service.quotas import QuotaExceeded
 from .errors import BadRequest, ServingError
 from .oip import HEADER_LENGTH as BINARY_HEADER
+from .rollout import check_canary
 from .traffic import parse_window
 
 # The only paths the gateway forwards (TF Serving's REST API of one model), normalised.
 GATEWAY_PATH = re.compile(
     r"^(?:v1/models/(?P<model>[a-z0-9-]+)"
     r"(?:/versions/(?P<version>[0-9]{1,19})|/labels/(?P<label>[A-Za-z0-9_-]{1,64}))?"
-    r"(/metadata|:predict|:classify|:regress)?"
+    r"(?P<verb>/metadata|:predict|:classify|:regress)?"
     # the Open Inference Protocol (KServe v2) on the same endpoint
     r"|v2/models/(?P<v2model>[a-z0-9-]+)(?:/versions/(?P<v2version>[0-9]{1,19}))?"
-    r"(/ready|/infer)?"
+    r"(?P<v2verb>/ready|/infer)?"
     r"|v2/health/(?:live|ready)|v2)$"
 )
 
@@ -51,9 +53,11 @@ class EndpointsBase(ServiceHandler):
     def public(self, record: dict[str, Any]) -> dict[str, Any]:
         gateway = f"{self.settings['service_prefix']}endpoints/{record['owner']}/{record['name']}"
         keys = ("owner", "name", "versions", "running", "created", "batching")
+        rollout = self.rollouts.get(record["owner"], record["name"]) if self.rollouts else None
         return {k: record.get(k) for k in keys} | {
             "url": f"{gateway}/v1/models/{record['name']}",
             "base_path": record["base_path"],
+            "rollout": rollout and {k: v for k, v in rollout.items() if k != "owner"},
         }
 
 
@@ -75,6 +79,7 @@ class EndpointsHandler(EndpointsBase):
             value = body.get(key, 0 if key == "gpus" else None if key != "name" else "")
             if not isinstance(value, kinds) or isinstance(value, bool):
                 raise web.HTTPError(400, f'"{key}" must be {what}, got {value!r:.60}')
+        canary = self.check_rollout(owner, body)
         gpus = body.get("gpus", 0)
         try:
             if isinstance(gpus, int):
@@ -88,8 +93,51 @@ class EndpointsHandler(EndpointsBase):
                 )
         except QuotaExceeded as e:
             raise web.HTTPError(e.status, str(e)) from None
+        name = body.get("name")
         try:
-            record = await self.run_in_thread(
+            stable = None
+            if canary:  # the version served now stays served beside the new one
+                stable = await self.run_in_thread(self.endpoints.begin_canary, owner, name)
+            record = await self.deploy_or_undo(owner, body, stable)
+            if canary:
+                await self.start_rollout(owner, name, stable, record, canary)
+            elif self.rollouts is not None:
+                self.rollouts.forget(owner, name)
+        except ServingError as e:
+            self.serving_error(e)
+        self.write_json(self.public(record), status=201)
+
+    def check_rollout(self, owner: str, body: dict[str, Any]) -> dict[str, Any] | None:
+        """The canary settings asked for; 409 while a rollout of the endpoint runs."""
+        try:
+            canary = check_canary(body.get("canary"))
+        except ServingError as e:
+            self.serving_error(e)
+        if canary and canary["notify"] is not None:
+            try:
+                canary["notify"] = self.notifications.check(owner, canary["notify"])
+            except NotifyError as e:
+                raise web.HTTPError(400, f"canary.{e}") from None
+        if canary and body.get("batching") is not None:
+            raise web.HTTPError(400, "A canary keeps the endpoint's batching: leave out batching")
+        name = body.get("name")
+        if (
+            self.rollouts is not None
+            and isinstance(name, str)
+            and self.rollouts.running(owner, name)
+        ):
+            rollout = self.rollouts.get(owner, name) or {}
+            raise web.HTTPError(
+                409,
+                f"Version {rollout.get('canary')} of {name} is rolling out "
+                f"({rollout.get('percent')}%): wait until it is promoted or rolled back, or "
+                f"cancel it (DELETE .../endpoints/{name}/rollout)",
+            )
+        return canary
+
+    async def deploy_or_undo(self, owner: str, body: dict, stable: int | None) -> dict:
+        try:
+            return await self.run_in_thread(
                 self.endpoints.deploy,
                 owner,
                 body.get("name"),
@@ -98,9 +146,23 @@ class EndpointsHandler(EndpointsBase):
                 body.get("batching"),
                 body.get("gpus", 0),
             )
-        except ServingError as e:
-            self.serving_error(e)
-        self.write_json(self.public(record), status=201)
+        except ServingError:
+            if stable is not None:  # no canary after all: the label pinning goes
+                await self.run_in_thread(
+                    self.endpoints.end_canary, owner, body.get("name"), -1, True
+                )
+            raise
+
+    async def start_rollout(
+        self, owner: str, name: str, stable: int, record: dict, canary: dict
+    ) -> None:
+        new = max(record["versions"])
+        if new == stable:
+            await self.run_in_thread(self.endpoints.end_canary, owner, name, -1, True)
+            raise web.HTTPError(
+                400, f"Version {stable} serves already: a canary needs a newer version"
+            )
+        self.rollouts.start(owner, name, stable, new, canary)
 
     async def run_in_thread(self, func: Any, *args: Any) -> Any:
         return await asyncio.to_thread(func, *args)
@@ -121,7 +183,25 @@ class EndpointHandler(EndpointsBase):
             record = await asyncio.to_thread(self.endpoints.undeploy, self.owner, name)
         except ServingError as e:
             self.serving_error(e)
+        if self.rollouts is not None:
+            self.rollouts.forget(self.owner, name)
         self.write_json(self.public({**record, "versions": []}))
+
+
+class RolloutHandler(EndpointsBase):
+    """DELETE .../endpoints/<name>/rollout: roll a running canary back now (its owner)."""
+
+    takes_turns = True
+
+    async def delete(self, name: str) -> None:
+        owner = self.owner
+        rollout = self.rollouts.get(owner, name) if self.rollouts else None
+        if rollout is None or rollout["state"] != "running":
+            raise web.HTTPError(404, f"No canary of {name} is rolling out")
+        done = self.rollouts.end(owner, name, "rolled_back", "cancelled by its owner")
+        if done is not None:
+            await asyncio.to_thread(self.endpoints.end_canary, owner, name, done["canary"], False)
+        self.write_json({k: v for k, v in (done or rollout).items() if k != "owner"})
 
 
 class EndpointTrafficHandler(EndpointsBase):
@@ -211,6 +291,7 @@ class GatewayHandler(EndpointsBase):
                 headers[BINARY_HEADER] = self.request.headers[BINARY_HEADER]
         except ServingError as e:
             self.serving_error(e)
+        rest, version = self.pinned(user, name, path, rest)
         body = self.request.body if self.request.method == "POST" else None
         started, status = time.perf_counter(), 502
         try:
@@ -234,13 +315,26 @@ class GatewayHandler(EndpointsBase):
             raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
         finally:
             if self.traffic is not None:  # what the endpoint's monitoring view shows
-                version = path["version"] or path["label"] or path["v2version"] or "latest"
                 self.traffic.observe(user, name, status, time.perf_counter() - started, version)
         self.set_status(response.status)
         self.set_header("Content-Type", content_type)
         if binary is not None:
             self.set_header(BINARY_HEADER, binary)
         self.finish(data)
+
+    def pinned(self, user: str, name: str, path: re.Match, rest: str) -> tuple[str, str]:
+        """The path forwarded and the version counted: a call that names no version goes to
+        the one a canary rollout picks for it (serving.rollout), if one runs."""
+        version = path["version"] or path["label"] or path["v2version"]
+        calls = path["verb"] in (":predict", ":classify", ":regress") or path["v2verb"] == "/infer"
+        pin = None
+        if version is None and calls and self.rollouts is not None:
+            pin = self.rollouts.pin(user, name, self.request.headers)
+        if pin is None:
+            return rest, version or "latest"
+        if path["model"]:
+            return f"v1/models/{path['model']}/versions/{pin}{path['verb']}", str(pin)
+        return f"v2/models/{path['v2model']}/versions/{pin}/infer", str(pin)
 
     async def get(self, user: str, name: str, rest: str) -> None:
         await self.forward(user, name, rest)
@@ -252,6 +346,8 @@ class GatewayHandler(EndpointsBase):
         # TF Serving clients read {"error": ...}
         exc = kwargs.get("exc_info", (None, None, None))[1]
         message = getattr(exc, "log_message", None) or self._reason
+        if isinstance(exc, web.HTTPError) and exc.log_message:
+            message = exc.log_message % exc.args  # (tornado doubled each % without args)
         if status_code == 503:
             self.set_header("Retry-After", "2")
         self.set_header("Content-Type", "application/json")
@@ -263,5 +359,6 @@ def routes(prefix: str, api: str, args: dict[str, Any]) -> list[tuple]:
         (api + "/endpoints", EndpointsHandler, args),
         (api + r"/endpoints/([^/]+)", EndpointHandler, args),
         (api + r"/endpoints/([^/]+)/traffic", EndpointTrafficHandler, args),
+        (api + r"/endpoints/([^/]+)/rollout", RolloutHandler, args),
         (prefix + r"endpoints/([^/]+)/([^/]+)/(v[12](?:/.*)?)", GatewayHandler, args),
     ]

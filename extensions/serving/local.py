@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
+import json
 import logging
 import os
 import secrets
@@ -29,6 +30,8 @@ from ..processes import MARKER, alive, free_port, workload_env
 from .base import EndpointBackend, check_batching, versions_of
 from .errors import BadRequest, NotFound, ServingError
 from .recovery import keep_aside, mentioned, newest_by_endpoint, running_endpoints
+from .repository import LABELS_FILE
+from .rollout import STABLE_LABEL
 from .server import KEY_ENV, KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -311,6 +314,56 @@ class LocalEndpointBackend(EndpointBackend):
                 )
             time.sleep(0.1)
         raise ServingError(f"Version {version} did not load within {timeout:.0f} s")
+
+    # -- canary rollouts (serving.rollout): the stable version pinned by a label -----------
+    def _labels(self, owner: str, name: str) -> dict[str, int]:
+        files = self.areas.of(owner)
+        relative = Path("models", name, LABELS_FILE)
+        try:
+            fd = files.open(relative)
+        except FileNotFoundError:
+            return {}
+        except (OSError, UnsafeEntry) as e:
+            raise BadRequest(f"{name}'s {LABELS_FILE} cannot be read: {e}") from None
+        with os.fdopen(fd, "rb") as f:
+            try:
+                labels = json.loads(f.read(65536) or b"{}")
+            except ValueError:
+                labels = {}
+        return labels if isinstance(labels, dict) else {}
+
+    def _write_labels(self, owner: str, name: str, labels: dict[str, int]) -> None:
+        files = self.areas.of(owner)
+        data = json.dumps(labels, indent=2).encode()
+        files.write(Path("models", name, LABELS_FILE), data, mode=0o644)
+
+    def begin_canary(self, owner: str, name: str) -> int:
+        try:
+            record = self.get(owner, name)
+        except NotFound:
+            record = {"running": False, "versions": []}
+        if not record["running"] or not record["versions"]:
+            raise BadRequest(
+                f"{name} serves no version now: a canary is compared with the version it "
+                "serves; deploy without canary first"
+            )
+        stable = max(record["versions"])
+        self._write_labels(owner, name, {**self._labels(owner, name), STABLE_LABEL: stable})
+        return stable
+
+    def end_canary(self, owner: str, name: str, canary: int, promoted: bool) -> None:
+        files = self.areas.of(owner)
+        if not promoted:  # kept aside (not a version any more), then no longer served
+            folder = Path("models", name, str(canary))
+            aside = Path("models", name, f".rolled-back-{canary}-{secrets.token_hex(4)}")
+            try:
+                files.copy(files.area / folder, aside)
+                files.remove(folder)
+            except (OSError, UnsafeEntry) as e:  # still never served: the gateway pins
+                log.error("Endpoint %s/%s: version %s not put aside: %s", owner, name, canary, e)
+        labels = self._labels(owner, name)
+        labels.pop(STABLE_LABEL, None)
+        self._write_labels(owner, name, labels)
 
     def undeploy(self, owner: str, name: str) -> dict[str, Any]:
         with self._lock:

@@ -72,15 +72,48 @@ def _bucket(ms: float) -> int:
     return len(BOUNDS_MS)
 
 
+def _counts(start: int) -> dict[str, Any]:
+    return {"t": start, "status": {}, "latency": [0] * (len(BOUNDS_MS) + 1)}
+
+
 def _empty(start: int) -> dict[str, Any]:
-    return {"t": start, "status": {}, "latency": [0] * (len(BOUNDS_MS) + 1), "versions": {}}
+    """A bin: statuses and latencies of all its requests, and of each version's
+    (``versions``: version -> the same counts)."""
+    return {**_counts(start), "versions": {}}
+
+
+def _sound_counts(counts: Any) -> bool:
+    return (
+        isinstance(counts, dict)
+        and isinstance(counts.get("status"), dict)
+        and all(isinstance(n, int) for n in counts["status"].values())
+        and isinstance(counts.get("latency"), list)
+        and len(counts["latency"]) == len(BOUNDS_MS) + 1
+        and all(isinstance(n, int) for n in counts["latency"])
+    )
+
+
+def _sound(bin_: Any) -> bool:
+    """A bin as this version writes them (a file edited by hand or from an older version
+    loses only the bins that are not)."""
+    return (
+        _sound_counts(bin_)
+        and isinstance(bin_.get("t"), int)
+        and isinstance(bin_.get("versions"), dict)
+        and all(_sound_counts(c) for c in bin_["versions"].values())
+    )
+
+
+def _add_counts(into: dict[str, Any], counts: dict[str, Any]) -> None:
+    for code, n in counts["status"].items():
+        into["status"][code] = into["status"].get(code, 0) + n
+    into["latency"] = [a + b for a, b in zip(into["latency"], counts["latency"], strict=True)]
 
 
 def _add(into: dict[str, Any], bin_: dict[str, Any]) -> None:
-    for key in ("status", "versions"):
-        for k, n in bin_[key].items():
-            into[key][k] = into[key].get(k, 0) + n
-    into["latency"] = [a + b for a, b in zip(into["latency"], bin_["latency"], strict=True)]
+    _add_counts(into, bin_)
+    for version, counts in bin_["versions"].items():
+        _add_counts(into["versions"].setdefault(version, _counts(0)), counts)
 
 
 def _figures(bin_: dict[str, Any], seconds: float) -> dict[str, Any]:
@@ -111,8 +144,8 @@ class Traffic:
         self._dirty: set[tuple[str, str]] = set()
 
     def _file(self, key: tuple[str, str]) -> Path | None:
-        if self.root is None:
-            return None
+        if self.root is None or not re.fullmatch(r"[a-z0-9-]{1,40}", key[1]):
+            return None  # (endpoint names only: never a path out of the folder)
         return self.root / quote(key[0], safe="") / f"{key[1]}.json"
 
     def _load(self, key: tuple[str, str]) -> list[dict[str, Any]]:
@@ -125,7 +158,7 @@ class Traffic:
                     log.error("%s; its endpoint's traffic starts again from now", e)
                 if not isinstance(bins, list):
                     bins = []
-            self._bins[key] = [b for b in bins if isinstance(b, dict) and "t" in b]
+            self._bins[key] = [b for b in bins if _sound(b)]
         return self._bins[key]
 
     def observe(self, owner: str, name: str, status: int, seconds: float, version: str) -> None:
@@ -138,11 +171,10 @@ class Traffic:
                 bins.append(_empty(start))
                 while bins and bins[0]["t"] < now - KEEP:
                     bins.pop(0)
-            last = bins[-1]
-            code = str(status)
-            last["status"][code] = last["status"].get(code, 0) + 1
-            last["latency"][_bucket(seconds * 1000)] += 1
-            last["versions"][version] = last["versions"].get(version, 0) + 1
+            last, code, bucket = bins[-1], str(status), _bucket(seconds * 1000)
+            for counts in (last, last["versions"].setdefault(version, _counts(start))):
+                counts["status"][code] = counts["status"].get(code, 0) + 1
+                counts["latency"][bucket] += 1
             self._dirty.add((owner, name))
 
     def summary(self, owner: str, name: str, window: int, points: int = 60) -> dict[str, Any]:
@@ -172,10 +204,23 @@ class Traffic:
             "totals": {
                 **_figures(total, elapsed),
                 "by_status": dict(sorted(total["status"].items())),
-                "by_version": dict(sorted(total["versions"].items())),
+                "by_version": {
+                    v: sum(c["status"].values()) for v, c in sorted(total["versions"].items())
+                },
             },
             "series": series,
         }
+
+    def version_stats(self, owner: str, name: str, since: float) -> dict[str, dict[str, Any]]:
+        """Per version asked for (or routed to): requests, errors, error rate and p50/p90/p99
+        ms of the bins that end after ``since`` (what a canary rollout compares)."""
+        with self._lock:
+            bins = [b for b in self._load((owner, name)) if b["t"] + BIN > since]
+        total = _empty(0)
+        for b in bins:
+            _add(total, b)
+        seconds = max(1.0, self.clock() - since)
+        return {v: _figures(c, seconds) for v, c in total["versions"].items()}
 
     def save(self) -> None:
         """Write the endpoints counted in since the last save (atomically, 0600)."""

@@ -28,6 +28,7 @@ ROUTES = [
     ("GET", SERVICE + "endpoints/{seg}"),
     ("DELETE", SERVICE + "endpoints/{seg}"),
     ("GET", SERVICE + "endpoints/{seg}/traffic?window={q}&points={q}&owner={q}"),
+    ("DELETE", SERVICE + "endpoints/{seg}/rollout"),
     ("POST", "services/hubforge/endpoints/" + USER + "/{seg}/v1/models/{seg}:predict"),
     ("GET", "services/hubforge/endpoints/{seg}/{seg}/v1/{seg}"),
     ("POST", SERVICE + "tunings"),
@@ -112,6 +113,7 @@ known_keys = st.fixed_dictionaries(
             "notify",
             "missed",
             "update_notebook",
+            "canary",
         )
     },
 )

@@ -113,3 +113,28 @@ def test_the_report_prints_what_a_person_reads():
     assert lines[2] == "status   200: 4" and lines[3] == "version  latest: 4"
     assert "<table>" in report._repr_html_() and report.requests == 4
     assert sparkline([None, 0, 1, 2]) == " ▁▄█"
+
+
+def test_bins_that_are_not_as_written_are_left_out_not_a_500(tmp_path):
+    clock = Clock()
+    good = Traffic(tmp_path, clock)
+    good.observe("ann", "clf", 200, 0.01, "latest")
+    good.save()
+    path = tmp_path / "ann" / "clf.json"
+    bins = json.loads(path.read_text())
+    path.write_text(json.dumps([*bins, {"t": 5, "status": [], "latency": 3, "versions": 1}]))
+    assert Traffic(tmp_path, clock).summary("ann", "clf", 3600)["totals"]["requests"] == 1
+
+
+def test_each_versions_figures_since_a_moment():
+    clock = Clock()
+    traffic = Traffic(None, clock)
+    for i in range(40):
+        clock.now += 1
+        traffic.observe("ann", "clf", 200, 0.004, "1")
+        traffic.observe("ann", "clf", 500 if i % 4 == 0 else 200, 0.2, "2")
+    stats = traffic.version_stats("ann", "clf", clock.now - 40)
+    assert stats["1"]["requests"] == 40 and stats["1"]["error_rate"] == 0.0
+    assert stats["2"]["errors"] == 10 and stats["2"]["error_rate"] == 0.25
+    assert stats["2"]["p99_ms"] > 100 > 5 > stats["1"]["p99_ms"]
+    assert traffic.version_stats("ann", "clf", clock.now + 60) == {}

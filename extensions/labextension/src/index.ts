@@ -37,6 +37,7 @@ import {
   ITuning,
   idleGpuWarning,
   jobFileLabPath,
+  rolloutText,
   scheduledRun,
   jobName,
   statusText
@@ -317,6 +318,20 @@ const plugin: JupyterFrontEndPlugin<void> = {
           app.shell.add(trafficTab(endpoint.name), 'main');
         }
       },
+      rollback: async endpoint => {
+        const answer = await showDialog({
+          title: `Roll back the canary of ${endpoint.name}?`,
+          body:
+            `Every request goes to version ${endpoint.rollout?.stable} again; ` +
+            `version ${endpoint.rollout?.canary} is kept aside, no longer served.`,
+          buttons: [Dialog.cancelButton(), Dialog.warnButton({ label: 'Roll back' })]
+        });
+        if (answer.button.accept) {
+          await remove(`endpoints/${encodeURIComponent(endpoint.name)}/rollout`)
+            .then(() => model.refresh())
+            .catch(failed(`Could not roll back ${endpoint.name}`));
+        }
+      },
       undeploy: async endpoint => {
         const answer = await showDialog({
           title: `Undeploy ${endpoint.name}?`,
@@ -362,6 +377,28 @@ const plugin: JupyterFrontEndPlugin<void> = {
       restorer.add(panel, 'hubforge-panel');
     }
     model.start();
+
+    /** A canary rollout that ended while the Lab is open: promoted, or rolled back and why. */
+    const rollouts = new Map<string, string>();
+    model.changed.connect(() => {
+      for (const endpoint of model.snapshot.endpoints || []) {
+        const state = endpoint.rollout?.state;
+        if (rollouts.get(endpoint.name) === 'running' && state && state !== 'running') {
+          const text = `${endpoint.name}: ${rolloutText(endpoint.rollout)}`;
+          const monitor = [{ label: 'Monitor', callback: () => actions.monitor(endpoint) }];
+          if (state === 'promoted') {
+            Notification.success(text, { autoClose: 8000, actions: monitor });
+          } else {
+            Notification.error(text, { autoClose: false, actions: monitor });
+          }
+        }
+        if (state) {
+          rollouts.set(endpoint.name, state);
+        } else {
+          rollouts.delete(endpoint.name);
+        }
+      }
+    });
 
     /** A scheduled run that ended: what it is, and its executed notebook to open. */
     const scheduledRunEnded = (job: IJob): boolean => {

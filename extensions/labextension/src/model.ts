@@ -48,6 +48,32 @@ export interface IEndpoint {
   labels?: Record<string, number>;
   /** Kubernetes with Kueue: where its pods wait for quota (absent once admitted). */
   queue?: { position: number | null; reason: string };
+  /** The last canary rollout (absent or null without one). */
+  rollout?: IRollout | null;
+}
+
+export interface IRollout {
+  state: 'running' | 'promoted' | 'rolled_back';
+  stable: number;
+  canary: number;
+  percent: number;
+  reason: string;
+  history: { time: number; event: string }[];
+}
+
+/** "canary: version 3 gets 10% (version 2 the rest)" or how the rollout ended. */
+export function rolloutText(rollout: IRollout | null | undefined): string | null {
+  if (!rollout) {
+    return null;
+  }
+  if (rollout.state === 'running') {
+    return (
+      `canary: version ${rollout.canary} gets ${rollout.percent}% ` +
+      `(version ${rollout.stable} the rest)`
+    );
+  }
+  const last = rollout.history[rollout.history.length - 1];
+  return `canary: ${last ? last.event : rollout.state}`;
 }
 
 export interface IProject {

@@ -40,7 +40,8 @@ import {
   progressFraction,
   progressText,
   queueText,
-  endpointQueueText
+  endpointQueueText,
+  rolloutText
 } from './model';
 
 export interface IPanelActions {
@@ -55,6 +56,7 @@ export interface IPanelActions {
   tryEndpoint(endpoint: IEndpoint): Promise<void>;
   copyCurl(endpoint: IEndpoint): Promise<void>;
   monitor(endpoint: IEndpoint): void;
+  rollback(endpoint: IEndpoint): Promise<void>;
   undeploy(endpoint: IEndpoint): Promise<void>;
   openLabeling(project: IProject): void;
   newLabelingNotebook(project: IProject): Promise<void>;
@@ -729,6 +731,16 @@ export class HubforgePanel extends Widget {
       endpointQueueText(endpoint)
         ? h('div', { className: 'hf-Queue' }, endpointQueueText(endpoint))
         : null,
+      rolloutText(endpoint.rollout)
+        ? h(
+            'div',
+            {
+              className: `hf-Rollout hf-Rollout-${endpoint.rollout?.state}`,
+              title: endpoint.rollout?.reason || ''
+            },
+            rolloutText(endpoint.rollout)
+          )
+        : null,
       h(
         'div',
         { className: 'hf-Actions' },
@@ -739,6 +751,12 @@ export class HubforgePanel extends Widget {
         actionButton('Copy curl', `Copy a curl line that calls ${endpoint.name}`, () =>
           this.actions.copyCurl(endpoint)
         ),
+        endpoint.rollout?.state === 'running' &&
+          actionButton(
+            'Roll back',
+            `Send every request of ${endpoint.name} to version ${endpoint.rollout.stable} again`,
+            () => this.actions.rollback(endpoint)
+          ),
         actionButton(
           'Monitor',
           `Requests, errors and latency of ${endpoint.name} (plots, refreshed live)`,

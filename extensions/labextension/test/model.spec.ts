@@ -27,6 +27,7 @@ import {
   runText,
   scheduleSummary,
   scheduledRun,
+  rolloutText,
   seriesLines,
   trafficSummary
 } from '../src/model';
@@ -418,5 +419,26 @@ describe('endpoint traffic', () => {
     expect(trafficSummary(traffic)).toBe(
       '983 requests in 1 h (0.27/s) · 2 errors (0.2%) · p50 12 ms · p99 24 ms'
     );
+  });
+});
+
+describe('canary rollouts', () => {
+  it('says how far a rollout is, or how it ended', () => {
+    const running = {
+      state: 'running' as const,
+      stable: 2,
+      canary: 3,
+      percent: 10,
+      reason: '',
+      history: [{ time: 1, event: 'version 3 gets 10%' }]
+    };
+    expect(rolloutText(running)).toBe('canary: version 3 gets 10% (version 2 the rest)');
+    const back = {
+      ...running,
+      state: 'rolled_back' as const,
+      history: [...running.history, { time: 2, event: 'rolled back to version 2: p99' }]
+    };
+    expect(rolloutText(back)).toBe('canary: rolled back to version 2: p99');
+    expect(rolloutText(null)).toBeNull();
   });
 });
