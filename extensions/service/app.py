@@ -184,7 +184,14 @@ class HubforgeService(Application):
             )
             + team_routes(
                 api,
-                {**args, "jobs": jobs, "endpoints": self.endpoints, "schedules": self.schedules},
+                {
+                    **args,
+                    "jobs": jobs,
+                    "endpoints": self.endpoints,
+                    "schedules": self.schedules,
+                    "traffic": self.traffic,
+                    "rollouts": self.rollouts,
+                },
             )
             + [
                 (self.prefix, RootHandler),

@@ -2,7 +2,9 @@
 endpoints, and the GPUs they hold.
 
 GET .../api/team -> {"users": [{"name", "admin", "server", "jobs": {state: n}, "endpoints",
-"serving", "gpus": [device, ...]}], "gpus": {"total", "free"}, "queue", "schedules": [...]}.
+"serving", "gpus": [device, ...]}], "endpoints": [{"owner", "name", "requests", "rps",
+"error_rate", "p99_ms", "rollout", ...}] (the last hour), "gpus": {"total", "free"}, "queue",
+"schedules": [...]}.
 Admins and the hub side only.
 """
 
@@ -57,6 +59,32 @@ def schedule_row(record: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+def endpoint_row(record: dict[str, Any], traffic: Any, rollouts: Any) -> dict[str, Any]:
+    """One endpoint's line: its last hour as the gateway counted it, and its rollout."""
+    owner, name = record["owner"], record["name"]
+    hour = traffic.summary(owner, name, 3600, points=1)["totals"] if traffic else {}
+    rollout = rollouts.get(owner, name) if rollouts else None
+    from ..serving.rollout import RUNNING
+
+    return {
+        "owner": owner,
+        "name": name,
+        "running": bool(record.get("running")),
+        "versions": record.get("versions") or [],
+        "requests": hour.get("requests", 0),
+        "rps": hour.get("rps", 0.0),
+        "error_rate": hour.get("error_rate", 0.0),
+        "p99_ms": hour.get("p99_ms"),
+        "rollout": (
+            None
+            if rollout is None
+            else f"version {rollout['canary']} at {rollout['percent']}%"
+            if rollout["state"] == RUNNING
+            else rollout["history"][-1]["event"]
+        ),
+    }
+
+
 class TeamHandler(ServiceHandler):
     async def get(self) -> None:
         self.require_privileged()
@@ -68,17 +96,19 @@ class TeamHandler(ServiceHandler):
         body = json.loads(r.body)
         models = body["items"] if isinstance(body, dict) else body
         held = self.allocator.allocations()
-        rows = []
+        rows, served = [], []
         for model in sorted(models, key=lambda m: m["name"]):
             jobs = await asyncio.to_thread(self.jobs.list, model["name"])
             endpoints = await asyncio.to_thread(self.endpoints.list, model["name"])
             rows.append(user_row(model, jobs, endpoints, held))
+            served += [endpoint_row(e, self.traffic, self.rollouts) for e in endpoints]
         summary = self.allocator.summary()
         queue = self.queue
         schedules = await asyncio.to_thread(self.schedules.list) if self.schedules else []
         self.write_json(
             {
                 "users": rows,
+                "endpoints": served,
                 "schedules": [schedule_row(s) for s in schedules],
                 "gpus": {"total": summary["total"], "free": summary["free"]},
                 "queue": queue.snapshot() if queue is not None else [],

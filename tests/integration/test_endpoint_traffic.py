@@ -5,6 +5,7 @@ the Python API and the CLI; nobody else does, and names that are no endpoint lea
 from __future__ import annotations
 
 import os
+import re
 import time
 
 import pytest
@@ -90,6 +91,13 @@ def test_the_owner_sees_what_the_gateway_forwarded_and_nobody_else_does(workbenc
         for points in ("0", "²", "9999"):
             r = workbench.api("GET", f"{API}/watched/traffic?points={points}", tara)
             assert r.status_code == 400 and "from 1 to 500" in r.json()["message"], r.text
+
+        # an admin's hub home lists it with its last hour
+        admin = workbench.login("admin", workbench.admin_password)
+        page = admin.get(workbench.url + "hub/home", timeout=60).text
+        row = re.search(r'data-endpoint="tara/watched">(.*?)</tr>', page, re.S)
+        assert row, page[-3000:]
+        assert "<td>28 (" in row.group(1) and "<td>0.0%</td>" in row.group(1), row.group(1)
 
         # kept in the service's folder, for the service's eyes only
         kept = service_dir(workbench.data_dir) / "endpoint-traffic" / "tara"
