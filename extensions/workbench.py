@@ -452,6 +452,21 @@ class Workbench(Configurable):
     max_schedules_per_user = Integer(
         20, config=True, help="How many notebook schedules one user may have."
     )
+    drift_check_interval = Integer(
+        60,
+        config=True,
+        help="Seconds between the service's comparisons of endpoints' logged calls with "
+        "their drift baselines (an alert when they drift).",
+    )
+
+    @validate("drift_check_interval")
+    def _check_drift_interval(self, proposal: Any) -> int:
+        if not 1 <= proposal["value"] <= 86400:
+            raise TraitError(
+                f"Workbench.drift_check_interval={proposal['value']!r}: seconds, 1 to 86400"
+            )
+        return proposal["value"]
+
     schedule_clock_file = Unicode(
         "",
         config=True,

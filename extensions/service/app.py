@@ -32,6 +32,7 @@ from ..schedules.handlers import routes as schedule_routes
 from ..schedules.runs import ScheduledRuns
 from ..schedules.store import Schedules, file_clock
 from ..serving.handlers import routes as serving_routes
+from ..serving.request_log import RequestLog
 from ..serving.rollout import Rollouts, rollout_message
 from ..serving.traffic import BIN as TRAFFIC_BIN
 from ..serving.traffic import Traffic
@@ -142,6 +143,9 @@ class HubforgeService(Application):
         self.jobs = jobs
         self.traffic = Traffic(workbench.service_dir / "endpoint-traffic")
         self.rollouts = Rollouts(workbench.service_dir / "rollouts")
+        self.request_log = RequestLog(
+            workbench.service_dir / "request-logs", self.endpoints.keep_requests
+        )
         submitter = ServiceTrialJobs(jobs, self.queue, args["quotas"], self.endpoints)
         args["tunings"] = self.tunings = Tunings(workbench.service_dir / "tunings", submitter)
         self._schedules(workbench, submitter)
@@ -176,6 +180,7 @@ class HubforgeService(Application):
                     "traffic": self.traffic,
                     "rollouts": self.rollouts,
                     "notifications": self.notifications,
+                    "request_log": self.request_log,
                 },
             )
             + labeling_routes(api, {**args, "accounts": accounts})
@@ -220,6 +225,24 @@ class HubforgeService(Application):
                 lambda told: self.log.info("Rollout of %s/%s told: %s", owner, name, told),
             )
 
+    def _drift_alert(self, owner: str, name: str, state: dict) -> None:
+        """An endpoint's inputs drifted from its baseline: logged, and its owner told."""
+        text = (
+            f"Endpoint {name}: its callers' inputs drifted from the training data (feature "
+            f"{state.get('worst_feature')}: PSI {state.get('psi_max')}, "
+            f"over {state.get('threshold')})"
+        )
+        self.log.warning("%s/%s: %s", owner, name, text)
+        settings = (self.request_log.get(owner, name) or {}).get("notify")
+        if settings:
+            message = {
+                "subject": f"Hubforge: the inputs of {name} drifted",
+                "text": text,
+                "state": "failed",
+                "data": {"endpoint": name, "drift": state},
+            }
+            self.notifications.send_later(owner, settings, message, lambda told: None)
+
     def _schedules(self, workbench: Workbench, submitter: ServiceTrialJobs) -> None:
         """Schedules' store and the pass that submits and follows their runs."""
         given = workbench.schedule_clock_file  # (relative: in the service's folder)
@@ -262,8 +285,20 @@ class HubforgeService(Application):
             self.rollouts.run_pass(self.traffic.version_stats, self._rollout_ended)
 
         self.rollout_pass = PeriodicCallback(_in_turn(rollouts), 1000)
+
         # the gateway's counts of the endpoints' requests, on disk every 10 s
-        self.traffic_save = PeriodicCallback(_in_turn(self.traffic.save), TRAFFIC_BIN * 1000)
+        def save_traffic_and_requests() -> None:
+            self.traffic.save()
+            self.request_log.flush()  # the sampled calls, to their owners' areas
+
+        self.traffic_save = PeriodicCallback(
+            _in_turn(save_traffic_and_requests), TRAFFIC_BIN * 1000
+        )
+        # the sampled calls of endpoints with a baseline, against it, every minute
+        self.drift_check = PeriodicCallback(
+            _in_turn(lambda: self.request_log.check_drift(self._drift_alert)),
+            workbench.drift_check_interval * 1000,
+        )
         # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
         # Workloads' (read in a thread: an API call)
         kueue = getattr(jobs, "gpus_waiting", None)
@@ -327,6 +362,7 @@ class HubforgeService(Application):
         self.schedule_pass.start()
         self.traffic_save.start()
         self.rollout_pass.start()
+        self.drift_check.start()
         self.cull.start()
         self.user_sync.start()
         restarted = await asyncio.to_thread(self.endpoints.restore)
@@ -346,6 +382,7 @@ class HubforgeService(Application):
             await asyncio.sleep(0.1)
         self.tunings.oracle.close()
         await asyncio.to_thread(self.traffic.save)  # the last seconds' counts too
+        await asyncio.to_thread(self.request_log.flush)
 
 
 def _in_turn(work: Any) -> Any:

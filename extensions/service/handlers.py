@@ -63,8 +63,10 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         notifications: Any = None,
         traffic: Any = None,
         rollouts: Any = None,
+        request_log: Any = None,
     ) -> None:
         """The service's engines; each route gets the ones its views use."""
+        self.request_log = request_log  # endpoints' sampled calls and drift (request_log)
         self.rollouts = rollouts  # endpoints' canary rollouts (serving.rollout)
         self.traffic = traffic  # what the gateway forwarded, per endpoint (serving.traffic)
         self.watch = watch  # jobs whose owners asked to be told when they end

@@ -9,9 +9,11 @@ from __future__ import annotations
 import json
 import os
 import shlex
+from pathlib import Path
 from typing import Any
 
 from ..client import ServiceClient, ServiceError
+from .drift_report import DriftReport
 from .errors import BadRequest, NotFound, ServingError
 from .traffic_report import TrafficReport
 
@@ -154,6 +156,66 @@ class Endpoint:
         rollout = _call(self._client, "DELETE", f"endpoints/{self.name}/rollout")
         self.record["rollout"] = rollout
         return rollout
+
+    # -- request logging and drift (serving.request_log, serving.drift) -------------------
+    def log_requests(self, rate: float = 0.1, max_body_bytes: int = 65536) -> dict[str, Any]:
+        """Keep ``rate`` of the calls answered 200 (bodies up to ``max_body_bytes``) in your
+        area, ``models/<name>/requests/*.jsonl`` (yours only); ``rate=0`` stops it."""
+        body = {"rate": rate, "max_body_bytes": max_body_bytes}
+        kept = _call(self._client, "PUT", f"endpoints/{self.name}/request-log", json=body)
+        self.record["request_log"] = kept
+        return kept
+
+    def logged_requests(self, since: float | None = None) -> list[dict[str, Any]]:
+        """The calls kept so far (each: time, version, request, response), oldest first;
+        ``since``: a time (seconds since the epoch) to start from. Files the service wrote
+        within the last 10 s are not there yet."""
+        folder = Path(self.record["base_path"]) / "requests"
+        entries = []
+        for path in sorted(folder.glob("*.jsonl")) if folder.is_dir() else []:
+            for line in path.read_text(encoding="utf-8", errors="replace").splitlines():
+                try:
+                    entry = json.loads(line)
+                except ValueError:
+                    continue
+                if isinstance(entry, dict) and (since is None or entry.get("time", 0) >= since):
+                    entries.append(entry)
+        return sorted(entries, key=lambda e: e.get("time", 0))
+
+    def drift(self, training_data: Any, since: float | None = None) -> DriftReport:
+        """The logged calls' inputs against ``training_data`` (rows x features), feature by
+        feature: means, spreads, share out of range, PSI and KS (``.drifted``, ``.plot()``)."""
+        from . import drift
+
+        rows = [r for e in self.logged_requests(since) for r in drift.rows_of(e["request"]) or []]
+        if not rows:
+            raise BadRequest(
+                f"No logged calls of {self.name} yet: turn logging on with "
+                "log_requests(rate=...) and wait for calls (written every 10 s)"
+            )
+        return DriftReport(self.name, drift.compare(rows, drift.baseline(training_data)))
+
+    def watch_drift(self, training_data: Any, notify: dict | None = None) -> dict[str, Any]:
+        """Let the service compare the calls it logs with ``training_data`` (a sample of at
+        most 2000 rows is sent) every minute; the endpoint's ``drift_alert`` goes on, and
+        ``notify`` ({"on": "failure", "email": True}) is told, when they drift."""
+        import numpy as np
+
+        rows = np.asarray(training_data, dtype="float64")
+        if len(rows) > 2000:
+            rows = rows[np.random.default_rng(0).choice(len(rows), 2000, replace=False)]
+        body: dict[str, Any] = {"rows": rows.tolist()}
+        if notify is not None:
+            body["notify"] = notify
+        kept = _call(self._client, "PUT", f"endpoints/{self.name}/drift-baseline", json=body)
+        self.record["request_log"] = kept
+        return kept
+
+    @property
+    def drift_alert(self) -> dict[str, Any] | None:
+        """The service's last drift check (``drifted``, ``psi_max``, ``worst_feature``,
+        ``rows``, ``checked``), as of the last look (``status`` looks again)."""
+        return (self.record.get("request_log") or {}).get("drift")
 
     def traffic(self, window: str | int = "1h", points: int = 60) -> TrafficReport:
         """What the gateway counted for this endpoint over ``window`` ("15m", "1h", "1d" or

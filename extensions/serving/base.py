@@ -255,6 +255,16 @@ class EndpointBackend(ABC):
         not keep other users away, as on one machine)."""
         return {}
 
+    def keep_requests(self, owner: str, name: str, filename: str, data: bytes) -> None:
+        """Write logged calls to ``models/<name>/requests/<filename>`` in the owner's area,
+        readable by the owner only (serving.request_log). Here: this process writes (on
+        Kubernetes the service owns the data), never through a link."""
+        from ..owner_files import Local
+
+        files = Local(self.area(owner))
+        files.mkdirs(Path("models", name, "requests"), mode=0o700)
+        files.write(Path("models", name, "requests", filename), data, mode=0o600)
+
     def begin_canary(self, owner: str, name: str) -> int:
         """Keep the version the endpoint serves now served beside the next one (a canary
         rollout, serving.rollout); returns that version."""

@@ -58,6 +58,11 @@ class EndpointsBase(ServiceHandler):
             "url": f"{gateway}/v1/models/{record['name']}",
             "base_path": record["base_path"],
             "rollout": rollout and {k: v for k, v in rollout.items() if k != "owner"},
+            "request_log": (
+                self.request_log.public(record["owner"], record["name"])
+                if self.request_log
+                else None
+            ),
         }
 
 
@@ -185,7 +190,53 @@ class EndpointHandler(EndpointsBase):
             self.serving_error(e)
         if self.rollouts is not None:
             self.rollouts.forget(self.owner, name)
+        if self.request_log is not None:
+            self.request_log.forget(self.owner, name)
         self.write_json(self.public({**record, "versions": []}))
+
+
+class RequestLogHandler(EndpointsBase):
+    """GET/PUT .../endpoints/<name>/request-log: {"rate": 0.1, "max_body_bytes": 65536}
+    (serving.request_log); the owner's endpoints only."""
+
+    async def get(self, name: str) -> None:
+        await self._endpoint(name)
+        self.write_json(self.request_log.public(self.owner, name) or {"rate": 0.0})
+
+    async def put(self, name: str) -> None:
+        await self._endpoint(name)
+        try:
+            self.write_json(self.request_log.configure(self.owner, name, self.json_body()))
+        except ServingError as e:
+            self.serving_error(e)
+
+    async def _endpoint(self, name: str) -> None:
+        try:
+            await asyncio.to_thread(self.endpoints.get, self.owner, name)
+        except ServingError as e:
+            self.serving_error(e)
+
+
+class DriftBaselineHandler(RequestLogHandler):
+    """PUT .../endpoints/<name>/drift-baseline {"rows": [[...], ...], "notify": {...}}: the
+    training data the logged calls are compared with (a drift alert when they shift)."""
+
+    async def put(self, name: str) -> None:
+        await self._endpoint(name)
+        body = self.json_body()
+        if not isinstance(body, dict) or "rows" not in body or set(body) - {"rows", "notify"}:
+            raise web.HTTPError(400, 'Send {"rows": [[...], ...]} (rows of the training data)')
+        notify = body.get("notify")
+        if notify is not None:
+            try:
+                notify = self.notifications.check(self.owner, notify)
+            except NotifyError as e:
+                raise web.HTTPError(400, str(e)) from None
+        try:
+            await asyncio.to_thread(self.request_log.set_baseline, self.owner, name, body["rows"])
+            self.write_json(self.request_log.notify(self.owner, name, notify))
+        except ServingError as e:
+            self.serving_error(e)
 
 
 class RolloutHandler(EndpointsBase):
@@ -316,6 +367,8 @@ class GatewayHandler(EndpointsBase):
         finally:
             if self.traffic is not None:  # what the endpoint's monitoring view shows
                 self.traffic.observe(user, name, status, time.perf_counter() - started, version)
+        if self.request_log is not None and body is not None:  # kept if its owner asked
+            self.request_log.offer(user, name, version, status, body, data)
         self.set_status(response.status)
         self.set_header("Content-Type", content_type)
         if binary is not None:
@@ -360,5 +413,7 @@ def routes(prefix: str, api: str, args: dict[str, Any]) -> list[tuple]:
         (api + r"/endpoints/([^/]+)", EndpointHandler, args),
         (api + r"/endpoints/([^/]+)/traffic", EndpointTrafficHandler, args),
         (api + r"/endpoints/([^/]+)/rollout", RolloutHandler, args),
+        (api + r"/endpoints/([^/]+)/request-log", RequestLogHandler, args),
+        (api + r"/endpoints/([^/]+)/drift-baseline", DriftBaselineHandler, args),
         (prefix + r"endpoints/([^/]+)/([^/]+)/(v[12](?:/.*)?)", GatewayHandler, args),
     ]

@@ -315,6 +315,11 @@ class LocalEndpointBackend(EndpointBackend):
             time.sleep(0.1)
         raise ServingError(f"Version {version} did not load within {timeout:.0f} s")
 
+    def keep_requests(self, owner: str, name: str, filename: str, data: bytes) -> None:
+        files = self.areas.of(owner)  # as the owner: their file, in their area only
+        files.mkdirs(Path("models", name, "requests"), mode=0o700)
+        files.write(Path("models", name, "requests", filename), data, mode=0o600)
+
     # -- canary rollouts (serving.rollout): the stable version pinned by a label -----------
     def _labels(self, owner: str, name: str) -> dict[str, int]:
         files = self.areas.of(owner)

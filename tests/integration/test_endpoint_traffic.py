@@ -8,6 +8,7 @@ import os
 import re
 import time
 
+import numpy as np
 import pytest
 
 from hubforge import serving
@@ -109,3 +110,79 @@ def test_the_owner_sees_what_the_gateway_forwarded_and_nobody_else_does(workbenc
         assert not (kept / "ghost.json").exists()
     finally:
         workbench.api("DELETE", f"{API}/watched", tara)
+
+
+def test_logged_calls_are_the_owners_and_shifted_inputs_raise_the_drift_alert(
+    workbench, monkeypatch
+):
+    token, other = workbench.create_user("dria"), workbench.create_user("dirk")
+    exports = workbench.data_dir / "hdfs" / "users" / "dria" / "exports"
+    keras_model(exports, 1, bias=0.0)
+    monkeypatch.setenv("HUBFORGE_SERVICE_URL", workbench.url + "services/hubforge/api")
+    monkeypatch.setenv("JUPYTERHUB_API_TOKEN", token)
+    gateway = "services/hubforge/endpoints/dria/drifty/v1/models/drifty:predict"
+    train = np.random.default_rng(0).normal(0, 1, (3000, 4))
+    try:
+        ep = serving.deploy(str(exports / "1"), "drifty")
+        assert ep.log_requests(rate=1.0)["rate"] == 1.0
+        assert ep.watch_drift(train)["baseline_features"] == 4
+        calls = np.random.default_rng(1).normal(0, 1, (120, 4))
+        for row in calls:
+            r = workbench.api("POST", gateway, token, json={"instances": [row.tolist()]})
+            assert r.status_code == 200
+        logged = wait_for_logged(ep, 120)
+        assert logged[0]["request"] == {"instances": [calls[0].tolist()]}
+        assert logged[0]["response"]["predictions"][0][0] == pytest.approx(calls[0].sum(), 1e-4)
+        report = ep.drift(train)
+        assert not report.drifted and report.rows == 120, report.features
+        assert not wait_for_check(ep, 120)["drifted"]
+
+        shifted_at = time.time()
+        moved = np.random.default_rng(2).normal(0, 1, (120, 4))
+        moved[:, 1] += 2.0
+        for row in moved:
+            workbench.api("POST", gateway, token, json={"instances": [row.tolist()]})
+        assert wait_for_check(ep, 240)["drifted"]  # the service's own check raised it
+        wait_for_logged(ep, 240)
+        report = ep.drift(train, since=shifted_at)
+        assert report.drifted and report.worst_feature == 1 and report.rows == 120
+
+        files = sorted((exports.parent / "models" / "drifty" / "requests").glob("*.jsonl"))
+        assert files and all(f.stat().st_mode & 0o077 == 0 for f in files)  # the owner's only
+        # another user: dria's endpoint is none of theirs to log or compare
+        for method, path, body in (
+            ("PUT", "request-log", {"rate": 1.0}),
+            ("GET", "request-log", None),
+            ("PUT", "drift-baseline", {"rows": [[0, 0, 0, 0]]}),
+        ):
+            r = workbench.api(method, f"{API}/drifty/{path}", other, json=body)
+            assert r.status_code == 404, r.text
+        for path, body, says in (
+            ("request-log", {"rate": 5}, "from 0 (off) to 1"),
+            ("drift-baseline", {"rows": "x"}, "numbers, one row per example"),
+            ("drift-baseline", {"rows": [[0, 0]] * 2001}, "at most 2000 rows"),
+        ):
+            r = workbench.api("PUT", f"{API}/drifty/{path}", token, json=body)
+            assert r.status_code == 400 and says in r.json()["message"], r.text
+    finally:
+        workbench.api("DELETE", f"{API}/drifty", token)
+
+
+def wait_for_logged(ep, count: int) -> list[dict]:
+    deadline = time.monotonic() + 4 * traffic.BIN
+    while len(logged := ep.logged_requests()) < count:
+        assert time.monotonic() < deadline, len(logged)
+        time.sleep(0.5)
+    return logged
+
+
+def wait_for_check(ep, rows: int) -> dict:
+    """The service's drift check once it has seen ``rows`` sampled rows."""
+    deadline = time.monotonic() + 60
+    while True:
+        assert ep.status == "running"  # (reads the endpoint's record again)
+        state = ep.drift_alert
+        if state and state.get("rows", 0) >= rows:
+            return state
+        assert time.monotonic() < deadline, state
+        time.sleep(0.5)
