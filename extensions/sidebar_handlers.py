@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import subprocess
 import time
@@ -141,7 +142,7 @@ class EndpointTrafficHandler(SidebarHandler):
         from .serving import api
 
         window, points = self.get_argument("window", "1h"), self.get_argument("points", "60")
-        if not points.isdigit() or not points.isascii():
+        if not re.fullmatch(r"[0-9]{1,3}", points):
             raise web.HTTPError(400, f"points={points!r:.20}: a number of steps from 1 to 500")
         endpoint = await self.call(api.get, name)
         report = await self.call(endpoint.traffic, window, int(points))

@@ -6,6 +6,7 @@ import asyncio
 import logging
 import os
 import signal
+import threading
 from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlparse
@@ -214,7 +215,11 @@ class HubforgeService(Application):
         """A canary promoted or rolled back: the endpoint's folder follows (as its owner),
         and the owner is told when they asked (canary.notify)."""
         owner, name, promoted = rollout["owner"], rollout["name"], rollout["state"] == "promoted"
-        self.endpoints.end_canary(owner, name, rollout["canary"], promoted)
+        # as the owner, in a thread of its own: a slow copy of one owner's model holds up
+        # nobody else's rollout (the gateway already sends calls where the rollout says)
+        threading.Thread(
+            target=self._end_canary, args=(owner, name, rollout["canary"], promoted), daemon=True
+        ).start()
         self.log.info("Rollout of %s/%s: %s", owner, name, rollout["history"][-1]["event"])
         settings = rollout["settings"].get("notify")
         if settings:
@@ -223,6 +228,14 @@ class HubforgeService(Application):
                 settings,
                 rollout_message(rollout, self.notifications.public_url),
                 lambda told: self.log.info("Rollout of %s/%s told: %s", owner, name, told),
+            )
+
+    def _end_canary(self, owner: str, name: str, canary: int, promoted: bool) -> None:
+        try:
+            self.endpoints.end_canary(owner, name, canary, promoted)
+        except Exception as e:  # e.g. the owner's labels.json is damaged: said, not lost
+            self.log.error(
+                "Rollout of %s/%s: the endpoint's folder not updated: %s", owner, name, e
             )
 
     def _drift_alert(self, owner: str, name: str, state: dict) -> None:

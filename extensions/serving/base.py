@@ -57,7 +57,7 @@ ROLLED_BACK = re.compile(r"^\.rolled-back-([0-9]{1,19})-")
 def _next_version(existing: dict[int, Path], names: list[str]) -> int:
     """One more than the newest version, rolled-back ones counted (a number names one
     model only, in the traffic figures too)."""
-    gone = [int(m[1]) for n in names if (m := ROLLED_BACK.match(n))]
+    gone = [int(m[1]) for n in names if (m := ROLLED_BACK.match(n)) and int(m[1]) < 2**62]
     return max([*existing, *gone, 0]) + 1
 
 

@@ -21,6 +21,7 @@ from tornado import web
 from ..notify import NotifyError
 from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
 from ..service.quotas import QuotaExceeded
+from .base import NAME
 from .errors import BadRequest, ServingError
 from .oip import HEADER_LENGTH as BINARY_HEADER
 from .rollout import check_canary
@@ -126,11 +127,8 @@ class EndpointsHandler(EndpointsBase):
         if canary and body.get("batching") is not None:
             raise web.HTTPError(400, "A canary keeps the endpoint's batching: leave out batching")
         name = body.get("name")
-        if (
-            self.rollouts is not None
-            and isinstance(name, str)
-            and self.rollouts.running(owner, name)
-        ):
+        known = isinstance(name, str) and NAME.fullmatch(name)  # (else the deploy refuses it)
+        if self.rollouts is not None and known and self.rollouts.running(owner, name):
             rollout = self.rollouts.get(owner, name) or {}
             raise web.HTTPError(
                 409,
@@ -199,6 +197,8 @@ class RequestLogHandler(EndpointsBase):
     """GET/PUT .../endpoints/<name>/request-log: {"rate": 0.1, "max_body_bytes": 65536}
     (serving.request_log); the owner's endpoints only."""
 
+    takes_turns = True  # the endpoint is looked up in its owner's area
+
     async def get(self, name: str) -> None:
         await self._endpoint(name)
         self.write_json(self.request_log.public(self.owner, name) or {"rate": 0.0})
@@ -246,18 +246,26 @@ class RolloutHandler(EndpointsBase):
 
     async def delete(self, name: str) -> None:
         owner = self.owner
-        rollout = self.rollouts.get(owner, name) if self.rollouts else None
+        valid = NAME.fullmatch(name) and self.rollouts is not None
+        rollout = self.rollouts.get(owner, name) if valid else None
         if rollout is None or rollout["state"] != "running":
             raise web.HTTPError(404, f"No canary of {name} is rolling out")
         done = self.rollouts.end(owner, name, "rolled_back", "cancelled by its owner")
         if done is not None:
-            await asyncio.to_thread(self.endpoints.end_canary, owner, name, done["canary"], False)
+            try:  # (the gateway already sends every call to the stable version)
+                await asyncio.to_thread(
+                    self.endpoints.end_canary, owner, name, done["canary"], False
+                )
+            except ServingError as e:
+                self.serving_error(e)
         self.write_json({k: v for k, v in (done or rollout).items() if k != "owner"})
 
 
 class EndpointTrafficHandler(EndpointsBase):
     """GET .../endpoints/<name>/traffic?window=1h&points=60: what the gateway counted
     (serving.traffic.Traffic.summary); admins may add ?owner=<user>."""
+
+    takes_turns = True  # the endpoint is looked up in its owner's area
 
     async def get(self, name: str) -> None:
         owner = self.get_argument("owner", "") or self.owner
@@ -269,7 +277,9 @@ class EndpointTrafficHandler(EndpointsBase):
             if not re.fullmatch(r"[0-9]{1,3}", points):
                 raise BadRequest(f"points={points!r:.20}: a number of steps from 1 to 500")
             await asyncio.to_thread(self.endpoints.get, owner, name)  # 404: no such endpoint
-            summary = self.traffic.summary(owner, name, window, int(points))
+            summary = await asyncio.to_thread(
+                self.traffic.summary, owner, name, window, int(points)
+            )
         except ServingError as e:
             self.serving_error(e)
         self.write_json(summary)

@@ -331,11 +331,17 @@ class LocalEndpointBackend(EndpointBackend):
         except (OSError, UnsafeEntry) as e:
             raise BadRequest(f"{name}'s {LABELS_FILE} cannot be read: {e}") from None
         with os.fdopen(fd, "rb") as f:
-            try:
-                labels = json.loads(f.read(65536) or b"{}")
-            except ValueError:
-                labels = {}
-        return labels if isinstance(labels, dict) else {}
+            data = f.read(65537)
+        try:
+            labels = json.loads(data or b"{}")
+        except (ValueError, RecursionError):
+            labels = None
+        if len(data) > 65536 or not isinstance(labels, dict):
+            raise BadRequest(
+                f"{name}'s {LABELS_FILE} is not a JSON object of labels (at most 64 KiB): fix "
+                "or remove it, then deploy again"
+            )
+        return labels
 
     def _write_labels(self, owner: str, name: str, labels: dict[str, int]) -> None:
         files = self.areas.of(owner)
@@ -364,8 +370,13 @@ class LocalEndpointBackend(EndpointBackend):
             try:
                 files.copy(files.area / folder, aside)
                 files.remove(folder)
-            except (OSError, UnsafeEntry) as e:  # still never served: the gateway pins
+            except (OSError, UnsafeEntry) as e:
+                # the stable version keeps its label (served) and the gateway sends every
+                # call that names no version to it: the canary is only reached by its number
                 log.error("Endpoint %s/%s: version %s not put aside: %s", owner, name, canary, e)
+                with contextlib.suppress(OSError, UnsafeEntry):
+                    files.remove(aside)
+                return
         labels = self._labels(owner, name)
         labels.pop(STABLE_LABEL, None)
         self._write_labels(owner, name, labels)

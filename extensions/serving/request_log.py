@@ -74,21 +74,28 @@ class RequestLog:
 
     def get(self, owner: str, name: str) -> dict[str, Any] | None:
         key = (owner, name)
-        with self._lock:
-            if key not in self._settings:
-                path, kept = self._file(key), None
-                if path is not None:
-                    try:
-                        kept = read_json(path, None)
-                    except DamagedStateFile as e:
-                        log.error("%s; request logging of that endpoint is off", e)
-                self._settings[key] = kept if isinstance(kept, dict) else None
-            return self._settings[key]
+        with self._lock:  # only settings that exist are kept in memory
+            if key in self._settings:
+                return self._settings[key]
+            path, kept = self._file(key), None
+            if path is None or not path.exists():
+                return None
+            try:
+                kept = read_json(path, None)
+            except DamagedStateFile as e:
+                log.error("%s; request logging of that endpoint is off", e)
+            if isinstance(kept, dict):
+                self._settings[key] = kept
+                return kept
+            return None
 
     def _save(self, owner: str, name: str, settings: dict[str, Any] | None) -> None:
         key = (owner, name)
         with self._lock:
-            self._settings[key] = settings
+            if settings is None:
+                self._settings.pop(key, None)
+            else:
+                self._settings[key] = settings
         path = self._file(key)
         if path is None:
             return

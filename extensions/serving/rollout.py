@@ -139,22 +139,31 @@ class Rollouts:
         return self.root / quote(key[0], safe="") / f"{key[1]}.json"
 
     def get(self, owner: str, name: str) -> dict[str, Any] | None:
+        """The endpoint's rollout; only rollouts that exist are kept in memory (a name asked
+        for that has none costs a look at the disk, never memory)."""
         key = (owner, name)
         with self._lock:
-            if key not in self._records:
-                path, record = self._file(key), None
-                if path is not None:
-                    try:
-                        record = read_json(path, None)
-                    except DamagedStateFile as e:
-                        log.error("%s; the endpoint is served without a rollout", e)
-                self._records[key] = record if isinstance(record, dict) else None
+            return self._get(key)
+
+    def _get(self, key: tuple[str, str]) -> dict[str, Any] | None:
+        if key in self._records:
             return self._records[key]
+        path, record = self._file(key), None
+        if path is None or not path.exists():
+            return None
+        try:
+            record = read_json(path, None)
+        except DamagedStateFile as e:
+            log.error("%s; the endpoint is served without a rollout", e)
+        if isinstance(record, dict):
+            self._records[key] = record
+            return record
+        return None
 
     def _save(self, record: dict[str, Any]) -> None:
+        """Kept and written (the caller holds the lock)."""
         key = (record["owner"], record["name"])
-        with self._lock:
-            self._records[key] = record
+        self._records[key] = record
         path = self._file(key)
         if path is not None:
             path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -182,16 +191,17 @@ class Rollouts:
             "reason": "",
             "history": [{"time": now, "event": f"version {canary} gets {percent}%"}],
         }
-        self._save(record)
+        with self._lock:
+            self._save(record)
         return record
 
     def forget(self, owner: str, name: str) -> None:
         """A plain deploy or an undeploy: the last rollout's pin goes with it."""
         path = self._file((owner, name))
         with self._lock:
-            self._records[(owner, name)] = None
-        if path is not None:
-            path.unlink(missing_ok=True)
+            self._records.pop((owner, name), None)
+            if path is not None:
+                path.unlink(missing_ok=True)
 
     def pin(self, owner: str, name: str, headers: Any) -> int | None:
         """The version a request that names none goes to (None: whatever the endpoint
@@ -214,22 +224,23 @@ class Rollouts:
 
     def end(self, owner: str, name: str, state: str, reason: str) -> dict[str, Any] | None:
         """Promote or roll back a running rollout now (the pass, or its owner cancelling)."""
-        record = self.get(owner, name)
-        if record is None or record["state"] != RUNNING:
-            return None
-        event = f"promoted: version {record['canary']} serves all requests"
-        if state == ROLLED_BACK:
-            event = f"rolled back to version {record['stable']}: {reason}"
-        record = {
-            **record,
-            "state": state,
-            "percent": 100 if state == PROMOTED else 0,
-            "reason": reason,
-            "ended": self.clock(),
-            "history": [*record["history"], {"time": self.clock(), "event": event}],
-        }
-        self._save(record)
-        return record
+        with self._lock:  # one end only: the pass and the owner may race
+            record = self._get((owner, name))
+            if record is None or record["state"] != RUNNING:
+                return None
+            event = f"promoted: version {record['canary']} serves all requests"
+            if state == ROLLED_BACK:
+                event = f"rolled back to version {record['stable']}: {reason}"
+            record = {
+                **record,
+                "state": state,
+                "percent": 100 if state == PROMOTED else 0,
+                "reason": reason,
+                "ended": self.clock(),
+                "history": [*record["history"], {"time": self.clock(), "event": event}],
+            }
+            self._save(record)
+            return record
 
     def run_pass(
         self,
@@ -243,7 +254,7 @@ class Rollouts:
                 for path in folder.glob("*.json"):
                     self.get(_unquote(folder.name), path.stem)
         with self._lock:
-            running = [dict(r) for r in self._records.values() if r and r["state"] == RUNNING]
+            running = [dict(r) for r in self._records.values() if r["state"] == RUNNING]
         for record in running:
             try:
                 self._judge_step(record, stats, ended)
@@ -270,15 +281,19 @@ class Rollouts:
             return
         percent = s["steps"][step]
         event = {"time": now, "event": f"version {record['canary']} gets {percent}%"}
-        self._save(
-            {
-                **record,
-                "step": step,
-                "percent": percent,
-                "step_started": now,
-                "history": [*record["history"], event],
-            }
-        )
+        with self._lock:  # only if nobody ended it or stepped it meanwhile
+            current = self._get((owner, name))
+            if current is None or current["state"] != RUNNING or current["step"] != record["step"]:
+                return
+            self._save(
+                {
+                    **current,
+                    "step": step,
+                    "percent": percent,
+                    "step_started": now,
+                    "history": [*current["history"], event],
+                }
+            )
 
 
 def _unquote(text: str) -> str:

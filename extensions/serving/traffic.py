@@ -31,6 +31,7 @@ BIN = 10  # seconds per bin
 KEEP = 86400  # seconds of bins kept per endpoint
 # upper bounds (ms) of the latency buckets; a last bucket holds what is slower
 BOUNDS_MS = (1, 2.5, 5, 10, 25, 50, 100, 250, 500, 1000, 2500, 5000, 10000, 30000)
+MAX_VERSIONS = 16  # versions or labels counted apart in one bin; the rest as "other"
 WINDOW = re.compile(r"^([0-9]{1,6})([smhd]?)$")
 UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 
@@ -172,6 +173,8 @@ class Traffic:
                 while bins and bins[0]["t"] < now - KEEP:
                     bins.pop(0)
             last, code, bucket = bins[-1], str(status), _bucket(seconds * 1000)
+            if version not in last["versions"] and len(last["versions"]) >= MAX_VERSIONS:
+                version = "other"  # (callers naming ever new labels: bounded)
             for counts in (last, last["versions"].setdefault(version, _counts(start))):
                 counts["status"][code] = counts["status"].get(code, 0) + 1
                 counts["latency"][bucket] += 1

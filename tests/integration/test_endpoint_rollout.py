@@ -156,6 +156,14 @@ def test_canary_mistakes_and_other_users(workbench):
             )
             assert r.status_code == 400 and says in r.json()["message"], (canary, r.text)
         assert not (exports.parent / "models" / "solo" / "2").exists()  # nothing deployed
+        labels = exports.parent / "models" / "solo" / "labels.json"
+        labels.write_text("[" * 3000)  # the owner's own file, damaged: said, not overwritten
+        r = workbench.api(
+            "POST", API, token, json={"name": "solo", "model_dir": str(exports / "2"), "canary": 30}
+        )
+        assert r.status_code == 400 and "labels.json is not a JSON object" in r.text, r.text
+        assert labels.read_text() == "[" * 3000
+        labels.unlink()
         r = workbench.api(
             "POST", API, token, json={"name": "solo", "model_dir": str(exports / "2"), "canary": 30}
         )

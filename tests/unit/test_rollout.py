@@ -125,3 +125,26 @@ def test_names_that_are_no_endpoint_never_reach_a_file(tmp_path):
     assert rollouts.get("ann", "../../x") is None
     rollouts.start("ann", "../x", 1, 2, check_canary(10))  # kept in memory only
     assert not (tmp_path / "x.json").read_text().count("ann")
+
+
+def test_names_asked_for_without_a_rollout_cost_no_memory(tmp_path):
+    rollouts = Rollouts(tmp_path, Clock())
+    for i in range(500):
+        assert rollouts.get("ann", f"none-{i}") is None and not rollouts.running("ann", "x")
+    assert rollouts._records == {}
+
+
+def test_a_pass_that_read_the_rollout_before_its_owner_ended_it_does_not_undo_that(tmp_path):
+    clock, ended = Clock(), []
+    rollouts = Rollouts(tmp_path, clock)
+    rollouts.start("ann", "clf", 1, 2, check_canary({"steps": [10, 50, 100], "interval": "60s"}))
+    clock.now += 61
+
+    def owner_cancels_meanwhile(owner, name, since):
+        rollouts.end("ann", "clf", "rolled_back", "cancelled by its owner")
+        return {"1": stats(200), "2": stats(25)}
+
+    rollouts.run_pass(owner_cancels_meanwhile, ended.append)
+    record = rollouts.get("ann", "clf")
+    assert record["state"] == "rolled_back" and record["percent"] == 0 and not ended
+    assert Rollouts(tmp_path, clock).get("ann", "clf")["state"] == "rolled_back"

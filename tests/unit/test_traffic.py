@@ -138,3 +138,11 @@ def test_each_versions_figures_since_a_moment():
     assert stats["2"]["errors"] == 10 and stats["2"]["error_rate"] == 0.25
     assert stats["2"]["p99_ms"] > 100 > 5 > stats["1"]["p99_ms"]
     assert traffic.version_stats("ann", "clf", clock.now + 60) == {}
+
+
+def test_callers_naming_ever_new_labels_are_counted_in_bounds():
+    traffic = Traffic(None, Clock())
+    for i in range(100):
+        traffic.observe("ann", "clf", 400, 0.001, f"label-{i}")
+    by_version = traffic.summary("ann", "clf", 60)["totals"]["by_version"]
+    assert len(by_version) == 17 and by_version["other"] == 84
