@@ -149,6 +149,17 @@ class EndpointTrafficHandler(SidebarHandler):
         self.finish(json.dumps(report.summary))
 
 
+class RolloutHandler(SidebarHandler):
+    @web.authenticated
+    @authorized
+    async def delete(self, name: str) -> None:
+        """Roll back the canary of one of your endpoints (Roll back in the panel)."""
+        from .serving import api
+
+        endpoint = await self.call(api.get, name)
+        self.finish(json.dumps(await self.call(endpoint.rollback)))
+
+
 class SavedRequestsHandler(SidebarHandler):
     """Requests kept for one of your endpoints: GET lists, POST {"name", "request"} keeps
     one (the same name replaces it), DELETE .../requests/<name> forgets one."""
@@ -296,6 +307,7 @@ def routes(prefix: str) -> list[tuple]:
         (prefix + "/endpoints", EndpointsHandler),
         (prefix + r"/endpoints/([^/]+)", EndpointHandler),
         (prefix + r"/endpoints/([^/]+)/traffic", EndpointTrafficHandler),
+        (prefix + r"/endpoints/([^/]+)/rollout", RolloutHandler),
         (prefix + r"/endpoints/([^/]+)/requests", SavedRequestsHandler),
         (prefix + r"/endpoints/([^/]+)/requests/([^/]+)", SavedRequestsHandler),
         (prefix + "/labeling/projects", LabelingProjectsHandler),

@@ -1,11 +1,13 @@
 """The sidebar's Copy curl gives a line that answers when pasted into a shell: built from the
 model's signature (an image model wants 32x32x1, not [[0]]) and saying where $TOKEN comes
-from. Monitor then shows that traffic: totals, statuses and plots (#36)."""
+from. Monitor then shows that traffic: totals, statuses and plots; a canary of a second
+version shows in the panel and Roll back ends it (#36)."""
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 
 import pytest
@@ -73,6 +75,19 @@ def test_copy_curl_pasted_into_a_shell_answers_200(workbench, page):
         assert page.query_selector(".hf-TrafficPlot[data-keys='p50_ms p99_ms'] .hf-Line-p99_ms")
         page.select_option(".hf-Traffic .hf-TrafficWindow", "15m")
         page.wait_for_selector(".hf-Traffic .hf-TrafficSummary:has-text('in 15 min')")
+
+        # a canary of a second version: the panel says how far it is; Roll back ends it
+        shutil.copytree(export, export.parent / "digits-2")
+        body = {"name": "digits", "model_dir": str(export.parent / "digits-2"), "canary": 10}
+        r = workbench.api("POST", API, token, json={**body, "canary": {"steps": [10, 100]}})
+        assert r.status_code == 201 and r.json()["rollout"]["state"] == "running", r.text
+        rollout = f"{endpoint} .hf-Rollout"
+        page.wait_for_selector(f"{rollout}:has-text('version 2 gets 10% (version 1 the rest)')")
+        page.click(f"{endpoint} button:has-text('Roll back')")
+        assert "Every request goes to version 1 again" in page.inner_text(".jp-Dialog")
+        page.click(".jp-Dialog button:has-text('Roll back')")
+        page.wait_for_selector(f"{rollout}:has-text('rolled back to version 1: cancelled')")
+        assert not page.query_selector(f"{endpoint} button:has-text('Roll back')")
     finally:
         workbench.api("DELETE", "services/hubforge/api/endpoints/digits", workbench.admin_token())
         workbench.ensure_stopped(user)

@@ -56,6 +56,7 @@ ROUTES = [
     ("GET", "user/" + USER + "/hubforge/api/cron?cron={q}&timezone={q}"),
     ("POST", "user/" + USER + "/hubforge/api/classifications"),
     ("GET", "user/" + USER + "/hubforge/api/endpoints/{seg}/traffic?window={q}&points={q}"),
+    ("DELETE", "user/" + USER + "/hubforge/api/endpoints/{seg}/rollout"),
     ("GET", "user/" + USER + "/hubforge/api/classifications/{seg}/report"),
     ("POST", "user/" + USER + "/hubforge/api/classifications/{seg}/prelabel"),
     ("GET", "user/" + USER + "/hubforge/labeling/open?next={q}&owner={q}"),
