@@ -123,8 +123,8 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         page.wait_for_selector(endpoint, timeout=120_000)
         assert "versions 1" in page.inner_text(endpoint)
         # keyboard: Tab reaches the endpoint's actions, Enter opens Try it
-        reached = tab_walk(page, f"{endpoint} button:has-text('Try it')", 3)
-        assert reached == ["Try it", "Copy curl", "Undeploy"], reached
+        reached = tab_walk(page, f"{endpoint} button:has-text('Try it')", 4)
+        assert reached == ["Try it", "Copy curl", "Monitor", "Undeploy"], reached
         page.focus(f"{endpoint} button:has-text('Try it')")
         page.keyboard.press("Enter")
         page.wait_for_function(
