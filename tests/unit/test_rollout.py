@@ -19,8 +19,11 @@ class Clock:
         return self.now
 
 
-def stats(requests: int, error_rate: float = 0.0, p99: float | None = 5.0) -> dict:
-    return {"requests": requests, "error_rate": error_rate, "p99_ms": p99}
+def stats(
+    requests: int, error_rate: float = 0.0, p99: float | None = 5.0, p90: float | None = None
+) -> dict:
+    p90 = p99 if p90 is None else p90
+    return {"requests": requests, "error_rate": error_rate, "p99_ms": p99, "p90_ms": p90}
 
 
 def test_a_percent_becomes_steps_to_100_and_defaults():
@@ -59,8 +62,12 @@ def test_the_canary_goes_on_errors_or_a_slower_p99_with_enough_answers():
     why = judge(stats(100, 0.01), stats(20, 0.05), s)
     assert why == "error rate 5.0% against 1.0% of the stable version (at most +2.0%)"
     assert judge(stats(100, p99=5), stats(20, p99=24), s) is None  # slower, within the slack
-    why = judge(stats(100, p99=10), stats(20, p99=150), s)
+    why = judge(stats(100, p99=10), stats(200, p99=150), s)
     assert why == "p99 latency 150 ms against 10 ms of the stable version (at most 2 times)"
+    # under 100 answers the p90: one slow call (the p99 of a few) decides nothing
+    assert judge(stats(100, p99=10, p90=8), stats(30, p99=300, p90=9), s) is None
+    why = judge(stats(100, p99=10, p90=8), stats(30, p99=300, p90=150), s)
+    assert why == "p90 latency 150 ms against 8 ms of the stable version (at most 2 times)"
     assert judge(None, stats(20, 0.5), s).startswith("error rate 50.0%")  # no stable calls
 
 
