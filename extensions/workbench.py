@@ -459,6 +459,28 @@ class Workbench(Configurable):
         "their drift baselines (an alert when they drift).",
     )
 
+    max_endpoint_replicas = Integer(
+        4,
+        config=True,
+        help="Copies one local endpoint may run (deploy(..., replicas=N) or min/max); each "
+        "is a process of its own on this machine.",
+    )
+
+    endpoint_scale_down_delay = Integer(
+        60,
+        config=True,
+        help="Seconds a scaled local endpoint (replicas min < max) must have needed fewer "
+        "copies before one is stopped (a short lull keeps them).",
+    )
+
+    @validate("max_endpoint_replicas", "endpoint_scale_down_delay")
+    def _check_replicas(self, proposal: Any) -> int:
+        name, value = proposal["trait"].name, proposal["value"]
+        most = 64 if name == "max_endpoint_replicas" else 86400
+        if not 1 <= value <= most:
+            raise TraitError(f"Workbench.{name}={value!r}: from 1 to {most}")
+        return value
+
     @validate("drift_check_interval")
     def _check_drift_interval(self, proposal: Any) -> int:
         if not 1 <= proposal["value"] <= 86400:

@@ -20,19 +20,26 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 batching=_batching(args),
                 gpus=args.gpus,
                 canary=_canary(args),
+                replicas=_replicas(args),
             )
             try:  # a row shaped like the model's input, so the printed line works as is
                 example = ep.example_instances()
             except serving.ServingError:
                 example = None
-            print(f"{ep.name}: versions {ep.versions}\npredict with:\n  {ep.curl(example)}")
+            print(
+                f"{ep.name}: versions {ep.versions}, {_copies_text(ep.record)}\n"
+                f"predict with:\n  {ep.curl(example)}"
+            )
             if ep.rollout and ep.rollout["state"] == "running":
                 print(_rollout_line(ep.rollout))
         elif args.serve_command == "list":
             for ep in serving.list_endpoints():
                 queue = ep.record.get("queue")  # Kubernetes with Kueue: held until admitted
                 state = "running" if ep.record["running"] else "queued" if queue else "stopped"
-                print(f"{ep.name:<24} {state:<8} versions={ep.versions} {ep.url}")
+                print(
+                    f"{ep.name:<24} {state:<8} versions={ep.versions} "
+                    f"{_copies_text(ep.record)} {ep.url}"
+                )
                 if ep.rollout:
                     print(f"  {_rollout_line(ep.rollout)}")
                 if queue:
@@ -74,6 +81,38 @@ def _canary(args: argparse.Namespace) -> dict | None:
     if args.canary_interval is not None:
         canary["interval"] = args.canary_interval
     return canary
+
+
+def _replicas(args: argparse.Namespace) -> int | dict | None:
+    """--replicas 3 (copies) or 1-4 (scaled between), --target-concurrency C."""
+    text, target = args.replicas, args.target_concurrency
+    if text is None:
+        if target is not None:
+            raise ValueError("--target-concurrency goes with --replicas MIN-MAX")
+        return None
+    low, _, high = text.partition("-")
+    try:
+        low_n, high_n = int(low), int(high or low)
+    except ValueError:
+        raise ValueError(
+            f"--replicas {text}: a number of copies (3) or a range to scale in (1-4)"
+        ) from None
+    if not high:
+        if target is not None:
+            raise ValueError("--target-concurrency goes with a range: --replicas MIN-MAX")
+        return low_n
+    settings: dict = {"min": low_n, "max": high_n}
+    if target is not None:
+        settings["target_concurrency"] = target
+    return settings
+
+
+def _copies_text(record: dict) -> str:
+    """'copies 2/3' (serving now / wanted), '1-4 copies (2 serving)' when scaled."""
+    settings, ready = record.get("replicas") or {"min": 1, "max": 1}, record.get("ready", 0)
+    if settings["min"] == settings["max"]:
+        return f"copies {ready}/{settings['min']}"
+    return f"copies {ready} (scaled {settings['min']}-{settings['max']})"
 
 
 def _rollout_line(rollout: dict) -> str:
@@ -145,6 +184,17 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         "answers as well as the version served now (else it is rolled back)",
     )
     deploy.add_argument("--canary-interval", help="time between steps (default 5m)")
+    deploy.add_argument(
+        "--replicas",
+        metavar="N|MIN-MAX",
+        help="copies serving the endpoint (a crashed one is restarted), or a range scaled "
+        "on the requests in flight (default: as it is; 1 for a new endpoint)",
+    )
+    deploy.add_argument(
+        "--target-concurrency",
+        type=float,
+        help="requests in flight per copy the scaling aims at (with --replicas MIN-MAX; 8)",
+    )
     rollback = serve_sub.add_parser("rollback", help="roll a running canary back now")
     rollback.add_argument("name")
     serve_sub.add_parser("list", help="your endpoints")

@@ -33,6 +33,7 @@ from ..schedules.handlers import routes as schedule_routes
 from ..schedules.runs import ScheduledRuns
 from ..schedules.store import Schedules, file_clock
 from ..serving.handlers import routes as serving_routes
+from ..serving.replicas import Concurrency
 from ..serving.request_log import RequestLog
 from ..serving.rollout import Rollouts, rollout_message
 from ..serving.traffic import BIN as TRAFFIC_BIN
@@ -144,6 +145,7 @@ class HubforgeService(Application):
         self.jobs = jobs
         self.traffic = Traffic(workbench.service_dir / "endpoint-traffic")
         self.rollouts = Rollouts(workbench.service_dir / "rollouts")
+        self.concurrency = Concurrency(down_window=workbench.endpoint_scale_down_delay)
         self.request_log = RequestLog(
             workbench.service_dir / "request-logs", self.endpoints.keep_requests
         )
@@ -182,6 +184,7 @@ class HubforgeService(Application):
                     "rollouts": self.rollouts,
                     "notifications": self.notifications,
                     "request_log": self.request_log,
+                    "concurrency": self.concurrency,
                 },
             )
             + labeling_routes(api, {**args, "accounts": accounts})
@@ -299,6 +302,15 @@ class HubforgeService(Application):
 
         self.rollout_pass = PeriodicCallback(_in_turn(rollouts), 1000)
 
+        # local endpoints' copies: those that died restarted, the number scaled on the
+        # gateway's requests in flight (on Kubernetes the Deployment and its HPA do it)
+        def replicas() -> None:
+            self.concurrency.sample()
+            for line in self.endpoints.supervise(self.concurrency.wanted):
+                self.log.info("%s", line)
+
+        self.replica_pass = PeriodicCallback(_in_turn(replicas), 1000)
+
         # the gateway's counts of the endpoints' requests, on disk every 10 s
         def save_traffic_and_requests() -> None:
             self.traffic.save()
@@ -375,6 +387,7 @@ class HubforgeService(Application):
         self.schedule_pass.start()
         self.traffic_save.start()
         self.rollout_pass.start()
+        self.replica_pass.start()
         self.drift_check.start()
         self.cull.start()
         self.user_sync.start()

@@ -64,8 +64,10 @@ class ServiceHandler(ExpectedErrors, HubAuthenticated, web.RequestHandler):
         traffic: Any = None,
         rollouts: Any = None,
         request_log: Any = None,
+        concurrency: Any = None,
     ) -> None:
         """The service's engines; each route gets the ones its views use."""
+        self.concurrency = concurrency  # endpoints' requests in flight (serving.replicas)
         self.request_log = request_log  # endpoints' sampled calls and drift (request_log)
         self.rollouts = rollouts  # endpoints' canary rollouts (serving.rollout)
         self.traffic = traffic  # what the gateway forwarded, per endpoint (serving.traffic)

@@ -73,6 +73,8 @@ class Endpoint:
     url = property(lambda self: self.record["url"])
     versions = property(lambda self: self.record["versions"])
     batching = property(lambda self: self.record.get("batching"))
+    replicas = property(lambda self: self.record.get("replicas"))
+    ready = property(lambda self: self.record.get("ready", 0))  # copies serving (at the last look)
 
     def __repr__(self) -> str:
         return f"<Endpoint {self.name} versions={self.versions} {self.url}>"
@@ -241,6 +243,7 @@ def deploy(
     batching: dict[str, Any] | None = None,
     gpus: int = 0,
     canary: int | dict[str, Any] | None = None,
+    replicas: int | dict[str, Any] | None = None,
 ) -> Endpoint:
     """Serve the SavedModel at ``model_dir`` (in your data area) as endpoint ``name``;
     deploying again adds a version and swaps it in without failing requests.
@@ -253,6 +256,9 @@ def deploy(
     ``model_dir`` may also be a finished training job (its exported model is deployed).
     ``batching``: ``{"max_batch_size": 32, "batch_timeout_ms": 2}`` merges concurrent
     requests into one model call (default off); changing it restarts the endpoint gracefully.
+    ``replicas=3`` serves it with three copies (a crashed one is restarted; a call it was
+    answering is sent to another); ``{"min": 1, "max": 4, "target_concurrency": 8}`` scales
+    between them on the requests in flight per copy. None keeps what the endpoint has.
     """
     client = _client()
     model_dir = model_dir_of(model_dir)
@@ -263,6 +269,7 @@ def deploy(
         "batching": batching,
         "gpus": gpus,
         "canary": canary,
+        "replicas": replicas,
     }
     return Endpoint(_call(client, "POST", "endpoints", json=body), client)
 

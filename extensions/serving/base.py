@@ -38,6 +38,65 @@ def check_batching(batching: Any) -> dict[str, Any]:
     return {"max_batch_size": size, "batch_timeout_ms": float(wait)}
 
 
+DEFAULT_TARGET_CONCURRENCY = 8.0
+
+
+def check_replicas(replicas: Any, limit: int) -> dict[str, Any]:
+    """``replicas=N`` (N copies) or ``{"min": 1, "max": 4, "target_concurrency": 8}``
+    (scaled between them: requests in flight per copy; on Kubernetes ``"target_cpu": 70``
+    scales on CPU use instead), normalised to ``{"min", "max", "target_concurrency",
+    "target_cpu"}``; ``limit``: the most copies one endpoint may have here."""
+    if replicas is None:
+        replicas = 1
+    number = isinstance(replicas, int) and not isinstance(replicas, bool)
+    if number:
+        replicas = {"min": replicas, "max": replicas}
+    if not isinstance(replicas, dict):
+        raise BadRequest(
+            f"replicas={replicas!r:.60}: a number of copies, or an object like "
+            '{"min": 1, "max": 3, "target_concurrency": 8}'
+        )
+    known = {"min", "max", "target_concurrency", "target_cpu"}
+    unknown = sorted(set(replicas) - known)
+    if unknown:
+        raise BadRequest(f"replicas: unknown {unknown}; use {sorted(known)}")
+    low, high = replicas.get("min", 1), replicas.get("max", replicas.get("min", 1))
+    for key, value in (("min", low), ("max", high)):
+        if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= limit:
+            raise BadRequest(
+                f"replicas{'' if number else '.' + key}="
+                f"{value!r:.40}: a whole number of copies from 1 to {limit} here"
+            )
+    if low > high:
+        raise BadRequest(f"replicas: min ({low}) is more than max ({high})")
+    concurrency, cpu = replicas.get("target_concurrency"), replicas.get("target_cpu")
+    if concurrency is not None and (
+        not isinstance(concurrency, int | float)
+        or isinstance(concurrency, bool)
+        or not 0.1 <= concurrency <= 10000
+    ):
+        raise BadRequest(
+            f"replicas.target_concurrency={concurrency!r:.40}: requests in flight per copy "
+            "(0.1 to 10000)"
+        )
+    if cpu is not None and (
+        not isinstance(cpu, int) or isinstance(cpu, bool) or not 1 <= cpu <= 100
+    ):
+        raise BadRequest(f"replicas.target_cpu={cpu!r:.40}: a CPU use in percent (1 to 100)")
+    if concurrency is not None and cpu is not None:
+        raise BadRequest("replicas: scale on target_concurrency or on target_cpu, not both")
+    if low == high:
+        concurrency = cpu = None  # a fixed number: nothing to scale on
+    elif cpu is None and concurrency is None:
+        concurrency = DEFAULT_TARGET_CONCURRENCY
+    return {
+        "min": low,
+        "max": high,
+        "target_concurrency": None if concurrency is None else float(concurrency),
+        "target_cpu": cpu,
+    }
+
+
 def _no_space(error: OSError, where: Path) -> None:
     if getattr(error, "errno", None) == errno.ENOSPC or "No space left" in str(error):
         raise OSError(errno.ENOSPC, "No space left on device", str(where)) from None
@@ -225,9 +284,13 @@ class EndpointBackend(ABC):
         version: int | None = None,
         batching: dict[str, Any] | None = None,
         gpus: int = 0,
+        replicas: dict[str, Any] | int | None = None,
     ) -> dict[str, Any]:
         """Add the SavedModel at ``model_dir`` as a version of endpoint ``name`` and serve it
-        (with ``gpus`` GPUs where the backend has them)."""
+        (with ``gpus`` GPUs per copy where the backend has them). ``replicas`` (see
+        check_replicas; None: as the endpoint has them, 1 for a new one): how many copies
+        serve it. The record says ``replicas`` (the settings) and ``ready`` (copies
+        serving now)."""
 
     @abstractmethod
     def get(self, owner: str, name: str) -> dict[str, Any]:
@@ -249,6 +312,16 @@ class EndpointBackend(ABC):
         """Where the gateway forwards and what it adds, read together (a deploy may swap the
         endpoint's process between two separate reads)."""
         return self.target(owner, name), self.gateway_headers(owner, name)
+
+    def routes(self, owner: str, name: str) -> list[tuple[str, dict[str, str]]]:
+        """Every copy the gateway may forward to, as route() gives one; on a connection
+        that fails, it tries the next (every call it forwards changes nothing)."""
+        return [self.route(owner, name)]
+
+    def supervise(self, wanted: Any) -> list[str]:
+        """Restart copies that died and scale (where the backend runs them itself; on
+        Kubernetes the Deployment and its autoscaler do)."""
+        return []
 
     def gateway_headers(self, owner: str, name: str) -> dict[str, str]:
         """Headers only the gateway sends (a per-endpoint key where the network alone does

@@ -53,11 +53,18 @@ class EndpointsBase(ServiceHandler):
 
     def public(self, record: dict[str, Any]) -> dict[str, Any]:
         gateway = f"{self.settings['service_prefix']}endpoints/{record['owner']}/{record['name']}"
-        keys = ("owner", "name", "versions", "running", "created", "batching")
+        keys = ("owner", "name", "versions", "running", "created", "batching", "replicas")
+        keys += ("processes",)  # (local endpoints: each copy's pid and port)
         rollout = self.rollouts.get(record["owner"], record["name"]) if self.rollouts else None
         return {k: record.get(k) for k in keys} | {
             "url": f"{gateway}/v1/models/{record['name']}",
             "base_path": record["base_path"],
+            "ready": record.get("ready", 1 if record.get("running") else 0),
+            "load": (
+                self.concurrency.status(record["owner"], record["name"])
+                if self.concurrency
+                else None
+            ),
             "rollout": rollout and {k: v for k, v in rollout.items() if k != "owner"},
             "request_log": (
                 self.request_log.public(record["owner"], record["name"])
@@ -81,19 +88,21 @@ class EndpointsHandler(EndpointsBase):
             ("version", (int, type(None)), "a version number"),
             ("batching", (dict, type(None)), 'an object like {"max_batch_size": 8}'),
             ("gpus", (int,), "a number of GPUs"),
+            ("replicas", (int, dict, type(None)), 'a number or {"min": 1, "max": 3}'),
         ):
             value = body.get(key, 0 if key == "gpus" else None if key != "name" else "")
             if not isinstance(value, kinds) or isinstance(value, bool):
                 raise web.HTTPError(400, f'"{key}" must be {what}, got {value!r:.60}')
         canary = self.check_rollout(owner, body)
-        gpus = body.get("gpus", 0)
+        gpus, copies = body.get("gpus", 0), body.get("replicas")
+        most = copies if isinstance(copies, int) else (copies or {}).get("max", 1)
         try:
             if isinstance(gpus, int):
                 await self.run_in_thread(
                     self.quotas.check_endpoint,
                     owner,
                     body.get("name"),
-                    gpus,
+                    gpus * (most if isinstance(most, int) and most > 0 else 1),
                     self.jobs,
                     self.endpoints,
                 )
@@ -148,6 +157,7 @@ class EndpointsHandler(EndpointsBase):
                 body.get("version"),
                 body.get("batching"),
                 body.get("gpus", 0),
+                body.get("replicas"),
             )
         except ServingError:
             if stable is not None:  # no canary after all: the label pinning goes
@@ -305,6 +315,21 @@ def connections() -> aiohttp.ClientSession:
     return session
 
 
+# calls in flight per endpoint process (its URL), on the service's loop: the gateway sends
+# each call to the least busy copy, the first of those equally busy in turn
+_IN_FLIGHT: dict[str, int] = {}
+_TURN = [0]
+
+
+def least_busy(copies: list[tuple[str, dict[str, str]]]) -> list[tuple[str, dict[str, str]]]:
+    """``copies`` in the order to try them: fewest calls in flight first, ties in turn."""
+    if len(copies) < 2:
+        return copies
+    _TURN[0] = (_TURN[0] + 1) % len(copies)
+    turned = copies[_TURN[0] :] + copies[: _TURN[0]]
+    return sorted(turned, key=lambda c: _IN_FLIGHT.get(c[0], 0))
+
+
 def call_scope(user: str, name: str) -> str:
     """The scope that lets a token call one endpoint (``!user=<owner>`` includes it)."""
     return f"{CALL_ENDPOINTS_SCOPE}!server={user}/{name}"
@@ -346,44 +371,71 @@ class GatewayHandler(EndpointsBase):
                 f"{name}[/versions/N][/ready|/infer]",
             )
         try:
-            target, extra = self.endpoints.route(user, name)
-            headers = {"Content-Type": "application/json", **extra}
-            if BINARY_HEADER in self.request.headers:  # the v2 binary tensor extension
-                headers[BINARY_HEADER] = self.request.headers[BINARY_HEADER]
+            copies = self.endpoints.routes(user, name)
         except ServingError as e:
             self.serving_error(e)
         rest, version = self.pinned(user, name, path, rest)
         body = self.request.body if self.request.method == "POST" else None
         started, status = time.perf_counter(), 502
+        if self.concurrency is not None:
+            self.concurrency.started(user, name)
         try:
-            async with connections().request(
-                self.request.method,
-                f"{target}/{rest}",
-                data=body,
-                headers=headers,
-            ) as response:
-                data = await response.read()
-                content_type = response.headers.get("Content-Type", "application/json")
-                binary = response.headers.get(BINARY_HEADER)
-                status = response.status
-        except aiohttp.ClientConnectorError:  # not listening yet: just (re)started
-            status = 503
-            self.set_header("Retry-After", "2")
-            raise web.HTTPError(
-                503, f"Endpoint {name} is starting; retry in a few seconds"
-            ) from None
-        except (aiohttp.ClientError, TimeoutError) as e:
-            raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
+            status, data, response = await self.send(name, copies, rest, body)
+        except web.HTTPError as e:
+            status = e.status_code
+            raise
         finally:
+            if self.concurrency is not None:
+                self.concurrency.finished(user, name)
             if self.traffic is not None:  # what the endpoint's monitoring view shows
                 self.traffic.observe(user, name, status, time.perf_counter() - started, version)
+        content_type = response.headers.get("Content-Type", "application/json")
+        binary = response.headers.get(BINARY_HEADER)
         if self.request_log is not None and body is not None:  # kept if its owner asked
             self.request_log.offer(user, name, version, status, body, data)
-        self.set_status(response.status)
+        self.set_status(status)
         self.set_header("Content-Type", content_type)
         if binary is not None:
             self.set_header(BINARY_HEADER, binary)
         self.finish(data)
+
+    async def send(
+        self, name: str, copies: list[tuple[str, dict[str, str]]], rest: str, body: bytes | None
+    ) -> tuple[int, bytes, aiohttp.ClientResponse]:
+        """Forward to the copy with the fewest calls in flight; a connection refused or cut
+        (a copy that died or is starting) is tried on the next copy: every call the gateway
+        forwards reads only (metadata, predictions), so sending it again is safe."""
+        headers = {"Content-Type": "application/json"}
+        if BINARY_HEADER in self.request.headers:  # the v2 binary tensor extension
+            headers[BINARY_HEADER] = self.request.headers[BINARY_HEADER]
+        order = least_busy(copies)
+        for attempt, (target, extra) in enumerate(order):
+            last = attempt == len(order) - 1
+            _IN_FLIGHT[target] = _IN_FLIGHT.get(target, 0) + 1
+            try:
+                async with connections().request(
+                    self.request.method,
+                    f"{target}/{rest}",
+                    data=body,
+                    headers={**headers, **extra},
+                ) as response:
+                    return response.status, await response.read(), response
+            except aiohttp.ClientConnectorError:  # not listening (yet): just (re)started
+                if last:
+                    self.set_header("Retry-After", "2")
+                    raise web.HTTPError(
+                        503, f"Endpoint {name} is starting; retry in a few seconds"
+                    ) from None
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
+                if last:  # (a copy killed while answering: the next one answers instead)
+                    raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
+            except (aiohttp.ClientError, TimeoutError) as e:
+                raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
+            finally:
+                _IN_FLIGHT[target] -= 1
+                if not _IN_FLIGHT[target]:
+                    del _IN_FLIGHT[target]
+        raise web.HTTPError(503, f"Endpoint {name} has no copy running; retry in a few seconds")
 
     def pinned(self, user: str, name: str, path: re.Match, rest: str) -> tuple[str, str]:
         """The path forwarded and the version counted: a call that names no version goes to

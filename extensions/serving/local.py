@@ -1,4 +1,9 @@
-"""Local endpoints: one serving process per endpoint, run by the hubforge service.
+"""Local endpoints: serving processes (one per copy) run by the hubforge service.
+
+An endpoint's record describes its first process at the top level and the other copies in
+``others`` (each a process record of its own: port, gateway key, pid); ``replicas`` holds
+the settings (serving.base.check_replicas). The service's supervisor pass restarts copies
+that died and scales between min and max on the gateway's requests in flight.
 
 Models live in TF Serving's layout in the owner's data area
 (``users/<owner>/models/<name>/<version>/``); the records of running endpoints live in the
@@ -27,14 +32,36 @@ from ..atomic import DamagedStateFile, read_json, write_json, write_text
 from ..confined import UnsafeEntry
 from ..owner_files import Areas
 from ..processes import MARKER, alive, free_port, workload_env
-from .base import EndpointBackend, check_batching, versions_of
-from .errors import BadRequest, NotFound, ServingError
+from .base import EndpointBackend, check_batching, check_replicas, versions_of
+from .errors import BadRequest, NotFound, ServingError, Unavailable
 from .recovery import keep_aside, mentioned, newest_by_endpoint, running_endpoints
 from .repository import LABELS_FILE
 from .rollout import STABLE_LABEL
 from .server import KEY_ENV, KEY_HEADER
 
 log = logging.getLogger(__name__)
+
+PROCESS_ONLY = ("others", "replicas", "generation")  # record keys no single process has
+
+
+def processes(record: dict[str, Any]) -> list[dict[str, Any]]:
+    """Every process of an endpoint's record, the first one first."""
+    first = {k: v for k, v in record.items() if k not in PROCESS_ONLY}
+    return [first, *record.get("others", [])]
+
+
+def combined(procs: list[dict[str, Any]], like: dict[str, Any]) -> dict[str, Any]:
+    """The record of ``procs`` (at least one) with ``like``'s settings and generation."""
+    record = {**procs[0], "others": list(procs[1:])}
+    for key in ("replicas", "generation"):
+        if key in like:
+            record[key] = like[key]
+    return record
+
+
+def settings_of(record: dict[str, Any]) -> dict[str, Any]:
+    """An endpoint's replica settings (records from before replicas: one copy)."""
+    return record.get("replicas") or check_replicas(None, 1)
 
 
 class LocalEndpointBackend(EndpointBackend):
@@ -43,8 +70,13 @@ class LocalEndpointBackend(EndpointBackend):
         data_root: str | Path,
         state_file: str | Path,
         areas: Areas | None = None,
+        max_replicas: int = 4,
     ):
         self.data_root = Path(data_root)
+        self.max_replicas = max_replicas
+        # copies that failed to start: (failures, next try) per endpoint, so a broken
+        # model is not started again every second
+        self._backoff: dict[str, tuple[int, float]] = {}
         self.state_file = Path(state_file)
         self._lock = threading.Lock()
         self._rebuild_lock = threading.Lock()  # one rebuild of damaged records at a time
@@ -59,6 +91,7 @@ class LocalEndpointBackend(EndpointBackend):
             workbench.shared_data,
             workbench.service_dir / "endpoints.json",
             areas=Areas(workbench.shared_data, workbench),
+            max_replicas=workbench.max_endpoint_replicas,
         )
 
     # -- the owners' side ------------------------------------------------------------------
@@ -105,6 +138,23 @@ class LocalEndpointBackend(EndpointBackend):
         except (OSError, UnsafeEntry) as e:
             log.error("Endpoint process %s not stopped: %s", record.get("pid"), e)
 
+    def _terminate_all(self, procs: list[dict[str, Any]], grace: float = 10) -> None:
+        """Stop several processes at once (each gets its grace, side by side)."""
+        threads = [
+            threading.Thread(target=self._terminate, args=(p, grace), daemon=True) for p in procs
+        ]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join()
+
+    def _terminate_later(self, procs: list[dict[str, Any]], delay: float = 10) -> None:
+        """Stop processes a little later: requests already sent to them finish."""
+        if procs:
+            timer = threading.Timer(delay, self._terminate_all, args=(procs,))
+            timer.daemon = True
+            timer.start()
+
     # -- records ------------------------------------------------------------------------
     def _records(self) -> dict[str, dict[str, Any]]:
         """The endpoint records; damaged ones are rebuilt from what runs (see _rebuild)."""
@@ -128,7 +178,7 @@ class LocalEndpointBackend(EndpointBackend):
             kept = keep_aside(self.state_file)
             starting = {s["pid"] for s in self._starting()}
             found = running_endpoints(self.data_root, self._owners_uid(), self._key)
-            records = newest_by_endpoint([r for r in found if r["pid"] not in starting])
+            records = self._grouped([r for r in found if r["pid"] not in starting])
             restarted = self._restart_lost(records, kept.read_bytes())
             self._save(records)  # readers see the damaged file or the rebuilt one, never none
             log.error(
@@ -142,6 +192,28 @@ class LocalEndpointBackend(EndpointBackend):
                 ", ".join(restarted) or "none",
             )
             return records
+
+    def _grouped(self, found: list[dict[str, Any]]) -> dict[str, dict[str, Any]]:
+        """Records rebuilt from running processes: an endpoint's newest process, with the
+        other copies serving the same folder with the same batching beside it (at most
+        max_replicas in all)."""
+        records = newest_by_endpoint(found)
+        for key, newest in list(records.items()):
+            same = [
+                f
+                for f in found
+                if f"{f['owner']}/{f['name']}" == key
+                and f["pid"] != newest["pid"]
+                and (f["base_path"], f["batching"]) == (newest["base_path"], newest["batching"])
+            ]
+            same = (
+                same[max(0, len(same) - (self.max_replicas - 1)) :] if self.max_replicas > 1 else []
+            )
+            count = 1 + len(same)
+            records[key] = combined(
+                [newest, *same], {"replicas": check_replicas(count, self.max_replicas)}
+            )
+        return records
 
     def _restart_lost(self, records: dict[str, dict[str, Any]], damaged: bytes) -> list[str]:
         """Start the endpoints the damaged file still names whose process is gone and whose
@@ -166,10 +238,17 @@ class LocalEndpointBackend(EndpointBackend):
         record = self._records().get(f"{owner}/{name}")
         if record is None:
             raise NotFound(f"No endpoint {name!r} for {owner}; `hubforge serve list` shows yours")
+        live = [p for p in processes(record) if alive(p)]
         return {
             "batching": check_batching(None),
             **_public(record),
-            "running": alive(record),
+            "running": bool(live),
+            "ready": len(live),
+            "replicas": settings_of(record),
+            "processes": [
+                {"pid": p["pid"], "port": p["port"], "running": p in live}
+                for p in processes(record)
+            ],
             "versions": sorted(self._versions(owner, record["base_path"])),
         }
 
@@ -185,18 +264,21 @@ class LocalEndpointBackend(EndpointBackend):
         version: int | None = None,
         batching: dict[str, Any] | None = None,
         gpus: int = 0,
+        replicas: dict[str, Any] | int | None = None,
     ) -> dict[str, Any]:
         """Copy the export in as a new version; start the endpoint or let it swap versions.
 
-        ``batching`` given and different from the running endpoint's: a new process starts
-        with it, takes over once the version answers, and the old one stops a little later
-        (requests already sent to it finish)."""
+        ``batching`` given and different from the running endpoint's: new processes start
+        with it, take over once the version answers, and the old ones stop a little later
+        (requests already sent to them finish). ``replicas``: copies started or stopped to
+        match (None: as the endpoint has them)."""
         if gpus:
             raise BadRequest(
                 "Local endpoints run on the CPU (GPUs here go to servers and jobs): "
                 "deploy with gpus=0"
             )
         settings = check_batching(batching) if batching is not None else None
+        copies = check_replicas(replicas, self.max_replicas) if replicas is not None else None
         # copied as the owner (their account made on first use), served by their process
         self.areas.prepare(owner)
         files = self.areas.of(owner)
@@ -207,7 +289,7 @@ class LocalEndpointBackend(EndpointBackend):
             added = False
         try:
             try:
-                return self._deploy(owner, name, base, version, settings)
+                return self._deploy(owner, name, base, version, settings, copies)
             except UnsafeEntry as e:  # server.log is a link: nothing is written through it
                 raise BadRequest(f"Not deployed: {e}") from None
         except ServingError:
@@ -223,32 +305,59 @@ class LocalEndpointBackend(EndpointBackend):
         base: Path,
         version: int,
         settings: dict[str, Any] | None,
+        copies: dict[str, Any] | None,
     ) -> dict[str, Any]:
+        key = f"{owner}/{name}"
         with self._lock:
-            record = self._records().get(f"{owner}/{name}")
-            running = record is not None and alive(record)
+            record = self._records().get(key)
+            live = [p for p in processes(record) if alive(p)] if record else []
             current = record.get("batching") if record else None
             wanted = settings or check_batching(current)
-            if running and wanted == check_batching(current):
-                self._wait_version(record, version)
-                return self.get(owner, name)
-            new = self._start(owner, name, base, wanted)
-            self._starting(add=new)  # a service killed from here on: restore() stops it
-            try:
-                self._wait_version(new, version)
-            except ServingError:
-                self._terminate(new)
-                raise
-            finally:
-                self._starting(remove=new)
+            copies = copies or (settings_of(record) if record else check_replicas(None, 1))
+            count = min(max(len(live), copies["min"]), copies["max"])
+            if live and wanted == check_batching(current):
+                for proc in live:
+                    self._wait_version(proc, version)
+                keep, extra = live[:count], live[count:]
+                keep += self._started(owner, name, base, wanted, version, count - len(keep))
+                old = []
+            else:  # new processes take over from the old ones (if any)
+                keep, extra = self._started(owner, name, base, wanted, version, count), []
+                old = live
             records = self._records()
-            records[f"{owner}/{name}"] = new
+            records[key] = combined(keep, {"replicas": copies, "generation": secrets.token_hex(4)})
             self._save(records)
-        if running:  # hand over: let requests in flight on the old process finish
-            timer = threading.Timer(10, self._terminate, args=(record,))
-            timer.daemon = True
-            timer.start()
+            self._backoff.pop(key, None)
+        # requests in flight on the processes handed over from finish first
+        self._terminate_later(old + extra)
         return self.get(owner, name)
+
+    def _started(
+        self,
+        owner: str,
+        name: str,
+        base: Path,
+        batching: dict[str, Any],
+        version: int | None,
+        count: int,
+    ) -> list[dict[str, Any]]:
+        """``count`` new processes serving ``version`` (None: any), started side by side;
+        none left running when one fails."""
+        new: list[dict[str, Any]] = []
+        try:
+            for _ in range(count):
+                proc = self._start(owner, name, base, batching)
+                new.append(proc)
+                self._starting(add=proc)  # a service killed from here on: restore() stops it
+            for proc in new:
+                self._wait_version(proc, version)
+        except BaseException:
+            self._terminate_all(new)
+            raise
+        finally:
+            for proc in new:
+                self._starting(remove=proc)
+        return new
 
     def _start(
         self, owner: str, name: str, base: Path, batching: dict[str, Any] | None = None
@@ -290,10 +399,15 @@ class LocalEndpointBackend(EndpointBackend):
             "created": time.time(),
         }
 
-    def _wait_version(self, record: dict[str, Any], version: int, timeout: float = 120) -> None:
-        """Until the server serves ``version`` (loaded, warmed up); BadRequest with the
-        server's error when it failed to load (the version serving before keeps serving)."""
-        url = f"http://127.0.0.1:{record['port']}/v1/models/{record['name']}/versions/{version}"
+    def _wait_version(
+        self, record: dict[str, Any], version: int | None, timeout: float = 120
+    ) -> None:
+        """Until the server serves ``version`` (loaded, warmed up; None: the newest one);
+        BadRequest with the server's error when it failed to load (the version serving
+        before keeps serving)."""
+        url = f"http://127.0.0.1:{record['port']}/v1/models/{record['name']}"
+        if version is not None:
+            url += f"/versions/{version}"
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if not alive(record):
@@ -305,9 +419,14 @@ class LocalEndpointBackend(EndpointBackend):
             except requests.RequestException:
                 r = None
             if r is not None and r.status_code == 200:
-                (state,) = r.json()["model_version_status"]
-                if state["state"] == "AVAILABLE":
+                states = r.json()["model_version_status"]
+                if any(s["state"] == "AVAILABLE" for s in states):
                     return
+                failed = [s for s in states if s["status"].get("error_message")]
+                if version is None and not failed:
+                    time.sleep(0.1)
+                    continue
+                state = (failed or states)[0]
                 raise BadRequest(
                     f"{state['status']['error_message']}. It was not deployed; "
                     "the endpoint serves what it served before"
@@ -388,8 +507,8 @@ class LocalEndpointBackend(EndpointBackend):
             if record is None:
                 raise NotFound(f"No endpoint {name!r} for {owner}")
             self._save(records)
-        self._terminate(record)
-        return {**_public(record), "running": False}
+        self._terminate_all(processes(record))
+        return {**_public(record), "running": False, "ready": 0}
 
     def _starting(
         self, add: dict[str, Any] | None = None, remove: dict[str, Any] | None = None
@@ -414,7 +533,7 @@ class LocalEndpointBackend(EndpointBackend):
         return starting
 
     def restore(self) -> list[str]:
-        """Restart endpoints whose process is gone (after a service or hub restart); stop
+        """Restart endpoints' processes that are gone (after a service or hub restart); stop
         processes of deploys the service died in the middle of (nothing else lists them);
         adopt or stop endpoint processes no record names."""
         restarted = []
@@ -426,54 +545,153 @@ class LocalEndpointBackend(EndpointBackend):
             records = self._records()
             self._adopt_or_stop(records)
             for key, record in records.items():
-                if not alive(record) and self._versions(record["owner"], record["base_path"]):
-                    try:
-                        records[key] = self._start(
-                            record["owner"],
-                            record["name"],
-                            Path(record["base_path"]),
-                            record.get("batching"),
-                        )
-                    except UnsafeEntry as e:  # its owner made server.log a link: not started
-                        log.error("Endpoint %s not restarted: %s", key, e)
-                        continue
+                procs = processes(record)
+                if all(alive(p) for p in procs):
+                    continue
+                if not self._versions(record["owner"], record["base_path"]):
+                    continue
+                kept = [p for p in procs if alive(p)]
+                try:
+                    kept += [self._restart(record) for p in procs if not alive(p)]
+                except UnsafeEntry as e:  # its owner made server.log a link: not started
+                    log.error("Endpoint %s not restarted: %s", key, e)
+                if kept:
+                    records[key] = combined(kept, record)
                     restarted.append(key)
             self._save(records)
         return restarted
 
+    def _restart(self, record: dict[str, Any]) -> dict[str, Any]:
+        return self._start(
+            record["owner"], record["name"], Path(record["base_path"]), record.get("batching")
+        )
+
     def _adopt_or_stop(self, records: dict[str, dict[str, Any]]) -> None:
         """Endpoint processes no record names (records lost or moved aside by hand, a
-        hand-over the service died in): the newest one of an endpoint without a running
-        process becomes its record; the others are stopped, so none is left orphaned."""
-        for found in reversed(running_endpoints(self.data_root, self._owners_uid(), self._key)):
-            key = f"{found['owner']}/{found['name']}"
+        hand-over the service died in): the newest copies of an endpoint without a running
+        process become its record; the others are stopped, so none is left orphaned."""
+        found = running_endpoints(self.data_root, self._owners_uid(), self._key)
+        grouped = self._grouped(found)
+        for key, group in grouped.items():
             record = records.get(key)
-            if record is not None and record.get("pid") == found["pid"] and alive(record):
-                continue
-            if record is None or not alive(record):
-                log.warning("Endpoint %s: adopting its running process %s", key, found["pid"])
-                records[key] = found
-            else:
-                log.warning("Endpoint %s: stopping stray process %s", key, found["pid"])
-                self._terminate(found)
+            known = {p["pid"] for p in processes(record) if alive(p)} if record else set()
+            strays = [f for f in found if f"{f['owner']}/{f['name']}" == key]
+            strays = [f for f in strays if f["pid"] not in known]
+            if strays and not known:
+                adopted = processes(group)[: settings_of(record)["max"] if record else None]
+                log.warning(
+                    "Endpoint %s: adopting its running processes %s",
+                    key,
+                    [p["pid"] for p in adopted],
+                )
+                records[key] = combined(adopted, record or group)
+                strays = [f for f in strays if f not in adopted]
+            for stray in strays:
+                log.warning("Endpoint %s: stopping stray process %s", key, stray["pid"])
+                self._terminate(stray)
 
+    # -- copies kept running and scaled (the service's supervisor pass) ---------------------
+    def supervise(self, wanted: Callable[[str, str, dict[str, Any], int], int]) -> list[str]:
+        """Restart endpoints' processes that died and start or stop copies towards
+        ``wanted(owner, name, settings, copies now)`` (within the settings' min and max);
+        what it did, as lines for the service's log. New copies join once they serve."""
+        done = []
+        with self._lock:
+            records = self._records()
+        for key, record in records.items():
+            try:
+                line = self._supervise_one(key, record, wanted)
+            except Exception as e:  # one endpoint's trouble never stops the others'
+                log.exception("Endpoint %s not supervised: %s", key, e)
+                continue
+            if line:
+                done.append(line)
+        return done
+
+    def _supervise_one(
+        self,
+        key: str,
+        record: dict[str, Any],
+        wanted: Callable[[str, str, dict[str, Any], int], int],
+    ) -> str | None:
+        settings, procs = settings_of(record), processes(record)
+        live = [p for p in procs if alive(p)]
+        count = len(procs)
+        if settings["min"] < settings["max"]:
+            count = wanted(record["owner"], record["name"], settings, len(live) or 1)
+        count = min(max(count, settings["min"]), settings["max"])
+        if len(live) == count == len(procs):
+            return None
+        failures, next_try = self._backoff.get(key, (0, 0.0))
+        starts = count - len(live)
+        if starts > 0 and (
+            time.monotonic() < next_try or not self._versions(record["owner"], record["base_path"])
+        ):
+            starts = 0
+        new: list[dict[str, Any]] = []
+        if starts > 0:
+            try:
+                new = self._started(
+                    record["owner"],
+                    record["name"],
+                    Path(record["base_path"]),
+                    check_batching(record.get("batching")),
+                    None,
+                    starts,
+                )
+            except (ServingError, UnsafeEntry, OSError, RuntimeError) as e:
+                delay = min(300.0, 2.0 ** (failures + 1))
+                self._backoff[key] = (failures + 1, time.monotonic() + delay)
+                log.error(
+                    "Endpoint %s: a copy did not start (%s); next try in %.0f s", key, e, delay
+                )
+        with self._lock:
+            records = self._records()
+            current = records.get(key)
+            if current is None or current.get("generation") != record.get("generation"):
+                self._terminate_all(new)  # undeployed or deployed again meanwhile
+                return None
+            now = [p for p in processes(current) if alive(p)]
+            keep = now + new
+            stop = keep[count:] if len(keep) > count else []
+            keep = keep[: max(count, 1)] if keep else []
+            if not keep:  # nothing serves: the dead records stay, so it is restarted later
+                return None
+            records[key] = combined(keep, current)
+            self._save(records)
+        if new:
+            self._backoff.pop(key, None)
+        self._terminate_later(stop)
+        dead = len(processes(current)) - len(now)
+        return (
+            f"Endpoint {key}: {len(keep)} copies serving"
+            + (f" ({dead} that died replaced)" if dead and new else "")
+            + (f", {len(new)} started" if new else "")
+            + (f", {len(stop)} stopped" if stop else "")
+        )
+
+    # -- the gateway's side -------------------------------------------------------------
     def target(self, owner: str, name: str) -> str:
         """Where the gateway forwards requests for an endpoint."""
-        record = self.get(owner, name)
-        if not record["running"]:
-            raise ServingError(f"Endpoint {name} is not running; redeploy it")
-        return f"http://127.0.0.1:{record['port']}"
+        return self.route(owner, name)[0]
 
     def gateway_headers(self, owner: str, name: str) -> dict[str, str]:
-        return _key_header(self._records().get(f"{owner}/{name}") or {})
+        return self.route(owner, name)[1]
 
     def route(self, owner: str, name: str) -> tuple[str, dict[str, str]]:
-        record = self._records().get(f"{owner}/{name}")  # one read: one process's port and key
+        return self.routes(owner, name)[0]
+
+    def routes(self, owner: str, name: str) -> list[tuple[str, dict[str, str]]]:
+        record = self._records().get(f"{owner}/{name}")  # one read: ports and keys together
         if record is None:
             raise NotFound(f"No endpoint {name!r} for {owner}; `hubforge serve list` shows yours")
-        if not alive(record):
-            raise ServingError(f"Endpoint {name} is not running; redeploy it")
-        return f"http://127.0.0.1:{record['port']}", _key_header(record)
+        live = [p for p in processes(record) if alive(p)]
+        if not live:
+            raise Unavailable(
+                f"Endpoint {name} is not running: its processes are being started again; "
+                "retry in a few seconds (or redeploy it)"
+            )
+        return [(f"http://127.0.0.1:{p['port']}", _key_header(p)) for p in live]
 
 
 def _key_header(record: dict[str, Any]) -> dict[str, str]:
@@ -483,5 +701,5 @@ def _key_header(record: dict[str, Any]) -> dict[str, str]:
 
 
 def _public(record: dict[str, Any]) -> dict[str, Any]:
-    """A record as its owner sees it: without the gateway's key."""
-    return {k: v for k, v in record.items() if k != "key"}
+    """A record as its owner sees it: without the gateway's keys."""
+    return {k: v for k, v in record.items() if k not in ("key", "others", "generation")}

@@ -50,6 +50,23 @@ export interface IEndpoint {
   queue?: { position: number | null; reason: string };
   /** The last canary rollout (absent or null without one). */
   rollout?: IRollout | null;
+  /** How many copies serve it: a number (min = max) or a range scaled on the load. */
+  replicas?: { min: number; max: number } | null;
+  /** Copies serving now. */
+  ready?: number;
+}
+
+/** "3 copies (2 serving)", "1-4 copies, scaled (2 serving)"; null for one copy. */
+export function copiesText(endpoint: IEndpoint): string | null {
+  const replicas = endpoint.replicas;
+  if (!replicas || replicas.max <= 1) {
+    return null;
+  }
+  const wanted =
+    replicas.min === replicas.max
+      ? `${replicas.min} copies`
+      : `${replicas.min}–${replicas.max} copies, scaled`;
+  return `${wanted} (${endpoint.ready ?? 0} serving)`;
 }
 
 export interface IRollout {

@@ -41,7 +41,8 @@ import {
   progressText,
   queueText,
   endpointQueueText,
-  rolloutText
+  rolloutText,
+  copiesText
 } from './model';
 
 export interface IPanelActions {
@@ -717,7 +718,10 @@ export class HubforgePanel extends Widget {
     const labels = Object.entries(endpoint.labels || {})
       .map(([label, version]) => `${label}→${version}`)
       .join(', ');
-    const versions = `versions ${endpoint.versions.join(', ')}${labels ? ` · ${labels}` : ''}`;
+    const copies = copiesText(endpoint);
+    const versions =
+      `versions ${endpoint.versions.join(', ')}${labels ? ` · ${labels}` : ''}` +
+      (copies ? ` · ${copies}` : '');
     return h(
       'li',
       { className: 'hf-Item hf-Endpoint', dataset: { endpoint: endpoint.name } },

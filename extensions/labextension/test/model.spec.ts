@@ -28,6 +28,7 @@ import {
   scheduleSummary,
   scheduledRun,
   rolloutText,
+  copiesText,
   seriesLines,
   trafficSummary
 } from '../src/model';
@@ -440,5 +441,19 @@ describe('canary rollouts', () => {
     };
     expect(rolloutText(back)).toBe('canary: rolled back to version 2: p99');
     expect(rolloutText(null)).toBeNull();
+  });
+});
+
+describe('endpoint copies', () => {
+  it('says how many copies serve, and nothing for one', () => {
+    const ep = { name: 'ep', url: '/u', running: true, versions: [1] };
+    expect(copiesText(ep)).toBeNull();
+    expect(copiesText({ ...ep, replicas: { min: 1, max: 1 }, ready: 1 })).toBeNull();
+    expect(copiesText({ ...ep, replicas: { min: 3, max: 3 }, ready: 2 })).toBe(
+      '3 copies (2 serving)'
+    );
+    expect(copiesText({ ...ep, replicas: { min: 1, max: 4 }, ready: 1 })).toBe(
+      '1–4 copies, scaled (1 serving)'
+    );
   });
 });
