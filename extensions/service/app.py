@@ -32,6 +32,7 @@ from ..notify import Notifications
 from ..schedules.handlers import routes as schedule_routes
 from ..schedules.runs import ScheduledRuns
 from ..schedules.store import Schedules, file_clock
+from ..serving.batch_sizes import BatchSizes
 from ..serving.handlers import routes as serving_routes
 from ..serving.replicas import Concurrency
 from ..serving.request_log import RequestLog
@@ -145,6 +146,7 @@ class HubforgeService(Application):
         self.jobs = jobs
         self.traffic = Traffic(workbench.service_dir / "endpoint-traffic")
         self.rollouts = Rollouts(workbench.service_dir / "rollouts")
+        self.batch_sizes = BatchSizes(self.traffic)
         self.concurrency = Concurrency(down_window=workbench.endpoint_scale_down_delay)
         self.request_log = RequestLog(
             workbench.service_dir / "request-logs", self.endpoints.keep_requests
@@ -313,6 +315,7 @@ class HubforgeService(Application):
 
         # the gateway's counts of the endpoints' requests, on disk every 10 s
         def save_traffic_and_requests() -> None:
+            self.batch_sizes.run_pass(self.endpoints)  # rows per model call, since the last
             self.traffic.save()
             self.request_log.flush()  # the sampled calls, to their owners' areas
 

@@ -670,6 +670,25 @@ class LocalEndpointBackend(EndpointBackend):
             + (f", {len(stop)} stopped" if stop else "")
         )
 
+    def copies(self) -> list[dict[str, Any]]:
+        """Every running endpoint process: owner, name, pid, create_time, and the URL and
+        headers to reach it (the service reads their batch sizes: serving.batch_sizes)."""
+        found = []
+        for record in self._records().values():
+            for proc in processes(record):
+                if alive(proc):
+                    found.append(
+                        {
+                            "owner": record["owner"],
+                            "name": record["name"],
+                            "pid": proc["pid"],
+                            "create_time": proc["create_time"],
+                            "url": f"http://127.0.0.1:{proc['port']}",
+                            "headers": _key_header(proc),
+                        }
+                    )
+        return found
+
     # -- the gateway's side -------------------------------------------------------------
     def target(self, owner: str, name: str) -> str:
         """Where the gateway forwards requests for an endpoint."""

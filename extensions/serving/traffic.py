@@ -4,7 +4,9 @@ Every request the gateway forwards is counted in its endpoint's 10-second bin: t
 status, the time to the answer (a fixed latency histogram) and the version asked for. Bins
 are kept for a day in the service's own folder (``<service>/endpoint-traffic/<owner>/<name>.json``,
 written atomically), so a restart of the service loses at most the bins of its last
-seconds. :meth:`Traffic.summary` turns the bins of a window into what the monitoring views
+seconds. The service also reads the model calls' batch sizes from local endpoint processes
+(:meth:`Traffic.batches`, every 10 s: see serving.batch_sizes) into the same bins.
+:meth:`Traffic.summary` turns the bins of a window into what the monitoring views
 show: requests per second, p50/p90/p99 latency and errors over time, and the window's totals.
 The same figures on one machine and on Kubernetes: the gateway is the service on both.
 """
@@ -97,8 +99,12 @@ def _sound_counts(counts: Any) -> bool:
 def _sound(bin_: Any) -> bool:
     """A bin as this version writes them (a file edited by hand or from an older version
     loses only the bins that are not)."""
+    batch = bin_.get("batch", [0, 0]) if isinstance(bin_, dict) else None
     return (
         _sound_counts(bin_)
+        and isinstance(batch, list)
+        and len(batch) == 2
+        and all(isinstance(n, int) and n >= 0 for n in batch)
         and isinstance(bin_.get("t"), int)
         and isinstance(bin_.get("versions"), dict)
         and all(_sound_counts(c) for c in bin_["versions"].values())
@@ -113,6 +119,9 @@ def _add_counts(into: dict[str, Any], counts: dict[str, Any]) -> None:
 
 def _add(into: dict[str, Any], bin_: dict[str, Any]) -> None:
     _add_counts(into, bin_)
+    if "batch" in bin_:  # model calls and the rows they took
+        calls, rows = into.get("batch", [0, 0])
+        into["batch"] = [calls + bin_["batch"][0], rows + bin_["batch"][1]]
     for version, counts in bin_["versions"].items():
         _add_counts(into["versions"].setdefault(version, _counts(0)), counts)
 
@@ -120,9 +129,12 @@ def _add(into: dict[str, Any], bin_: dict[str, Any]) -> None:
 def _figures(bin_: dict[str, Any], seconds: float) -> dict[str, Any]:
     requests = sum(bin_["status"].values())
     errors = sum(n for s, n in bin_["status"].items() if s >= "500")
+    calls, rows = bin_.get("batch", [0, 0])
     return {
         "requests": requests,
         "rps": round(requests / seconds, 3),
+        "model_calls": calls,
+        "batch_size": round(rows / calls, 2) if calls else None,  # mean rows per model call
         "errors": errors,
         "error_rate": round(errors / requests, 4) if requests else 0.0,
         **{f"p{int(q * 100)}_ms": _round(quantile(q, bin_["latency"])) for q in (0.5, 0.9, 0.99)},
@@ -178,6 +190,21 @@ class Traffic:
             for counts in (last, last["versions"].setdefault(version, _counts(start))):
                 counts["status"][code] = counts["status"].get(code, 0) + 1
                 counts["latency"][bucket] += 1
+            self._dirty.add((owner, name))
+
+    def batches(self, owner: str, name: str, calls: int, rows: int) -> None:
+        """Model calls an endpoint's processes made since the last look, and the rows they
+        took (batching merges concurrent requests: more rows per call)."""
+        if calls <= 0 or rows < 0:
+            return
+        now = self.clock()
+        start = int(now // BIN * BIN)
+        with self._lock:
+            bins = self._load((owner, name))
+            if not bins or bins[-1]["t"] != start:
+                bins.append(_empty(start))
+            done, taken = bins[-1].get("batch", [0, 0])
+            bins[-1]["batch"] = [done + calls, taken + rows]
             self._dirty.add((owner, name))
 
     def summary(self, owner: str, name: str, window: int, points: int = 60) -> dict[str, Any]:

@@ -25,8 +25,9 @@ def sparkline(values: list[float | None]) -> str:
 
 class TrafficReport:
     """Totals of the window (``requests``, ``rps``, ``errors``, ``error_rate`` (5xx share),
-    ``p50_ms``/``p90_ms``/``p99_ms``, ``by_status``, ``by_version``) and ``series``: one
-    dict per step (``t``, the same figures)."""
+    ``p50_ms``/``p90_ms``/``p99_ms``, ``by_status``, ``by_version``, ``model_calls`` and
+    ``batch_size``: the mean rows per model call, None where the service cannot read it)
+    and ``series``: one dict per step (``t``, the same figures)."""
 
     def __init__(self, summary: dict[str, Any]):
         self.summary = summary
@@ -43,6 +44,8 @@ class TrafficReport:
         self.p99_ms: float | None = totals["p99_ms"]
         self.by_status: dict[str, int] = totals["by_status"]
         self.by_version: dict[str, int] = totals["by_version"]
+        self.model_calls: int = totals.get("model_calls", 0)
+        self.batch_size: float | None = totals.get("batch_size")
         self.series: list[dict[str, Any]] = summary["series"]
 
     def __repr__(self) -> str:
@@ -58,6 +61,8 @@ class TrafficReport:
             f"latency  p50 {_ms(self.p50_ms)}  p90 {_ms(self.p90_ms)}  p99 {_ms(self.p99_ms)}",
             f"status   {statuses}",
             f"version  {versions}",
+            f"batches  {self.model_calls} model calls, "
+            + (f"{self.batch_size:g} rows per call" if self.batch_size else "no rows counted"),
             f"requests/s  |{sparkline([s['rps'] for s in self.series])}|  "
             f"(one mark per {_span(self.step_s)}, oldest first)",
             f"p99         |{sparkline([s['p99_ms'] for s in self.series])}|",
@@ -75,6 +80,10 @@ class TrafficReport:
                 ),
                 ("by status", ", ".join(f"{s}: {n}" for s, n in self.by_status.items())),
                 ("by version", ", ".join(f"{v}: {n}" for v, n in self.by_version.items())),
+                (
+                    "rows per model call",
+                    f"{self.batch_size:g} ({self.model_calls} calls)" if self.batch_size else "-",
+                ),
             )
         )
         title = f"{self.name}: the last {_span(self.window_s)}"

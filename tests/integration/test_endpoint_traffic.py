@@ -108,6 +108,16 @@ def test_the_owner_sees_what_the_gateway_forwarded_and_nobody_else_does(workbenc
             time.sleep(0.5)
         assert (kept / "watched.json").stat().st_mode & 0o077 == 0
         assert not (kept / "ghost.json").exists()
+
+        # the endpoint process's model calls, read by the service every 10 s: one row each
+        # (no batching); the 400s never reached the model
+        deadline = time.monotonic() + 3 * traffic.BIN
+        while not (totals := serving.get("watched").traffic("15m").summary["totals"])[
+            "model_calls"
+        ]:
+            assert time.monotonic() < deadline, totals
+            time.sleep(1)
+        assert (totals["model_calls"], totals["batch_size"]) == (25, 1.0), totals
     finally:
         workbench.api("DELETE", f"{API}/watched", tara)
 

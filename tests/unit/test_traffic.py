@@ -146,3 +146,87 @@ def test_callers_naming_ever_new_labels_are_counted_in_bounds():
         traffic.observe("ann", "clf", 400, 0.001, f"label-{i}")
     by_version = traffic.summary("ann", "clf", 60)["totals"]["by_version"]
     assert len(by_version) == 17 and by_version["other"] == 84
+
+
+def test_model_calls_and_their_rows_are_binned_and_kept(tmp_path):
+    clock = Clock(1_000_000.0)
+    kept = Traffic(tmp_path, clock=clock)
+    kept.observe("ann", "ep", 200, 0.004, "latest")
+    kept.batches("ann", "ep", 4, 10)
+    clock.now += 10
+    kept.batches("ann", "ep", 2, 2)
+    kept.batches("ann", "ep", 0, 5)  # no call: nothing
+    kept.save()
+    again = Traffic(tmp_path, clock=clock).summary("ann", "ep", 60, points=6)
+    assert (again["totals"]["model_calls"], again["totals"]["batch_size"]) == (6, 2.0)
+    steps = [(s["model_calls"], s["batch_size"]) for s in again["series"] if s["model_calls"]]
+    assert steps == [(4, 2.5), (2, 1.0)]
+    assert again["series"][0]["batch_size"] is None  # no call in that step
+    # a bin whose batch counts were edited into something else is left out, not misread
+    path = tmp_path / "ann" / "ep.json"
+    bins = json.loads(path.read_text())
+    bins[-1]["batch"] = [2, -1]
+    path.write_text(json.dumps(bins))
+    assert Traffic(tmp_path, clock=clock).summary("ann", "ep", 60)["totals"]["model_calls"] == 4
+
+
+def test_the_service_reads_batch_sizes_from_the_endpoint_processes():
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    from prometheus_client import generate_latest
+
+    from hubforge.serving.batch_sizes import BatchSizes, read_batches
+    from hubforge.serving.server import Metrics
+
+    metrics = Metrics()  # what an endpoint process serves at /metrics
+
+    class Page(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            ok = self.headers.get("X-Key") == "k"
+            body = generate_latest(metrics.registry) if ok else b"no"
+            self.send_response(200 if ok else 403)
+            self.end_headers()
+            self.wfile.write(body)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Page)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    traffic = Traffic(None, clock=Clock(1_000_000.0))
+    scraper = BatchSizes(traffic, started=100.0)
+    try:
+        for rows in (4, 2):
+            metrics.batch_size.observe(rows)
+        assert read_batches(generate_latest(metrics.registry).decode()) == (2.0, 6.0)
+        assert read_batches("# nothing here\n") is None
+
+        copy = {"owner": "ann", "name": "ep", "pid": 7, "url": url, "headers": {"X-Key": "k"}}
+
+        class Endpoints:
+            copies_now = [{**copy, "create_time": 50.0}]
+
+            def copies(self):
+                return self.copies_now
+
+        endpoints = Endpoints()
+        scraper.run_pass(endpoints)  # a process older than the service: counted from now
+        assert traffic.summary("ann", "ep", 60)["totals"]["model_calls"] == 0
+        metrics.batch_size.observe(8)
+        scraper.run_pass(endpoints)
+        totals = traffic.summary("ann", "ep", 60)["totals"]
+        assert (totals["model_calls"], totals["batch_size"]) == (1, 8.0)
+        # a process started after the service: all its calls are new
+        endpoints.copies_now = [{**copy, "pid": 8, "create_time": 150.0}]
+        scraper.run_pass(endpoints)
+        assert traffic.summary("ann", "ep", 60)["totals"]["model_calls"] == 4
+        # without the key the page is refused: nothing counted, nothing breaks
+        endpoints.copies_now = [{**copy, "pid": 9, "create_time": 150.0, "headers": {}}]
+        scraper.run_pass(endpoints)
+        assert traffic.summary("ann", "ep", 60)["totals"]["model_calls"] == 4
+    finally:
+        scraper.close()
+        server.shutdown()
+        server.server_close()

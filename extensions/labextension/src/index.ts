@@ -38,6 +38,7 @@ import {
   idleGpuWarning,
   jobFileLabPath,
   rolloutText,
+  driftText,
   scheduledRun,
   jobName,
   statusText
@@ -380,6 +381,7 @@ const plugin: JupyterFrontEndPlugin<void> = {
 
     /** A canary rollout that ended while the Lab is open: promoted, or rolled back and why. */
     const rollouts = new Map<string, string>();
+    const drifts = new Map<string, boolean>();
     model.changed.connect(() => {
       for (const endpoint of model.snapshot.endpoints || []) {
         const state = endpoint.rollout?.state;
@@ -397,6 +399,16 @@ const plugin: JupyterFrontEndPlugin<void> = {
         } else {
           rollouts.delete(endpoint.name);
         }
+        // the service's drift alert went on while the Lab is open
+        const drifted = driftText(endpoint);
+        if (drifted && drifts.get(endpoint.name) === false) {
+          const monitor = [{ label: 'Monitor', callback: () => actions.monitor(endpoint) }];
+          Notification.warning(`${endpoint.name}: ${drifted}`, {
+            autoClose: false,
+            actions: monitor
+          });
+        }
+        drifts.set(endpoint.name, drifted !== null);
       }
     });
 

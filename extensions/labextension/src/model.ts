@@ -54,6 +54,28 @@ export interface IEndpoint {
   replicas?: { min: number; max: number } | null;
   /** Copies serving now. */
   ready?: number;
+  /** Sampled calls and the service's last drift check (null: not logging). */
+  request_log?: { rate: number; drift?: IDriftCheck | null } | null;
+}
+
+export interface IDriftCheck {
+  drifted: boolean;
+  psi_max: number;
+  worst_feature: number | null;
+  threshold: number;
+  rows: number;
+}
+
+/** "inputs drifted: feature 1 (PSI 0.83 over 0.2, 2000 calls)" while the alert is on. */
+export function driftText(endpoint: IEndpoint): string | null {
+  const drift = endpoint.request_log?.drift;
+  if (!drift || !drift.drifted) {
+    return null;
+  }
+  return (
+    `inputs drifted: feature ${drift.worst_feature} (PSI ${drift.psi_max} over ` +
+    `${drift.threshold}, ${drift.rows} calls)`
+  );
 }
 
 /** "3 copies (2 serving)", "1-4 copies, scaled (2 serving)"; null for one copy. */
@@ -662,6 +684,9 @@ export interface ITrafficStep {
   p50_ms: number | null;
   p90_ms: number | null;
   p99_ms: number | null;
+  /** Model calls the endpoint's processes made, and their mean rows (null: none counted). */
+  model_calls?: number;
+  batch_size?: number | null;
 }
 
 export interface ITraffic {
@@ -716,7 +741,8 @@ export function trafficSummary(traffic: ITraffic): string {
   return (
     `${t.requests} requests in ${span(traffic.window_s)} (${Number(t.rps.toPrecision(2))}/s) · ` +
     `${t.errors} errors (${(t.error_rate * 100).toFixed(1)}%) · p50 ${ms(t.p50_ms)} · ` +
-    `p99 ${ms(t.p99_ms)}`
+    `p99 ${ms(t.p99_ms)}` +
+    (t.batch_size ? ` · ${Number(t.batch_size.toPrecision(3))} rows per model call` : '')
   );
 }
 

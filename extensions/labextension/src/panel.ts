@@ -42,7 +42,8 @@ import {
   queueText,
   endpointQueueText,
   rolloutText,
-  copiesText
+  copiesText,
+  driftText
 } from './model';
 
 export interface IPanelActions {
@@ -734,6 +735,16 @@ export class HubforgePanel extends Widget {
       h('div', { className: 'hf-Details' }, versions),
       endpointQueueText(endpoint)
         ? h('div', { className: 'hf-Queue' }, endpointQueueText(endpoint))
+        : null,
+      driftText(endpoint)
+        ? h(
+            'div',
+            {
+              className: 'hf-Drift',
+              title: 'endpoint.drift(training_data) in a notebook shows the report'
+            },
+            driftText(endpoint)
+          )
         : null,
       rolloutText(endpoint.rollout)
         ? h(

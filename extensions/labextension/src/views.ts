@@ -173,7 +173,8 @@ export class TrafficView extends Widget {
     this._summary.textContent = trafficSummary(traffic);
     this._plots.replaceChildren(
       trafficPlot(traffic, ['rps'], 'requests per second'),
-      trafficPlot(traffic, ['p50_ms', 'p99_ms'], 'latency p50 and p99, ms')
+      trafficPlot(traffic, ['p50_ms', 'p99_ms'], 'latency p50 and p99, ms'),
+      trafficPlot(traffic, ['batch_size'], 'rows per model call (batching merges requests)')
     );
     const listed = (counts: Record<string, number>) =>
       Object.entries(counts)

@@ -29,6 +29,7 @@ import {
   scheduledRun,
   rolloutText,
   copiesText,
+  driftText,
   seriesLines,
   trafficSummary
 } from '../src/model';
@@ -420,6 +421,8 @@ describe('endpoint traffic', () => {
     expect(trafficSummary(traffic)).toBe(
       '983 requests in 1 h (0.27/s) · 2 errors (0.2%) · p50 12 ms · p99 24 ms'
     );
+    const batched = { ...traffic, totals: { ...traffic.totals, batch_size: 3.14159 } };
+    expect(trafficSummary(batched)).toMatch(/p99 24 ms · 3.14 rows per model call$/);
   });
 });
 
@@ -454,6 +457,19 @@ describe('endpoint copies', () => {
     );
     expect(copiesText({ ...ep, replicas: { min: 1, max: 4 }, ready: 1 })).toBe(
       '1–4 copies, scaled (1 serving)'
+    );
+  });
+});
+
+describe('drift alerts', () => {
+  it('says which feature drifted while the alert is on', () => {
+    const ep = { name: 'ep', url: '/u', running: true, versions: [1] };
+    expect(driftText(ep)).toBeNull();
+    const check = { drifted: false, psi_max: 0.05, worst_feature: 0, threshold: 0.2, rows: 120 };
+    expect(driftText({ ...ep, request_log: { rate: 1, drift: check } })).toBeNull();
+    const drifted = { ...check, drifted: true, psi_max: 0.83, worst_feature: 1 };
+    expect(driftText({ ...ep, request_log: { rate: 1, drift: drifted } })).toBe(
+      'inputs drifted: feature 1 (PSI 0.83 over 0.2, 120 calls)'
     );
   });
 });
