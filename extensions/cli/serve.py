@@ -13,25 +13,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     try:
         if args.serve_command == "deploy":
-            ep = serving.deploy(
-                _deploy_source(args),
-                args.name,
-                version=args.version,
-                batching=_batching(args),
-                gpus=args.gpus,
-                canary=_canary(args),
-                replicas=_replicas(args),
-            )
-            try:  # a row shaped like the model's input, so the printed line works as is
-                example = ep.example_instances()
-            except serving.ServingError:
-                example = None
-            print(
-                f"{ep.name}: versions {ep.versions}, {_copies_text(ep.record)}\n"
-                f"predict with:\n  {ep.curl(example)}"
-            )
-            if ep.rollout and ep.rollout["state"] == "running":
-                print(_rollout_line(ep.rollout))
+            _deploy(args)
         elif args.serve_command == "list":
             for ep in serving.list_endpoints():
                 queue = ep.record.get("queue")  # Kubernetes with Kueue: held until admitted
@@ -72,6 +54,30 @@ def cmd_serve(args: argparse.Namespace) -> int:
     return 0
 
 
+def _deploy(args: argparse.Namespace) -> None:
+    from .. import serving
+
+    ep = serving.deploy(
+        _deploy_source(args),
+        args.name,
+        version=args.version,
+        batching=_batching(args),
+        gpus=args.gpus,
+        canary=_canary(args),
+        replicas=_replicas(args),
+    )
+    try:  # a row shaped like the model's input, so the printed line works as is
+        example = ep.example_instances()
+    except serving.ServingError:
+        example = None
+    print(
+        f"{ep.name}: versions {ep.versions}, {_copies_text(ep.record)}\n"
+        f"predict with:\n  {ep.curl(example)}"
+    )
+    if ep.rollout and ep.rollout["state"] == "running":
+        print(_rollout_line(ep.rollout))
+
+
 def _canary(args: argparse.Namespace) -> dict | None:
     if args.canary is None:
         if args.canary_interval is not None:
@@ -84,11 +90,15 @@ def _canary(args: argparse.Namespace) -> dict | None:
 
 
 def _replicas(args: argparse.Namespace) -> int | dict | None:
-    """--replicas 3 (copies) or 1-4 (scaled between), --target-concurrency C."""
-    text, target = args.replicas, args.target_concurrency
+    """--replicas 3 (copies) or 1-4 (scaled between), --target-concurrency C or
+    --target-cpu P (Kubernetes)."""
+    text, target, cpu = args.replicas, args.target_concurrency, args.target_cpu
+    if target is not None and cpu is not None:
+        raise ValueError("scale on --target-concurrency or on --target-cpu, not both")
+    flag = "--target-cpu" if cpu is not None else "--target-concurrency"
     if text is None:
-        if target is not None:
-            raise ValueError("--target-concurrency goes with --replicas MIN-MAX")
+        if target is not None or cpu is not None:
+            raise ValueError(f"{flag} goes with --replicas MIN-MAX")
         return None
     low, _, high = text.partition("-")
     try:
@@ -98,12 +108,14 @@ def _replicas(args: argparse.Namespace) -> int | dict | None:
             f"--replicas {text}: a number of copies (3) or a range to scale in (1-4)"
         ) from None
     if not high:
-        if target is not None:
-            raise ValueError("--target-concurrency goes with a range: --replicas MIN-MAX")
+        if target is not None or cpu is not None:
+            raise ValueError(f"{flag} goes with a range: --replicas MIN-MAX")
         return low_n
     settings: dict = {"min": low_n, "max": high_n}
     if target is not None:
         settings["target_concurrency"] = target
+    if cpu is not None:
+        settings["target_cpu"] = cpu
     return settings
 
 
@@ -157,9 +169,7 @@ def _load_array(path: str | None, flag: str) -> object:
     return dict(data) if isinstance(data, np.lib.npyio.NpzFile) else data
 
 
-def _serve_parser(sub: argparse._SubParsersAction) -> None:
-    serve = sub.add_parser("serve", help="deploy models to TF-Serving-compatible endpoints")
-    serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
+def _deploy_parser(serve_sub: argparse._SubParsersAction) -> None:
     deploy = serve_sub.add_parser("deploy", help="serve a SavedModel (adds a version)")
     deploy.add_argument(
         "model_dir", nargs="?", help="the exported SavedModel folder in your data area"
@@ -195,6 +205,18 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
         type=float,
         help="requests in flight per copy the scaling aims at (with --replicas MIN-MAX; 8)",
     )
+    deploy.add_argument(
+        "--target-cpu",
+        type=int,
+        metavar="PERCENT",
+        help="Kubernetes: scale on CPU use instead (percent of a pod's CPU request)",
+    )
+
+
+def _serve_parser(sub: argparse._SubParsersAction) -> None:
+    serve = sub.add_parser("serve", help="deploy models to TF-Serving-compatible endpoints")
+    serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
+    _deploy_parser(serve_sub)
     rollback = serve_sub.add_parser("rollback", help="roll a running canary back now")
     rollback.add_argument("name")
     serve_sub.add_parser("list", help="your endpoints")

@@ -7,6 +7,7 @@ import logging
 import os
 import signal
 import threading
+import time
 from importlib.metadata import entry_points
 from typing import Any
 from urllib.parse import urlparse
@@ -147,6 +148,7 @@ class HubforgeService(Application):
         self.traffic = Traffic(workbench.service_dir / "endpoint-traffic")
         self.rollouts = Rollouts(workbench.service_dir / "rollouts")
         self.batch_sizes = BatchSizes(self.traffic)
+        self._following: dict[tuple[str, str], tuple[int, float]] = {}  # (tries, next)
         self.concurrency = Concurrency(down_window=workbench.endpoint_scale_down_delay)
         self.request_log = RequestLog(
             workbench.service_dir / "request-logs", self.endpoints.keep_requests
@@ -219,12 +221,8 @@ class HubforgeService(Application):
     def _rollout_ended(self, rollout: dict) -> None:
         """A canary promoted or rolled back: the endpoint's folder follows (as its owner),
         and the owner is told when they asked (canary.notify)."""
-        owner, name, promoted = rollout["owner"], rollout["name"], rollout["state"] == "promoted"
-        # as the owner, in a thread of its own: a slow copy of one owner's model holds up
-        # nobody else's rollout (the gateway already sends calls where the rollout says)
-        threading.Thread(
-            target=self._end_canary, args=(owner, name, rollout["canary"], promoted), daemon=True
-        ).start()
+        owner, name = rollout["owner"], rollout["name"]
+        self._follow(rollout)
         self.log.info("Rollout of %s/%s: %s", owner, name, rollout["history"][-1]["event"])
         settings = rollout["settings"].get("notify")
         if settings:
@@ -235,13 +233,38 @@ class HubforgeService(Application):
                 lambda told: self.log.info("Rollout of %s/%s told: %s", owner, name, told),
             )
 
-    def _end_canary(self, owner: str, name: str, canary: int, promoted: bool) -> None:
+    def _follow(self, rollout: dict) -> None:
+        """The endpoint's model folder follows an ended rollout: as the owner, in a thread of
+        its own (a slow copy of one owner's model holds up nobody else's rollout; the
+        gateway already sends calls where the rollout says). Tried again by the rollout
+        pass until it is done (a service that died meanwhile, a folder that refused), at
+        most every 5 s doubling to 5 min."""
+        key = (rollout["owner"], rollout["name"])
+        tries, next_try = self._following.get(key, (0, 0.0))
+        if tries < 0 or time.monotonic() < next_try:
+            return  # under way, or not yet time to try again
+        self._following[key] = (-1, 0.0)
+        threading.Thread(target=self._end_canary, args=(rollout, tries), daemon=True).start()
+
+    def _end_canary(self, rollout: dict, tries: int) -> None:
+        owner, name, key = rollout["owner"], rollout["name"], (rollout["owner"], rollout["name"])
         try:
-            self.endpoints.end_canary(owner, name, canary, promoted)
-        except Exception as e:  # e.g. the owner's labels.json is damaged: said, not lost
-            self.log.error(
-                "Rollout of %s/%s: the endpoint's folder not updated: %s", owner, name, e
+            self.endpoints.end_canary(
+                owner, name, rollout["canary"], rollout["state"] == "promoted"
             )
+        except Exception as e:  # e.g. the owner's labels.json is damaged: said, not lost
+            delay = min(300.0, 5.0 * 2**tries)
+            self._following[key] = (tries + 1, time.monotonic() + delay)
+            self.log.error(
+                "Rollout of %s/%s: the endpoint's folder not updated (%s); trying again in %.0f s",
+                owner,
+                name,
+                e,
+                delay,
+            )
+            return
+        self._following.pop(key, None)
+        self.rollouts.folder_done(owner, name, rollout["ended"])
 
     def _drift_alert(self, owner: str, name: str, state: dict) -> None:
         """An endpoint's inputs drifted from its baseline: logged, and its owner told."""
@@ -301,6 +324,8 @@ class HubforgeService(Application):
         # canary rollouts judged every second: stepped up, promoted or rolled back
         def rollouts() -> None:
             self.rollouts.run_pass(self.traffic.version_stats, self._rollout_ended)
+            for rollout in self.rollouts.unfinished():  # folders that did not follow yet
+                self._follow(rollout)
 
         self.rollout_pass = PeriodicCallback(_in_turn(rollouts), 1000)
 

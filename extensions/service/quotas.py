@@ -59,13 +59,16 @@ class Quotas:
         )
 
     def gpus_in_use(self, owner: str, jobs: Any, endpoints: Any) -> int:
+        """GPUs of active jobs (all workers) and running endpoints: each copy an endpoint may
+        scale to holds its GPUs (records without ``replicas``: one copy)."""
         used = 0
         for job in self._active_jobs(owner, jobs):
             spec = job.get("spec", {})
             used += int(spec.get("workers", 1)) * int(spec.get("gpus_per_worker", 0))
         for ep in endpoints.list(owner):
             if ep.get("running"):
-                used += int(ep.get("gpus", 0) or 0)
+                copies = (ep.get("replicas") or {}).get("max") or 1
+                used += int(ep.get("gpus", 0) or 0) * int(copies)
         return used
 
     def check_job(

@@ -39,6 +39,12 @@ GATEWAY_PATH = re.compile(
 )
 
 
+# deploys under way in this service, per (owner, endpoint): whether one is a canary's, and
+# how many (plain deploys of one endpoint may overlap: the backend takes them in turn)
+_DEPLOYING: dict[tuple[str, Any], bool] = {}
+_DEPLOYS: dict[tuple[str, Any], int] = {}
+
+
 class EndpointsBase(ServiceHandler):
     @property
     def owner(self) -> str:
@@ -109,6 +115,27 @@ class EndpointsHandler(EndpointsBase):
         except QuotaExceeded as e:
             raise web.HTTPError(e.status, str(e)) from None
         name = body.get("name")
+        key = (owner, name)
+        if key in _DEPLOYING and (canary or _DEPLOYING[key]):
+            # a canary begins by pinning the version served now: another deploy of the same
+            # endpoint meanwhile would pin or replace the wrong one
+            raise web.HTTPError(
+                409,
+                f"Another deploy of {name} is under way (a canary rollout needs it alone): "
+                "try again when it has answered",
+            )
+        _DEPLOYING[key] = bool(canary) or _DEPLOYING.get(key, False)
+        _DEPLOYS[key] = _DEPLOYS.get(key, 0) + 1
+        try:
+            await self.deploy_once(owner, name, body, canary)
+        finally:
+            _DEPLOYS[key] -= 1
+            if not _DEPLOYS[key]:
+                del _DEPLOYS[key], _DEPLOYING[key]
+
+    async def deploy_once(
+        self, owner: str, name: str, body: dict[str, Any], canary: dict[str, Any] | None
+    ) -> None:
         try:
             stable = None
             if canary:  # the version served now stays served beside the new one
@@ -266,8 +293,10 @@ class RolloutHandler(EndpointsBase):
                 await asyncio.to_thread(
                     self.endpoints.end_canary, owner, name, done["canary"], False
                 )
-            except ServingError as e:
-                self.serving_error(e)
+                self.rollouts.folder_done(owner, name, done["ended"])
+                done = self.rollouts.get(owner, name) or done
+            except ServingError as e:  # "folder": "pending": the service's pass tries again
+                self.log.error("Rollout of %s/%s: folder not updated: %s", owner, name, e)
         self.write_json({k: v for k, v in (done or rollout).items() if k != "owner"})
 
 

@@ -2,7 +2,9 @@
 
 Runs inside the hubforge service (the only component with Kubernetes credentials). The model
 versions are copied on the HDFS mount the service shares with the serving pods; a redeploy
-updates the objects in place (the Deployment rolls with no unavailable pod).
+updates the objects in place (the Deployment rolls with no unavailable pod). Replicas: the
+HorizontalPodAutoscaler and PodDisruptionBudget come and go with the settings; a redeploy
+keeps the scale the HPA reached.
 """
 
 from __future__ import annotations
@@ -24,15 +26,26 @@ from ..jobs.kueue import (
 )
 from ..kube import KubeAPI, incluster_configuration
 from ..podspec import DATA_MOUNT, KubernetesWorkloads, gpu_tolerations
-from .base import EndpointBackend, check_batching
+from .base import EndpointBackend, check_batching, check_replicas
 from .errors import BadRequest, NotFound, ServingError
 from .model import find_versions
-from .objects import REST_PORT, ServingSettings, endpoint_objects, object_name
+from .objects import (
+    REST_PORT,
+    ServingSettings,
+    autoscales,
+    endpoint_objects,
+    object_name,
+)
 from .repository import ModelRepository
 
 KSERVE_CRD = "inferenceservices.serving.kserve.io"
 BATCHING = "hubforge.io/batching"
 GPUS = "hubforge.io/gpus"
+REPLICAS = "hubforge.io/replicas"
+# what KServe's autoscaler targets when min < max and no target was named (its own default)
+KSERVE_DEFAULT_CPU = 80
+# made or deleted as the replica settings call for them (in both modes)
+SCALING_KINDS = ("HorizontalPodAutoscaler", "PodDisruptionBudget")
 
 
 class KubernetesEndpoints(KubernetesWorkloads):
@@ -66,7 +79,16 @@ class KubernetesEndpoints(KubernetesWorkloads):
     )
     cpu = Unicode("1", config=True, help="CPU request of a serving pod.")
     memory = Unicode("2Gi", config=True, help="Memory request and limit of a serving pod.")
-    max_gpus = Integer(1, config=True, help="Most GPUs one endpoint may ask for.")
+    max_gpus = Integer(1, config=True, help="Most GPUs one endpoint may ask for (per copy).")
+    max_replicas = Integer(
+        8, config=True, help="Most copies of one endpoint (replicas max; the chart's policy too)."
+    )
+    concurrency_metric = Unicode(
+        "hubforge_endpoint_requests_in_flight",
+        config=True,
+        help="Per-pod custom metric (e.g. from prometheus-adapter) that replicas with "
+        "target_concurrency scale on: requests in flight in one serving pod.",
+    )
 
     def settings(self) -> ServingSettings:
         return ServingSettings(
@@ -80,6 +102,8 @@ class KubernetesEndpoints(KubernetesWorkloads):
             gpu_tolerations=[dict(t) for t in self.gpu_tolerations],
             cpu=self.cpu,
             memory=self.memory,
+            max_replicas=self.max_replicas,
+            concurrency_metric=self.concurrency_metric,
         )
 
 
@@ -94,6 +118,7 @@ class KubernetesEndpointBackend(EndpointBackend):
         self.settings = settings
         self.data_root = Path(data_root)
         self.max_gpus = max_gpus
+        self.max_replicas = settings.max_replicas
         self.kube = KubeAPI(configuration, "k8s-endpoints")
 
     @classmethod
@@ -121,6 +146,10 @@ class KubernetesEndpointBackend(EndpointBackend):
             "ConfigMap": f"/api/v1/namespaces/{ns}/configmaps",
             "Service": f"/api/v1/namespaces/{ns}/services",
             "Deployment": f"/apis/apps/v1/namespaces/{ns}/deployments",
+            "HorizontalPodAutoscaler": (
+                f"/apis/autoscaling/v2/namespaces/{ns}/horizontalpodautoscalers"
+            ),
+            "PodDisruptionBudget": f"/apis/policy/v1/namespaces/{ns}/poddisruptionbudgets",
             "InferenceService": (
                 f"/apis/serving.kserve.io/v1beta1/namespaces/{ns}/inferenceservices"
             ),
@@ -139,21 +168,50 @@ class KubernetesEndpointBackend(EndpointBackend):
         version: int | None = None,
         batching: dict[str, Any] | None = None,
         gpus: int = 0,
+        replicas: dict[str, Any] | int | None = None,
     ) -> dict[str, Any]:
         if not isinstance(gpus, int) or isinstance(gpus, bool) or not 0 <= gpus <= self.max_gpus:
-            raise BadRequest(f"gpus={gpus!r}: from 0 to {self.max_gpus} per endpoint here")
+            raise BadRequest(f"gpus={gpus!r}: from 0 to {self.max_gpus} per endpoint copy here")
         settings = check_batching(batching) if batching is not None else None
+        scaling = None
+        if replicas is not None:
+            scaling = check_replicas(replicas, self.max_replicas)
+            if self._run(self._main_kind()) == "InferenceService":  # refused before the copy
+                scaling = self._kserve_replicas(scaling, replicas)
         base, _ = self.add_version(owner, name, model_dir, version)
-        return self._run(self._deploy(owner, name, base, settings, gpus))
+        return self._run(self._deploy(owner, name, base, settings, gpus, scaling))
+
+    def _kserve_replicas(self, scaling: dict[str, Any], asked: Any) -> dict[str, Any]:
+        """KServe's RawDeployment autoscaler scales on CPU only: a target_concurrency asked
+        for is refused; where none was named (the default) CPU at KServe's 80%."""
+        if scaling["target_concurrency"] is None:
+            return scaling
+        if isinstance(asked, dict) and "target_concurrency" in asked:
+            raise BadRequest(
+                "replicas.target_concurrency: endpoints here are KServe InferenceServices, "
+                "whose autoscaler scales on CPU use only; give replicas.target_cpu "
+                f"(percent of the CPU request, e.g. {KSERVE_DEFAULT_CPU}) instead"
+            )
+        return {**scaling, "target_concurrency": None, "target_cpu": KSERVE_DEFAULT_CPU}
 
     async def _deploy(
-        self, owner: str, name: str, base: Path, batching: dict | None, gpus: int
+        self,
+        owner: str,
+        name: str,
+        base: Path,
+        batching: dict | None,
+        gpus: int,
+        scaling: dict[str, Any] | None,
     ) -> dict[str, Any]:
         kind = await self._main_kind()
         previous = await self._find(kind, owner, name)
+        annotations = previous["metadata"].get("annotations", {}) if previous else {}
         if batching is None:
-            annotations = previous["metadata"].get("annotations", {}) if previous else {}
             batching = check_batching(json.loads(annotations.get(BATCHING, "null")))
+        if scaling is None:  # as the endpoint has them (1 copy for a new one)
+            scaling = self._stored_replicas(annotations) or check_replicas(1, self.max_replicas)
+            if kind == "InferenceService":
+                scaling = self._kserve_replicas(scaling, None)
         objects = endpoint_objects(
             owner,
             name,
@@ -163,14 +221,32 @@ class KubernetesEndpointBackend(EndpointBackend):
             batching,
             self.settings,
             kserve=kind == "InferenceService",
+            replicas=scaling,
         )
         main = next(o for o in objects if o["kind"] == kind)
+        main_name = main["metadata"]["name"]
         main["metadata"].setdefault("annotations", {}).update(
-            {BATCHING: json.dumps(batching), GPUS: str(gpus)}
+            {BATCHING: json.dumps(batching), GPUS: str(gpus), REPLICAS: json.dumps(scaling)}
         )
+        if kind == "Deployment" and previous is not None and autoscales(scaling):
+            # the HPA owns the scale: an update keeps the copies it made (within the bounds)
+            current = previous.get("spec", {}).get("replicas")
+            if isinstance(current, int):
+                main["spec"]["replicas"] = min(max(current, scaling["min"]), scaling["max"])
         if self.settings.queue is not None:
             await self._ensure_local_queue(owner)
+        await self._apply(objects, main_name)
+        return await self._get(owner, name)
+
+    async def _apply(self, objects: list[dict[str, Any]], main_name: str) -> None:
+        """Create or update the endpoint's objects; delete the HPA or PDB its settings no
+        longer call for (a stale HPA first: it would rescale the Deployment; a stale PDB
+        last: it guards the pods until they are updated; 404: there was none)."""
+        made = {o["kind"] for o in objects}
+        stale = [k for k in SCALING_KINDS if k not in made]
         try:
+            if "HorizontalPodAutoscaler" in stale:
+                await self.kube.delete(self._path("HorizontalPodAutoscaler", main_name))
             for obj in objects:
                 path = self._path(obj["kind"], obj["metadata"]["name"])
                 try:
@@ -179,11 +255,12 @@ class KubernetesEndpointBackend(EndpointBackend):
                     if e.status != 404:
                         raise
                     await self.kube.call("POST", self._path(obj["kind"]), obj)
+            if "PodDisruptionBudget" in stale:
+                await self.kube.delete(self._path("PodDisruptionBudget", main_name))
         except ApiException as e:
             raise ServingError(
                 f"Kubernetes refused the endpoint: {e.reason} ({e.status})"
             ) from None
-        return await self._get(owner, name)
 
     async def _ensure_local_queue(self, owner: str) -> None:
         """The owner's LocalQueue (the same one their jobs use; 409: it exists)."""
@@ -210,6 +287,20 @@ class KubernetesEndpointBackend(EndpointBackend):
             return None
         return obj
 
+    def _stored_replicas(self, annotations: dict[str, str]) -> dict[str, Any] | None:
+        """The replica settings an object was made with (None: made before replicas), within
+        today's limit."""
+        try:
+            stored = json.loads(annotations.get(REPLICAS, "null"))
+            if not isinstance(stored, dict):
+                return None
+            for key in ("min", "max"):
+                if isinstance(stored.get(key), int):
+                    stored[key] = min(stored[key], self.max_replicas)
+            return check_replicas(stored, self.max_replicas)
+        except (ValueError, BadRequest):
+            return None
+
     def _record(self, owner: str, obj: dict[str, Any]) -> dict[str, Any]:
         meta = obj["metadata"]
         name = meta["labels"]["hubforge.io/endpoint"]
@@ -217,12 +308,22 @@ class KubernetesEndpointBackend(EndpointBackend):
         annotations = meta.get("annotations", {})
         status = obj.get("status", {})
         if obj["kind"] == "Deployment":
-            running = status.get("readyReplicas", 0) >= 1
+            ready = int(status.get("readyReplicas") or 0)
+            running = ready >= 1
+            fixed = obj.get("spec", {}).get("replicas", 1)
         else:
             running = any(
                 c.get("type") == "Ready" and c.get("status") == "True"
                 for c in status.get("conditions", [])
             )
+            # KServe >= 0.16 counts the predictor's ready pods here; before, its pods
+            copies = status.get("modelStatus", {}).get("copies", {}).get("totalCopies")
+            ready = int(copies) if isinstance(copies, int) else int(running)
+            fixed = obj.get("spec", {}).get("predictor", {}).get("minReplicas", 1)
+        replicas = self._stored_replicas(annotations)
+        if replicas is None:  # made before replicas: as many as its spec says
+            fixed = fixed if isinstance(fixed, int) and fixed >= 1 else 1
+            replicas = {"min": fixed, "max": fixed, "target_concurrency": None, "target_cpu": None}
         return {
             "owner": owner,
             "name": name,
@@ -232,6 +333,8 @@ class KubernetesEndpointBackend(EndpointBackend):
             "created": meta.get("creationTimestamp"),
             "batching": check_batching(json.loads(annotations.get(BATCHING, "null"))),
             "gpus": int(annotations.get(GPUS, "0")),
+            "replicas": replicas,
+            "ready": ready,
             "kind": obj["kind"],
             "object": meta["name"],
             "address": status.get("address", {}).get("url"),
@@ -292,9 +395,10 @@ class KubernetesEndpointBackend(EndpointBackend):
 
     async def _undeploy(self, owner: str, name: str) -> dict[str, Any]:
         record = await self._get(owner, name)
-        kinds = [record["kind"], "ConfigMap"]
+        # the HPA first (it would scale what goes), the PDB after the pods' owner
+        kinds = ["HorizontalPodAutoscaler", record["kind"], "PodDisruptionBudget", "ConfigMap"]
         if record["kind"] == "Deployment":
-            kinds.insert(1, "Service")
+            kinds.insert(2, "Service")
         for kind in kinds:
             await self.kube.delete(self._path(kind, record["object"]))
         return {**record, "running": False}

@@ -279,6 +279,11 @@ class LocalEndpointBackend(EndpointBackend):
             )
         settings = check_batching(batching) if batching is not None else None
         copies = check_replicas(replicas, self.max_replicas) if replicas is not None else None
+        if copies is not None and copies["target_cpu"] is not None:
+            raise BadRequest(
+                "replicas.target_cpu: endpoints on this machine scale on the calls in flight "
+                "at the gateway; give replicas.target_concurrency (calls per copy) instead"
+            )
         # copied as the owner (their account made on first use), served by their process
         self.areas.prepare(owner)
         files = self.areas.of(owner)
@@ -483,8 +488,10 @@ class LocalEndpointBackend(EndpointBackend):
 
     def end_canary(self, owner: str, name: str, canary: int, promoted: bool) -> None:
         files = self.areas.of(owner)
-        if not promoted:  # kept aside (not a version any more), then no longer served
-            folder = Path("models", name, str(canary))
+        folder = Path("models", name, str(canary))
+        # kept aside (not a version any more), then no longer served; done already when the
+        # folder is gone (a service that died after moving it: this is the retry)
+        if not promoted and files.exists(folder):
             aside = Path("models", name, f".rolled-back-{canary}-{secrets.token_hex(4)}")
             try:
                 files.copy(files.area / folder, aside)
@@ -492,10 +499,9 @@ class LocalEndpointBackend(EndpointBackend):
             except (OSError, UnsafeEntry) as e:
                 # the stable version keeps its label (served) and the gateway sends every
                 # call that names no version to it: the canary is only reached by its number
-                log.error("Endpoint %s/%s: version %s not put aside: %s", owner, name, canary, e)
                 with contextlib.suppress(OSError, UnsafeEntry):
                     files.remove(aside)
-                return
+                raise ServingError(f"version {canary} not put aside: {e}") from None
         labels = self._labels(owner, name)
         labels.pop(STABLE_LABEL, None)
         self._write_labels(owner, name, labels)
@@ -622,29 +628,7 @@ class LocalEndpointBackend(EndpointBackend):
         count = min(max(count, settings["min"]), settings["max"])
         if len(live) == count == len(procs):
             return None
-        failures, next_try = self._backoff.get(key, (0, 0.0))
-        starts = count - len(live)
-        if starts > 0 and (
-            time.monotonic() < next_try or not self._versions(record["owner"], record["base_path"])
-        ):
-            starts = 0
-        new: list[dict[str, Any]] = []
-        if starts > 0:
-            try:
-                new = self._started(
-                    record["owner"],
-                    record["name"],
-                    Path(record["base_path"]),
-                    check_batching(record.get("batching")),
-                    None,
-                    starts,
-                )
-            except (ServingError, UnsafeEntry, OSError, RuntimeError) as e:
-                delay = min(300.0, 2.0 ** (failures + 1))
-                self._backoff[key] = (failures + 1, time.monotonic() + delay)
-                log.error(
-                    "Endpoint %s: a copy did not start (%s); next try in %.0f s", key, e, delay
-                )
+        new = self._more_copies(key, record, count - len(live))
         with self._lock:
             records = self._records()
             current = records.get(key)
@@ -688,6 +672,29 @@ class LocalEndpointBackend(EndpointBackend):
                         }
                     )
         return found
+
+    def _more_copies(self, key: str, record: dict[str, Any], starts: int) -> list[dict]:
+        """``starts`` new copies serving (none while a failed start's backoff lasts: 2 s,
+        doubling to 5 min, or when the model folder has no version left)."""
+        failures, next_try = self._backoff.get(key, (0, 0.0))
+        if starts <= 0 or time.monotonic() < next_try:
+            return []
+        if not self._versions(record["owner"], record["base_path"]):
+            return []
+        try:
+            return self._started(
+                record["owner"],
+                record["name"],
+                Path(record["base_path"]),
+                check_batching(record.get("batching")),
+                None,
+                starts,
+            )
+        except (ServingError, UnsafeEntry, OSError, RuntimeError) as e:
+            delay = min(300.0, 2.0 ** (failures + 1))
+            self._backoff[key] = (failures + 1, time.monotonic() + delay)
+            log.error("Endpoint %s: a copy did not start (%s); next try in %.0f s", key, e, delay)
+            return []
 
     # -- the gateway's side -------------------------------------------------------------
     def target(self, owner: str, name: str) -> str:

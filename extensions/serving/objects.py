@@ -4,6 +4,12 @@ An endpoint is TensorFlow Serving reading the model from the HDFS mount: a ``Dep
 plus a ``Service``, or, when KServe's CRD exists, an ``InferenceService`` whose predictor runs
 the same container. A ``ConfigMap`` carries TF Serving's model config (versions, labels) and
 batching parameters.
+
+Replicas (``hubforge.serving.base.check_replicas``'s settings): the Deployment starts at
+``min`` copies; between ``min`` and ``max`` a ``HorizontalPodAutoscaler`` scales it (on CPU
+use, or on requests in flight per pod through a custom metric); from two copies up a
+``PodDisruptionBudget`` keeps all but one serving while nodes drain. KServe scales its own
+predictor (``minReplicas``/``maxReplicas``/``scaleMetric``).
 """
 
 from __future__ import annotations
@@ -45,6 +51,16 @@ class ServingSettings:
     run_as_user: int = 1000
     server: str = "tensorflow-serving"  # or "hubforge": hubforge-model-server, same flags
     queue: Any = None  # the team's Kueue settings (hubforge.jobs.kueue.QueueSettings), or None
+    max_replicas: int = 8  # the most copies of one endpoint
+    # the per-pod metric (custom metrics API, e.g. prometheus-adapter) target_concurrency
+    # scales on: requests in flight in one serving pod
+    concurrency_metric: str = "hubforge_endpoint_requests_in_flight"
+
+
+FIXED = {"min": 1, "max": 1, "target_concurrency": None, "target_cpu": None}
+# how long the HPA waits for the load to stay low before it removes copies (a new copy
+# loads its model first, so flapping costs more than an idle copy)
+SCALE_DOWN_WINDOW_S = 300
 
 
 def object_name(owner: str, name: str) -> str:
@@ -223,10 +239,31 @@ def pod_spec(
     return pod
 
 
+def pod_selector(owner: str, name: str) -> dict[str, str]:
+    """The labels that pick one endpoint's pods (Service, Deployment, PDB)."""
+    return {"hubforge.io/owner": owner, "hubforge.io/endpoint": name}
+
+
+def _meta(owner: str, name: str, s: ServingSettings) -> dict[str, Any]:
+    return {
+        "name": object_name(owner, name),
+        "namespace": s.namespace,
+        "labels": labels(owner, name),
+    }
+
+
 def deployment(
-    owner: str, name: str, gpus: int, batching: dict[str, Any], s: ServingSettings
+    owner: str,
+    name: str,
+    gpus: int,
+    batching: dict[str, Any],
+    s: ServingSettings,
+    replicas: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    selector = {"hubforge.io/owner": owner, "hubforge.io/endpoint": name}
+    """``spec.replicas`` is ``min``: with an HPA the backend carries the current scale over
+    on an update instead (see KubernetesEndpointBackend)."""
+    replicas = replicas or FIXED
+    selector = pod_selector(owner, name)
     return {
         "apiVersion": "apps/v1",
         "kind": "Deployment",
@@ -236,7 +273,7 @@ def deployment(
             "labels": labels(owner, name),
         },
         "spec": {
-            "replicas": 1,
+            "replicas": replicas["min"],
             "selector": {"matchLabels": selector},
             # a new pod becomes ready before the old one goes: no failed requests
             "strategy": {
@@ -271,11 +308,97 @@ def service(owner: str, name: str, s: ServingSettings) -> dict[str, Any]:
     }
 
 
+def quantity(value: float) -> str:
+    """A Kubernetes quantity: 8.0 -> "8", 2.5 -> "2500m"."""
+    milli = round(value * 1000)
+    return str(milli // 1000) if milli % 1000 == 0 else f"{milli}m"
+
+
+def autoscales(replicas: dict[str, Any] | None) -> bool:
+    return replicas is not None and replicas["min"] < replicas["max"]
+
+
+def horizontal_pod_autoscaler(
+    owner: str, name: str, replicas: dict[str, Any], s: ServingSettings
+) -> dict[str, Any]:
+    """autoscaling/v2 over the endpoint's Deployment, between ``min`` and ``max``: on CPU use
+    (``target_cpu``, percent of the pod's request) or on requests in flight per pod
+    (``target_concurrency``, the custom metric ``s.concurrency_metric``)."""
+    if replicas["target_cpu"] is not None:
+        metric = {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": replicas["target_cpu"]},
+            },
+        }
+    else:
+        metric = {
+            "type": "Pods",
+            "pods": {
+                "metric": {"name": s.concurrency_metric},
+                "target": {
+                    "type": "AverageValue",
+                    "averageValue": quantity(replicas["target_concurrency"]),
+                },
+            },
+        }
+    return {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": _meta(owner, name, s),
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": object_name(owner, name),
+            },
+            "minReplicas": replicas["min"],
+            "maxReplicas": replicas["max"],
+            "metrics": [metric],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": SCALE_DOWN_WINDOW_S}},
+        },
+    }
+
+
+def pod_disruption_budget(owner: str, name: str, s: ServingSettings) -> dict[str, Any]:
+    """policy/v1: a node drain evicts one of the endpoint's pods at a time. Made only for two
+    copies or more: over a single pod, ``maxUnavailable: 1`` protects nothing and anything
+    stricter would block the drain. Unready pods may always go (a broken endpoint never
+    holds a node)."""
+    return {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": _meta(owner, name, s),
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": pod_selector(owner, name)},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+
+
 def inference_service(
-    owner: str, name: str, gpus: int, batching: dict[str, Any], s: ServingSettings
+    owner: str,
+    name: str,
+    gpus: int,
+    batching: dict[str, Any],
+    s: ServingSettings,
+    replicas: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """KServe v1beta1: the predictor runs the same TF Serving container (KServe's custom
-    container name), so labels, batching and the HDFS mount work the same."""
+    container name), so labels, batching and the HDFS mount work the same. KServe scales the
+    predictor itself (in RawDeployment mode with an HPA of its own): ``scaleMetric: cpu``
+    with ``scaleTarget`` in percent; it has no requests-in-flight metric there (KServe's
+    ``concurrency`` is Knative's), so ``target_concurrency`` is refused."""
+    replicas = replicas or FIXED
+    scaling: dict[str, Any] = {"minReplicas": replicas["min"], "maxReplicas": replicas["max"]}
+    if autoscales(replicas):
+        if replicas["target_cpu"] is None:
+            raise ValueError(
+                "KServe's RawDeployment autoscaler scales on CPU only: give target_cpu"
+            )
+        scaling.update(scaleMetric="cpu", scaleTarget=replicas["target_cpu"])
     predictor = pod_spec(owner, name, gpus, batching, s, container_name="kserve-container")
     predictor["containers"][0]["ports"] = [
         {"containerPort": REST_PORT, "protocol": "TCP"}  # KServe routes to the first port
@@ -289,7 +412,7 @@ def inference_service(
             "labels": labels(owner, name),
             "annotations": {"serving.kserve.io/deploymentMode": "RawDeployment"},
         },
-        "spec": {"predictor": {"minReplicas": 1, "maxReplicas": 1, **predictor}},
+        "spec": {"predictor": {**scaling, **predictor}},
     }
 
 
@@ -302,12 +425,21 @@ def endpoint_objects(
     batching: dict[str, Any],
     s: ServingSettings,
     kserve: bool,
+    replicas: dict[str, Any] | None = None,
 ) -> list[dict[str, Any]]:
-    """Everything to create, in order (the ConfigMap first: the pods mount it)."""
+    """Everything to create, in order (the ConfigMap first: the pods mount it). ``replicas``:
+    check_replicas's settings (None: one copy). The HPA comes with a Deployment that scales
+    (KServe makes its own); the PDB with two copies or more, in both modes (KServe puts the
+    InferenceService's labels, ours included, on its predictor pods)."""
+    replicas = replicas or FIXED
     cm = config_map(owner, name, versions, version_labels, batching, s)
-    main = (inference_service if kserve else deployment)(owner, name, gpus, batching, s)
+    build = inference_service if kserve else deployment
+    main = build(owner, name, gpus, batching, s, replicas)
     if s.queue is not None:
         main = queued_endpoint(main, s.queue, owner)
-    if kserve:
-        return [cm, main]
-    return [cm, main, service(owner, name, s)]
+    made = [cm, main] if kserve else [cm, main, service(owner, name, s)]
+    if not kserve and autoscales(replicas):
+        made.append(horizontal_pod_autoscaler(owner, name, replicas, s))
+    if replicas["min"] >= 2:
+        made.append(pod_disruption_budget(owner, name, s))
+    return made

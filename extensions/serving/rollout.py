@@ -240,10 +240,28 @@ class Rollouts:
                 "percent": 100 if state == PROMOTED else 0,
                 "reason": reason,
                 "ended": self.clock(),
+                "folder": "pending",  # the model folder follows (folder_done), retried
                 "history": [*record["history"], {"time": self.clock(), "event": event}],
             }
             self._save(record)
             return record
+
+    def unfinished(self) -> list[dict[str, Any]]:
+        """Ended rollouts whose model folder has not followed yet (the service died
+        meanwhile, or the owner's folder refused): the service tries again."""
+        with self._lock:
+            return [
+                dict(r)
+                for r in self._records.values()
+                if r["state"] != RUNNING and r.get("folder") == "pending"
+            ]
+
+    def folder_done(self, owner: str, name: str, ended: float) -> None:
+        """The model folder of the rollout that ended at ``ended`` followed it."""
+        with self._lock:
+            record = self._get((owner, name))
+            if record is not None and record.get("ended") == ended:
+                self._save({**record, "folder": "done"})
 
     def run_pass(
         self,

@@ -29,7 +29,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from tornado import web
 from tornado.ioloop import PeriodicCallback
@@ -89,6 +89,13 @@ class Metrics:
         # TF Serving's own metric name, so its dashboards work (model_name, status)
         self.tf_requests: dict[tuple[str, str], int] = defaultdict(int)
         self.registry.register(self)
+        # what an HPA scales on (replicas target_concurrency on Kubernetes, through a
+        # custom-metrics adapter: docs/kubernetes.md)
+        self.in_flight = Gauge(
+            "hubforge_endpoint_requests_in_flight",
+            "Model requests being answered now",
+            registry=self.registry,
+        )
         self.batch_size = Histogram(
             "hubforge_serving_batch_size",
             "Instances per model call",
@@ -172,6 +179,8 @@ class ModelHandler(GatewayOnly):
         super().prepare()
         if self._finished:
             return
+        self.metrics.in_flight.inc()
+        self._in_flight = True
         length = int(self.request.headers.get("Content-Length") or 0)
         if length > self.max_body:
             self.fail(TooLarge(f"Request body of {length} bytes exceeds {self.max_body}"))
@@ -181,7 +190,17 @@ class ModelHandler(GatewayOnly):
         self.set_header("Content-Type", "application/json")
         self.finish(json.dumps({"error": str(error)}))
 
+    def _answered(self) -> None:
+        if getattr(self, "_in_flight", False):
+            self._in_flight = False
+            self.metrics.in_flight.dec()
+
+    def on_connection_close(self) -> None:  # the caller went away before the answer
+        self._answered()
+        super().on_connection_close()
+
     def on_finish(self) -> None:
+        self._answered()
         code = self.get_status()
         self.metrics.requests.labels(self.verb, str(code)).inc()
         self.metrics.latency.labels(self.verb).observe(time.perf_counter() - self.started)

@@ -20,6 +20,7 @@ from hubforge.jobs.kubernetes import KubernetesJobs
 from hubforge.jobs.spec import JobSpec
 from hubforge.podspec import container_security
 from hubforge.serving import objects as endpoint_builders
+from hubforge.serving.base import check_replicas
 from hubforge.serving.kubernetes import KubernetesEndpoints
 from tests.chart.test_chart import K8S_VERSION, LINT_VALUES, by_kind, chart, render  # noqa: F401
 from tests.pod_security import pod_specs
@@ -36,7 +37,16 @@ RESOURCES = {
     "ConfigMap": ("", "configmaps"),
     "Service": ("", "services"),
     "NetworkPolicy": ("networking.k8s.io", "networkpolicies"),
+    "HorizontalPodAutoscaler": ("autoscaling", "horizontalpodautoscalers"),
+    "PodDisruptionBudget": ("policy", "poddisruptionbudgets"),
 }
+# endpoints of several copies: fixed (Deployment + PDB), scaled on requests in flight (HPA on
+# a Pods metric) and on CPU from two copies up (HPA + PDB; KServe: its own fields + PDB)
+REPLICAS = [
+    check_replicas(3, 8),
+    check_replicas({"min": 1, "max": 4}, 8),
+    check_replicas({"min": 2, "max": 5, "target_cpu": 70}, 8),
+]
 VERBS = {"create": "CREATE", "update": "UPDATE", "delete": "DELETE"}
 
 
@@ -165,7 +175,8 @@ def built(
     """Every object the builders make, with the chart's default images: jobs of 1, 2 and 4
     workers with and without GPUs (TFJob and Indexed Job + headless Service), endpoints
     with and without a GPU and batching, on TensorFlow Serving and on hubforge-model-server
-    (Deployment + Service, and KServe), one with a name too long for ep-<owner>-<name>."""
+    (Deployment + Service, and KServe), one with a name too long for ep-<owner>-<name>, and
+    endpoints of several copies (REPLICAS: HPA, PDB)."""
     jobs = jobs or job_builders.ClusterSettings(
         namespace="hf-workloads", image="hubforge/singleuser:0.1.0", hdfs_volume=PVC
     )
@@ -196,6 +207,12 @@ def built(
                 objects += endpoint_builders.endpoint_objects(
                     owner, name, [1, 2], {"stable": 1}, gpus, batching, settings, kserve
                 )
+        for replicas in REPLICAS:
+            if kserve and replicas["target_concurrency"] is not None:
+                continue  # KServe scales on CPU only (the backend refuses it)
+            objects += endpoint_builders.endpoint_objects(
+                owner, "many", [1], {}, 1, {"max_batch_size": 0}, serving[0], kserve, replicas
+            )
     return objects
 
 
@@ -679,3 +696,139 @@ def test_objects_of_others_are_neither_made_nor_changed_nor_deleted(policies):
     other = copy.deepcopy(config_map)
     other["metadata"]["labels"]["hubforge.io/job"] = "someone-elses"
     assert any("own objects" in m for m in verdict(policies, other))
+
+
+# -- endpoints of several copies: HPAs, PDBs, replicas ----------------------------------------
+def test_replicas_make_what_the_policies_admit(policies):
+    objects = built()
+    hpas, pdbs = (
+        of_kind("HorizontalPodAutoscaler", objects),
+        of_kind("PodDisruptionBudget", objects),
+    )
+    # fixed 3 and 2..5 make PDBs in both modes; HPAs only with a Deployment (KServe: its own)
+    assert len(pdbs) == 4 and len(hpas) == 2
+    metrics = sorted(h["spec"]["metrics"][0]["type"] for h in hpas)
+    assert metrics == ["Pods", "Resource"]
+    for obj in hpas + pdbs:
+        assert obj["metadata"]["name"] == "ep-alice-many"
+        assert verdict(policies, obj) == []
+        assert verdict(policies, obj, "UPDATE", old=obj) == []
+        assert verdict(policies, obj, "DELETE") == []
+    # another application's PDB (z2jh's, in one namespace) is not the service's to delete
+    theirs = {"kind": "PodDisruptionBudget", "metadata": {"name": "user-scheduler"}}
+    assert verdict(policies, theirs, "DELETE")
+
+
+def other_target(spec, obj):
+    spec["scaleTargetRef"]["name"] = "hubforge-service"
+
+
+HPA_CASES = {
+    "scaling another Deployment": other_target,
+    "scaling another endpoint's Deployment": lambda spec, obj: spec["scaleTargetRef"].update(
+        name="ep-bob-scorer"
+    ),
+    "scaling a StatefulSet": lambda spec, obj: spec["scaleTargetRef"].update(kind="StatefulSet"),
+    "scaling through another API group": lambda spec, obj: spec["scaleTargetRef"].update(
+        apiVersion="example.org/v1"
+    ),
+    "more copies than the chart allows": lambda spec, obj: spec.update(maxReplicas=99),
+    "an External metric": lambda spec, obj: spec["metrics"].append(
+        {
+            "type": "External",
+            "external": {
+                "metric": {"name": "queue_depth"},
+                "target": {"type": "Value", "value": "1"},
+            },
+        }
+    ),
+    "an Object metric": lambda spec, obj: spec["metrics"].append(
+        {
+            "type": "Object",
+            "object": {
+                "describedObject": {"apiVersion": "v1", "kind": "Service", "name": "hub"},
+                "metric": {"name": "requests"},
+                "target": {"type": "Value", "value": "1"},
+            },
+        }
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(HPA_CASES))
+def test_tampered_autoscalers_are_refused(policies, case):
+    for obj in of_kind("HorizontalPodAutoscaler"):
+        bad = changed(obj, HPA_CASES[case])
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)  # only the policy stops it
+        refused = verdict(policies, bad)
+        assert any("HorizontalPodAutoscaler scales its own" in m for m in refused), refused
+        assert any(
+            "HorizontalPodAutoscaler scales its own" in m
+            for m in verdict(policies, bad, "UPDATE", old=obj)
+        )
+
+
+PDB_CASES = {
+    "selecting another owner's pods": lambda spec, obj: spec["selector"]["matchLabels"].update(
+        {"hubforge.io/owner": "bob"}
+    ),
+    "selecting every endpoint's pods": lambda spec, obj: spec.update(
+        selector={"matchLabels": {"app.kubernetes.io/name": "hubforge-endpoint"}}
+    ),
+    "selecting the hub": lambda spec, obj: spec.update(
+        selector={"matchLabels": {"component": "hub"}}
+    ),
+    "matchExpressions": lambda spec, obj: spec["selector"].update(
+        matchExpressions=[{"key": "hubforge.io/owner", "operator": "Exists"}]
+    ),
+    "blocking drains with minAvailable": lambda spec, obj: (
+        spec.pop("maxUnavailable"),
+        spec.update(minAvailable="100%"),
+    ),
+    "blocking drains with maxUnavailable 0": lambda spec, obj: spec.update(maxUnavailable=0),
+    "blocking drains with maxUnavailable 0%": lambda spec, obj: spec.update(maxUnavailable="0%"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(PDB_CASES))
+def test_tampered_disruption_budgets_are_refused(policies, case):
+    for obj in of_kind("PodDisruptionBudget"):
+        bad = changed(obj, PDB_CASES[case])
+        kubernetes_validate.validate(bad, K8S_VERSION, strict=True)
+        refused = verdict(policies, bad)
+        assert any("PodDisruptionBudget selects exactly" in m for m in refused), refused
+
+
+def test_endpoints_copies_are_limited(policy):
+    """At most hubforge.serving.maxReplicas copies of a Deployment or an InferenceService,
+    whatever the HPA says (it scales through deployments/scale, as its own controller)."""
+    many = [o for o in built() if o["metadata"]["name"] == "ep-alice-many"]
+    for obj in workloads(many):
+        assert admit(policy, obj) == []
+        bad = copy.deepcopy(obj)
+        if obj["kind"] == "Deployment":
+            bad["spec"]["replicas"] = 9
+        else:
+            bad["spec"]["predictor"]["maxReplicas"] = 9
+        refused = admit(policy, bad)
+        assert refused == ["at most 8 copies of an endpoint (hubforge.serving.maxReplicas)"], (
+            obj["kind"],
+            refused,
+        )
+
+
+def test_the_limit_follows_the_value(chart):  # noqa: F811
+    found, config = rendered(chart, "--set", "hubforge.serving.maxReplicas=3")
+    assert config["KubernetesEndpoints"]["max_replicas"] == 3
+    serving = KubernetesEndpoints(config=Config(config)).settings()
+    assert serving.max_replicas == 3
+    fixed = check_replicas(3, serving.max_replicas)
+    objects = endpoint_builders.endpoint_objects(
+        "alice", "scorer", [1], {}, 0, {"max_batch_size": 0}, serving, False, fixed
+    )
+    for obj in objects:
+        assert verdict(found, obj) == [], obj["kind"]
+    scaled = endpoint_builders.horizontal_pod_autoscaler(
+        "alice", "scorer", check_replicas({"min": 1, "max": 4}, 8), serving
+    )
+    assert any("at most 3 copies" in m for m in verdict(found, scaled))

@@ -90,7 +90,20 @@ def test_defaults(chart):
         "inferenceservices",
         "networkpolicies",  # one per job (its workers reach each other)
         "leases",  # the replica holding it starts scheduled runs
+        "horizontalpodautoscalers",  # an endpoint scaling between min and max copies
+        "poddisruptionbudgets",  # an endpoint of two copies or more
     }
+    scaling = [
+        (r["apiGroups"], r["verbs"])
+        for r in role["rules"]
+        if {"horizontalpodautoscalers", "poddisruptionbudgets"} & set(r["resources"])
+    ]
+    writes = ["get", "list", "create", "update", "delete"]
+    assert sorted(scaling) == [(["autoscaling"], writes), (["policy"], writes)]
+    config = json.loads(objs[("ConfigMap", "hubforge-config")]["data"]["hubforge_config.json"])
+    endpoints = config["KubernetesEndpoints"]
+    assert endpoints["max_replicas"] == 8  # hubforge.serving.maxReplicas, the policy's too
+    assert endpoints["concurrency_metric"] == "hubforge_endpoint_requests_in_flight"
     leases = [r for r in role["rules"] if r["resources"] == ["leases"]]
     assert sorted((r["verbs"], r.get("resourceNames")) for r in leases) == [
         (["create"], None),  # (create cannot be limited by name)

@@ -143,6 +143,13 @@ def test_copies_survive_a_kill_and_scale_with_the_load(workbench, monkeypatch):
             text=True,
         )
         assert bad_cli.returncode == 2 and "goes with a range" in bad_cli.stderr
+        cpu = cli_record.run(
+            [*scaled, "--replicas", "1-2", "--target-cpu", "50"],
+            env=env,
+            capture_output=True,
+            text=True,
+        )
+        assert cpu.returncode == 2 and "give replicas.target_concurrency" in cpu.stderr
     finally:
         workbench.api("DELETE", f"{API}/copies", token)
     # every copy stopped with the endpoint

@@ -6,6 +6,7 @@ one back; nobody else can touch it."""
 from __future__ import annotations
 
 import os
+import threading
 import time
 
 import pytest
@@ -115,6 +116,27 @@ def test_canaries_step_up_or_roll_back_by_themselves(workbench, monkeypatch):
             ["serve", "rollback", "steady"], env=env, capture_output=True, text=True
         )
         assert again.returncode == 2 and "No canary of steady is rolling out" in again.stderr
+
+        # a canary waits for no deploy of the same endpoint: it is refused while one is under
+        # way (it would pin the version that deploy is replacing). This deploy changes the
+        # batching: a new process starts (seconds) after the version is copied in
+        plain: list = []
+        body = {"name": "steady", "model_dir": str(exports / "5")}
+        batched = {**body, "batching": {"max_batch_size": 4}}
+        before = set(os.listdir(models))
+        under_way = threading.Thread(
+            target=lambda: plain.append(workbench.api("POST", API, token, json=batched))
+        )
+        under_way.start()
+        deadline = time.monotonic() + 60
+        while set(os.listdir(models)) <= before:
+            assert time.monotonic() < deadline and under_way.is_alive(), plain
+            time.sleep(0.02)
+        r = workbench.api("POST", API, token, json={**body, "canary": 10})
+        assert r.status_code == 409, r.text
+        assert "Another deploy of steady is under way" in r.json()["message"], r.text
+        under_way.join(120)
+        assert plain[0].status_code == 201, plain[0].text
     finally:
         workbench.api("DELETE", f"{API}/steady", token)
 

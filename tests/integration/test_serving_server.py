@@ -226,6 +226,8 @@ def test_batching_gives_each_request_its_own_rows(tmp_path):
         count = float(re.search(r"hubforge_serving_batch_size_count (\S+)", metrics).group(1))
         total = float(re.search(r"hubforge_serving_batch_size_sum (\S+)", metrics).group(1))
         assert total == 32 and count < 16, (count, total)  # fewer model calls than requests
+        # what an HPA scales on: the requests being answered, back to none once all are
+        assert "hubforge_endpoint_requests_in_flight 0.0" in metrics, metrics
     finally:
         proc.terminate()
         proc.wait(timeout=30)

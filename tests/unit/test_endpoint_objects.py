@@ -11,7 +11,7 @@ from google.protobuf import text_format
 from tensorflow_serving.config import model_server_config_pb2
 
 from hubforge.serving import objects
-from hubforge.serving.base import check_batching
+from hubforge.serving.base import check_batching, check_replicas
 from hubforge.serving.errors import BadRequest
 
 K8S_VERSION = "1.30.0"
@@ -249,3 +249,138 @@ def test_bad_batching_settings(batching, message):
     with pytest.raises(BadRequest) as e:
         check_batching(batching)
     assert message in str(e.value)
+
+
+SELECTOR = {"hubforge.io/owner": "alice", "hubforge.io/endpoint": "scorer"}
+META = {"name": "ep-alice-scorer", "namespace": "team-a", "labels": LABELS}
+
+
+def build(replicas, kserve: bool = False, gpus: int = 0) -> dict[str, dict]:
+    made = objects.endpoint_objects(
+        "alice", "scorer", [1], {}, gpus, BATCHING, SETTINGS, kserve, replicas
+    )
+    assert len({o["kind"] for o in made}) == len(made)
+    for obj in made:
+        if obj["kind"] != "InferenceService":  # a CRD: its predictor is a PodSpec plus fields
+            validate(obj)
+    return {o["kind"]: o for o in made}
+
+
+def test_fixed_copies_make_a_deployment_of_that_many_and_a_disruption_budget():
+    made = build(check_replicas(3, 8))
+    assert list(made) == ["ConfigMap", "Deployment", "Service", "PodDisruptionBudget"]
+    spec = made["Deployment"]["spec"]
+    assert spec["replicas"] == 3
+    assert spec["strategy"]["rollingUpdate"] == {"maxUnavailable": 0, "maxSurge": 1}
+    assert made["PodDisruptionBudget"] == {
+        "apiVersion": "policy/v1",
+        "kind": "PodDisruptionBudget",
+        "metadata": META,
+        "spec": {
+            "maxUnavailable": 1,
+            "selector": {"matchLabels": SELECTOR},
+            "unhealthyPodEvictionPolicy": "AlwaysAllow",
+        },
+    }
+    # the PDB selects what the Service and the Deployment select: the endpoint's pods
+    assert made["Service"]["spec"]["selector"] == SELECTOR == spec["selector"]["matchLabels"]
+
+
+@pytest.mark.parametrize("replicas", [None, 1, {"min": 1, "max": 1}])
+def test_one_copy_makes_no_autoscaler_and_no_disruption_budget(replicas):
+    """A PDB over one pod would block node drains (or, with maxUnavailable 1, guard nothing)."""
+    settings = None if replicas is None else check_replicas(replicas, 8)
+    for kserve in (False, True):
+        made = build(settings, kserve)
+        assert not {"HorizontalPodAutoscaler", "PodDisruptionBudget"} & set(made)
+    assert build(settings)["Deployment"]["spec"]["replicas"] == 1
+
+
+def test_scaling_on_requests_in_flight_makes_an_autoscaler_on_a_pods_metric():
+    made = build(check_replicas({"min": 1, "max": 4, "target_concurrency": 2.5}, 8))
+    assert list(made) == ["ConfigMap", "Deployment", "Service", "HorizontalPodAutoscaler"]
+    assert made["Deployment"]["spec"]["replicas"] == 1  # min; the HPA takes it from there
+    assert made["HorizontalPodAutoscaler"] == {
+        "apiVersion": "autoscaling/v2",
+        "kind": "HorizontalPodAutoscaler",
+        "metadata": META,
+        "spec": {
+            "scaleTargetRef": {
+                "apiVersion": "apps/v1",
+                "kind": "Deployment",
+                "name": "ep-alice-scorer",
+            },
+            "minReplicas": 1,
+            "maxReplicas": 4,
+            "metrics": [
+                {
+                    "type": "Pods",
+                    "pods": {
+                        "metric": {"name": "hubforge_endpoint_requests_in_flight"},
+                        "target": {"type": "AverageValue", "averageValue": "2500m"},
+                    },
+                }
+            ],
+            "behavior": {"scaleDown": {"stabilizationWindowSeconds": 300}},
+        },
+    }
+    # the default target (8 in flight), under the cluster's own metric name
+    ours = dataclasses.replace(SETTINGS, concurrency_metric="tf_serving_in_flight")
+    hpa = objects.horizontal_pod_autoscaler(
+        "alice", "scorer", check_replicas({"min": 1, "max": 4}, 8), ours
+    )
+    assert hpa["spec"]["metrics"][0]["pods"] == {
+        "metric": {"name": "tf_serving_in_flight"},
+        "target": {"type": "AverageValue", "averageValue": "8"},
+    }
+    validate(hpa)
+
+
+def test_scaling_on_cpu_from_two_copies_makes_an_autoscaler_and_a_disruption_budget():
+    made = build(check_replicas({"min": 2, "max": 5, "target_cpu": 70}, 8), gpus=1)
+    assert list(made) == [
+        "ConfigMap",
+        "Deployment",
+        "Service",
+        "HorizontalPodAutoscaler",
+        "PodDisruptionBudget",
+    ]
+    assert made["Deployment"]["spec"]["replicas"] == 2
+    spec = made["HorizontalPodAutoscaler"]["spec"]
+    assert (spec["minReplicas"], spec["maxReplicas"]) == (2, 5)
+    assert spec["metrics"] == [
+        {
+            "type": "Resource",
+            "resource": {
+                "name": "cpu",
+                "target": {"type": "Utilization", "averageUtilization": 70},
+            },
+        }
+    ]
+
+
+@pytest.mark.parametrize(("value", "text"), [(8.0, "8"), (2.5, "2500m"), (0.1, "100m"), (12, "12")])
+def test_quantities(value, text):
+    assert objects.quantity(value) == text
+
+
+def test_kserve_scales_its_predictor_on_cpu_and_gets_the_same_disruption_budget():
+    made = build(check_replicas({"min": 2, "max": 5, "target_cpu": 70}, 8), kserve=True)
+    assert list(made) == ["ConfigMap", "InferenceService", "PodDisruptionBudget"]
+    predictor = made["InferenceService"]["spec"]["predictor"]
+    assert {
+        k: predictor[k] for k in ("minReplicas", "maxReplicas", "scaleMetric", "scaleTarget")
+    } == {
+        "minReplicas": 2,
+        "maxReplicas": 5,
+        "scaleMetric": "cpu",
+        "scaleTarget": 70,
+    }
+    # KServe puts the InferenceService's labels on its predictor pods: the PDB selects them
+    assert made["PodDisruptionBudget"]["spec"]["selector"]["matchLabels"] == SELECTOR
+    fixed = build(check_replicas(3, 8), kserve=True)["InferenceService"]["spec"]["predictor"]
+    assert (fixed["minReplicas"], fixed["maxReplicas"]) == (3, 3)
+    assert "scaleMetric" not in fixed and "scaleTarget" not in fixed
+    # KServe's raw-deployment autoscaler has no requests-in-flight metric
+    with pytest.raises(ValueError, match="CPU only"):
+        build(check_replicas({"min": 1, "max": 4}, 8), kserve=True)

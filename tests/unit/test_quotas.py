@@ -73,3 +73,16 @@ def test_workbench_settings():
     assert (q.jobs, q.gpus, q.endpoints) == (3, 4, 5)
     with pytest.raises(TraitError, match="max_gpus_per_user=-1: 0 \\(no limit\\) or more"):
         Workbench(max_gpus_per_user=-1)
+
+
+def test_each_copy_an_endpoint_may_scale_to_holds_its_gpus():
+    endpoints = Endpoints(
+        [
+            {"owner": "ann", "name": "wide", "running": True, "gpus": 1, "replicas": {"max": 4}},
+            {"owner": "ann", "name": "old", "running": True, "gpus": 2},  # before replicas: 1
+        ]
+    )
+    quotas = Quotas(gpus=6)
+    assert quotas.gpus_in_use("ann", Jobs([]), endpoints) == 6
+    with pytest.raises(QuotaExceeded, match="This needs 1 GPUs; you use 6 of your 6"):
+        quotas.check_endpoint("ann", "new", 1, Jobs([]), endpoints)

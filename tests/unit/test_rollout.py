@@ -155,3 +155,26 @@ def test_a_pass_that_read_the_rollout_before_its_owner_ended_it_does_not_undo_th
     record = rollouts.get("ann", "clf")
     assert record["state"] == "rolled_back" and record["percent"] == 0 and not ended
     assert Rollouts(tmp_path, clock).get("ann", "clf")["state"] == "rolled_back"
+
+
+def test_an_ended_rollouts_folder_is_tried_again_after_a_restart_until_done(tmp_path):
+    clock, ended = Clock(), []
+    rollouts = Rollouts(tmp_path, clock)
+    rollouts.start("ann", "clf", 3, 4, check_canary(10))
+    failing = lambda owner, name, since: {"3": stats(200), "4": stats(30, 0.3)}  # noqa: E731
+    rollouts.run_pass(failing, ended.append)
+    (done,) = ended
+    assert done["folder"] == "pending"
+    # the service died before the folder followed: the next one finds it still to do
+    again = Rollouts(tmp_path, clock)
+    again.run_pass(failing, ended.append)
+    assert len(ended) == 1  # not ended (nor told) twice
+    (pending,) = again.unfinished()
+    assert (pending["canary"], pending["state"]) == (4, "rolled_back")
+    again.folder_done("ann", "clf", pending["ended"] - 1)  # another rollout's end: not this
+    assert again.unfinished()
+    again.folder_done("ann", "clf", pending["ended"])
+    assert (
+        again.unfinished() == [] and Rollouts(tmp_path, clock).get("ann", "clf")["folder"] == "done"
+    )
+    assert again.pin("ann", "clf", {}) == 3  # still pinned to the stable version
