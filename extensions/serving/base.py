@@ -342,13 +342,18 @@ class EndpointBackend(ABC):
         """Keep the version the endpoint serves now served beside the next one (a canary
         rollout, serving.rollout); returns that version."""
         raise BadRequest(
-            "Canary rollouts run on this workbench's local endpoints only for now: deploy "
+            "Canary rollouts need a backend that pins versions (serving.pinning): deploy "
             "without canary (the new version replaces the old one without failing requests)"
         )
 
     def end_canary(self, owner: str, name: str, canary: int, promoted: bool) -> None:
         """A rollout ended: the stable version is served no longer (promoted), or the
         canary's folder is kept aside and no longer served (rolled back)."""
+        return None
+
+    def wait_served(self, owner: str, name: str, version: int) -> None:
+        """Until every copy of the endpoint serves ``version`` (a canary's traffic begins
+        then)."""
         return None
 
     def restore(self) -> list[str]:

@@ -202,6 +202,11 @@ class EndpointsHandler(EndpointsBase):
             raise web.HTTPError(
                 400, f"Version {stable} serves already: a canary needs a newer version"
             )
+        try:  # (Kubernetes: until every pod has reloaded its model config)
+            await self.run_in_thread(self.endpoints.wait_served, owner, name, new)
+        except ServingError:  # no canary after all: its version is kept aside, unserved
+            await self.run_in_thread(self.endpoints.end_canary, owner, name, new, False)
+            raise
         self.rollouts.start(owner, name, stable, new, canary)
 
     async def run_in_thread(self, func: Any, *args: Any) -> Any:

@@ -10,9 +10,11 @@ keeps the scale the HPA reached.
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any
 
+import requests
 from kubernetes_asyncio import client
 from kubernetes_asyncio.client.exceptions import ApiException
 from traitlets import Dict, Enum, Integer, List, Unicode
@@ -33,10 +35,13 @@ from .objects import (
     REST_PORT,
     ServingSettings,
     autoscales,
+    config_map,
     endpoint_objects,
     object_name,
 )
+from .pinning import StablePin
 from .repository import ModelRepository
+from .rollout import STABLE_LABEL
 
 KSERVE_CRD = "inferenceservices.serving.kserve.io"
 BATCHING = "hubforge.io/batching"
@@ -107,7 +112,7 @@ class KubernetesEndpoints(KubernetesWorkloads):
         )
 
 
-class KubernetesEndpointBackend(EndpointBackend):
+class KubernetesEndpointBackend(StablePin, EndpointBackend):
     def __init__(
         self,
         configuration: client.Configuration,
@@ -410,3 +415,90 @@ class KubernetesEndpointBackend(EndpointBackend):
                 f"http://{record['object']}-predictor.{self.settings.namespace}.svc.cluster.local"
             )
         return f"http://{record['object']}.{self.settings.namespace}.svc:{REST_PORT}"
+
+    # -- canary rollouts (serving.pinning): the pods reload the model config --------------
+    def labels_changed(self, owner: str, name: str, pinned: int | None) -> None:
+        """The ConfigMap follows labels.json; with a pin, until every ready pod serves the
+        pinned version under the stable label (before the canary's folder is copied in:
+        with TF Serving's "latest" policy the pods would otherwise serve it to everyone)."""
+        self._run(self._put_config(owner, name))
+        if pinned is not None:
+            self._wait_pods(owner, name, f"labels/{STABLE_LABEL}", f"the pin of version {pinned}")
+
+    def wait_served(self, owner: str, name: str, version: int) -> None:
+        self._wait_pods(owner, name, f"versions/{version}", f"version {version}")
+
+    async def _put_config(self, owner: str, name: str) -> None:
+        kind = await self._main_kind()
+        previous = await self._find(kind, owner, name)
+        if previous is None:
+            raise NotFound(f"No endpoint {name!r} for {owner}")
+        annotations = previous["metadata"].get("annotations", {})
+        base = self.area(owner) / "models" / name
+        cm = config_map(
+            owner,
+            name,
+            sorted(find_versions(base)),
+            ModelRepository(name, base).read_labels(),
+            check_batching(json.loads(annotations.get(BATCHING, "null"))),
+            self.settings,
+        )
+        try:
+            await self.kube.call("PUT", self._path("ConfigMap", cm["metadata"]["name"]), cm)
+        except ApiException as e:
+            raise ServingError(
+                f"Kubernetes refused the model config: {e.reason} ({e.status})"
+            ) from None
+
+    async def _ready_pods(self, owner: str, name: str) -> list[str]:
+        """The base URLs of the endpoint's ready pods (their IP and REST port)."""
+        found = await self.kube.call(
+            "GET",
+            f"/api/v1/namespaces/{self.settings.namespace}/pods",
+            query=[("labelSelector", f"hubforge.io/owner={owner},hubforge.io/endpoint={name}")],
+        )
+        urls = []
+        for pod in found.get("items", []):
+            status = pod.get("status", {})
+            ready = any(
+                c.get("type") == "Ready" and c.get("status") == "True"
+                for c in status.get("conditions", [])
+            )
+            if not ready or not status.get("podIP"):
+                continue
+            ports = [
+                p.get("containerPort")
+                for c in pod.get("spec", {}).get("containers", [])
+                for p in c.get("ports", [])
+                if p.get("name") == "http" or p.get("containerPort") == REST_PORT
+            ]
+            urls.append(f"http://{status['podIP']}:{ports[0] if ports else REST_PORT}")
+        return urls
+
+    def _wait_pods(self, owner: str, name: str, what: str, says: str) -> None:
+        """Until every ready pod of the endpoint answers ``v1/models/<name>/<what>`` with an
+        available version; ServingError after ``canary_wait_s``."""
+        limit = self.settings.canary_wait_s
+        deadline = time.monotonic() + limit
+        while True:
+            pods = self._run(self._ready_pods(owner, name))
+            waiting = [url for url in pods if not _serves(f"{url}/v1/models/{name}/{what}")]
+            if pods and not waiting:
+                return
+            if time.monotonic() >= deadline:
+                raise ServingError(
+                    f"{says} of {name} was not served by "
+                    + (f"{len(waiting)} of its {len(pods)} ready pods" if pods else "any pod")
+                    + f" within {limit:.0f} s (they reload the model config from its "
+                    "ConfigMap); the canary did not begin: try again, or deploy without canary"
+                )
+            time.sleep(min(2.0, max(0.1, deadline - time.monotonic())))
+
+
+def _serves(url: str) -> bool:
+    try:
+        r = requests.get(url, timeout=5)
+        states = r.json().get("model_version_status", []) if r.status_code == 200 else []
+    except (requests.RequestException, ValueError, AttributeError):
+        return False
+    return any(s.get("state") == "AVAILABLE" for s in states)

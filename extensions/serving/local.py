@@ -15,7 +15,6 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import hmac
-import json
 import logging
 import os
 import secrets
@@ -34,9 +33,8 @@ from ..owner_files import Areas
 from ..processes import MARKER, alive, free_port, workload_env
 from .base import EndpointBackend, check_batching, check_replicas, versions_of
 from .errors import BadRequest, NotFound, ServingError, Unavailable
+from .pinning import StablePin
 from .recovery import keep_aside, mentioned, newest_by_endpoint, running_endpoints
-from .repository import LABELS_FILE
-from .rollout import STABLE_LABEL
 from .server import KEY_ENV, KEY_HEADER
 
 log = logging.getLogger(__name__)
@@ -64,7 +62,7 @@ def settings_of(record: dict[str, Any]) -> dict[str, Any]:
     return record.get("replicas") or check_replicas(None, 1)
 
 
-class LocalEndpointBackend(EndpointBackend):
+class LocalEndpointBackend(StablePin, EndpointBackend):
     def __init__(
         self,
         data_root: str | Path,
@@ -444,67 +442,8 @@ class LocalEndpointBackend(EndpointBackend):
         files.mkdirs(Path("models", name, "requests"), mode=0o700)
         files.write(Path("models", name, "requests", filename), data, mode=0o600)
 
-    # -- canary rollouts (serving.rollout): the stable version pinned by a label -----------
-    def _labels(self, owner: str, name: str) -> dict[str, int]:
-        files = self.areas.of(owner)
-        relative = Path("models", name, LABELS_FILE)
-        try:
-            fd = files.open(relative)
-        except FileNotFoundError:
-            return {}
-        except (OSError, UnsafeEntry) as e:
-            raise BadRequest(f"{name}'s {LABELS_FILE} cannot be read: {e}") from None
-        with os.fdopen(fd, "rb") as f:
-            data = f.read(65537)
-        try:
-            labels = json.loads(data or b"{}")
-        except (ValueError, RecursionError):
-            labels = None
-        if len(data) > 65536 or not isinstance(labels, dict):
-            raise BadRequest(
-                f"{name}'s {LABELS_FILE} is not a JSON object of labels (at most 64 KiB): fix "
-                "or remove it, then deploy again"
-            )
-        return labels
-
-    def _write_labels(self, owner: str, name: str, labels: dict[str, int]) -> None:
-        files = self.areas.of(owner)
-        data = json.dumps(labels, indent=2).encode()
-        files.write(Path("models", name, LABELS_FILE), data, mode=0o644)
-
-    def begin_canary(self, owner: str, name: str) -> int:
-        try:
-            record = self.get(owner, name)
-        except NotFound:
-            record = {"running": False, "versions": []}
-        if not record["running"] or not record["versions"]:
-            raise BadRequest(
-                f"{name} serves no version now: a canary is compared with the version it "
-                "serves; deploy without canary first"
-            )
-        stable = max(record["versions"])
-        self._write_labels(owner, name, {**self._labels(owner, name), STABLE_LABEL: stable})
-        return stable
-
-    def end_canary(self, owner: str, name: str, canary: int, promoted: bool) -> None:
-        files = self.areas.of(owner)
-        folder = Path("models", name, str(canary))
-        # kept aside (not a version any more), then no longer served; done already when the
-        # folder is gone (a service that died after moving it: this is the retry)
-        if not promoted and files.exists(folder):
-            aside = Path("models", name, f".rolled-back-{canary}-{secrets.token_hex(4)}")
-            try:
-                files.copy(files.area / folder, aside)
-                files.remove(folder)
-            except (OSError, UnsafeEntry) as e:
-                # the stable version keeps its label (served) and the gateway sends every
-                # call that names no version to it: the canary is only reached by its number
-                with contextlib.suppress(OSError, UnsafeEntry):
-                    files.remove(aside)
-                raise ServingError(f"version {canary} not put aside: {e}") from None
-        labels = self._labels(owner, name)
-        labels.pop(STABLE_LABEL, None)
-        self._write_labels(owner, name, labels)
+    def owner_files(self, owner: str) -> Any:
+        return self.areas.of(owner)  # as the owner: their account, their rights
 
     def undeploy(self, owner: str, name: str) -> dict[str, Any]:
         with self._lock:

@@ -55,6 +55,9 @@ class ServingSettings:
     # the per-pod metric (custom metrics API, e.g. prometheus-adapter) target_concurrency
     # scales on: requests in flight in one serving pod
     concurrency_metric: str = "hubforge_endpoint_requests_in_flight"
+    # a canary's traffic begins once every ready pod serves it (they reload the model
+    # config: the kubelet's ConfigMap sync, then the server's 30-s poll)
+    canary_wait_s: float = 240.0
 
 
 FIXED = {"min": 1, "max": 1, "target_concurrency": None, "target_cpu": None}
