@@ -332,11 +332,12 @@ class HubforgeService(Application):
         # local endpoints' copies: those that died restarted, the number scaled on the
         # gateway's requests in flight (on Kubernetes the Deployment and its HPA do it)
         def replicas() -> None:
-            self.concurrency.sample()
             for line in self.endpoints.supervise(self.concurrency.wanted):
                 self.log.info("%s", line)
 
         self.replica_pass = PeriodicCallback(_in_turn(replicas), 1000)
+        # the calls in flight, sampled on the loop (a little arithmetic): never held up
+        self.concurrency_sample = PeriodicCallback(self.concurrency.sample, 1000)
 
         # the gateway's counts of the endpoints' requests, on disk every 10 s
         def save_traffic_and_requests() -> None:
@@ -416,6 +417,7 @@ class HubforgeService(Application):
         self.traffic_save.start()
         self.rollout_pass.start()
         self.replica_pass.start()
+        self.concurrency_sample.start()
         self.drift_check.start()
         self.cull.start()
         self.user_sync.start()

@@ -40,6 +40,7 @@ from .server import KEY_ENV, KEY_HEADER
 log = logging.getLogger(__name__)
 
 PROCESS_ONLY = ("others", "replicas", "generation")  # record keys no single process has
+HEALTH_EVERY, HEALTH_TIMEOUT, HEALTH_STRIKES = 5.0, 5.0, 3  # a copy that stopped answering
 
 
 def processes(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -75,6 +76,10 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
         # copies that failed to start: (failures, next try) per endpoint, so a broken
         # model is not started again every second
         self._backoff: dict[str, tuple[int, float]] = {}
+        # copies' health checks: (failures in a row, when last asked); those being stopped
+        self._health: dict[tuple[int, float], tuple[int, float]] = {}
+        self._stuck: set[tuple[int, float]] = set()
+        self._supervise_lock, self._supervising = threading.Lock(), set()  # endpoints at work
         self.state_file = Path(state_file)
         self._lock = threading.Lock()
         self._rebuild_lock = threading.Lock()  # one rebuild of damaged records at a time
@@ -537,21 +542,38 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
 
     # -- copies kept running and scaled (the service's supervisor pass) ---------------------
     def supervise(self, wanted: Callable[[str, str, dict[str, Any], int], int]) -> list[str]:
-        """Restart endpoints' processes that died and start or stop copies towards
-        ``wanted(owner, name, settings, copies now)`` (within the settings' min and max);
-        what it did, as lines for the service's log. New copies join once they serve."""
-        done = []
+        """Restart endpoints' processes that died or hang and start or stop copies towards
+        ``wanted(owner, name, settings, copies now)`` (within the settings' min and max).
+        Each endpoint in a thread of its own, one at a time per endpoint: a copy that takes
+        seconds to start (or a health check that waits) holds up no other endpoint. What it
+        did goes to the log; new copies join once they serve."""
         with self._lock:
             records = self._records()
         for key, record in records.items():
-            try:
-                line = self._supervise_one(key, record, wanted)
-            except Exception as e:  # one endpoint's trouble never stops the others'
-                log.exception("Endpoint %s not supervised: %s", key, e)
-                continue
+            with self._supervise_lock:
+                if key in self._supervising:
+                    continue
+                self._supervising.add(key)
+            threading.Thread(
+                target=self._supervise_in_turn, args=(key, record, wanted), daemon=True
+            ).start()
+        known = {_identity(p) for r in records.values() for p in processes(r)}
+        for ident in set(self._health) - known:  # processes gone: their checks too
+            self._health.pop(ident, None)
+        return []
+
+    def _supervise_in_turn(
+        self, key: str, record: dict[str, Any], wanted: Callable[..., int]
+    ) -> None:
+        try:
+            line = self._supervise_one(key, record, wanted)
             if line:
-                done.append(line)
-        return done
+                log.info("%s", line)
+        except Exception as e:  # one endpoint's trouble never stops the others'
+            log.exception("Endpoint %s not supervised: %s", key, e)
+        finally:
+            with self._supervise_lock:
+                self._supervising.discard(key)
 
     def _supervise_one(
         self,
@@ -560,7 +582,7 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
         wanted: Callable[[str, str, dict[str, Any], int], int],
     ) -> str | None:
         settings, procs = settings_of(record), processes(record)
-        live = [p for p in procs if alive(p)]
+        live = [p for p in procs if alive(p) and not self._hung(key, p)]
         count = len(procs)
         if settings["min"] < settings["max"]:
             count = wanted(record["owner"], record["name"], settings, len(live) or 1)
@@ -574,7 +596,7 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
             if current is None or current.get("generation") != record.get("generation"):
                 self._terminate_all(new)  # undeployed or deployed again meanwhile
                 return None
-            now = [p for p in processes(current) if alive(p)]
+            now = [p for p in processes(current) if alive(p) and _identity(p) not in self._stuck]
             keep = now + new
             stop = keep[count:] if len(keep) > count else []
             keep = keep[: max(count, 1)] if keep else []
@@ -592,6 +614,41 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
             + (f", {len(new)} started" if new else "")
             + (f", {len(stop)} stopped" if stop else "")
         )
+
+    def _hung(self, key: str, proc: dict[str, Any]) -> bool:
+        """Whether a running copy stopped answering: its /healthz is asked every
+        HEALTH_EVERY seconds, and HEALTH_STRIKES failures in a row (timeouts of
+        HEALTH_TIMEOUT) get it stopped (its calls are sent to another copy) and replaced."""
+        ident = _identity(proc)
+        if ident in self._stuck:
+            return True
+        strikes, last = self._health.get(ident, (0, 0.0))
+        now = time.monotonic()
+        if now - last < HEALTH_EVERY:
+            return False
+        try:
+            url = f"http://127.0.0.1:{proc['port']}/healthz"
+            ok = requests.get(url, headers=_key_header(proc), timeout=HEALTH_TIMEOUT).ok
+        except requests.RequestException:
+            ok = False
+        strikes = 0 if ok else strikes + 1
+        self._health[ident] = (strikes, time.monotonic())
+        if strikes < HEALTH_STRIKES:
+            return False
+        log.warning(
+            "Endpoint %s: copy %s has not answered its health check %d times: replaced",
+            key,
+            proc["pid"],
+            strikes,
+        )
+        self._stuck.add(ident)
+        self._health.pop(ident, None)
+        threading.Thread(target=self._stop_stuck, args=(proc,), daemon=True).start()
+        return True
+
+    def _stop_stuck(self, proc: dict[str, Any]) -> None:
+        self._terminate(proc, grace=2)
+        self._stuck.discard(_identity(proc))
 
     def copies(self) -> list[dict[str, Any]]:
         """Every running endpoint process: owner, name, pid, create_time, and the URL and
@@ -657,6 +714,10 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
                 "retry in a few seconds (or redeploy it)"
             )
         return [(f"http://127.0.0.1:{p['port']}", _key_header(p)) for p in live]
+
+
+def _identity(proc: dict[str, Any]) -> tuple[int, float]:
+    return proc["pid"], proc["create_time"]
 
 
 def _key_header(record: dict[str, Any]) -> dict[str, str]:

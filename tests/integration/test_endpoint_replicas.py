@@ -109,6 +109,17 @@ def test_copies_survive_a_kill_and_scale_with_the_load(workbench, monkeypatch):
         # ... and the copy is started again (a new process beside the two that lived)
         now = wait_for(workbench, token, lambda r: r["ready"] == 3 and pids[1] not in pid_set(r))
         assert {pids[0], pids[2]} <= pid_set(now)
+        # a copy that hangs (alive, answering nothing: SIGSTOP) fails its health checks and
+        # is replaced; the calls it held are answered by another copy once it is stopped
+        hung = sorted(pid_set(now))[0]
+        with Load(workbench, token, clients=4) as load:
+            os.kill(hung, signal.SIGSTOP)
+            now = wait_for(
+                workbench, token, lambda r: r["ready"] == 3 and hung not in pid_set(r), 90
+            )
+            time.sleep(3)
+        assert load.seen["200"] > 20 and set(load.seen) == {"200"}, load.seen
+        assert not running(hung)
         assert (
             "copies 3/3"
             in cli_record.run(["serve", "list"], env=env, capture_output=True, text=True).stdout
