@@ -223,3 +223,20 @@ def spawn_detached(
         )
     threading.Thread(target=proc.wait, name=f"reap-{proc.pid}", daemon=True).start()
     return identity(proc.pid)
+
+
+def listening_uids(port: int) -> set[int]:
+    """The accounts (uids) whose TCP sockets listen on ``port`` now (IPv4 and IPv6), as
+    /proc/net/tcp* says: readable by anyone, so the service can check who answers on a port
+    before it sends that port a secret."""
+    uids: set[int] = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            lines = Path(table).read_text().splitlines()[1:]
+        except OSError:
+            continue
+        for line in lines:
+            fields = line.split()
+            if len(fields) > 7 and fields[3] == "0A" and fields[1].endswith(f":{port:04X}"):
+                uids.add(int(fields[7]))
+    return uids

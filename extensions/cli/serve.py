@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -37,6 +38,8 @@ def cmd_serve(args: argparse.Namespace) -> int:
         elif args.serve_command == "undeploy":
             serving.get(args.name).undeploy()
             print(f"Undeployed {args.name} (its model versions stay in your data area)")
+        elif args.serve_command == "optimize":
+            _optimize(args)
         elif args.serve_command == "export-tflite":
             print("Converting (TensorFlow loads in a few seconds)...", file=sys.stderr)
             report = serving.export_tflite(
@@ -76,6 +79,30 @@ def _deploy(args: argparse.Namespace) -> None:
     )
     if ep.rollout and ep.rollout["state"] == "running":
         print(_rollout_line(ep.rollout))
+
+
+def _optimize(args: argparse.Namespace) -> None:
+    from .. import serving
+
+    def progress(step: int, total: int, what: str) -> None:
+        print(f"[{step}/{total}] {what}", file=sys.stderr, flush=True)
+
+    print("Building the variants (TensorFlow loads in a few seconds)...", file=sys.stderr)
+    report = serving.optimize(
+        _deploy_source(args),
+        variants=args.variants,
+        data=args.data,
+        max_accuracy_loss=args.max_accuracy_loss,
+        sparsity=args.sparsity,
+        clusters=args.clusters,
+        epochs=args.epochs,
+        output=args.output,
+        progress=progress,
+    )
+    print(report.table())
+    print(f"report, plot and held-out data in {report.folder}")
+    if report.chosen is not None:
+        print(f"run it: python {Path(report.chosen.path).with_name('predict.py')} DATA.npz")
 
 
 def _canary(args: argparse.Namespace) -> dict | None:
@@ -213,6 +240,31 @@ def _deploy_parser(serve_sub: argparse._SubParsersAction) -> None:
     )
 
 
+def _optimize_parser(serve_sub: argparse._SubParsersAction) -> None:
+    from ..serving.mobile import DEFAULT_VARIANTS, VARIANTS
+
+    optimize = serve_sub.add_parser(
+        "optimize", help="variants of a Keras model for phones, compared side by side"
+    )
+    optimize.add_argument("model_dir", nargs="?", help="the exported SavedModel (Keras)")
+    optimize.add_argument("--job", help="the model this finished training job exported")
+    optimize.add_argument(
+        "--data", required=True, help="an .npz with arrays x and y, or a folder of class folders"
+    )
+    optimize.add_argument(
+        "--variants",
+        default=",".join(DEFAULT_VARIANTS),
+        help=f"comma-separated, from {','.join(VARIANTS)} (default %(default)s)",
+    )
+    optimize.add_argument(
+        "--max-accuracy-loss", type=float, default=1.0, help="points a variant may lose (1)"
+    )
+    optimize.add_argument("--sparsity", type=float, default=0.5, help="pruned: zeros (0.5)")
+    optimize.add_argument("--clusters", type=int, default=16, help="clustered: values (16)")
+    optimize.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (2)")
+    optimize.add_argument("--output", help="the folder (default: <model>-mobile beside it)")
+
+
 def _serve_parser(sub: argparse._SubParsersAction) -> None:
     serve = sub.add_parser("serve", help="deploy models to TF-Serving-compatible endpoints")
     serve_sub = serve.add_subparsers(dest="serve_command", required=True, metavar="ACTION")
@@ -232,6 +284,7 @@ def _serve_parser(sub: argparse._SubParsersAction) -> None:
     traffic.add_argument("--points", type=int, default=40, help="steps in the sparklines")
     undeploy = serve_sub.add_parser("undeploy", help="stop an endpoint")
     undeploy.add_argument("name")
+    _optimize_parser(serve_sub)
     export = serve_sub.add_parser(
         "export-tflite",
         help="convert a SavedModel for mobile, with a size/accuracy report",

@@ -341,12 +341,16 @@ class HubforgeService(Application):
 
         # the gateway's counts of the endpoints' requests, on disk every 10 s
         def save_traffic_and_requests() -> None:
-            self.batch_sizes.run_pass(self.endpoints)  # rows per model call, since the last
             self.traffic.save()
             self.request_log.flush()  # the sampled calls, to their owners' areas
 
         self.traffic_save = PeriodicCallback(
             _in_turn(save_traffic_and_requests), TRAFFIC_BIN * 1000
+        )
+        # rows per model call, read from each endpoint process (its owner's program: a pass
+        # of its own, so a page that takes long or says nonsense holds up no save)
+        self.batch_pass = PeriodicCallback(
+            _in_turn(lambda: self.batch_sizes.run_pass(self.endpoints)), TRAFFIC_BIN * 1000
         )
         # the sampled calls of endpoints with a baseline, against it, every minute
         self.drift_check = PeriodicCallback(
@@ -415,6 +419,7 @@ class HubforgeService(Application):
         self.tuning_pass.start()
         self.schedule_pass.start()
         self.traffic_save.start()
+        self.batch_pass.start()
         self.rollout_pass.start()
         self.replica_pass.start()
         self.concurrency_sample.start()

@@ -2,6 +2,8 @@
 
 from .api import Endpoint, deploy, get, list_endpoints, model_dir_of
 from .errors import BadRequest, NotFound, ServingError
+from .mobile import optimize
+from .mobile_report import OptimizationReport
 from .tflite import TFLiteReport, export_tflite
 
 list = list_endpoints
@@ -10,6 +12,7 @@ __all__ = [
     "BadRequest",
     "Endpoint",
     "NotFound",
+    "OptimizationReport",
     "ServingError",
     "TFLiteReport",
     "deploy",
@@ -18,4 +21,5 @@ __all__ = [
     "list",
     "list_endpoints",
     "model_dir_of",
+    "optimize",
 ]

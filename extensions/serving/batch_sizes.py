@@ -11,6 +11,7 @@ are new). On Kubernetes the cluster's Prometheus scrapes the same metric.
 from __future__ import annotations
 
 import logging
+import math
 import time
 from typing import Any
 
@@ -23,20 +24,48 @@ log = logging.getLogger(__name__)
 METRIC = "hubforge_serving_batch_size"
 
 
+MAX_PAGE = 1 << 20  # bytes of a /metrics page read at most
+DEADLINE = 3.0  # seconds one page may take, all of it
+
+
 def read_batches(text: str) -> tuple[float, float] | None:
-    """(model calls, rows) from a /metrics page; None without the histogram."""
+    """(model calls, rows) from a /metrics page; None without the histogram or with
+    figures no server writes (negative, not finite: the process runs as its owner, who may
+    have put anything there)."""
     for family in text_string_to_metric_families(text):
         if family.name != METRIC:
             continue
         found = {s.name: s.value for s in family.samples if s.name.endswith(("_count", "_sum"))}
-        if f"{METRIC}_count" in found and f"{METRIC}_sum" in found:
-            return found[f"{METRIC}_count"], found[f"{METRIC}_sum"]
+        calls, rows = found.get(f"{METRIC}_count"), found.get(f"{METRIC}_sum")
+        if calls is None or rows is None:
+            return None
+        if not all(math.isfinite(v) and 0 <= v < 1e15 for v in (calls, rows)):
+            return None
+        return calls, rows
     return None
 
 
+def fetch(session: requests.Session, url: str, headers: dict[str, str]) -> str | None:
+    """A page of at most MAX_PAGE bytes within DEADLINE seconds (None otherwise): a slow or
+    endless answer costs this pass 3 s, never the service's memory."""
+    deadline = time.monotonic() + DEADLINE
+    try:
+        with session.get(url, headers=headers, timeout=DEADLINE, stream=True) as r:
+            if r.status_code != 200:
+                return None
+            body = b""
+            while chunk := r.raw.read1(65536, decode_content=True):  # (what has come)
+                body += chunk
+                if len(body) > MAX_PAGE or time.monotonic() > deadline:
+                    return None
+    except requests.RequestException:
+        return None
+    return body.decode("utf-8", "replace")
+
+
 class BatchSizes:
-    def __init__(self, traffic: Traffic, started: float | None = None, timeout: float = 2.0):
-        self.traffic, self.timeout = traffic, timeout
+    def __init__(self, traffic: Traffic, started: float | None = None):
+        self.traffic = traffic
         self.started = time.time() if started is None else started
         self._last: dict[tuple[int, float], tuple[float, float]] = {}
         self._session = requests.Session()
@@ -53,11 +82,9 @@ class BatchSizes:
             key = (copy["pid"], copy["create_time"])
             seen.add(key)
             try:
-                r = self._session.get(
-                    f"{copy['url']}/metrics", headers=copy["headers"], timeout=self.timeout
-                )
-                read = read_batches(r.text) if r.status_code == 200 else None
-            except (requests.RequestException, ValueError):
+                text = fetch(self._session, f"{copy['url']}/metrics", copy["headers"])
+                read = read_batches(text) if text is not None else None
+            except Exception:  # whatever the page says: this copy's figures are not counted
                 read = None
             if read is None:
                 continue
@@ -68,7 +95,7 @@ class BatchSizes:
                     continue  # its calls before the service's start are not this window's
                 previous = (0.0, 0.0)
             calls, rows = read[0] - previous[0], read[1] - previous[1]
-            if calls > 0:
+            if calls > 0 and rows >= 0:
                 self.traffic.batches(copy["owner"], copy["name"], int(calls), round(rows))
         for key in set(self._last) - seen:  # stopped processes
             del self._last[key]

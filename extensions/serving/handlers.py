@@ -436,13 +436,15 @@ class GatewayHandler(EndpointsBase):
     async def send(
         self, name: str, copies: list[tuple[str, dict[str, str]]], rest: str, body: bytes | None
     ) -> tuple[int, bytes, aiohttp.ClientResponse]:
-        """Forward to the copy with the fewest calls in flight; a connection refused or cut
-        (a copy that died or is starting) is tried on the next copy: every call the gateway
-        forwards reads only (metadata, predictions), so sending it again is safe."""
+        """Forward to the copy with the fewest calls in flight; a connection refused (a copy
+        that died or is starting) is tried on the next copy, one cut while answering once
+        (a copy killed meanwhile): every call the gateway forwards reads only (metadata,
+        predictions), so sending it again is safe; a call that itself kills the copies
+        answering it takes two at most."""
         headers = {"Content-Type": "application/json"}
         if BINARY_HEADER in self.request.headers:  # the v2 binary tensor extension
             headers[BINARY_HEADER] = self.request.headers[BINARY_HEADER]
-        order = least_busy(copies)
+        order, cut = least_busy(copies), False
         for attempt, (target, extra) in enumerate(order):
             last = attempt == len(order) - 1
             _IN_FLIGHT[target] = _IN_FLIGHT.get(target, 0) + 1
@@ -461,8 +463,9 @@ class GatewayHandler(EndpointsBase):
                         503, f"Endpoint {name} is starting; retry in a few seconds"
                     ) from None
             except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as e:
-                if last:  # (a copy killed while answering: the next one answers instead)
+                if last or cut:  # (a copy killed while answering: the next one answers)
                     raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
+                cut = True
             except (aiohttp.ClientError, TimeoutError) as e:
                 raise web.HTTPError(502, f"Endpoint {name} did not answer: {e}") from None
             finally:

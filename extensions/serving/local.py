@@ -30,7 +30,7 @@ import requests
 from ..atomic import DamagedStateFile, read_json, write_json, write_text
 from ..confined import UnsafeEntry
 from ..owner_files import Areas
-from ..processes import MARKER, alive, free_port, workload_env
+from ..processes import MARKER, alive, free_port, listening_uids, workload_env
 from .base import EndpointBackend, check_batching, check_replicas, versions_of
 from .errors import BadRequest, NotFound, ServingError, Unavailable
 from .pinning import StablePin
@@ -41,6 +41,7 @@ log = logging.getLogger(__name__)
 
 PROCESS_ONLY = ("others", "replicas", "generation")  # record keys no single process has
 HEALTH_EVERY, HEALTH_TIMEOUT, HEALTH_STRIKES = 5.0, 5.0, 3  # a copy that stopped answering
+CRASH_WINDOW = 60.0  # a copy that dies sooner after its start counts as a failed start
 
 
 def processes(record: dict[str, Any]) -> list[dict[str, Any]]:
@@ -79,7 +80,9 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
         # copies' health checks: (failures in a row, when last asked); those being stopped
         self._health: dict[tuple[int, float], tuple[int, float]] = {}
         self._stuck: set[tuple[int, float]] = set()
+        self._crashed: set[tuple[int, float]] = set()  # early deaths already counted
         self._supervise_lock, self._supervising = threading.Lock(), set()  # endpoints at work
+        self._endpoint_locks: dict[str, threading.Lock] = {}
         self.state_file = Path(state_file)
         self._lock = threading.Lock()
         self._rebuild_lock = threading.Lock()  # one rebuild of damaged records at a time
@@ -316,8 +319,11 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
         copies: dict[str, Any] | None,
     ) -> dict[str, Any]:
         key = f"{owner}/{name}"
-        with self._lock:
-            record = self._records().get(key)
+        # this endpoint's deploys, supervision and undeploy take turns; other endpoints'
+        # go on meanwhile (the records' lock is held only to read and to write them)
+        with self._endpoint_lock(key):
+            with self._lock:
+                record = self._records().get(key)
             live = [p for p in processes(record) if alive(p)] if record else []
             current = record.get("batching") if record else None
             wanted = settings or check_batching(current)
@@ -332,9 +338,11 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
             else:  # new processes take over from the old ones (if any)
                 keep, extra = self._started(owner, name, base, wanted, version, count), []
                 old = live
-            records = self._records()
-            records[key] = combined(keep, {"replicas": copies, "generation": secrets.token_hex(4)})
-            self._save(records)
+            with self._lock:
+                records = self._records()
+                generation = {"replicas": copies, "generation": secrets.token_hex(4)}
+                records[key] = combined(keep, generation)
+                self._save(records)
             self._backoff.pop(key, None)
         # requests in flight on the processes handed over from finish first
         self._terminate_later(old + extra)
@@ -412,7 +420,8 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
     ) -> None:
         """Until the server serves ``version`` (loaded, warmed up; None: the newest one);
         BadRequest with the server's error when it failed to load (the version serving
-        before keeps serving)."""
+        before keeps serving). The key goes only to a port that the owner's account
+        listens on (another account that took the port first never sees it)."""
         url = f"http://127.0.0.1:{record['port']}/v1/models/{record['name']}"
         if version is not None:
             url += f"/versions/{version}"
@@ -422,25 +431,33 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
                 raise ServingError(
                     f"The endpoint process exited; see {record['base_path']}/server.log"
                 )
-            try:
-                r = requests.get(url, headers=_key_header(record), timeout=5)
-            except requests.RequestException:
-                r = None
-            if r is not None and r.status_code == 200:
-                states = r.json()["model_version_status"]
-                if any(s["state"] == "AVAILABLE" for s in states):
+            if self._listener_checked(record):
+                states = _version_states(url, record)
+                if any(s.get("state") == "AVAILABLE" for s in states):
                     return
-                failed = [s for s in states if s["status"].get("error_message")]
-                if version is None and not failed:
-                    time.sleep(0.1)
-                    continue
-                state = (failed or states)[0]
-                raise BadRequest(
-                    f"{state['status']['error_message']}. It was not deployed; "
-                    "the endpoint serves what it served before"
-                )
+                failed = [s for s in states if (s.get("status") or {}).get("error_message")]
+                if failed and (version is not None or len(failed) == len(states)):
+                    raise BadRequest(
+                        f"{failed[0]['status']['error_message']}. It was not deployed; "
+                        "the endpoint serves what it served before"
+                    )
             time.sleep(0.1)
         raise ServingError(f"Version {version} did not load within {timeout:.0f} s")
+
+    def _listener_checked(self, record: dict[str, Any]) -> bool:
+        """Whether the process's port listens, as its owner's account (False: not yet);
+        ServingError when another account holds it."""
+        uids = listening_uids(record["port"])
+        if not uids:
+            return False
+        owner_uid = self.areas.uid_of(record["owner"]) if self.areas.separate else None
+        expected = owner_uid if owner_uid is not None else os.geteuid()
+        if uids != {expected}:
+            raise ServingError(
+                f"Port {record['port']} of a new copy of {record['name']} is held by another "
+                "account: not started (deploy again; another port is chosen)"
+            )
+        return True
 
     def keep_requests(self, owner: str, name: str, filename: str, data: bytes) -> None:
         files = self.areas.of(owner)  # as the owner: their file, in their area only
@@ -450,8 +467,12 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
     def owner_files(self, owner: str) -> Any:
         return self.areas.of(owner)  # as the owner: their account, their rights
 
+    def _endpoint_lock(self, key: str) -> threading.Lock:
+        with self._supervise_lock:
+            return self._endpoint_locks.setdefault(key, threading.Lock())
+
     def undeploy(self, owner: str, name: str) -> dict[str, Any]:
-        with self._lock:
+        with self._endpoint_lock(f"{owner}/{name}"), self._lock:
             records = self._records()
             record = records.pop(f"{owner}/{name}", None)
             if record is None:
@@ -560,18 +581,27 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
         known = {_identity(p) for r in records.values() for p in processes(r)}
         for ident in set(self._health) - known:  # processes gone: their checks too
             self._health.pop(ident, None)
+        self._crashed &= known
         return []
 
     def _supervise_in_turn(
         self, key: str, record: dict[str, Any], wanted: Callable[..., int]
     ) -> None:
+        lock = self._endpoint_lock(key)
+        if not lock.acquire(blocking=False):  # a deploy or undeploy of it is under way
+            with self._supervise_lock:
+                self._supervising.discard(key)
+            return
         try:
-            line = self._supervise_one(key, record, wanted)
+            with self._lock:  # as it is now that this endpoint's turn has come
+                record = self._records().get(key) or {}
+            line = self._supervise_one(key, record, wanted) if record else None
             if line:
                 log.info("%s", line)
         except Exception as e:  # one endpoint's trouble never stops the others'
             log.exception("Endpoint %s not supervised: %s", key, e)
         finally:
+            lock.release()
             with self._supervise_lock:
                 self._supervising.discard(key)
 
@@ -583,6 +613,7 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
     ) -> str | None:
         settings, procs = settings_of(record), processes(record)
         live = [p for p in procs if alive(p) and not self._hung(key, p)]
+        self._crash_loop(key, procs, live)
         count = len(procs)
         if settings["min"] < settings["max"]:
             count = wanted(record["owner"], record["name"], settings, len(live) or 1)
@@ -593,19 +624,20 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
         with self._lock:
             records = self._records()
             current = records.get(key)
-            if current is None or current.get("generation") != record.get("generation"):
-                self._terminate_all(new)  # undeployed or deployed again meanwhile
-                return None
-            now = [p for p in processes(current) if alive(p) and _identity(p) not in self._stuck]
+            changed = current is not None and current.get("generation") == record.get("generation")
+            now = [p for p in processes(current or {}) if alive(p)] if changed else []
+            now = [p for p in now if _identity(p) not in self._stuck]
             keep = now + new
             stop = keep[count:] if len(keep) > count else []
             keep = keep[: max(count, 1)] if keep else []
-            if not keep:  # nothing serves: the dead records stay, so it is restarted later
-                return None
-            records[key] = combined(keep, current)
-            self._save(records)
-        if new:
-            self._backoff.pop(key, None)
+            if changed and keep and (new or stop or len(now) < len(processes(current))):
+                records[key] = combined(keep, current)
+                self._save(records)
+        if not changed:
+            self._terminate_all(new)  # undeployed or deployed again meanwhile
+            return None
+        if not keep or not (new or stop or len(now) < len(processes(current))):
+            return None  # nothing serves (restarted later), or nothing changed
         self._terminate_later(stop)
         dead = len(processes(current)) - len(now)
         return (
@@ -614,6 +646,30 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
             + (f", {len(new)} started" if new else "")
             + (f", {len(stop)} stopped" if stop else "")
         )
+
+    def _crash_loop(self, key: str, procs: list[dict], live: list[dict]) -> None:
+        """Copies that died within CRASH_WINDOW seconds of their start count as failed
+        starts (the next start waits: 2 s doubling to 5 min); once every copy has lived
+        longer than that, the endpoint starts afresh."""
+        now = time.time()
+        for proc in procs:
+            ident = _identity(proc)
+            early = now - proc.get("created", 0) < CRASH_WINDOW
+            if proc not in live and early and ident not in self._crashed and not alive(proc):
+                self._crashed.add(ident)
+                failures, _ = self._backoff.get(key, (0, 0.0))
+                delay = min(300.0, 2.0 ** (failures + 1))
+                self._backoff[key] = (failures + 1, time.monotonic() + delay)
+                log.warning(
+                    "Endpoint %s: copy %s died %.0f s after its start; next start in %.0f s",
+                    key,
+                    proc["pid"],
+                    now - proc.get("created", now),
+                    delay,
+                )
+        settled = live and all(now - p.get("created", 0) > CRASH_WINDOW for p in live)
+        if settled and key in self._backoff and time.monotonic() > self._backoff[key][1]:
+            del self._backoff[key]
 
     def _hung(self, key: str, proc: dict[str, Any]) -> bool:
         """Whether a running copy stopped answering: its /healthz is asked every
@@ -714,6 +770,17 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
                 "retry in a few seconds (or redeploy it)"
             )
         return [(f"http://127.0.0.1:{p['port']}", _key_header(p)) for p in live]
+
+
+def _version_states(url: str, record: dict[str, Any]) -> list[dict[str, Any]]:
+    """The version states a server answers at ``url`` (none while it does not answer, or
+    answers something else)."""
+    try:
+        r = requests.get(url, headers=_key_header(record), timeout=5)
+        states = r.json().get("model_version_status") if r.status_code == 200 else None
+    except (requests.RequestException, ValueError, AttributeError):
+        return []
+    return [s for s in states if isinstance(s, dict)] if isinstance(states, list) else []
 
 
 def _identity(proc: dict[str, Any]) -> tuple[int, float]:

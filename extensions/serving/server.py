@@ -23,6 +23,7 @@ import hmac
 import json
 import logging
 import os
+import socket
 import sys
 import time
 from collections import defaultdict
@@ -32,7 +33,9 @@ from typing import Any
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.metrics_core import Metric
 from tornado import web
+from tornado.httpserver import HTTPServer
 from tornado.ioloop import PeriodicCallback
+from tornado.netutil import bind_sockets
 
 from .batching import Batcher
 from .codec import (
@@ -471,7 +474,10 @@ async def serve(
     config_file: str | None = None,
     config_poll: float = 0,
     metrics_path: str | None = None,
+    sockets: list | None = None,
 ) -> None:
+    """``sockets``: already bound (main binds the port before loading anything: nobody
+    else can take it while the model loads)."""
     if config_file:
         models = Models(repositories(read_model_config(config_file), {}))
     else:  # one model: the newest version plus the labels.json ones
@@ -482,7 +488,13 @@ async def serve(
     app = make_app(
         models, batcher=batcher, key=os.environ.pop(KEY_ENV, ""), metrics_path=metrics_path
     )
-    app.listen(port, host, max_body_size=64 * 1024 * 1024)
+    server = HTTPServer(app, max_body_size=64 * 1024 * 1024)
+    if sockets is None:
+        sockets = bind_sockets(port, host)
+    for sock in sockets:  # (reserved unlistening while the model loaded: refused till now)
+        sock.listen(128)
+        sock.setblocking(False)
+    server.add_sockets(sockets)
     log.info("Serving %s on http://%s:%d", ", ".join(sorted(models.repos)), host, port)
     # New versions and label changes are picked up without a restart.
     PeriodicCallback(
@@ -560,6 +572,22 @@ def parser() -> argparse.ArgumentParser:
     return p
 
 
+def reserve_port(port: int, host: str) -> socket.socket:
+    """A socket bound to ``port`` that does not listen yet: nobody else can bind the port
+    (no SO_REUSEADDR, which would let another such socket share it), and connections are
+    refused until ``serve`` listens, once the model answers."""
+    family, kind, proto, _, address = socket.getaddrinfo(
+        host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+    )[0]
+    sock = socket.socket(family, kind, proto)
+    try:
+        sock.bind(address)
+    except OSError:
+        sock.close()
+        raise
+    return sock
+
+
 def main(argv: list[str] | None = None) -> None:
     # A server only loads SavedModels (no Keras): TensorFlow's import of Keras 3 would add
     # ~1.3 s of CPU to each start; with this, TensorFlow imports no Keras until asked for.
@@ -596,6 +624,11 @@ def main(argv: list[str] | None = None) -> None:
     if args.model_base_path and not Path(args.model_base_path).is_dir():
         p.error(f"--model_base_path {args.model_base_path} is not a folder")
     poll = args.file_system_poll_wait_seconds or args.poll or 1.0
+    try:  # the port is ours from now on, before the seconds the model takes to load
+        sockets = [reserve_port(args.rest_api_port, args.host)]
+    except OSError as e:
+        print(f"hubforge-model-server: port {args.rest_api_port}: {e}", file=sys.stderr)
+        sys.exit(2)
     asyncio.run(
         serve(
             args.model_name,
@@ -608,6 +641,7 @@ def main(argv: list[str] | None = None) -> None:
             config_file=args.model_config_file,
             config_poll=args.model_config_file_poll_wait_seconds,
             metrics_path=metrics_path,
+            sockets=sockets,
         )
     )
 

@@ -108,3 +108,46 @@ def test_the_gateway_sends_each_call_to_the_least_busy_copy_and_takes_turns():
     finally:
         _IN_FLIGHT.clear()
     assert least_busy(copies[:1]) == copies[:1]
+
+
+def test_the_key_goes_only_to_a_port_its_owners_account_listens_on(tmp_path):
+    import os
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    from hubforge.processes import free_port, listening_uids
+    from hubforge.serving.errors import ServingError
+    from hubforge.serving.local import LocalEndpointBackend
+
+    backend = LocalEndpointBackend(tmp_path, tmp_path / "endpoints.json")
+    record = {"owner": "ann", "name": "ep", "port": free_port()}
+    assert listening_uids(record["port"]) == set()
+    assert backend._listener_checked(record) is False  # nothing listens yet: no key sent
+    with socket.socket() as mine:
+        mine.bind(("127.0.0.1", record["port"]))
+        mine.listen()
+        assert listening_uids(record["port"]) == {os.geteuid()}
+        assert backend._listener_checked(record) is True
+    if os.geteuid() != 0:
+        return  # (another account's listener needs root to make)
+    # another account took the port first: refused, and the key never sent to it
+    squat = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            "import os, socket, time; os.setuid(65534); s = socket.socket(); "
+            f"s.bind(('127.0.0.1', {record['port']})); s.listen(); time.sleep(30)",
+        ]
+    )
+    try:
+        deadline = time.monotonic() + 10
+        while not listening_uids(record["port"]):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        with pytest.raises(ServingError, match="is held by another account"):
+            backend._listener_checked(record)
+    finally:
+        squat.kill()
+        squat.wait()

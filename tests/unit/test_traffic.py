@@ -230,3 +230,57 @@ def test_the_service_reads_batch_sizes_from_the_endpoint_processes():
         scraper.close()
         server.shutdown()
         server.server_close()
+
+
+def test_a_metrics_page_that_lies_or_drips_is_not_counted_and_holds_up_nothing():
+    import math
+    import threading
+    import time
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+    import requests
+
+    from hubforge.serving import batch_sizes
+    from hubforge.serving.batch_sizes import fetch, read_batches
+
+    name = "hubforge_serving_batch_size"
+
+    def page(count: str, total: str) -> str:
+        return (
+            f'# TYPE {name} histogram\n{name}_bucket{{le="+Inf"}} 1.0\n'
+            f"{name}_count {count}\n{name}_sum {total}\n"
+        )
+
+    assert read_batches(page("3.0", "6.0")) == (3.0, 6.0)
+    for count, total in (("+Inf", "1.0"), ("2.0", "NaN"), ("-1.0", "2.0"), ("1e300", "1.0")):
+        assert read_batches(page(count, total)) is None, (count, total)
+    assert not math.isnan(3.0)
+
+    class Drip(BaseHTTPRequestHandler):
+        def do_GET(self) -> None:
+            self.send_response(200)
+            self.end_headers()
+            if self.path == "/huge":
+                self.wfile.write(b"#" * (batch_sizes.MAX_PAGE + 10))
+                return
+            for _ in range(20):  # a byte every half second: never a whole page in time
+                self.wfile.write(b"#")
+                self.wfile.flush()
+                time.sleep(0.5)
+
+        def log_message(self, *args) -> None:
+            pass
+
+    server = ThreadingHTTPServer(("127.0.0.1", 0), Drip)
+    server.daemon_threads = True
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    url = f"http://127.0.0.1:{server.server_port}"
+    try:
+        with requests.Session() as session:
+            started = time.monotonic()
+            assert fetch(session, url + "/drip", {}) is None
+            assert time.monotonic() - started < batch_sizes.DEADLINE + 1.5
+            assert fetch(session, url + "/huge", {}) is None
+    finally:
+        server.shutdown()
+        server.server_close()
