@@ -70,6 +70,11 @@ def steps():
            if line.strip().startswith("model_dir: ")][0]
   step(f"serve export-tflite {model} --quantize dynamic --samples cli-x.npy --output cli.tflite")
   facts["tflite_bytes"] = os.path.getsize("cli.tflite") if os.path.exists("cli.tflite") else 0
+  rng = np.random.default_rng(1)
+  np.savez("cli-opt.npz", x=rng.random((40, 4), dtype=np.float32), y=rng.integers(0, 2, 40))
+  step(f"serve optimize --job {job} --data cli-opt.npz --variants float,dynamic")
+  mobile = model + "-mobile"
+  facts["mobile"] = sorted(os.listdir(mobile)) if os.path.isdir(mobile) else []
   step("label create cli-proj datasets/cli-texts --labels yes,no --task text-classification")
   step("label progress cli-proj")
   step("label export cli-proj --format CSV --output exports/cli-proj.csv")
@@ -173,11 +178,14 @@ def test_cli_in_a_users_server(workbench, tmp_path):
     assert re.search(r"^quantization\s+dynamic$", out[13], re.M), out[13]
     assert "5 given samples" in out[13], out[13]  # compared on --samples, not random inputs
     assert facts["tflite_bytes"] > 0
-    assert "cli-proj: 3 added" in out[14], results[14]
-    assert out[15].startswith("0/3 labeled")
-    assert out[16].strip() == "exports/cli-proj.csv" and facts["exported"]
-    assert out[17].strip() == "Shared with: dora2"
-    assert out[18].splitlines()[0] == "Shared with: dora2"
+    # the job's model, made ready for phones in the user's server: kept beside it
+    assert {"float.tflite", "dynamic.tflite", "report.json"} <= set(facts["mobile"]), facts
+    assert re.search(r"^float\s.*\s(ok|chosen)\s*$", out[14], re.M), out[14]
+    assert "cli-proj: 3 added" in out[15], results[15]
+    assert out[16].startswith("0/3 labeled")
+    assert out[17].strip() == "exports/cli-proj.csv" and facts["exported"]
+    assert out[18].strip() == "Shared with: dora2"
+    assert out[19].splitlines()[0] == "Shared with: dora2"
     assert re.search(r"cli-proj\s+text-classification\s+0/3 labeled", listed.stdout)
     assert progress.stdout.startswith("0/3 labeled"), progress.stdout
     assert exported.stdout.strip() == str(team)
