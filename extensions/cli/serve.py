@@ -98,6 +98,8 @@ def _optimize(args: argparse.Namespace) -> None:
         epochs=args.epochs,
         output=args.output,
         progress=progress,
+        run="here" if args.here else "auto",
+        gpus=args.gpus,
     )
     print(report.table())
     print(f"report, plot and held-out data in {report.folder}")
@@ -263,6 +265,12 @@ def _optimize_parser(serve_sub: argparse._SubParsersAction) -> None:
     optimize.add_argument("--clusters", type=int, default=16, help="clustered: values (16)")
     optimize.add_argument("--epochs", type=int, default=2, help="fine-tuning epochs (2)")
     optimize.add_argument("--output", help="the folder (default: <model>-mobile beside it)")
+    optimize.add_argument(
+        "--here",
+        action="store_true",
+        help="run in this process (in a workbench it runs as a job by default)",
+    )
+    optimize.add_argument("--gpus", type=int, default=0, help="GPUs the job asks for (0)")
 
 
 def _serve_parser(sub: argparse._SubParsersAction) -> None:

@@ -321,6 +321,26 @@ class HubforgeService(Application):
 
         self.schedule_pass = PeriodicCallback(_in_turn(schedules_and_watched_jobs), 1000)
 
+        self._endpoint_passes()
+        # the sampled calls of endpoints with a baseline, against it, every minute
+        self.drift_check = PeriodicCallback(
+            _in_turn(lambda: self.request_log.check_drift(self._drift_alert)),
+            workbench.drift_check_interval * 1000,
+        )
+        # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
+        # Workloads' (read in a thread: an API call)
+        kueue = getattr(jobs, "gpus_waiting", None)
+        wanted = (lambda: asyncio.to_thread(kueue)) if kueue else self.queue.gpus_wanted
+        self.culler = IdleCuller.from_workbench(
+            workbench, hub_api, token, self.log, gpus_wanted=wanted
+        )
+        self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
+        sync = UserSync(workbench.passwords_file, hub_api, token, self.log)
+        self.user_sync = PeriodicCallback(sync.tick, USER_SYNC_INTERVAL * 1000)
+
+    def _endpoint_passes(self) -> None:
+        """Endpoints' periodic work: rollouts, copies, traffic and batch sizes."""
+
         # canary rollouts judged every second: stepped up, promoted or rolled back
         def rollouts() -> None:
             self.rollouts.run_pass(self.traffic.version_stats, self._rollout_ended)
@@ -352,21 +372,6 @@ class HubforgeService(Application):
         self.batch_pass = PeriodicCallback(
             _in_turn(lambda: self.batch_sizes.run_pass(self.endpoints)), TRAFFIC_BIN * 1000
         )
-        # the sampled calls of endpoints with a baseline, against it, every minute
-        self.drift_check = PeriodicCallback(
-            _in_turn(lambda: self.request_log.check_drift(self._drift_alert)),
-            workbench.drift_check_interval * 1000,
-        )
-        # GPUs that waiting work asks for: the local queue's, or on Kubernetes Kueue's pending
-        # Workloads' (read in a thread: an API call)
-        kueue = getattr(jobs, "gpus_waiting", None)
-        wanted = (lambda: asyncio.to_thread(kueue)) if kueue else self.queue.gpus_wanted
-        self.culler = IdleCuller.from_workbench(
-            workbench, hub_api, token, self.log, gpus_wanted=wanted
-        )
-        self.cull = PeriodicCallback(self.culler.cull_safely, workbench.cull_interval * 1000)
-        sync = UserSync(workbench.passwords_file, hub_api, token, self.log)
-        self.user_sync = PeriodicCallback(sync.tick, USER_SYNC_INTERVAL * 1000)
 
     @staticmethod
     def _label_studio_accounts(workbench: Workbench) -> label_studio.Accounts | None:

@@ -34,6 +34,7 @@ import numpy as np
 
 from ..atomic import write_json
 from .errors import BadRequest
+from .mobile_job import in_workbench, optimize_as_job
 from .mobile_report import OptimizationReport, Variant
 from .mobile_snippets import write_python
 from .tflite import SIGNATURE, resolve_model_dir
@@ -342,13 +343,53 @@ def optimize(
     normalization: dict[str, Any] | None = None,
     output: str | os.PathLike | None = None,
     progress: Any = None,
+    run: str = "auto",
+    gpus: int = 0,
+    timeout: float | None = None,
 ) -> OptimizationReport:
     """Build, measure and compare ``variants`` of a trained Keras model (a finished job,
     its exported folder, or the model); see the module. ``class_names`` and
     ``normalization`` ({"mean": m, "std": s} applied to inputs before the model) go into the
-    snippets; ``progress(step, total, what)`` is told as each variant is done."""
+    snippets; ``progress(step, total, what)`` is told as each variant is done.
+
+    ``run="job"``: as a Hubforge job (the workbench's queue, ``gpus`` GPUs, as you; its log
+    shows each variant; ``report.job`` names it; its folder ``<job>/mobile/``), waiting up
+    to ``timeout`` seconds for it; ``"here"``: in this process; ``"auto"``: a job in a
+    workbench when no ``output`` is given, else here."""
     wanted = check_variants(variants)
     settings = _settings(max_accuracy_loss, min_agreement, sparsity, clusters, epochs, batch_size)
+    if run not in ("auto", "here", "job"):
+        raise BadRequest(f"run={run!r}: 'job' (a Hubforge job), 'here' or 'auto'")
+    if run == "job" or (run == "auto" and output is None and in_workbench()):
+        asked = {"variants": wanted, **settings, "validation_split": validation_split}
+        asked |= {"runs": runs, "class_names": class_names, "normalization": normalization}
+        return optimize_as_job(source, data, asked, gpus, timeout)
+    return _optimize_here(
+        source,
+        wanted,
+        data,
+        settings,
+        validation_split,
+        runs,
+        output,
+        progress,
+        {"class_names": class_names, "normalization": normalization},
+    )
+
+
+def _optimize_here(
+    source: Any,
+    wanted: list[str],
+    data: Any,
+    settings: dict[str, Any],
+    validation_split: float,
+    runs: int,
+    output: Any,
+    progress: Any,
+    snippet: dict[str, Any],
+) -> OptimizationReport:
+    """optimize in this process (``snippet``: class_names and normalization)."""
+    class_names, normalization = snippet["class_names"], snippet["normalization"]
     path, model = _source(source)
     x, y = load_data(data, tuple(model.input_shape[1:]))
     train, test = _split(x, y, validation_split)

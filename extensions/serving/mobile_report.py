@@ -45,6 +45,7 @@ class OptimizationReport:
     samples: int
     class_names: list[str] | None = None
     normalization: dict[str, Any] | None = None
+    job: str | None = None  # the job that built them (run="job")
     chosen: Variant | None = field(default=None, init=False)
 
     def __post_init__(self) -> None:

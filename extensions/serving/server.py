@@ -448,17 +448,17 @@ def make_app(
 
 
 def repositories(specs: list[ModelSpec], old: dict[str, ModelRepository]) -> dict[str, Any]:
-    """One repository per model; unchanged models keep theirs (and their loaded versions)."""
+    """One repository per model; a model still read from the same folder keeps its own (and
+    its loaded versions): a new version policy or new labels take effect at its next
+    refresh, which loads what is now wanted before it drops what is not (as TF Serving keeps
+    serving the versions a reloaded config still names: no moment without a version)."""
     repos = {}
     for spec in specs:
         repo = old.get(spec.name)
-        if (
-            repo is None
-            or str(repo.base_path) != spec.base_path
-            or repo.policy != spec.policy
-            or repo.fixed_labels != spec.labels
-        ):
+        if repo is None or str(repo.base_path) != spec.base_path:
             repo = ModelRepository(spec.name, spec.base_path, spec.policy, spec.labels)
+        else:
+            repo.policy, repo.fixed_labels = spec.policy, spec.labels
         repos[spec.name] = repo
     return repos
 

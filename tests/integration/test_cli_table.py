@@ -72,9 +72,11 @@ def steps():
   facts["tflite_bytes"] = os.path.getsize("cli.tflite") if os.path.exists("cli.tflite") else 0
   rng = np.random.default_rng(1)
   np.savez("cli-opt.npz", x=rng.random((40, 4), dtype=np.float32), y=rng.integers(0, 2, 40))
-  step(f"serve optimize --job {job} --data cli-opt.npz --variants float,dynamic")
-  mobile = model + "-mobile"
-  facts["mobile"] = sorted(os.listdir(mobile)) if os.path.isdir(mobile) else []
+  opt = step(f"serve optimize --job {job} --data cli-opt.npz --variants float,dynamic --gpus 1")
+  said = "report, plot and held-out data in "
+  mobile = [line[len(said):] for line in opt["out"].splitlines() if line.startswith(said)]
+  facts["mobile_dir"] = mobile[0] if mobile else ""
+  facts["mobile"] = sorted(os.listdir(mobile[0])) if mobile else []
   step("label create cli-proj datasets/cli-texts --labels yes,no --task text-classification")
   step("label progress cli-proj")
   step("label export cli-proj --format CSV --output exports/cli-proj.csv")
@@ -178,8 +180,10 @@ def test_cli_in_a_users_server(workbench, tmp_path):
     assert re.search(r"^quantization\s+dynamic$", out[13], re.M), out[13]
     assert "5 given samples" in out[13], out[13]  # compared on --samples, not random inputs
     assert facts["tflite_bytes"] > 0
-    # the job's model, made ready for phones in the user's server: kept beside it
+    # the job's model made ready for phones, from the user's server: by a job of its own
     assert {"float.tflite", "dynamic.tflite", "report.json"} <= set(facts["mobile"]), facts
+    assert re.search(r"/users/cali/jobs/optimize-model-[^/]+/mobile$", facts["mobile_dir"])
+    assert "Optimizing for phones as job optimize-model-" in out[14], out[14]
     assert re.search(r"^float\s.*\s(ok|chosen)\s*$", out[14], re.M), out[14]
     assert "cli-proj: 3 added" in out[15], results[15]
     assert out[16].startswith("0/3 labeled")

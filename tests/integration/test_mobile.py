@@ -66,7 +66,8 @@ def test_the_digits_model_pruned_and_int8_is_four_times_smaller_within_a_point(t
     cli = cli_record.run(
         ["serve", "optimize", str(tmp_path / "model"), "--data", str(tmp_path / "digits")]
         + ["--variants", variants, "--sparsity", "0.5", "--epochs", "2"]
-        + ["--max-accuracy-loss", "1", "--clusters", "8", "--output", str(tmp_path / "out")],
+        + ["--max-accuracy-loss", "1", "--clusters", "8", "--output", str(tmp_path / "out")]
+        + ["--here"],
         env=ENV,
         capture_output=True,
         text=True,
@@ -195,7 +196,7 @@ def test_clustered_and_qat_pass_parity_and_a_variant_over_budget_is_not_chosen(t
     assert saved["chosen"] == report.chosen.name
 
 
-def test_bad_input_says_what_to_give(tmp_path):
+def test_bad_input_says_what_to_give(tmp_path, monkeypatch):
     from tests.models import VARIANT
 
     _run(VARIANT, str(tmp_path / "module"), "1", "good")  # a tf.Module, not Keras
@@ -216,7 +217,12 @@ def test_bad_input_says_what_to_give(tmp_path):
         ({"data": str(tmp_path / "nowhere")}, "no such folder or .npz file"),
         ({"data": (np.zeros((30, 4)), np.zeros(30)), "sparsity": 1.5}, "sparsity=1.5"),
         ({"data": (np.zeros((30, 4)), np.zeros(30))}, "give output=FOLDER"),
+        ({"data": (np.zeros((30, 4)), np.zeros(30)), "run": "later"}, "run='later': 'job'"),
     ):
         with pytest.raises(serving.BadRequest) as e:
             serving.optimize(model, **kwargs)
         assert says in str(e.value), (kwargs, str(e.value))
+    # a job needs a workbench (a user's server)
+    monkeypatch.delenv("HUBFORGE_USER_AREA", raising=False)
+    with pytest.raises(serving.BadRequest, match="run='job' needs a workbench"):
+        serving.optimize(model, data=(np.zeros((30, 4)), np.zeros(30)), run="job")
