@@ -11,8 +11,8 @@ PYTHON ?= $(or $(wildcard /usr/bin/python3.11),python3)
 # the clone, not editable (reinstalled when its sources change): every user's server, job and
 # endpoint runs from it, so users are kept apart by default. Elsewhere: .venv in the clone.
 CLOSED_CLONE := $(shell [ "$$(id -u)" = 0 ] && $(PYTHON) -c 'import os, stat, sys; p = os.path.realpath(sys.argv[1]).split("/"); print(any(not os.stat("/".join(p[:i]) or "/").st_mode & stat.S_IXOTH for i in range(1, len(p) + 1)))' "$(CURDIR)")
-# The proxy (node_modules) and Label Studio's venv sit beside the venv (RUNTIME): Hubforge finds
-# them next to the environment it runs in.
+# The proxy (node_modules) and the venvs of Label Studio and tflite-support sit beside the venv
+# (RUNTIME): Hubforge finds them next to the environment it runs in.
 ifeq ($(CLOSED_CLONE),True)
 RUNTIME := /opt/hubforge
 VENV   ?= /opt/hubforge/venv
@@ -22,6 +22,7 @@ RUNTIME := .
 VENV   ?= .venv
 endif
 LS_VENV := $(RUNTIME)/.venvs/label-studio
+TFS_VENV := $(RUNTIME)/.venvs/tflite-support
 PY     := $(VENV)/bin/python
 STAMPS := .stamps
 ARGS   ?=
@@ -54,7 +55,7 @@ up: setup
 down:
 	$(VENV)/bin/hubforge down $(ARGS)
 
-setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/label-studio-template $(STAMPS)/labextension $(STAMPS)/installed
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/label-studio-template $(STAMPS)/labextension $(STAMPS)/installed $(STAMPS)/tflite-support
 
 # Set-up prints one line per step; what the tools print goes to .stamps/<step>.log, shown only
 # when the step fails. pip's warnings (-qq) are left out too: on some machines its own
@@ -133,6 +134,17 @@ $(STAMPS)/label-studio:
 $(STAMPS)/label-studio-template: $(STAMPS)/label-studio
 	@echo "Setting up: Label Studio's database (migrated once; about a minute)"
 	@$(LS_VENV)/bin/python extensions/labeling/ls_main.py template $(QUIETLY)
+	@touch $@
+
+# TFLite's metadata writer (labels and normalisation written into optimize's .tflite files)
+# gets its own virtual environment: tflite-support needs protobuf<4, TensorFlow a newer one.
+TFLITE_SUPPORT_VERSION ?= 0.4.4
+$(STAMPS)/tflite-support:
+	@mkdir -p $(STAMPS)
+	@echo "Setting up: TFLite's metadata writer (tflite-support $(TFLITE_SUPPORT_VERSION)) in its own environment"
+	@$(PYTHON) -m venv $(TFS_VENV) $(QUIETLY)
+	@$(TFS_VENV)/bin/python -m pip install $(PIP_QUIET) --upgrade pip $(QUIETLY)
+	@$(TFS_VENV)/bin/python -m pip install $(PIP_QUIET) tflite-support==$(TFLITE_SUPPORT_VERSION) $(QUIETLY)
 	@touch $@
 
 setup-test: setup $(STAMPS)/test-python $(STAMPS)/chromium $(STAMPS)/helm $(STAMPS)/triton

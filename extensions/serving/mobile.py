@@ -389,7 +389,7 @@ def _optimize_here(
     snippet: dict[str, Any],
 ) -> OptimizationReport:
     """optimize in this process (``snippet``: class_names and normalization)."""
-    class_names, normalization = snippet["class_names"], snippet["normalization"]
+    snippet = {**snippet, "class_names": snippet["class_names"] or _folder_classes(data)}
     path, model = _source(source)
     x, y = load_data(data, tuple(model.input_shape[1:]))
     train, test = _split(x, y, validation_split)
@@ -427,16 +427,46 @@ def _optimize_here(
         settings=settings,
         folder=str(folder),
         signature=signature,
-        class_names=class_names,
-        normalization=normalization,
         samples=len(test[0]),
+        **snippet,
+        metadata=_metadata(built, context, snippet, path or model),
     )
     write_json(folder / "report.json", report.to_dict(), mode=0o644)
     np.savez(folder / "held-out.npz", x=test[0], y=test[1])  # what it was measured on
     report.plot(folder / "accuracy-vs-size.png")
     if report.chosen is not None:
-        write_python(report.chosen, signature, class_names, normalization)
+        write_python(report.chosen, signature, report.class_names, report.normalization)
     return report
+
+
+def _folder_classes(data: Any) -> list[str] | None:
+    """The class names of a folder of class folders (in the order that labels them), or
+    None for other data."""
+    if not isinstance(data, str | os.PathLike) or not Path(data).is_dir():
+        return None
+    found = sorted(p.name for p in Path(data).iterdir() if p.is_dir())
+    return [name for name in found if not name.startswith(".")] or None
+
+
+def _metadata(built: list[Variant], c: dict[str, Any], snippet: dict, source: Any) -> dict:
+    """TFLite metadata (the class names, the normalisation) written into every variant's
+    file, or why not (serving.tflite_metadata; measured and parity-checked before, the
+    files answer the same with it)."""
+    from .tflite_metadata import write_metadata
+
+    ((_, shape),) = c["signature"]["inputs"].items()
+    if isinstance(source, Path):  # a SavedModel's version folder, or the model's own
+        name = source.parent.name if source.name.isdigit() else source.name
+    else:
+        name = str(getattr(source, "name", "") or "model")
+    return write_metadata(
+        [Path(v.path) for v in built],
+        name=name,
+        description=f"{name}, optimized for phones by Hubforge (serving.optimize)",
+        class_names=snippet["class_names"],
+        normalization=snippet["normalization"],
+        input_kind="image" if len(shape) == 3 and shape[-1] in (1, 3) else "tensor",
+    )
 
 
 def _settings(

@@ -47,6 +47,7 @@ class OptimizationReport:
     normalization: dict[str, Any] | None = None
     job: str | None = None  # the job that built them (run="job")
     chosen: Variant | None = field(default=None, init=False)
+    metadata: dict[str, Any] = field(default_factory=dict)  # written into the files (labels...)
 
     def __post_init__(self) -> None:
         eligible = [v for v in self.variants if v.eligible]

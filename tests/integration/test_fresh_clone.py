@@ -33,7 +33,15 @@ pytestmark = [
 ]
 
 SETUP_LINES = [r"Setting up: .*"]
-STEPS = ("venv", "python", "node", "label-studio", "label-studio-template", "labextension")
+STEPS = (
+    "venv",
+    "python",
+    "node",
+    "label-studio",
+    "label-studio-template",
+    "labextension",
+    "tflite-support",
+)
 
 
 @pytest.mark.timeout(1800)

@@ -124,9 +124,11 @@ def _plans(base: Path) -> None:
     build = planned.index("/opt/hubforge/venv/bin/jlpm run build:lib")
     copy = planned.index("/opt/hubforge/venv/bin/python -m pip install --quiet --quiet --no-deps .")
     assert build < copy and "../../" not in planned
-    # the proxy and Label Studio beside it, where Hubforge looks for them (sys.prefix/..)
+    # the proxy, Label Studio and tflite-support beside it, where Hubforge looks for them
+    # (sys.prefix/..)
     assert "npm ci --prefix /opt/hubforge " in planned
     assert "-m venv /opt/hubforge/.venvs/label-studio" in planned
+    assert "-m venv /opt/hubforge/.venvs/tflite-support" in planned
     closed.chmod(0o755)
     planned = plan(clone)
     assert "-m venv .venv" in planned and "pip install --quiet --quiet -e ." in planned

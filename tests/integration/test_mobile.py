@@ -11,12 +11,15 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
 from PIL import Image
 
 from hubforge import serving
+from hubforge.serving import tflite_metadata
+from hubforge.serving.tflite_metadata import read_metadata
 from tests import cli_record
 from tests.models import _run
 
@@ -86,6 +89,17 @@ def test_the_digits_model_pruned_and_int8_is_four_times_smaller_within_a_point(t
     for v in report.variants:  # measured as on a phone's CPU
         assert v.latency_ms > 0 and v.latency_ms_all_threads > 0 and v.peak_memory_bytes > 0
     assert (tmp_path / "out" / "accuracy-vs-size.png").stat().st_size > 1000
+    # every file carries TFLite metadata: the class folders' names as its labels, and the
+    # inputs as the model takes them (no normalisation given: mean 0, std 1), RGB images
+    assert report.metadata["files"] == {v.path: True for v in report.variants}, report.metadata
+    assert report.class_names == [f"class-{i}" for i in range(5)]
+    found = read_metadata(report.chosen.path)
+    assert found["files"] == {"labels.txt": "".join(f"class-{i}\n" for i in range(5))}
+    assert found["metadata"]["name"] == "model"
+    (image,) = found["metadata"]["subgraph_metadata"][0]["input_tensor_metadata"]
+    assert image["process_units"][0]["options"] == {"mean": [0.0], "std": [1.0]}
+    assert image["content"]["content_properties"]["color_space"] == "RGB"
+    assert "already in the model's range" in image["description"]
 
     # the Python snippet, as the user gets it, on the held-out data: the report's accuracy
     run = subprocess.run(
@@ -132,7 +146,9 @@ def generated_images(n: int, seed: int = 0):
     return x, y
 
 
-def test_clustered_and_qat_pass_parity_and_a_variant_over_budget_is_not_chosen(tmp_path):
+def test_clustered_and_qat_pass_parity_and_a_variant_over_budget_is_not_chosen(
+    tmp_path, monkeypatch
+):
     import tf_keras
 
     x, y = generated_images(600)
@@ -147,7 +163,14 @@ def test_clustered_and_qat_pass_parity_and_a_variant_over_budget_is_not_chosen(t
     )
     model.compile("adam", "sparse_categorical_crossentropy", metrics=["accuracy"])
     model.fit(x, y, epochs=10, batch_size=32, verbose=0)
-    steps = []
+    steps, before = [], {}
+    write_metadata = tflite_metadata.write_metadata
+
+    def keeping(files, **asked):  # the files as measured, before their metadata
+        before.update({str(f): f.read_bytes() for f in files})
+        return write_metadata(files, **asked)
+
+    monkeypatch.setattr(tflite_metadata, "write_metadata", keeping)
     report = serving.optimize(
         model,
         variants=["float", "clustered", "qat", "pruned"],
@@ -194,6 +217,31 @@ def test_clustered_and_qat_pass_parity_and_a_variant_over_budget_is_not_chosen(t
     assert run.stdout.strip() == f"accuracy {report.chosen.accuracy:.2f}"
     saved = json.loads((tmp_path / "out" / "report.json").read_text())
     assert saved["chosen"] == report.chosen.name
+
+    # the class names and the normalisation are in the files (TFLite metadata), and the
+    # files answer exactly as they did when measured
+    assert saved["metadata"]["files"] == {v.path: True for v in report.variants}
+    found = read_metadata(report.chosen.path)
+    assert found["files"] == {"labels.txt": "across\ndown\ndiagonal\n"}
+    graph = found["metadata"]["subgraph_metadata"][0]
+    (image,), (scores,) = graph["input_tensor_metadata"], graph["output_tensor_metadata"]
+    assert image["process_units"][0]["options"] == {"mean": [0.5], "std": [2.0]}
+    assert image["content"]["content_properties"]["color_space"] == "GRAYSCALE"
+    assert scores["associated_files"][0]["type"] == "TENSOR_AXIS_LABELS"
+    assert sorted(before) == sorted(v.path for v in report.variants)
+    for path, content in before.items():
+        assert Path(path).read_bytes() != content
+        assert np.array_equal(_answers(content, held["x"]), _answers(path, held["x"])), path
+
+
+def _answers(model, x):
+    """What LiteRT's interpreter answers for each row of x (a file's bytes or its path)."""
+    from ai_edge_litert.interpreter import Interpreter
+
+    given = {"model_content": model} if isinstance(model, bytes) else {"model_path": model}
+    runner = Interpreter(**given).get_signature_runner("serving_default")
+    (name,) = runner.get_input_details()
+    return np.concatenate([next(iter(runner(**{name: row[None]}).values())) for row in x])
 
 
 def test_bad_input_says_what_to_give(tmp_path, monkeypatch):
