@@ -130,6 +130,7 @@ class HubforgeExtension(ExtensionApp):
         from .automl.handlers import routes as automl_routes
         from .jobs.extension_handlers import routes as job_routes
         from .schedules.extension_handlers import routes as schedule_routes
+        from .serving.mobile_handlers import routes as mobile_routes
         from .sidebar_handlers import routes as sidebar_routes
         from .tensorboard.handlers import Lifecycle
         from .tensorboard.handlers import routes as tensorboard_routes
@@ -143,6 +144,7 @@ class HubforgeExtension(ExtensionApp):
         self.handlers.extend(sidebar_routes(prefix))
         self.handlers.extend(automl_routes(prefix))
         self.handlers.extend(schedule_routes(prefix))
+        self.handlers.extend(mobile_routes(prefix))
         self.handlers.append(("/hubforge/labeling/open", LabelStudioOpenHandler))
         self.tensorboards = Lifecycle(self.tensorboard_idle_timeout, self.log)
 

@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 PROGRESS_FILE = "progress.jsonl"
+TRAINING_DATA = "training-data.npz"  # save_training_data: what optimize fine-tunes with
 
 
 def tf_config() -> dict[str, Any]:
@@ -182,6 +183,34 @@ def _per_task(path: Path) -> Path:
 
 
 _reports = 0  # report() calls in this process: each one's scalars go at the next step
+
+
+def save_training_data(x: Any, y: Any) -> str | None:
+    """Keep the job's training data with its model (``<job>/training-data.npz``, written
+    by the chief, atomically): ``hubforge.serving.optimize(job)`` and the sidebar's
+    "Optimize for mobile" fine-tune and measure with it when no other data is named. Returns
+    the path (None on other workers); in a kernel, the scratch job folder's."""
+    import numpy as np
+
+    x, y = np.asarray(x), np.asarray(y)
+    if x.ndim < 2 or y.ndim < 1 or len(x) != len(y) or not len(x):
+        raise ValueError(
+            f"save_training_data(x, y): as many inputs as labels, at least one (got x shaped "
+            f"{list(x.shape)}, y shaped {list(y.shape)})"
+        )
+    if not is_chief():
+        return None
+    path = job_dir() / TRAINING_DATA
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".training-data-", suffix=".npz", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            np.savez(f, x=x.astype("float32"), y=y)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return str(path)
 
 
 def report(**metrics: float) -> None:

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import quote, unquote
 
-from traitlets import Bool, Integer, List, TraitError, Unicode, default, validate
+from traitlets import Bool, Float, Integer, List, TraitError, Unicode, default, validate
 from traitlets.config import Config, Configurable, JSONFileConfigLoader, PyFileConfigLoader
 
 from .profiles import ProfileError, default_profiles, validate_profiles
@@ -472,6 +472,27 @@ class Workbench(Configurable):
         help="Seconds a scaled local endpoint (replicas min < max) must have needed fewer "
         "copies before one is stopped (a short lull keeps them).",
     )
+
+    endpoint_health_interval = Float(
+        5.0,
+        config=True,
+        help="Seconds between health checks (/healthz) of each copy of a local endpoint; a "
+        "copy that fails 3 in a row is stopped and replaced.",
+    )
+
+    endpoint_scale_up_window = Float(
+        10.0,
+        config=True,
+        help="Seconds of calls in flight a scaled local endpoint averages before it adds "
+        "copies (a burst shorter than this adds none).",
+    )
+
+    @validate("endpoint_health_interval", "endpoint_scale_up_window")
+    def _check_endpoint_seconds(self, proposal: Any) -> float:
+        name, value = proposal["trait"].name, proposal["value"]
+        if not 0.5 <= value <= 3600:
+            raise TraitError(f"Workbench.{name}={value!r}: from 0.5 to 3600 seconds")
+        return value
 
     @validate("max_endpoint_replicas", "endpoint_scale_down_delay")
     def _check_replicas(self, proposal: Any) -> int:

@@ -78,6 +78,8 @@ SESSION_CONFIG = (
     "c.Workbench.max_endpoints_per_user = 2\n"
     "c.Workbench.drift_check_interval = 2\n"  # (a minute by default)
     "c.Workbench.endpoint_scale_down_delay = 4\n"  # (a minute by default)
+    "c.Workbench.endpoint_scale_up_window = 4\n"  # (10 s by default)
+    "c.Workbench.endpoint_health_interval = 1\n"  # (5 s by default)
     # the schedules' clock, which tests move on (service folder/schedule-clock)
     "c.Workbench.schedule_clock_file = 'schedule-clock'\n"
     f"c.Notifications.smtp_host = '127.0.0.1'\nc.Notifications.smtp_port = {SMTP_PORT}\n"

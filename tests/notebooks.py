@@ -23,6 +23,7 @@ slow = tf.keras.callbacks.LambdaCallback(on_train_batch_end=lambda b, logs: time
 model.fit(ds, epochs=epochs, steps_per_epoch=steps,
           callbacks=[*distribute.callbacks(), slow], verbose=2)
 model.save(distribute.export_dir())
+distribute.save_training_data(x, y)  # what "Optimize for mobile" fine-tunes with
 """
 
 

@@ -3,6 +3,7 @@ mobile with a size/accuracy report. Every button has a Python method (tests, scr
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import os
@@ -14,6 +15,7 @@ from typing import Any
 import ipywidgets as w
 
 from hubforge import serving
+from hubforge.serving.mobile import DEFAULT_VARIANTS, VARIANTS
 
 from .copy import CopyField
 
@@ -52,10 +54,21 @@ class DeployWidget(w.VBox):
         )
         self.export_button = w.Button(description="Export to mobile", icon="mobile")
         self.export_result = w.HTML()
+        self.variants = w.SelectMultiple(
+            options=VARIANTS, value=DEFAULT_VARIANTS, description="Variants", rows=4
+        )
+        self.data = w.Text(
+            description="Data",
+            placeholder="the job's training data, or data.npz / a folder of class folders",
+        )
+        self.optimize_button = w.Button(description="Optimize for mobile", icon="compress")
+        self.optimize_result = w.HTML()
+        self.optimization: serving.OptimizationReport | None = None
         self.deploy_button.on_click(lambda _: self._in_thread(self.deploy))
         self.undeploy_button.on_click(lambda _: self.undeploy())
         self.send_button.on_click(lambda _: self.try_it())
         self.export_button.on_click(lambda _: self._in_thread(self.export))
+        self.optimize_button.on_click(lambda _: self._in_thread(self.optimize))
         super().__init__(
             [
                 w.HBox([self.name, self.batch, self.deploy_button, self.undeploy_button]),
@@ -68,6 +81,8 @@ class DeployWidget(w.VBox):
                 w.HTML("<b>Mobile (TFLite)</b>"),
                 w.HBox([self.quantize, self.export_button]),
                 self.export_result,
+                w.HBox([self.variants, w.VBox([self.data, self.optimize_button])]),
+                self.optimize_result,
             ]
         )
         self.add_class("hubforge-deploy")
@@ -167,12 +182,45 @@ class DeployWidget(w.VBox):
         self.export_result.value = self.report._repr_html_()
         return self.report
 
+    def optimize(
+        self, variants: list[str] | None = None, data: Any = None
+    ) -> serving.OptimizationReport | None:
+        """Build and compare variants for phones (serving.optimize; in a workbench, as a job
+        of yours) and show the report's table and plot."""
+        variants = list(variants or self.variants.value)
+        data = data if data is not None else (self.data.value.strip() or None)
+        self.optimize_button.disabled = True
+        self.optimize_result.value = (
+            f"Optimizing ({html.escape(', '.join(variants))})… in a workbench this runs as a "
+            "job of yours: the Hubforge panel's <i>For phones</i> section shows its progress."
+        )
+        try:
+            report = serving.optimize(self.source, variants=variants, data=data)
+        except serving.ServingError as e:
+            self.optimize_result.value = ERROR.format(html.escape(str(e)))
+            return None
+        finally:
+            self.optimize_button.disabled = False
+        self.optimization = report
+        self.optimize_result.value = report._repr_html_() + _png(
+            Path(report.folder) / "accuracy-vs-size.png"
+        )
+        return report
+
     def undeploy(self) -> None:
         if self.endpoint is not None:
             self.endpoint.undeploy()
         self.status.value = f"<b>{html.escape(self.name.value)}</b>: undeployed"
         self.send_button.disabled = self.undeploy_button.disabled = True
         self.progress.value = 0
+
+
+def _png(path: Path) -> str:
+    try:
+        data = base64.b64encode(path.read_bytes()).decode()
+    except OSError:
+        return ""
+    return f'<img class="hubforge-mobile-plot" src="data:image/png;base64,{data}" width="420">'
 
 
 def deploy(model_or_job: Any, name: str | None = None) -> DeployWidget:

@@ -251,7 +251,9 @@ def _optimize_parser(serve_sub: argparse._SubParsersAction) -> None:
     optimize.add_argument("model_dir", nargs="?", help="the exported SavedModel (Keras)")
     optimize.add_argument("--job", help="the model this finished training job exported")
     optimize.add_argument(
-        "--data", required=True, help="an .npz with arrays x and y, or a folder of class folders"
+        "--data",
+        help="an .npz with arrays x and y, or a folder of class folders (default, for --job: "
+        "the training data the job kept with distribute.save_training_data)",
     )
     optimize.add_argument(
         "--variants",

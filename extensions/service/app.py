@@ -149,7 +149,10 @@ class HubforgeService(Application):
         self.rollouts = Rollouts(workbench.service_dir / "rollouts")
         self.batch_sizes = BatchSizes(self.traffic)
         self._following: dict[tuple[str, str], tuple[int, float]] = {}  # (tries, next)
-        self.concurrency = Concurrency(down_window=workbench.endpoint_scale_down_delay)
+        self.concurrency = Concurrency(
+            up_window=workbench.endpoint_scale_up_window,
+            down_window=workbench.endpoint_scale_down_delay,
+        )
         self.request_log = RequestLog(
             workbench.service_dir / "request-logs", self.endpoints.keep_requests
         )

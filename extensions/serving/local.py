@@ -71,9 +71,11 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
         state_file: str | Path,
         areas: Areas | None = None,
         max_replicas: int = 4,
+        health_every: float = HEALTH_EVERY,
     ):
         self.data_root = Path(data_root)
         self.max_replicas = max_replicas
+        self.health_every = health_every
         # copies that failed to start: (failures, next try) per endpoint, so a broken
         # model is not started again every second
         self._backoff: dict[str, tuple[int, float]] = {}
@@ -98,6 +100,7 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
             workbench.service_dir / "endpoints.json",
             areas=Areas(workbench.shared_data, workbench),
             max_replicas=workbench.max_endpoint_replicas,
+            health_every=workbench.endpoint_health_interval,
         )
 
     # -- the owners' side ------------------------------------------------------------------
@@ -673,14 +676,15 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
 
     def _hung(self, key: str, proc: dict[str, Any]) -> bool:
         """Whether a running copy stopped answering: its /healthz is asked every
-        HEALTH_EVERY seconds, and HEALTH_STRIKES failures in a row (timeouts of
-        HEALTH_TIMEOUT) get it stopped (its calls are sent to another copy) and replaced."""
+        ``health_every`` seconds (Workbench.endpoint_health_interval), and HEALTH_STRIKES
+        failures in a row (timeouts of HEALTH_TIMEOUT) get it stopped (its calls are sent to
+        another copy) and replaced."""
         ident = _identity(proc)
         if ident in self._stuck:
             return True
         strikes, last = self._health.get(ident, (0, 0.0))
         now = time.monotonic()
-        if now - last < HEALTH_EVERY:
+        if now - last < self.health_every:
             return False
         try:
             url = f"http://127.0.0.1:{proc['port']}/healthz"

@@ -34,8 +34,9 @@ import numpy as np
 
 from ..atomic import write_json
 from .errors import BadRequest
-from .mobile_job import in_workbench, optimize_as_job
+from .mobile_job import in_workbench, optimize_as_job, training_data_of
 from .mobile_report import OptimizationReport, Variant
+from .mobile_resume import done_before, fit_callbacks, keep, resumable
 from .mobile_snippets import write_python
 from .tflite import SIGNATURE, resolve_model_dir
 
@@ -65,14 +66,19 @@ def check_variants(variants: Any) -> list[str]:
     return list(dict.fromkeys(variants))
 
 
-def load_data(data: Any, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
-    """``(x, y)`` arrays, a ``tf.data.Dataset`` of ``(x, y)`` (batched or not), a folder of
-    class folders of images, or an ``.npz`` file with ``x`` and ``y``: as (x, y) arrays."""
+def require_data(data: Any) -> None:
     if data is None:
         raise BadRequest(
             "optimize needs data to measure accuracy on (and to fine-tune and calibrate "
-            "with): (x, y) arrays, a tf.data.Dataset of (x, y), or a folder of class folders"
+            "with): (x, y) arrays, a tf.data.Dataset of (x, y), or a folder of class folders "
+            "(a job that called hubforge.distribute.save_training_data(x, y) has its own)"
         )
+
+
+def load_data(data: Any, input_shape: tuple) -> tuple[np.ndarray, np.ndarray]:
+    """``(x, y)`` arrays, a ``tf.data.Dataset`` of ``(x, y)`` (batched or not), a folder of
+    class folders of images, or an ``.npz`` file with ``x`` and ``y``: as (x, y) arrays."""
+    require_data(data)
     if isinstance(data, str | os.PathLike):
         return _from_path(Path(data), input_shape)
     if isinstance(data, tuple | list) and len(data) == 2:
@@ -137,9 +143,9 @@ def _compile(model: Any, outputs: int) -> None:
     model.compile(optimizer=tf_keras.optimizers.Adam(1e-3), loss=loss, metrics=["accuracy"])
 
 
-def _trained(kind: str, model: Any, train: tuple, settings: dict[str, Any]) -> Any:
-    """The model pruned, clustered or quantization-aware, fine-tuned on ``train`` and
-    stripped of its training wrappers."""
+def _trained(kind: str, model: Any, train: tuple, settings: dict[str, Any], resume: list) -> Any:
+    """The model pruned, clustered or quantization-aware, fine-tuned on ``train`` (with the
+    ``resume`` callbacks: mobile_resume) and stripped of its training wrappers."""
     import tf_keras
 
     tfmot = _tfmot()
@@ -168,7 +174,7 @@ def _trained(kind: str, model: Any, train: tuple, settings: dict[str, Any]) -> A
         train[1],
         epochs=settings["epochs"],
         batch_size=settings["batch_size"],
-        callbacks=callbacks,
+        callbacks=[*callbacks, *resume],
         verbose=0,
     )
     if kind == "pruned":
@@ -357,10 +363,13 @@ def optimize(
     to ``timeout`` seconds for it; ``"here"``: in this process; ``"auto"``: a job in a
     workbench when no ``output`` is given, else here."""
     wanted = check_variants(variants)
+    if data is None:  # a job's own training data (distribute.save_training_data)
+        data = training_data_of(source)
     settings = _settings(max_accuracy_loss, min_agreement, sparsity, clusters, epochs, batch_size)
     if run not in ("auto", "here", "job"):
         raise BadRequest(f"run={run!r}: 'job' (a Hubforge job), 'here' or 'auto'")
     if run == "job" or (run == "auto" and output is None and in_workbench()):
+        require_data(data)
         asked = {"variants": wanted, **settings, "validation_split": validation_split}
         asked |= {"runs": runs, "class_names": class_names, "normalization": normalization}
         return optimize_as_job(source, data, asked, gpus, timeout)
@@ -410,17 +419,7 @@ def _optimize_here(
         "settings": settings,
         "baseline": baseline,
     }
-    trained: dict[str, Any] = {}
-    built = []
-    for step, name in enumerate(wanted):
-        if progress is not None:
-            progress(step, len(wanted), name)
-        kind = TRAINED.get(name)
-        if kind and kind not in trained:
-            trained[kind] = _trained(kind, model, train, settings)
-        built.append(_variant(name, trained.get(kind, model), context))
-    if progress is not None:
-        progress(len(wanted), len(wanted), "done")
+    built = _build_all(wanted, model, context, progress)
     report = OptimizationReport(
         variants=built,
         baseline_accuracy=baseline,
@@ -437,6 +436,33 @@ def _optimize_here(
     if report.chosen is not None:
         write_python(report.chosen, signature, report.class_names, report.normalization)
     return report
+
+
+def _build_all(
+    wanted: list[str], model: Any, context: dict[str, Any], progress: Any
+) -> list[Variant]:
+    """Each variant in turn (fine-tuning once per kind); a restarted job reuses those it had
+    built and resumes its fine-tuning (mobile_resume)."""
+    folder, settings, train = context["folder"], context["settings"], context["train"]
+    trained: dict[str, Any] = {}
+    built = []
+    again = resumable(folder)  # a restarted job: what it did before stays done
+    for step, name in enumerate(wanted):
+        if progress is not None:
+            progress(step, len(wanted), name)
+        kind = TRAINED.get(name)
+        if again and (variant := done_before(folder, name)) is not None:
+            built.append(variant)
+            continue
+        if kind and kind not in trained:
+            resume = fit_callbacks(folder, kind, settings["epochs"]) if again else []
+            trained[kind] = _trained(kind, model, train, settings, resume)
+        built.append(_variant(name, trained.get(kind, model), context))
+        if again:
+            keep(folder, built[-1])
+    if progress is not None:
+        progress(len(wanted), len(wanted), "done")
+    return built
 
 
 def _folder_classes(data: Any) -> list[str] | None:

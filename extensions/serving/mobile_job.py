@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import secrets
 import time
 from pathlib import Path
@@ -18,27 +19,18 @@ from typing import Any
 
 import numpy as np
 
+from ..atomic import write_json
+from ..distribute import TRAINING_DATA
 from .errors import BadRequest, ServingError
 from .mobile_report import OptimizationReport
 
 SCRIPT = '''"""Made by hubforge.serving.optimize: the variants of a model for phones, as a job."""
-import json
-import os
+from hubforge.serving.mobile_job import run_in_job
 
-from hubforge.serving.mobile import optimize
-
-settings = json.loads({settings!r})
-source, data = settings.pop("source"), settings.pop("data")
-report = optimize(
-    source,
-    data=data,
-    run="here",
-    output=os.path.join(os.environ["HUBFORGE_JOB_DIR"], "mobile"),
-    progress=lambda step, total, what: print(f"[{{step}}/{{total}}] {{what}}", flush=True),
-    **settings,
-)
-print(report.table())
+run_in_job({settings!r})
 '''
+SCRIPTS = (".hubforge", "optimize")  # under the owner's home: the jobs' scripts and requests
+PROGRESS = "progress.json"  # in <job>/mobile/: [step, total, what] as the job goes
 
 
 def in_workbench() -> bool:
@@ -84,26 +76,42 @@ def _data_path(data: Any, staging: Path) -> Any:
     return str(path)
 
 
+def submit_optimization(
+    source: Any, data: Any, settings: dict[str, Any], gpus: int, origin: dict[str, str]
+) -> Any:
+    """Stage what the job needs and submit it (not waiting): the Hubforge job. ``origin``
+    says what was optimized, for the views ({"job": id}, {"endpoint": name} or {"model": dir})."""
+    from .. import jobs
+
+    staging = _staging()
+    body = {"source": _source_path(source, staging), "data": _data_path(data, staging)}
+    body |= settings
+    home = Path(os.environ.get("HOME") or Path.home())
+    scripts = home.joinpath(*SCRIPTS)
+    scripts.mkdir(parents=True, exist_ok=True)
+    script = scripts / f"optimize-{staging.name}.py"
+    request = {"origin": origin, "variants": settings.get("variants"), "data": body["data"]}
+    write_json(script.with_suffix(".json"), request | {"source": body["source"]})
+    script.write_text(SCRIPT.format(settings=json.dumps(body)))
+    return jobs.submit(script, gpus_per_worker=gpus, name=_job_name(origin, body["source"]))
+
+
+def _job_name(origin: dict[str, str], source: str) -> str:
+    """optimize-<the job, the endpoint or the model folder's name>, as a job name allows."""
+    label = origin.get("job") or origin.get("endpoint") or ""
+    if not label:
+        path = Path(source)
+        label = path.parent.name if path.name.isdigit() else path.name
+    slug = re.sub(r"[^a-z0-9-]+", "-", label.lower()).strip("-")
+    return f"optimize-{slug}"[:40].strip("-")
+
+
 def optimize_as_job(
     source: Any, data: Any, settings: dict[str, Any], gpus: int, wait_timeout: float | None
 ) -> OptimizationReport:
     """Submit the job, wait for it, and read its report (ServingError with the job's reason
     when it fails)."""
-    from .. import jobs
-
-    staging = _staging()
-    body = {
-        "source": _source_path(source, staging),
-        "data": _data_path(data, staging),
-        **settings,
-    }
-    home = Path(os.environ.get("HOME") or Path.home())
-    scripts = home / ".hubforge" / "optimize"
-    scripts.mkdir(parents=True, exist_ok=True)
-    script = scripts / f"optimize-{staging.name}.py"
-    script.write_text(SCRIPT.format(settings=json.dumps(body)))
-    name = f"optimize-{Path(body['source']).name}"[:40]
-    job = jobs.submit(script, gpus_per_worker=gpus, name=name)
+    job = submit_optimization(source, data, settings, gpus, origin_of(source))
     print(f"Optimizing for phones as job {job.id} (its log shows each variant)", flush=True)
     state = job.wait(timeout=wait_timeout)
     if state != "succeeded":
@@ -112,3 +120,38 @@ def optimize_as_job(
     report = OptimizationReport.load(Path(job.artifacts["job_dir"]) / "mobile" / "report.json")
     report.job = job.id
     return report
+
+
+def origin_of(source: Any) -> dict[str, str]:
+    if getattr(source, "artifacts", None) is not None and getattr(source, "id", None):
+        return {"job": source.id}
+    if isinstance(source, str | os.PathLike):
+        return {"model": os.fspath(source)}
+    return {"model": "a Keras model in memory"}
+
+
+def run_in_job(settings_json: str) -> None:
+    """The job's body: optimize here into ``<job>/mobile/``, its progress in the log and in
+    ``progress.json`` (the sidebar's bar)."""
+    from .mobile import optimize
+
+    settings = json.loads(settings_json)
+    source, data = settings.pop("source"), settings.pop("data")
+    output = Path(os.environ["HUBFORGE_JOB_DIR"]) / "mobile"
+    output.mkdir(parents=True, exist_ok=True)
+
+    def progress(step: int, total: int, what: str) -> None:
+        print(f"[{step}/{total}] {what}", flush=True)
+        write_json(output / PROGRESS, {"step": step, "total": total, "what": what})
+
+    report = optimize(source, data=data, run="here", output=output, progress=progress, **settings)
+    print(report.table())
+
+
+def training_data_of(source: Any) -> str | None:
+    """The data a job kept with ``hubforge.distribute.save_training_data`` (None if none)."""
+    artifacts = getattr(source, "artifacts", None)
+    if not isinstance(artifacts, dict) or not artifacts.get("job_dir"):
+        return None
+    path = Path(artifacts["job_dir"]) / TRAINING_DATA
+    return str(path) if path.is_file() else None

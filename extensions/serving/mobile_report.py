@@ -119,8 +119,18 @@ class OptimizationReport:
             f"SavedModel accuracy {self.baseline_accuracy:.1f} on {self.samples} held-out "
             f"samples; budget {s['max_accuracy_loss']:g} point(s); parity: the SavedModel's "
             f"signature and the same answer on at least {s['min_agreement']:.0%} of the "
-            f"samples. {chosen}"
+            f"samples. {chosen}{self._metadata_note()}"
         )
+
+    def _metadata_note(self) -> str:
+        """Whether the files carry TFLite metadata (labels, normalisation), and why not."""
+        files = (self.metadata or {}).get("files") or {}
+        if self.metadata.get("reason"):
+            return f". No TFLite metadata in the files: {self.metadata['reason']}"
+        missing = [Path(p).name for p, ok in files.items() if ok is not True]
+        if missing:
+            return f". No TFLite metadata in {', '.join(missing)} (see report.metadata)"
+        return ". TFLite metadata (labels, normalisation) in every file" if files else ""
 
     def __str__(self) -> str:
         return self.table()

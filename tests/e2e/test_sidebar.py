@@ -92,8 +92,8 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         assert record["spec"]["workers"] == 2 and record["spec"]["params"]["delay"] == 0.4
 
         # keyboard: Tab walks through the job's actions
-        reached = tab_walk(page, f"{row} button:has-text('Logs')", 4)
-        assert reached == ["Logs", "TensorBoard", "Deploy", "Notebook"], reached
+        reached = tab_walk(page, f"{row} button:has-text('Logs')", 5)
+        assert reached == ["Logs", "TensorBoard", "Deploy", "Optimize", "Notebook"], reached
 
         # logs in a main-area tab, with a replica picker
         page.click(f"{row} button:has-text('Logs')")
@@ -123,8 +123,8 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         page.wait_for_selector(endpoint, timeout=120_000)
         assert "versions 1" in page.inner_text(endpoint)
         # keyboard: Tab reaches the endpoint's actions, Enter opens Try it
-        reached = tab_walk(page, f"{endpoint} button:has-text('Try it')", 4)
-        assert reached == ["Try it", "Copy curl", "Monitor", "Undeploy"], reached
+        reached = tab_walk(page, f"{endpoint} button:has-text('Try it')", 5)
+        assert reached == ["Try it", "Copy curl", "Monitor", "Optimize", "Undeploy"], reached
         page.focus(f"{endpoint} button:has-text('Try it')")
         page.keyboard.press("Enter")
         page.wait_for_function(
@@ -153,6 +153,8 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         r = workbench.api("DELETE", "user/paula-rival/hubforge/api/endpoints/panel-model", token)
         assert r.status_code == 404, r.text
 
+        optimize_for_phones(page, workbench, user, row, job_id, token, shot)
+
         page.click(f"{endpoint} button:has-text('Undeploy')")
         page.click(".jp-Dialog button:has-text('Undeploy')")
         page.wait_for_selector(endpoint, state="detached", timeout=60_000)  # gone from the list
@@ -173,3 +175,59 @@ def test_the_panel_runs_a_notebook_as_a_job_and_deploys_it(workbench, page, tmp_
         workbench.ensure_stopped(user)
         if token:
             workbench.ensure_stopped("paula-rival")
+
+
+def optimize_for_phones(page, workbench, user, row, job_id, rival_token, shot) -> None:
+    """Optimize for mobile on the job: two variants, with the job's own training data; the
+    panel's "For phones" section shows the table, the plot and the snippets; another user
+    reaches none of it."""
+    page.click(f"{row} button:has-text('Optimize')")
+    page.wait_for_selector(".jp-Dialog .hf-Optimize-body")
+    checked = page.eval_on_selector_all(
+        ".jp-Dialog .hf-Optimize-body input[type=checkbox]:checked", "els => els.map(e => e.value)"
+    )
+    assert checked == ["float", "dynamic", "int8", "pruned-int8"], checked
+    page.uncheck(".jp-Dialog input[name='variant-int8']")
+    page.uncheck(".jp-Dialog input[name='variant-pruned-int8']")
+    shot("sidebar-optimize", ".jp-Dialog-content")
+    page.click(".jp-Dialog button:has-text('Optimize')")
+    item = "#hubforge-panel .hf-Optimization"
+    page.wait_for_selector(f"{item} >> text=model of job {job_id}", timeout=60_000)
+    # its own section, not among the jobs
+    assert page.locator("#hubforge-panel .hf-Job").count() == 1
+    page.wait_for_selector(f"{item}[data-state='succeeded']", timeout=300_000)
+    table = page.locator(f"{item} table.hf-Variants")
+    table.wait_for(timeout=30_000)
+    variants = table.locator("tbody tr").evaluate_all("rows => rows.map(r => r.dataset.variant)")
+    assert variants == ["float", "dynamic"], variants
+    dynamic = table.locator("tbody tr[data-variant='dynamic']")
+    cells = dynamic.locator("td").all_inner_texts()
+    assert re.fullmatch(r"dynamic( ✓)?", cells[0]) and re.fullmatch(r"[\d.]+K", cells[1]), cells
+    assert re.fullmatch(r"[\d.]+x", cells[2]) and re.fullmatch(r"[\d.]+", cells[3]), cells
+    assert re.fullmatch(r"[\d.]+", cells[4]), cells  # ms, one thread
+    assert dynamic.get_attribute("data-verdict") in ("chosen", "ok")
+    chosen = page.inner_text(f"{item} .hf-Chosen")
+    assert re.match(r"chosen: (float|dynamic), [\d.]+x smaller", chosen), chosen
+    dots = page.locator(f"{item} svg.hf-MobilePlot g[data-variant]")
+    assert sorted(dots.evaluate_all("gs => gs.map(g => g.dataset.variant)")) == [
+        "dynamic",
+        "float",
+    ]
+    shot("sidebar-mobile", item)
+    page.click(f"{item} button:has-text('Snippets')")
+    page.wait_for_selector(".jp-Dialog pre.hf-Snippet[data-language='kotlin']")
+    python = page.inner_text(".jp-Dialog pre.hf-Snippet[data-language='python']")
+    assert "ai_edge_litert" in python or "Interpreter" in python, python
+    page.click(".jp-Dialog button:has-text('Close')")
+    optimization = page.get_attribute(item, "data-optimization")
+    # another user: not through their own server, not through this user's
+    r = workbench.api("GET", f"user/paula-rival/hubforge/api/mobile/{optimization}", rival_token)
+    assert r.status_code == 404, r.text
+    r = workbench.api(
+        "POST", "user/paula-rival/hubforge/api/mobile", rival_token, json={"job": job_id}
+    )
+    assert r.status_code == 404, r.text
+    r = workbench.api("GET", f"user/{user}/hubforge/api/mobile", rival_token)
+    assert r.status_code == 403, r.text
+    listed = workbench.api("GET", "user/paula-rival/hubforge/api/mobile", rival_token).json()
+    assert listed == {"optimizations": []}

@@ -31,6 +31,15 @@ print("mistake:", widget.response.value)
 report = widget.export("dynamic")
 print("report:", json.dumps(report.to_dict()))
 print("export view:", widget.export_result.value)
+import numpy as np
+rng = np.random.default_rng(0)
+x = rng.random((60, 4), dtype=np.float32) - 0.4
+np.savez("phones.npz", x=x, y=(x.sum(1) > 0.5).astype("int64"))
+widget.data.value = "phones.npz"
+widget.variants.value = ("float", "dynamic")
+phones = widget.optimize()
+print("phones:", json.dumps(phones.to_dict() | {{"job": phones.job}}))
+print("phones view:", widget.optimize_result.value.replace(chr(10), " ")[:20000])
 again = deploy({model!r}, name=widget.name.value)
 batching = json.dumps(again.endpoint.batching, sort_keys=True)
 print("reattached:", again.endpoint is not None, batching)
@@ -39,14 +48,17 @@ print("after:", widget.status.value, widget.send_button.disabled)
 """
 
 
+@pytest.mark.timeout(600)
 def test_deploy_try_export_undeploy(workbench):
     token = workbench.create_user("dora")
     model = keras_model(workbench.data_dir / "hdfs" / "users" / "dora" / "exports" / "ranker", 1)
     try:
         assert workbench.spawn("dora", token).status_code in (201, 202)
-        outputs = execute(workbench, "dora", token, CODE.format(model=str(model)), timeout=240)
+        outputs = execute(workbench, "dora", token, CODE.format(model=str(model)), timeout=400)
         text = "".join(o.get("text", "") for o in outputs)
-        lines = {line.split(":", 1)[0]: line.split(":", 1)[1].strip() for line in text.splitlines()}
+        said = [line.split(":", 1) for line in text.splitlines() if ":" in line]
+        lines = {key: value.strip() for key, value in said}
+        assert "Optimizing for phones as job optimize-ranker" in text, text
         assert lines["name"] == "ranker", text  # a version folder: its parent's name
         assert "running" in lines["status"] and "versions [1]" in lines["status"]
         assert json.loads(lines["request"]) == {"instances": [[0, 0, 0, 0]]}
@@ -68,6 +80,18 @@ def test_deploy_try_export_undeploy(workbench):
         assert report["quantize"] == "dynamic" and report["size_bytes"] > 0
         assert report["path"].endswith("ranker/1-dynamic.tflite")
         assert "of the SavedModel" in lines["export view"]
+        # Optimize for mobile: a job of dora's, its report and plot in the widget
+        assert "phones" in lines, outputs[-3:]
+        phones = json.loads(lines["phones"])
+        assert [v["name"] for v in phones["variants"]] == ["float", "dynamic"]
+        assert phones["job"].startswith("optimize-") and phones["chosen"] in ("float", "dynamic")
+        assert phones["folder"].endswith(f"/users/dora/jobs/{phones['job']}/mobile")
+        assert all(v["accuracy"] >= 90 and v["parity"] for v in phones["variants"]), phones
+        assert (
+            "<table>" in lines["phones view"]
+            and f"chosen: {phones['chosen']}" in lines["phones view"]
+        )
+        assert 'src="data:image/png;base64,iVBOR' in lines["phones view"]  # the plot
         assert lines["reattached"] == 'True {"batch_timeout_ms": 2.0, "max_batch_size": 4}'
         assert "undeployed" in lines["after"] and lines["after"].endswith("True")
     finally:

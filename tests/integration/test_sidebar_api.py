@@ -26,6 +26,8 @@ ROUTES = [
     "schedules",
     "cron?cron=0+2+*+*+*",
     "job-check?path=train.ipynb",
+    "mobile",
+    "mobile/optimize-x",
 ]
 
 
@@ -221,6 +223,33 @@ def test_deploy_from_a_job_refuses_bad_bodies_and_other_users_jobs(workbench, tw
 
     finally:
         workbench.api("DELETE", "user/side-ana/hubforge/api/endpoints/early", ana)
+
+
+def test_optimize_for_mobile_answers_bad_input_with_what_to_send(workbench, two_users):
+    ana = two_users["side-ana"]
+    url = "user/side-ana/hubforge/api/mobile"
+    listed = workbench.api("GET", url, ana)
+    assert listed.status_code == 200 and listed.json() == {"optimizations": []}, listed.text
+    refusals = [
+        ({}, 400, 'Send {"job": "<job id>"}'),
+        ({"job": "a", "endpoint": "b"}, 400, 'Send {"job"'),
+        ({"job": 3}, 400, 'Send {"job"'),
+        ({"job": "a", "speed": "fast"}, 400, "unknown: ['speed']"),
+        ({"job": "a", "sparsity": "lots"}, 400, "not the right kind: ['sparsity']"),
+        ({"job": "a", "gpus": True}, 400, "not the right kind: ['gpus']"),
+        ({"job": "no-such-job"}, 404, "no-such-job"),
+        ({"endpoint": "no-such-endpoint"}, 404, "no-such-endpoint"),
+        ({"model": "../../etc"}, 400, "a path inside your home folder"),
+        ({"model": "train.ipynb"}, 400, "is not a SavedModel"),
+        ({"model": "train.ipynb", "variants": ["tiny"]}, 400, "unknown ['tiny']"),
+        ({"model": "x", "data": "/etc/passwd"}, 400, "a path inside your home folder"),
+    ]
+    for body, status, words in refusals:
+        r = workbench.api("POST", url, ana, json=body)
+        assert r.status_code == status and words in r.json()["message"], (body, r.text)
+    r = workbench.api("GET", f"{url}/no-such-job", ana)
+    assert r.status_code == 404, r.text
+    assert workbench.api("GET", url, ana).json() == {"optimizations": []}  # nothing started
 
 
 @pytest.mark.parametrize("route", ROUTES)

@@ -45,6 +45,7 @@ import {
 } from './model';
 import { HubforgeModel, HubforgePanel, IPanelActions } from './panel';
 import { RunAsJobBody, TryItBody } from './dialogs';
+import { optimize, showSnippets } from './mobile';
 import { logTab, tensorBoardTab, trafficTab } from './views';
 
 const ICON_SVG = `<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 24 24" width="16" height="16">
@@ -259,6 +260,12 @@ const plugin: JupyterFrontEndPlugin<void> = {
       openTensorBoard: job =>
         openTensorBoardFor([job.id], job.id).catch(failed('Could not open TensorBoard')),
       deploy: job => deploy(job).catch(failed(`Could not deploy ${jobName(job)}`)),
+      optimize: async (source, label) => {
+        if (await optimize(source, label)) {
+          await model.refresh();
+        }
+      },
+      showSnippets,
       openNotebook: job => {
         void app.commands.execute('docmanager:open', { path: relative(job.spec.source || '') });
       },

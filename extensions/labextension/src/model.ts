@@ -758,3 +758,105 @@ function span(seconds: number): string {
   }
   return `${seconds} s`;
 }
+
+/** One variant of a model for phones, as report.json keeps it. */
+export interface IMobileVariant {
+  name: string;
+  size_bytes: number;
+  size_gzip_bytes: number;
+  accuracy: number | null;
+  latency_ms: number;
+  parity: boolean;
+  within_budget: boolean;
+}
+
+/** An optimization for phones (a job of its own) and, once done, its report. */
+export interface IOptimization {
+  job: string;
+  name: string;
+  state: string;
+  reason?: string;
+  created: number;
+  origin: { job?: string; endpoint?: string; model?: string } | null;
+  variants: string[] | null;
+  folder: string;
+  progress: { step: number; total: number; what: string } | null;
+  report: {
+    rows: Record<string, string>[];
+    variants: IMobileVariant[];
+    chosen: string | null;
+    baseline_accuracy: number;
+    samples: number;
+    summary: string;
+    plot: string;
+  } | null;
+  snippets?: Record<string, string>;
+}
+
+/** Whether a job is an optimization for phones (its script in ~/.hubforge/optimize/). */
+export function isOptimizationJob(job: IJob): boolean {
+  return /\/\.hubforge\/optimize\/[^/]+$/.test(job.spec?.source || '');
+}
+
+/** "the model of job train-1a2b", "endpoint digits", "model models/x". */
+export function optimizationTitle(o: IOptimization): string {
+  const origin = o.origin || {};
+  if (origin.job) {
+    return `model of job ${origin.job}`;
+  }
+  if (origin.endpoint) {
+    return `endpoint ${origin.endpoint}`;
+  }
+  return origin.model ? `model ${origin.model}` : o.name;
+}
+
+/** "chosen: pruned-int8, 5.2x smaller (gzipped), accuracy 99.4 (float 99.4)". */
+export function chosenText(o: IOptimization): string | null {
+  const report = o.report;
+  if (!report) {
+    return null;
+  }
+  const chosen = report.variants.find(v => v.name === report.chosen);
+  if (!chosen) {
+    return 'none chosen: no variant passed parity within the accuracy budget';
+  }
+  const float = report.variants.find(v => v.name === 'float');
+  const smaller = float ? `, ${(float.size_gzip_bytes / chosen.size_gzip_bytes).toFixed(1)}x smaller (gzipped)` : '';
+  const accuracy = chosen.accuracy === null ? '' : `, accuracy ${chosen.accuracy.toFixed(1)}`;
+  return `chosen: ${chosen.name}${smaller}${accuracy} (SavedModel ${report.baseline_accuracy.toFixed(1)})`;
+}
+
+export interface IMobilePoint {
+  x: number;
+  y: number;
+  name: string;
+  chosen: boolean;
+  eligible: boolean;
+}
+
+/** Accuracy (up) against gzipped size (right, log scale) in a width x height box. */
+export function mobilePlot(
+  variants: IMobileVariant[],
+  chosen: string | null,
+  width: number,
+  height: number,
+  pad = 8
+): IMobilePoint[] {
+  const drawn = variants.filter(v => v.accuracy !== null && v.size_gzip_bytes > 0);
+  if (!drawn.length) {
+    return [];
+  }
+  const sizes = drawn.map(v => Math.log(v.size_gzip_bytes));
+  const accs = drawn.map(v => v.accuracy as number);
+  const [sx0, sx1] = [Math.min(...sizes), Math.max(...sizes)];
+  const [ay0, ay1] = [Math.min(...accs), Math.max(...accs)];
+  const scale = (v: number, lo: number, hi: number, span: number) =>
+    hi > lo ? ((v - lo) / (hi - lo)) * span : span / 2;
+  return drawn.map((v, i) => ({
+    x: pad + scale(sizes[i], sx0, sx1, width - 2 * pad),
+    y: height - pad - scale(accs[i], ay0, ay1, height - 2 * pad),
+    name: v.name,
+    chosen: v.name === chosen,
+    eligible: v.parity && v.within_budget
+  }));
+}

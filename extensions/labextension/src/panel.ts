@@ -43,7 +43,12 @@ import {
   endpointQueueText,
   rolloutText,
   copiesText,
-  driftText
+  driftText,
+  IOptimization,
+  chosenText,
+  isOptimizationJob,
+  mobilePlot,
+  optimizationTitle
 } from './model';
 
 export interface IPanelActions {
@@ -72,6 +77,8 @@ export interface IPanelActions {
   deleteSchedule(schedule: ISchedule): Promise<void>;
   openExecuted(run: IScheduleRun): void;
   openRunTensorBoard(run: IScheduleRun): Promise<void>;
+  optimize(source: { job?: string; endpoint?: string }, label: string): Promise<void>;
+  showSnippets(o: IOptimization): Promise<void>;
 }
 
 interface ISnapshot {
@@ -83,6 +90,7 @@ interface ISnapshot {
   baseModels: IBaseModel[] | null;
   classifications: IClassification[] | null;
   schedules: ISchedule[] | null;
+  optimizations: IOptimization[] | null;
 }
 
 /** Polls the REST API; the panel and the status bar listen to it. */
@@ -98,7 +106,8 @@ export class HubforgeModel {
     tunings: null,
     baseModels: null,
     classifications: null,
-    schedules: null
+    schedules: null,
+    optimizations: null
   };
   gpus: any = null;
   loaded = false;
@@ -201,7 +210,18 @@ export class HubforgeModel {
           }
         })
     );
-    let { endpoints, projects, baseModels, classifications } = this.snapshot;
+    let { endpoints, projects, baseModels, classifications, optimizations } = this.snapshot;
+    // optimizations for phones: when one of their jobs changed, or with the slow ones
+    const states = (list: { job: string; state: string }[] | null) =>
+      JSON.stringify((list || []).map(o => [o.job, o.state]).sort());
+    const optimizationJobs = jobs.jobs
+      .filter(isOptimizationJob)
+      .map(j => ({ job: j.id, state: j.state }));
+    const running = optimizationJobs.some(o => !TERMINAL.has(o.state));
+    if (running || this._slowDue <= now || states(optimizationJobs) !== states(optimizations)) {
+      const o = await request<{ optimizations: IOptimization[] }>('mobile').catch(() => null);
+      optimizations = o ? o.optimizations : null;
+    }
     // endpoints and labeling change only by the user's hand: polled less often
     if (this._slowDue <= now) {
       this._slowDue = now + 15;
@@ -225,7 +245,8 @@ export class HubforgeModel {
       tunings: tunings ? tunings.tunings : null,
       baseModels,
       classifications,
-      schedules: schedules ? schedules.schedules : null
+      schedules: schedules ? schedules.schedules : null,
+      optimizations
     };
   }
 
@@ -305,6 +326,94 @@ function plot(run: ITuning): Element | null {
           'data-trial': p.trial
         },
         svg('title', {}, document.createTextNode(`trial ${p.trial}: ${p.value}`))
+      )
+    )
+  );
+}
+
+/** Variant, gzipped size, times smaller than float, accuracy and latency, one row each (the
+ * chosen one bold, the verdict in each row's title and its mark). */
+function mobileTable(o: IOptimization): HTMLElement | null {
+  const rows = o.report?.rows || [];
+  if (!rows.length) {
+    return null;
+  }
+  const keys = ['variant', 'gzipped', 'vs float (gz)', 'accuracy', 'latency 1 thread'];
+  const heads = ['variant', 'gzipped', '×', 'acc.', 'ms'];
+  const cell = (r: Record<string, string>, k: string) =>
+    k === 'latency 1 thread' ? r[k].replace(' ms', '') : k === 'gzipped' ? r[k].replace(' KiB', 'K') : r[k];
+  const mark = (verdict: string) => (verdict === 'chosen' ? ' ✓' : verdict === 'ok' ? '' : ' ✗');
+  return h(
+    'div',
+    { className: 'hf-TableScroll' },
+    h(
+      'table',
+      { className: 'hf-Trials hf-Variants' },
+      h('thead', {}, h('tr', {}, ...heads.map(k => h('th', {}, k)))),
+      h(
+        'tbody',
+        {},
+        ...rows.map(r =>
+          h(
+            'tr',
+            {
+              dataset: { variant: r.variant, verdict: r[''] },
+              className: r[''] === 'chosen' ? 'hf-TrialBest' : '',
+              title: `${r.variant}: ${r['']} (${r.size} raw, all threads ${r['all threads']}, ` +
+                `peak memory ${r['peak memory']}, agreement ${r.agreement})`
+            },
+            ...keys.map(k => h('td', {}, k === 'variant' ? r[k] + mark(r['']) : cell(r, k)))
+          )
+        )
+      )
+    )
+  );
+}
+
+/** Accuracy against gzipped size, a dot per variant (the chosen ringed, refused hollow). */
+function mobileSvg(o: IOptimization): Element | null {
+  const [width, height] = [240, 80];
+  const report = o.report!;
+  const points = mobilePlot(report.variants, report.chosen, width, height);
+  if (!points.length) {
+    return null;
+  }
+  const label = `accuracy against gzipped size of ${points.length} variants`;
+  return svg(
+    'svg',
+    {
+      class: 'hf-Plot hf-MobilePlot',
+      viewBox: `0 0 ${width} ${height}`,
+      role: 'img',
+      'aria-label': label
+    },
+    svg('title', {}, document.createTextNode(`${label} (left: smaller, up: more accurate)`)),
+    ...points.map(p =>
+      svg(
+        'g',
+        { 'data-variant': p.name },
+        svg('circle', {
+          class: p.chosen
+            ? 'hf-PlotDot hf-PlotDot-best'
+            : p.eligible
+              ? 'hf-PlotDot'
+              : 'hf-PlotDot hf-PlotDot-refused',
+          cx: p.x.toFixed(1),
+          cy: p.y.toFixed(1),
+          r: p.chosen ? 4 : 3
+        }),
+        svg(
+          'text',
+          {
+            class: 'hf-PlotLabel',
+            // names read inwards: right of the dots on the left half, left of the others
+            x: (p.x < width / 2 ? p.x + 5 : p.x - 5).toFixed(1),
+            y: (p.y + 3).toFixed(1),
+            'text-anchor': p.x < width / 2 ? 'start' : 'end'
+          },
+          document.createTextNode(p.name)
+        ),
+        svg('title', {}, document.createTextNode(p.name))
       )
     )
   );
@@ -397,7 +506,9 @@ export class HubforgePanel extends Widget {
     const { tensorboards, endpoints, projects, tunings, baseModels, schedules } =
       this.model.snapshot;
     const trials = trialJobIds(tunings);
-    const jobs = this.model.snapshot.jobs.filter(j => !trials.has(j.id));
+    const optimizations = this.model.snapshot.optimizations;
+    // trials are shown with their tuning run, optimizations for phones in their own section
+    const jobs = this.model.snapshot.jobs.filter(j => !trials.has(j.id) && !isOptimizationJob(j));
     const now = Date.now() / 1000;
     const focused = document.activeElement?.getAttribute('data-key');
     this._content.replaceChildren(
@@ -459,6 +570,19 @@ export class HubforgePanel extends Widget {
             : empty('No endpoints. Deploy a succeeded job above ("Deploy").')
       ),
       section(
+        'For phones',
+        'mobile',
+        optimizations ? optimizations.length : null,
+        optimizations === null
+          ? empty('Optimizations for phones are not available right now.')
+          : optimizations.length
+            ? h('ul', { className: 'hf-List' }, ...optimizations.map(o => this._optimization(o)))
+            : empty(
+                'No models optimized for phones. Press "Optimize" on a succeeded job or an ' +
+                  'endpoint: pruned, clustered and quantized variants, compared side by side.'
+              )
+      ),
+      section(
         'Labeling',
         'labeling',
         projects ? projects.length : null,
@@ -505,6 +629,10 @@ export class HubforgePanel extends Widget {
       job.state === 'succeeded' &&
         actionButton('Deploy', `Deploy the model ${jobName(job)} exported`, () =>
           this.actions.deploy(job)
+        ),
+      job.state === 'succeeded' &&
+        actionButton('Optimize', `Optimize the model of ${jobName(job)} for phones`, () =>
+          this.actions.optimize({ job: job.id }, `the model of ${jobName(job)}`)
         ),
       job.spec?.source?.endsWith('.ipynb') &&
         actionButton('Notebook', `Open the notebook of ${jobName(job)}`, () =>
@@ -777,9 +905,65 @@ export class HubforgePanel extends Widget {
           `Requests, errors and latency of ${endpoint.name} (plots, refreshed live)`,
           () => this.actions.monitor(endpoint)
         ),
+        endpoint.versions.length > 0 &&
+          actionButton('Optimize', `Optimize the model of ${endpoint.name} for phones`, () =>
+            this.actions.optimize({ endpoint: endpoint.name }, `endpoint ${endpoint.name}`)
+          ),
         endpoint.running &&
           actionButton('Undeploy', `Undeploy ${endpoint.name}`, () =>
             this.actions.undeploy(endpoint)
+          )
+      )
+    );
+  }
+
+  private _optimization(o: IOptimization): HTMLElement {
+    const title = optimizationTitle(o);
+    const finished = TERMINAL.has(o.state);
+    const progress = o.progress;
+    const chosen = chosenText(o);
+    const job = this.model.snapshot.jobs.find(j => j.id === o.job);
+    return h(
+      'li',
+      { className: 'hf-Item hf-Optimization', dataset: { optimization: o.job, state: o.state } },
+      h(
+        'div',
+        { className: 'hf-ItemHead' },
+        h('span', { className: 'hf-Name', title: `job ${o.job}` }, title),
+        badge(o.state)
+      ),
+      h('div', { className: 'hf-Details' }, (o.variants || []).join(', ')),
+      !finished && progress
+        ? h('div', { className: 'hf-Progress' }, `${progress.step}/${progress.total}: ${progress.what}`)
+        : null,
+      !finished && progress
+        ? bar(progress.step / Math.max(1, progress.total), `Variants of ${title} built`)
+        : null,
+      o.state === 'failed' && o.reason
+        ? h('div', { className: 'hf-Reason', title: o.reason }, o.reason)
+        : null,
+      chosen ? h('div', { className: 'hf-Chosen' }, chosen) : null,
+      mobileTable(o),
+      o.report ? mobileSvg(o) : null,
+      h(
+        'div',
+        { className: 'hf-Actions' },
+        job &&
+          actionButton('Logs', `Follow the log of the optimization of ${title}`, () =>
+            this.actions.followLogs(job)
+          ),
+        job &&
+          !finished &&
+          actionButton('Cancel', `Cancel the optimization of ${title}`, () =>
+            this.actions.cancel(job)
+          ),
+        o.report?.chosen &&
+          actionButton('Snippets', `Code that runs the chosen variant of ${title}`, () =>
+            this.actions.showSnippets(o)
+          ),
+        o.report &&
+          actionButton('Plot', `Open the plot of accuracy against size of ${title}`, () =>
+            this.actions.openFigure(o.report!.plot)
           )
       )
     );

@@ -31,7 +31,12 @@ import {
   copiesText,
   driftText,
   seriesLines,
-  trafficSummary
+  trafficSummary,
+  chosenText,
+  isOptimizationJob,
+  mobilePlot,
+  optimizationTitle,
+  IOptimization
 } from '../src/model';
 
 function job(id: string, state: string, extra: Partial<IJob> = {}): IJob {
@@ -471,5 +476,69 @@ describe('drift alerts', () => {
     expect(driftText({ ...ep, request_log: { rate: 1, drift: drifted } })).toBe(
       'inputs drifted: feature 1 (PSI 0.83 over 0.2, 120 calls)'
     );
+  });
+});
+
+describe('optimizations for phones', () => {
+  const variant = (name: string, gz: number, accuracy: number | null, ok = true) => ({
+    name,
+    size_bytes: gz * 2,
+    size_gzip_bytes: gz,
+    accuracy,
+    latency_ms: 0.01,
+    parity: ok,
+    within_budget: true
+  });
+  const done: IOptimization = {
+    job: 'optimize-train-1',
+    name: 'optimize-train-1',
+    state: 'succeeded',
+    created: 1,
+    origin: { job: 'train-1' },
+    variants: ['float', 'pruned-int8'],
+    folder: '/u/jobs/optimize-train-1/mobile',
+    progress: null,
+    report: {
+      rows: [],
+      variants: [variant('float', 1000, 99.4), variant('pruned-int8', 200, 99.0)],
+      chosen: 'pruned-int8',
+      baseline_accuracy: 99.4,
+      samples: 180,
+      summary: '',
+      plot: '/u/jobs/optimize-train-1/mobile/accuracy-vs-size.png'
+    }
+  };
+
+  it('tells optimization jobs by their script folder', () => {
+    const job = { id: 'a', state: 'running', created: 0, restarts: 0, replicas: {} };
+    expect(isOptimizationJob({ ...job, spec: { source: '/home/u/.hubforge/optimize/o.py' } })).toBe(
+      true
+    );
+    expect(isOptimizationJob({ ...job, spec: { source: '/home/u/train.ipynb' } })).toBe(false);
+    expect(isOptimizationJob({ ...job, spec: {} })).toBe(false);
+  });
+
+  it('names what was optimized and says what was chosen', () => {
+    expect(optimizationTitle(done)).toBe('model of job train-1');
+    expect(optimizationTitle({ ...done, origin: { endpoint: 'digits' } })).toBe('endpoint digits');
+    expect(chosenText(done)).toBe(
+      'chosen: pruned-int8, 5.0x smaller (gzipped), accuracy 99.0 (SavedModel 99.4)'
+    );
+    const none = { ...done, report: { ...done.report!, chosen: null } };
+    expect(chosenText(none)).toMatch(/^none chosen/);
+    expect(chosenText({ ...done, report: null })).toBeNull();
+  });
+
+  it('plots smaller to the left and more accurate up, the chosen one marked', () => {
+    const points = mobilePlot(done.report!.variants, 'pruned-int8', 200, 100, 10);
+    const [float, pruned] = points;
+    expect(pruned.x).toBeLessThan(float.x);
+    expect(float.y).toBeLessThan(pruned.y); // (SVG's y grows downwards)
+    expect(points.map(p => p.chosen)).toEqual([false, true]);
+    for (const p of points) {
+      expect(p.x).toBeGreaterThanOrEqual(10);
+      expect(p.x).toBeLessThanOrEqual(190);
+    }
+    expect(mobilePlot([variant('float', 10, null)], null, 200, 100)).toEqual([]);
   });
 });
