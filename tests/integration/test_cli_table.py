@@ -182,8 +182,9 @@ def test_cli_in_a_users_server(workbench, tmp_path):
     assert facts["tflite_bytes"] > 0
     # the job's model made ready for phones, from the user's server: by a job of its own
     assert {"float.tflite", "dynamic.tflite", "report.json"} <= set(facts["mobile"]), facts
-    assert re.search(r"/users/cali/jobs/optimize-model-[^/]+/mobile$", facts["mobile_dir"])
-    assert "Optimizing for phones as job optimize-model-" in out[14], out[14]
+    # (a job named after the job whose model it optimizes)
+    assert re.search(rf"/users/cali/jobs/optimize-{job}-[^/]+/mobile$", facts["mobile_dir"])
+    assert f"Optimizing for phones as job optimize-{job}-" in out[14], out[14]
     assert re.search(r"^float\s.*\s(ok|chosen)\s*$", out[14], re.M), out[14]
     assert "cli-proj: 3 added" in out[15], results[15]
     assert out[16].startswith("0/3 labeled")
