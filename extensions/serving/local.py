@@ -677,8 +677,8 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
     def _hung(self, key: str, proc: dict[str, Any]) -> bool:
         """Whether a running copy stopped answering: its /healthz is asked every
         ``health_every`` seconds (Workbench.endpoint_health_interval), and HEALTH_STRIKES
-        failures in a row (timeouts of HEALTH_TIMEOUT) get it stopped (its calls are sent to
-        another copy) and replaced."""
+        failures in a row (timeouts of HEALTH_TIMEOUT, or twice the interval when shorter)
+        get it stopped (its calls are sent to another copy) and replaced."""
         ident = _identity(proc)
         if ident in self._stuck:
             return True
@@ -688,7 +688,9 @@ class LocalEndpointBackend(StablePin, EndpointBackend):
             return False
         try:
             url = f"http://127.0.0.1:{proc['port']}/healthz"
-            ok = requests.get(url, headers=_key_header(proc), timeout=HEALTH_TIMEOUT).ok
+            # (a check every second waits 2 s at most; every 5 s or more, HEALTH_TIMEOUT)
+            wait = min(HEALTH_TIMEOUT, max(2.0, 2 * self.health_every))
+            ok = requests.get(url, headers=_key_header(proc), timeout=wait).ok
         except requests.RequestException:
             ok = False
         strikes = 0 if ok else strikes + 1
