@@ -556,8 +556,10 @@ def test_a_deploy_never_writes_through_bobs_links(iso):
     from tests.models import keras_model
 
     wb, tokens = iso
+    # (a folder of root's that bob may not read, as root's are: the walk over the data
+    # folder in another test, in any order, must not find it open)
     victim = wb.data_dir / "victim"
-    victim.mkdir(mode=0o755, exist_ok=True)
+    victim.mkdir(mode=0o700, exist_ok=True)
     area = wb.data_dir / "hdfs" / "users" / "iso-bo"
     export = keras_model(area / "exports", 1)
     api = "services/hubforge/api/endpoints"
@@ -603,8 +605,10 @@ def test_bobs_jobs_folder_as_a_link_makes_nothing_where_it_points(iso):
     """N9: root made job folders through bob's links; now each folder is made relative to
     an O_NOFOLLOW fd: 409 with what to do, and root's folder stays empty."""
     wb, tokens = iso
+    # (a folder of root's that bob may not read, as root's are: the walk over the data
+    # folder in another test, in any order, must not find it open)
     victim = wb.data_dir / "victim-jobs"
-    victim.mkdir(mode=0o755, exist_ok=True)
+    victim.mkdir(mode=0o700, exist_ok=True)
     code = (
         "import os, pathlib, shutil\n"
         "jobs = pathlib.Path(os.environ['HUBFORGE_USER_AREA']) / 'jobs'\n"
