@@ -131,7 +131,7 @@ class RunningWorkbench:
                 return
             if not server and not model.get("pending"):
                 raise AssertionError(f"server of {name} stopped while starting: {model}")
-            time.sleep(0.1)
+            time.sleep(0.25)  # (each look is a hub request: CPU the spawn needs)
         raise AssertionError(f"server of {name} not ready after {timeout}s")
 
     def stop_server(self, name: str, token: str) -> None:
@@ -142,7 +142,7 @@ class RunningWorkbench:
             model = self.api("GET", f"hub/api/users/{name}", token).json()
             if not model["servers"] and not model.get("pending"):
                 return
-            time.sleep(0.1)
+            time.sleep(0.25)
         raise AssertionError(f"server of {name} did not stop")
 
     def wait_label_studio(self, deadline: float) -> None:

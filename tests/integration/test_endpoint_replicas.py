@@ -16,6 +16,7 @@ import pytest
 
 from hubforge import serving
 from tests import cli_record
+from tests.callers import PACE
 from tests.models import keras_model
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(600)]
@@ -58,6 +59,7 @@ class Load:
                 outcome = type(e).__name__
             with self.lock:
                 self.seen[outcome] += 1
+            self.stop.wait(PACE)
 
     def __enter__(self) -> Load:
         for thread in self.threads:

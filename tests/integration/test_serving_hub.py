@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import requests
 
+from tests.callers import PACE
 from tests.cleanup import leave_nothing_running
 from tests.kernel import execute
 from tests.models import keras_model
@@ -225,6 +226,7 @@ def test_changing_batching_under_load_fails_no_request(workbench, sam):
                 codes.append(
                     workbench.api("POST", url, sam, json={"instances": [[1, 1, 1, 1]]}).status_code
                 )
+                stop.wait(PACE)
 
         threads = [threading.Thread(target=client) for _ in range(4)]
         for t in threads:

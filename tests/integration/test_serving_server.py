@@ -12,6 +12,7 @@ import time
 import pytest
 import requests
 
+from tests.callers import PACE
 from tests.models import keras_model, multi_io_model, start_serving
 
 
@@ -163,6 +164,7 @@ def swap_in_under_load(scorer: str, models, base) -> None:
         while not stop.is_set():
             r = session.post(scorer + ":predict", json={"instances": [[0, 0, 0, 0]]}, timeout=30)
             codes.append((r.status_code, r.json().get("predictions")))
+            stop.wait(PACE)
 
     threads = [threading.Thread(target=hammer) for _ in range(4)]
     for t in threads:
