@@ -1,28 +1,23 @@
-"""Write real TensorBoard logs with a tiny Keras run (in a subprocess: TensorFlow is heavy)."""
+"""Real TensorBoard logs from a tiny Keras run, written once per machine (tests.models'
+cache: starting TensorFlow costs seconds each time) and copied where a test wants them."""
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 from pathlib import Path
 
+from tests.models import cached_export
+
 SCRIPT = """
-import sys, numpy as np, tensorflow as tf
+import os, sys, numpy as np, tensorflow as tf
 x = np.random.RandomState(0).rand(64, 4).astype("float32"); y = (x.sum(1) > 2).astype("float32")
 m = tf.keras.Sequential([tf.keras.layers.Dense(1, activation="sigmoid", input_shape=(4,))])
 m.compile("adam", "binary_crossentropy", metrics=["accuracy"])
-m.fit(x, y, epochs=3, verbose=0, callbacks=[tf.keras.callbacks.TensorBoard(sys.argv[1])])
+m.fit(x, y, epochs=3, verbose=0,
+      callbacks=[tf.keras.callbacks.TensorBoard(os.path.join(sys.argv[1], "logs"))])
 """
 
 
 def write_logs(path: Path) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run(
-        [sys.executable, "-c", SCRIPT, str(path)],
-        check=True,
-        timeout=180,
-        capture_output=True,
-        env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3"),
-    )
+    """A run's logs (its train/ event files: loss and accuracy of 3 epochs) in ``path``."""
+    cached_export(SCRIPT, [], "logs", path)
     return path

@@ -109,7 +109,7 @@ def _fresh_folder(key: str) -> Path:
     return fresh
 
 
-def _cached_export(script: str, args: list[str], made: str, target: Path) -> None:
+def cached_export(script: str, args: list[str], made: str, target: Path) -> None:
     """Copy the export ``script`` makes (``made`` in the folder its first argument names) to
     ``target``; exported once per machine and key."""
     entry = CACHE / _key(script, args)
@@ -144,6 +144,9 @@ def warm_cache() -> None:
     wanted = [(KERAS, ["v", str(float(b))], "v") for b in (0, 1, 2, 5, 10, 100)]
     wanted += [(IMAGE, [], "1"), (MULTI, [], "1")]
     wanted += [(VARIANT, ["v", mode], "v") for mode in ("good", "fails", "slow")]
+    from tests.logs import SCRIPT as LOGS  # (TensorBoard's logs of a tiny run, too)
+
+    wanted += [(LOGS, [], "logs")]
     with _cache_lock():
         missing = [(s, a, m, CACHE / _key(s, a)) for s, a, m in wanted]
         missing = [w for w in missing if not w[3].is_dir()]
@@ -162,13 +165,13 @@ def warm_cache() -> None:
 
 def variant_model(base: Path, version: int, mode: str) -> Path:
     """VARIANT's model (mode "good", "fails" or "slow") at ``base/version``."""
-    _cached_export(VARIANT, ["v", mode], "v", base / str(version))
+    cached_export(VARIANT, ["v", mode], "v", base / str(version))
     return base / str(version)
 
 
 def keras_model(base: Path, version: int, bias: float = 0.0) -> Path:
     """y = sum(x) + bias, as a Keras SavedModel at ``base/version``."""
-    _cached_export(KERAS, ["v", str(bias)], "v", base / str(version))
+    cached_export(KERAS, ["v", str(bias)], "v", base / str(version))
     return base / str(version)
 
 
@@ -186,13 +189,13 @@ model.save(sys.argv[1] + "/1")
 
 def image_model(base: Path) -> Path:
     """32x32 grey images -> 3 class probabilities, version 1 under ``base``."""
-    _cached_export(IMAGE, [], "1", base / "1")
+    cached_export(IMAGE, [], "1", base / "1")
     return base / "1"
 
 
 def multi_io_model(base: Path) -> Path:
     """Two named inputs (a string and a float), two outputs."""
-    _cached_export(MULTI, [], "1", base / "1")
+    cached_export(MULTI, [], "1", base / "1")
     return base / "1"
 
 
