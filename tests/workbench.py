@@ -113,6 +113,17 @@ class RunningWorkbench:
         r.raise_for_status()
         return r.json()["token"]
 
+    def deploy_sum_model(self, token: str, owner: str, bias: float = 1.0) -> Path:
+        """y = sum(x) + ``bias`` exported into ``owner``'s exports and deployed as endpoint
+        'clf' through the service's REST API (201, or the test fails); returns the export."""
+        from tests.models import keras_model
+
+        export = keras_model(self.data_dir / "hdfs" / "users" / owner / "exports", 1, bias=bias)
+        body = {"name": "clf", "model_dir": str(export)}
+        r = self.api("POST", "services/hubforge/api/endpoints", token, json=body)
+        assert r.status_code == 201, r.text
+        return export
+
     # -- servers --------------------------------------------------------------------
     def spawn(self, name: str, token: str, profile: str = "cpu") -> requests.Response:
         """Start ``name``'s server and wait until it is ready (or the spawn fails)."""

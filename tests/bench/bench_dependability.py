@@ -27,7 +27,6 @@ import requests
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.integration.test_service_faults import service_app
-from tests.models import keras_model
 from tests.workbench import start_workbench
 
 
@@ -117,14 +116,7 @@ def main() -> None:
         )
         try:
             token = wb.create_user("ann")
-            export = keras_model(wb.data_dir / "hdfs/users/ann/exports", 1, bias=1.0)
-            r = wb.api(
-                "POST",
-                "services/hubforge/api/endpoints",
-                token,
-                json={"name": "clf", "model_dir": str(export)},
-            )
-            assert r.status_code == 201, r.text
+            wb.deploy_sum_model(token, "ann")
             gaps = []
             for _ in range(args.outages):
                 gaps.append(outage(wb, token))

@@ -29,7 +29,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from hubforge.processes import workbench_processes
 from tests.callers import Callers, wait_for
-from tests.models import keras_model
 from tests.workbench import start_workbench
 
 ROWS = {"instances": [[1, 2, 3, 4]]}
@@ -89,14 +88,7 @@ def main() -> None:
         wb = start_workbench(data, config='c.Workbench.label_studio_python = ""\n')
         try:
             token = wb.create_user("sam")
-            export = keras_model(data / "hdfs" / "users" / "sam" / "exports", 1, bias=1.0)
-            r = wb.api(
-                "POST",
-                "services/hubforge/api/endpoints",
-                token,
-                json={"name": "clf", "model_dir": str(export)},
-            )
-            assert r.status_code == 201, r.text
+            wb.deploy_sum_model(token, "sam")
 
             def ready() -> bool:
                 return wb.api("POST", GATEWAY, token, json=ROWS).status_code == 200

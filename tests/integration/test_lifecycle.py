@@ -11,7 +11,6 @@ import psutil
 import pytest
 
 from hubforge.processes import workbench_processes
-from tests.models import keras_model
 from tests.notebooks import training_notebook
 from tests.workbench import hubforge, start_workbench
 
@@ -145,14 +144,7 @@ def test_jobs_and_endpoints_survive_a_restart_and_down_stops_them(tmp_path):
         kim = wb.create_user("kim")
         waiting = [wb.api("POST", JOBS, t, json=gpu_job("waits", 1)).json() for t in (kim, token)]
         assert [w["state"] for w in waiting] == ["queued", "queued"], waiting
-        export = keras_model(data / "hdfs" / "users" / "kay" / "exports", 1, bias=1.0)
-        r = wb.api(
-            "POST",
-            "services/hubforge/api/endpoints",
-            token,
-            json={"name": "clf", "model_dir": str(export)},
-        )
-        assert r.status_code == 201, r.text
+        wb.deploy_sum_model(token, "kay")
         assert wb.api("POST", GATEWAY, token, json=ROWS).json() == {"predictions": [[11.0]]}
     finally:
         assert hubforge("down", "--keep-jobs", data_dir=data).returncode == 0

@@ -18,7 +18,6 @@ from hubforge.processes import free_port, workbench_processes
 from tests import cli_record
 from tests.callers import Callers, wait_for
 from tests.integration.test_schedules_hub import Clock, as_json, ended_run, runs_of
-from tests.models import keras_model
 from tests.workbench import hubforge, start_workbench, xdg_state
 
 pytestmark = pytest.mark.hub
@@ -60,14 +59,7 @@ def test_hub_crash_and_cli_crash_keep_jobs_endpoints_and_schedules(tmp_path):
     wb = start_workbench(data, base_url="/", config=NO_LABEL_STUDIO + clock_file)
     try:
         token = wb.create_user("sam")
-        export = keras_model(data / "hdfs" / "users" / "sam" / "exports", 1, bias=1.0)
-        r = wb.api(
-            "POST",
-            "services/hubforge/api/endpoints",
-            token,
-            json={"name": "clf", "model_dir": str(export)},
-        )
-        assert r.status_code == 201, r.text
+        wb.deploy_sum_model(token, "sam")
         r = wb.api(
             "POST",
             "services/hubforge/api/jobs",

@@ -5,7 +5,6 @@ a pid, a name or a link the user chose never gets root's rights."""
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -22,6 +21,7 @@ import pytest
 
 from hubforge import accounts
 from hubforge.helper_client import HelperError, ask
+from tests.helper_ask import ask_as
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not accounts.available(),
@@ -41,25 +41,7 @@ class Helper:
 
     def ask(self, request: dict, uid: int = HUB, gid: int | None = None) -> dict:
         """``request`` sent by a process of ``uid``; the reply, or {'error': ...}."""
-        code = (
-            "import json, sys\n"
-            "from hubforge.helper_client import HelperError, ask\n"
-            "try:\n"
-            "    print(json.dumps(ask(sys.argv[1], json.loads(sys.argv[2]), timeout=60)))\n"
-            "except HelperError as e:\n"
-            "    print(json.dumps({'error': str(e)}))\n"
-        )
-        done = subprocess.run(
-            [sys.executable, "-c", code, str(self.sock), json.dumps(request)],
-            capture_output=True,
-            text=True,
-            user=uid,
-            group=uid if gid is None else gid,
-            cwd="/",
-            timeout=120,
-        )
-        assert done.returncode == 0, done.stderr
-        return json.loads(done.stdout)
+        return ask_as(self.sock, request, uid, uid if gid is None else gid)
 
     def account(self, user: str) -> accounts.Account:
         return accounts.existing_account(user, self.root / "homes" / user, self.state)

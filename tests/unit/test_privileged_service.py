@@ -24,6 +24,7 @@ from pathlib import Path
 import pytest
 
 from hubforge import accounts
+from tests.helper_ask import ask_as
 
 pytestmark = pytest.mark.skipif(
     os.geteuid() != 0 or not accounts.available(),
@@ -125,25 +126,7 @@ def helper() -> Iterator[Helper]:
 
 
 def _as_service(h: Helper, request: dict, uid: int = SERVICE) -> dict:
-    code = (
-        "import json, sys\n"
-        "from hubforge.helper_client import HelperError, ask\n"
-        "try:\n"
-        "    print(json.dumps(ask(sys.argv[1], json.loads(sys.argv[2]), timeout=60)))\n"
-        "except HelperError as e:\n"
-        "    print(json.dumps({'error': str(e)}))\n"
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", code, str(h.sock), json.dumps(request)],
-        capture_output=True,
-        text=True,
-        user=uid,
-        group=pwd.getpwuid(uid).pw_gid,
-        cwd="/",
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    return json.loads(done.stdout)
+    return ask_as(h.sock, request, uid, pwd.getpwuid(uid).pw_gid)
 
 
 @pytest.fixture
