@@ -9,7 +9,6 @@ import getpass
 import json
 import os
 import signal
-import time
 from pathlib import Path
 
 import psutil
@@ -18,19 +17,10 @@ import pytest
 from hubforge.jobs.errors import JobError
 from hubforge.jobs.local import LocalJobBackend
 from hubforge.jobs.spec import JobSpec
+from tests.callers import wait_for
 from tests.workbench import hubforge
 
 SLEEPER = "import time\nprint('started', flush=True)\ntime.sleep(600)\n"
-
-
-def wait_for(predicate, timeout: float = 60, what: str = "condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def alive(pid: int) -> bool:

@@ -17,6 +17,7 @@ import pytest
 import requests
 
 from hubforge.processes import MARKER
+from tests.callers import wait_for
 from tests.integration.test_schedules_hub import (
     GREETING,
     SCHEDULES,
@@ -36,15 +37,6 @@ STUBBORN = (
     "while True:\n    print('working', flush=True)\n    time.sleep(0.5)\n"
 )
 TMPFS_MB = 400
-
-
-def wait_for(predicate, timeout=120, what="condition"):
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if value := predicate():
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 def fill(filler: Path) -> None:
