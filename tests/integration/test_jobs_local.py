@@ -55,7 +55,7 @@ def test_two_workers_train_and_export_a_model(home):
 
 def test_killed_worker_restarts_the_group_and_resumes(home):
     job = jobs.submit(
-        home / "train.ipynb", workers=2, params={"epochs": 6, "steps": 10, "delay": 0.15}
+        home / "train.ipynb", workers=2, params={"epochs": 4, "steps": 8, "delay": 0.15}
     )
 
     wait_for(lambda: len(_records(job, "epoch_end")) >= 2, what="two epochs")
@@ -68,7 +68,7 @@ def test_killed_worker_restarts_the_group_and_resumes(home):
     redone = {r["epoch"] for r in _records(job, "epoch_begin") if r["attempt"] == 1}
     assert done_before and redone
     assert not done_before & redone, f"epochs {done_before & redone} were trained twice"
-    assert [h["epoch"] for h in job.progress["history"]] == [0, 1, 2, 3, 4, 5]
+    assert [h["epoch"] for h in job.progress["history"]] == [0, 1, 2, 3]
     assert "=== attempt 1" in job.logs("worker-1")
 
 
