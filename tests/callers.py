@@ -8,9 +8,10 @@ import time
 import requests
 
 # A calling thread's pause after each answer (or refused connection). Unpaced, a few threads
-# kept the proxy, the gateway and the model server busy on both cores, and the restart or
-# deploy the test watched took twice as long; paced, each thread still calls ~30 times a
-# second, so an outage of a few hundredths of a second is still seen.
+# kept the proxy, the gateway and the model server busy on both cores and took the CPU that
+# the restart or deploy the test watched needed (the replicas, supervision and serving-hub
+# files: 173 -> 140 CPU-s once paced); paced, each thread still calls ~30 times a second,
+# so an outage of a few hundredths of a second is still seen.
 PACE = 0.02
 
 

@@ -10,6 +10,7 @@ as ``<file>.json``.
 
 from __future__ import annotations
 
+import contextlib
 import html
 import os
 import warnings
@@ -240,10 +241,18 @@ def _samples(
 def _write_model(content: bytes, path: Path, output: Any, quantize: str) -> Path:
     """The converted model, written atomically to ``output`` (default beside the model)."""
     target = Path(output) if output else path.with_name(f"{path.name}-{quantize}.tflite")
-    target.parent.mkdir(parents=True, exist_ok=True)
     tmp = target.with_name(f".{target.name}.tmp")
-    tmp.write_bytes(content)
-    os.replace(tmp, target)
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_bytes(content)
+        os.replace(tmp, target)
+    except OSError as e:  # a model folder that is not yours, a full disk...
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise BadRequest(
+            f"cannot write {target} ({e.strerror or e}): give output= (--output) a path in "
+            "a folder of yours"
+        ) from None
     return target
 
 

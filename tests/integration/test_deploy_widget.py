@@ -50,12 +50,14 @@ print("after:", widget.status.value, widget.send_button.disabled)
 
 @pytest.mark.timeout(600)
 def test_deploy_try_export_undeploy(workbench):
-    token = workbench.create_user("dora")
-    model = keras_model(workbench.data_dir / "hdfs" / "users" / "dora" / "exports" / "ranker", 1)
+    token = workbench.create_user("deanna")
+    model = keras_model(workbench.data_dir / "hdfs" / "users" / "deanna" / "exports" / "ranker", 1)
     try:
-        assert workbench.spawn("dora", token).status_code in (201, 202)
-        outputs = execute(workbench, "dora", token, CODE.format(model=str(model)), timeout=400)
+        assert workbench.spawn("deanna", token).status_code in (201, 202)
+        outputs = execute(workbench, "deanna", token, CODE.format(model=str(model)), timeout=400)
         text = "".join(o.get("text", "") for o in outputs)
+        errors = [o for o in outputs if o["type"] == "error"]
+        text += "".join(f"\n{o.get('ename')}: {o.get('evalue')}" for o in errors)  # (if any)
         said = [line.split(":", 1) for line in text.splitlines() if ":" in line]
         lines = {key: value.strip() for key, value in said}
         assert "Optimizing for phones as job optimize-ranker" in text, text
@@ -66,7 +68,7 @@ def test_deploy_try_export_undeploy(workbench):
         assert lines["curl"].startswith('curl -H "Authorization: token $TOKEN" -d ')
         call, hint = lines["curl"].split("  # ")
         assert call.endswith(
-            f"{origin}/hub@forge%20space/services/hubforge/endpoints/dora/ranker/v1/models/ranker:predict"
+            f"{origin}/hub@forge%20space/services/hubforge/endpoints/deanna/ranker/v1/models/ranker:predict"
         )
         # where $TOKEN comes from: the hub's token page, which answers
         assert hint == f"$TOKEN: a token of yours, from {origin}/hub@forge%20space/hub/token"
@@ -80,12 +82,12 @@ def test_deploy_try_export_undeploy(workbench):
         assert report["quantize"] == "dynamic" and report["size_bytes"] > 0
         assert report["path"].endswith("ranker/1-dynamic.tflite")
         assert "of the SavedModel" in lines["export view"]
-        # Optimize for mobile: a job of dora's, its report and plot in the widget
+        # Optimize for mobile: a job of deanna's, its report and plot in the widget
         assert "phones" in lines, outputs[-3:]
         phones = json.loads(lines["phones"])
         assert [v["name"] for v in phones["variants"]] == ["float", "dynamic"]
         assert phones["job"].startswith("optimize-") and phones["chosen"] in ("float", "dynamic")
-        assert phones["folder"].endswith(f"/users/dora/jobs/{phones['job']}/mobile")
+        assert phones["folder"].endswith(f"/users/deanna/jobs/{phones['job']}/mobile")
         assert all(v["accuracy"] >= 90 and v["parity"] for v in phones["variants"]), phones
         assert (
             "<table>" in lines["phones view"]
@@ -95,4 +97,4 @@ def test_deploy_try_export_undeploy(workbench):
         assert lines["reattached"] == 'True {"batch_timeout_ms": 2.0, "max_batch_size": 4}'
         assert "undeployed" in lines["after"] and lines["after"].endswith("True")
     finally:
-        leave_nothing_running(workbench, "dora", token)
+        leave_nothing_running(workbench, "deanna", token)

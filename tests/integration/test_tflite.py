@@ -100,6 +100,8 @@ def test_every_quantization_writes_a_smaller_working_model(classifier):
         (["--samples", "{base}/y.npy"], "sample_data['dense_input'] has shape [200]"),
         (["--labels", "{base}/y.npy", "--samples", "{base}/x10.npy"], "labels has 200 entries"),
         (["--representative", "{base}/missing.npy"], "--representative"),
+        # a folder that cannot be written (here: a file stands where the folder would be)
+        (["--output", "{base}/x.npy/m.tflite"], "give output= (--output) a path in a folder"),
     ],
 )
 def test_mistakes_are_explained(classifier, args, message):
