@@ -111,6 +111,12 @@ class LocalJobBackend(JobBackend):
                     store.files.remove(store._relative(""))
             if isinstance(e, UnsafeEntry):
                 raise JobError(f"Not submitted: {e}", 409) from None
+            if isinstance(e, FileNotFoundError):  # its owner moved a folder away meanwhile
+                raise JobError(
+                    f"Not submitted: your jobs folder ({store.path.parent}) was moved or "
+                    "replaced while the job was being made; try again",
+                    409,
+                ) from None
             if isinstance(e, FileExistsError):  # a folder the owner made with the job's name
                 raise JobError(
                     f"Not submitted: your jobs folder already has an entry named {job_id}; "
@@ -123,7 +129,16 @@ class LocalJobBackend(JobBackend):
                 self._start_supervisor(store, uid)
             except UnsafeEntry as e:  # its log became a link: nothing was started
                 raise JobError(f"Not submitted: {e}", 409) from None
-        return self.get(owner, job_id)
+            except FileNotFoundError:  # its folder was moved away: nothing was started
+                raise JobError(
+                    f"Not submitted: the job's folder ({store.path}) was moved away while it "
+                    "was being started; try again",
+                    409,
+                ) from None
+        try:
+            return self.get(owner, job_id)
+        except (JobNotFound, JobError):  # its owner moved or swapped the folder this instant:
+            return record  # the job was made (and started); answer with what was written
 
     def start_queued(self, owner: str, job_id: str, devices: list[str]) -> None:
         """Start a job the queue kept waiting, on ``devices``; JobError when it no longer

@@ -5,6 +5,8 @@ between the listing and the read): only job errors (404, 409), never anything el
 from __future__ import annotations
 
 import collections
+import contextlib
+import itertools
 import os
 import threading
 import time
@@ -60,3 +62,63 @@ def test_listing_while_the_owner_swaps_folders_for_links_raises_only_job_errors(
         swapper.join()
     assert swaps["done"] > 100, swaps
     assert set(seen) <= {0, 1, 2, 3, 409}, seen  # lists (some jobs hidden), or 409
+
+
+def test_submitting_while_the_owner_swaps_the_jobs_folder_answers_a_job_or_409(tmp_path):
+    """CI52: the job was made and started, its owner moved the folder away that instant, and
+    the submit's own re-read raised JobNotFound (a 500 through the service). A submit answers
+    with the job it made, or refuses with 409; nothing else escapes."""
+    backend = LocalJobBackend(tmp_path / "data")
+    backend.submit("bo", JobSpec(name="first"), "print(1)")
+    area = tmp_path / "data" / "users" / "bo"
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    stop, swaps = threading.Event(), collections.Counter()
+
+    def swap() -> None:
+        jobs, real = area / "jobs", area / "jobs.real"
+        while not stop.is_set():
+            try:
+                os.rename(jobs, real)
+            except OSError:
+                swaps["missed"] += 1
+                continue
+            with contextlib.suppress(OSError):  # the submit may make a new jobs folder first
+                os.symlink(elsewhere, jobs)
+                time.sleep(0.001)
+                os.unlink(jobs)
+            for attempt in itertools.count():  # put the real one back, whatever is there now
+                try:
+                    os.rename(real, jobs)  # (over an empty folder the submit made: fine)
+                    break
+                except OSError:
+                    if jobs.is_symlink():
+                        os.unlink(jobs)
+                    else:  # a jobs folder with a job in it: the owner moves it aside
+                        os.rename(jobs, area / f"jobs.aside{swaps['done']}-{attempt}")
+            swaps["done"] += 1
+            time.sleep(0.003)  # the real one stays a moment: some submits get through
+
+    swapper = threading.Thread(target=swap)
+    swapper.start()
+    made, seen = [], collections.Counter()
+    try:
+        end = time.monotonic() + 4
+        while time.monotonic() < end and len(made) < 10:  # (each made job runs)
+            try:
+                record = backend.submit("bo", JobSpec(name="race"), "print(2)")
+            except JobError as e:
+                seen[e.status] += 1
+            else:
+                assert record["owner"] == "bo" and record["id"].startswith("race-"), record
+                made.append(record["id"])
+                seen["made"] += 1
+    finally:
+        stop.set()
+        swapper.join()
+    assert swaps["done"] > 50, swaps
+    assert set(seen) <= {"made", 409}, seen
+    assert seen["made"], seen  # some got through between the swaps
+    assert not os.listdir(elsewhere), "a job was written through the link"
+    for job_id in made:  # every job it answered with is in its owner's area (maybe moved)
+        assert list(area.glob(f"jobs*/{job_id}/job.json")), job_id
