@@ -425,7 +425,8 @@ class Workbench(Configurable):
         config=True,
         help="While jobs wait in the queue for GPUs: seconds without activity after which a "
         "server holding GPUs is stopped, so the jobs get them (0: only the idle timeouts "
-        "above). A kernel running a cell counts as activity.",
+        "above). A kernel running a cell counts as activity. Idleness is measured on the "
+        "servers' activity reports: keep it above twice activity_interval.",
     )
     activity_interval = Integer(
         60,

@@ -103,27 +103,7 @@ class LocalJobBackend(JobBackend):
             "supervisor": None,
             "backend": "local",
         }
-        try:
-            store.create(record, script, private=uid is not None)
-        except BaseException as e:  # a full disk, a link: leave no half-made job folder
-            if not isinstance(e, FileExistsError):  # (another job's folder is not ours)
-                with contextlib.suppress(Exception):
-                    store.files.remove(store._relative(""))
-            if isinstance(e, UnsafeEntry):
-                raise JobError(f"Not submitted: {e}", 409) from None
-            if isinstance(e, FileNotFoundError):  # its owner moved a folder away meanwhile
-                raise JobError(
-                    f"Not submitted: your jobs folder ({store.path.parent}) was moved or "
-                    "replaced while the job was being made; try again",
-                    409,
-                ) from None
-            if isinstance(e, FileExistsError):  # a folder the owner made with the job's name
-                raise JobError(
-                    f"Not submitted: your jobs folder already has an entry named {job_id}; "
-                    "remove or rename it",
-                    409,
-                ) from None
-            raise
+        _create(store, record, script, uid)
         if not queued:
             try:
                 self._start_supervisor(store, uid)
@@ -449,6 +429,32 @@ def _readable(job_id: str) -> Iterator[None]:
         yield
     except (DamagedStateFile, UnsafeEntry) as e:
         raise JobError(f"Job {job_id}: {e}", 409) from None
+
+
+def _create(store: JobStore, record: dict[str, Any], script: str, uid: int | None) -> None:
+    """The job's folder and record, or JobError 409 (a link, an entry of that name, a folder
+    moved away meanwhile) and no half-made job folder."""
+    try:
+        store.create(record, script, private=uid is not None)
+    except BaseException as e:  # a full disk, a link: leave no half-made job folder
+        if not isinstance(e, FileExistsError):  # (another job's folder is not ours)
+            with contextlib.suppress(Exception):
+                store.files.remove(store._relative(""))
+        if isinstance(e, UnsafeEntry):
+            raise JobError(f"Not submitted: {e}", 409) from None
+        if isinstance(e, FileNotFoundError):  # its owner moved a folder away meanwhile
+            raise JobError(
+                f"Not submitted: your jobs folder ({store.path.parent}) was moved or "
+                "replaced while the job was being made; try again",
+                409,
+            ) from None
+        if isinstance(e, FileExistsError):  # a folder the owner made with the job's name
+            raise JobError(
+                f"Not submitted: your jobs folder already has an entry named {store.id}; "
+                "remove or rename it",
+                409,
+            ) from None
+        raise
 
 
 def _supervisor_alive(record: dict[str, Any], known: dict[str, Any] | None = None) -> bool:

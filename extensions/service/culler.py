@@ -19,7 +19,7 @@ from typing import Any
 from urllib.parse import quote
 
 from ..profiles import validate_profiles
-from .hub_api import hub_request
+from .hub_api import all_users, hub_request
 
 log = logging.getLogger("hubforge.culler")
 
@@ -140,15 +140,7 @@ class IdleCuller:
 
     async def users(self) -> list[dict[str, Any]]:
         """Every user with a ready server, page by page (10,000 users are fine)."""
-        users: list[dict[str, Any]] = []
-        offset = 0
-        while True:
-            page = await self._hub("GET", f"/users?state=ready&offset={offset}&limit=200")
-            users += page["items"]
-            following = page["_pagination"].get("next")
-            if not following:
-                return users
-            offset = following["offset"]
+        return await all_users(self.hub_api, self.token, "state=ready")
 
     async def cull(self) -> list[IdleServer]:
         """One pass: stop every server that is due; returns what was stopped."""

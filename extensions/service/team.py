@@ -11,7 +11,6 @@ Admins and the hub side only.
 from __future__ import annotations
 
 import asyncio
-import json
 import os
 from collections import Counter
 from typing import Any
@@ -20,7 +19,7 @@ from tornado import web
 
 from ..gpus import holder_user
 from .handlers import ServiceHandler
-from .hub_api import hub_request
+from .hub_api import HubUnavailable, all_users
 
 
 def user_row(
@@ -88,13 +87,14 @@ def endpoint_row(record: dict[str, Any], traffic: Any, rollouts: Any) -> dict[st
 class TeamHandler(ServiceHandler):
     async def get(self) -> None:
         self.require_privileged()
-        r = await hub_request(
-            os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"], "GET", "/users"
-        )
-        if r.code != 200:
-            raise web.HTTPError(503, f"The hub did not list its users ({r.code}); try again soon")
-        body = json.loads(r.body)
-        models = body["items"] if isinstance(body, dict) else body
+        try:
+            models = await all_users(
+                os.environ["JUPYTERHUB_API_URL"], os.environ["JUPYTERHUB_API_TOKEN"]
+            )
+        except (HubUnavailable, OSError) as e:
+            raise web.HTTPError(
+                503, f"The hub did not list its users ({e}); try again soon"
+            ) from None
         held = self.allocator.allocations()
         rows, served = [], []
         for model in sorted(models, key=lambda m: m["name"]):

@@ -20,12 +20,14 @@ from tests.workbench import start_workbench
 
 pytestmark = pytest.mark.hub
 
-# Two fake GPUs; GPU servers keep the default 30 min unless jobs wait for GPUs: then 12 s.
-# Servers report activity every 2 s (the hub measures idleness on those reports).
+# Two fake GPUs; GPU servers keep the default 30 min unless jobs wait for GPUs: then 8 s.
+# Servers report activity every 2 s (the hub measures idleness on those reports), and look
+# for busy kernels as often (looking every 10 s, a busy server seemed idle for up to 12 s:
+# an 8 s limit stopped it in the middle of its cell).
 CONFIG = (
     'c.Workbench.gpus = ["0", "1"]\n'
     'c.Workbench.label_studio_python = ""\n'
-    "c.Workbench.gpu_idle_timeout_when_queued = 12\n"
+    "c.Workbench.gpu_idle_timeout_when_queued = 8\n"
     "c.Workbench.activity_interval = 2\n"
     "c.Workbench.cull_interval = 1\n"
     "c.Workbench.job_preemption = True\n"
@@ -65,7 +67,7 @@ def test_an_idle_gpu_server_gives_its_gpu_to_a_waiting_job_a_busy_one_does_not(w
         waiting = r.json()["id"]
         # the sidebar of a GPU server says what happens now (the JupyterLab warning's words)
         gpus = wb.api("GET", "user/busy-bea/hubforge/api/gpus", tokens["busy-bea"]).json()
-        assert gpus["waiting_for_gpus"] == {"gpus": 1, "idle_limit_s": 12}
+        assert gpus["waiting_for_gpus"] == {"gpus": 1, "idle_limit_s": 8}
 
         # ivo's idle server goes, and the waiting job starts on its GPU
         wait_for(lambda: not servers(wb, "idle-ivo"), 60, "ivo's idle GPU server to stop")
@@ -86,7 +88,7 @@ def test_an_idle_gpu_server_gives_its_gpu_to_a_waiting_job_a_busy_one_does_not(w
         more = {"spec": {"name": "more", "gpus_per_worker": 1}, "script": "print(1)\n"}
         r = wb.api("POST", JOBS, tokens["queue-quinn"], json=more)
         assert r.status_code == 201 and r.json()["state"] == "queued", r.text
-        deadline = time.monotonic() + 30  # more than twice the 12 s limit
+        deadline = time.monotonic() + 20  # more than twice the 8 s limit
         while time.monotonic() < deadline:
             assert servers(wb, "busy-bea")[""]["ready"], "bea's busy server was stopped"
             time.sleep(1)

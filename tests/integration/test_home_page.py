@@ -98,6 +98,20 @@ def test_home_lists_what_is_mine_and_nothing_of_anyone_else(workbench, monkeypat
         # admins see the team: hana's job and serving endpoint on her row; hana sees no team
         assert 'id="hubforge-team"' not in page
         admin = workbench.login("admin", workbench.admin_password)
+        # more users than the hub lists in one page unless asked (50): every one has a row
+        # (CI53: with other tests' users the team page showed the first 50, hana not among them)
+        crowd = [f"crowd-{i:02d}" for i in range(60)]
+        r = workbench.api(
+            "POST", "hub/api/users", workbench.admin_token(), json={"usernames": crowd}
+        )
+        assert r.status_code == 201, r.text
+        try:
+            listed = workbench.api("GET", "services/hubforge/api/team", workbench.admin_token())
+            names = [u["name"] for u in listed.json()["users"]]
+            assert set(crowd) | {"hana", "hugo"} <= set(names) and names == sorted(names), names
+        finally:
+            for name in crowd:
+                workbench.api("DELETE", f"hub/api/users/{name}", workbench.admin_token())
         team = home(workbench, admin)
         row = re.search(r'data-user="hana">(.*?)</tr>', team, re.S)
         assert row, team

@@ -103,8 +103,9 @@ def test_submitting_while_the_owner_swaps_the_jobs_folder_answers_a_job_or_409(t
     swapper.start()
     made, seen = [], collections.Counter()
     try:
-        end = time.monotonic() + 4
-        while time.monotonic() < end and len(made) < 10:  # (each made job runs)
+        # until the race has run a while and some submits got through (each made job runs)
+        end = time.monotonic() + 8
+        while time.monotonic() < end and (swaps["done"] < 100 or len(made) < 5) and len(made) < 30:
             try:
                 record = backend.submit("bo", JobSpec(name="race"), "print(2)")
             except JobError as e:
@@ -116,7 +117,7 @@ def test_submitting_while_the_owner_swaps_the_jobs_folder_answers_a_job_or_409(t
     finally:
         stop.set()
         swapper.join()
-    assert swaps["done"] > 50, swaps
+    assert swaps["done"] >= 20, swaps  # the race ran
     assert set(seen) <= {"made", 409}, seen
     assert seen["made"], seen  # some got through between the swaps
     assert not os.listdir(elsewhere), "a job was written through the link"
