@@ -104,8 +104,9 @@ def test_an_endpoint_whose_process_died_is_restarted_from_its_model_folder(deplo
     names it and its model folder has its versions, so it is started again."""
     root = deployed.data_root
     (bob,) = [p for p, base in endpoint_processes(root).items() if "/bob/" in base]
-    psutil.Process(bob).kill()
-    psutil.Process(bob).wait(timeout=10)
+    process = psutil.Process(bob)
+    process.kill()
+    process.wait(timeout=10)  # (the same object: the pid may be reaped already, CI54)
     text = deployed.state_file.read_text()
     cut = text.index('"bob/clf"') + len('"bob/clf": {') + 5
     deployed.state_file.write_text(text[:cut])

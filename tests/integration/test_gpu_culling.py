@@ -165,7 +165,9 @@ def test_a_batch_tensorflow_job_is_preempted_and_resumes_from_its_checkpoint(wb)
         "from hubforge import distribute\nepochs = 16\nsteps = 4\ndelay = 0.15\n" + TRAIN
     )
     bo = submit(wb, tokens["batch-bo"], "bo-train", train, priority="batch")
-    cy = submit(wb, tokens["steady-cy"], "cy-long", TIMED.format(seconds=120))
+    # cy's job runs until the test cancels it (CI54, busy: bo's training took more than the
+    # 120 s cy's job used to last, so it had ended before the preemption began)
+    cy = submit(wb, tokens["steady-cy"], "cy-long", TIMED.format(seconds=900))
     progress = f"{JOBS}/{bo}/progress"
     wait_for(
         lambda: (wb.api("GET", progress, tokens["batch-bo"]).json().get("epoch") or 0) >= 2,
