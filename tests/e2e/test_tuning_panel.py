@@ -219,6 +219,11 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
         page.click(f"{row} button:has-text('Update notebook')")
         page.click(".jp-Dialog button:has-text('Update')")
         page.wait_for_selector(".jp-Dialog", state="detached")
+        # (the dialog closes at once and its PATCH follows: the minute moves on only once the
+        # panel says the update was made, as a user would wait for it)
+        page.wait_for_selector(
+            ".Toastify__toast:has-text('runs the current report.ipynb from now on')", timeout=60_000
+        )
         clock.minute_on()
         ran = f"{row} .hf-Runs tr[data-run='2'][data-state='succeeded']"
         page.wait_for_selector(ran, timeout=120_000)
@@ -226,6 +231,9 @@ def test_a_search_is_one_group_with_its_table_and_plot_and_cancel_stops_one(work
             r for r in call("GET", "schedules").json()["schedules"][0]["runs"] if r["number"] == 2
         ]
         assert second["lab_path"].endswith(f"{made['id']}-r2/executed.ipynb"), second
+        r = page.request.get(workbench.url + f"user/{user}/api/contents/{second['lab_path']}")
+        assert r.ok, r.text()
+        assert "x cubed is 27.0" in json.dumps(r.json()["content"]["cells"]), r.text()[:2000]
         # (the panel redraws its rows every few seconds: a click that lands as the row is
         # replaced opens nothing, so it is pressed again; the run's own notebook must open)
         for attempt in range(3):

@@ -146,6 +146,13 @@ def test_jobs_and_endpoints_survive_a_restart_and_down_stops_them(tmp_path):
         assert [w["state"] for w in waiting] == ["queued", "queued"], waiting
         wb.deploy_sum_model(token, "kay")
         assert wb.api("POST", GATEWAY, token, json=ROWS).json() == {"predictions": [[11.0]]}
+        # (a busy machine can take a while to start TensorFlow: the story is about a job that
+        # runs, so the restart comes once it does)
+        deadline = time.monotonic() + 120
+        while (state := wb.api("GET", f"{JOBS}/{job_id}", token).json()["state"]) == "pending":
+            assert time.monotonic() < deadline, "kay's training job never started running"
+            time.sleep(0.5)
+        assert state == "running", state
     finally:
         assert hubforge("down", "--keep-jobs", data_dir=data).returncode == 0
         wb.proc.wait(timeout=60)
