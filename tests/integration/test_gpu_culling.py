@@ -168,33 +168,51 @@ def test_a_batch_tensorflow_job_is_preempted_and_resumes_from_its_checkpoint(wb)
     # cy's job runs until the test cancels it (CI54, busy: bo's training took more than the
     # 120 s cy's job used to last, so it had ended before the preemption began)
     cy = submit(wb, tokens["steady-cy"], "cy-long", TIMED.format(seconds=900))
-    progress = f"{JOBS}/{bo}/progress"
-    wait_for(
-        lambda: (wb.api("GET", progress, tokens["batch-bo"]).json().get("epoch") or 0) >= 2,
-        180,
-        "bo's training to write a checkpoint",
-    )
-    # both GPUs busy before uma comes (CI22: cy's job was still starting, 'pending')
-    wait_for(lambda: job_state(wb, tokens["steady-cy"], cy)["state"] == "running", 120, "cy's job")
-    uma = submit(wb, tokens["urgent-uma"], "uma-now", TIMED.format(seconds=3))
-    # both GPUs are busy: uma's normal job preempts bo's batch job, not cy's normal one
-    wait_for(lambda: job_state(wb, tokens["batch-bo"], bo).get("preempted") == 1, 60, "preemption")
-    assert job_state(wb, tokens["steady-cy"], cy)["state"] == "running"
-    wait_for(
-        lambda: job_state(wb, tokens["urgent-uma"], uma)["state"] == "succeeded", 60, "uma's job"
-    )
-    done = wait_for(
-        lambda: (
-            (j := job_state(wb, tokens["batch-bo"], bo))["state"] in ("succeeded", "failed") and j
-        ),
-        240,
-        "bo's job to resume and end",
-    )
-    assert done["state"] == "succeeded", done
-    assert "preempted by a job of a higher priority" in [h["event"] for h in done["history"]]
-    log = wb.api("GET", f"{JOBS}/{bo}/logs/worker-0", tokens["batch-bo"]).json()["text"]
-    # one start from the first epoch; after the preemption it went on from its checkpoint
-    assert log.count("Epoch 1/16") == 1 and "Epoch 16/16" in log, log[-2000:]
-    epochs = [h["epoch"] for h in wb.api("GET", progress, tokens["batch-bo"]).json()["history"]]
-    assert epochs == list(range(16)), epochs
-    wb.api("DELETE", f"{JOBS}/{cy}", tokens["steady-cy"])
+    try:
+        progress = f"{JOBS}/{bo}/progress"
+        wait_for(
+            lambda: (wb.api("GET", progress, tokens["batch-bo"]).json().get("epoch") or 0) >= 2,
+            180,
+            "bo's training to write a checkpoint",
+        )
+        # both GPUs busy before uma comes (CI22: cy's job was still starting, 'pending')
+        seen = []  # what the API answered for cy's job (named when it never runs)
+        try:
+            wait_for(
+                lambda: (
+                    seen.append(job_state(wb, tokens["steady-cy"], cy))
+                    or seen[-1]["state"] == "running"
+                ),
+                120,
+                "cy's job",
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}; the API's last answer for it: {seen[-1:]}") from None
+        uma = submit(wb, tokens["urgent-uma"], "uma-now", TIMED.format(seconds=3))
+        # both GPUs are busy: uma's normal job preempts bo's batch job, not cy's normal one
+        wait_for(
+            lambda: job_state(wb, tokens["batch-bo"], bo).get("preempted") == 1, 60, "preemption"
+        )
+        assert job_state(wb, tokens["steady-cy"], cy)["state"] == "running"
+        wait_for(
+            lambda: job_state(wb, tokens["urgent-uma"], uma)["state"] == "succeeded",
+            60,
+            "uma's job",
+        )
+        done = wait_for(
+            lambda: (
+                (j := job_state(wb, tokens["batch-bo"], bo))["state"] in ("succeeded", "failed")
+                and j
+            ),
+            240,
+            "bo's job to resume and end",
+        )
+        assert done["state"] == "succeeded", done
+        assert "preempted by a job of a higher priority" in [h["event"] for h in done["history"]]
+        log = wb.api("GET", f"{JOBS}/{bo}/logs/worker-0", tokens["batch-bo"]).json()["text"]
+        # one start from the first epoch; after the preemption it went on from its checkpoint
+        assert log.count("Epoch 1/16") == 1 and "Epoch 16/16" in log, log[-2000:]
+        epochs = [h["epoch"] for h in wb.api("GET", progress, tokens["batch-bo"]).json()["history"]]
+        assert epochs == list(range(16)), epochs
+    finally:  # (cy's job would hold a GPU for the next tests of the file)
+        wb.api("DELETE", f"{JOBS}/{cy}", tokens["steady-cy"])
