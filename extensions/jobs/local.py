@@ -220,9 +220,14 @@ class LocalJobBackend(JobBackend):
             env=env,
             cwd=store.path,
         )
-        self.index.add(owner, store.id, supervisor, uid)  # before the owner's record
-        # job.json is the owner's: if it cannot be rewritten (a link swapped in), the
-        # supervisor still runs the job and the index still finds it
+        if self.index.add(owner, store.id, supervisor, uid):
+            # The index is the service's record of it, and the supervisor names itself in
+            # each of its writes of job.json: a write here would race its first one (read
+            # 'pending', the supervisor writes 'running', this puts 'pending' back: a running
+            # job shown pending until it ended, on a busy machine)
+            return
+        # no index (a kernel with no service): job.json is all there is to find it by. It is
+        # the owner's: if it cannot be rewritten (a link swapped in), the job still runs
         with contextlib.suppress(UnsafeEntry, DamagedStateFile, FileNotFoundError):
             store.update(supervisor=supervisor)
 
@@ -243,6 +248,8 @@ class LocalJobBackend(JobBackend):
             raise JobError(f"Job {job_id}: {e}{_still_runs(job_id, known)}", 409) from None
         if known is not None and record["state"] in TERMINAL and not alive(known):
             self.index.remove(owner, job_id)
+        if not record.get("supervisor") and known is not None:  # before its first write
+            record["supervisor"] = {k: known[k] for k in ("pid", "create_time") if k in known}
         record["artifacts"] = store.artifacts()
         return record
 
