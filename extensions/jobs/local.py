@@ -220,22 +220,23 @@ class LocalJobBackend(JobBackend):
             env=env,
             cwd=store.path,
         )
+        # Never job.json: the supervisor names itself in each of its writes there, and a
+        # write here would race its first one (read 'pending', the supervisor writes
+        # 'running', this puts 'pending' back: a running job shown pending until it ended)
         if self.index.add(owner, store.id, supervisor, uid):
-            # The index is the service's record of it, and the supervisor names itself in
-            # each of its writes of job.json: a write here would race its first one (read
-            # 'pending', the supervisor writes 'running', this puts 'pending' back: a running
-            # job shown pending until it ended, on a busy machine)
             return
-        # no index (a kernel with no service): job.json is all there is to find it by. It is
-        # the owner's: if it cannot be rewritten (a link swapped in), the job still runs
-        with contextlib.suppress(UnsafeEntry, DamagedStateFile, FileNotFoundError):
-            store.update(supervisor=supervisor)
+        # no index (a kernel with no service): the job's folder is all there is to find it
+        # by. It is the owner's: if it cannot be written (a link swapped in), the job still runs
+        with contextlib.suppress(UnsafeEntry, FileNotFoundError, NotADirectoryError):
+            store.record_started(supervisor)
 
     def get(self, owner: str, job_id: str) -> dict[str, Any]:
         store = self.store(owner, job_id)
         known = self.index.get(owner, job_id)
         try:
             record = store.read()
+            if known is None and not record.get("supervisor") and record["state"] == "pending":
+                known = store.started()  # started, before its first write (and no index)
             if record["state"] not in TERMINAL and not _supervisor_alive(record, known):
                 # The supervisor always records how the job ended; gone without: killed.
                 time.sleep(0.2)  # it may be writing its last words right now

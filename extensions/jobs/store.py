@@ -1,7 +1,8 @@
 """A job's folder on the shared data area, the only record of the job.
 
 users/<owner>/jobs/<id>/
-    job.json          spec, state, replicas, restarts (written atomically)
+    job.json          spec, state, replicas, restarts (written atomically, by its supervisor)
+    supervisor.json   the supervisor as its starter recorded it (when the service keeps no index)
     script.py         the converted notebook
     replicas/<r>.log  each replica's output, every attempt appended
     progress.jsonl    epoch/step records of the chief
@@ -25,6 +26,7 @@ from ..owner_files import Local, OwnerFiles
 TERMINAL = {"succeeded", "failed", "cancelled", "damaged"}
 
 
+STARTED_FILE = "supervisor.json"
 MAX_RECORD = 1024 * 1024  # bytes of job.json (a real one is a few KB)
 MAX_PROGRESS = 2 * 1024 * 1024  # bytes of progress.jsonl read (its newest records)
 _SHAPE = {
@@ -50,15 +52,19 @@ def record_problem(record: Any) -> str | None:
     if not isinstance(workers, int) or isinstance(workers, bool) or not 0 <= workers <= 1024:
         return "spec.workers is not a number of workers"
     supervisor = record.get("supervisor")
-    if supervisor is not None and not (
-        isinstance(supervisor, dict)
-        and isinstance(supervisor.get("pid"), int)
-        and not isinstance(supervisor.get("pid"), bool)
-        and 0 < supervisor["pid"] < 2**22
-        and isinstance(supervisor.get("create_time"), int | float)
-    ):
+    if supervisor is not None and not _process_record(supervisor):
         return "'supervisor' is not a process record"
     return None
+
+
+def _process_record(value: Any) -> bool:
+    return (
+        isinstance(value, dict)
+        and isinstance(value.get("pid"), int)
+        and not isinstance(value.get("pid"), bool)
+        and 0 < value["pid"] < 2**22
+        and isinstance(value.get("create_time"), int | float)
+    )
 
 
 class JobStore:
@@ -163,6 +169,23 @@ class JobStore:
         record.update(changes, updated=time.time())
         self._write_json(record)
         return record
+
+    def record_started(self, supervisor: dict[str, Any]) -> None:
+        """Name the supervisor just started, in a file of the starter's own: job.json is the
+        supervisor's to write, and a read-modify-write of it here could undo its first write
+        (a running job shown 'pending' until it ended)."""
+        text = json.dumps({k: supervisor[k] for k in ("pid", "create_time")}) + "\n"
+        self.files.write(self._relative(STARTED_FILE), text.encode(), 0o644)
+
+    def started(self) -> dict[str, Any] | None:
+        """The supervisor :meth:`record_started` named, or None (none, or not a process
+        record: the owner may have written anything there)."""
+        try:
+            data = self.read_file(STARTED_FILE, 0, 4096)
+            value = json.loads(data) if data else None
+        except (UnsafeEntry, NotADirectoryError, ValueError, RecursionError):
+            return None
+        return value if _process_record(value) else None
 
     def replace(self, record: dict[str, Any]) -> None:
         """Write ``record`` as the whole of job.json (its supervisor, when it was damaged)."""

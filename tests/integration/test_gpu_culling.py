@@ -132,7 +132,13 @@ def submit(wb, token: str, name: str, script: str, **spec) -> str:
 def test_several_users_share_the_gpus_fairly_never_two_jobs_on_one(wb):
     wb.wait_gpus_free()
     tokens = {name: wb.create_user(name) for name in ("heavy-hal", "light-lia")}
-    hal = [submit(wb, tokens["heavy-hal"], f"hal-{i}", TIMED.format(seconds=4)) for i in range(3)]
+    # hal's first two end 6 s apart, so one GPU frees at a time and the queue's choice shows
+    # (the stop's CI: both ended within 0.2 s, one pass started lia's and hal's third together
+    # and which worker printed first was a race)
+    hal = [
+        submit(wb, tokens["heavy-hal"], f"hal-{i}", TIMED.format(seconds=s))
+        for i, s in enumerate((4, 10, 4))
+    ]
     lia = submit(wb, tokens["light-lia"], "lia-0", TIMED.format(seconds=4))
     states = [job_state(wb, tokens["heavy-hal"], j)["state"] for j in hal]
     assert states.count("queued") == 1  # two GPUs: hal's third waits, accepted all the same
