@@ -38,9 +38,10 @@ def fresh(workbench, token: str, name: str, user: str = "sam") -> None:
     shutil.rmtree(workbench.data_dir / "hdfs" / "users" / user / "models" / name, True)
 
 
-@pytest.fixture
+@pytest.fixture(scope="module")
 def scorer(workbench, sam):
-    """sam's endpoint 'scorer' serving versions 1 (y = sum(x)) and 2 (y = sum(x) + 5)."""
+    """sam's endpoint 'scorer' serving versions 1 (y = sum(x)) and 2 (y = sum(x) + 5); one
+    for the module (its tests only read it: the deploy-and-undeploy story has its own)."""
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
     fresh(workbench, sam, "scorer")
     for version in ("1", "2"):
@@ -53,34 +54,35 @@ def scorer(workbench, sam):
 
 def test_deploy_predict_through_the_gateway_and_undeploy(workbench, sam):
     exports = workbench.data_dir / "hdfs" / "users" / "sam" / "exports"
-    fresh(workbench, sam, "scorer")
-    r = workbench.api("POST", API, sam, json={"name": "scorer", "model_dir": str(exports / "1")})
+    gateway = "services/hubforge/endpoints/sam/adder/v1/models/adder"
+    fresh(workbench, sam, "adder")
+    r = workbench.api("POST", API, sam, json={"name": "adder", "model_dir": str(exports / "1")})
     assert r.status_code == 201, r.text
     endpoint = r.json()
     assert endpoint["versions"] == [1] and endpoint["running"]
-    assert endpoint["url"] == f"/hub@forge%20space/{GATEWAY}"
+    assert endpoint["url"] == f"/hub@forge%20space/{gateway}"
     rows = {"instances": [[1, 1, 1, 1]]}
-    r = workbench.api("POST", GATEWAY + ":predict", sam, json=rows)
+    r = workbench.api("POST", gateway + ":predict", sam, json=rows)
     assert r.status_code == 200 and r.json() == {"predictions": [[4.0]]}
     assert (
-        workbench.api("GET", GATEWAY, sam).json()["model_version_status"][0]["state"] == "AVAILABLE"
+        workbench.api("GET", gateway, sam).json()["model_version_status"][0]["state"] == "AVAILABLE"
     )
     # A new version swaps in; the old one stays addressable only while served.
-    r = workbench.api("POST", API, sam, json={"name": "scorer", "model_dir": str(exports / "2")})
+    r = workbench.api("POST", API, sam, json={"name": "adder", "model_dir": str(exports / "2")})
     assert r.status_code == 201 and r.json()["versions"] == [1, 2]
-    assert workbench.api("POST", GATEWAY + ":predict", sam, json=rows).json() == {
+    assert workbench.api("POST", gateway + ":predict", sam, json=rows).json() == {
         "predictions": [[9.0]]
     }
     # Client mistakes pass through as TF Serving answers them.
-    r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[1, 2]]})
+    r = workbench.api("POST", gateway + ":predict", sam, json={"instances": [[1, 2]]})
     assert r.status_code == 400 and "shape" in r.json()["error"]
     # Admins may call it too.
-    r = workbench.api("POST", GATEWAY + ":predict", workbench.admin_token(), json=rows)
+    r = workbench.api("POST", gateway + ":predict", workbench.admin_token(), json=rows)
     assert r.status_code == 200 and r.json() == {"predictions": [[9.0]]}
-    r = workbench.api("DELETE", f"{API}/scorer", sam)
-    assert r.status_code == 200 and r.json()["name"] == "scorer" and not r.json()["running"]
-    r = workbench.api("POST", GATEWAY + ":predict", sam, json=rows)
-    assert r.status_code == 404 and "No endpoint 'scorer'" in r.json()["error"]
+    r = workbench.api("DELETE", f"{API}/adder", sam)
+    assert r.status_code == 200 and r.json()["name"] == "adder" and not r.json()["running"]
+    r = workbench.api("POST", gateway + ":predict", sam, json=rows)
+    assert r.status_code == 404 and "No endpoint 'adder'" in r.json()["error"]
 
 
 def test_gateway_refuses_strangers(workbench, sam):
@@ -328,10 +330,6 @@ def test_python_api_from_a_kernel(workbench, sam, scorer):
         # The endpoint is the service's, not the server's: it keeps serving.
         r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
         assert r.json() == {"predictions": [[5.0]]}
-        r = workbench.api("DELETE", f"{API}/scorer", sam)
-        assert r.status_code == 200 and r.json()["name"] == "scorer"
-        r = workbench.api("POST", GATEWAY + ":predict", sam, json={"instances": [[0, 0, 0, 0]]})
-        assert r.status_code == 404 and "No endpoint 'scorer'" in r.json()["error"]
     finally:
         workbench.ensure_stopped("sam")
 
