@@ -22,56 +22,21 @@ import psutil
 import pytest
 
 from hubforge import accounts, private_proc
+from tests.accounts_workbench import accounts_workbench, why_no_accounts
 from tests.kernel import execute
-from tests.workbench import start_workbench
 
-pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
-
-
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "per-user OS accounts need root (the shared-server case); this run is not root"
-    if not accounts.available():
-        return "useradd is not installed, so no OS account can be made"
-    closed = accounts.closed_folder(os.sys.executable)
-    if closed:
-        return (
-            f"the tests' Python ({os.sys.executable}) is under {closed}, which other accounts "
-            "cannot pass: `make setup` builds the venv from /usr/bin/python3.11 and in a "
-            "folder every account reaches"
-        )
-    return None
-
-
-pytestmark.append(pytest.mark.skipif(_why_not() is not None, reason=str(_why_not())))
+pytestmark = [
+    pytest.mark.hub,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(why_no_accounts() is not None, reason=str(why_no_accounts())),
+]
 USERS = ("iso-ana", "iso-bo")
 
 
 @pytest.fixture(scope="module")
 def iso():
-    # a data folder every account can pass through (pytest's own tmp folders are 0700)
-    data = Path(tempfile.mkdtemp(prefix="hubforge-iso-", dir="/tmp"))
-    data.chmod(0o755)
-    wb = start_workbench(
-        data / "wb",
-        config='c.Workbench.isolation = "accounts"\nc.Workbench.label_studio_python = ""\n',
-    )
-    tokens = {}
-    try:
-        for user in USERS:
-            tokens[user] = wb.create_user(user)
-            assert wb.spawn(user, tokens[user]).status_code in (201, 202)
+    with accounts_workbench("iso", USERS) as (wb, tokens):
         yield wb, tokens
-    finally:
-        for user in tokens:
-            wb.ensure_stopped(user)
-        wb.down()
-        for user in USERS:
-            subprocess.run(
-                ["userdel", accounts.account_name(user, wb.state_dir)], capture_output=True
-            )
-        subprocess.run(["groupdel", accounts.group_name(wb.state_dir)], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def run(wb, tokens, user: str, code: str) -> dict:

@@ -11,37 +11,23 @@ import json
 import os
 import pwd
 import re
-import shutil
 import signal
 import stat
-import subprocess
-import tempfile
 from pathlib import Path
 
 import psutil
 import pytest
 import requests
 
-from hubforge import accounts
+from tests.accounts_workbench import accounts_workbench, why_no_accounts
 from tests.kernel import execute
-from tests.workbench import start_workbench
 
-pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
+pytestmark = [
+    pytest.mark.hub,
+    pytest.mark.timeout(900),
+    pytest.mark.skipif(why_no_accounts() is not None, reason=str(why_no_accounts())),
+]
 ANA, BO = USERS = ("chan-ana", "chan-bo")
-
-
-def _why_not() -> str | None:
-    if os.geteuid() != 0:
-        return "per-user OS accounts need root (the shared-server case); this run is not root"
-    if not accounts.available():
-        return "useradd is not installed, so no OS account can be made"
-    closed = accounts.closed_folder(os.sys.executable)
-    if closed:
-        return f"the tests' Python ({os.sys.executable}) is under {closed}, closed to accounts"
-    return None
-
-
-pytestmark.append(pytest.mark.skipif(_why_not() is not None, reason=str(_why_not())))
 
 
 def server_process(user: str) -> psutil.Process:
@@ -56,31 +42,8 @@ def server_process(user: str) -> psutil.Process:
 
 @pytest.fixture(scope="module")
 def chan():
-    # a data folder every account can pass through (pytest's own tmp folders are 0700)
-    data = Path(tempfile.mkdtemp(prefix="hubforge-chan-", dir="/tmp"))
-    data.chmod(0o755)
-    wb = start_workbench(
-        data / "wb",
-        config='c.Workbench.isolation = "accounts"\nc.Workbench.label_studio_python = ""\n',
-    )
-    tokens, names = {}, []
-    try:
-        for user in USERS:
-            tokens[user] = wb.create_user(user)
-            assert wb.spawn(user, tokens[user]).status_code in (201, 202)
-            names.append(server_process(user).username())
+    with accounts_workbench("chan", USERS) as (wb, tokens):
         yield wb, tokens
-    finally:
-        for user in tokens:
-            wb.ensure_stopped(user)
-        wb.down()
-        for name in names:
-            subprocess.run(["userdel", name], capture_output=True)
-        group_name = getattr(accounts, "group_name", None)  # a group per workbench, if any
-        if group_name is not None:
-            with contextlib.suppress(TypeError):
-                subprocess.run(["groupdel", group_name(wb.state_dir)], capture_output=True)
-        shutil.rmtree(data, ignore_errors=True)
 
 
 def run(wb, tokens, user: str, code: str):

@@ -15,13 +15,14 @@ import psutil
 import pytest
 
 from hubforge import accounts
-from tests.integration.test_isolation import _wait_job, _why_not, run
+from tests.accounts_workbench import why_no_accounts
+from tests.integration.test_isolation import _wait_job, run
 from tests.workbench import start_workbench
 
 pytestmark = [
     pytest.mark.hub,
     pytest.mark.timeout(600),
-    pytest.mark.skipif(_why_not() is not None, reason=str(_why_not())),
+    pytest.mark.skipif(why_no_accounts() is not None, reason=str(why_no_accounts())),
 ]
 USER = "dn-bo"
 
