@@ -83,31 +83,35 @@ def test_other_users_cannot_reach_the_process_on_loopback(workbench, tina):
     """Another user knows the port (ports are no secret on one machine) and even tina's
     server prefix; through his own server's proxy and straight on loopback TensorBoard
     answers nothing: the path ends in a key only tina's server knows."""
-    tb = workbench.api("POST", API, tina, json={"logdir": "runs/a"}).json()
-    port = tb["port"]
-    key = tb["url"].rstrip("/").rsplit("/", 1)[1]
-    keyless = f"/hub@forge%20space/user/tina/proxy/absolute/{port}"
-    for path in ("data/runs", f"{keyless}/data/runs", f"{keyless}/"):
-        r = requests.get(f"http://127.0.0.1:{port}/{path.lstrip('/')}", timeout=30)
-        assert r.status_code == 404 and "train" not in r.text, (path, r.status_code)
-    # the key is in no process's command line (readable by every account)
-    for pid in filter(str.isdigit, os.listdir("/proc")):
-        try:
-            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-        except OSError:
-            continue
-        assert key.encode() not in cmdline, pid
+    # victor's server first: its start can take longer than the TensorBoard's idle timeout
+    # (15 s here; the stop's CI: tina's was culled meanwhile, and her own call got 403
+    # "Nothing listens")
     victor = workbench.create_user("victor-tb")
     try:
         assert workbench.spawn("victor-tb", victor).status_code in (201, 202)
+        tb = workbench.api("POST", API, tina, json={"logdir": "runs/a"}).json()
+        port = tb["port"]
+        key = tb["url"].rstrip("/").rsplit("/", 1)[1]
+        keyless = f"/hub@forge%20space/user/tina/proxy/absolute/{port}"
+        for path in ("data/runs", f"{keyless}/data/runs", f"{keyless}/"):
+            r = requests.get(f"http://127.0.0.1:{port}/{path.lstrip('/')}", timeout=30)
+            assert r.status_code == 404 and "train" not in r.text, (path, r.status_code)
+        # the key is in no process's command line (readable by every account)
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            assert key.encode() not in cmdline, pid
         for path in ("data/runs", f"{keyless.lstrip('/')}/data/runs"):
             r = workbench.api("GET", f"user/victor-tb/proxy/{port}/{path}", victor)
             # 403: his server proxies only his own account's ports (isolation 'accounts');
             # 404: one account for all (isolation 'none'), and TensorBoard wants the key
             assert r.status_code in (403, 404) and "train" not in r.text, (path, r.status_code)
+        # ... while it runs and answers tina (so his refusals were not for a TensorBoard gone)
+        assert through_proxy(workbench, tb["url"] + "data/runs", tina).json() == ["train"]
     finally:
         workbench.ensure_stopped("victor-tb")
-    assert through_proxy(workbench, tb["url"] + "data/runs", tina).json() == ["train"]
 
 
 def test_compare_two_runs_and_stop(workbench, tina):
