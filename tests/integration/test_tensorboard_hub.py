@@ -90,6 +90,9 @@ def test_other_users_cannot_reach_the_process_on_loopback(workbench, tina):
     try:
         assert workbench.spawn("victor-tb", victor).status_code in (201, 202)
         tb = workbench.api("POST", API, tina, json={"logdir": "runs/a"}).json()
+        # tina looks at it: an earlier test's TensorBoard of runs/a (open answers it again)
+        # may have been idle for most of the 15 s; her look starts the window afresh
+        assert through_proxy(workbench, tb["url"] + "data/runs", tina).json() == ["train"]
         port = tb["port"]
         key = tb["url"].rstrip("/").rsplit("/", 1)[1]
         keyless = f"/hub@forge%20space/user/tina/proxy/absolute/{port}"
