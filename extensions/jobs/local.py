@@ -432,11 +432,16 @@ class LocalJobBackend(JobBackend):
 
 @contextlib.contextmanager
 def _readable(job_id: str) -> Iterator[None]:
-    """A job file that is damaged or a link answers 409 with what to do."""
+    """A job file that is damaged or a link answers 409 with what to do; a job folder its
+    owner moved away meanwhile answers 404 (JobNotFound)."""
     try:
         yield
     except (DamagedStateFile, UnsafeEntry) as e:
         raise JobError(f"Job {job_id}: {e}", 409) from None
+    except (FileNotFoundError, NotADirectoryError):
+        raise JobNotFound(
+            f"No job {job_id}: its folder was moved away; `hubforge job list` shows yours"
+        ) from None
 
 
 def _create(store: JobStore, record: dict[str, Any], script: str, uid: int | None) -> None:

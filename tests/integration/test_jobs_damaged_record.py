@@ -14,9 +14,10 @@ from pathlib import Path
 import psutil
 import pytest
 
-from hubforge.jobs.errors import JobError
+from hubforge.jobs.errors import JobError, JobNotFound
 from hubforge.jobs.local import LocalJobBackend
 from hubforge.jobs.spec import JobSpec
+from hubforge.jobs.store import JobStore
 from tests.callers import wait_for
 from tests.workbench import hubforge
 
@@ -197,3 +198,41 @@ def test_another_users_odd_records_never_stop_down_or_fill_memory(data, started)
     assert result.returncode == 0, result.stderr
     assert f"Stopped job(s): {job_id}" in result.stderr, result.stderr
     wait_for(lambda: not any(alive(p) for p in pids), timeout=30, what="processes to exit")
+
+
+def test_a_job_folder_moved_away_under_a_read_is_not_found_not_an_error(data, monkeypatch):
+    """The last stop's CI (test_isolation's link race): bob's jobs/ swapped between the job's
+    record being found and being read answered 500 (FileNotFoundError). Logs of a job whose
+    folder its owner moves away in that instant (an empty one in its place) answer
+    JobNotFound (the handlers' 404) that says so; the folder moved away is untouched."""
+    owner = "mallory"
+    jobs = data / "users" / owner / "jobs"
+    (jobs / "gone" / "replicas").mkdir(parents=True)
+    record = {
+        "id": "gone",
+        "owner": owner,
+        "state": "succeeded",
+        "spec": {"workers": 1},
+        "replicas": {},
+        "restarts": 0,
+        "created": 1.0,
+        "updated": 1.0,
+    }
+    (jobs / "gone" / "job.json").write_text(json.dumps(record))
+    (jobs / "gone" / "replicas" / "worker-0.log").write_text("epoch 1\n")
+    backend = LocalJobBackend(data)
+    assert backend.logs(owner, "gone", "worker-0") == ("epoch 1\n", 8)
+
+    found = JobStore.exists
+
+    def found_then_moved(store: JobStore) -> bool:  # the owner's swap, right after the check
+        answer = found(store)
+        (jobs / "gone").rename(data / "moved")
+        (jobs / "gone").mkdir()
+        return answer
+
+    with monkeypatch.context() as patched, pytest.raises(JobNotFound, match="moved away"):
+        patched.setattr(JobStore, "exists", found_then_moved)
+        backend.logs(owner, "gone", "worker-0")
+    assert (data / "moved" / "replicas" / "worker-0.log").read_text() == "epoch 1\n"
+    assert not os.listdir(jobs / "gone")
