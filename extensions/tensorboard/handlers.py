@@ -28,6 +28,11 @@ class TensorBoardsHandler(HubforgeAPIHandler):
         except api.TensorBoardError as e:  # an unwritable home: 403 or 507, naming it
             raise web.HTTPError(e.status, str(e)) from None
 
+    def opened(self, tb: api.TensorBoard) -> None:
+        """Opening counts as a look: an instance answered again (idle until now) is not
+        culled between the Open and the page's first request."""
+        self.extensionapp.tensorboards.touch(tb.port)
+
     @web.authenticated
     @authorized
     async def get(self) -> None:
@@ -40,6 +45,7 @@ class TensorBoardsHandler(HubforgeAPIHandler):
         body = self.json_body()
         if "tuning" in body:  # a tuning run's trials
             tb = await self.call(_open_tuning, body["tuning"])
+            self.opened(tb)
             self.set_status(201)
             return self.finish(json.dumps(describe(tb)))
         logdir = body.get("logdir")
@@ -56,6 +62,7 @@ class TensorBoardsHandler(HubforgeAPIHandler):
             if isinstance(i, str)
         ]
         tb = await self.call(api.open, items, body.get("name"))
+        self.opened(tb)
         self.set_status(201)
         self.finish(json.dumps(describe(tb)))
 
@@ -107,7 +114,11 @@ class Lifecycle:
     def track(self, handler: web.RequestHandler) -> None:
         match = _PROXIED.search(handler.request.path)
         if match:
-            self.last_activity[int(match.group(1))] = time.time()
+            self.touch(int(match.group(1)))
+
+    def touch(self, port: int) -> None:
+        """Activity on the instance at ``port``: its idle time starts again."""
+        self.last_activity[port] = time.time()
 
     def restore(self) -> None:
         """Restart instances recorded by a previous server (same names and log dirs)."""

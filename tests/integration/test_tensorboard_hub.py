@@ -173,6 +173,17 @@ def test_restart_restores_and_idle_stops(workbench, tina):
     restored = next(t for t in listed if t["name"] == "keep")
     assert restored["url"].split("/")[-2] == tb["url"].split("/")[-2]  # its key is kept
     assert through_proxy(workbench, restored["url"] + "data/runs", tina).json() == ["train"]
+    looked = time.monotonic()
+
+    # Opened again 8 s later (the sidebar's Open of a running one answers the same instance):
+    # the open counts as a look. The culler looks every 3.75 s: had the open not counted, it
+    # would be gone by the last look + 15 + 3.75 s; it is not.
+    time.sleep(8)
+    again = workbench.api("POST", API, tina, json={"logdir": "runs/b", "name": "keep"}).json()
+    assert again["port"] == restored["port"], again
+    while time.monotonic() < looked + 15 + 3.75 + 1:
+        assert port_open(restored["port"]), "stopped although it was opened again"
+        time.sleep(0.5)
 
     # Nobody looks at it: the culler stops it after the idle timeout (15 s in these tests).
     deadline = time.monotonic() + 60
