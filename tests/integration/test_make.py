@@ -16,7 +16,7 @@ import requests
 
 from hubforge.processes import free_port, workbench_processes
 from hubforge.workbench import SOURCE_TREE
-from tests.workbench import passable
+from tests.workbench import STARTED, passable
 
 pytestmark = pytest.mark.hub
 
@@ -54,6 +54,7 @@ def test_make_up_then_make_down_with_the_same_args(tmp_path):
     args = f"ARGS=--data-dir {data} --port {port} --config {config}"
     env = dict(os.environ, XDG_STATE_HOME=str(tmp_path / "xdg"))
     passable(data)  # as an admin's data folder is: users are kept apart, no warning
+    STARTED.append(data)  # its service accounts go when the suite ends (they were left)
     # set-up's own output (a first `make up`) is not what this looks at: done first
     if subprocess.run(["make", "-C", str(SOURCE_TREE), "-q", "setup"]).returncode != 0:
         subprocess.run(["make", "-C", str(SOURCE_TREE), "setup"], check=True, capture_output=True)
