@@ -53,6 +53,22 @@ def running_job(backend: LocalJobBackend, owner: str, started: list[int]) -> tup
     return job_id, pids
 
 
+def ended_job(jobs: Path, job_id: str) -> None:
+    """A one-worker job of the owner of ``jobs`` that succeeded: its folder and job.json."""
+    record = {
+        "id": job_id,
+        "owner": jobs.parent.name,
+        "state": "succeeded",
+        "spec": {"workers": 1},
+        "replicas": {},
+        "restarts": 0,
+        "created": 1.0,
+        "updated": 1.0,
+    }
+    (jobs / job_id).mkdir(parents=True)
+    (jobs / job_id / "job.json").write_text(json.dumps(record))
+
+
 def truncate(path: Path) -> bytes:
     text = path.read_bytes()
     with open(path, "r+b") as f:  # in place: the owner's file stays the owner's
@@ -158,18 +174,7 @@ def test_another_users_odd_records_never_stop_down_or_fill_memory(data, started)
         (jobs / name / "job.json").write_text(text)
     with open(jobs / "huge" / "job.json", "wb") as f:
         f.truncate(1 << 30)  # sparse: a gigabyte that costs no disk
-    fine = {
-        "id": "fine",
-        "owner": "mallory",
-        "state": "succeeded",
-        "spec": {"workers": 1},
-        "replicas": {},
-        "restarts": 0,
-        "created": 1.0,
-        "updated": 1.0,
-    }
-    (jobs / "fine").mkdir()
-    (jobs / "fine" / "job.json").write_text(json.dumps(fine))
+    ended_job(jobs, "fine")
     with open(jobs / "fine" / "progress.jsonl", "wb") as f:
         f.truncate(1 << 30)
     # records the progress callback never writes, after the gigabyte (the tail is read)
@@ -207,18 +212,8 @@ def test_a_job_folder_moved_away_under_a_read_is_not_found_not_an_error(data, mo
     JobNotFound (the handlers' 404) that says so; the folder moved away is untouched."""
     owner = "mallory"
     jobs = data / "users" / owner / "jobs"
-    (jobs / "gone" / "replicas").mkdir(parents=True)
-    record = {
-        "id": "gone",
-        "owner": owner,
-        "state": "succeeded",
-        "spec": {"workers": 1},
-        "replicas": {},
-        "restarts": 0,
-        "created": 1.0,
-        "updated": 1.0,
-    }
-    (jobs / "gone" / "job.json").write_text(json.dumps(record))
+    ended_job(jobs, "gone")
+    (jobs / "gone" / "replicas").mkdir()
     (jobs / "gone" / "replicas" / "worker-0.log").write_text("epoch 1\n")
     backend = LocalJobBackend(data)
     assert backend.logs(owner, "gone", "worker-0") == ("epoch 1\n", 8)
