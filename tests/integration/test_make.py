@@ -133,4 +133,13 @@ def _plans(base: Path) -> None:
     closed.chmod(0o755)
     planned = plan(clone)
     assert "-m venv .venv" in planned and "pip install --quiet --quiet -e ." in planned
+    # uv installs first (the same packages, faster), pip where uv cannot
+    assert ".venv/bin/python -m uv pip install --quiet --python .venv/bin/python" in planned
+    pip_only = subprocess.run(
+        ["make", "-C", str(clone), "-n", "setup", "INSTALLER=pip"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert " -m uv " not in pip_only and "pip install --quiet --quiet label-studio==" in pip_only
     assert "--no-deps ." not in planned
