@@ -55,7 +55,7 @@ up: setup
 down:
 	$(VENV)/bin/hubforge down $(ARGS)
 
-setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/label-studio-template $(STAMPS)/labextension $(STAMPS)/installed $(STAMPS)/tflite-support
+setup: $(STAMPS)/python $(STAMPS)/node $(STAMPS)/server-config $(STAMPS)/label-studio $(STAMPS)/label-studio-template $(STAMPS)/labextension $(STAMPS)/installed $(STAMPS)/compiled $(STAMPS)/tflite-support
 
 # Set-up prints one line per step; what the tools print goes to .stamps/<step>.log, shown only
 # when the step fails. pip's warnings (-qq) are left out too: on some machines its own
@@ -95,6 +95,19 @@ $(STAMPS)/installed: $(STAMPS)/python $(STAMPS)/labextension $(INSTALL_SOURCES)
 ifeq ($(CLOSED_CLONE),True)
 	@echo "Setting up: Hubforge installed in $(VENV) (the clone is closed to users' accounts)"
 	@$(PY) -m pip install $(PIP_QUIET) --no-deps . $(QUIETLY)
+endif
+	@touch $@
+
+# The editable install's sources compiled once, readable by every account: the hub, the
+# service, users' servers, jobs and endpoints run as accounts that cannot write a __pycache__
+# in the clone, and one that a root process made under `up`'s umask (077) they cannot read;
+# without this each of their starts compiled Hubforge's modules again (the service: ~0.2 s of
+# CPU a start). Only what changed is compiled again.
+PY_SOURCES := $(shell git ls-files extensions hub widgets examples 2>/dev/null | grep '\.py$$' | grep -v '^extensions/labextension/')
+$(STAMPS)/compiled: $(STAMPS)/python $(PY_SOURCES)
+ifneq ($(CLOSED_CLONE),True)
+	@for d in $(sort $(dir $(PY_SOURCES))); do [ ! -d $${d}__pycache__ ] || chmod -R go+rX $${d}__pycache__; done $(QUIETLY)
+	@$(PY) -m compileall -q $(PY_SOURCES) $(QUIETLY)
 endif
 	@touch $@
 
