@@ -131,13 +131,17 @@ def callbacks(tensorboard: bool = True, backup: bool = True, progress: bool = Tr
     result = []
     if tensorboard:
         result.append(tf.keras.callbacks.TensorBoard(log_dir=str(_per_task(log_dir()))))
+    # progress before the backup (Keras calls them in this order): an epoch's record is
+    # written before the checkpoint that lets a restarted job go on after that epoch, so a
+    # kill between the two never leaves an epoch out of the history (written twice, the last
+    # attempt's record wins)
+    if progress:
+        result.append(make_progress_callback(job_dir() / PROGRESS_FILE))
     if backup and os.environ.get("HUBFORGE_JOB_DIR"):
         folder = job_dir() / "backup"
         _warm_start(folder)
         keep = os.environ.get(KEEP_BACKUP) == "1"  # a Hyperband trial another may continue
         result.append(tf.keras.callbacks.BackupAndRestore(str(folder), delete_checkpoint=not keep))
-    if progress:
-        result.append(make_progress_callback(job_dir() / PROGRESS_FILE))
     return result
 
 
