@@ -72,6 +72,20 @@ def _run(script: str, *args: str) -> None:
     )
 
 
+def run_as_a_job(script: str, timeout: float = 300, **env: str) -> dict:
+    """``script`` in a process of its own with a job's TensorFlow settings (tf_keras) and
+    ``env``; what its last line of output printed as JSON (it must exit 0)."""
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=dict(os.environ, TF_USE_LEGACY_KERAS="1", TF_CPP_MIN_LOG_LEVEL="3", **env),
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
 # Exports are cached per machine: starting TensorFlow to export the same tiny model costs
 # seconds each time, and ~30 tests want one. The key is the script, its arguments and the
 # TensorFlow installed, so a changed script or TensorFlow makes new ones; the copy a test gets

@@ -5,7 +5,6 @@ from __future__ import annotations
 import csv
 import json
 import math
-import os
 import subprocess
 import sys
 import time
@@ -19,6 +18,7 @@ from PIL import Image
 from hubforge import labeling
 from hubforge.labeling import api, connection
 from hubforge.processes import MARKER
+from tests.models import run_as_a_job
 
 pytestmark = pytest.mark.hub
 CREDENTIALS = "services/hubforge/api/labeling/credentials"
@@ -278,18 +278,11 @@ def test_labeled_items_feed_a_keras_fit(workbench, as_user):
     label_all(project)
     assert project.progress["labeled"] == 50
     creds = workbench.api("GET", CREDENTIALS, token).json()
-    env = dict(
-        os.environ,
+    result = run_as_a_job(
+        TRAIN,
         HUBFORGE_LABEL_STUDIO_URL=creds["api_url"],
         HUBFORGE_LABEL_STUDIO_TOKEN=creds["token"],
-        TF_CPP_MIN_LOG_LEVEL="3",
-        TF_USE_LEGACY_KERAS="1",
     )
-    run = subprocess.run(
-        [sys.executable, "-c", TRAIN], env=env, capture_output=True, text=True, timeout=300
-    )
-    assert run.returncode == 0, run.stderr[-3000:]
-    result = json.loads(run.stdout.strip().splitlines()[-1])
     assert result["train"] + result["validation"] == 50 and result["validation"] > 0
     assert result["same_split"] and result["shape"] == [16, 16, 3]
     assert 0 < result["max"] <= 1 and math.isfinite(result["loss"])

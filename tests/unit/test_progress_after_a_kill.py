@@ -6,10 +6,7 @@ process, tf_keras."""
 
 from __future__ import annotations
 
-import json
-import os
-import subprocess
-import sys
+from tests.models import run_as_a_job
 
 TWO_RUNS = """
 import json, sys
@@ -55,16 +52,6 @@ print(json.dumps({
 
 
 def test_an_epoch_checkpointed_just_before_a_kill_stays_in_the_history(tmp_path):
-    env = dict(
-        os.environ,
-        HUBFORGE_JOB_DIR=str(tmp_path),
-        TF_USE_LEGACY_KERAS="1",
-        TF_CPP_MIN_LOG_LEVEL="3",
-    )
-    done = subprocess.run(
-        [sys.executable, "-c", TWO_RUNS], capture_output=True, text=True, env=env, timeout=240
-    )
-    assert done.returncode == 0, done.stderr[-3000:]
-    seen = json.loads(done.stdout.strip().splitlines()[-1])
+    seen = run_as_a_job(TWO_RUNS, timeout=240, HUBFORGE_JOB_DIR=str(tmp_path))
     assert seen["history"] == [0, 1, 2, 3, 4], seen
     assert seen["begun"] == [0, 1, 2, 3, 4], seen  # the restart did not train epoch 2 again
