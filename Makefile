@@ -67,7 +67,8 @@ $(STAMPS)/venv:
 	@mkdir -p $(STAMPS) $(dir $(VENV))
 	@echo "Setting up: a Python environment in $(VENV)"
 	@$(PYTHON) -m venv $(VENV) $(QUIETLY)
-	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip uv $(QUIETLY)
+	@$(PY) -m pip install $(PIP_QUIET) --upgrade pip $(QUIETLY)
+	@$(if $(filter uv,$(INSTALLER)),{ $(PY) -m pip install $(PIP_QUIET) uv || echo "no uv: pip installs"; } >> $(STAMPS)/venv.log 2>&1,:)
 	@touch $@
 
 # setuptools warns on every editable install that folders named like the package could be
