@@ -64,7 +64,7 @@ def test_canaries_step_up_or_roll_back_by_themselves(workbench, monkeypatch):
         seen = drive(workbench, token, lambda r: r["state"] != "running")
         assert seen == {"200": sum(seen.values())}, seen
         done = rollout(workbench, token)
-        assert done["state"] == "promoted", done
+        assert done["state"] == "promoted", (done["reason"], done["history"])
         events = [h["event"] for h in done["history"]]
         assert events == [
             "version 2 gets 10%",
