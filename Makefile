@@ -31,12 +31,13 @@ PYTEST_ARGS ?=
 # CI repeats it; `make test RANDOM_SEED=` takes a new order every run (the seed is printed).
 RANDOM_SEED ?= 1040933751
 SEED_ARG := $(if $(RANDOM_SEED),-p randomly --randomly-seed=$(RANDOM_SEED),)
-# The suite runs in two processes (pytest-xdist), a test file's tests in one of them (module
-# fixtures: a file's own workbench), each process with its own shared workbench: half the
-# suite waits on processes it started, so two keep 2 cores busy. `make test WORKERS=0`: one.
+# The suite runs in three processes (pytest-xdist), a test file's tests in one of them (module
+# fixtures: a file's own workbench), each process with its own shared workbench: part of the
+# suite waits on processes it started, and with two processes the 2 cores were idle a fifth of
+# the time (vmstat), with three 5 %. `make test WORKERS=0`: one.
 # Files go out in the order tests/conftest.py gives them (long ones first), not xdist's
 # (files with the most tests first: the one-test browser files came last, one worker idle).
-WORKERS ?= 2
+WORKERS ?= 3
 XDIST_ARG := $(if $(filter-out 0 1,$(WORKERS)),-n $(WORKERS) --dist loadfile --no-loadscope-reorder,-p no:xdist)
 # Set-up steps that do not need each other run side by side (Label Studio's environment and
 # its database beside the main one; Triton's, the proxy, Chromium): about 2.5 min instead of
