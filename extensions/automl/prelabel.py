@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import sys
 
+from .. import deferred_imports
 from .classify import ClassifyError, open_classification
 
 
@@ -16,6 +17,7 @@ def main(argv: list[str] | None = None) -> int:
     if len(args) != 1:
         print("usage: python -m hubforge.automl.prelabel NAME", file=sys.stderr)
         return 2
+    deferred_imports.defer()  # it loads a Keras model: without what Keras imports unused
     try:
         run = open_classification(args[0])
         done = run.prelabel()

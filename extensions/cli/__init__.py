@@ -12,6 +12,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from .. import deferred_imports
 from ..atomic import DamagedStateFile
 from ..workbench import ConfigError
 from .automl import _automl_parser
@@ -45,6 +46,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     _apply_options(args)
+    deferred_imports.defer()  # exports import TensorFlow: without what Keras imports unused
     try:
         return args.func(args)
     except ConfigError as e:

@@ -30,6 +30,7 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from .. import deferred_imports
 from .errors import JobError
 
 
@@ -131,6 +132,7 @@ def _given(trial_id: str, values: dict[str, Any]) -> dict[str, Any]:
 def main() -> None:
     """The worker: answer requests until stdin closes. Answers go to the real stdout;
     whatever keras-tuner and TensorFlow print goes to stderr."""
+    deferred_imports.defer()  # keras-tuner imports Keras: without what Keras imports unused
     answers = os.fdopen(os.dup(1), "w")
     os.dup2(2, 1)
     sys.stdout = sys.stderr

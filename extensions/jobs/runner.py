@@ -11,6 +11,7 @@ import re
 import sys
 import traceback
 
+from hubforge import deferred_imports
 from hubforge.quiet import filter_stderr
 
 CELL_MARK = "# notebook cell "  # each cell of a converted notebook starts with it
@@ -113,7 +114,7 @@ class Figures:
         figure.savefig(os.path.join(self.folder, f"figure-{self.count}.png"), dpi=100)
 
     def finish(self) -> None:
-        if "matplotlib.pyplot" in sys.modules:
+        if deferred_imports.loaded("matplotlib.pyplot"):  # (Keras imports it unused)
             self.show()
 
 
@@ -135,6 +136,7 @@ def tf_config_from_index() -> None:
 
 
 def main() -> None:
+    deferred_imports.defer()  # what Keras imports unused: at first use, if the notebook uses it
     job_dir, replica = os.environ.get("HUBFORGE_JOB_DIR"), os.environ.get("HUBFORGE_REPLICA")
     if job_dir and replica:  # TensorFlow's CPU start-up noise: in a debug log, not the log
         filter_stderr(os.path.join(job_dir, "replicas", f"{replica}.debug.log"))
