@@ -226,6 +226,7 @@ bench: setup-test
 	$(PY) tests/bench/bench_tensorboard.py
 	$(PY) tests/bench/bench_serving.py
 	$(PY) tests/bench/bench_model_server_start.py
+	$(PY) tests/bench/bench_tensorflow_import.py
 	$(PY) tests/bench/bench_serving_peer.py
 	$(PY) tests/bench/bench_labeling.py
 	$(PY) tests/bench/bench_dependability.py
