@@ -6,7 +6,10 @@ import scikit-learn and SciPy's statistics: ~0.65 s of CPU) and ``matplotlib.pyp
 with :class:`importlib.util.LazyLoader`: ``import`` gives the module at once and its code
 runs the first time one of its attributes is read, so ``tf.keras.wrappers.SKLearnClassifier``
 and ``plt.plot`` work as before and a program that never reads them never pays for them.
-Job workers, the tuning oracle and the ``hubforge`` command call it at their start.
+Job workers, the tuning oracle, pre-labelling and the ``hubforge`` command call it at their
+start. (Python 3.11's LazyLoader runs a module's code without a lock: two threads reading a
+deferred module for the first time at once could both run it. These are modules a program
+first reads from one thread: a plot, a scikit-learn wrapper.)
 """
 
 from __future__ import annotations
