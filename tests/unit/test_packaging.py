@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -46,11 +47,33 @@ def test_lab_extension_is_installed_and_enabled():
     assert re.search(r"@hubforge/lab v0\.1\.0 enabled\s+OK", out), out
 
 
+def _copy_of_the_source_tree(target: Path) -> Path:
+    """The tracked files and the prebuilt sidebar, copied: a build writes hubforge.egg-info
+    into the tree it builds, and the CLI run from the source tree by other tests meanwhile
+    reads its entry points there (CI90: none found mid-rewrite, "choose one of")."""
+    tracked = (
+        subprocess.run(
+            ["git", "-C", str(SOURCE_TREE), "ls-files", "-z"], capture_output=True, check=True
+        )
+        .stdout.decode()
+        .split("\0")
+    )
+    for name in filter(None, tracked):
+        source = SOURCE_TREE / name
+        if source.is_file():
+            (target / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy2(source, target / name)
+    prebuilt = Path("extensions/labextension/prebuilt")
+    shutil.copytree(SOURCE_TREE / prebuilt, target / prebuilt)
+    return target
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
+    tree = _copy_of_the_source_tree(tmp_path_factory.mktemp("tree"))
     r = subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(SOURCE_TREE)],
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(out), str(tree)],
         capture_output=True,
         text=True,
         timeout=600,
