@@ -89,7 +89,7 @@ def proxy_args(workbench: Any, ports: dict[str, str]) -> list[str]:
     """configurable-http-proxy's flags, as JupyterHub gives them, except its error pages:
     the service's (JSON for endpoint calls, the hub's page for the rest; see
     :mod:`hubforge.service.proxy_errors`)."""
-    from .service.handlers import SERVICE_NAME
+    from .service.names import SERVICE_NAME
 
     service = f"http://127.0.0.1:{ports['HUBFORGE_SERVICE_PORT']}{workbench.base_url}"
     errors = f"{service}services/{SERVICE_NAME}/proxy-error"

@@ -44,6 +44,15 @@ def entries() -> dict[str, dict[str, Any]]:
     return found
 
 
+def preload() -> None:
+    """Import what :func:`entries` reads (the hub's configuration module, which brings
+    JupyterHub's service auth and ORM: ~0.7 CPU-s) once, in the helper, before it forks a
+    child per request: each service start then reads the workbench's configuration in
+    ~0.03 CPU-s instead of importing it all again (three times at every `hubforge up`)."""
+    import hubforge.hub.config
+    import hubforge.workbench  # noqa: F401
+
+
 def _popen_account(user: str | None) -> dict[str, Any]:
     if user is None:
         return {}

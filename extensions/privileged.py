@@ -421,6 +421,8 @@ def main(argv: list[str] | None = None) -> int:
         parser.error("--state is the workbench's state folder, <data dir>/state")
     layout = Layout(root=args.state.parent, shared=args.data.resolve())
     private_proc.probe()
+    if args.hub_socket is not None:
+        hub_services.preload()  # the hub's service starts each fork a child that reads it
     serve(clients, layout, args.deadline)
     return 0
 

@@ -18,13 +18,13 @@ from hubforge.accounts import service_account_name, state_file_mode
 from hubforge.atomic import write_text
 from hubforge.data_path import KEPT_BY_UP
 from hubforge.labeling import server as label_studio
+from hubforge.processes import MARKER as WORKBENCH_MARKER
 from hubforge.processes import free_port
-from hubforge.service.handlers import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
+from hubforge.service.names import CALL_ENDPOINTS_SCOPE, SERVICE_NAME
 from hubforge.workbench import SOURCE_TREE, Workbench, load_config, load_workbench
 
 from . import database
 from .home import overview_var, team_var
-from .spawner import WORKBENCH_MARKER
 
 
 def find_proxy() -> str:

@@ -157,7 +157,7 @@ def configure_hub(c: Any, config_path: str = "/etc/hubforge/hubforge_config.json
     """The chart's hub config (z2jh ``hub.extraConfig``): the Hubforge config file the chart
     renders (profiles, quotas, culling, cluster settings) becomes KubeSpawner settings, the
     hubforge service's role and the endpoint-call scope."""
-    from hubforge.service.handlers import SERVICE_NAME
+    from hubforge.service.names import SERVICE_NAME
 
     from .config import custom_scopes, roles
     from .home import overview_var, team_var

@@ -45,7 +45,6 @@ from .accesslog import log_request
 from .culler import IdleCuller
 from .handlers import (
     CHANGING,
-    SERVICE_NAME,
     GpuHandler,
     PasswordHandler,
     RootHandler,
@@ -53,6 +52,7 @@ from .handlers import (
     UserHandler,
     UsersHandler,
 )
+from .names import SERVICE_NAME
 from .overview import routes as overview_routes
 from .proxy_errors import ProxyErrorHandler
 from .quotas import Quotas

@@ -14,12 +14,7 @@ from ..gpus import GpuAllocator, NotEnoughGpus
 from ..httperrors import ExpectedErrors
 from ..hub.passwords import PasswordStore, UserError
 from ..jsonbody import json_object
-
-SERVICE_NAME = "hubforge"
-# Calls an endpoint's TF Serving API. Filters: !user=<owner> (all of the owner's endpoints)
-# or !server=<owner>/<endpoint> (one endpoint).
-CALL_ENDPOINTS_SCOPE = "custom:hubforge:endpoints:call"
-
+from .names import SERVICE_NAME
 
 CHANGING = {"requests": 0}  # requests that change something, in flight (see app._serve)
 

@@ -19,7 +19,8 @@ import aiohttp
 from tornado import web
 
 from ..notify import NotifyError
-from ..service.handlers import CALL_ENDPOINTS_SCOPE, ServiceHandler
+from ..service.handlers import ServiceHandler
+from ..service.names import CALL_ENDPOINTS_SCOPE
 from ..service.quotas import QuotaExceeded
 from .base import NAME
 from .errors import BadRequest, ServingError
