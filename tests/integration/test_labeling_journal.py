@@ -1,4 +1,4 @@
-"""The labeling journal is exactly-once: three processes of one user label 150 items at once
+"""The labeling journal is exactly-once: three processes of one user label 90 items at once
 while Label Studio is killed twice (at a third and at two thirds); no label is lost, none
 arrives twice."""
 
@@ -18,7 +18,7 @@ from hubforge.labeling import api, connection
 from tests.integration.test_labeling import label_studio_process
 
 pytestmark = pytest.mark.hub
-ITEMS = 150  # enough for labels to queue through both kills (50 after the second)
+ITEMS = 90  # enough for labels to queue through both kills (30 after the second)
 PROCESSES = 3
 
 WORKER = """
@@ -54,7 +54,7 @@ def done_count(path) -> int:
 
 
 @pytest.mark.timeout(900)  # a long story on a busy 2-core machine
-def test_three_processes_150_labels_label_studio_killed_twice(workbench, tmp_path, monkeypatch):
+def test_three_processes_90_labels_label_studio_killed_twice(workbench, tmp_path, monkeypatch):
     token = workbench.create_user("jojo")
     creds = workbench.api("GET", "services/hubforge/api/labeling/credentials", token).json()
     area = workbench.data_dir / "hdfs" / "users" / "jojo"
