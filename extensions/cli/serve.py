@@ -243,7 +243,7 @@ def _deploy_parser(serve_sub: argparse._SubParsersAction) -> None:
 
 
 def _optimize_parser(serve_sub: argparse._SubParsersAction) -> None:
-    from ..serving.mobile import DEFAULT_VARIANTS, VARIANTS
+    from ..serving.mobile_variants import DEFAULT_VARIANTS, VARIANTS
 
     optimize = serve_sub.add_parser(
         "optimize", help="variants of a Keras model for phones, compared side by side"

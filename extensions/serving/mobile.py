@@ -38,32 +38,11 @@ from .mobile_job import in_workbench, optimize_as_job, training_data_of
 from .mobile_report import OptimizationReport, Variant
 from .mobile_resume import done_before, fit_callbacks, keep, resumable
 from .mobile_snippets import write_python
+from .mobile_variants import DEFAULT_VARIANTS, check_variants
 from .tflite import SIGNATURE, resolve_model_dir
 
-VARIANTS = (
-    "float",
-    "dynamic",
-    "int8",
-    "pruned",
-    "clustered",
-    "qat",
-    "pruned-int8",
-    "clustered-int8",
-)
-DEFAULT_VARIANTS = ("float", "dynamic", "int8", "pruned-int8")
 TRAINED = {"pruned": "pruned", "pruned-int8": "pruned", "clustered": "clustered"}
 TRAINED |= {"clustered-int8": "clustered", "qat": "qat"}
-
-
-def check_variants(variants: Any) -> list[str]:
-    if isinstance(variants, str):
-        variants = [v.strip() for v in variants.split(",") if v.strip()]
-    if not isinstance(variants, list | tuple) or not variants:
-        raise BadRequest(f"variants: a list of names from {', '.join(VARIANTS)}")
-    unknown = [v for v in variants if v not in VARIANTS]
-    if unknown:
-        raise BadRequest(f"variants: unknown {unknown}; choose from {', '.join(VARIANTS)}")
-    return list(dict.fromkeys(variants))
 
 
 def require_data(data: Any) -> None:

@@ -44,7 +44,8 @@ def main() -> None:
     args = parser.parse_args()
     import tf_keras
 
-    from hubforge.serving.mobile import VARIANTS, _split, optimize
+    from hubforge.serving.mobile import _split, optimize
+    from hubforge.serving.mobile_variants import VARIANTS
 
     x, y = digits()
     (x_train, y_train), _ = _split(x, y, 0.2)  # the fifth optimize holds out: never trained on
