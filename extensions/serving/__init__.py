@@ -52,6 +52,11 @@ def __getattr__(name: str) -> Any:
     return value
 
 
+def __dir__() -> list[str]:
+    """Every public name, loaded or not (tab completion in a notebook lists them all)."""
+    return sorted(set(globals()) | set(__all__))
+
+
 __all__ = [
     "BadRequest",
     "Endpoint",
