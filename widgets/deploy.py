@@ -15,7 +15,7 @@ from typing import Any
 import ipywidgets as w
 
 from hubforge import serving
-from hubforge.serving.mobile import DEFAULT_VARIANTS, VARIANTS
+from hubforge.serving.mobile_variants import DEFAULT_VARIANTS, VARIANTS
 
 from .copy import CopyField
 
