@@ -3,7 +3,10 @@
 Run with `make bench` (or `.venv/bin/python tests/bench/bench_startup.py [--runs N]`; on a
 busy machine: `.venv/bin/python tests/busy.py -- .venv/bin/python tests/bench/bench_startup.py`).
 Each figure is the median of N runs (default 5) on a fresh data folder; the raw runs are
-printed too. Not part of the pass/fail suite.
+printed too. Not part of the pass/fail suite. The CPU of a start is what the suite pays for
+each workbench a test starts: the CPU time of every process `hubforge up` started (the hub,
+the proxy, the service, the privileged helper and the children it forked, and `up` itself,
+ended ones included), from `up` to the hub answering, without Label Studio.
 """
 
 from __future__ import annotations
@@ -19,11 +22,37 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 from tests.workbench import start_workbench
 
+NO_LABEL_STUDIO = 'c.Workbench.label_studio_python = ""\n'
+
 
 def time_startup(root: Path, i: int):
     t0 = time.perf_counter()
     wb = start_workbench(root / f"start{i}", base_url="/", label_studio=False)
     return time.perf_counter() - t0, wb
+
+
+def tree_cpu(pid: int) -> float:
+    """CPU-s of process ``pid`` and all its descendants, the ended (reaped) ones included."""
+    import psutil
+
+    top = psutil.Process(pid)
+    total = 0.0
+    for proc in [top, *top.children(recursive=True)]:
+        try:
+            t = proc.cpu_times()
+        except psutil.Error:
+            continue
+        total += t.user + t.system + t.children_user + t.children_system
+    return total
+
+
+def cpu_of_a_start(root: Path, i: int) -> float:
+    """CPU-s that `hubforge up` and what it started spent until the hub answered."""
+    wb = start_workbench(root / f"cpu{i}", base_url="/", config=NO_LABEL_STUDIO)
+    try:
+        return tree_cpu(wb.proc.pid)
+    finally:
+        wb.down()
 
 
 def second_start(root: Path) -> tuple[float, float]:
@@ -72,6 +101,11 @@ def main() -> None:
     print(f"spawn-to-ready (POST /hub/api/users/NAME/server -> ready), {args.runs} runs:")
     print("  runs:   " + ", ".join(f"{s:.2f}" for s in spawns) + " s")
     print(f"  median: {statistics.median(spawns):.2f} s")
+    with tempfile.TemporaryDirectory(prefix="hubforge-bench-") as tmp:
+        cpus = [cpu_of_a_start(Path(tmp), i) for i in range(args.runs)]
+    print(f"CPU of a start (up and what it started, until the hub answers), {args.runs} runs:")
+    print("  runs:   " + ", ".join(f"{c:.2f}" for c in cpus) + " CPU-s")
+    print(f"  median: {statistics.median(cpus):.2f} CPU-s")
     with tempfile.TemporaryDirectory(prefix="hubforge-bench-") as tmp:
         seconds = [second_start(Path(tmp) / str(i)) for i in range(args.runs)]
     print(f"second start with Label Studio (base URL /hub@forge space/), {args.runs} runs:")
