@@ -4,14 +4,13 @@ never a 500, and every process still answers afterwards."""
 
 from __future__ import annotations
 
+import functools
 import json
 import time
 from urllib.parse import quote
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 pytestmark = [pytest.mark.hub, pytest.mark.timeout(900)]
 
@@ -66,58 +65,6 @@ ROUTES = [
     ("PATCH", "services/label-studio/api/projects/{seg}/"),
 ]
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(10**30), max_value=10**30)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=20),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
-    ),
-    max_leaves=12,
-)
-# the keys the handlers read, with values of any type
-known_keys = st.fixed_dictionaries(
-    {},
-    optional={
-        k: json_values
-        for k in (
-            "script",
-            "spec",
-            "name",
-            "model_dir",
-            "project",
-            "folders",
-            "owner",
-            "member",
-            "count",
-            "admin",
-            "result",
-            "instances",
-            "inputs",
-            "logdir",
-            "batching",
-            "notebook",
-            "path",
-            "space",
-            "objective",
-            "max_trials",
-            "parallel",
-            "algorithm",
-            "max_epochs",
-            "factor",
-            "cron",
-            "timezone",
-            "params",
-            "paused",
-            "notify",
-            "missed",
-            "update_notebook",
-            "canary",
-        )
-    },
-)
 # named, so a failing example prints short; the bytes are made in the test
 RAW = {
     "deep list": b"[" * 100_000,
@@ -129,14 +76,75 @@ RAW = {
     "empty": b"",
     "null": b"null",
 }
-raw_bodies = st.sampled_from(sorted(RAW))
-bodies = st.one_of(
-    json_values.map(lambda v: ("json", v)),
-    known_keys.map(lambda v: ("json", v)),
-    raw_bodies.map(lambda v: ("raw", v)),
-)
-segments = st.text(min_size=1, max_size=30).filter(lambda s: s not in (".", ".."))
-queries = st.one_of(st.text(max_size=30), st.integers().map(str), st.just(str(10**30)))
+
+
+@functools.cache
+def strategies():
+    """(bodies, path segments, query values): built on first use, so that collecting the
+    suite does not import Hypothesis in every test process (~1 CPU-s each)."""
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(10**30), max_value=10**30)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=20),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4)
+        ),
+        max_leaves=12,
+    )
+    # the keys the handlers read, with values of any type
+    known_keys = st.fixed_dictionaries(
+        {},
+        optional={
+            k: json_values
+            for k in (
+                "script",
+                "spec",
+                "name",
+                "model_dir",
+                "project",
+                "folders",
+                "owner",
+                "member",
+                "count",
+                "admin",
+                "result",
+                "instances",
+                "inputs",
+                "logdir",
+                "batching",
+                "notebook",
+                "path",
+                "space",
+                "objective",
+                "max_trials",
+                "parallel",
+                "algorithm",
+                "max_epochs",
+                "factor",
+                "cron",
+                "timezone",
+                "params",
+                "paused",
+                "notify",
+                "missed",
+                "update_notebook",
+                "canary",
+            )
+        },
+    )
+    raw_bodies = st.sampled_from(sorted(RAW))
+    bodies = st.one_of(
+        json_values.map(lambda v: ("json", v)),
+        known_keys.map(lambda v: ("json", v)),
+        raw_bodies.map(lambda v: ("raw", v)),
+    )
+    segments = st.text(min_size=1, max_size=30).filter(lambda s: s not in (".", ".."))
+    queries = st.one_of(st.text(max_size=30), st.integers().map(str), st.just(str(10**30)))
+    return bodies, segments, queries
 
 
 @pytest.fixture(scope="module")
@@ -167,6 +175,9 @@ def test_malformed_input_never_becomes_a_500(workbench, tokens, method, template
     if "label-studio/" in template:
         headers = {"Authorization": f"Token {tokens['ls']}"}
     seen = []
+    from hypothesis import HealthCheck, given, settings
+
+    bodies, segments, queries = strategies()
 
     @settings(
         max_examples=25,

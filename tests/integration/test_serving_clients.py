@@ -8,10 +8,8 @@ import numpy as np
 import pytest
 import requests
 from google.protobuf import json_format
-from tensorflow.core.framework import types_pb2
-from tensorflow.core.protobuf import meta_graph_pb2
-from tensorflow_serving.apis import get_model_metadata_pb2, get_model_status_pb2, model_pb2
 
+from tests import protos
 from tests.models import keras_model, multi_io_model, start_serving
 
 
@@ -31,19 +29,19 @@ def served(tmp_path_factory):
 
 def test_status_is_a_get_model_status_response(served):
     text = requests.get(served["scorer"], timeout=10).text
-    status = json_format.Parse(text, get_model_status_pb2.GetModelStatusResponse())
+    status = json_format.Parse(text, protos.get_model_status_pb2.GetModelStatusResponse())
     (version,) = status.model_version_status
     assert version.version == 1
-    assert version.state == get_model_status_pb2.ModelVersionStatus.AVAILABLE
+    assert version.state == protos.get_model_status_pb2.ModelVersionStatus.AVAILABLE
     assert version.status.error_code == 0
 
 
-def signature(url: str) -> tuple[model_pb2.ModelSpec, meta_graph_pb2.SignatureDef]:
+def signature(url: str) -> tuple[protos.model_pb2.ModelSpec, protos.meta_graph_pb2.SignatureDef]:
     """What a generic client does: read the metadata into TF Serving's own messages."""
     meta = requests.get(url + "/metadata", timeout=10).json()
-    spec = json_format.ParseDict(meta["model_spec"], model_pb2.ModelSpec())
+    spec = json_format.ParseDict(meta["model_spec"], protos.model_pb2.ModelSpec())
     signatures = json_format.ParseDict(
-        meta["metadata"]["signature_def"], get_model_metadata_pb2.SignatureDefMap()
+        meta["metadata"]["signature_def"], protos.get_model_metadata_pb2.SignatureDefMap()
     )
     return spec, signatures.signature_def["serving_default"]
 
@@ -52,7 +50,7 @@ def test_a_generic_client_built_from_the_metadata(served):
     spec, sig = signature(served["scorer"])
     assert spec.name == "scorer" and spec.version.value == 1
     ((name, tensor),) = sig.inputs.items()
-    assert tensor.dtype == types_pb2.DT_FLOAT
+    assert tensor.dtype == protos.types_pb2.DT_FLOAT
     width = tensor.tensor_shape.dim[1].size
     rows = np.arange(3 * width, dtype=np.float32).reshape(3, width)
     body = {"signature_name": "serving_default", "inputs": {name: rows.tolist()}}
@@ -64,7 +62,7 @@ def test_a_generic_client_built_from_the_metadata(served):
 def test_several_typed_inputs_from_the_metadata(served):
     _, sig = signature(served["multi"])
     dtypes = {k: v.dtype for k, v in sig.inputs.items()}
-    assert dtypes == {"text": types_pb2.DT_STRING, "scale": types_pb2.DT_FLOAT}
+    assert dtypes == {"text": protos.types_pb2.DT_STRING, "scale": protos.types_pb2.DT_FLOAT}
     assert set(sig.outputs) == {"length", "scaled"}
     body = {"instances": [{"text": "abc", "scale": 1.5}, {"text": "hello", "scale": 2.0}]}
     r = requests.post(served["multi"] + ":predict", json=body, timeout=10)

@@ -13,6 +13,7 @@ it ports, at commit 9d981c5c of github.com/tensorflow/serving:
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import subprocess
@@ -21,8 +22,6 @@ from pathlib import Path
 
 import pytest
 import requests
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
 
 from hubforge.processes import free_port
 from tests.models import model_server
@@ -485,72 +484,95 @@ def test_bad_flags_and_config_files_are_refused_with_what_to_do(tmp_path):
 
 # -- fuzz: whatever a careless client sends, the answer is a 4xx with an error, never a 500 --
 
-json_values = st.recursive(
-    st.none()
-    | st.booleans()
-    | st.integers(min_value=-(2**70), max_value=2**70)
-    | st.floats(allow_nan=True, allow_infinity=True)
-    | st.text(max_size=6)
-    | st.builds(lambda s: {"b64": s}, st.text(max_size=8)),
-    lambda inner: (
-        st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
-    ),
-    max_leaves=10,
+FUZZED = (
+    "/v1/models/default:predict",
+    "/v1/models/default:classify",
+    "/v1/models/default:regress",
+    "/v2/models/default/infer",
 )
-tensor_items = st.fixed_dictionaries(
-    {
-        "name": st.sampled_from(["x", "y", "inputs", ""]),
-        "datatype": st.sampled_from(["FP32", "INT64", "BYTES", "BOOL", "FP99"]),
-        "shape": st.lists(st.integers(min_value=-1, max_value=3), max_size=3),
-        "data": json_values,
-    },
-    optional={
-        "parameters": st.dictionaries(
-            st.sampled_from(["binary_data_size", "binary_data", "signature_name"]), json_values
-        )
-    },
-)
-FUZZ = {
-    "/v1/models/default:predict": st.fixed_dictionaries(
-        {},
-        optional={"instances": json_values, "inputs": json_values, "signature_name": json_values},
-    ),
-    "/v1/models/default:classify": st.fixed_dictionaries(
-        {},
-        optional={
-            "examples": json_values,
-            "context": json_values,
-            "signature_name": st.sampled_from(["classify_x_to_y", "serving_default"]),
-        },
-    ),
-    "/v1/models/default:regress": st.fixed_dictionaries(
-        {},
-        optional={
-            "examples": json_values,
-            "context": json_values,
-            "signature_name": st.sampled_from(["regress_x_to_y", "regress_x2_to_y3"]),
-        },
-    ),
-    "/v2/models/default/infer": st.fixed_dictionaries(
-        {},
-        optional={
-            "inputs": st.lists(tensor_items, max_size=2) | json_values,
-            "outputs": json_values,
-            "parameters": json_values,
-        },
-    ),
-}
 
 
-@pytest.mark.parametrize("path", sorted(FUZZ))
+@functools.cache
+def fuzz_bodies() -> dict:
+    """Each FUZZED route's bodies (Hypothesis strategies): built on first use, so that
+    collecting the suite does not import Hypothesis in every test process (~1 CPU-s each)."""
+    from hypothesis import strategies as st
+
+    json_values = st.recursive(
+        st.none()
+        | st.booleans()
+        | st.integers(min_value=-(2**70), max_value=2**70)
+        | st.floats(allow_nan=True, allow_infinity=True)
+        | st.text(max_size=6)
+        | st.builds(lambda s: {"b64": s}, st.text(max_size=8)),
+        lambda inner: (
+            st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=3)
+        ),
+        max_leaves=10,
+    )
+    tensor_items = st.fixed_dictionaries(
+        {
+            "name": st.sampled_from(["x", "y", "inputs", ""]),
+            "datatype": st.sampled_from(["FP32", "INT64", "BYTES", "BOOL", "FP99"]),
+            "shape": st.lists(st.integers(min_value=-1, max_value=3), max_size=3),
+            "data": json_values,
+        },
+        optional={
+            "parameters": st.dictionaries(
+                st.sampled_from(["binary_data_size", "binary_data", "signature_name"]), json_values
+            )
+        },
+    )
+    return {
+        "/v1/models/default:predict": st.fixed_dictionaries(
+            {},
+            optional={
+                "instances": json_values,
+                "inputs": json_values,
+                "signature_name": json_values,
+            },
+        ),
+        "/v1/models/default:classify": st.fixed_dictionaries(
+            {},
+            optional={
+                "examples": json_values,
+                "context": json_values,
+                "signature_name": st.sampled_from(["classify_x_to_y", "serving_default"]),
+            },
+        ),
+        "/v1/models/default:regress": st.fixed_dictionaries(
+            {},
+            optional={
+                "examples": json_values,
+                "context": json_values,
+                "signature_name": st.sampled_from(["regress_x_to_y", "regress_x2_to_y3"]),
+            },
+        ),
+        "/v2/models/default/infer": st.fixed_dictionaries(
+            {},
+            optional={
+                "inputs": st.lists(tensor_items, max_size=2) | json_values,
+                "outputs": json_values,
+                "parameters": json_values,
+            },
+        ),
+    }
+
+
+@pytest.mark.parametrize("path", sorted(FUZZED))
 def test_malformed_requests_never_become_a_500(server, path):
+    from hypothesis import HealthCheck, given, settings
+
+    bodies = fuzz_bodies()
+    assert set(bodies) == set(FUZZED)
+
     @settings(
         max_examples=40,
         deadline=None,
         database=None,
         suppress_health_check=[HealthCheck.function_scoped_fixture],
     )
-    @given(body=FUZZ[path])
+    @given(body=bodies[path])
     def attempt(body):
         r = requests.post(server + path, data=json.dumps(body, allow_nan=True), timeout=30)
         assert r.status_code < 500, (body, r.text[:300])

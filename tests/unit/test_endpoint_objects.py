@@ -8,11 +8,11 @@ import dataclasses
 import kubernetes_validate
 import pytest
 from google.protobuf import text_format
-from tensorflow_serving.config import model_server_config_pb2
 
 from hubforge.serving import objects
 from hubforge.serving.base import check_batching, check_replicas
 from hubforge.serving.errors import BadRequest
+from tests import protos
 
 K8S_VERSION = "1.30.0"
 SETTINGS = objects.ServingSettings(
@@ -196,8 +196,8 @@ def test_inference_service_runs_the_same_container():
     validate({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p"}, "spec": predictor})
 
 
-def parse_model_config(text: str) -> model_server_config_pb2.ModelServerConfig:
-    return text_format.Parse(text, model_server_config_pb2.ModelServerConfig())
+def parse_model_config(text: str) -> protos.model_server_config_pb2.ModelServerConfig:
+    return text_format.Parse(text, protos.model_server_config_pb2.ModelServerConfig())
 
 
 def test_model_config_is_what_tf_serving_parses():

@@ -8,12 +8,11 @@ import pytest
 
 from hubforge.serving.errors import BadRequest
 from hubforge.serving.examples import examples_from_json, features_from_json, serialize_example
-
-example_pb2 = pytest.importorskip("tensorflow.core.example.example_pb2")
+from tests import protos
 
 
 def _features(serialized: bytes) -> dict:
-    parsed = example_pb2.Example.FromString(serialized)
+    parsed = protos.example_pb2.Example.FromString(serialized)
     found = {}
     for name, feature in parsed.features.feature.items():
         kind = feature.WhichOneof("kind")
