@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import html
 import os
+import tempfile
 import warnings
 from collections.abc import Iterable
 from dataclasses import asdict, dataclass
@@ -27,6 +28,10 @@ from .model import find_versions
 
 QUANTIZE = ("none", "dynamic", "float16", "int8")
 SIGNATURE = "serving_default"
+INT8_NEEDS_DATA = (
+    'quantize="int8" calibrates on typical inputs: pass representative_data= '
+    "(e.g. 100-500 training samples)"
+)
 
 
 @dataclass
@@ -232,15 +237,62 @@ def _samples(
         labels = np.asarray(labels)
         count = len(next(iter(sample.values())))
         if len(labels) != count:
-            raise BadRequest(
-                f"labels has {len(labels)} entries for {count} samples: one label per sample"
-            )
+            raise BadRequest(_labels_mismatch(len(labels), count))
     return sample, source, labels
 
 
-def _write_model(content: bytes, path: Path, output: Any, quantize: str) -> Path:
-    """The converted model, written atomically to ``output`` (default beside the model)."""
-    target = Path(output) if output else path.with_name(f"{path.name}-{quantize}.tflite")
+def _target(path: Path, output: Any, quantize: str) -> Path:
+    """Where the converted model goes: ``output``, default beside the model."""
+    return Path(output) if output else path.with_name(f"{path.name}-{quantize}.tflite")
+
+
+def _cannot_write(target: Path, e: OSError) -> BadRequest:
+    return BadRequest(
+        f"cannot write {target} ({e.strerror or e}): give output= (--output) a path in "
+        "a folder of yours"
+    )
+
+
+def _check_writable(target: Path) -> None:
+    """Refuse a target whose folder cannot be made or written before the conversion runs
+    (an anonymous file is made there and gone at once: nothing is left behind)."""
+    try:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=target.parent):
+            pass
+    except OSError as e:
+        raise _cannot_write(target, e) from None
+
+
+def _count(data: Any) -> int | None:
+    """How many samples arrays (one, or a dict by input name) hold; None when unsure."""
+    arrays = list(data.values()) if isinstance(data, dict) else [data]
+    counts = {len(a) for a in arrays if isinstance(a, np.ndarray) and a.ndim}
+    return counts.pop() if len(counts) == 1 else None
+
+
+def _check_arguments(quantize: str, representative: Any, sample_data: Any, labels: Any) -> None:
+    """The mistakes the arguments alone show, said before TensorFlow loads (seconds)."""
+    if quantize not in QUANTIZE:
+        raise BadRequest(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZE)}")
+    if quantize == "int8" and representative is None:
+        raise BadRequest(INT8_NEEDS_DATA)
+    if labels is None:
+        return
+    if not hasattr(labels, "__len__") or np.ndim(labels) == 0:
+        raise BadRequest("labels: one class id per sample, as a list or an array")
+    given = sample_data if sample_data is not None else representative
+    count = None if given is None else _count(given)
+    if count is not None and len(labels) != count:
+        raise BadRequest(_labels_mismatch(len(labels), count))
+
+
+def _labels_mismatch(labels: int, samples: int) -> str:
+    return f"labels has {labels} entries for {samples} samples: one label per sample"
+
+
+def _write_model(content: bytes, target: Path) -> Path:
+    """The converted model, written atomically to ``target``."""
     tmp = target.with_name(f".{target.name}.tmp")
     try:
         target.parent.mkdir(parents=True, exist_ok=True)
@@ -249,10 +301,7 @@ def _write_model(content: bytes, path: Path, output: Any, quantize: str) -> Path
     except OSError as e:  # a model folder that is not yours, a full disk...
         with contextlib.suppress(OSError):
             tmp.unlink()
-        raise BadRequest(
-            f"cannot write {target} ({e.strerror or e}): give output= (--output) a path in "
-            "a folder of yours"
-        ) from None
+        raise _cannot_write(target, e) from None
     return target
 
 
@@ -284,9 +333,10 @@ def export_tflite(
     ``labels`` (class ids) measure what the conversion changed. Writes ``output`` (default
     ``<model_dir>-<quantize>.tflite``) and the report as ``<output>.json``.
     """
-    if quantize not in QUANTIZE:
-        raise BadRequest(f"quantize={quantize!r}: choose one of {', '.join(QUANTIZE)}")
+    _check_arguments(quantize, representative_data, sample_data, labels)
     path = resolve_model_dir(model_dir)
+    target = _target(path, output, quantize)
+    _check_writable(target)
     import tensorflow as tf
 
     loaded = tf.saved_model.load(str(path))
@@ -299,17 +349,12 @@ def export_tflite(
         if representative_data is None
         else _as_feed(representative_data, specs, "representative_data")
     )
-    if quantize == "int8" and representative is None:
-        raise BadRequest(
-            'quantize="int8" calibrates on typical inputs: pass representative_data= '
-            "(e.g. 100-500 training samples)"
-        )
     sample, source, labels = _samples(specs, representative, sample_data, labels)
     try:
         content = _converter(path, quantize, representative).convert()
     except Exception as e:  # the converter's errors are long; keep the first line
         raise BadRequest(f"TFLite could not convert {path}: {str(e).splitlines()[0]}") from None
-    target = _write_model(content, path, output, quantize)
+    _write_model(content, target)
     expected, got = _outputs_of_both(tf, signature, content, sample)
     diff = np.abs(expected - got)
     report = TFLiteReport(
