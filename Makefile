@@ -83,8 +83,11 @@ EDITABLE_QUIET := PYTHONWARNINGS="ignore:Editable installation"
 INSTALLER ?= uv
 # pip_into(PYTHON,ARGS): `pip install ARGS` into PYTHON's environment, by uv first where chosen
 # (Label Studio's and the other side environments too: the same versions as pip picks there)
-PIP_FALLBACK = { $(1) -m pip install $(PIP_QUIET) --upgrade pip && $(EDITABLE_QUIET) $(1) -m pip install $(PIP_QUIET) $(2); }
+PIP_FALLBACK = { { $(1) -m pip --version > /dev/null 2>&1 || $(1) -m ensurepip --upgrade; } && $(1) -m pip install $(PIP_QUIET) --upgrade pip && $(EDITABLE_QUIET) $(1) -m pip install $(PIP_QUIET) $(2); }
 pip_into = $(if $(filter uv,$(INSTALLER)),{ $(PY) -m uv pip install --quiet --python $(1) --compile-bytecode $(2) || $(PIP_FALLBACK); },$(PIP_FALLBACK))
+# The side environments get no pip of their own where uv installs into them (ensurepip costs
+# ~3 CPU-s a venv); the pip fallback above brings it first when it is needed.
+SIDE_VENV = $(PYTHON) -m venv $(if $(filter uv,$(INSTALLER)),--without-pip) $(1)
 
 $(STAMPS)/python: $(STAMPS)/venv pyproject.toml
 	@echo "Setting up: Hubforge and its Python packages (JupyterHub, TensorFlow...; a few minutes the first time)"
@@ -149,7 +152,7 @@ LABEL_STUDIO_VERSION ?= 1.23.2
 $(STAMPS)/label-studio: | $(STAMPS)/venv
 	@mkdir -p $(STAMPS)
 	@echo "Setting up: Label Studio $(LABEL_STUDIO_VERSION) in its own environment (a minute or two)"
-	@$(PYTHON) -m venv $(LS_VENV) $(QUIETLY)
+	@$(call SIDE_VENV,$(LS_VENV)) $(QUIETLY)
 	@$(call pip_into,$(LS_VENV)/bin/python,label-studio==$(LABEL_STUDIO_VERSION)) $(QUIETLY)
 	@touch $@
 
@@ -166,7 +169,7 @@ TFLITE_SUPPORT_VERSION ?= 0.4.4
 $(STAMPS)/tflite-support: | $(STAMPS)/venv
 	@mkdir -p $(STAMPS)
 	@echo "Setting up: TFLite's metadata writer (tflite-support $(TFLITE_SUPPORT_VERSION)) in its own environment"
-	@$(PYTHON) -m venv $(TFS_VENV) $(QUIETLY)
+	@$(call SIDE_VENV,$(TFS_VENV)) $(QUIETLY)
 	@$(call pip_into,$(TFS_VENV)/bin/python,tflite-support==$(TFLITE_SUPPORT_VERSION)) $(QUIETLY)
 	@touch $@
 
@@ -178,7 +181,7 @@ TRITONCLIENT_VERSION ?= 2.73.0
 $(STAMPS)/triton: | $(STAMPS)/venv
 	@mkdir -p $(STAMPS)
 	@echo "Setting up (tests): Triton's HTTP client $(TRITONCLIENT_VERSION) in its own environment"
-	@$(PYTHON) -m venv .venvs/triton $(QUIETLY)
+	@$(call SIDE_VENV,.venvs/triton) $(QUIETLY)
 	@$(call pip_into,.venvs/triton/bin/python,"tritonclient[http]==$(TRITONCLIENT_VERSION)") $(QUIETLY)
 	@touch $@
 

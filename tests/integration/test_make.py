@@ -128,8 +128,9 @@ def _plans(base: Path) -> None:
     # the proxy, Label Studio and tflite-support beside it, where Hubforge looks for them
     # (sys.prefix/..)
     assert "npm ci --prefix /opt/hubforge " in planned
-    assert "-m venv /opt/hubforge/.venvs/label-studio" in planned
-    assert "-m venv /opt/hubforge/.venvs/tflite-support" in planned
+    # (uv installs into them: no pip of their own)
+    assert "-m venv --without-pip /opt/hubforge/.venvs/label-studio" in planned
+    assert "-m venv --without-pip /opt/hubforge/.venvs/tflite-support" in planned
     closed.chmod(0o755)
     planned = plan(clone)
     assert "-m venv .venv" in planned and "pip install --quiet --quiet -e ." in planned
@@ -142,4 +143,5 @@ def _plans(base: Path) -> None:
         check=True,
     ).stdout
     assert " -m uv " not in pip_only and "pip install --quiet --quiet label-studio==" in pip_only
+    assert "--without-pip" not in pip_only  # pip installs there: each venv gets its own
     assert "--no-deps ." not in planned
