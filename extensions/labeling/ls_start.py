@@ -135,13 +135,79 @@ def template_path() -> Path:
     return Path(sys.prefix) / f"hubforge-label-studio-{label_studio.__version__}.sqlite3"
 
 
+def migrations_digest(site_packages: Path, *also: Path) -> str:
+    """What a migrated database depends on: every Django migration installed (Label Studio's
+    apps, Django's, third parties') and the files that set Label Studio up for it."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    for path in [*sorted(site_packages.glob("**/migrations/*.py")), *also]:
+        name = path.relative_to(site_packages) if path.is_relative_to(site_packages) else path.name
+        digest.update(f"{name}\0".encode() + path.read_bytes() + b"\0")
+    return digest.hexdigest()[:24]
+
+
+def machine_cache() -> Path | None:
+    """This account's cache folder for Hubforge (XDG_CACHE_HOME, else ~/.cache), made 0700;
+    None when it is not this account's alone (another owner, or others may write in it)."""
+    base = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "hubforge"
+    try:
+        base.mkdir(mode=0o700, parents=True, exist_ok=True)
+        info = base.lstat()
+    except OSError:
+        return None
+    if not base.is_dir() or base.is_symlink() or info.st_uid != os.geteuid():
+        return None
+    return None if info.st_mode & 0o022 else base
+
+
+def sound_template(path: Path) -> bool:
+    """A migrated database that SQLite finds whole, with Django's migrations recorded."""
+    try:
+        with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
+            whole = db.execute("PRAGMA quick_check").fetchone()[0] == "ok"
+            return whole and db.execute("SELECT count(*) FROM django_migrations").fetchone()[0] > 0
+    except sqlite3.Error:
+        return False
+
+
+def _copy_atomically(source: Path, target: Path, mode: int) -> None:
+    import shutil
+
+    partial = target.with_name(target.name + ".partial")
+    shutil.copyfile(source, partial)
+    os.chmod(partial, mode)
+    os.replace(partial, target)
+
+
 def make_template() -> Path:
     """Migrate a fresh database in a scratch folder and keep it as the template every
-    workbench's first start copies (a first start then takes seconds, not a minute)."""
-    import shutil
-    import tempfile
+    workbench's first start copies (a first start then takes seconds, not a minute).
+    Migrating takes ~35 CPU-s: the result is kept in this account's cache too, named by
+    Label Studio's version and its migrations, and a later set-up on this machine (another
+    clone, a fresh CI checkout) copies it from there once SQLite finds it whole."""
+    import label_studio
 
     target = template_path()
+    site_packages = Path(label_studio.__file__).resolve().parents[1]
+    key = migrations_digest(site_packages, Path(__file__).resolve())
+    cache = machine_cache()
+    cached = cache / f"label-studio-{label_studio.__version__}-{key}.sqlite3" if cache else None
+    if cached is not None and cached.is_file() and sound_template(cached):
+        _copy_atomically(cached, target, 0o644)
+        print(f"label studio: the migrated database from this machine's cache ({cached})")
+        return target
+    _migrate_into(target)
+    if cached is not None:
+        with contextlib.suppress(OSError):
+            _copy_atomically(target, cached, 0o600)
+    return target
+
+
+def _migrate_into(target: Path) -> None:
+    """A fresh database migrated in a scratch folder, copied to ``target``."""
+    import tempfile
+
     with tempfile.TemporaryDirectory(prefix="hubforge-ls-template-") as scratch:
         os.environ["LABEL_STUDIO_BASE_DATA_DIR"] = scratch
         os.environ.pop("DATABASE_NAME", None)
@@ -156,11 +222,7 @@ def make_template() -> Path:
 
         call_command("migrate", "--no-color", verbosity=0)
         connections.close_all()
-        partial = target.with_suffix(".partial")
-        shutil.copyfile(Path(scratch) / "label_studio.sqlite3", partial)
-        os.chmod(partial, 0o644)
-        os.replace(partial, target)
-    return target
+        _copy_atomically(Path(scratch) / "label_studio.sqlite3", target, 0o644)
 
 
 def seed_from_template() -> bool:
